@@ -1,0 +1,202 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	// DefaultCredentialsSecretName is the Secret holding the SSH private key
+	// when a WindowsInstance does not name one (WMCO's name for it).
+	DefaultCredentialsSecretName = "cloud-private-key"
+	// DefaultCredentialsSecretKey is the key of the private key in that Secret.
+	DefaultCredentialsSecretKey = "private-key.pem"
+	// DefaultSSHPort is the SSH port used when spec.port is not set.
+	DefaultSSHPort = 22
+)
+
+// WindowsInstanceSpec describes one Windows host and how to reach it.
+type WindowsInstanceSpec struct {
+	// Address of the host: an IPv4 or IPv6 address or a DNS name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="isIP(self) || self.matches('^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$')",message="address must be an IPv4 address, an IPv6 address or a DNS name"
+	Address string `json:"address"`
+
+	// Port of the host's SSH server.
+	// +optional
+	// +kubebuilder:default=22
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+
+	// Username to log in as over SSH, e.g. Administrator or DOMAIN\user.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^\\\\s\"/\\\\[\\\\]:;|=,+*?<>]+$')",message="username must not contain spaces or any of \" / [ ] : ; | = , + * ? < >"
+	Username string `json:"username"`
+
+	// CredentialsSecretRef names the Secret key holding the SSH private key
+	// (PEM or OpenSSH format). By default the key private-key.pem of the
+	// Secret cloud-private-key in the operator's namespace.
+	// +optional
+	// +kubebuilder:default={}
+	CredentialsSecretRef SecretKeyReference `json:"credentialsSecretRef,omitempty"`
+
+	// HostKey pins the host's SSH public key, in authorized_keys format
+	// ("ssh-ed25519 AAAA..."). When empty the key seen on first connection
+	// is trusted and recorded in status.hostKey; later connections must
+	// present that key.
+	// +optional
+	// +kubebuilder:validation:MaxLength=8192
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,2}$')",message="hostKey must be '<type> <base64>' with type ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521"
+	HostKey string `json:"hostKey,omitempty"`
+
+	// NodeName is the name the Node gets. When empty it is the host's
+	// hostname in lower case.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="nodeName must be a lower-case RFC 1123 label"
+	NodeName string `json:"nodeName,omitempty"`
+
+	// Paused stops the operator from touching the host until it is unset.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// SecretKeyReference points at one key of a Secret.
+type SecretKeyReference struct {
+	// Namespace of the Secret; empty means the operator's namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+
+	// Name of the Secret.
+	// +optional
+	// +kubebuilder:default=cloud-private-key
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name,omitempty"`
+
+	// Key within the Secret's data.
+	// +optional
+	// +kubebuilder:default=private-key.pem
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key,omitempty"`
+}
+
+// InstancePhase is a one-word summary of where a host is in its life.
+// +kubebuilder:validation:Enum=Pending;Connecting;Preflight;Provisioning;Configuring;WaitingForNode;Ready;Upgrading;Deprovisioning;Failed;Paused
+type InstancePhase string
+
+// Phases of a WindowsInstance, in the order a host normally passes them.
+const (
+	PhasePending        InstancePhase = "Pending"
+	PhaseConnecting     InstancePhase = "Connecting"
+	PhasePreflight      InstancePhase = "Preflight"
+	PhaseProvisioning   InstancePhase = "Provisioning"
+	PhaseConfiguring    InstancePhase = "Configuring"
+	PhaseWaitingForNode InstancePhase = "WaitingForNode"
+	PhaseReady          InstancePhase = "Ready"
+	PhaseUpgrading      InstancePhase = "Upgrading"
+	PhaseDeprovisioning InstancePhase = "Deprovisioning"
+	PhaseFailed         InstancePhase = "Failed"
+	PhasePaused         InstancePhase = "Paused"
+)
+
+// Condition types of a WindowsInstance. Ready summarises the others.
+const (
+	ConditionReachable       = "Reachable"
+	ConditionPreflightPassed = "PreflightPassed"
+	ConditionConfigured      = "Configured"
+	ConditionNodeReady       = "NodeReady"
+	ConditionUpgrading       = "Upgrading"
+	ConditionReady           = "Ready"
+)
+
+// HostFacts are what the operator observed on the host.
+type HostFacts struct {
+	// Hostname as the host reports it.
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
+	// OSBuild is the Windows build number, e.g. 20348.
+	// +optional
+	OSBuild int32 `json:"osBuild,omitempty"`
+	// Addresses are the host's IP addresses.
+	// +optional
+	// +listType=set
+	Addresses []string `json:"addresses,omitempty"`
+}
+
+// WindowsInstanceStatus is the observed state of a host.
+type WindowsInstanceStatus struct {
+	// Conditions: Reachable, PreflightPassed, Configured, NodeReady,
+	// Upgrading, and Ready as the summary.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Phase is a one-word summary of the conditions.
+	// +optional
+	Phase InstancePhase `json:"phase,omitempty"`
+
+	// NodeName of the Node this host became.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+
+	// HostKey is the SSH host key the operator trusts for this host.
+	// +optional
+	HostKey string `json:"hostKey,omitempty"`
+
+	// Host facts observed over SSH.
+	// +optional
+	Host HostFacts `json:"host,omitempty"`
+
+	// PayloadVersion is the payload version applied to the host.
+	// +optional
+	PayloadVersion string `json:"payloadVersion,omitempty"`
+
+	// ObservedGeneration is the generation last reconciled successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Message is the last error or wait reason in words.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// WindowsInstance is one Windows host that the operator turns into a node.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=wi,categories=wmco
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.address`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.payloadVersion`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WindowsInstance struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec WindowsInstanceSpec `json:"spec"`
+	// +optional
+	Status WindowsInstanceStatus `json:"status,omitempty"`
+}
+
+// WindowsInstanceList is a list of WindowsInstance.
+//
+// +kubebuilder:object:root=true
+type WindowsInstanceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WindowsInstance `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WindowsInstance{}, &WindowsInstanceList{})
+}

@@ -1,0 +1,221 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// WindowsNodeConfigName is the only name a WindowsNodeConfig may have.
+const WindowsNodeConfigName = "cluster"
+
+// NetworkType selects how Windows pods are networked.
+// +kubebuilder:validation:Enum=OVNHybridOverlay;None
+type NetworkType string
+
+const (
+	// NetworkOVNHybridOverlay runs hybrid-overlay on the host and a VXLAN
+	// overlay to the cluster network (OVN-Kubernetes hybrid networking).
+	NetworkOVNHybridOverlay NetworkType = "OVNHybridOverlay"
+	// NetworkNone leaves pod networking to something outside the operator;
+	// the operator writes no CNI configuration.
+	NetworkNone NetworkType = "None"
+)
+
+// NetworkSpec configures Windows pod and service networking.
+// +kubebuilder:validation:XValidation:rule="!has(self.vxlanPort) || self.type == 'OVNHybridOverlay'",message="vxlanPort applies only to network type OVNHybridOverlay"
+type NetworkSpec struct {
+	// Type of the pod network.
+	// +optional
+	// +kubebuilder:default=OVNHybridOverlay
+	Type NetworkType `json:"type,omitempty"`
+
+	// VXLANPort for the hybrid overlay; 4789 when unset.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	VXLANPort *int32 `json:"vxlanPort,omitempty"`
+
+	// ClusterNetworkCIDR is the CIDR Windows pods get addresses from (the
+	// hybrid overlay's cluster network). On OpenShift it is read from the
+	// cluster when unset.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="clusterNetworkCIDR must be a CIDR such as 10.132.0.0/14"
+	ClusterNetworkCIDR string `json:"clusterNetworkCIDR,omitempty"`
+
+	// ServiceNetworkCIDR is the cluster's service CIDR.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="serviceNetworkCIDR must be a CIDR such as 172.30.0.0/16"
+	ServiceNetworkCIDR string `json:"serviceNetworkCIDR,omitempty"`
+
+	// DNSServer is the cluster DNS address given to the kubelet.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="dnsServer must be an IP address"
+	DNSServer string `json:"dnsServer,omitempty"`
+}
+
+// TaintEffect is the effect of a node taint.
+// +kubebuilder:validation:Enum=NoSchedule;PreferNoSchedule;NoExecute
+type TaintEffect string
+
+// NodeTaint is a taint put on every Windows node.
+type NodeTaint struct {
+	// Key of the taint.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=316
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
+	Key string `json:"key"`
+	// Value of the taint.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`
+	Value string `json:"value,omitempty"`
+	// Effect of the taint.
+	// +required
+	Effect TaintEffect `json:"effect"`
+}
+
+// LogRotationSpec bounds the logs of the node services on the host.
+type LogRotationSpec struct {
+	// MaxFileSizeMiB rotates a service log when it reaches this size.
+	// +optional
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10240
+	MaxFileSizeMiB int32 `json:"maxFileSizeMiB,omitempty"`
+	// MaxFiles is how many rotated files of one service are kept.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxFiles int32 `json:"maxFiles,omitempty"`
+	// MaxAgeDays removes rotated files older than this.
+	// +optional
+	// +kubebuilder:default=7
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=365
+	MaxAgeDays int32 `json:"maxAgeDays,omitempty"`
+}
+
+// RegistryMirror sends pulls for one registry to mirrors first.
+type RegistryMirror struct {
+	// Registry host, e.g. docker.io.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Registry string `json:"registry"`
+	// Endpoints tried in order, e.g. https://mirror.example.com.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +kubebuilder:validation:items:MaxLength=2048
+	// +kubebuilder:validation:items:XValidation:rule="self.startsWith('https://') || self.startsWith('http://')",message="mirror endpoints must be http:// or https:// URLs"
+	Endpoints []string `json:"endpoints"`
+}
+
+// ContainerdSpec configures containerd on the hosts.
+type ContainerdSpec struct {
+	// PauseImage is the sandbox image.
+	// +optional
+	// +kubebuilder:default="registry.k8s.io/pause:3.10"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	PauseImage string `json:"pauseImage,omitempty"`
+	// RegistryMirrors per registry.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=registry
+	RegistryMirrors []RegistryMirror `json:"registryMirrors,omitempty"`
+}
+
+// WindowsNodeConfigSpec holds settings shared by every Windows node.
+type WindowsNodeConfigSpec struct {
+	// Network settings.
+	// +optional
+	// +kubebuilder:default={}
+	Network NetworkSpec `json:"network,omitempty"`
+
+	// Taints put on every Windows node. Defaults to os=Windows:NoSchedule;
+	// an explicit empty list means no taint.
+	// +optional
+	// +kubebuilder:default={{key:"os",value:"Windows",effect:"NoSchedule"}}
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	Taints []NodeTaint `json:"taints,omitempty"`
+
+	// MaxParallelConfigurations is how many hosts are configured at once.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=200
+	MaxParallelConfigurations int32 `json:"maxParallelConfigurations,omitempty"`
+
+	// MaxUnavailable is how many Windows nodes (a number, or a percentage
+	// such as "25%") may be upgrading at the same time.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",message="maxUnavailable must be a number of at least 1 or a percentage from 1% to 100%"
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// LogRotation for the node services' logs.
+	// +optional
+	// +kubebuilder:default={}
+	LogRotation LogRotationSpec `json:"logRotation,omitempty"`
+
+	// Containerd settings.
+	// +optional
+	// +kubebuilder:default={}
+	Containerd ContainerdSpec `json:"containerd,omitempty"`
+}
+
+// WindowsNodeConfigStatus is the observed state of the configuration.
+type WindowsNodeConfigStatus struct {
+	// ObservedGeneration is the generation last acted upon.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions of the configuration.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// WindowsNodeConfig holds the settings for every Windows node. It is a
+// singleton: the only accepted name is "cluster".
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=wnc,categories=wmco
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == 'cluster'",message="WindowsNodeConfig is a singleton: its name must be 'cluster'"
+// +kubebuilder:printcolumn:name="Network",type=string,JSONPath=`.spec.network.type`
+// +kubebuilder:printcolumn:name="Parallel",type=integer,JSONPath=`.spec.maxParallelConfigurations`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WindowsNodeConfig struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	// +kubebuilder:default={}
+	Spec WindowsNodeConfigSpec `json:"spec,omitempty"`
+	// +optional
+	Status WindowsNodeConfigStatus `json:"status,omitempty"`
+}
+
+// WindowsNodeConfigList is a list of WindowsNodeConfig.
+//
+// +kubebuilder:object:root=true
+type WindowsNodeConfigList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WindowsNodeConfig `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WindowsNodeConfig{}, &WindowsNodeConfigList{})
+}

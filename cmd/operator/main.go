@@ -1,0 +1,151 @@
+// Command operator is the Windows Machine Config Operator's manager: it
+// watches WindowsInstance objects, the windows-instances ConfigMap and
+// Windows Machines, and turns Windows hosts into Kubernetes nodes.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+
+	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/version"
+)
+
+// defaultNamespace is where the operator runs when neither --namespace nor
+// POD_NAMESPACE says otherwise.
+const defaultNamespace = "wmco-system"
+
+// The manager's own needs; each controller declares its permissions beside
+// its reconciler.
+//
+// Secure metrics authenticate and authorize scrapers:
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// Leader election (a Lease in the operator's namespace) and its Events:
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=wmco-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=events,verbs=create;patch
+
+// newScheme returns the types the operator reads and writes.
+func newScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme,
+		wmcov1.AddToScheme,
+		machinev1beta1.Install,
+	} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+type options struct {
+	metricsAddr   string
+	metricsSecure bool
+	probeAddr     string
+	leaderElect   bool
+	namespace     string
+	enableHTTP2   bool
+	showVersion   bool
+}
+
+func main() {
+	var o options
+	fs := flag.CommandLine
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443",
+		"Address the metrics endpoint binds to, e.g. :8443 (HTTPS) or 127.0.0.1:8080 with --metrics-secure=false. 0 disables it.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true,
+		"Serve metrics over HTTPS and allow only clients authorized to get /metrics (TokenReview and SubjectAccessReview).")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081",
+		"Address the /healthz and /readyz probes bind to.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false,
+		"Elect a leader (Lease in --namespace) so that only one replica acts at a time.")
+	fs.StringVar(&o.namespace, "namespace", "",
+		"Namespace the operator runs in: the windows-instances ConfigMap, the SSH key Secret and the leader Lease live there. Default: $POD_NAMESPACE, else "+defaultNamespace+".")
+	fs.BoolVar(&o.enableHTTP2, "enable-http2", false,
+		"Serve metrics over HTTP/2 as well (off by default: HTTP/2 Rapid Reset, CVE-2023-44487).")
+	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	flag.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nThe Windows Machine Config Operator manager.\nThe cluster is found from --kubeconfig, $KUBECONFIG, in-cluster config or ~/.kube/config.\n\nFlags:\n", os.Args[0])
+		fs.PrintDefaults()
+	}
+	flag.Parse()
+
+	if o.showVersion {
+		fmt.Println(version.Get())
+		return
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(o); err != nil {
+		ctrl.Log.Error(err, "Operator exited")
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	log := ctrl.Log.WithName("setup")
+	if o.namespace == "" {
+		o.namespace = os.Getenv("POD_NAMESPACE")
+	}
+	if o.namespace == "" {
+		o.namespace = defaultNamespace
+	}
+	scheme, err := newScheme()
+	if err != nil {
+		return fmt.Errorf("build scheme: %w", err)
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("load cluster config: %w", err)
+	}
+
+	var tlsOpts []func(*tls.Config)
+	if !o.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metricsOpts := metricsserver.Options{
+		BindAddress:   o.metricsAddr,
+		SecureServing: o.metricsSecure,
+		TLSOpts:       tlsOpts,
+	}
+	if o.metricsSecure {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "wmco.io-operator-leader",
+		LeaderElectionNamespace: o.namespace,
+		// Step down cleanly on SIGTERM so a new replica takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("add readiness check: %w", err)
+	}
+
+	log.Info("Starting manager", "version", version.Get(), "namespace", o.namespace, "leaderElection", o.leaderElect)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

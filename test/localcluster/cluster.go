@@ -1,0 +1,494 @@
+// Package localcluster runs a real Kubernetes control plane on loopback for
+// tests and the demo: etcd, kube-apiserver and kube-controller-manager,
+// configured as a production cluster would be (Node,RBAC authorization,
+// NodeRestriction admission, bootstrap-token authentication, certificates
+// signed by kube-controller-manager's csrsigning controller).
+//
+// The binaries come from hack/setup-envtest.sh, which builds them from the
+// Go module proxy into bin/k8s/<version>/.
+package localcluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// DefaultKubernetesVersion is the control-plane version the project pins.
+const DefaultKubernetesVersion = "v1.37.2"
+
+// BinDirEnv overrides where the control-plane binaries are looked up.
+const BinDirEnv = "WMCO_CONTROLPLANE_BIN"
+
+// ServiceCIDR is the cluster's service network.
+const ServiceCIDR = "10.0.0.0/24"
+
+// DefaultControllers are the kube-controller-manager controllers that run.
+// csrapproving is left out on purpose: approving kubelet CSRs is the
+// operator's job.
+var DefaultControllers = []string{
+	"certificatesigningrequest-signing-controller",
+	"certificatesigningrequest-cleaner-controller",
+	"token-cleaner-controller",
+	"node-lifecycle-controller",
+	"garbage-collector-controller",
+	"serviceaccount-token-controller",
+	"serviceaccount-controller",
+	"namespace-controller",
+}
+
+// Options configure a control plane. The zero value is ready to use.
+type Options struct {
+	// BinDir holds etcd, kube-apiserver, kube-controller-manager and
+	// kubectl. Default: $WMCO_CONTROLPLANE_BIN, else
+	// <repository>/bin/k8s/<DefaultKubernetesVersion>.
+	BinDir string
+	// Dir is where certificates, data and logs go; a temporary directory
+	// (removed by Stop) when empty.
+	Dir string
+	// NodeMonitorGracePeriod is how long a node may miss Lease renewals
+	// before it is marked NotReady (kube-controller-manager default: 50s).
+	NodeMonitorGracePeriod time.Duration
+	// StartTimeout bounds the start-up (default 90s).
+	StartTimeout time.Duration
+	// ExtraAPIServerArgs are appended to kube-apiserver's flags.
+	ExtraAPIServerArgs []string
+}
+
+// Cluster is a running control plane.
+type Cluster struct {
+	// Config authenticates as a cluster admin (group system:masters).
+	Config *rest.Config
+	// CACert is the cluster CA (PEM) that signs client, kubelet and
+	// serving certificates.
+	CACert []byte
+	// Host is the API server URL.
+	Host string
+	// Dir holds the certificates, etcd data, logs and kubeconfig.
+	Dir string
+	// KubeconfigPath is an admin kubeconfig file.
+	KubeconfigPath string
+	// BinDir is where the binaries were found.
+	BinDir string
+
+	ca      *certAuthority
+	tempDir bool
+	procs   []*process
+}
+
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// FindBinDir returns the directory holding the control-plane binaries.
+func FindBinDir() (string, error) {
+	if d := os.Getenv(BinDirEnv); d != "" {
+		return d, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "bin", "k8s", DefaultKubernetesVersion), nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory; set " + BinDirEnv)
+		}
+		dir = parent
+	}
+}
+
+// Start runs etcd, kube-apiserver and kube-controller-manager and returns
+// once the API server is ready and the controller-manager is healthy.
+func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
+	binDir := opts.BinDir
+	if binDir == "" {
+		d, err := FindBinDir()
+		if err != nil {
+			return nil, err
+		}
+		binDir = d
+	}
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			return nil, fmt.Errorf("control-plane binary %s not found in %s: run `make setup-envtest` (hack/setup-envtest.sh) first", b, binDir)
+		}
+	}
+	timeout := opts.StartTimeout
+	if timeout == 0 {
+		timeout = 90 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	c := &Cluster{Dir: opts.Dir, BinDir: binDir}
+	if c.Dir == "" {
+		d, err := os.MkdirTemp("", "wmco-localcluster-")
+		if err != nil {
+			return nil, err
+		}
+		c.Dir, c.tempDir = d, true
+	}
+	defer func() {
+		if retErr != nil {
+			_ = c.Stop()
+		}
+	}()
+
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	etcdPort, etcdPeerPort, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	c.Host = "https://127.0.0.1:" + strconv.Itoa(apiPort)
+
+	if err := c.writePKI(); err != nil {
+		return nil, fmt.Errorf("write certificates: %w", err)
+	}
+
+	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
+	if err := c.run("etcd", filepath.Join(binDir, "etcd"),
+		"--name=default",
+		"--data-dir="+filepath.Join(c.Dir, "etcd"),
+		"--listen-client-urls="+etcdURL,
+		"--advertise-client-urls="+etcdURL,
+		"--listen-peer-urls=http://127.0.0.1:"+strconv.Itoa(etcdPeerPort),
+		"--initial-advertise-peer-urls=http://127.0.0.1:"+strconv.Itoa(etcdPeerPort),
+		"--initial-cluster=default=http://127.0.0.1:"+strconv.Itoa(etcdPeerPort),
+		"--unsafe-no-fsync=true",
+		"--log-level=warn",
+	); err != nil {
+		return nil, err
+	}
+
+	p := func(name string) string { return filepath.Join(c.Dir, name) }
+	apiArgs := []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(apiPort),
+		"--endpoint-reconciler-type=none",
+		"--tls-cert-file=" + p("apiserver.crt"),
+		"--tls-private-key-file=" + p("apiserver.key"),
+		"--client-ca-file=" + p("ca.crt"),
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--enable-bootstrap-token-auth=true",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + p("sa.pub"),
+		"--service-account-signing-key-file=" + p("sa.key"),
+		"--service-cluster-ip-range=" + ServiceCIDR,
+		"--allow-privileged=true",
+		"--requestheader-client-ca-file=" + p("front-proxy-ca.crt"),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + p("front-proxy-client.crt"),
+		"--proxy-client-key-file=" + p("front-proxy-client.key"),
+		"--cert-dir=" + p("apiserver-certs"),
+	}
+	apiArgs = append(apiArgs, opts.ExtraAPIServerArgs...)
+	if err := c.run("kube-apiserver", filepath.Join(binDir, "kube-apiserver"), apiArgs...); err != nil {
+		return nil, err
+	}
+
+	c.Config = &rest.Config{
+		Host: c.Host,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData:   c.CACert,
+			CertFile: p("admin.crt"),
+			KeyFile:  p("admin.key"),
+		},
+		QPS:   200,
+		Burst: 400,
+	}
+	if err := c.writeKubeconfig(p("admin.kubeconfig"), "admin", p("admin.crt"), p("admin.key")); err != nil {
+		return nil, err
+	}
+	c.KubeconfigPath = p("admin.kubeconfig")
+	if err := c.writeKubeconfig(p("kcm.kubeconfig"), "kube-controller-manager", p("kcm.crt"), p("kcm.key")); err != nil {
+		return nil, err
+	}
+
+	if err := c.waitHealthy(ctx, "kube-apiserver", c.Host+"/readyz", c.adminTransport()); err != nil {
+		return nil, err
+	}
+
+	kcmArgs := []string{
+		"--kubeconfig=" + p("kcm.kubeconfig"),
+		"--authentication-kubeconfig=" + p("kcm.kubeconfig"),
+		"--authorization-kubeconfig=" + p("kcm.kubeconfig"),
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(kcmPort),
+		"--cert-dir=" + p("kcm-certs"),
+		"--cluster-signing-cert-file=" + p("ca.crt"),
+		"--cluster-signing-key-file=" + p("ca.key"),
+		"--root-ca-file=" + p("ca.crt"),
+		"--service-account-private-key-file=" + p("sa.key"),
+		"--use-service-account-credentials=true",
+		"--leader-elect=false",
+		"--controllers=" + strings.Join(DefaultControllers, ","),
+	}
+	if opts.NodeMonitorGracePeriod > 0 {
+		kcmArgs = append(kcmArgs, "--node-monitor-grace-period="+opts.NodeMonitorGracePeriod.String())
+	}
+	if err := c.run("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), kcmArgs...); err != nil {
+		return nil, err
+	}
+	insecure := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback health check of a self-signed endpoint
+	if err := c.waitHealthy(ctx, "kube-controller-manager", "https://127.0.0.1:"+strconv.Itoa(kcmPort)+"/healthz", insecure); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// UserConfig returns a client config that authenticates with a client
+// certificate, signed by the cluster CA, for the given user and groups.
+func (c *Cluster) UserConfig(user string, groups ...string) (*rest.Config, error) {
+	kp, err := c.ca.issue(leafOptions{commonName: user, organization: groups, client: true, validFor: 24 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	return &rest.Config{
+		Host:            c.Host,
+		TLSClientConfig: rest.TLSClientConfig{CAData: c.CACert, CertData: kp.certPEM, KeyData: kp.keyPEM},
+	}, nil
+}
+
+// Kubectl returns the path of the kubectl binary built with the plane.
+func (c *Cluster) Kubectl() string { return filepath.Join(c.BinDir, "kubectl") }
+
+// Stop ends the processes (controller-manager, API server, etcd, in that
+// order) and removes the directory when Start created it.
+func (c *Cluster) Stop() error {
+	var errs []error
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		if err := c.procs[i].stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.procs = nil
+	if c.tempDir {
+		if err := os.RemoveAll(c.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) writePKI() error {
+	ca, err := newCA("wmco-local-ca")
+	if err != nil {
+		return err
+	}
+	c.ca, c.CACert = ca, ca.certPEM
+	frontCA, err := newCA("wmco-local-front-proxy-ca")
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		"ca.crt": ca.certPEM, "ca.key": ca.keyPEM,
+		"front-proxy-ca.crt": frontCA.certPEM,
+	}
+	_, svcNet, err := net.ParseCIDR(ServiceCIDR)
+	if err != nil {
+		return err
+	}
+	firstSvcIP := append(net.IP(nil), svcNet.IP.To4()...)
+	firstSvcIP[3]++
+	leaves := []struct {
+		name string
+		ca   *certAuthority
+		opts leafOptions
+	}{
+		{"apiserver", ca, leafOptions{
+			commonName: "kube-apiserver", server: true,
+			ips:      []net.IP{net.ParseIP("127.0.0.1"), firstSvcIP},
+			dnsNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+		}},
+		{"admin", ca, leafOptions{commonName: "wmco-admin", organization: []string{"system:masters"}, client: true}},
+		{"kcm", ca, leafOptions{commonName: "system:kube-controller-manager", client: true}},
+		{"front-proxy-client", frontCA, leafOptions{commonName: "front-proxy-client", client: true}},
+	}
+	for _, l := range leaves {
+		kp, err := l.ca.issue(l.opts)
+		if err != nil {
+			return err
+		}
+		files[l.name+".crt"], files[l.name+".key"] = kp.certPEM, kp.keyPEM
+	}
+	saKey, saKeyPEM, err := newKey()
+	if err != nil {
+		return err
+	}
+	saPubDER, err := x509.MarshalPKIXPublicKey(saKey.Public())
+	if err != nil {
+		return err
+	}
+	files["sa.key"] = saKeyPEM
+	files["sa.pub"] = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER})
+	return writeFiles(c.Dir, files)
+}
+
+func (c *Cluster) writeKubeconfig(path, user, certFile, keyFile string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CACert}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificate: certFile, ClientKey: keyFile}
+	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: user}
+	cfg.CurrentContext = "local"
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+func (c *Cluster) adminTransport() http.RoundTripper {
+	tlsCfg, err := rest.TLSConfigFor(c.Config)
+	if err != nil {
+		// The files were written by writePKI just before; a failure here
+		// is a programming error, and the health check reports it.
+		return errTransport{err}
+	}
+	return &http.Transport{TLSClientConfig: tlsCfg}
+}
+
+type errTransport struct{ err error }
+
+func (t errTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, t.err }
+
+func (c *Cluster) run(name, bin string, args ...string) error {
+	logPath := filepath.Join(c.Dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	detach(cmd)
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	pr := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		pr.err = cmd.Wait()
+		_ = logFile.Close()
+		close(pr.done)
+	}()
+	c.procs = append(c.procs, pr)
+	return nil
+}
+
+// waitHealthy polls a health endpoint until it answers 200, a process
+// exits, or ctx ends. Start-up is the one place that has to poll: nothing
+// can be watched before the API server is up.
+func (c *Cluster) waitHealthy(ctx context.Context, name, url string, rt http.RoundTripper) error {
+	client := &http.Client{Transport: rt, Timeout: 2 * time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for {
+		for _, pr := range c.procs {
+			select {
+			case <-pr.done:
+				return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", pr.name, pr.err, pr.log, tail(pr.log, 20))
+			default:
+			}
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			body := make([]byte, 512)
+			n, _ := resp.Body.Read(body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(body[:n]))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not healthy at %s (last answer: %s): %w", name, url, last, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (pr *process) stop() error {
+	select {
+	case <-pr.done:
+		return nil
+	default:
+	}
+	terminate(pr.cmd)
+	select {
+	case <-pr.done:
+		return nil
+	case <-time.After(10 * time.Second):
+	}
+	kill(pr.cmd)
+	<-pr.done
+	return nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

@@ -1,0 +1,119 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+)
+
+// InstallCRDs creates (or updates) the CRDs in the YAML files under dirs
+// (relative paths are taken from the repository root) and waits until each
+// is Established.
+func InstallCRDs(ctx context.Context, cfg *rest.Config, dirs ...string) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	cs, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	crds := cs.ApiextensionsV1().CustomResourceDefinitions()
+	var names []string
+	for _, d := range dirs {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(root, d)
+		}
+		found, err := readCRDs(d)
+		if err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			return fmt.Errorf("no CustomResourceDefinition in %s", d)
+		}
+		for _, crd := range found {
+			existing, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				_, err = crds.Create(ctx, crd, metav1.CreateOptions{})
+			case err == nil:
+				crd.ResourceVersion = existing.ResourceVersion
+				_, err = crds.Update(ctx, crd, metav1.UpdateOptions{})
+			}
+			if err != nil {
+				return fmt.Errorf("install CRD %s: %w", crd.Name, err)
+			}
+			names = append(names, crd.Name)
+		}
+	}
+	// Waiting for a freshly created CRD has nothing to watch before it
+	// exists in the informer caches; a short poll is the simple way.
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, n := range names {
+			crd, err := crds.Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if !established(crd) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// readCRDs decodes every CustomResourceDefinition in the .yaml files of dir.
+func readCRDs(dir string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []*apiextensionsv1.CustomResourceDefinition
+	for _, e := range entries {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+		for {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := dec.Decode(crd); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				_ = f.Close()
+				return nil, fmt.Errorf("decode %s: %w", e.Name(), err)
+			}
+			if crd.Kind == "CustomResourceDefinition" {
+				out = append(out, crd)
+			}
+		}
+		_ = f.Close()
+	}
+	return out, nil
+}
