@@ -1,0 +1,360 @@
+package wicd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+var serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$`)
+
+// readPlan loads and validates a plan file.
+func readPlan(files Files, p string) (*wicdapi.Plan, error) {
+	data, err := files.ReadFile(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, codedError(wicdapi.CodeNotFound, "plan %s does not exist", p)
+		}
+		return nil, codedError(wicdapi.CodeFileSystem, "read plan %s: %v", p, err)
+	}
+	return decodePlan(data)
+}
+
+// decodePlan parses a plan strictly and validates it.
+func decodePlan(data []byte) (*wicdapi.Plan, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	plan := &wicdapi.Plan{}
+	if err := dec.Decode(plan); err != nil {
+		return nil, codedError(wicdapi.CodeInvalidPlan, "decode plan: %v", err)
+	}
+	if err := validatePlan(plan); err != nil {
+		return nil, codedError(wicdapi.CodeInvalidPlan, "%v", err)
+	}
+	return plan, nil
+}
+
+func validatePlan(p *wicdapi.Plan) error {
+	if p.SchemaVersion != wicdapi.SchemaVersion {
+		return fmt.Errorf("plan schema version %d is not %d, the one this agent understands", p.SchemaVersion, wicdapi.SchemaVersion)
+	}
+	if p.PayloadVersion == "" || strings.ContainsAny(p.PayloadVersion, `\/:*?"<>|`) || strings.Contains(p.PayloadVersion, "..") {
+		return fmt.Errorf("payload version %q is empty or not a valid directory name", p.PayloadVersion)
+	}
+	if p.NodeName == "" {
+		return errors.New("node name is empty")
+	}
+	for _, d := range p.Directories {
+		if !isAbsWindowsPath(d) {
+			return fmt.Errorf("directory %q is not an absolute Windows path", d)
+		}
+	}
+	seen := map[string]bool{}
+	for _, f := range p.Files {
+		if !isAbsWindowsPath(f.Path) || len(f.Path) <= 3 {
+			return fmt.Errorf("file %q is not an absolute Windows path", f.Path)
+		}
+		if seen[foldPath(f.Path)] {
+			return fmt.Errorf("file %q is listed twice", f.Path)
+		}
+		seen[foldPath(f.Path)] = true
+	}
+	for _, s := range p.Services {
+		if !serviceName.MatchString(s.Name) {
+			return fmt.Errorf("service name %q is not valid", s.Name)
+		}
+		if !isAbsWindowsPath(s.Binary) {
+			return fmt.Errorf("service %s: binary %q is not an absolute Windows path", s.Name, s.Binary)
+		}
+		switch s.StartType {
+		case "", wicdapi.StartAutomatic, wicdapi.StartManual:
+		default:
+			return fmt.Errorf("service %s: start type %q is not automatic or manual", s.Name, s.StartType)
+		}
+	}
+	_, err := startOrder(p.Services)
+	return err
+}
+
+// Apply makes the host match the plan: directories, files, then services in
+// dependency order. Services whose configuration or files changed are
+// restarted (with their dependents); stopped services are started. Applying
+// the same plan again reports no changes. The plan is kept as the applied
+// plan for `wicd run` and `wicd cleanup`.
+func Apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
+	if err := validatePlan(plan); err != nil {
+		return nil, codedError(wicdapi.CodeInvalidPlan, "%v", err)
+	}
+	unlock, err := b.Locker.Lock(ctx)
+	if err != nil {
+		return nil, codedError(wicdapi.CodeInternal, "wait for the host lock: %v", err)
+	}
+	defer unlock()
+
+	res := &wicdapi.ApplyResult{Changes: []wicdapi.Change{}}
+	note := func(kind, name, action string) {
+		res.Changes = append(res.Changes, wicdapi.Change{Kind: kind, Name: name, Action: action})
+	}
+
+	for _, d := range plan.Directories {
+		if _, err := b.Files.Stat(d); err == nil {
+			continue
+		}
+		if err := b.Files.MkdirAll(d); err != nil {
+			return nil, fsError("create directory "+d, err)
+		}
+		note("directory", d, "created")
+	}
+
+	var changedFiles []string
+	for _, f := range plan.Files {
+		old, err := b.Files.ReadFile(f.Path)
+		switch {
+		case err == nil && bytes.Equal(old, f.Content):
+			continue
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return nil, fsError("read "+f.Path, err)
+		}
+		if err := b.Files.MkdirAll(parentDir(f.Path)); err != nil {
+			return nil, fsError("create directory for "+f.Path, err)
+		}
+		if err := b.Files.WriteFile(f.Path, f.Content); err != nil {
+			return nil, fsError("write "+f.Path, err)
+		}
+		changedFiles = append(changedFiles, f.Path)
+		if old == nil {
+			note("file", f.Path, "created")
+		} else {
+			note("file", f.Path, "updated")
+		}
+	}
+
+	prev, err := appliedPlan(b.Files)
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil {
+		removed, err := removeServices(ctx, b, servicesNotIn(prev.Services, plan.Services))
+		if err != nil {
+			return nil, err
+		}
+		res.Changes = append(res.Changes, removed...)
+	}
+
+	order, _ := startOrder(plan.Services) // validated above
+	restart := map[string]bool{}
+	running := map[string]bool{}
+	for _, svc := range order {
+		st, err := b.Services.Query(ctx, svc.Name)
+		switch {
+		case errors.Is(err, ErrServiceNotFound):
+			if err := b.Services.Create(ctx, svc); err != nil {
+				return nil, svcError("create", svc.Name, err)
+			}
+			note("service", svc.Name, "created")
+			continue
+		case err != nil:
+			return nil, svcError("query", svc.Name, err)
+		}
+		running[svc.Name] = st.Running
+		if !sameService(st.Config, svc) {
+			if err := b.Services.Update(ctx, svc); err != nil {
+				return nil, svcError("update", svc.Name, err)
+			}
+			note("service", svc.Name, "updated")
+			restart[svc.Name] = st.Running
+		}
+		if st.Running && usesAny(svc, changedFiles) {
+			restart[svc.Name] = true
+		}
+	}
+	for n, r := range restart {
+		if !r {
+			delete(restart, n)
+		}
+	}
+	restart = dependentsClosure(plan.Services, restart)
+	// The agent's own service is never restarted from inside: it would
+	// stop the process doing the work. A changed agent configuration takes
+	// effect at its next start.
+	delete(restart, wicdapi.AgentServiceName)
+
+	for _, svc := range slices.Backward(order) {
+		if restart[svc.Name] && running[svc.Name] {
+			if err := b.Services.Stop(ctx, svc.Name); err != nil {
+				return nil, svcError("stop", svc.Name, err)
+			}
+			running[svc.Name] = false
+		}
+	}
+	for _, svc := range order {
+		if running[svc.Name] {
+			continue
+		}
+		if err := b.Services.Start(ctx, svc.Name); err != nil {
+			return nil, svcError("start", svc.Name, err)
+		}
+		if restart[svc.Name] {
+			note("service", svc.Name, "restarted")
+		} else {
+			note("service", svc.Name, "started")
+		}
+	}
+
+	if err := saveAppliedPlan(b.Files, prev, plan); err != nil {
+		return nil, err
+	}
+	res.Changed = len(res.Changes) > 0
+	return res, nil
+}
+
+// appliedPlan returns the last applied plan, or nil when there is none.
+func appliedPlan(files Files) (*wicdapi.Plan, error) {
+	p, err := readPlan(files, wicdapi.AppliedPlanPath)
+	var we *wicdapi.Error
+	if errors.As(err, &we) && we.Code == wicdapi.CodeNotFound {
+		return nil, nil
+	}
+	return p, err
+}
+
+func saveAppliedPlan(files Files, prev, plan *wicdapi.Plan) error {
+	data, err := json.Marshal(plan)
+	if err != nil {
+		return codedError(wicdapi.CodeInternal, "encode plan: %v", err)
+	}
+	if prev != nil {
+		if old, err := json.Marshal(prev); err == nil && bytes.Equal(old, data) {
+			return nil
+		}
+	}
+	if err := files.WriteFile(wicdapi.AppliedPlanPath, data); err != nil {
+		return fsError("save applied plan", err)
+	}
+	return nil
+}
+
+// removeServices stops and deletes services, dependents first.
+func removeServices(ctx context.Context, b *Backend, svcs []wicdapi.Service) ([]wicdapi.Change, error) {
+	order, err := startOrderLenient(svcs)
+	if err != nil {
+		return nil, codedError(wicdapi.CodeInvalidPlan, "%v", err)
+	}
+	var changes []wicdapi.Change
+	for _, svc := range slices.Backward(order) {
+		st, err := b.Services.Query(ctx, svc.Name)
+		if errors.Is(err, ErrServiceNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, svcError("query", svc.Name, err)
+		}
+		if st.Running {
+			if err := b.Services.Stop(ctx, svc.Name); err != nil {
+				return nil, svcError("stop", svc.Name, err)
+			}
+			changes = append(changes, wicdapi.Change{Kind: "service", Name: svc.Name, Action: "stopped"})
+		}
+		if err := b.Services.Delete(ctx, svc.Name); err != nil {
+			return nil, svcError("delete", svc.Name, err)
+		}
+		changes = append(changes, wicdapi.Change{Kind: "service", Name: svc.Name, Action: "removed"})
+	}
+	return changes, nil
+}
+
+// startOrderLenient orders a subset of a plan's services, ignoring
+// dependencies outside the subset.
+func startOrderLenient(svcs []wicdapi.Service) ([]wicdapi.Service, error) {
+	in := map[string]bool{}
+	for _, s := range svcs {
+		in[s.Name] = true
+	}
+	trimmed := make([]wicdapi.Service, len(svcs))
+	for i, s := range svcs {
+		s.Dependencies = slices.DeleteFunc(slices.Clone(s.Dependencies), func(d string) bool { return !in[d] })
+		trimmed[i] = s
+	}
+	return startOrder(trimmed)
+}
+
+func servicesNotIn(old, cur []wicdapi.Service) []wicdapi.Service {
+	keep := map[string]bool{}
+	for _, s := range cur {
+		keep[s.Name] = true
+	}
+	var out []wicdapi.Service
+	for _, s := range old {
+		if !keep[s.Name] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// sameService compares installed and desired configuration; unset and
+// empty are alike, and the start type defaults to automatic.
+func sameService(a, b wicdapi.Service) bool {
+	norm := func(s wicdapi.Service) wicdapi.Service {
+		if s.StartType == "" {
+			s.StartType = wicdapi.StartAutomatic
+		}
+		if len(s.Args) == 0 {
+			s.Args = nil
+		}
+		if len(s.Dependencies) == 0 {
+			s.Dependencies = nil
+		}
+		if len(s.Env) == 0 {
+			s.Env = nil
+		}
+		return s
+	}
+	a, b = norm(a), norm(b)
+	return a.Name == b.Name && a.DisplayName == b.DisplayName && a.Description == b.Description &&
+		samePath(a.Binary, b.Binary) && slices.Equal(a.Args, b.Args) &&
+		slices.Equal(a.Dependencies, b.Dependencies) && maps.Equal(a.Env, b.Env) &&
+		a.StartType == b.StartType && a.Recovery == b.Recovery
+}
+
+// usesAny reports whether one of the service's arguments names a file.
+func usesAny(svc wicdapi.Service, files []string) bool {
+	for _, f := range files {
+		ff := foldPath(f)
+		for _, a := range svc.Args {
+			if strings.Contains(foldPath(a), ff) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func parentDir(p string) string {
+	p = strings.ReplaceAll(p, `\`, "/")
+	return strings.ReplaceAll(path.Dir(p), "/", `\`)
+}
+
+func fsError(what string, err error) *wicdapi.Error {
+	if errors.Is(err, ErrDiskFull) {
+		return codedError(wicdapi.CodeDiskFull, "%s: %v", what, err)
+	}
+	return codedError(wicdapi.CodeFileSystem, "%s: %v", what, err)
+}
+
+func svcError(verb, name string, err error) *wicdapi.Error {
+	return codedError(wicdapi.CodeServiceFailed, "%s service %s: %v", verb, name, err)
+}
+
+// ErrDiskFull is wrapped by Files implementations when a volume is full.
+var ErrDiskFull = errors.New("there is not enough space on the disk")

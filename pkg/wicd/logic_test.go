@@ -1,0 +1,199 @@
+package wicd
+
+import (
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+func svc(name string, deps ...string) wicdapi.Service {
+	return wicdapi.Service{Name: name, Binary: `C:\k\payload\v1\` + name + ".exe", Dependencies: deps}
+}
+
+func names(svcs []wicdapi.Service) []string {
+	out := make([]string, len(svcs))
+	for i, s := range svcs {
+		out[i] = s.Name
+	}
+	return out
+}
+
+func TestStartOrder(t *testing.T) {
+	cases := []struct {
+		name    string
+		in      []wicdapi.Service
+		want    []string
+		wantErr string
+	}{
+		{"empty", nil, []string{}, ""},
+		{"node services", []wicdapi.Service{
+			svc("kube-proxy", "kubelet", "hybrid-overlay-node"), svc("kubelet", "containerd"),
+			svc("hybrid-overlay-node", "kubelet"), svc("containerd"), svc("csi-proxy"),
+		}, []string{"containerd", "csi-proxy", "kubelet", "hybrid-overlay-node", "kube-proxy"}, ""},
+		{"independent services sorted by name", []wicdapi.Service{svc("b"), svc("c"), svc("a")}, []string{"a", "b", "c"}, ""},
+		{"unknown dependency", []wicdapi.Service{svc("kubelet", "containerd")}, nil, `depends on "containerd", which the plan does not install`},
+		{"cycle", []wicdapi.Service{svc("a", "b"), svc("b", "a"), svc("c")}, nil, "[a b] depend on each other in a cycle"},
+		{"self cycle", []wicdapi.Service{svc("a", "a")}, nil, "cycle"},
+		{"duplicate", []wicdapi.Service{svc("a"), svc("a")}, nil, `service "a" is listed twice`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			got, err := startOrder(tc.in)
+			if tc.wantErr != "" {
+				g.Expect(err).To(MatchError(ContainSubstring(tc.wantErr)))
+				return
+			}
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(names(got)).To(Equal(tc.want))
+		})
+	}
+}
+
+func TestDependentsClosure(t *testing.T) {
+	g := NewWithT(t)
+	svcs := []wicdapi.Service{svc("containerd"), svc("kubelet", "containerd"), svc("kube-proxy", "kubelet"), svc("csi-proxy")}
+	g.Expect(dependentsClosure(svcs, map[string]bool{"containerd": true})).To(Equal(map[string]bool{"containerd": true, "kubelet": true, "kube-proxy": true}))
+	g.Expect(dependentsClosure(svcs, map[string]bool{"kube-proxy": true})).To(Equal(map[string]bool{"kube-proxy": true}))
+	g.Expect(dependentsClosure(svcs, map[string]bool{})).To(BeEmpty())
+}
+
+func TestPaths(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(samePath(`C:\k\Kubelet.exe`, `c:/K/kubelet.exe`)).To(BeTrue())
+	g.Expect(samePath(`C:\k\kubelet.exe`, `C:\k\kubelet.ex`)).To(BeFalse())
+	g.Expect(underDir(`C:\k\payload\v1\kubelet.exe`, `c:\K\Payload`)).To(BeTrue())
+	g.Expect(underDir(`C:\k\payload`, `C:\k\payload\`)).To(BeTrue())
+	g.Expect(underDir(`C:\k\payloads\x`, `C:\k\payload`)).To(BeFalse(), "a sibling with a common prefix is not inside")
+	g.Expect(parentDir(`C:\k\cni\config\cni.conf`)).To(Equal(`C:\k\cni\config`))
+
+	for p, want := range map[string]bool{
+		`C:\k`: true, `c:/k/x.exe`: true, `C:\`: true, `D:\data\x`: true,
+		`k\x`: false, `\k\x`: false, `C:k`: false, `C:\k\..\Windows`: false, `C:\k\.\x`: false,
+		`C:\k\a:b`: false, `C:\k\a|b`: false, `1:\k`: false, ``: false,
+	} {
+		g.Expect(isAbsWindowsPath(p)).To(Equal(want), p)
+	}
+}
+
+func validPlan() *wicdapi.Plan {
+	return &wicdapi.Plan{
+		SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: "1.0.0", NodeName: "win-1",
+		Directories: []string{`C:\k`, `C:\k\log`},
+		Files:       []wicdapi.File{{Path: `C:\k\kubelet.conf`, Content: []byte("{}")}},
+		Services:    []wicdapi.Service{svc("containerd"), svc("kubelet", "containerd")},
+	}
+}
+
+func TestValidatePlan(t *testing.T) {
+	cases := []struct {
+		name    string
+		mutate  func(*wicdapi.Plan)
+		wantErr string
+	}{
+		{"valid", func(*wicdapi.Plan) {}, ""},
+		{"newer schema", func(p *wicdapi.Plan) { p.SchemaVersion = 2 }, "schema version 2"},
+		{"no payload version", func(p *wicdapi.Plan) { p.PayloadVersion = "" }, "payload version"},
+		{"payload version escapes", func(p *wicdapi.Plan) { p.PayloadVersion = `..\..\Windows` }, "payload version"},
+		{"no node name", func(p *wicdapi.Plan) { p.NodeName = "" }, "node name is empty"},
+		{"relative directory", func(p *wicdapi.Plan) { p.Directories = append(p.Directories, `k\log`) }, "not an absolute Windows path"},
+		{"file escapes", func(p *wicdapi.Plan) { p.Files[0].Path = `C:\k\..\Windows\system32\x.dll` }, "not an absolute Windows path"},
+		{"drive root as file", func(p *wicdapi.Plan) { p.Files[0].Path = `C:\` }, "not an absolute Windows path"},
+		{"duplicate file by case", func(p *wicdapi.Plan) {
+			p.Files = append(p.Files, wicdapi.File{Path: `c:/K/KUBELET.conf`})
+		}, "listed twice"},
+		{"bad service name", func(p *wicdapi.Plan) { p.Services[0].Name = "contain erd" }, "service name"},
+		{"relative binary", func(p *wicdapi.Plan) { p.Services[0].Binary = "containerd.exe" }, "binary"},
+		{"bad start type", func(p *wicdapi.Plan) { p.Services[0].StartType = "boot" }, "start type"},
+		{"dependency cycle", func(p *wicdapi.Plan) { p.Services[0].Dependencies = []string{"kubelet"} }, "cycle"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			p := validPlan()
+			tc.mutate(p)
+			err := validatePlan(p)
+			if tc.wantErr == "" {
+				g.Expect(err).NotTo(HaveOccurred())
+			} else {
+				g.Expect(err).To(MatchError(ContainSubstring(tc.wantErr)))
+			}
+		})
+	}
+}
+
+func TestDecodePlanIsStrict(t *testing.T) {
+	g := NewWithT(t)
+	_, err := decodePlan([]byte(`{"schemaVersion":1,"payloadVersion":"1","nodeName":"n","surprise":true}`))
+	g.Expect(err).To(MatchError(ContainSubstring(`unknown field "surprise"`)))
+	g.Expect(err.(*wicdapi.Error).Code).To(Equal(wicdapi.CodeInvalidPlan))
+	_, err = decodePlan([]byte(`not json`))
+	g.Expect(err.(*wicdapi.Error).Code).To(Equal(wicdapi.CodeInvalidPlan))
+}
+
+func TestSameService(t *testing.T) {
+	base := wicdapi.Service{Name: "kubelet", Binary: `C:\k\kubelet.exe`, Args: []string{"--v=2"}, Env: map[string]string{"A": "1"}}
+	cases := []struct {
+		name   string
+		mutate func(*wicdapi.Service)
+		same   bool
+	}{
+		{"identical", func(*wicdapi.Service) {}, true},
+		{"binary case and slashes", func(s *wicdapi.Service) { s.Binary = `c:/K/KUBELET.exe` }, true},
+		{"explicit automatic start", func(s *wicdapi.Service) { s.StartType = wicdapi.StartAutomatic }, true},
+		{"empty vs nil deps", func(s *wicdapi.Service) { s.Dependencies = []string{} }, true},
+		{"arg changed", func(s *wicdapi.Service) { s.Args = []string{"--v=4"} }, false},
+		{"env changed", func(s *wicdapi.Service) { s.Env = map[string]string{"A": "2"} }, false},
+		{"manual start", func(s *wicdapi.Service) { s.StartType = wicdapi.StartManual }, false},
+		{"recovery changed", func(s *wicdapi.Service) { s.Recovery.RestartDelaySeconds = 5 }, false},
+		{"binary moved", func(s *wicdapi.Service) { s.Binary = `C:\k\payload\v2\kubelet.exe` }, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := base
+			b.Args = append([]string(nil), base.Args...)
+			tc.mutate(&b)
+			NewWithT(t).Expect(sameService(base, b)).To(Equal(tc.same))
+		})
+	}
+}
+
+func TestUsesAny(t *testing.T) {
+	g := NewWithT(t)
+	s := wicdapi.Service{Name: "kubelet", Args: []string{`--config=C:\k\kubelet.conf`, "--v=2"}}
+	g.Expect(usesAny(s, []string{`c:\K\Kubelet.conf`})).To(BeTrue())
+	g.Expect(usesAny(s, []string{`C:\k\kube-proxy.conf`})).To(BeFalse())
+	g.Expect(usesAny(s, nil)).To(BeFalse())
+}
+
+func FuzzDecodePlan(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":1,"payloadVersion":"1.0","nodeName":"a","services":[{"name":"a","binary":"C:\\k\\a.exe","dependencies":["a"]}]}`))
+	f.Add([]byte(`{"schemaVersion":1,"payloadVersion":"1.0","nodeName":"a","files":[{"path":"C:\\k\\x","content":"AA=="}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := decodePlan(data)
+		if err != nil {
+			return
+		}
+		// An accepted plan is orderable and writes only below a drive root.
+		if _, err := startOrder(p.Services); err != nil {
+			t.Fatalf("accepted plan cannot be ordered: %v", err)
+		}
+		paths := append([]string(nil), p.Directories...)
+		for _, f := range p.Files {
+			paths = append(paths, f.Path)
+		}
+		for _, s := range p.Services {
+			paths = append(paths, s.Binary)
+		}
+		for _, path := range paths {
+			for _, part := range strings.FieldsFunc(path, func(r rune) bool { return r == '\\' || r == '/' }) {
+				if part == ".." {
+					t.Fatalf("accepted escaping path %q", path)
+				}
+			}
+		}
+	})
+}
