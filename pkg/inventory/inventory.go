@@ -1,0 +1,198 @@
+// Package inventory parses the windows-instances ConfigMap, WMCO's host
+// inventory format, strictly:
+//
+//	data:
+//	  10.1.42.1: |-
+//	    username=Administrator
+//	  win-2.example.com: |-
+//	    username=Administrator
+//	    port=2222
+//	    nodeName=win-2
+//	    hostKey=ssh-ed25519 AAAA...
+//
+// Each key is a host (IPv4 address or DNS name; ConfigMap keys cannot hold
+// the colons of an IPv6 address, so IPv6 hosts are listed as WindowsInstance
+// objects instead). Each value is key=value lines: username is required;
+// port, nodeName and hostKey are optional. A bad entry is reported with its
+// key and reason and never stops the good entries.
+package inventory
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Entry is one valid host of the inventory.
+type Entry struct {
+	// Key is the ConfigMap key as written.
+	Key string
+	// Address is the normalised host: a canonical IP address or a
+	// lower-case DNS name.
+	Address  string
+	Username string
+	// Port is 0 when not given (the API's default, 22, applies).
+	Port     int32
+	NodeName string
+	HostKey  string
+}
+
+// Problem is one rejected entry.
+type Problem struct {
+	// Key is the ConfigMap key as written.
+	Key string
+	// Address is the normalised host when the key itself was valid, so the
+	// caller can leave an existing instance of that host alone; else "".
+	Address string
+	// Reason says what is wrong, in words fit for an Event.
+	Reason string
+}
+
+var (
+	dnsLabel = `[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?`
+	dnsName  = regexp.MustCompile(`^` + dnsLabel + `(\.` + dnsLabel + `)*$`)
+	// Same rules as WindowsInstance.spec.username.
+	usernameRe = regexp.MustCompile(`^[^\s"/\[\]:;|=,+*?<>]+$`)
+	nodeNameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	hostKeyRe  = regexp.MustCompile(`^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,2}$`)
+)
+
+// NormalizeAddress returns the canonical form of a host: an IP address as
+// netip prints it, or a DNS name in lower case without a trailing dot.
+func NormalizeAddress(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", fmt.Errorf("host is empty")
+	}
+	if ip, err := netip.ParseAddr(s); err == nil {
+		if ip.Zone() != "" {
+			return "", fmt.Errorf("host %q has an IPv6 zone, which cannot be reached from the cluster", s)
+		}
+		if ip.IsUnspecified() || ip.IsMulticast() {
+			return "", fmt.Errorf("host %q is not a unicast address", s)
+		}
+		return ip.Unmap().String(), nil
+	}
+	name := strings.TrimSuffix(strings.ToLower(s), ".")
+	if len(name) > 253 || !dnsName.MatchString(name) {
+		return "", fmt.Errorf("host %q is neither an IP address nor a DNS name", s)
+	}
+	if looksNumeric(name) {
+		return "", fmt.Errorf("host %q is not a valid IPv4 address", s)
+	}
+	return name, nil
+}
+
+// looksNumeric catches malformed IPv4 addresses (10.1.42, 10.1.42.256,
+// 010.1.42.1) that would otherwise pass as DNS names.
+func looksNumeric(name string) bool {
+	last := name[strings.LastIndex(name, ".")+1:]
+	_, err := strconv.Atoi(last)
+	return err == nil
+}
+
+// Parse reads the ConfigMap's data. Entries come back sorted by address;
+// problems sorted by key. Hosts listed more than once (under keys that
+// normalise alike) are all rejected: the inventory is ambiguous.
+func Parse(data map[string]string) ([]Entry, []Problem) {
+	var entries []Entry
+	var problems []Problem
+	byAddr := map[string][]string{}
+	for key, value := range data {
+		addr, err := NormalizeAddress(key)
+		if err != nil {
+			problems = append(problems, Problem{Key: key, Reason: err.Error()})
+			continue
+		}
+		byAddr[addr] = append(byAddr[addr], key)
+		e, err := parseValue(key, addr, value)
+		if err != nil {
+			problems = append(problems, Problem{Key: key, Address: addr, Reason: err.Error()})
+			continue
+		}
+		entries = append(entries, e)
+	}
+	dup := map[string]bool{}
+	for addr, keys := range byAddr {
+		if len(keys) < 2 {
+			continue
+		}
+		sort.Strings(keys)
+		dup[addr] = true
+		for _, k := range keys {
+			problems = append(problems, Problem{Key: k, Address: addr,
+				Reason: fmt.Sprintf("host %s is listed more than once (keys %s)", addr, strings.Join(keys, ", "))})
+		}
+	}
+	kept := entries[:0]
+	for _, e := range entries {
+		if !dup[e.Address] {
+			kept = append(kept, e)
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Address < kept[j].Address })
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
+	return kept, problems
+}
+
+func parseValue(key, addr, value string) (Entry, error) {
+	e := Entry{Key: key, Address: addr}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(value, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok {
+			return e, fmt.Errorf("line %q is not key=value", line)
+		}
+		if seen[k] {
+			return e, fmt.Errorf("%s is given more than once", k)
+		}
+		seen[k] = true
+		switch k {
+		case "username":
+			if v == "" {
+				return e, fmt.Errorf("username is empty")
+			}
+			if len(v) > 256 || !usernameRe.MatchString(v) {
+				return e, fmt.Errorf("username %q has spaces or any of \" / [ ] : ; | = , + * ? < >", v)
+			}
+			e.Username = v
+		case "port":
+			p, err := strconv.ParseUint(v, 10, 16)
+			if err != nil || p == 0 {
+				return e, fmt.Errorf("port %q is not a number from 1 to 65535", v)
+			}
+			e.Port = int32(p)
+		case "nodeName":
+			if len(v) > 63 || !nodeNameRe.MatchString(v) {
+				return e, fmt.Errorf("nodeName %q is not a lower-case RFC 1123 label", v)
+			}
+			e.NodeName = v
+		case "hostKey":
+			if !hostKeyRe.MatchString(v) {
+				return e, fmt.Errorf("hostKey is not '<type> <base64>' with type ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521")
+			}
+			e.HostKey = v
+		default:
+			return e, fmt.Errorf("unknown key %q (known: username, port, nodeName, hostKey)", k)
+		}
+	}
+	if e.Username == "" {
+		return e, fmt.Errorf("username is missing (want username=<user>)")
+	}
+	return e, nil
+}
+
+// InstanceName is the WindowsInstance name for an inventory address: the
+// address itself where it is a valid object name, with ':' of IPv6 turned
+// into '-'.
+func InstanceName(addr string) string {
+	return strings.ReplaceAll(addr, ":", "-")
+}
