@@ -215,7 +215,7 @@ func (k *kubelet) ensureClientCert(ctx context.Context) error {
 	}
 	k.logf("requesting a client certificate (TLS bootstrap)")
 	certPEM, keyPEM, err := k.requestCert(ctx, boot, certificatesv1.KubeAPIServerClientKubeletSignerName,
-		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageClientAuth}, nil, nil)
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, nil, nil)
 	if err != nil {
 		return fmt.Errorf("TLS bootstrap: %w", err)
 	}
@@ -284,7 +284,8 @@ func (k *kubelet) loadKubeconfig(path string) (*rest.Config, error) {
 }
 
 // requestCert creates a CSR for system:node:<name> and waits for it to be
-// approved and issued.
+// approved and issued. Like the kubelet, it uses an ECDSA key, so the
+// usages carry no key encipherment.
 func (k *kubelet) requestCert(ctx context.Context, client kubernetes.Interface, signer string, usages []certificatesv1.KeyUsage, dns []string, ips []net.IP) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -321,7 +322,7 @@ func (k *kubelet) requestServingCert(ctx context.Context) {
 		dns = append(dns, h)
 	}
 	certPEM, keyPEM, err := k.requestCert(ctx, k.client, certificatesv1.KubeletServingSignerName,
-		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth}, dns, ips)
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth}, dns, ips)
 	if err != nil {
 		if ctx.Err() == nil {
 			k.logf("serving certificate: %v", err)

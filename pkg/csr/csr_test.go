@@ -1,0 +1,206 @@
+package csr
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net"
+	"net/url"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	certificatesv1 "k8s.io/api/certificates/v1"
+)
+
+const (
+	boot1 = "system:bootstrap:aaaaaa"
+	boot2 = "system:bootstrap:bbbbbb"
+)
+
+var instances = map[string]Instance{
+	"win-1": {Name: "10.1.42.1", NodeName: "win-1", BootstrapUsernames: []string{boot1}, Addresses: []string{"10.1.42.1"}, Hostname: "WIN-1", Node: NodeAbsent},
+	"win-10": {Name: "10.1.42.10", NodeName: "win-10", BootstrapUsernames: []string{boot2}, Addresses: []string{"10.1.42.10", "fd00::10"}, Hostname: "WIN-10",
+		Node: NodeOwned},
+	"win-taken": {Name: "10.1.42.3", NodeName: "win-taken", BootstrapUsernames: []string{"system:bootstrap:cccccc"}, Node: NodeForeign},
+}
+
+func lookup(name string) (Instance, bool) { i, ok := instances[name]; return i, ok }
+
+type req struct {
+	cn     string
+	orgs   []string
+	ou     []string
+	dns    []string
+	ips    []string
+	emails []string
+	uris   []string
+}
+
+func pemCSR(t *testing.T, r req) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.CertificateRequest{
+		Subject:  pkix.Name{CommonName: r.cn, Organization: r.orgs, OrganizationalUnit: r.ou},
+		DNSNames: r.dns, EmailAddresses: r.emails,
+	}
+	for _, ip := range r.ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
+	for _, u := range r.uris {
+		pu, _ := url.Parse(u)
+		tmpl.URIs = append(tmpl.URIs, pu)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+var (
+	ds, ke, ca, sa = certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageClientAuth, certificatesv1.UsageServerAuth
+	clientSigner   = certificatesv1.KubeAPIServerClientKubeletSignerName
+	servingSigner  = certificatesv1.KubeletServingSignerName
+)
+
+func TestEvaluate(t *testing.T) {
+	nodes := []string{"system:nodes"}
+	cases := []struct {
+		name     string
+		signer   string
+		username string
+		usages   []certificatesv1.KeyUsage
+		r        req
+		want     Verdict
+		reason   string
+	}{
+		// Legitimate requests.
+		{"client via bootstrap token (ECDSA usages)", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Approve, "client certificate"},
+		{"client via bootstrap token (RSA usages)", clientSigner, boot1, []certificatesv1.KeyUsage{ke, ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Approve, ""},
+		{"client renewal by the node itself", clientSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-10", orgs: nodes}, Approve, ""},
+		{"client re-bootstrap of an owned node", clientSigner, boot2, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-10", orgs: nodes}, Approve, ""},
+		{"serving with IPv4, IPv6 and hostname", servingSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, ke, sa},
+			req{cn: "system:node:win-10", orgs: nodes, dns: []string{"win-10"}, ips: []string{"10.1.42.10", "fd00::10"}}, Approve, "serving certificate"},
+
+		// Not ours: left alone.
+		{"wrong signer", "kubernetes.io/kube-apiserver-client", boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Ignore, "not a kubelet signer"},
+		{"legacy unknown signer", "example.com/signer", "system:node:win-10", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-10", orgs: nodes}, Ignore, "not a kubelet signer"},
+		{"unknown node name", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-99", orgs: nodes}, Ignore, "not a known Windows instance"},
+		{"a Linux node's name", clientSigner, "system:bootstrap:linuxx", []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:linux-worker-0", orgs: nodes}, Ignore, "not a known Windows instance"},
+		{"substring of a real name", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-", orgs: nodes}, Ignore, "not a known Windows instance"},
+		{"superstring of a real name", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1x", orgs: nodes}, Ignore, "not a known Windows instance"},
+		{"case variant of a real name", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:WIN-1", orgs: nodes}, Ignore, "not a known Windows instance"},
+		{"CN not a node", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "win-1", orgs: nodes}, Ignore, "is not system:node:<name>"},
+		{"CN with only the prefix", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:", orgs: nodes}, Ignore, "is not system:node:<name>"},
+
+		// Forged: denied.
+		{"username differs from CN (serving)", servingSigner, "system:node:win-1", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-10", orgs: nodes, ips: []string{"10.1.42.10"}}, Deny, "is not the node system:node:win-10 itself"},
+		{"serving requested with a bootstrap token", servingSigner, boot2, []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-10", orgs: nodes, ips: []string{"10.1.42.10"}}, Deny, "is not the node"},
+		{"bootstrap identity of another host", clientSigner, boot2, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Deny, "neither the bootstrap identity issued for instance 10.1.42.1"},
+		{"another node renewing", clientSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Deny, "neither the bootstrap identity"},
+		{"an admin requesting for a node", clientSigner, "kubernetes-admin", []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Deny, "neither the bootstrap identity"},
+		{"wrong organization", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: []string{"system:masters"}}, Deny, "organization"},
+		{"extra organization", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: []string{"system:nodes", "system:masters"}}, Deny, "organization"},
+		{"no organization", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1"}, Deny, "organization"},
+		{"organizational unit", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes, ou: []string{"x"}}, Deny, "beyond CN and O"},
+		{"extra usage", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca, sa},
+			req{cn: "system:node:win-1", orgs: nodes}, Deny, "usages"},
+		{"missing usage", clientSigner, boot1, []certificatesv1.KeyUsage{ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Deny, "usages"},
+		{"duplicated usage", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca, ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Deny, "usages"},
+		{"server auth on a client signer", clientSigner, boot1, []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-1", orgs: nodes}, Deny, "usages"},
+		{"client auth on the serving signer", servingSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-10", orgs: nodes, ips: []string{"10.1.42.10"}}, Deny, "usages"},
+		{"client CSR with a SAN", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes, dns: []string{"win-1"}}, Deny, "must not carry subject alternative names"},
+		{"email SAN", servingSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-10", orgs: nodes, emails: []string{"a@b.c"}}, Deny, "email or URI"},
+		{"URI SAN", servingSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-10", orgs: nodes, uris: []string{"spiffe://x"}}, Deny, "email or URI"},
+		{"serving without SANs", servingSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-10", orgs: nodes}, Deny, "must name the host"},
+		{"client for a name held by a foreign Node", clientSigner, "system:bootstrap:cccccc", []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-taken", orgs: nodes}, Deny, "does not belong"},
+
+		// Not yet decidable: left pending.
+		{"foreign IP SAN", servingSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-10", orgs: nodes, ips: []string{"10.1.42.10", "192.0.2.7"}}, Pending, "not among the host's observed addresses"},
+		{"extra DNS SAN", servingSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-10", orgs: nodes, dns: []string{"win-10", "api.example.com"}}, Pending, `"api.example.com" is neither`},
+		{"serving before the Node is known", servingSigner, "system:node:win-1", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-1", orgs: nodes, ips: []string{"10.1.42.1"}}, Pending, "not yet known to belong"},
+		{"renewal before the Node is known", clientSigner, "system:node:win-1", []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes}, Pending, "not known to belong"},
+	}
+	approved := 0
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			spec := &certificatesv1.CertificateSigningRequestSpec{
+				SignerName: tc.signer, Username: tc.username, Usages: tc.usages, Request: pemCSR(t, tc.r),
+			}
+			d := Evaluate(spec, lookup)
+			g.Expect(d.Verdict).To(Equal(tc.want), d.Reason)
+			g.Expect(d.Reason).To(ContainSubstring(tc.reason))
+			if d.Verdict == Approve {
+				approved++
+			}
+		})
+	}
+	NewWithT(t).Expect(approved).To(Equal(5), "exactly the five legitimate requests are approved")
+}
+
+func TestEvaluateRejectsBrokenRequests(t *testing.T) {
+	g := NewWithT(t)
+	spec := &certificatesv1.CertificateSigningRequestSpec{SignerName: clientSigner, Username: boot1, Usages: []certificatesv1.KeyUsage{ds, ca}, Request: []byte("garbage")}
+	g.Expect(Evaluate(spec, lookup).Verdict).To(Equal(Ignore))
+
+	good := pemCSR(t, req{cn: "system:node:win-1", orgs: []string{"system:nodes"}})
+	block, _ := pem.Decode(good)
+	block.Bytes[len(block.Bytes)-1] ^= 0xff // break the signature
+	spec.Request = pem.EncodeToMemory(block)
+	d := Evaluate(spec, lookup)
+	g.Expect(d.Verdict).To(Equal(Ignore))
+	g.Expect(d.Reason).To(ContainSubstring("certificate request"))
+}
+
+func FuzzEvaluate(f *testing.F) {
+	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"), "system:node:win-1", clientSigner)
+	f.Fuzz(func(t *testing.T, request []byte, username, signer string) {
+		d := Evaluate(&certificatesv1.CertificateSigningRequestSpec{SignerName: signer, Username: username, Request: request,
+			Usages: []certificatesv1.KeyUsage{ds, ca}}, lookup)
+		if d.Verdict == Approve && username != boot1 && username != "system:node:win-10" && username != boot2 {
+			t.Fatalf("approved a request from %q", username)
+		}
+	})
+}
