@@ -1,0 +1,70 @@
+// Package cluster tells which kind of cluster the operator runs in and
+// which optional APIs it serves.
+package cluster
+
+import (
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/discovery"
+)
+
+// Platform is the kind of cluster.
+type Platform string
+
+const (
+	// OpenShift clusters serve config.openshift.io.
+	OpenShift Platform = "OpenShift"
+	// Kubernetes is any other conformant cluster (kind, kubeadm, ...).
+	Kubernetes Platform = "Kubernetes"
+)
+
+// Info is what the operator needs to know about the cluster at start-up.
+type Info struct {
+	Platform Platform
+	// MachineAPI is true when machine.openshift.io/v1beta1 Machines are
+	// served, so the Machine controller can run.
+	MachineAPI bool
+	// Version is the API server's git version, e.g. v1.37.2.
+	Version string
+}
+
+// Detect asks the API server's discovery endpoints.
+func Detect(dc discovery.DiscoveryInterface) (Info, error) {
+	v, err := dc.ServerVersion()
+	if err != nil {
+		return Info{}, fmt.Errorf("read server version: %w", err)
+	}
+	info := Info{Platform: Kubernetes, Version: v.GitVersion}
+	groups, err := dc.ServerGroups()
+	if err != nil {
+		return Info{}, fmt.Errorf("list API groups: %w", err)
+	}
+	for _, g := range groups.Groups {
+		if g.Name == "config.openshift.io" {
+			info.Platform = OpenShift
+		}
+	}
+	info.MachineAPI, err = serves(dc, "machine.openshift.io/v1beta1", "machines")
+	if err != nil {
+		return Info{}, err
+	}
+	return info, nil
+}
+
+// serves reports whether groupVersion has the resource.
+func serves(dc discovery.DiscoveryInterface, groupVersion, resource string) (bool, error) {
+	list, err := dc.ServerResourcesForGroupVersion(groupVersion)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("discover %s: %w", groupVersion, err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name == resource {
+			return true, nil
+		}
+	}
+	return false, nil
+}
