@@ -303,9 +303,13 @@ func servicesNotIn(old, cur []wicdapi.Service) []wicdapi.Service {
 }
 
 // sameService compares installed and desired configuration; unset and
-// empty are alike, and the start type defaults to automatic.
+// empty are alike, the start type defaults to automatic, and an empty
+// display name is the service name (as Windows stores it).
 func sameService(a, b wicdapi.Service) bool {
 	norm := func(s wicdapi.Service) wicdapi.Service {
+		if s.DisplayName == "" {
+			s.DisplayName = s.Name
+		}
 		if s.StartType == "" {
 			s.StartType = wicdapi.StartAutomatic
 		}

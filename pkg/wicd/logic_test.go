@@ -145,6 +145,8 @@ func TestSameService(t *testing.T) {
 		{"binary case and slashes", func(s *wicdapi.Service) { s.Binary = `c:/K/KUBELET.exe` }, true},
 		{"explicit automatic start", func(s *wicdapi.Service) { s.StartType = wicdapi.StartAutomatic }, true},
 		{"empty vs nil deps", func(s *wicdapi.Service) { s.Dependencies = []string{} }, true},
+		{"display name equal to the name", func(s *wicdapi.Service) { s.DisplayName = "kubelet" }, true},
+		{"other display name", func(s *wicdapi.Service) { s.DisplayName = "Kubelet" }, false},
 		{"arg changed", func(s *wicdapi.Service) { s.Args = []string{"--v=4"} }, false},
 		{"env changed", func(s *wicdapi.Service) { s.Env = map[string]string{"A": "2"} }, false},
 		{"manual start", func(s *wicdapi.Service) { s.StartType = wicdapi.StartManual }, false},
