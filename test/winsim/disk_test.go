@@ -1,0 +1,147 @@
+package winsim
+
+import (
+	"errors"
+	"io/fs"
+	"testing"
+
+	. "github.com/onsi/gomega"
+)
+
+func TestSplitPath(t *testing.T) {
+	tests := []struct {
+		in    string
+		canon string // "" means rejected
+	}{
+		{`C:\k\wicd.exe`, `C:\k\wicd.exe`},
+		{`c:/k/wicd.exe`, `C:\k\wicd.exe`},
+		{`/C:/k/wicd.exe`, `C:\k\wicd.exe`},
+		{`/c:/k\sub/x`, `C:\k\sub\x`},
+		{`C:\k\..\..\x`, `C:\x`},
+		{`C:\k\.\x`, `C:\k\x`},
+		{`C:\k\x.txt.`, `C:\k\x.txt`},
+		{`C:\k\x.txt  `, `C:\k\x.txt`},
+		{`/C:`, `C:\`},
+		{`/`, `\`},
+		{`D:\x`, `D:\x`},
+		{`C:x`, ``},
+		{`x`, ``},
+		{`/x`, ``},
+		{`C:\k\a:b`, ``},
+		{`C:\k\a*b`, ``},
+		{`C:\k\NUL`, ``},
+		{`C:\k\com1.txt`, ``},
+		{"C:\\k\\a\x01", ``},
+		{`C:\k\...`, ``},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			g := NewWithT(t)
+			d, parts, err := splitPath(tt.in)
+			if tt.canon == "" {
+				g.Expect(err).To(HaveOccurred())
+				return
+			}
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(canonicalPath(d, parts)).To(Equal(tt.canon))
+		})
+	}
+}
+
+func TestDiskNamesAreCaseInsensitive(t *testing.T) {
+	g := NewWithT(t)
+	d := newDisk(1 << 20)
+	g.Expect(d.WriteFile(`C:\K\Wicd.exe`, []byte("v1"))).To(Succeed())
+	g.Expect(d.ReadFile(`c:/k/WICD.EXE`)).To(Equal([]byte("v1")))
+	g.Expect(d.ReadFile(`/C:/k/wicd.exe`)).To(Equal([]byte("v1")))
+	g.Expect(d.ReadFile(`C:\k\wicd.exe.`)).To(Equal([]byte("v1")), "Win32 strips trailing dots")
+
+	// Overwriting keeps the original case of the name.
+	g.Expect(d.WriteFile(`C:\k\WICD.EXE`, []byte("v2"))).To(Succeed())
+	entries, err := d.List(`C:\k`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(entries).To(HaveLen(1))
+	g.Expect(entries[0].Name()).To(Equal("Wicd.exe"))
+	g.Expect(entries[0].Size()).To(BeEquivalentTo(2))
+
+	fi, err := d.Stat(`C:\K`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(fi.IsDir()).To(BeTrue())
+	g.Expect(fi.Name()).To(Equal("K"))
+}
+
+func TestDiskQuota(t *testing.T) {
+	g := NewWithT(t)
+	d := newDisk(100)
+	g.Expect(d.WriteFile(`C:\a`, make([]byte, 60))).To(Succeed())
+	err := d.WriteFile(`C:\b`, make([]byte, 50))
+	g.Expect(errors.Is(err, ErrDiskFull)).To(BeTrue(), "%v", err)
+	g.Expect(err.Error()).To(ContainSubstring("There is not enough space on the disk."))
+	g.Expect(d.Used()).To(BeEquivalentTo(60), "a failed write takes no space")
+	g.Expect(d.Free()).To(BeEquivalentTo(40))
+
+	g.Expect(d.WriteFile(`C:\a`, make([]byte, 100))).To(Succeed(), "truncation frees the old content first")
+	g.Expect(d.Remove(`C:\a`)).To(Succeed())
+	g.Expect(d.Used()).To(BeZero())
+
+	g.Expect(d.WriteFile(`C:\c`, make([]byte, 10))).To(Succeed())
+	d.Fill()
+	g.Expect(d.Free()).To(BeZero())
+	g.Expect(errors.Is(d.WriteFile(`C:\d`, []byte("x")), ErrDiskFull)).To(BeTrue())
+	g.Expect(d.WriteFile(`C:\e`, nil)).To(Succeed(), "an empty file fits on a full disk")
+
+	d.SetQuota(1 << 20)
+	g.Expect(d.Quota()).To(BeEquivalentTo(1 << 20))
+	g.Expect(d.WriteFile(`C:\d`, []byte("x"))).To(Succeed())
+}
+
+func TestDiskRenameAndRemove(t *testing.T) {
+	g := NewWithT(t)
+	d := newDisk(1 << 20)
+	g.Expect(d.WriteFile(`C:\k\a`, []byte("a"))).To(Succeed())
+	g.Expect(d.WriteFile(`C:\k\b`, []byte("b"))).To(Succeed())
+
+	err := d.Rename(`C:\k\a`, `C:\k\B`, false)
+	g.Expect(err).To(MatchError(errAlreadyExists), "MoveFile does not replace")
+	g.Expect(d.Rename(`C:\k\a`, `C:\k\B`, true)).To(Succeed())
+	g.Expect(d.ReadFile(`C:\k\b`)).To(Equal([]byte("a")))
+	_, err = d.Stat(`C:\k\a`)
+	g.Expect(err).To(MatchError(fs.ErrNotExist))
+	g.Expect(d.Used()).To(BeEquivalentTo(1))
+
+	// Case-only rename.
+	g.Expect(d.Rename(`C:\k\b`, `C:\k\Bee`, false)).To(Succeed())
+	g.Expect(d.Rename(`C:\k\bee`, `C:\k\BEE`, false)).To(Succeed())
+	entries, _ := d.List(`C:\k`)
+	g.Expect(entries[0].Name()).To(Equal("BEE"))
+
+	g.Expect(d.MkdirAll(`C:\k\dir\sub`)).To(Succeed())
+	g.Expect(d.Rename(`C:\k\dir`, `C:\k\dir\sub\x`, false)).NotTo(Succeed(), "not into itself")
+	g.Expect(d.Rename(`C:\k\BEE`, `C:\k\dir`, true)).NotTo(Succeed(), "a directory is never replaced")
+	g.Expect(d.Remove(`C:\k\dir`)).To(MatchError(errNotEmpty))
+	g.Expect(d.Remove(`C:\k\dir\sub`)).To(Succeed())
+	g.Expect(d.Remove(`C:\`)).NotTo(Succeed())
+	g.Expect(d.Remove(`C:\k\missing`)).To(MatchError(fs.ErrNotExist))
+	g.Expect(d.Mkdir(`C:\k\dir`)).To(MatchError(errAlreadyExists))
+	g.Expect(d.Mkdir(`C:\nope\x`)).To(MatchError(fs.ErrNotExist))
+	_, err = d.ReadFile(`D:\x`)
+	g.Expect(err).To(MatchError(fs.ErrNotExist))
+	_, err = d.ReadFile(`C:\k\dir`)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(d.WriteFile(`C:\k\BEE\x`, nil)).NotTo(Succeed(), "a file is not a directory")
+}
+
+func TestDiskWritesToRemovedFileTakeNoSpace(t *testing.T) {
+	g := NewWithT(t)
+	d := newDisk(100)
+	d.mu.Lock()
+	n, err := d.create("open", `C:\tmp`, true, false)
+	d.mu.Unlock()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(d.Remove(`C:\tmp`)).To(Succeed())
+	d.mu.Lock()
+	err = d.writeAt(n, "write", `C:\tmp`, make([]byte, 1000), 0)
+	d.mu.Unlock()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(d.Used()).To(BeZero())
+}

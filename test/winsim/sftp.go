@@ -1,0 +1,288 @@
+package winsim
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+)
+
+// fxNoSpaceOnFilesystem is SSH_FX_NO_SPACE_ON_FILESYSTEM
+// (draft-ietf-secsh-filexfer-13, section 9.1). pkg/sftp exports constants
+// only for the version 3 codes; its request server sends the code of any
+// error that unwraps to its (unexported) status type, which this constant
+// expression has.
+const fxNoSpaceOnFilesystem = sftp.ErrSSHFxOk + 14
+
+// noSpaceError reports a full disk with SSH_FX_NO_SPACE_ON_FILESYSTEM and
+// Windows' message.
+type noSpaceError struct{}
+
+func (noSpaceError) Error() string { return ErrDiskFull.Error() }
+func (noSpaceError) Unwrap() error { return fxNoSpaceOnFilesystem }
+
+// sftpFS serves the SFTP request server from a Disk, as Windows OpenSSH's
+// sftp-server serves NTFS.
+type sftpFS struct {
+	disk          *Disk
+	noSpace       bool   // report a full disk with SSH_FX_NO_SPACE_ON_FILESYSTEM
+	noPosixRename bool   // refuse posix-rename@openssh.com
+	home          string // the user's home directory, "/C:/Users/<user>"
+}
+
+var (
+	_ sftp.FileReader           = (*sftpFS)(nil)
+	_ sftp.OpenFileWriter       = (*sftpFS)(nil)
+	_ sftp.PosixRenameFileCmder = (*sftpFS)(nil)
+	_ sftp.StatVFSFileCmder     = (*sftpFS)(nil)
+	_ sftp.LstatFileLister      = (*sftpFS)(nil)
+	_ sftp.RealPathFileLister   = (*sftpFS)(nil)
+)
+
+// status converts a disk error into what the SFTP client should see. Only
+// the code matters to a client; the text is Windows'. A missing file keeps
+// fs.ErrNotExist (SSH_FX_NO_SUCH_FILE); a full disk becomes
+// SSH_FX_NO_SPACE_ON_FILESYSTEM when configured, otherwise, like every
+// other error, SSH_FX_FAILURE.
+func (f *sftpFS) status(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrDiskFull) {
+		if f.noSpace {
+			return noSpaceError{}
+		}
+		return ErrDiskFull
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fs.ErrNotExist
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Fileread implements sftp.FileReader.
+func (f *sftpFS) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+	d := f.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.lookup("open", f.path(r.Filepath))
+	if err != nil {
+		return nil, f.status(err)
+	}
+	if n.dir {
+		return nil, f.status(errIsDirectory)
+	}
+	return &handle{fs: f, n: n, path: f.path(r.Filepath)}, nil
+}
+
+// Filewrite implements sftp.FileWriter.
+func (f *sftpFS) Filewrite(r *sftp.Request) (io.WriterAt, error) {
+	return f.open(r)
+}
+
+// OpenFile implements sftp.OpenFileWriter.
+func (f *sftpFS) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
+	return f.open(r)
+}
+
+func (f *sftpFS) open(r *sftp.Request) (*handle, error) {
+	flags := r.Pflags()
+	d := f.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n *node
+	var err error
+	if flags.Creat {
+		n, err = d.create("open", f.path(r.Filepath), flags.Trunc, flags.Excl)
+	} else {
+		n, err = d.lookup("open", f.path(r.Filepath))
+		if err == nil && n.dir {
+			err = errIsDirectory
+		}
+		if err == nil && flags.Trunc {
+			err = d.truncate(n, "open", f.path(r.Filepath), 0)
+		}
+	}
+	if err != nil {
+		return nil, f.status(err)
+	}
+	return &handle{fs: f, n: n, path: f.path(r.Filepath)}, nil
+}
+
+// Filecmd implements sftp.FileCmder.
+func (f *sftpFS) Filecmd(r *sftp.Request) error {
+	d := f.disk
+	switch r.Method {
+	case "Setstat":
+		return f.status(f.setstat(r))
+	case "Rename":
+		// SSH_FXP_RENAME does not replace an existing target: OpenSSH's
+		// sftp-server refuses when the target exists.
+		return f.status(d.Rename(f.path(r.Filepath), f.path(r.Target), false))
+	case "Mkdir":
+		return f.status(d.Mkdir(f.path(r.Filepath)))
+	case "Rmdir":
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return f.status(d.remove(f.path(r.Filepath), false, true))
+	case "Remove":
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return f.status(d.remove(f.path(r.Filepath), true, false))
+	}
+	return sftp.ErrSSHFxOpUnsupported // Link, Symlink
+}
+
+func (f *sftpFS) setstat(r *sftp.Request) error {
+	d := f.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.lookup("setstat", f.path(r.Filepath))
+	if err != nil {
+		return err
+	}
+	flags, attrs := r.AttrFlags(), r.Attributes()
+	if flags.Size {
+		if n.dir {
+			return errIsDirectory
+		}
+		if err := d.truncate(n, "setstat", f.path(r.Filepath), int64(attrs.Size)); err != nil {
+			return err
+		}
+	}
+	if flags.Acmodtime {
+		n.modTime = time.Unix(int64(attrs.Mtime), 0)
+	}
+	return nil // permissions and ownership have no meaning here
+}
+
+// PosixRename implements sftp.PosixRenameFileCmder: rename replacing an
+// existing file, as Win32-OpenSSH's rename() does.
+func (f *sftpFS) PosixRename(r *sftp.Request) error {
+	if f.noPosixRename {
+		return sftp.ErrSSHFxOpUnsupported
+	}
+	return f.status(f.disk.Rename(f.path(r.Filepath), f.path(r.Target), true))
+}
+
+// StatVFS implements sftp.StatVFSFileCmder.
+func (f *sftpFS) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
+	if _, err := f.disk.Stat(f.path(r.Filepath)); err != nil {
+		return nil, f.status(err)
+	}
+	const block = 4096
+	quota, free := f.disk.Quota(), f.disk.Free()
+	return &sftp.StatVFS{
+		Bsize:   block,
+		Frsize:  block,
+		Blocks:  uint64(max(quota, 0)) / block,
+		Bfree:   uint64(free) / block,
+		Bavail:  uint64(free) / block,
+		Namemax: 255,
+	}, nil
+}
+
+// Filelist implements sftp.FileLister.
+func (f *sftpFS) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+	drive, _, err := splitPath(f.path(r.Filepath))
+	if err == nil && drive == 0 {
+		// The virtual root lists the drives.
+		root := &fileInfo{name: "C:", dir: true, modTime: time.Now()}
+		if r.Method == "List" {
+			return listerAt{root}, nil
+		}
+		return listerAt{&fileInfo{name: "/", dir: true, modTime: root.modTime}}, nil
+	}
+	switch r.Method {
+	case "List":
+		infos, err := f.disk.List(f.path(r.Filepath))
+		if err != nil {
+			return nil, f.status(err)
+		}
+		return listerAt(infos), nil
+	case "Stat":
+		fi, err := f.disk.Stat(f.path(r.Filepath))
+		if err != nil {
+			return nil, f.status(err)
+		}
+		return listerAt{fi}, nil
+	}
+	return nil, sftp.ErrSSHFxOpUnsupported // Readlink: no links here
+}
+
+// Lstat implements sftp.LstatFileLister; there are no links.
+func (f *sftpFS) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
+	r.Method = "Stat"
+	return f.Filelist(r)
+}
+
+// RealPath implements sftp.RealPathFileLister, answering in the "/C:/a/b"
+// form Windows OpenSSH uses. Relative paths start at the user's home.
+func (f *sftpFS) RealPath(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, `\`) && !(len(p) >= 2 && p[1] == ':') {
+		p = path.Join(f.home, strings.ReplaceAll(p, `\`, "/"))
+	}
+	drive, parts, err := splitPath(p)
+	if err != nil {
+		return "", f.status(err)
+	}
+	return sftpPath(drive, parts), nil
+}
+
+// path recovers the Windows path a client sent. pkg/sftp's request server
+// joins any path that is not POSIX-absolute, such as "C:\k\x", to the start
+// directory ("/C:/Users/u/C:\k\x"). A drive specification can only start a
+// path (":" is invalid in names), so the last one found after a separator
+// begins the path the client meant.
+func (f *sftpFS) path(p string) string {
+	for i := len(p) - 2; i > 0; i-- {
+		if p[i+1] == ':' && isLetter(p[i]) && (p[i-1] == '/' || p[i-1] == '\\') {
+			return p[i:]
+		}
+	}
+	return p
+}
+
+// listerAt serves a fixed list of entries.
+type listerAt []fs.FileInfo
+
+func (l listerAt) ListAt(dst []os.FileInfo, offset int64) (int, error) {
+	if offset >= int64(len(l)) {
+		return 0, io.EOF
+	}
+	n := copy(dst, l[offset:])
+	if offset+int64(n) >= int64(len(l)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// handle is an open file.
+type handle struct {
+	fs   *sftpFS
+	n    *node
+	path string
+}
+
+func (h *handle) ReadAt(p []byte, off int64) (int, error) {
+	return h.fs.disk.readAt(h.n, p, off)
+}
+
+func (h *handle) WriteAt(p []byte, off int64) (int, error) {
+	d := h.fs.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.writeAt(h.n, "write", h.path, p, off); err != nil {
+		return 0, h.fs.status(err)
+	}
+	return len(p), nil
+}

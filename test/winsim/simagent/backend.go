@@ -1,0 +1,236 @@
+package simagent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openwmco/wmco/pkg/wicd"
+	"github.com/openwmco/wmco/test/winsim"
+)
+
+// diskFiles adapts the host's virtual disk to wicd.Files and
+// kubeletemu.Disk.
+type diskFiles struct{ d *winsim.Disk }
+
+func (f diskFiles) Open(p string) (io.ReadCloser, error) {
+	b, err := f.d.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (f diskFiles) ReadFile(p string) ([]byte, error) { return f.d.ReadFile(p) }
+
+// WriteFile writes aside and renames into place, as the Windows backend
+// does, so a full disk never leaves a truncated file.
+func (f diskFiles) WriteFile(p string, data []byte) error {
+	tmp := p + ".wicd-tmp"
+	if err := f.d.WriteFile(tmp, data); err != nil {
+		_ = f.d.Remove(tmp)
+		return mapDiskErr(err)
+	}
+	if err := f.d.Rename(tmp, p, true); err != nil {
+		_ = f.d.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func mapDiskErr(err error) error {
+	if errors.Is(err, winsim.ErrDiskFull) {
+		return fmt.Errorf("%w: %w", wicd.ErrDiskFull, err)
+	}
+	return err
+}
+
+func (f diskFiles) MkdirAll(p string) error            { return f.d.MkdirAll(p) }
+func (f diskFiles) Stat(p string) (fs.FileInfo, error) { return f.d.Stat(p) }
+func (f diskFiles) Remove(p string) error              { return f.d.Remove(p) }
+func (f diskFiles) FreeBytes(string) (int64, error)    { return f.d.Free(), nil }
+
+func (f diskFiles) ReadDir(p string) ([]fs.DirEntry, error) {
+	infos, err := f.d.List(p)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fs.DirEntry, len(infos))
+	for i, fi := range infos {
+		out[i] = fs.FileInfoToDirEntry(fi)
+	}
+	return out, nil
+}
+
+func (f diskFiles) RemoveAll(p string) error {
+	fi, err := f.d.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		entries, err := f.d.List(p)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := f.RemoveAll(p + `\` + e.Name()); err != nil {
+				return err
+			}
+		}
+	}
+	return f.d.Remove(p)
+}
+
+func (f diskFiles) Walk(root string, fn func(string, fs.FileInfo) error) error {
+	fi, err := f.d.Stat(root)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fn(root, fi)
+	}
+	entries, err := f.d.List(root)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := f.Walk(strings.TrimSuffix(root, `\`)+`\`+e.Name(), fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// system answers from the host's facts and keeps feature state.
+type system struct {
+	host *winsim.Host
+	// clockSkew is added to the real clock.
+	clockSkew time.Duration
+
+	mu       sync.Mutex
+	features map[string]bool
+	// pending features are enabled at the next boot.
+	pending map[string]bool
+}
+
+func (s *system) Hostname() (string, error) { return s.host.Facts().Hostname, nil }
+func (s *system) OSBuild() (int, error)     { return s.host.Facts().OSBuild, nil }
+func (s *system) Now() time.Time            { return time.Now().Add(s.clockSkew) }
+
+func (s *system) Addresses() ([]string, error) {
+	addrs := slices.Clone(s.host.Facts().IPAddresses)
+	sort.SliceStable(addrs, func(i, j int) bool { return addrs[i].Is4() && !addrs[j].Is4() })
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out, nil
+}
+
+func (s *system) Features(names []string) (map[string]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = s.features[n]
+	}
+	return out, nil
+}
+
+func (s *system) EnableFeature(name string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.features[name] {
+		return false, nil
+	}
+	s.pending[name] = true
+	return true, nil
+}
+
+// Boot implements winsim.Component: features enabled before the reboot
+// are on now.
+func (s *system) Boot(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n := range s.pending {
+		s.features[n] = true
+	}
+	clear(s.pending)
+	return nil
+}
+
+func (s *system) Shutdown(context.Context) error { return nil }
+
+// hns is the host's set of HNS networks. They do not survive a reboot
+// unless re-created (hybrid-overlay re-creates its network when it starts).
+type hns struct {
+	mu       sync.Mutex
+	networks map[string]bool
+}
+
+func (n *hns) ListNetworks() ([]string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for name := range n.networks {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (n *hns) DeleteNetwork(name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.networks[name] {
+		return fmt.Errorf("HNS network %s: %w", name, fs.ErrNotExist)
+	}
+	delete(n.networks, name)
+	return nil
+}
+
+func (n *hns) create(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.networks[name] = true
+}
+
+func (n *hns) Boot(context.Context) error { return nil }
+
+func (n *hns) Shutdown(context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.networks)
+	return nil
+}
+
+// hostLock is one agent at a time on the host, like a named mutex.
+type hostLock struct{ ch chan struct{} }
+
+func (l hostLock) Lock(ctx context.Context) (func(), error) {
+	select {
+	case l.ch <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-l.ch }) }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+var (
+	_ wicd.Files   = diskFiles{}
+	_ wicd.System  = (*system)(nil)
+	_ wicd.Network = (*hns)(nil)
+	_ wicd.Locker  = hostLock{}
+)

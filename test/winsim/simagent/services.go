@@ -1,0 +1,407 @@
+package simagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openwmco/wmco/pkg/wicd"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+	"github.com/openwmco/wmco/test/winsim"
+)
+
+// Process is what a service runs: it returns when ctx ends (the service is
+// stopped or the host goes down) or when the process exits by itself.
+type Process func(ctx context.Context, p ProcessInfo) error
+
+// ProcessInfo describes one start of a service.
+type ProcessInfo struct {
+	Service wicdapi.Service
+	// Binary and Args are the program really run: for a service wrapped by
+	// kube-log-runner, the wrapped program.
+	Binary string
+	Args   []string
+	Host   *winsim.Host
+}
+
+// Errors the service manager returns, worded as Windows words them.
+var (
+	ErrAlreadyExists    = errors.New("the specified service already exists")
+	ErrDependentsRun    = errors.New("a stop control has been sent to a service that other running services are dependent on")
+	ErrServiceRunning   = errors.New("the service is running; stop it before deleting it")
+	ErrHostDown         = errors.New("the host is not running")
+	ErrBinaryNotFound   = errors.New("the system cannot find the file specified")
+	ErrServiceStartFail = errors.New("the service did not respond to the start or control request in a timely fashion")
+)
+
+// ServiceManager is the simulated host's service control manager. Services
+// persist across reboots; automatic ones start at boot in dependency order;
+// stopping a service another running service depends on fails, as on
+// Windows; a process that exits unexpectedly is restarted after its
+// recovery delay.
+type ServiceManager struct {
+	host *winsim.Host
+	// processes by lower-case base name of the binary; others idle.
+	processes map[string]Process
+	// startDelay is how long a start takes (a realistic service start).
+	startDelay time.Duration
+	// recoveryScale multiplies recovery delays (tests shorten them).
+	recoveryScale float64
+
+	mu        sync.Mutex
+	services  map[string]*service // by lower-case name
+	bootCtx   context.Context     // nil while the host is down
+	failStart map[string]error
+	starts    map[string]int
+}
+
+type service struct {
+	cfg     wicdapi.Service
+	running bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+	// stopping is set by Stop so the exit is not treated as a crash.
+	stopping bool
+	lastErr  error
+}
+
+func newServiceManager(h *winsim.Host, processes map[string]Process, startDelay time.Duration, recoveryScale float64) *ServiceManager {
+	return &ServiceManager{
+		host: h, processes: processes, startDelay: startDelay, recoveryScale: recoveryScale,
+		services: map[string]*service{}, failStart: map[string]error{}, starts: map[string]int{},
+	}
+}
+
+func key(name string) string { return strings.ToLower(name) }
+
+// FailStart makes every start of the service fail with err until it is
+// called with nil.
+func (m *ServiceManager) FailStart(name string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil {
+		delete(m.failStart, key(name))
+		return
+	}
+	m.failStart[key(name)] = err
+}
+
+// Starts counts how often a service was started (by anyone).
+func (m *ServiceManager) Starts(name string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.starts[key(name)]
+}
+
+// Running reports whether a service runs.
+func (m *ServiceManager) Running(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.services[key(name)]
+	return s != nil && s.running
+}
+
+// LastError is the error a service's process last exited with.
+func (m *ServiceManager) LastError(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.services[key(name)]; s != nil {
+		return s.lastErr
+	}
+	return nil
+}
+
+// Query implements wicd.Services.
+func (m *ServiceManager) Query(_ context.Context, name string) (wicd.ServiceState, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.services[key(name)]
+	if s == nil {
+		return wicd.ServiceState{}, fmt.Errorf("query %s: %w", name, wicd.ErrServiceNotFound)
+	}
+	return wicd.ServiceState{Config: cloneService(s.cfg), Running: s.running}, nil
+}
+
+// List implements wicd.Services.
+func (m *ServiceManager) List(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := make([]string, 0, len(m.services))
+	for _, s := range m.services {
+		names = append(names, s.cfg.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Create implements wicd.Services.
+func (m *ServiceManager) Create(_ context.Context, svc wicdapi.Service) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.services[key(svc.Name)] != nil {
+		return fmt.Errorf("create %s: %w", svc.Name, ErrAlreadyExists)
+	}
+	m.services[key(svc.Name)] = &service{cfg: cloneService(svc)}
+	return nil
+}
+
+// Update implements wicd.Services.
+func (m *ServiceManager) Update(_ context.Context, svc wicdapi.Service) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.services[key(svc.Name)]
+	if s == nil {
+		return fmt.Errorf("update %s: %w", svc.Name, wicd.ErrServiceNotFound)
+	}
+	s.cfg = cloneService(svc)
+	return nil
+}
+
+// Delete implements wicd.Services.
+func (m *ServiceManager) Delete(_ context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.services[key(name)]
+	if s == nil {
+		return fmt.Errorf("delete %s: %w", name, wicd.ErrServiceNotFound)
+	}
+	if s.running {
+		return fmt.Errorf("delete %s: %w", name, ErrServiceRunning)
+	}
+	delete(m.services, key(name))
+	return nil
+}
+
+// Start implements wicd.Services: dependencies start first, as the
+// Windows service manager starts them.
+func (m *ServiceManager) Start(ctx context.Context, name string) error {
+	return m.start(ctx, name, map[string]bool{})
+}
+
+func (m *ServiceManager) start(ctx context.Context, name string, visiting map[string]bool) error {
+	if visiting[key(name)] {
+		return fmt.Errorf("start %s: circular service dependency", name)
+	}
+	visiting[key(name)] = true
+	m.mu.Lock()
+	s := m.services[key(name)]
+	if s == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: %w", name, wicd.ErrServiceNotFound)
+	}
+	if s.running {
+		m.mu.Unlock()
+		return nil
+	}
+	deps := slices.Clone(s.cfg.Dependencies)
+	m.mu.Unlock()
+	for _, d := range deps {
+		if err := m.start(ctx, d, visiting); err != nil {
+			return fmt.Errorf("start %s: dependency: %w", name, err)
+		}
+	}
+	return m.launch(ctx, name)
+}
+
+// launch starts the process of a stopped service whose dependencies run.
+func (m *ServiceManager) launch(ctx context.Context, name string) error {
+	m.mu.Lock()
+	s := m.services[key(name)]
+	switch {
+	case s == nil:
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: %w", name, wicd.ErrServiceNotFound)
+	case s.running:
+		m.mu.Unlock()
+		return nil
+	case m.bootCtx == nil:
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: %w", name, ErrHostDown)
+	}
+	if err := m.failStart[key(name)]; err != nil {
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	info := ProcessInfo{Service: cloneService(s.cfg), Host: m.host}
+	info.Binary, info.Args = UnwrapLogRunner(s.cfg.Binary, s.cfg.Args)
+	if _, err := m.host.Disk().Stat(s.cfg.Binary); err != nil {
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: %s: %w", name, s.cfg.Binary, ErrBinaryNotFound)
+	}
+	if _, err := m.host.Disk().Stat(info.Binary); err != nil {
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: %s: %w", name, info.Binary, ErrBinaryNotFound)
+	}
+	proc := m.processes[strings.ToLower(baseName(info.Binary))]
+	if proc == nil {
+		proc = idle
+	}
+	pctx, cancel := context.WithCancel(m.bootCtx)
+	s.running, s.cancel, s.done, s.stopping, s.lastErr = true, cancel, make(chan struct{}), false, nil
+	m.starts[key(name)]++
+	done := s.done
+	m.mu.Unlock()
+
+	go func() {
+		err := proc(pctx, info)
+		m.exited(name, s, err)
+		close(done)
+	}()
+
+	if m.startDelay > 0 {
+		select {
+		case <-time.After(m.startDelay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// exited records a process exit and schedules recovery for a crash.
+func (m *ServiceManager) exited(name string, s *service, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s.running = false
+	s.cancel()
+	s.lastErr = err
+	if s.stopping || m.bootCtx == nil || m.services[key(name)] != s {
+		return
+	}
+	delay := time.Duration(float64(time.Duration(s.cfg.Recovery.RestartDelaySeconds)*time.Second) * m.recoveryScale)
+	if s.cfg.Recovery.RestartDelaySeconds <= 0 {
+		return
+	}
+	bootCtx := m.bootCtx
+	go func() {
+		select {
+		case <-time.After(delay):
+		case <-bootCtx.Done():
+			return
+		}
+		_ = m.Start(bootCtx, name)
+	}()
+}
+
+// Stop implements wicd.Services.
+func (m *ServiceManager) Stop(ctx context.Context, name string) error {
+	m.mu.Lock()
+	s := m.services[key(name)]
+	if s == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("stop %s: %w", name, wicd.ErrServiceNotFound)
+	}
+	if !s.running {
+		m.mu.Unlock()
+		return nil
+	}
+	for _, other := range m.services {
+		if other.running && slices.ContainsFunc(other.cfg.Dependencies, func(d string) bool { return key(d) == key(name) }) {
+			m.mu.Unlock()
+			return fmt.Errorf("stop %s (%s depends on it): %w", name, other.cfg.Name, ErrDependentsRun)
+		}
+	}
+	s.stopping = true
+	s.cancel()
+	done := s.done
+	m.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: %w", name, ctx.Err())
+	}
+}
+
+// Boot implements winsim.Component: automatic services start in
+// dependency order.
+func (m *ServiceManager) Boot(ctx context.Context) error {
+	m.mu.Lock()
+	m.bootCtx = ctx
+	var auto []string
+	for _, s := range m.services {
+		if s.cfg.StartType == "" || s.cfg.StartType == wicdapi.StartAutomatic {
+			auto = append(auto, s.cfg.Name)
+		}
+	}
+	m.mu.Unlock()
+	sort.Strings(auto)
+	// Services start in the background, as Windows does during boot.
+	go func() {
+		for _, n := range auto {
+			_ = m.Start(ctx, n)
+		}
+	}()
+	return nil
+}
+
+// Shutdown implements winsim.Component: every process ends.
+func (m *ServiceManager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.bootCtx = nil
+	var waits []chan struct{}
+	for _, s := range m.services {
+		if s.running {
+			s.stopping = true
+			s.cancel()
+			waits = append(waits, s.done)
+		}
+	}
+	m.mu.Unlock()
+	for _, d := range waits {
+		select {
+		case <-d:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// idle is the process of a service the simulator does not emulate: it runs
+// until stopped.
+func idle(ctx context.Context, _ ProcessInfo) error {
+	<-ctx.Done()
+	return nil
+}
+
+func cloneService(s wicdapi.Service) wicdapi.Service {
+	s.Args = slices.Clone(s.Args)
+	s.Dependencies = slices.Clone(s.Dependencies)
+	s.Env = maps.Clone(s.Env)
+	return s
+}
+
+func baseName(p string) string {
+	return p[strings.LastIndexAny(p, `\/`)+1:]
+}
+
+// UnwrapLogRunner returns the program a service really runs: for
+// kube-log-runner.exe, the program after its flags ("--" ends them when
+// present), else the binary itself.
+func UnwrapLogRunner(binary string, args []string) (string, []string) {
+	if !strings.EqualFold(baseName(binary), "kube-log-runner.exe") {
+		return binary, args
+	}
+	for i, a := range args {
+		if a == "--" {
+			if i+1 < len(args) {
+				return args[i+1], args[i+2:]
+			}
+			return binary, nil
+		}
+		if !strings.HasPrefix(a, "-") {
+			return a, args[i+1:]
+		}
+	}
+	return binary, nil
+}
+
+var _ wicd.Services = (*ServiceManager)(nil)
+var _ winsim.Component = (*ServiceManager)(nil)

@@ -1,0 +1,121 @@
+package simagent
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/openwmco/wmco/pkg/wicd"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+	"github.com/openwmco/wmco/test/winsim"
+)
+
+func startNode(t *testing.T, opts Options) *Node {
+	t.Helper()
+	h, err := winsim.Start(context.Background(), winsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	n, err := Install(h, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func binSvc(n *Node, name string, deps ...string) wicdapi.Service {
+	bin := `C:\k\payload\v1\` + name + ".exe"
+	_ = n.Host.Disk().WriteFile(bin, []byte("MZ fake "+name))
+	return wicdapi.Service{Name: name, Binary: bin, Dependencies: deps, StartType: wicdapi.StartAutomatic}
+}
+
+func TestServiceManagerBehavesLikeWindows(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	n := startNode(t, Options{})
+	m := n.Services
+	for _, s := range []wicdapi.Service{binSvc(n, "containerd"), binSvc(n, "kubelet-like", "containerd")} {
+		g.Expect(m.Create(ctx, s)).To(Succeed())
+	}
+	g.Expect(m.Create(ctx, binSvc(n, "containerd"))).To(MatchError(ErrAlreadyExists))
+
+	g.Expect(m.Start(ctx, "kubelet-like")).To(Succeed())
+	g.Expect(m.Running("containerd")).To(BeTrue(), "dependencies start first")
+	g.Expect(m.Stop(ctx, "containerd")).To(MatchError(ErrDependentsRun))
+	g.Expect(m.Delete(ctx, "kubelet-like")).To(MatchError(ErrServiceRunning))
+	g.Expect(m.Stop(ctx, "kubelet-like")).To(Succeed())
+	g.Expect(m.Stop(ctx, "containerd")).To(Succeed())
+
+	_, err := m.Query(ctx, "nope")
+	g.Expect(errors.Is(err, wicd.ErrServiceNotFound)).To(BeTrue())
+
+	m.FailStart("containerd", errors.New("boom"))
+	g.Expect(m.Start(ctx, "kubelet-like")).To(MatchError(ContainSubstring("boom")))
+	g.Expect(m.Running("kubelet-like")).To(BeFalse())
+	m.FailStart("containerd", nil)
+
+	g.Expect(n.Host.Disk().Remove(`C:\k\payload\v1\containerd.exe`)).To(Succeed())
+	g.Expect(m.Start(ctx, "containerd")).To(MatchError(ErrBinaryNotFound))
+}
+
+func TestServicesComeBackAfterReboot(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	n := startNode(t, Options{})
+	m := n.Services
+	manual := binSvc(n, "manual")
+	manual.StartType = wicdapi.StartManual
+	for _, s := range []wicdapi.Service{binSvc(n, "a"), binSvc(n, "b", "a"), manual} {
+		g.Expect(m.Create(ctx, s)).To(Succeed())
+		g.Expect(m.Start(ctx, s.Name)).To(Succeed())
+	}
+	g.Expect(n.Host.Reboot(ctx, 50*time.Millisecond)).To(Succeed())
+	g.Expect(m.Running("a")).To(BeFalse(), "a reboot stops every process")
+	g.Expect(m.Running("b")).To(BeFalse())
+	g.Expect(n.Host.WaitUp(ctx)).To(Succeed())
+	g.Eventually(func() bool { return m.Running("a") && m.Running("b") }).Should(BeTrue(), "automatic services start at boot")
+	g.Consistently(func() bool { return m.Running("manual") }).WithTimeout(200 * time.Millisecond).Should(BeFalse())
+	g.Expect(m.Starts("a")).To(Equal(2))
+}
+
+func TestCrashedServiceRecovers(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	n := startNode(t, Options{RecoveryScale: 0.01})
+	crashes := 0
+	n.Services.processes["crashy.exe"] = func(ctx context.Context, p ProcessInfo) error {
+		crashes++
+		if crashes == 1 {
+			return errors.New("exit status 1")
+		}
+		<-ctx.Done()
+		return nil
+	}
+	s := binSvc(n, "crashy")
+	s.Recovery = wicdapi.Recovery{RestartDelaySeconds: 5}
+	g.Expect(n.Services.Create(ctx, s)).To(Succeed())
+	g.Expect(n.Services.Start(ctx, "crashy")).To(Succeed())
+	g.Eventually(func() int { return n.Services.Starts("crashy") }).Should(Equal(2), "restarted after the (scaled) recovery delay")
+	g.Eventually(func() bool { return n.Services.Running("crashy") }).Should(BeTrue())
+}
+
+func TestEnableFeatureNeedsReboot(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	n := startNode(t, Options{ContainersFeatureDisabled: true})
+	f, _ := n.system.Features([]string{wicd.FeatureContainers})
+	g.Expect(f[wicd.FeatureContainers]).To(BeFalse())
+	reboot, err := n.system.EnableFeature(wicd.FeatureContainers)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(reboot).To(BeTrue())
+	f, _ = n.system.Features([]string{wicd.FeatureContainers})
+	g.Expect(f[wicd.FeatureContainers]).To(BeFalse(), "not before the reboot")
+	g.Expect(n.Host.Reboot(ctx, 10*time.Millisecond)).To(Succeed())
+	g.Expect(n.Host.WaitUp(ctx)).To(Succeed())
+	f, _ = n.system.Features([]string{wicd.FeatureContainers})
+	g.Expect(f[wicd.FeatureContainers]).To(BeTrue())
+}

@@ -1,0 +1,159 @@
+// Package simagent makes a simulated Windows host (test/winsim) able to
+// become a Kubernetes node: it adds a Windows service manager, runs the real
+// node agent (pkg/wicd) in-process whenever C:\k\wicd.exe is executed over
+// SSH or started as a service, and runs the kubelet emulator
+// (test/kubeletemu) as the kubelet service's process.
+package simagent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/openwmco/wmco/pkg/wicd"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+	"github.com/openwmco/wmco/test/kubeletemu"
+	"github.com/openwmco/wmco/test/winsim"
+)
+
+// HybridOverlayNetwork is the HNS network hybrid-overlay creates.
+const HybridOverlayNetwork = "OVNKubernetesHybridOverlayNetwork"
+
+// Options tune the node host.
+type Options struct {
+	// AgentVersion reported by the in-process agent (default "sim").
+	AgentVersion string
+	// ContainersFeatureDisabled starts the host without the Containers
+	// feature, so enable-features has to turn it on and reboot.
+	ContainersFeatureDisabled bool
+	// ClockSkew is added to the host's clock.
+	ClockSkew time.Duration
+	// AgentRunInterval overrides how often the agent service re-applies
+	// its plan (default wicd.DefaultRunInterval).
+	AgentRunInterval time.Duration
+	// ServiceStartDelay is how long each service start takes.
+	ServiceStartDelay time.Duration
+	// RecoveryScale multiplies service recovery delays (default 1).
+	RecoveryScale float64
+	// KubeletVersion reported by the kubelet emulator.
+	KubeletVersion string
+	// KubeletLeaseDuration of the emulated kubelet's Lease (default 40s).
+	KubeletLeaseDuration time.Duration
+	// KubeletStatusInterval between Node status posts (default 10s).
+	KubeletStatusInterval time.Duration
+	// Log receives the agent's and kubelet's diagnostics; nil discards.
+	Log io.Writer
+}
+
+// Node is a simulated host with its node-side software.
+type Node struct {
+	Host     *winsim.Host
+	Services *ServiceManager
+	opts     Options
+	system   *system
+	hns      *hns
+	backend  *wicd.Backend
+}
+
+// Install adds the service manager, the agent and the kubelet emulator to
+// a running host.
+func Install(h *winsim.Host, opts Options) (*Node, error) {
+	if opts.AgentVersion == "" {
+		opts.AgentVersion = "sim"
+	}
+	if opts.RecoveryScale == 0 {
+		opts.RecoveryScale = 1
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	n := &Node{Host: h, opts: opts,
+		system: &system{host: h, clockSkew: opts.ClockSkew, features: map[string]bool{wicd.FeatureContainers: !opts.ContainersFeatureDisabled}, pending: map[string]bool{}},
+		hns:    &hns{networks: map[string]bool{}},
+	}
+	n.Services = newServiceManager(h, map[string]Process{
+		"kubelet.exe":             n.runKubelet,
+		"wicd.exe":                n.runAgentService,
+		"hybrid-overlay-node.exe": n.runHybridOverlay,
+	}, opts.ServiceStartDelay, opts.RecoveryScale)
+	n.backend = &wicd.Backend{
+		Services: n.Services, Files: diskFiles{h.Disk()}, System: n.system, Network: n.hns,
+		Locker: hostLock{ch: make(chan struct{}, 1)}, Version: opts.AgentVersion, OS: "windows", Arch: "amd64",
+	}
+	// The system first, so features enabled before a reboot are on when
+	// the services start.
+	for _, c := range []winsim.Component{n.system, n.hns, n.Services} {
+		if err := h.AddComponent(c); err != nil {
+			return nil, fmt.Errorf("simagent: %w", err)
+		}
+	}
+	if err := h.RegisterProgram(wicdapi.AgentPath, winsim.ProgramFunc(n.execAgent)); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Backend is the agent's view of this host, for tests that call pkg/wicd
+// directly.
+func (n *Node) Backend() *wicd.Backend { return n.backend }
+
+// Networks lists the host's HNS networks.
+func (n *Node) Networks() []string {
+	l, _ := n.hns.ListNetworks()
+	return l
+}
+
+// execAgent runs `C:\k\wicd.exe ...` for an SSH client, if the binary has
+// been uploaded.
+func (n *Node) execAgent(ctx context.Context, inv *winsim.Invocation) int {
+	if _, err := n.Host.Disk().Stat(wicdapi.AgentPath); err != nil {
+		fmt.Fprintf(inv.Stderr, "'%s' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n", inv.Args[0])
+		return 1
+	}
+	return wicd.Main(ctx, n.backend, inv.Args[1:], inv.Stdout, inv.Stderr)
+}
+
+// runAgentService is the agent's Windows service: `wicd run`.
+func (n *Node) runAgentService(ctx context.Context, p ProcessInfo) error {
+	args := p.Args
+	if n.opts.AgentRunInterval > 0 && !hasFlag(args, "--interval") {
+		args = append(append([]string(nil), args...), "--interval="+n.opts.AgentRunInterval.String())
+	}
+	var stdout bytes.Buffer
+	if code := wicd.Main(ctx, n.backend, args, &stdout, n.opts.Log); code != 0 && ctx.Err() == nil {
+		return fmt.Errorf("wicd %s exited with status %d: %s", strings.Join(args, " "), code, stdout.String())
+	}
+	return nil
+}
+
+// runKubelet is the kubelet service's process.
+func (n *Node) runKubelet(ctx context.Context, p ProcessInfo) error {
+	f := n.Host.Facts()
+	addrs, _ := n.system.Addresses()
+	return kubeletemu.Run(ctx, kubeletemu.Config{
+		Args: p.Args, Disk: diskFiles{n.Host.Disk()},
+		Host:    kubeletemu.Host{Hostname: f.Hostname, Addresses: addrs, OSBuild: f.OSBuild},
+		Version: n.opts.KubeletVersion, LeaseDuration: n.opts.KubeletLeaseDuration,
+		StatusInterval: n.opts.KubeletStatusInterval, Log: n.opts.Log,
+	})
+}
+
+// runHybridOverlay creates the overlay's HNS network, as hybrid-overlay-node
+// does once it runs, and idles.
+func (n *Node) runHybridOverlay(ctx context.Context, _ ProcessInfo) error {
+	n.hns.create(HybridOverlayNetwork)
+	<-ctx.Done()
+	return nil
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
