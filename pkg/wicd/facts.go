@@ -23,10 +23,6 @@ const FeatureContainers = "Containers"
 // versions, container images and logs (10 GiB).
 const DefaultMinFreeDiskBytes int64 = 10 << 30
 
-// SupportedOSBuilds are the Windows Server builds the operator supports:
-// 2019 (17763), 2022 (20348) and 2025 (26100).
-var SupportedOSBuilds = map[int]string{17763: "Windows Server 2019", 20348: "Windows Server 2022", 26100: "Windows Server 2025"}
-
 // rfc1123Label is what a Node name derived from the hostname must be.
 var rfc1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
@@ -107,7 +103,7 @@ func preflight(ctx context.Context, b *Backend, o PreflightOptions) (*wicdapi.Pr
 	res := &wicdapi.PreflightResult{}
 	add := func(c wicdapi.Check) { res.Checks = append(res.Checks, c) }
 
-	if name, ok := SupportedOSBuilds[facts.OSBuild]; ok {
+	if name, ok := wicdapi.SupportedOSBuilds[facts.OSBuild]; ok {
 		add(wicdapi.Check{Name: wicdapi.CheckOSBuild, Passed: true, Message: name})
 	} else {
 		add(wicdapi.Check{Name: wicdapi.CheckOSBuild, Reason: wicdapi.ReasonUnsupported,
@@ -206,14 +202,14 @@ func enableFeatures(b *Backend) (*wicdapi.EnableFeaturesResult, error) {
 }
 
 func supportedList() string {
-	builds := make([]int, 0, len(SupportedOSBuilds))
-	for b := range SupportedOSBuilds {
+	builds := make([]int, 0, len(wicdapi.SupportedOSBuilds))
+	for b := range wicdapi.SupportedOSBuilds {
 		builds = append(builds, b)
 	}
 	sort.Ints(builds)
 	parts := make([]string, len(builds))
 	for i, b := range builds {
-		parts[i] = strconv.Itoa(b) + " (" + SupportedOSBuilds[b] + ")"
+		parts[i] = strconv.Itoa(b) + " (" + wicdapi.SupportedOSBuilds[b] + ")"
 	}
 	return strings.Join(parts, ", ")
 }

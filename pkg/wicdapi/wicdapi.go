@@ -28,6 +28,20 @@ const (
 	AgentServiceName = "windows-instance-config-daemon"
 )
 
+// Windows Server builds the operator supports.
+const (
+	OSBuildServer2019 = 17763
+	OSBuildServer2022 = 20348
+	OSBuildServer2025 = 26100
+)
+
+// SupportedOSBuilds names each supported build.
+var SupportedOSBuilds = map[int]string{
+	OSBuildServer2019: "Windows Server 2019",
+	OSBuildServer2022: "Windows Server 2022",
+	OSBuildServer2025: "Windows Server 2025",
+}
+
 // SchemaVersion is the Plan format this package describes.
 const SchemaVersion = 1
 

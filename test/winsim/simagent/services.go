@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/wicd"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/winsim"
@@ -229,7 +230,7 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
 	info := ProcessInfo{Service: cloneService(s.cfg), Host: m.host}
-	info.Binary, info.Args = UnwrapLogRunner(s.cfg.Binary, s.cfg.Args)
+	info.Binary, info.Args = nodeconfig.Command(s.cfg)
 	if _, err := m.host.Disk().Stat(s.cfg.Binary); err != nil {
 		m.mu.Unlock()
 		return fmt.Errorf("start %s: %s: %w", name, s.cfg.Binary, ErrBinaryNotFound)
@@ -380,27 +381,6 @@ func cloneService(s wicdapi.Service) wicdapi.Service {
 
 func baseName(p string) string {
 	return p[strings.LastIndexAny(p, `\/`)+1:]
-}
-
-// UnwrapLogRunner returns the program a service really runs: for
-// kube-log-runner.exe, the program after its flags ("--" ends them when
-// present), else the binary itself.
-func UnwrapLogRunner(binary string, args []string) (string, []string) {
-	if !strings.EqualFold(baseName(binary), "kube-log-runner.exe") {
-		return binary, args
-	}
-	for i, a := range args {
-		if a == "--" {
-			if i+1 < len(args) {
-				return args[i+1], args[i+2:]
-			}
-			return binary, nil
-		}
-		if !strings.HasPrefix(a, "-") {
-			return a, args[i+1:]
-		}
-	}
-	return binary, nil
 }
 
 var _ wicd.Services = (*ServiceManager)(nil)

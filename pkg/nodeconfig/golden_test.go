@@ -1,0 +1,161 @@
+/*
+Copyright The openwmco Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package nodeconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	wmcov1alpha1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden/*.json from the current output")
+
+// goldenPlan is a wicdapi.Plan with file contents as lines of text
+// instead of base64, so that golden files are readable and diffs useful.
+type goldenPlan struct {
+	SchemaVersion  int               `json:"schemaVersion"`
+	PayloadVersion string            `json:"payloadVersion"`
+	NodeName       string            `json:"nodeName"`
+	Directories    []string          `json:"directories"`
+	Files          []goldenFile      `json:"files"`
+	Services       []wicdapi.Service `json:"services"`
+	Networks       []string          `json:"networks"`
+}
+
+type goldenFile struct {
+	Path      string   `json:"path"`
+	Sensitive bool     `json:"sensitive,omitempty"`
+	Content   []string `json:"content"`
+}
+
+func toGolden(p *wicdapi.Plan) goldenPlan {
+	g := goldenPlan{
+		SchemaVersion:  p.SchemaVersion,
+		PayloadVersion: p.PayloadVersion,
+		NodeName:       p.NodeName,
+		Directories:    p.Directories,
+		Services:       p.Services,
+		Networks:       p.Networks,
+	}
+	for _, f := range p.Files {
+		g.Files = append(g.Files, goldenFile{
+			Path:      f.Path,
+			Sensitive: f.Sensitive,
+			Content:   strings.Split(strings.TrimSuffix(string(f.Content), "\n"), "\n"),
+		})
+	}
+	return g
+}
+
+// goldenCases are the inputs of testdata/golden/<name>.json.
+var goldenCases = map[string]func(in *Inputs){
+	// The default configuration on each supported Windows build.
+	"ovn-hybrid-overlay-20348": func(*Inputs) {},
+	"ovn-hybrid-overlay-17763": func(in *Inputs) {
+		in.Host.OSBuild = OSBuildServer2019
+		in.NodeName, in.Host.Hostname, in.Host.Addresses = "win-2019-a", "WIN-2019-A", []string{"10.0.12.19"}
+		in.HostSubnet = "10.132.5.0/24"
+	},
+	"ovn-hybrid-overlay-26100": func(in *Inputs) {
+		in.Host.OSBuild = OSBuildServer2025
+		in.NodeName, in.Host.Hostname, in.Host.Addresses = "win-2025-a", "WIN-2025-A", []string{"10.0.12.25"}
+		in.HostSubnet = "10.132.6.0/24"
+	},
+	// Before OVN-Kubernetes assigned the node's pod subnet.
+	"ovn-hybrid-overlay-no-host-subnet": func(in *Inputs) { in.HostSubnet = "" },
+	// Pod networking left to something else.
+	"network-none": func(in *Inputs) {
+		in.Config.Network = wmcov1alpha1.NetworkSpec{Type: wmcov1alpha1.NetworkNone}
+		in.HostSubnet = ""
+		in.Cluster.ClusterNetworkCIDR = ""
+	},
+	// Taints, registry mirrors, log rotation and the other knobs set.
+	"custom": func(in *Inputs) {
+		port := int32(9898)
+		in.Config.Network.VXLANPort = &port
+		in.Config.Network.DNSServer = "172.30.0.53"
+		in.Config.Taints = []wmcov1alpha1.NodeTaint{
+			{Key: "os", Value: "Windows", Effect: "NoSchedule"},
+			{Key: "example.com/dedicated", Value: "windows-gpu", Effect: "NoExecute"},
+			{Key: "example.com/spot", Effect: "PreferNoSchedule"},
+		}
+		in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 25, MaxFiles: 3, MaxAgeDays: 30}
+		in.Config.Containerd = wmcov1alpha1.ContainerdSpec{
+			PauseImage: "mirror.example.com/k8s/pause:3.10",
+			RegistryMirrors: []wmcov1alpha1.RegistryMirror{
+				{Registry: "registry.internal:5000", Endpoints: []string{"http://10.0.0.5:5000"}},
+				{Registry: "docker.io", Endpoints: []string{"https://mirror-a.example.com", "https://mirror-b.example.com/dockerhub"}},
+			},
+		}
+		in.Cluster.Domain = "corp.example"
+		in.NodeLabels["example.com/team"] = "payments"
+		in.HostSubnet = "10.132.8.0/23"
+	},
+	// An explicitly empty taint list: no taint at all.
+	"no-taints": func(in *Inputs) { in.Config.Taints = []wmcov1alpha1.NodeTaint{} },
+}
+
+func TestGolden(t *testing.T) {
+	for name, mutate := range goldenCases {
+		t.Run(name, func(t *testing.T) {
+			in := testInputs(t)
+			mutate(&in)
+			plan, err := Render(in)
+			if err != nil {
+				t.Fatalf("Render: %v", err)
+			}
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(false)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(toGolden(plan)); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", "golden", name+".json")
+			if *update {
+				if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/nodeconfig -run TestGolden -update to create it)", err)
+			}
+			if !bytes.Equal(buf.Bytes(), want) {
+				t.Errorf("plan differs from %s (run with -update to accept):\n%s", path, lineDiff(string(want), buf.String()))
+			}
+		})
+	}
+}
+
+// lineDiff shows the first lines where two texts differ.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var out []string
+	for i := 0; i < max(len(w), len(g)) && len(out) < 20; i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			out = append(out, "line "+strconv.Itoa(i+1)+":\n  want: "+wl+"\n  got:  "+gl)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,167 @@
+/*
+Copyright The openwmco Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package nodeconfig
+
+import (
+	"slices"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	wmcov1alpha1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+// Inputs is everything a host's plan is rendered from.
+type Inputs struct {
+	// Config is the cluster-wide WindowsNodeConfig spec. API defaults are
+	// expected but not required: zero values get the same defaults
+	// (see [Defaulted]).
+	Config wmcov1alpha1.WindowsNodeConfigSpec
+	// Cluster holds facts about the cluster.
+	Cluster ClusterFacts
+	// Host holds facts the agent reported about the host.
+	Host HostFacts
+	// NodeName the kubelet registers as; a DNS subdomain.
+	NodeName string
+	// Payload is the manifest of the payload version the services run
+	// from; it must be valid.
+	Payload *payload.Manifest
+	// BootstrapToken is the credential the kubelet presents for its first
+	// certificate request: a bootstrap token on plain Kubernetes, the
+	// node-bootstrapper service account's token on OpenShift. It lands in
+	// the Sensitive bootstrap kubeconfig and never in an error.
+	BootstrapToken string
+	// NodeLabels the kubelet registers the Node with (--node-labels).
+	// Labels under kubernetes.io and k8s.io must be ones a kubelet may set
+	// on its own Node; others, such as node-role.kubernetes.io/worker,
+	// must be set by the operator after the join.
+	NodeLabels map[string]string
+	// HostSubnet is the pod subnet OVN-Kubernetes assigned to this node
+	// (its k8s.ovn.org/hybrid-overlay-node-subnet annotation), e.g.
+	// 10.132.1.0/24. Empty until known: the plan then has no CNI
+	// configuration and no kube-proxy, and the Node stays NotReady.
+	// Must be empty for network type None.
+	HostSubnet string
+}
+
+// ClusterFacts are facts about the cluster the node joins.
+type ClusterFacts struct {
+	// APIServerURL the kubelet bootstraps against, https://host:port.
+	APIServerURL string
+	// CACertPEM is the cluster CA bundle (PEM certificates) that signed
+	// the API server's serving certificate and the clients' certificates.
+	CACertPEM []byte
+	// ServiceCIDR is the service network. Config.Network.ServiceNetworkCIDR
+	// overrides it when set.
+	ServiceCIDR string
+	// ClusterNetworkCIDR is the pod network Windows pods get addresses
+	// from (the hybrid overlay's cluster network); required for
+	// OVNHybridOverlay. Config.Network.ClusterNetworkCIDR overrides it
+	// when set.
+	ClusterNetworkCIDR string
+	// DNSIP is the cluster DNS service's address.
+	// Config.Network.DNSServer overrides it when set.
+	DNSIP string
+	// Domain is the cluster's DNS domain; DefaultClusterDomain when empty.
+	Domain string
+	// KubernetesVersion of the API server, e.g. v1.37.2. The payload's
+	// kubelet may be up to three minor versions older, never newer.
+	KubernetesVersion string
+}
+
+// HostFacts are facts the agent reported about the host.
+type HostFacts struct {
+	// Hostname of the host. Informational: the node registers as
+	// Inputs.NodeName.
+	Hostname string
+	// OSBuild is the Windows build number, e.g. 20348; it must be one of
+	// SupportedOSBuilds.
+	OSBuild int
+	// Addresses of the host; the first one is the node IP.
+	Addresses []string
+}
+
+// HostFactsFrom takes the facts a plan needs from what `wicd facts` printed.
+func HostFactsFrom(f wicdapi.Facts) HostFacts {
+	return HostFacts{Hostname: f.Hostname, OSBuild: f.OSBuild, Addresses: slices.Clone(f.Addresses)}
+}
+
+// Windows Server builds the operator supports.
+const (
+	OSBuildServer2019 = wicdapi.OSBuildServer2019
+	OSBuildServer2022 = wicdapi.OSBuildServer2022
+	OSBuildServer2025 = wicdapi.OSBuildServer2025
+)
+
+// SupportedOSBuilds returns the Windows Server builds the operator
+// supports, in ascending order.
+func SupportedOSBuilds() []int {
+	builds := make([]int, 0, len(wicdapi.SupportedOSBuilds))
+	for b := range wicdapi.SupportedOSBuilds {
+		builds = append(builds, b)
+	}
+	slices.Sort(builds)
+	return builds
+}
+
+// Defaults applied to zero values of the WindowsNodeConfig spec and the
+// cluster facts; the spec's are the same as the API's.
+const (
+	DefaultNetworkType               = wmcov1alpha1.NetworkOVNHybridOverlay
+	DefaultVXLANPort                 = 4789
+	DefaultPauseImage                = "registry.k8s.io/pause:3.10"
+	DefaultLogMaxFileSizeMiB         = 100
+	DefaultLogMaxFiles               = 5
+	DefaultLogMaxAgeDays             = 7
+	DefaultMaxParallelConfigurations = 10
+	DefaultMaxUnavailable            = 1
+	DefaultClusterDomain             = "cluster.local"
+)
+
+// DefaultTaints returns the taint every Windows node gets unless the
+// config says otherwise: os=Windows:NoSchedule.
+func DefaultTaints() []wmcov1alpha1.NodeTaint {
+	return []wmcov1alpha1.NodeTaint{{Key: "os", Value: "Windows", Effect: "NoSchedule"}}
+}
+
+// Defaulted returns a copy of spec with the API's defaults applied to
+// zero values. Taints follow the API: nil means the default taint, an
+// empty non-nil list means no taint.
+func Defaulted(spec wmcov1alpha1.WindowsNodeConfigSpec) wmcov1alpha1.WindowsNodeConfigSpec {
+	out := *spec.DeepCopy()
+	if out.Network.Type == "" {
+		out.Network.Type = DefaultNetworkType
+	}
+	if out.Network.VXLANPort == nil && out.Network.Type == wmcov1alpha1.NetworkOVNHybridOverlay {
+		port := int32(DefaultVXLANPort)
+		out.Network.VXLANPort = &port
+	}
+	if out.Taints == nil {
+		out.Taints = DefaultTaints()
+	}
+	if out.MaxParallelConfigurations == 0 {
+		out.MaxParallelConfigurations = DefaultMaxParallelConfigurations
+	}
+	if out.MaxUnavailable == nil {
+		mu := intstr.FromInt32(DefaultMaxUnavailable)
+		out.MaxUnavailable = &mu
+	}
+	if out.LogRotation.MaxFileSizeMiB == 0 {
+		out.LogRotation.MaxFileSizeMiB = DefaultLogMaxFileSizeMiB
+	}
+	if out.LogRotation.MaxFiles == 0 {
+		out.LogRotation.MaxFiles = DefaultLogMaxFiles
+	}
+	if out.LogRotation.MaxAgeDays == 0 {
+		out.LogRotation.MaxAgeDays = DefaultLogMaxAgeDays
+	}
+	if out.Containerd.PauseImage == "" {
+		out.Containerd.PauseImage = DefaultPauseImage
+	}
+	return out
+}

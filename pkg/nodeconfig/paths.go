@@ -1,0 +1,71 @@
+/*
+Copyright The openwmco Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package nodeconfig
+
+import "github.com/openwmco/wmco/pkg/wicdapi"
+
+// Locations on the host the plan writes to or points at.
+const (
+	// KubeletConfigPath is the kubelet's KubeletConfiguration.
+	KubeletConfigPath = wicdapi.InstallRoot + `\kubelet.conf`
+	// CACertPath is the cluster CA: the kubelet's client CA for
+	// authenticating the API server's requests.
+	CACertPath = wicdapi.InstallRoot + `\ca.crt`
+	// BootstrapKubeconfigPath is the kubeconfig with the bootstrap token
+	// the kubelet uses for its first certificate request.
+	BootstrapKubeconfigPath = wicdapi.InstallRoot + `\bootstrap-kubeconfig`
+	// KubeconfigPath is the kubelet's own kubeconfig, written by the
+	// kubelet after TLS bootstrap; kube-proxy and hybrid-overlay-node use
+	// it too. Not rendered.
+	KubeconfigPath = wicdapi.InstallRoot + `\kubeconfig`
+	// KubeProxyConfigPath is kube-proxy's KubeProxyConfiguration.
+	KubeProxyConfigPath = wicdapi.InstallRoot + `\kube-proxy.conf`
+	// ContainerdDir holds containerd's configuration.
+	ContainerdDir = wicdapi.InstallRoot + `\containerd`
+	// ContainerdConfigPath is containerd's config.toml.
+	ContainerdConfigPath = ContainerdDir + `\containerd.toml`
+	// ContainerdHostsDir holds one directory per registry with a
+	// hosts.toml listing its mirrors (containerd's config_path).
+	ContainerdHostsDir = ContainerdDir + `\certs.d`
+	// ContainerdPipe is containerd's CRI endpoint.
+	ContainerdPipe = `\\.\pipe\containerd-containerd`
+	// ContainerRuntimeEndpoint is ContainerdPipe as the kubelet names it.
+	ContainerRuntimeEndpoint = "npipe://./pipe/containerd-containerd"
+	// ContainerdRoot and ContainerdState are containerd's data
+	// directories.
+	ContainerdRoot  = `C:\ProgramData\containerd\root`
+	ContainerdState = `C:\ProgramData\containerd\state`
+	// CNIDir holds the CNI configuration directory.
+	CNIDir = wicdapi.InstallRoot + `\cni`
+	// CNIConfigDir is the CNI configuration directory containerd reads.
+	CNIConfigDir = CNIDir + `\config`
+	// CNIConfigPath is the one CNI configuration the plan writes.
+	CNIConfigPath = CNIConfigDir + `\cni.conf`
+	// KubeletDir is the kubelet's root directory.
+	KubeletDir = `C:\var\lib\kubelet`
+	// KubeletPKIDir is where the kubelet keeps its certificates.
+	KubeletPKIDir = KubeletDir + `\pki`
+)
+
+// HybridOverlayNetwork is the HNS network hybrid-overlay-node creates and
+// the CNI configuration and kube-proxy use.
+const HybridOverlayNetwork = "OVNKubernetesHybridOverlayNetwork"
+
+// Names of the services a plan installs (besides wicdapi.AgentServiceName).
+const (
+	ServiceContainerd      = "containerd"
+	ServiceKubelet         = "kubelet"
+	ServiceHybridOverlay   = "hybrid-overlay-node"
+	ServiceKubeProxy       = "kube-proxy"
+	ServiceCSIProxy        = "csi-proxy"
+	ServiceWindowsExporter = "windows_exporter"
+)
+
+// LogPath is the log file of a service: C:\k\log\<service>.log.
+func LogPath(service string) string {
+	return wicdapi.LogDir + `\` + service + ".log"
+}

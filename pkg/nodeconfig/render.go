@@ -1,0 +1,105 @@
+/*
+Copyright The openwmco Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package nodeconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+// Render returns the plan for one host. It validates the inputs first;
+// the error then wraps ErrInvalidInputs and lists every problem, and
+// never holds the bootstrap token. Render does no I/O, and the same inputs
+// always give the same plan.
+func Render(in Inputs) (*wicdapi.Plan, error) {
+	r, err := resolve(in)
+	if err != nil {
+		return nil, err
+	}
+
+	plan := &wicdapi.Plan{
+		SchemaVersion:  wicdapi.SchemaVersion,
+		PayloadVersion: r.payload.Version,
+		NodeName:       r.nodeName,
+	}
+
+	dirs := []string{
+		wicdapi.InstallRoot,
+		wicdapi.LogDir,
+		CNIDir,
+		CNIConfigDir,
+		ContainerdDir,
+		ContainerdHostsDir,
+		KubeletDir,
+		KubeletPKIDir,
+	}
+
+	kubeletConf, err := renderKubeletConfig(r)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", KubeletConfigPath, err)
+	}
+	bootstrap, err := renderBootstrapKubeconfig(r)
+	if err != nil {
+		// Never wrap the marshal error: it could quote the content.
+		return nil, fmt.Errorf("render %s: cannot encode the kubeconfig", BootstrapKubeconfigPath)
+	}
+	files := []wicdapi.File{
+		{Path: KubeletConfigPath, Content: kubeletConf},
+		{Path: CACertPath, Content: r.caPEM},
+		{Path: BootstrapKubeconfigPath, Content: bootstrap, Sensitive: true},
+		{Path: ContainerdConfigPath, Content: renderContainerdConfig(r)},
+	}
+	for _, m := range r.mirrors {
+		dir := ContainerdHostsDir + `\` + m.dir
+		dirs = append(dirs, dir)
+		files = append(files, wicdapi.File{Path: dir + `\hosts.toml`, Content: renderHostsTOML(m)})
+	}
+
+	if r.ovn() {
+		plan.Networks = []string{HybridOverlayNetwork}
+		if r.hostSubnet.IsValid() {
+			cni, err := renderCNIConfig(r)
+			if err != nil {
+				return nil, fmt.Errorf("render %s: %w", CNIConfigPath, err)
+			}
+			proxy, err := renderKubeProxyConfig(r)
+			if err != nil {
+				return nil, fmt.Errorf("render %s: %w", KubeProxyConfigPath, err)
+			}
+			files = append(files,
+				wicdapi.File{Path: CNIConfigPath, Content: cni},
+				wicdapi.File{Path: KubeProxyConfigPath, Content: proxy},
+			)
+		}
+	}
+
+	// Lexical order puts every directory after its parent.
+	slices.Sort(dirs)
+	plan.Directories = slices.Compact(dirs)
+	slices.SortFunc(files, func(a, b wicdapi.File) int { return strings.Compare(a.Path, b.Path) })
+	plan.Files = files
+	plan.Services = services(r)
+	return plan, nil
+}
+
+// marshal encodes v as indented JSON ending with a newline, map keys
+// sorted.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

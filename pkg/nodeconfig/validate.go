@@ -1,0 +1,532 @@
+/*
+Copyright The openwmco Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package nodeconfig
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	kubeletapis "k8s.io/kubelet/pkg/apis"
+
+	wmcov1alpha1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/payload"
+)
+
+// ErrInvalidInputs wraps every error Render returns for inputs it cannot
+// render a plan from.
+var ErrInvalidInputs = errors.New("invalid node configuration inputs")
+
+// MaxBootstrapTokenBytes bounds Inputs.BootstrapToken; a service account
+// token is a JWT of a few kilobytes.
+const MaxBootstrapTokenBytes = 16 << 10
+
+// Allowed kubelet/kube-proxy version skew: the kubelet may be up to this
+// many minor versions older than the API server, never newer.
+const maxKubeletSkew = 3
+
+var (
+	kubeVersionRE = regexp.MustCompile(`^v([0-9]+)\.([0-9]+)\.([0-9]+)([-+][0-9A-Za-z.+-]*)?$`)
+	// imageRE is a loose image reference check: the characters a
+	// reference may hold and nothing that needs quoting.
+	imageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
+)
+
+// mirror is a validated registry mirror configuration.
+type mirror struct {
+	// registry as given, e.g. docker.io or registry.local:5000.
+	registry string
+	// dir is the registry's directory under ContainerdHostsDir, as
+	// containerd looks it up: lower case, ":port" turned into "_port_".
+	dir       string
+	endpoints []string
+}
+
+// resolved is the validated, defaulted view of Inputs that rendering uses.
+type resolved struct {
+	spec        wmcov1alpha1.WindowsNodeConfigSpec
+	network     wmcov1alpha1.NetworkType
+	vxlanPort   int32
+	apiServer   string
+	caPEM       []byte
+	serviceCIDR netip.Prefix
+	clusterCIDR netip.Prefix // invalid when not known (network None)
+	dnsIP       netip.Addr
+	domain      string
+	nodeName    string
+	nodeIP      netip.Addr
+	hostSubnet  netip.Prefix // invalid when not known
+	payload     *payload.Manifest
+	token       string
+	labels      map[string]string
+	taints      []wmcov1alpha1.NodeTaint
+	mirrors     []mirror
+}
+
+func (r *resolved) ovn() bool { return r.network == wmcov1alpha1.NetworkOVNHybridOverlay }
+
+// resolve defaults and validates the inputs. The error lists every problem
+// found, each prefixed with the input it concerns, and wraps
+// ErrInvalidInputs. No message ever holds the bootstrap token.
+func resolve(in Inputs) (*resolved, error) {
+	var errs []error
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+
+	r := &resolved{spec: Defaulted(in.Config)}
+	spec := &r.spec
+
+	// Network type and VXLAN port.
+	r.network = spec.Network.Type
+	switch r.network {
+	case wmcov1alpha1.NetworkOVNHybridOverlay:
+		r.vxlanPort = *spec.Network.VXLANPort
+		if r.vxlanPort < 1 || r.vxlanPort > 65535 {
+			fail("config.network.vxlanPort", "%d must be between 1 and 65535", r.vxlanPort)
+		}
+	case wmcov1alpha1.NetworkNone:
+		if spec.Network.VXLANPort != nil {
+			fail("config.network.vxlanPort", "applies only to network type %s", wmcov1alpha1.NetworkOVNHybridOverlay)
+		}
+	default:
+		fail("config.network.type", "%q is not one of %s, %s", r.network, wmcov1alpha1.NetworkOVNHybridOverlay, wmcov1alpha1.NetworkNone)
+	}
+
+	// Cluster facts, with the config's overrides.
+	r.apiServer = validateAPIServerURL(in.Cluster.APIServerURL, fail)
+	r.caPEM = validateCA(in.Cluster.CACertPEM, fail)
+
+	serviceField, serviceCIDR := "cluster.serviceCIDR", in.Cluster.ServiceCIDR
+	if spec.Network.ServiceNetworkCIDR != "" {
+		serviceField, serviceCIDR = "config.network.serviceNetworkCIDR", spec.Network.ServiceNetworkCIDR
+	}
+	r.serviceCIDR = parseCIDR(serviceField, serviceCIDR, true, r.ovn(), fail)
+
+	clusterField, clusterCIDR := "cluster.clusterNetworkCIDR", in.Cluster.ClusterNetworkCIDR
+	if spec.Network.ClusterNetworkCIDR != "" {
+		clusterField, clusterCIDR = "config.network.clusterNetworkCIDR", spec.Network.ClusterNetworkCIDR
+	}
+	r.clusterCIDR = parseCIDR(clusterField, clusterCIDR, r.ovn(), r.ovn(), fail)
+	if r.serviceCIDR.IsValid() && r.clusterCIDR.IsValid() && r.serviceCIDR.Overlaps(r.clusterCIDR) {
+		fail(clusterField, "%s overlaps the service network %s", r.clusterCIDR, r.serviceCIDR)
+	}
+
+	dnsField, dns := "cluster.dnsIP", in.Cluster.DNSIP
+	if spec.Network.DNSServer != "" {
+		dnsField, dns = "config.network.dnsServer", spec.Network.DNSServer
+	}
+	if dns == "" {
+		fail(dnsField, "must be set")
+	} else if a, err := netip.ParseAddr(dns); err != nil || a.Zone() != "" {
+		fail(dnsField, "%q is not an IP address", dns)
+	} else if r.ovn() && !a.Is4() {
+		fail(dnsField, "%s must be IPv4: the hybrid overlay is IPv4 only", a)
+	} else {
+		r.dnsIP = a
+	}
+
+	r.domain = in.Cluster.Domain
+	if r.domain == "" {
+		r.domain = DefaultClusterDomain
+	}
+	if msgs := validation.IsDNS1123Subdomain(r.domain); len(msgs) > 0 {
+		fail("cluster.domain", "%q: %s", r.domain, strings.Join(msgs, "; "))
+	}
+
+	// Payload and version skew.
+	r.payload = in.Payload
+	if in.Payload == nil {
+		fail("payload", "must be set")
+	} else if err := in.Payload.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("payload: %w", err))
+	}
+	clusterVersion, err := parseKubeVersion(in.Cluster.KubernetesVersion)
+	if err != nil {
+		fail("cluster.kubernetesVersion", "%q: %v", in.Cluster.KubernetesVersion, err)
+	} else if in.Payload != nil {
+		if kubelet, err := parseKubeVersion(in.Payload.KubernetesVersion); err == nil {
+			switch {
+			case kubelet[0] != clusterVersion[0] || kubelet[1] > clusterVersion[1]:
+				fail("payload.kubernetesVersion", "kubelet %s is newer than the API server %s; a kubelet must not be newer than its API server",
+					in.Payload.KubernetesVersion, in.Cluster.KubernetesVersion)
+			case clusterVersion[1]-kubelet[1] > maxKubeletSkew:
+				fail("payload.kubernetesVersion", "kubelet %s is more than %d minor versions older than the API server %s",
+					in.Payload.KubernetesVersion, maxKubeletSkew, in.Cluster.KubernetesVersion)
+			}
+		}
+	}
+
+	// Host.
+	if !slices.Contains(SupportedOSBuilds(), in.Host.OSBuild) {
+		fail("host.osBuild", "Windows build %d is not supported (supported: %s)", in.Host.OSBuild, joinInts(SupportedOSBuilds()))
+	} else if in.Host.OSBuild == OSBuildServer2019 && r.ovn() && r.vxlanPort != DefaultVXLANPort {
+		fail("config.network.vxlanPort", "%d is not supported on Windows Server 2019 (build %d), which only uses VXLAN port %d",
+			r.vxlanPort, OSBuildServer2019, DefaultVXLANPort)
+	}
+	r.nodeIP = validateAddresses(in.Host.Addresses, r.ovn(), fail)
+
+	// Node.
+	r.nodeName = in.NodeName
+	if in.NodeName == "" {
+		fail("nodeName", "must be set")
+	} else if msgs := validation.IsDNS1123Subdomain(in.NodeName); len(msgs) > 0 {
+		fail("nodeName", "%q: %s", in.NodeName, strings.Join(msgs, "; "))
+	}
+	r.labels = validateLabels(in.NodeLabels, fail)
+	validateToken(in.BootstrapToken, fail)
+	r.token = in.BootstrapToken
+
+	// Host subnet.
+	if in.HostSubnet != "" {
+		if !r.ovn() {
+			fail("hostSubnet", "applies only to network type %s", wmcov1alpha1.NetworkOVNHybridOverlay)
+		} else if p := parseCIDR("hostSubnet", in.HostSubnet, true, true, fail); p.IsValid() {
+			switch {
+			case p.Bits() > 29:
+				fail("hostSubnet", "%s is too small: at least a /29 is needed for the gateway, pods and kube-proxy's source VIP", p)
+			case r.clusterCIDR.IsValid() && (p.Bits() < r.clusterCIDR.Bits() || !r.clusterCIDR.Contains(p.Addr())):
+				fail("hostSubnet", "%s is not inside the cluster network %s", p, r.clusterCIDR)
+			default:
+				r.hostSubnet = p
+			}
+		}
+	}
+
+	// The rest of the config.
+	r.taints = validateTaints(spec.Taints, fail)
+	r.mirrors = validateMirrors(spec.Containerd.RegistryMirrors, fail)
+	if img := spec.Containerd.PauseImage; len(img) > 512 || !imageRE.MatchString(img) {
+		fail("config.containerd.pauseImage", "%q is not an image reference", img)
+	}
+	lr := spec.LogRotation
+	checkRange := func(field string, v, lo, hi int32) {
+		if v < lo || v > hi {
+			fail(field, "%d must be between %d and %d", v, lo, hi)
+		}
+	}
+	checkRange("config.logRotation.maxFileSizeMiB", lr.MaxFileSizeMiB, 1, 10240)
+	checkRange("config.logRotation.maxFiles", lr.MaxFiles, 1, 100)
+	checkRange("config.logRotation.maxAgeDays", lr.MaxAgeDays, 1, 365)
+
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidInputs, errors.Join(errs...))
+	}
+	return r, nil
+}
+
+type failFunc func(field, format string, args ...any)
+
+func validateAPIServerURL(s string, fail failFunc) string {
+	const field = "cluster.apiServerURL"
+	if s == "" {
+		fail(field, "must be set")
+		return ""
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		fail(field, "%q is not a URL", s)
+	case u.Scheme != "https":
+		fail(field, "%q must be an https:// URL", s)
+	case u.Host == "" || u.Hostname() == "":
+		fail(field, "%q has no host", s)
+	case u.User != nil:
+		fail(field, "must not hold credentials")
+	case u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/"):
+		fail(field, "%q must be scheme, host and port only", s)
+	default:
+		return "https://" + u.Host
+	}
+	return ""
+}
+
+func validateCA(data []byte, fail failFunc) []byte {
+	const field = "cluster.caCertPEM"
+	if len(data) == 0 {
+		fail(field, "must be set")
+		return nil
+	}
+	var n int
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		n++
+		if block.Type != "CERTIFICATE" {
+			fail(field, "PEM block %d is a %q, not a CERTIFICATE", n, block.Type)
+			return nil
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			fail(field, "certificate %d: %v", n, err)
+			return nil
+		}
+	}
+	if n == 0 {
+		fail(field, "holds no PEM certificate")
+		return nil
+	}
+	if len(strings.TrimSpace(string(rest))) > 0 {
+		fail(field, "holds data after the last PEM certificate")
+		return nil
+	}
+	out := slices.Clone(data)
+	if out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return out
+}
+
+// parseCIDR parses a canonical CIDR (no host bits set). required: must be
+// non-empty; v4: must be IPv4 (the hybrid overlay is IPv4 only).
+func parseCIDR(field, s string, required, v4 bool, fail failFunc) netip.Prefix {
+	if s == "" {
+		if required {
+			fail(field, "must be set")
+		}
+		return netip.Prefix{}
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		fail(field, "%q is not a CIDR such as 10.132.0.0/14", s)
+	case p.Masked() != p:
+		fail(field, "%q has host bits set; did you mean %s?", s, p.Masked())
+	case v4 && !p.Addr().Is4():
+		fail(field, "%s must be IPv4: the hybrid overlay is IPv4 only", p)
+	default:
+		return p
+	}
+	return netip.Prefix{}
+}
+
+func validateAddresses(addrs []string, v4 bool, fail failFunc) netip.Addr {
+	if len(addrs) == 0 {
+		fail("host.addresses", "must list the host's addresses; the first one is the node IP")
+		return netip.Addr{}
+	}
+	var first netip.Addr
+	for i, s := range addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			fail(fmt.Sprintf("host.addresses[%d]", i), "%q is not an IP address", s)
+			continue
+		}
+		if i > 0 {
+			continue
+		}
+		switch {
+		case a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast():
+			fail("host.addresses[0]", "%s cannot be the node IP (unspecified, loopback, multicast or link-local)", a)
+		case v4 && !a.Is4():
+			fail("host.addresses[0]", "%s: the node IP must be IPv4 for the hybrid overlay", a)
+		default:
+			first = a
+		}
+	}
+	return first
+}
+
+func validateLabels(labels map[string]string, fail failFunc) map[string]string {
+	for _, k := range sortedKeys(labels) {
+		v := labels[k]
+		field := fmt.Sprintf("nodeLabels[%q]", k)
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			fail(field, "invalid key: %s", strings.Join(msgs, "; "))
+			continue
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+			fail(field, "invalid value %q: %s", v, strings.Join(msgs, "; "))
+		}
+		if isKubernetesLabel(k) && !kubeletapis.IsKubeletLabel(k) {
+			fail(field, "a kubelet may not set this label on its own Node (allowed under kubernetes.io and k8s.io: %s, and keys under %s); the operator must set it after the join",
+				strings.Join(kubeletapis.KubeletLabels(), ", "), strings.Join(kubeletapis.KubeletLabelNamespaces(), ", "))
+		}
+	}
+	return labels
+}
+
+// isKubernetesLabel reports whether a label key is in a namespace
+// reserved to Kubernetes, as the kubelet checks --node-labels.
+func isKubernetesLabel(key string) bool {
+	ns, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return false
+	}
+	return ns == "kubernetes.io" || strings.HasSuffix(ns, ".kubernetes.io") ||
+		ns == "k8s.io" || strings.HasSuffix(ns, ".k8s.io")
+}
+
+// validateToken checks the bootstrap token without ever printing it.
+func validateToken(token string, fail failFunc) {
+	const field = "bootstrapToken"
+	switch {
+	case token == "":
+		fail(field, "must be set")
+	case len(token) > MaxBootstrapTokenBytes:
+		fail(field, "is %d bytes, at most %d allowed", len(token), MaxBootstrapTokenBytes)
+	case strings.IndexFunc(token, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0:
+		fail(field, "must be printable ASCII without spaces (value not shown)")
+	}
+}
+
+func validateTaints(taints []wmcov1alpha1.NodeTaint, fail failFunc) []wmcov1alpha1.NodeTaint {
+	type keyEffect struct{ key, effect string }
+	seen := map[keyEffect]int{}
+	for i, t := range taints {
+		field := fmt.Sprintf("config.taints[%d]", i)
+		if msgs := validation.IsQualifiedName(t.Key); len(msgs) > 0 {
+			fail(field, "invalid key %q: %s", t.Key, strings.Join(msgs, "; "))
+		}
+		if msgs := validation.IsValidLabelValue(t.Value); len(msgs) > 0 {
+			fail(field, "invalid value %q: %s", t.Value, strings.Join(msgs, "; "))
+		}
+		switch t.Effect {
+		case "NoSchedule", "PreferNoSchedule", "NoExecute":
+		default:
+			fail(field, "effect %q is not one of NoSchedule, PreferNoSchedule, NoExecute", t.Effect)
+		}
+		ke := keyEffect{t.Key, string(t.Effect)}
+		if j, dup := seen[ke]; dup {
+			fail(field, "same key and effect as config.taints[%d]", j)
+		}
+		seen[ke] = i
+	}
+	return taints
+}
+
+func validateMirrors(in []wmcov1alpha1.RegistryMirror, fail failFunc) []mirror {
+	var out []mirror
+	seen := map[string]int{}
+	for i, m := range in {
+		field := fmt.Sprintf("config.containerd.registryMirrors[%d]", i)
+		dir, err := registryDir(m.Registry)
+		if err != nil {
+			fail(field, "registry %q: %v", m.Registry, err)
+			continue
+		}
+		if j, dup := seen[dir]; dup {
+			fail(field, "registry %q is the same as registryMirrors[%d]", m.Registry, j)
+			continue
+		}
+		seen[dir] = i
+		switch n := len(m.Endpoints); {
+		case n == 0:
+			fail(field, "registry %q: endpoints must list at least one mirror", m.Registry)
+		case n > 16:
+			fail(field, "registry %q: %d endpoints, at most 16 allowed", m.Registry, n)
+		}
+		ok := true
+		for j, e := range m.Endpoints {
+			if err := validateMirrorURL(e); err != nil {
+				fail(fmt.Sprintf("%s.endpoints[%d]", field, j), "%v", err)
+				ok = false
+			}
+		}
+		if ok && len(m.Endpoints) > 0 && len(m.Endpoints) <= 16 {
+			out = append(out, mirror{registry: m.Registry, dir: dir, endpoints: slices.Clone(m.Endpoints)})
+		}
+	}
+	slices.SortFunc(out, func(a, b mirror) int { return strings.Compare(a.dir, b.dir) })
+	return out
+}
+
+// registryDir checks a registry host[:port] and returns the directory
+// containerd looks for its hosts.toml in: ":port" becomes "_port_", as
+// Windows file names cannot hold a colon. Lower case, as registry names
+// are host names.
+func registryDir(registry string) (string, error) {
+	if registry == "" {
+		return "", errors.New("must not be empty")
+	}
+	host, port, hasPort := strings.Cut(registry, ":")
+	if hasPort {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return "", errors.New("must be a host name or IPv4 address with an optional :port")
+		}
+	}
+	host = strings.ToLower(host)
+	if a, err := netip.ParseAddr(host); err == nil {
+		if !a.Is4() {
+			return "", errors.New("IPv6 registry addresses are not supported")
+		}
+	} else if msgs := validation.IsDNS1123Subdomain(host); len(msgs) > 0 {
+		return "", fmt.Errorf("must be a host name or IPv4 address with an optional :port: %s", strings.Join(msgs, "; "))
+	}
+	if hasPort {
+		return host + "_" + port + "_", nil
+	}
+	return host, nil
+}
+
+func validateMirrorURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case len(s) > 2048:
+		return errors.New("must be at most 2048 characters")
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q must be an http:// or https:// URL", s)
+	case u.Hostname() == "":
+		return fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return errors.New("must not hold credentials")
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%q must not have a query or fragment", s)
+	case strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return errors.New("must not contain control characters")
+	}
+	return nil
+}
+
+// parseKubeVersion returns major, minor and patch of a version such as
+// v1.37.2.
+func parseKubeVersion(s string) ([3]int, error) {
+	m := kubeVersionRE.FindStringSubmatch(s)
+	if m == nil {
+		return [3]int{}, errors.New("must be a Kubernetes version such as v1.37.2")
+	}
+	var v [3]int
+	for i := range v {
+		n, err := strconv.Atoi(m[i+1])
+		if err != nil {
+			return [3]int{}, errors.New("must be a Kubernetes version such as v1.37.2")
+		}
+		v[i] = n
+	}
+	return v, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

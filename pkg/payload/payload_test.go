@@ -1,0 +1,438 @@
+/*
+Copyright The openwmco Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package payload
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+)
+
+// validManifest returns a manifest that passes Validate, with made-up
+// sizes and checksums.
+func validManifest() *Manifest {
+	m := &Manifest{Version: "v1.37.2-wmco.1", KubernetesVersion: "v1.37.2"}
+	for _, c := range Components() {
+		for _, p := range RequiredFiles(c) {
+			m.Files = append(m.Files, File{Path: p, Component: c, Size: 42, SHA256: strings.Repeat("ab", 32)})
+		}
+	}
+	return m
+}
+
+func TestWriteTestPayloadAndLoad(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	written, err := WriteTestPayload(dir, TestPayloadOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(written.Version).To(Equal(DefaultTestVersion))
+	g.Expect(written.KubernetesVersion).To(Equal(DefaultTestKubernetesVersion))
+
+	loaded, err := Load(dir)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(loaded).To(Equal(written))
+
+	// Every component's required files are there, with their component.
+	for _, c := range Components() {
+		files := loaded.ComponentFiles(c)
+		var paths []string
+		for _, f := range files {
+			g.Expect(f.Component).To(Equal(c))
+			paths = append(paths, f.Path)
+		}
+		g.Expect(paths).To(Equal(RequiredFiles(c)), "component %s", c)
+	}
+	g.Expect(loaded.ComponentFiles(ComponentContainerd)).To(HaveLen(2))
+	g.Expect(loaded.ComponentFiles("nope")).To(BeEmpty())
+
+	f, ok := loaded.File("CNI/Win-Overlay.exe")
+	g.Expect(ok).To(BeTrue(), "lookup ignores case, as Windows does")
+	g.Expect(f.Path).To(Equal(CNIWinOverlayPath))
+	_, ok = loaded.File("kubectl.exe")
+	g.Expect(ok).To(BeFalse())
+}
+
+func TestWriteTestPayloadDeterministic(t *testing.T) {
+	g := NewWithT(t)
+	a, err := WriteTestPayload(t.TempDir(), TestPayloadOptions{Version: "v1", FileSize: 100_000})
+	g.Expect(err).NotTo(HaveOccurred())
+	b, err := WriteTestPayload(t.TempDir(), TestPayloadOptions{Version: "v1", FileSize: 100_000})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(a).To(Equal(b), "same options, same bytes")
+
+	c, err := WriteTestPayload(t.TempDir(), TestPayloadOptions{Version: "v2", FileSize: 100_000})
+	g.Expect(err).NotTo(HaveOccurred())
+	seen := map[string]bool{}
+	for i := range a.Files {
+		g.Expect(a.Files[i].Size).To(BeEquivalentTo(100_000))
+		g.Expect(a.Files[i].SHA256).NotTo(Equal(c.Files[i].SHA256), "content depends on the version")
+		g.Expect(seen[a.Files[i].SHA256]).To(BeFalse(), "content depends on the path")
+		seen[a.Files[i].SHA256] = true
+	}
+
+	_, err = WriteTestPayload(t.TempDir(), TestPayloadOptions{Version: "../x"})
+	g.Expect(err).To(MatchError(ContainSubstring(`version "../x"`)))
+	_, err = WriteTestPayload(t.TempDir(), TestPayloadOptions{FileSize: -1})
+	g.Expect(err).To(HaveOccurred())
+}
+
+func TestHostPath(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(HostDir("v1.2.3")).To(Equal(`C:\k\payload\v1.2.3`))
+	g.Expect(HostPath("v1.2.3", KubeletPath)).To(Equal(`C:\k\payload\v1.2.3\kubelet.exe`))
+	g.Expect(HostPath("v1.2.3", CNIWinOverlayPath)).To(Equal(`C:\k\payload\v1.2.3\cni\win-overlay.exe`))
+	g.Expect(validManifest().HostPath(CNIHostLocalPath)).To(Equal(`C:\k\payload\v1.37.2-wmco.1\cni\host-local.exe`))
+}
+
+func TestComponents(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(Components()).To(Equal([]Component{
+		"cni", "containerd", "csi-proxy", "hybrid-overlay", "kube-log-runner",
+		"kube-proxy", "kubelet", "wicd", "windows-exporter",
+	}))
+	g.Expect(RequiredFiles(ComponentContainerd)).To(Equal([]string{"containerd-shim-runhcs-v1.exe", "containerd.exe"}))
+	g.Expect(RequiredFiles("nope")).To(BeNil())
+	// RequiredFiles hands out a copy.
+	RequiredFiles(ComponentKubelet)[0] = "x"
+	g.Expect(RequiredFiles(ComponentKubelet)).To(Equal([]string{"kubelet.exe"}))
+
+	for path, want := range map[string]Component{
+		"kubelet.exe":          ComponentKubelet,
+		"KUBELET.EXE":          ComponentKubelet,
+		"cni/win-bridge.exe":   ComponentCNI,
+		"windows_exporter.exe": ComponentWindowsExporter,
+		"wicd.exe":             ComponentWICD,
+	} {
+		got, ok := ComponentOf(path)
+		g.Expect(ok).To(BeTrue(), path)
+		g.Expect(got).To(Equal(want), path)
+	}
+	_, ok := ComponentOf("kubectl.exe")
+	g.Expect(ok).To(BeFalse())
+}
+
+func TestValidatePath(t *testing.T) {
+	good := []string{
+		"kubelet.exe", "cni/win-overlay.exe", "cni/sub/dir/x.exe", "a b.exe", "x.y.z", "conx.exe",
+		"with-dash_under+plus.exe", "a'b(1)[2]{3}~!@#$%^&,;=.exe", strings.Repeat("a", MaxPathLength),
+	}
+	for _, p := range good {
+		t.Run("good "+p[:min(len(p), 20)], func(t *testing.T) {
+			NewWithT(t).Expect(ValidatePath(p)).To(Succeed())
+		})
+	}
+	bad := map[string]string{
+		"":                                   "empty",
+		"/kubelet.exe":                       "relative",
+		"cni/":                               "name a file",
+		`cni\win-overlay.exe`:                "forward slashes",
+		`C:\k\kubelet.exe`:                   `":"`,
+		"C:/k/kubelet.exe":                   `":"`,
+		"../kubelet.exe":                     `".."`,
+		"cni/../../etc/passwd":               `".."`,
+		"./kubelet.exe":                      `"."`,
+		"cni//x.exe":                         "empty segment",
+		"a\x00b":                             "control character",
+		"a\tb":                               "control character",
+		"a\x7fb":                             "control character",
+		"kübelet.exe":                        "ASCII",
+		"a<b":                                `"<"`,
+		"a>b":                                `">"`,
+		`a"b`:                                `"\""`,
+		"a|b":                                `"|"`,
+		"a?b":                                `"?"`,
+		"a*b":                                `"*"`,
+		"kubelet.exe.":                       "dot",
+		"cni./x.exe":                         "dot",
+		" kubelet.exe":                       "space",
+		"kubelet.exe ":                       "space",
+		"nul":                                "device",
+		"NUL.txt":                            "device",
+		"cni/com1.exe":                       "device",
+		"Lpt9":                               "device",
+		"con .exe":                           "device",
+		"CONOUT$":                            "device",
+		strings.Repeat("a", MaxPathLength+1): "at most",
+	}
+	for p, want := range bad {
+		t.Run("bad "+p, func(t *testing.T) {
+			err := ValidatePath(p)
+			NewWithT(t).Expect(err).To(MatchError(ContainSubstring(want)))
+		})
+	}
+}
+
+func TestValidateVersions(t *testing.T) {
+	g := NewWithT(t)
+	for _, v := range []string{"v1.37.2", "1", "v1.37.2-wmco.1+build.5", "release_10"} {
+		g.Expect(ValidateVersion(v)).To(Succeed(), v)
+	}
+	for _, v := range []string{"", ".", "..", "-x", "v1/2", `v1\2`, "v1.", "nul", "a b", strings.Repeat("a", 65), "v1:2"} {
+		g.Expect(ValidateVersion(v)).NotTo(Succeed(), v)
+	}
+	for _, v := range []string{"v1.37.2", "v1.37.0-rc.1", "v0.0.0", "v1.37.2+k3s1"} {
+		g.Expect(ValidateKubernetesVersion(v)).To(Succeed(), v)
+	}
+	for _, v := range []string{"", "1.37.2", "v1.37", "v01.37.2", "v1.37.2 ", "latest"} {
+		g.Expect(ValidateKubernetesVersion(v)).NotTo(Succeed(), v)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(m *Manifest)
+		// want are substrings of the error; none means valid.
+		want []string
+	}{
+		{name: "valid", mutate: func(*Manifest) {}},
+		{name: "extra CNI plugin", mutate: func(m *Manifest) {
+			m.Files = append(m.Files, File{Path: "cni/win-bridge.exe", Component: ComponentCNI, SHA256: strings.Repeat("0", 64)})
+		}},
+		{name: "empty version", mutate: func(m *Manifest) { m.Version = "" },
+			want: []string{`version "": must not be empty`}},
+		{name: "version with path", mutate: func(m *Manifest) { m.Version = `..\..\Windows` },
+			want: []string{`version "..\\..\\Windows"`}},
+		{name: "empty kubernetes version", mutate: func(m *Manifest) { m.KubernetesVersion = "" },
+			want: []string{`kubernetesVersion "": must not be empty`}},
+		{name: "bad kubernetes version", mutate: func(m *Manifest) { m.KubernetesVersion = "1.37" },
+			want: []string{`kubernetesVersion "1.37": must be a Kubernetes release`}},
+		{name: "no files", mutate: func(m *Manifest) { m.Files = nil },
+			want: []string{"files: must list", `missing "kubelet.exe" of component "kubelet"`}},
+		{name: "too many files", mutate: func(m *Manifest) { m.Files = make([]File, MaxFiles+1) },
+			want: []string{"at most 1024"}},
+		{name: "unknown component", mutate: func(m *Manifest) { m.Files[0].Component = "flannel" },
+			want: []string{`files[0] "cni/host-local.exe": unknown component "flannel"`}},
+		{name: "wrong component", mutate: func(m *Manifest) { m.Files[0].Component = ComponentKubelet },
+			want: []string{`files[0] "cni/host-local.exe": belongs to component "cni", not "kubelet"`}},
+		{name: "file of no component", mutate: func(m *Manifest) {
+			m.Files = append(m.Files, File{Path: "kubectl.exe", Component: ComponentKubelet, SHA256: strings.Repeat("0", 64)})
+		}, want: []string{`"kubectl.exe": no component ships this file`}},
+		{name: "missing required file", mutate: func(m *Manifest) { m.Files = m.Files[1:] },
+			want: []string{`files: missing "cni/host-local.exe" of component "cni"`}},
+		{name: "duplicate ignoring case", mutate: func(m *Manifest) {
+			f := m.Files[0]
+			f.Path = "CNI/Host-Local.exe"
+			m.Files = append(m.Files, f)
+		}, want: []string{`"CNI/Host-Local.exe": same file as files[0] "cni/host-local.exe" on Windows`}},
+		{name: "exact duplicate", mutate: func(m *Manifest) { m.Files = append(m.Files, m.Files[0]) },
+			want: []string{"same file as files[0]"}},
+		{name: "file where a directory is needed", mutate: func(m *Manifest) {
+			m.Files = append(m.Files, File{Path: "cni/x.exe/y.exe", Component: ComponentCNI, SHA256: strings.Repeat("0", 64)},
+				File{Path: "cni/x.exe", Component: ComponentCNI, SHA256: strings.Repeat("0", 64)})
+		}, want: []string{`"cni/x.exe/y.exe": needs "cni/x.exe" to be a directory`}},
+		{name: "unsafe path", mutate: func(m *Manifest) { m.Files[0].Path = "cni/../../../Windows/System32/x.exe" },
+			want: []string{`must not contain a ".." segment`}},
+		{name: "absolute path", mutate: func(m *Manifest) { m.Files[0].Path = "/etc/passwd" },
+			want: []string{`"/etc/passwd": path must be relative`}},
+		{name: "negative size", mutate: func(m *Manifest) { m.Files[0].Size = -1 },
+			want: []string{`"cni/host-local.exe": size -1 must not be negative`}},
+		{name: "upper-case sha256", mutate: func(m *Manifest) { m.Files[0].SHA256 = strings.Repeat("AB", 32) },
+			want: []string{`"cni/host-local.exe": sha256 must be 64 lower-case hex digits`}},
+		{name: "short sha256", mutate: func(m *Manifest) { m.Files[0].SHA256 = "abc" },
+			want: []string{"sha256 must be 64"}},
+		{name: "several problems at once", mutate: func(m *Manifest) {
+			m.Version = ""
+			m.Files[1].Size = -5
+			m.Files[2].Component = ""
+		}, want: []string{"version", "size -5", `unknown component ""`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			m := validManifest() // files[0] is cni/host-local.exe
+			tc.mutate(m)
+			err := m.Validate()
+			if len(tc.want) == 0 {
+				g.Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			g.Expect(err).To(MatchError(ErrInvalidManifest))
+			for _, w := range tc.want {
+				g.Expect(err.Error()).To(ContainSubstring(w))
+			}
+		})
+	}
+	NewWithT(t).Expect((*Manifest)(nil).Validate()).To(MatchError(ErrInvalidManifest))
+}
+
+func TestDecodeStrict(t *testing.T) {
+	valid, err := validManifest().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(valid)
+	cases := map[string]struct {
+		data string
+		want string
+	}{
+		"unknown top-level field": {strings.Replace(s, `"version"`, `"extra": 1, "version"`, 1), `unknown field "extra"`},
+		"unknown file field":      {strings.Replace(s, `"component"`, `"mode": 493, "component"`, 1), `unknown field "files[0].mode"`},
+		"duplicate field":         {strings.Replace(s, `"version"`, `"version": "a", "version"`, 1), `duplicate field "version"`},
+		"field in another case":   {strings.Replace(s, `"kubernetesVersion"`, `"KubernetesVersion"`, 1), `unknown field "KubernetesVersion"`},
+		"trailing data":           {s + "{}", "invalid character"},
+		"not an object":           {`[]`, "cannot unmarshal array"},
+		"wrong type":              {strings.Replace(s, `"size": 42`, `"size": "42"`, 1), "cannot unmarshal string"},
+		"fractional size":         {strings.Replace(s, `"size": 42`, `"size": 4.2`, 1), "cannot unmarshal number 4.2"},
+		"null":                    {`null`, "version"},
+		"empty":                   {``, "unexpected end"},
+		"too large":               {s + strings.Repeat(" ", MaxManifestBytes), "at most"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			_, err := Decode([]byte(tc.data))
+			g.Expect(err).To(MatchError(ErrInvalidManifest))
+			g.Expect(err.Error()).To(ContainSubstring(tc.want))
+		})
+	}
+	m, err := Decode(valid)
+	NewWithT(t).Expect(err).NotTo(HaveOccurred())
+	NewWithT(t).Expect(m.Files).To(HaveLen(len(validManifest().Files)))
+}
+
+func TestLoadVerify(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+		want   []string
+	}{
+		{name: "intact", damage: func(*testing.T, string) {}},
+		{name: "content changed, same size", damage: func(t *testing.T, dir string) {
+			name := filepath.Join(dir, KubeletPath)
+			data, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[0] ^= 0xff
+			writeFile(t, name, data)
+		}, want: []string{`payload file "kubelet.exe": payload file does not match the manifest: sha256 is `}},
+		{name: "truncated", damage: func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, "cni", "win-overlay.exe"), []byte("x"))
+		}, want: []string{`payload file "cni/win-overlay.exe"`, "size is 1 bytes, the manifest says"}},
+		{name: "missing", damage: func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, CSIProxyPath)); err != nil {
+				t.Fatal(err)
+			}
+		}, want: []string{`payload file "csi-proxy.exe"`, "missing from"}},
+		{name: "several", damage: func(t *testing.T, dir string) {
+			_ = os.Remove(filepath.Join(dir, CSIProxyPath))
+			_ = os.Remove(filepath.Join(dir, WICDPath))
+		}, want: []string{`"csi-proxy.exe"`, `"wicd.exe"`}},
+		{name: "symbolic link", damage: func(t *testing.T, dir string) {
+			name := filepath.Join(dir, KubeProxyPath)
+			target := filepath.Join(t.TempDir(), "elsewhere.exe")
+			data, _ := os.ReadFile(name)
+			writeFile(t, target, data)
+			_ = os.Remove(name)
+			if err := os.Symlink(target, name); err != nil {
+				t.Skip("no symlinks:", err)
+			}
+		}, want: []string{`payload file "kube-proxy.exe"`, "is a symbolic link"}},
+		{name: "symbolic link directory", damage: func(t *testing.T, dir string) {
+			cni := filepath.Join(dir, "cni")
+			moved := filepath.Join(t.TempDir(), "cni")
+			if err := os.Rename(cni, moved); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(moved, cni); err != nil {
+				t.Skip("no symlinks:", err)
+			}
+		}, want: []string{`payload file "cni/host-local.exe"`, "is a symbolic link"}},
+		{name: "directory instead of file", damage: func(t *testing.T, dir string) {
+			name := filepath.Join(dir, WindowsExporterPath)
+			_ = os.Remove(name)
+			if err := os.Mkdir(name, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, want: []string{`payload file "windows_exporter.exe"`, "is not a regular file"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			dir := t.TempDir()
+			_, err := WriteTestPayload(dir, TestPayloadOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			tc.damage(t, dir)
+			_, err = Load(dir)
+			if len(tc.want) == 0 {
+				g.Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			g.Expect(err).To(MatchError(ErrFileMismatch))
+			for _, w := range tc.want {
+				g.Expect(err.Error()).To(ContainSubstring(w))
+			}
+		})
+	}
+}
+
+func TestLoadBadManifest(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	_, err := Load(dir)
+	g.Expect(errors.Is(err, os.ErrNotExist)).To(BeTrue())
+
+	writeFile(t, filepath.Join(dir, ManifestFile), []byte(`{"version":"v1","kubernetesVersion":"v1.37.2","files":[],"x":1}`))
+	_, err = Load(dir)
+	g.Expect(err).To(MatchError(ErrInvalidManifest))
+	g.Expect(err.Error()).To(ContainSubstring(filepath.Join(dir, ManifestFile)))
+}
+
+func TestCreateRejectsStrayFiles(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	_, err := WriteTestPayload(dir, TestPayloadOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	writeFile(t, filepath.Join(dir, "notes.txt"), []byte("x"))
+	_, err = Create(dir, "v1", "v1.37.2")
+	g.Expect(err).To(MatchError(ContainSubstring(`"notes.txt" belongs to no component`)))
+
+	g.Expect(os.Remove(filepath.Join(dir, "notes.txt"))).To(Succeed())
+	writeFile(t, filepath.Join(dir, "cni", "flannel.exe"), []byte("x"))
+	m, err := Create(dir, "v1", "v1.37.2")
+	g.Expect(err).NotTo(HaveOccurred())
+	f, ok := m.File("cni/flannel.exe")
+	g.Expect(ok).To(BeTrue())
+	g.Expect(f.Component).To(Equal(ComponentCNI))
+}
+
+func TestEncodeRoundTrip(t *testing.T) {
+	g := NewWithT(t)
+	m := validManifest()
+	data, err := m.Encode()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(data)).To(HaveSuffix("}\n"))
+	back, err := Decode(data)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(back.Files).To(ConsistOf(m.Files))
+
+	m.Version = ""
+	_, err = m.Encode()
+	g.Expect(err).To(MatchError(ErrInvalidManifest))
+}
+
+func writeFile(t *testing.T, name string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyRefusesInvalidManifest(t *testing.T) {
+	g := NewWithT(t)
+	m := validManifest()
+	m.Files[0].Path = "../../etc/passwd"
+	g.Expect(m.Verify(t.TempDir())).To(MatchError(ErrInvalidManifest))
+}
