@@ -67,6 +67,9 @@ type Options struct {
 	NodeMonitorGracePeriod time.Duration
 	// StartTimeout bounds the start-up (default 90s).
 	StartTimeout time.Duration
+	// NodeMonitorPeriod is how often node health is checked
+	// (kube-controller-manager default: 5s).
+	NodeMonitorPeriod time.Duration
 	// ExtraAPIServerArgs are appended to kube-apiserver's flags.
 	ExtraAPIServerArgs []string
 }
@@ -263,6 +266,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 	}
 	if opts.NodeMonitorGracePeriod > 0 {
 		kcmArgs = append(kcmArgs, "--node-monitor-grace-period="+opts.NodeMonitorGracePeriod.String())
+	}
+	if opts.NodeMonitorPeriod > 0 {
+		kcmArgs = append(kcmArgs, "--node-monitor-period="+opts.NodeMonitorPeriod.String())
 	}
 	if err := c.run("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), kcmArgs...); err != nil {
 		return nil, err
