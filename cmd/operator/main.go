@@ -9,16 +9,13 @@ import (
 	"fmt"
 	"os"
 
-	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers"
 	"github.com/openwmco/wmco/pkg/version"
 )
 
@@ -35,21 +32,6 @@ const defaultNamespace = "wmco-system"
 // Leader election (a Lease in the operator's namespace) and its Events:
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=wmco-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",namespace=wmco-system,resources=events,verbs=create;patch
-
-// newScheme returns the types the operator reads and writes.
-func newScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{
-		clientgoscheme.AddToScheme,
-		wmcov1.AddToScheme,
-		machinev1beta1.Install,
-	} {
-		if err := add(s); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
-}
 
 type options struct {
 	metricsAddr   string
@@ -104,7 +86,7 @@ func run(o options) error {
 	if o.namespace == "" {
 		o.namespace = defaultNamespace
 	}
-	scheme, err := newScheme()
+	scheme, err := controllers.NewScheme()
 	if err != nil {
 		return fmt.Errorf("build scheme: %w", err)
 	}

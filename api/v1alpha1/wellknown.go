@@ -1,0 +1,42 @@
+package v1alpha1
+
+// Labels, annotations and finalizers the operator puts on objects.
+const (
+	// LabelSource on a WindowsInstance says which inventory created it;
+	// absent on instances users create.
+	LabelSource = "wmco.io/source"
+	// SourceConfigMap marks instances of the windows-instances ConfigMap.
+	SourceConfigMap = "configmap"
+	// SourceMachine marks instances of Windows Machines.
+	SourceMachine = "machine"
+
+	// AnnotationMachine on a WindowsInstance names its Machine
+	// ("namespace/name").
+	AnnotationMachine = "wmco.io/machine"
+
+	// LabelInstance on a Node, a bootstrap token Secret or other objects
+	// names the WindowsInstance they belong to.
+	LabelInstance = "wmco.io/instance"
+
+	// AnnotationPayloadVersion on a Node is the payload version its host
+	// runs.
+	AnnotationPayloadVersion = "wmco.io/payload-version"
+
+	// Finalizer holds a WindowsInstance until its host is drained and
+	// cleaned and its Node deleted.
+	Finalizer = "wmco.io/deconfigure"
+
+	// LabelOSID is WMCO's label marking Windows nodes.
+	LabelOSID = "node.openshift.io/os_id"
+	// LabelWorkerRole is the worker role label.
+	LabelWorkerRole = "node-role.kubernetes.io/worker"
+
+	// InventoryConfigMapName is the host inventory in the operator's
+	// namespace.
+	InventoryConfigMapName = "windows-instances"
+
+	// MachineOSIDLabel marks Windows Machines.
+	MachineOSIDLabel = "machine.openshift.io/os-id"
+	// MachineIgnoreLabel on a Machine ("true") keeps the operator away.
+	MachineIgnoreLabel = "windowsmachineconfig.openshift.io/ignore"
+)

@@ -1,0 +1,25 @@
+package controllers
+
+import (
+	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+)
+
+// NewScheme returns the types the operator reads and writes: core
+// Kubernetes, wmco.io and OpenShift Machines.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme,
+		wmcov1.AddToScheme,
+		machinev1beta1.Install,
+	} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,82 @@
+// Package metrics defines the operator's Prometheus metrics, served on the
+// manager's metrics endpoint.
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+)
+
+var (
+	// ConfigurationDuration is how long a host took from first contact to
+	// a Ready node.
+	ConfigurationDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "wmco_configuration_duration_seconds",
+		Help:    "Time from a WindowsInstance's first reconcile to its Node being Ready.",
+		Buckets: []float64{5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800},
+	})
+	// SSHErrors counts failed SSH operations by error type
+	// (auth, hostkey, unreachable, diskfull, other).
+	SSHErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wmco_ssh_errors_total",
+		Help: "SSH operations that failed, by error type.",
+	}, []string{"type"})
+	// CSRDecisions counts CSR decisions by result (approved, denied,
+	// pending, ignored).
+	CSRDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wmco_csr_decisions_total",
+		Help: "Kubelet certificate signing requests decided, by result.",
+	}, []string{"result"})
+)
+
+func init() {
+	crmetrics.Registry.MustRegister(ConfigurationDuration, SSHErrors, CSRDecisions)
+}
+
+// instancesDesc is wmco_instances{phase}.
+var instancesDesc = prometheus.NewDesc("wmco_instances", "WindowsInstances by phase.", []string{"phase"}, nil)
+
+// InstanceCollector counts WindowsInstances by phase on each scrape, from
+// the manager's cache.
+type InstanceCollector struct {
+	Reader client.Reader
+}
+
+// Describe implements prometheus.Collector.
+func (c *InstanceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- instancesDesc }
+
+// Collect implements prometheus.Collector.
+func (c *InstanceCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var list wmcov1.WindowsInstanceList
+	if err := c.Reader.List(ctx, &list); err != nil {
+		ch <- prometheus.NewInvalidMetric(instancesDesc, err)
+		return
+	}
+	counts := map[wmcov1.InstancePhase]int{}
+	for _, p := range []wmcov1.InstancePhase{wmcov1.PhasePending, wmcov1.PhaseReady, wmcov1.PhaseFailed} {
+		counts[p] = 0 // always present, so alerts see zeros
+	}
+	for _, wi := range list.Items {
+		p := wi.Status.Phase
+		if p == "" {
+			p = wmcov1.PhasePending
+		}
+		counts[p]++
+	}
+	for p, n := range counts {
+		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(n), string(p))
+	}
+}
+
+// RegisterInstanceCollector adds the instances-by-phase gauge.
+func RegisterInstanceCollector(r client.Reader) error {
+	return crmetrics.Registry.Register(&InstanceCollector{Reader: r})
+}
