@@ -337,3 +337,14 @@ func (c *trackedConn) failure() error {
 	}
 	return nil
 }
+
+// ReadBackHash is the HashFunc used when SSHDialer.Hash is nil: it streams
+// the file back over SFTP and hashes it locally. A custom HashFunc (one
+// that asks an agent on the host) can fall back to it.
+func ReadBackHash(ctx context.Context, s Session, path string) (string, error) {
+	ss, ok := s.(*sshSession)
+	if !ok {
+		return "", fmt.Errorf("read back %s: not an SSH session", path)
+	}
+	return ss.readBackSHA256(ctx, path)
+}

@@ -39,6 +39,10 @@ const BinDirEnv = "WMCO_CONTROLPLANE_BIN"
 // ServiceCIDR is the cluster's service network.
 const ServiceCIDR = "10.0.0.0/24"
 
+// ClusterCIDR is the pod network; node IPAM gives each Node a /24 of it
+// (spec.podCIDR), as on a kubeadm cluster.
+const ClusterCIDR = "10.132.0.0/14"
+
 // DefaultControllers are the kube-controller-manager controllers that run.
 // csrapproving is left out on purpose: approving kubelet CSRs is the
 // operator's job.
@@ -51,6 +55,7 @@ var DefaultControllers = []string{
 	"serviceaccount-token-controller",
 	"serviceaccount-controller",
 	"namespace-controller",
+	"node-ipam-controller",
 }
 
 // Options configure a control plane. The zero value is ready to use.
@@ -263,6 +268,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		"--use-service-account-credentials=true",
 		"--leader-elect=false",
 		"--controllers=" + strings.Join(DefaultControllers, ","),
+		"--allocate-node-cidrs=true",
+		"--cluster-cidr=" + ClusterCIDR,
+		"--node-cidr-mask-size-ipv4=24",
+		"--service-cluster-ip-range=" + ServiceCIDR,
 	}
 	if opts.NodeMonitorGracePeriod > 0 {
 		kcmArgs = append(kcmArgs, "--node-monitor-grace-period="+opts.NodeMonitorGracePeriod.String())

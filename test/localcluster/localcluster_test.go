@@ -221,3 +221,18 @@ func TestNodeRestrictionForbidsChangingAnotherNode(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(b.Labels).NotTo(HaveKey("example.com/touched"))
 }
+
+// Node IPAM gives each Node a pod subnet of ClusterCIDR.
+func TestNodeIPAMAssignsPodCIDR(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	admin := clientset(t, cluster.Config)
+	_, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "ipam-node"}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		n, err := admin.CoreV1().Nodes().Get(ctx, "ipam-node", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(n.Spec.PodCIDR).To(HavePrefix("10.13"))
+		g.Expect(n.Spec.PodCIDR).To(HaveSuffix("/24"))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+}

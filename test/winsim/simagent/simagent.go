@@ -44,6 +44,9 @@ type Options struct {
 	KubeletLeaseDuration time.Duration
 	// KubeletStatusInterval between Node status posts (default 10s).
 	KubeletStatusInterval time.Duration
+	// RebootDownTime is how long the host stays down after
+	// `shutdown /r` (default 1s).
+	RebootDownTime time.Duration
 	// Log receives the agent's and kubelet's diagnostics; nil discards.
 	Log io.Writer
 }
@@ -91,6 +94,9 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 		}
 	}
 	if err := h.RegisterProgram(wicdapi.AgentPath, winsim.ProgramFunc(n.execAgent)); err != nil {
+		return nil, err
+	}
+	if err := h.RegisterProgram(`C:\Windows\System32\shutdown.exe`, winsim.ProgramFunc(n.shutdown)); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -147,6 +153,21 @@ func (n *Node) runHybridOverlay(ctx context.Context, _ ProcessInfo) error {
 	n.hns.create(HybridOverlayNetwork)
 	<-ctx.Done()
 	return nil
+}
+
+// shutdown answers `shutdown.exe /r /t N`: the host reboots once the
+// command has returned, staying down for RebootDownTime.
+func (n *Node) shutdown(_ context.Context, inv *winsim.Invocation) int {
+	if !hasFlag(inv.Args, "/r") {
+		fmt.Fprintln(inv.Stderr, "simagent: only shutdown /r is simulated")
+		return 1
+	}
+	down := n.opts.RebootDownTime
+	if down == 0 {
+		down = time.Second
+	}
+	go func() { _ = n.Host.Reboot(context.Background(), down) }()
+	return 0
 }
 
 func hasFlag(args []string, name string) bool {

@@ -1,0 +1,293 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/bootstrap"
+	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/pkg/remote"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+// +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances/finalizers,verbs=update
+// +kubebuilder:rbac:groups=wmco.io,resources=windowsnodeconfigs,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
+// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=system:node-bootstrapper
+
+// Timeouts of the remote steps of one reconcile.
+const (
+	connectTimeout = 30 * time.Second
+	commandTimeout = 2 * time.Minute
+	uploadTimeout  = 10 * time.Minute
+)
+
+// WindowsInstanceReconciler makes the host of each WindowsInstance a Ready,
+// labelled and tainted node, and cleans it when the instance is deleted. It
+// is the one place that touches a host.
+type WindowsInstanceReconciler struct {
+	Client client.Client
+	// APIReader reads without the cache: Secrets holding SSH keys.
+	APIReader client.Reader
+	// Clientset drains Nodes.
+	Clientset kubernetes.Interface
+	Config    Config
+	Dialer    remote.Dialer
+	// Payload is the manifest of the payload in PayloadDir.
+	Payload    *payload.Manifest
+	PayloadDir string
+	// Cluster holds what kubelets need to know about the cluster.
+	Cluster nodeconfig.ClusterFacts
+	// Tokens issues bootstrap tokens (plain Kubernetes).
+	Tokens   *bootstrap.Tokens
+	Recorder record.EventRecorder
+	// MaxConcurrentReconciles bounds how many hosts are configured at
+	// once (WindowsNodeConfig's maxParallelConfigurations at start-up).
+	MaxConcurrentReconciles int
+	// Now is the clock (tests may replace it).
+	Now func() time.Time
+}
+
+// scope is the state of one reconcile of one instance. Phases read and
+// fill it; nothing of it outlives the reconcile.
+type scope struct {
+	wi *wmcov1.WindowsInstance
+	// base is the instance as read, for the status patch.
+	base *wmcov1.WindowsInstance
+	// config is the WindowsNodeConfig spec, defaulted.
+	config wmcov1.WindowsNodeConfigSpec
+	// session to the host, opened by the connection phase.
+	session remote.Session
+	// facts the agent reported in this reconcile.
+	facts *wicdapi.Facts
+	// node is the instance's Node, if it exists.
+	node *corev1.Node
+	log  logr.Logger
+}
+
+func (s *scope) close() {
+	if s.session != nil {
+		_ = s.session.Close()
+		s.session = nil
+	}
+}
+
+type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
+
+// Reconcile runs the phases in order; each returns early with a requeue or
+// an error when it cannot finish, and the status is computed and patched
+// once at the end.
+func (r *WindowsInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	wi := &wmcov1.WindowsInstance{}
+	if err := r.Client.Get(ctx, req.NamespacedName, wi); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s := &scope{wi: wi, base: wi.DeepCopy(), log: ctrl.LoggerFrom(ctx)}
+	defer func() {
+		s.close()
+		summarize(wi, !wi.DeletionTimestamp.IsZero())
+		if err := r.Client.Status().Patch(ctx, wi, client.MergeFrom(s.base)); err != nil && !apierrors.IsNotFound(err) {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patch status: %w", err)})
+		}
+	}()
+
+	config, err := r.nodeConfig(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.config = config
+
+	if !wi.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, s)
+	}
+	if wi.Spec.Paused {
+		// Nothing to do: a change of spec.paused brings the next reconcile.
+		return ctrl.Result{}, nil
+	}
+	if !controllerutil.ContainsFinalizer(wi, wmcov1.Finalizer) {
+		// The finalizer must be stored before the host is touched, so a
+		// deletion always finds the host to clean.
+		patch := client.MergeFrom(wi.DeepCopy())
+		controllerutil.AddFinalizer(wi, wmcov1.Finalizer)
+		if err := r.Client.Patch(ctx, wi, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+		s.base.Finalizers, s.base.ResourceVersion = wi.Finalizers, wi.ResourceVersion
+	}
+
+	phases := []phase{
+		r.reconcileConnection,
+		r.reconcileAgent,
+		r.reconcileFeatures,
+		r.reconcilePreflight,
+		r.reconcilePayload,
+		r.reconcilePlan,
+		r.reconcileNode,
+	}
+	for _, p := range phases {
+		res, err := p(ctx, s)
+		if err != nil || !res.IsZero() {
+			return res, err
+		}
+	}
+	wi.Status.ObservedGeneration = wi.Generation
+	return ctrl.Result{}, nil
+}
+
+// nodeConfig reads the WindowsNodeConfig singleton; without one, the
+// defaults apply.
+func (r *WindowsInstanceReconciler) nodeConfig(ctx context.Context) (wmcov1.WindowsNodeConfigSpec, error) {
+	cfg := &wmcov1.WindowsNodeConfig{}
+	err := r.Client.Get(ctx, client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, cfg)
+	if apierrors.IsNotFound(err) {
+		return nodeconfig.Defaulted(wmcov1.WindowsNodeConfigSpec{}), nil
+	}
+	if err != nil {
+		return wmcov1.WindowsNodeConfigSpec{}, fmt.Errorf("read WindowsNodeConfig: %w", err)
+	}
+	return nodeconfig.Defaulted(cfg.Spec), nil
+}
+
+// SetupWithManager registers the controller: it watches WindowsInstances
+// (spec, labels, annotations, deletion; not its own status writes), the
+// Nodes of instances, the SSH key Secrets and the WindowsNodeConfig.
+func (r *WindowsInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	switch {
+	case r.Client == nil || r.APIReader == nil || r.Clientset == nil:
+		return fmt.Errorf("WindowsInstance controller: Client, APIReader and Clientset are required")
+	case r.Dialer == nil:
+		return fmt.Errorf("WindowsInstance controller: Dialer is required")
+	case r.Payload == nil || r.PayloadDir == "":
+		return fmt.Errorf("WindowsInstance controller: a payload is required")
+	case r.Tokens == nil:
+		return fmt.Errorf("WindowsInstance controller: Tokens is required")
+	case r.Recorder == nil:
+		return fmt.Errorf("WindowsInstance controller: Recorder is required")
+	case r.Config.Namespace == "":
+		return fmt.Errorf("WindowsInstance controller: Config.Namespace is required")
+	case r.Cluster.APIServerURL == "" || len(r.Cluster.CACertPEM) == 0:
+		return fmt.Errorf("WindowsInstance controller: the API server URL and CA for kubelets are required")
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.MaxConcurrentReconciles <= 0 {
+		r.MaxConcurrentReconciles = int(nodeconfig.DefaultMaxParallelConfigurations)
+	}
+	specOrDeletion := predicate.Or(
+		predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return !e.ObjectNew.GetDeletionTimestamp().IsZero() && e.ObjectOld.GetDeletionTimestamp().IsZero()
+		}},
+	)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("windowsinstance").
+		For(&wmcov1.WindowsInstance{}, builder.WithPredicates(specOrDeletion)).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(nodeToInstance)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToInstances)).
+		Watches(&wmcov1.WindowsNodeConfig{}, handler.EnqueueRequestsFromMapFunc(r.allInstances)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+// nodeToInstance maps a Node to the instance named by its wmco.io/instance
+// label (set at registration through --node-labels).
+func nodeToInstance(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[wmcov1.LabelInstance]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
+}
+
+// secretToInstances maps a Secret to the instances whose SSH key it holds,
+// so a fixed key is retried at once.
+func (r *WindowsInstanceReconciler) secretToInstances(ctx context.Context, o client.Object) []reconcile.Request {
+	var list wmcov1.WindowsInstanceList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, wi := range list.Items {
+		ref := r.secretRef(&wi)
+		if ref.Namespace == o.GetNamespace() && ref.Name == o.GetName() {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: wi.Name}})
+		}
+	}
+	return out
+}
+
+func (r *WindowsInstanceReconciler) allInstances(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list wmcov1.WindowsInstanceList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, wi := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: wi.Name}})
+	}
+	return out
+}
+
+// secretRef is the instance's credentials reference with defaults applied.
+func (r *WindowsInstanceReconciler) secretRef(wi *wmcov1.WindowsInstance) wmcov1.SecretKeyReference {
+	ref := wi.Spec.CredentialsSecretRef
+	if ref.Namespace == "" {
+		ref.Namespace = r.Config.Namespace
+	}
+	if ref.Name == "" {
+		ref.Name = wmcov1.DefaultCredentialsSecretName
+	}
+	if ref.Key == "" {
+		ref.Key = wmcov1.DefaultCredentialsSecretKey
+	}
+	return ref
+}
+
+// event records an Event on the instance.
+func (r *WindowsInstanceReconciler) event(s *scope, warning bool, reason, format string, args ...any) {
+	t := corev1.EventTypeNormal
+	if warning {
+		t = corev1.EventTypeWarning
+	}
+	r.Recorder.Eventf(s.wi, t, reason, format, args...)
+}
+
+// nodeName is the name the host registers as.
+func nodeName(wi *wmcov1.WindowsInstance, facts *wicdapi.Facts) string {
+	if wi.Spec.NodeName != "" {
+		return wi.Spec.NodeName
+	}
+	if facts != nil {
+		return strings.ToLower(facts.Hostname)
+	}
+	return wi.Status.NodeName
+}

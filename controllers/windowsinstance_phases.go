@@ -1,0 +1,537 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/metrics"
+	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/remote"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+// HybridOverlaySubnetAnnotation is where OVN-Kubernetes records a hybrid
+// overlay node's pod subnet.
+const HybridOverlaySubnetAnnotation = "k8s.ovn.org/hybrid-overlay-node-subnet"
+
+// placeholderToken stands in for the bootstrap token once the node has
+// joined: the bootstrap kubeconfig is then left out of the plan.
+const placeholderToken = "000000.0000000000000000"
+
+// reconcileConnection reads the SSH key and connects, pinning the host key
+// on first use or checking the pinned one.
+func (r *WindowsInstanceReconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Result, error) {
+	wi := s.wi
+	key, o := r.privateKey(ctx, wi)
+	if !o.ok {
+		setReachableCondition(wi, o)
+		r.event(s, true, o.reason, "%s", o.message)
+		if o.terminal() {
+			return ctrl.Result{}, reconcile.TerminalError(errors.New(o.message))
+		}
+		return ctrl.Result{}, errors.New(o.message)
+	}
+	port := int(wi.Spec.Port)
+	if port == 0 {
+		port = wmcov1.DefaultSSHPort
+	}
+	target := remote.Target{Address: wi.Spec.Address, Port: port, Username: wi.Spec.Username, PrivateKey: key}
+	switch {
+	case wi.Spec.HostKey != "":
+		target.HostKey = wi.Spec.HostKey
+	case wi.Status.HostKey != "":
+		target.HostKey = wi.Status.HostKey
+	default:
+		target.TrustOnFirstUse = true
+	}
+	s.log.V(1).Info("Connecting", "address", wi.Spec.Address, "port", port)
+	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	sess, err := r.Dialer.Dial(dctx, target)
+	if err != nil {
+		metrics.SSHErrors.WithLabelValues(sshErrorType(err)).Inc()
+		o := classifyConnectError(err)
+		setReachableCondition(wi, o)
+		r.event(s, true, o.reason, "%s", o.message)
+		if o.terminal() {
+			return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("connect to %s: %w", wi.Spec.Address, err))
+		}
+		return ctrl.Result{}, fmt.Errorf("connect to %s: %w", wi.Spec.Address, err)
+	}
+	s.session = sess
+	if wi.Status.HostKey != sess.HostKey() {
+		if target.TrustOnFirstUse {
+			r.event(s, false, "HostKeyPinned", "Trusting the host key seen on first connection: %s", sess.HostKey())
+		}
+		wi.Status.HostKey = sess.HostKey()
+	}
+	setReachableCondition(wi, outcome{ok: true, reason: ReasonConnected, message: "connected over SSH"})
+	return ctrl.Result{}, nil
+}
+
+// privateKey reads the SSH private key from the instance's Secret.
+func (r *WindowsInstanceReconciler) privateKey(ctx context.Context, wi *wmcov1.WindowsInstance) (remote.PrivateKey, outcome) {
+	ref := r.secretRef(wi)
+	sec := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, outcome{reason: ReasonSecretNotFound, message: fmt.Sprintf("Secret %s/%s with the SSH private key does not exist", ref.Namespace, ref.Name)}
+		}
+		return nil, outcome{reason: ReasonConnectionFailed, message: fmt.Sprintf("read Secret %s/%s: %v", ref.Namespace, ref.Name, err)}
+	}
+	key := sec.Data[ref.Key]
+	if len(key) == 0 {
+		return nil, outcome{reason: ReasonInvalidKey, message: fmt.Sprintf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, ref.Key)}
+	}
+	return remote.PrivateKey(key), outcome{ok: true}
+}
+
+// runAgent runs the agent with fixed arguments and decodes its JSON.
+func (r *WindowsInstanceReconciler) runAgent(ctx context.Context, s *scope, out any, args ...string) error {
+	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	res, err := s.session.Run(cctx, append([]string{wicdapi.AgentPath}, args...))
+	if err != nil {
+		return fmt.Errorf("wicd %s: %w", args[0], err)
+	}
+	if res.ExitCode != 0 {
+		var eo wicdapi.ErrorOutput
+		if json.Unmarshal(res.Stdout, &eo) == nil && eo.Error != nil {
+			return fmt.Errorf("wicd %s: %w", args[0], eo.Error)
+		}
+		return fmt.Errorf("wicd %s: exit status %d: %s", args[0], res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(res.Stdout, out); err != nil {
+		return fmt.Errorf("wicd %s: decode output: %w", args[0], err)
+	}
+	return nil
+}
+
+// reconcileAgent makes sure the payload's agent answers on the host and
+// gathers the host's facts through it.
+func (r *WindowsInstanceReconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result, error) {
+	agent, ok := r.Payload.File(payloadWICD)
+	if !ok {
+		return ctrl.Result{}, reconcile.TerminalError(errors.New("the payload has no wicd.exe"))
+	}
+	facts := &wicdapi.Facts{}
+	err := r.runAgent(ctx, s, facts, "facts")
+	if err == nil && strings.EqualFold(facts.Files[wicdapi.AgentPath], agent.SHA256) {
+		s.facts = facts
+	} else {
+		s.log.Info("Uploading agent", "path", wicdapi.AgentPath)
+		if err := r.upload(ctx, s, agent.Path, wicdapi.AgentPath, agent.Size, agent.SHA256); err != nil {
+			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
+			return ctrl.Result{}, err
+		}
+		facts = &wicdapi.Facts{}
+		if err := r.runAgent(ctx, s, facts, "facts"); err != nil {
+			setConfiguredCondition(s.wi, outcome{reason: ReasonAgentFailed, message: err.Error()})
+			return ctrl.Result{}, err
+		}
+		s.facts = facts
+	}
+	wi := s.wi
+	wi.Status.Host = wmcov1.HostFacts{Hostname: facts.Hostname, OSBuild: int32(facts.OSBuild), Addresses: facts.Addresses}
+	wi.Status.NodeName = nodeName(wi, facts)
+	return ctrl.Result{}, nil
+}
+
+// reconcileFeatures enables the Containers feature, rebooting the host when
+// Windows asks for it; the reboot is waited out with a requeue.
+func (r *WindowsInstanceReconciler) reconcileFeatures(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if s.facts.Features[featureContainers] {
+		return ctrl.Result{}, nil
+	}
+	var res wicdapi.EnableFeaturesResult
+	if err := r.runAgent(ctx, s, &res, "enable-features"); err != nil {
+		setPreflightCondition(s.wi, outcome{reason: ReasonAgentFailed, message: err.Error()})
+		return ctrl.Result{}, err
+	}
+	if !res.RebootRequired {
+		return ctrl.Result{}, nil
+	}
+	s.log.Info("Rebooting host to enable Windows features", "features", res.Enabled)
+	r.event(s, false, "Rebooting", "Enabled %s; rebooting the host", strings.Join(res.Enabled, ", "))
+	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	if _, err := s.session.Run(cctx, []string{"shutdown.exe", "/r", "/t", "5"}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("reboot: %w", err)
+	}
+	setPreflightCondition(s.wi, outcome{reason: ReasonRebooting, message: "rebooting to enable " + strings.Join(res.Enabled, ", ")})
+	// Nothing can be watched on a rebooting host: look again shortly.
+	return ctrl.Result{RequeueAfter: 20 * time.Second}, nil
+}
+
+// reconcilePreflight runs the agent's checks. Terminal failures (an
+// unsupported OS build, a hostname that cannot be a node name) wait for a
+// change of the spec; the others are retried.
+func (r *WindowsInstanceReconciler) reconcilePreflight(ctx context.Context, s *scope) (ctrl.Result, error) {
+	var res wicdapi.PreflightResult
+	if err := r.runAgent(ctx, s, &res, "preflight", "--reference-time="+r.Now().UTC().Format(time.RFC3339)); err != nil {
+		setPreflightCondition(s.wi, outcome{reason: ReasonAgentFailed, message: err.Error()})
+		return ctrl.Result{}, err
+	}
+	for _, c := range res.Checks {
+		if c.Passed || (c.Name == wicdapi.CheckHostname && s.wi.Spec.NodeName != "") {
+			continue
+		}
+		o := outcome{reason: c.Reason, message: c.Message}
+		setPreflightCondition(s.wi, o)
+		r.event(s, true, "PreflightFailed", "%s: %s", c.Name, c.Message)
+		if o.terminal() {
+			return ctrl.Result{}, reconcile.TerminalError(errors.New(c.Message))
+		}
+		return ctrl.Result{RequeueAfter: 2 * time.Minute}, nil
+	}
+	setPreflightCondition(s.wi, outcome{ok: true, reason: ReasonPreflightPassed, message: "every preflight check passed"})
+	return ctrl.Result{}, nil
+}
+
+// reconcilePayload uploads the payload files whose sha256 differs on the
+// host.
+func (r *WindowsInstanceReconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Result, error) {
+	have := map[string]string{}
+	for p, sum := range s.facts.Files {
+		have[strings.ToLower(p)] = strings.ToLower(sum)
+	}
+	var todo []string
+	var bytes int64
+	for _, f := range r.Payload.Files {
+		if have[strings.ToLower(r.Payload.HostPath(f.Path))] != f.SHA256 {
+			todo = append(todo, f.Path)
+			bytes += f.Size
+		}
+	}
+	if len(todo) == 0 {
+		return ctrl.Result{}, nil
+	}
+	setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: fmt.Sprintf("uploading %d payload files (%d bytes)", len(todo), bytes)})
+	s.log.Info("Uploading payload", "files", len(todo), "bytes", bytes, "version", r.Payload.Version)
+	for _, p := range todo {
+		f, _ := r.Payload.File(p)
+		if err := r.upload(ctx, s, f.Path, r.Payload.HostPath(f.Path), f.Size, f.SHA256); err != nil {
+			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: err.Error()})
+			var full *remote.DiskFullError
+			if errors.As(err, &full) {
+				metrics.SSHErrors.WithLabelValues("diskfull").Inc()
+				r.event(s, true, "DiskFull", "%v", err)
+			}
+			return ctrl.Result{}, err
+		}
+	}
+	r.event(s, false, "PayloadUploaded", "Uploaded %d payload files (%d bytes) of version %s", len(todo), bytes, r.Payload.Version)
+	return ctrl.Result{}, nil
+}
+
+func (r *WindowsInstanceReconciler) upload(ctx context.Context, s *scope, src, dst string, size int64, sum string) error {
+	f, err := os.Open(filepath.Join(r.PayloadDir, filepath.FromSlash(src)))
+	if err != nil {
+		return fmt.Errorf("open payload file %s: %w", src, err)
+	}
+	defer func() { _ = f.Close() }()
+	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
+	defer cancel()
+	return s.session.Upload(uctx, dst, f, size, sum)
+}
+
+// reconcilePlan renders the host's plan and applies it when the host's
+// applied plan differs.
+func (r *WindowsInstanceReconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, error) {
+	wi := s.wi
+	node, err := r.getNode(ctx, wi.Status.NodeName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.node = node
+	joined := node != nil && r.ownsNode(wi, node)
+
+	token := placeholderToken
+	if !joined {
+		if token, err = r.Tokens.Issue(ctx, wi.Name); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	in := nodeconfig.Inputs{
+		Config: s.config, Cluster: r.Cluster, Host: nodeconfig.HostFactsFrom(*s.facts),
+		NodeName: wi.Status.NodeName, Payload: r.Payload, BootstrapToken: token,
+		NodeLabels: map[string]string{wmcov1.LabelInstance: wi.Name},
+	}
+	if s.config.Network.Type == wmcov1.NetworkOVNHybridOverlay && joined {
+		in.HostSubnet = hostSubnet(node)
+	}
+	plan, err := nodeconfig.Render(in)
+	if err != nil {
+		setConfiguredCondition(wi, outcome{reason: ReasonRenderFailed, message: err.Error()})
+		r.event(s, true, ReasonRenderFailed, "%v", err)
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	if joined {
+		// The kubelet has its own credentials: leave the old bootstrap
+		// kubeconfig alone rather than rewrite it with a placeholder.
+		plan.Files = slices.DeleteFunc(plan.Files, func(f wicdapi.File) bool { return f.Path == nodeconfig.BootstrapKubeconfigPath })
+	}
+	data, err := json.Marshal(plan)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	sum := sha256.Sum256(data)
+	if strings.EqualFold(s.facts.Files[wicdapi.AppliedPlanPath], hex.EncodeToString(sum[:])) {
+		setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + r.Payload.Version})
+		return ctrl.Result{}, nil
+	}
+	s.log.Info("Applying plan", "version", r.Payload.Version, "hostSubnet", in.HostSubnet)
+	uctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	if err := s.session.Upload(uctx, wicdapi.PlanPath, bytes.NewReader(data), int64(len(data)), hex.EncodeToString(sum[:])); err != nil {
+		setConfiguredCondition(wi, outcome{reason: ReasonApplyFailed, message: "upload plan: " + err.Error()})
+		return ctrl.Result{}, err
+	}
+	var res wicdapi.ApplyResult
+	if err := r.runAgent(ctx, s, &res, "apply", "--plan", wicdapi.PlanPath); err != nil {
+		setConfiguredCondition(wi, outcome{reason: ReasonApplyFailed, message: err.Error()})
+		r.event(s, true, ReasonApplyFailed, "%v", err)
+		return ctrl.Result{}, err
+	}
+	r.event(s, false, "PlanApplied", "Applied payload %s: %d changes", r.Payload.Version, len(res.Changes))
+	setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + r.Payload.Version})
+	return ctrl.Result{}, nil
+}
+
+// hostSubnet is the node's pod subnet: OVN-Kubernetes' hybrid overlay
+// annotation, else the Node's podCIDR (plain Kubernetes with node IPAM).
+func hostSubnet(node *corev1.Node) string {
+	if s := node.Annotations[HybridOverlaySubnetAnnotation]; s != "" {
+		return s
+	}
+	return node.Spec.PodCIDR
+}
+
+func (r *WindowsInstanceReconciler) getNode(ctx context.Context, name string) (*corev1.Node, error) {
+	if name == "" {
+		return nil, nil
+	}
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("get Node %s: %w", name, err)
+	}
+	return node, nil
+}
+
+// ownsNode reports whether the Node is this instance's: it carries the
+// instance label (registered with it) or one of the host's addresses.
+func (r *WindowsInstanceReconciler) ownsNode(wi *wmcov1.WindowsInstance, node *corev1.Node) bool {
+	if node.Labels[wmcov1.LabelInstance] == wi.Name {
+		return true
+	}
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP && slices.Contains(wi.Status.Host.Addresses, a.Address) {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcileNode waits for the Node, then labels, annotates and taints it,
+// and revokes the bootstrap token once it is Ready.
+func (r *WindowsInstanceReconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, error) {
+	wi, node := s.wi, s.node
+	if node == nil {
+		setNodeReadyCondition(wi, outcome{reason: ReasonNodeNotFound, message: fmt.Sprintf("waiting for the kubelet to register Node %s", wi.Status.NodeName)})
+		// The Node watch brings the next reconcile; the requeue is a
+		// safety net for a kubelet that never registers.
+		return ctrl.Result{RequeueAfter: 2 * time.Minute}, nil
+	}
+	if !r.ownsNode(wi, node) {
+		msg := fmt.Sprintf("Node %s exists but belongs to another host; set spec.nodeName", node.Name)
+		setNodeReadyCondition(wi, outcome{reason: "NodeNameConflict", message: msg})
+		r.event(s, true, "NodeNameConflict", "%s", msg)
+		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
+	}
+	if err := r.labelAndTaint(ctx, s, node); err != nil {
+		return ctrl.Result{}, err
+	}
+	wi.Status.PayloadVersion = r.Payload.Version
+	ready := nodeReadyCondition(node)
+	if ready == nil || ready.Status != corev1.ConditionTrue {
+		msg := "the Node is not Ready"
+		if ready != nil && ready.Message != "" {
+			msg = "the Node is not Ready: " + ready.Message
+		}
+		setNodeReadyCondition(wi, outcome{reason: ReasonNodeNotReady, message: msg})
+		// The Node watch brings the next reconcile.
+		return ctrl.Result{RequeueAfter: 5 * time.Minute}, nil
+	}
+	wasReady := meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionNodeReady)
+	setNodeReadyCondition(wi, outcome{ok: true, reason: ReasonNodeReady, message: fmt.Sprintf("Node %s is Ready", node.Name)})
+	if !wasReady {
+		r.event(s, false, "NodeJoined", "Node %s is Ready", node.Name)
+		if !meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionReady) {
+			metrics.ConfigurationDuration.Observe(r.Now().Sub(wi.CreationTimestamp.Time).Seconds())
+		}
+	}
+	if err := r.Tokens.Revoke(ctx, wi.Name); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+func nodeReadyCondition(node *corev1.Node) *corev1.NodeCondition {
+	for i := range node.Status.Conditions {
+		if node.Status.Conditions[i].Type == corev1.NodeReady {
+			return &node.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// labelAndTaint puts the operator's labels, annotation and the configured
+// taints on the Node; the kubelet may set none of them itself after
+// registration.
+func (r *WindowsInstanceReconciler) labelAndTaint(ctx context.Context, s *scope, node *corev1.Node) error {
+	source := s.wi.Labels[wmcov1.LabelSource]
+	if source == "" {
+		source = "user"
+	}
+	want := map[string]string{
+		wmcov1.LabelOSID: "Windows", wmcov1.LabelWorkerRole: "", wmcov1.LabelInstance: s.wi.Name, wmcov1.LabelSource: source,
+	}
+	patch := client.MergeFrom(node.DeepCopy())
+	changed := false
+	if node.Labels == nil {
+		node.Labels = map[string]string{}
+	}
+	for k, v := range want {
+		if cur, ok := node.Labels[k]; !ok || cur != v {
+			node.Labels[k], changed = v, true
+		}
+	}
+	if node.Annotations[wmcov1.AnnotationPayloadVersion] != r.Payload.Version {
+		if node.Annotations == nil {
+			node.Annotations = map[string]string{}
+		}
+		node.Annotations[wmcov1.AnnotationPayloadVersion], changed = r.Payload.Version, true
+	}
+	for _, t := range s.config.Taints {
+		i := slices.IndexFunc(node.Spec.Taints, func(n corev1.Taint) bool { return n.Key == t.Key && string(n.Effect) == string(t.Effect) })
+		switch {
+		case i < 0:
+			node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+			changed = true
+		case node.Spec.Taints[i].Value != t.Value:
+			node.Spec.Taints[i].Value, changed = t.Value, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := r.Client.Patch(ctx, node, patch); err != nil {
+		return fmt.Errorf("label and taint Node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
+// reconcileDelete drains the Node, cleans the host and deletes the Node,
+// then lets the instance go.
+func (r *WindowsInstanceReconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
+	wi := s.wi
+	if !controllerutil.ContainsFinalizer(wi, wmcov1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	if wi.Spec.Paused {
+		r.event(s, true, "DeletedWhilePaused", "The instance was paused: the host was not cleaned and its Node was left")
+		return ctrl.Result{}, r.removeFinalizer(ctx, wi)
+	}
+	node, err := r.getNode(ctx, wi.Status.NodeName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if node != nil && r.ownsNode(wi, node) {
+		s.log.Info("Draining node", "node", node.Name)
+		if err := r.drain(ctx, node.Name); err != nil {
+			r.event(s, true, "DrainFailed", "Drain Node %s: %v", node.Name, err)
+			return ctrl.Result{}, err
+		}
+	}
+	if wi.Status.HostKey == "" {
+		// No connection ever succeeded: nothing was installed on the host.
+		if err := r.Tokens.Revoke(ctx, wi.Name); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, r.removeFinalizer(ctx, wi)
+	}
+	if _, err := r.reconcileConnection(ctx, s); err != nil {
+		// A host that cannot be reached cannot be cleaned; keep trying
+		// (remove the finalizer by hand to give the host up).
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
+	}
+	var res wicdapi.CleanupResult
+	sctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	_, statErr := s.session.Stat(sctx, wicdapi.AgentPath)
+	cancel()
+	switch {
+	case statErr == nil:
+		if err := r.runAgent(ctx, s, &res, "cleanup"); err != nil {
+			r.event(s, true, "CleanupFailed", "%v", err)
+			return ctrl.Result{}, err
+		}
+	case errors.Is(statErr, fs.ErrNotExist):
+		// No agent: the operator never installed anything here.
+	default:
+		return ctrl.Result{}, fmt.Errorf("look for the agent: %w", statErr)
+	}
+	for _, p := range []string{wicdapi.AgentPath, wicdapi.PlanPath} {
+		rctx, cancel := context.WithTimeout(ctx, commandTimeout)
+		err := s.session.Remove(rctx, p)
+		cancel()
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("remove %s: %w", p, err)
+		}
+	}
+	if node != nil && r.ownsNode(wi, node) {
+		if err := r.Client.Delete(ctx, node); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("delete Node %s: %w", node.Name, err)
+		}
+	}
+	if err := r.Tokens.Revoke(ctx, wi.Name); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.event(s, false, "Deconfigured", "Removed %d services, files and networks from the host", len(res.Changes))
+	return ctrl.Result{}, r.removeFinalizer(ctx, wi)
+}
+
+func (r *WindowsInstanceReconciler) removeFinalizer(ctx context.Context, wi *wmcov1.WindowsInstance) error {
+	patch := client.MergeFrom(wi.DeepCopy())
+	controllerutil.RemoveFinalizer(wi, wmcov1.Finalizer)
+	if err := r.Client.Patch(ctx, wi, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove finalizer: %w", err)
+	}
+	return nil
+}
+
