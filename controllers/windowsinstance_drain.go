@@ -37,4 +37,3 @@ func (r *WindowsInstanceReconciler) drain(ctx context.Context, name string) erro
 	}
 	return nil
 }
-

@@ -534,4 +534,3 @@ func (r *WindowsInstanceReconciler) removeFinalizer(ctx context.Context, wi *wmc
 	}
 	return nil
 }
-
