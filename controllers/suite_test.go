@@ -1,23 +1,32 @@
 package controllers
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/openwmco/wmco/test/localcluster"
 )
@@ -78,7 +87,13 @@ func runSuite(m *testing.M) int {
 // test ends.
 func startManager(t *testing.T, setup func(mgr ctrl.Manager) error) ctrl.Manager {
 	t.Helper()
-	mgr, err := ctrl.NewManager(testCluster.Config, ctrl.Options{
+	return startManagerAs(t, testCluster.Config, setup)
+}
+
+// startManagerAs is startManager authenticated with cfg.
+func startManagerAs(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager) error) ctrl.Manager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testScheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -106,6 +121,65 @@ func startManager(t *testing.T, setup func(mgr ctrl.Manager) error) ctrl.Manager
 		wg.Wait()
 	})
 	return mgr
+}
+
+// grantGeneratedRBAC gives user exactly what config/rbac/role.yaml grants
+// the operator, as a deployment binds it: a ClusterRole and Roles (named
+// name) with bindings. Roles of the operator's namespace go to namespace;
+// Roles of namespaces the cluster lacks are skipped.
+func grantGeneratedRBAC(t *testing.T, name, user, namespace string) {
+	t.Helper()
+	ctx := t.Context()
+	data, err := os.ReadFile("../config/rbac/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	var objs []client.Object
+	kinds := map[string]bool{}
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var role rbacv1.Role // a ClusterRole has the same fields
+		if err := sigsyaml.UnmarshalStrict(doc, &role); err != nil {
+			t.Fatal(err)
+		}
+		kinds[role.Kind+"/"+role.Namespace] = true
+		switch role.Kind {
+		case "ClusterRole":
+			objs = append(objs,
+				&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: role.Rules},
+				&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: subjects,
+					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}})
+		case "Role":
+			ns := role.Namespace
+			if ns == testNamespace {
+				ns = namespace
+			}
+			if err := k8sClient.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}); apierrors.IsNotFound(err) {
+				continue
+			}
+			objs = append(objs,
+				&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Rules: role.Rules},
+				&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Subjects: subjects,
+					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}})
+		}
+	}
+	if !kinds["ClusterRole/"] || !kinds["Role/"+testNamespace] {
+		t.Fatalf("config/rbac/role.yaml: want a ClusterRole and a Role in %s, got %v", testNamespace, kinds)
+	}
+	for _, o := range objs {
+		if err := k8sClient.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), o) })
+	}
 }
 
 // testLogWriter sends the manager's log to the test's log, shown on failure

@@ -11,7 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,9 +38,13 @@ import (
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings,verbs=create
+// SSH keys: any namespace a credentialsSecretRef names (read), watched in
+// the operator's; bootstrap tokens in kube-system.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=secrets,verbs=list;watch
+// +kubebuilder:rbac:groups="",namespace=kube-system,resources=secrets,verbs=list;watch;create;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings,verbs=get;create;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=system:node-bootstrapper
 
 // Timeouts of the remote steps of one reconcile.
@@ -67,8 +71,9 @@ type WindowsInstanceReconciler struct {
 	// Cluster holds what kubelets need to know about the cluster.
 	Cluster nodeconfig.ClusterFacts
 	// Tokens issues bootstrap tokens (plain Kubernetes).
-	Tokens   *bootstrap.Tokens
-	Recorder record.EventRecorder
+	Tokens *bootstrap.Tokens
+	// Recorder emits events.k8s.io/v1 Events on instances.
+	Recorder events.EventRecorder
 	// MaxConcurrentReconciles bounds how many hosts are configured at
 	// once (WindowsNodeConfig's maxParallelConfigurations at start-up).
 	MaxConcurrentReconciles int
@@ -272,13 +277,13 @@ func (r *WindowsInstanceReconciler) secretRef(wi *wmcov1.WindowsInstance) wmcov1
 	return ref
 }
 
-// event records an Event on the instance.
+// event records an Event on the instance; its action is the reconcile.
 func (r *WindowsInstanceReconciler) event(s *scope, warning bool, reason, format string, args ...any) {
 	t := corev1.EventTypeNormal
 	if warning {
 		t = corev1.EventTypeWarning
 	}
-	r.Recorder.Eventf(s.wi, t, reason, format, args...)
+	r.Recorder.Eventf(s.wi, nil, t, reason, "Reconcile", format, args...)
 }
 
 // nodeName is the name the host registers as.

@@ -335,10 +335,16 @@ func (r *WindowsInstanceReconciler) getNode(ctx context.Context, name string) (*
 		return nil, nil
 	}
 	node := &corev1.Node{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
+	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, node)
+	if apierrors.IsNotFound(err) {
+		// The cache may hold only the operator's Nodes: a Node of that
+		// name that is not ours is seen only by a live read.
+		err = r.APIReader.Get(ctx, client.ObjectKey{Name: name}, node)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, fmt.Errorf("get Node %s: %w", name, err)
 	}
 	return node, nil

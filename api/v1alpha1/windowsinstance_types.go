@@ -173,6 +173,7 @@ type WindowsInstanceStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=wi,categories=wmco
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="the name of a WindowsInstance is at most 63 characters: it is used as a label value on its Node and bootstrap token"
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.address`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

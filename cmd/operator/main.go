@@ -4,18 +4,32 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers"
+	"github.com/openwmco/wmco/pkg/cluster"
+	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/pkg/version"
 )
 
@@ -34,13 +48,19 @@ const defaultNamespace = "wmco-system"
 // +kubebuilder:rbac:groups="",namespace=wmco-system,resources=events,verbs=create;patch
 
 type options struct {
-	metricsAddr   string
-	metricsSecure bool
-	probeAddr     string
-	leaderElect   bool
-	namespace     string
-	enableHTTP2   bool
-	showVersion   bool
+	metricsAddr     string
+	metricsSecure   bool
+	probeAddr       string
+	leaderElect     bool
+	namespace       string
+	enableHTTP2     bool
+	showVersion     bool
+	payloadDir      string
+	apiServerURL    string
+	serviceCIDR     string
+	clusterCIDR     string
+	clusterDNS      string
+	machineUsername string
 }
 
 func main() {
@@ -59,6 +79,18 @@ func main() {
 	fs.BoolVar(&o.enableHTTP2, "enable-http2", false,
 		"Serve metrics over HTTP/2 as well (off by default: HTTP/2 Rapid Reset, CVE-2023-44487).")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
+	fs.StringVar(&o.payloadDir, "payload-dir", "/payload",
+		"Directory with the Windows payload (manifest.json and the files it lists); verified at start-up.")
+	fs.StringVar(&o.apiServerURL, "api-server-url", "",
+		"API server URL the Windows kubelets use. Default: kube-public/cluster-info (kubeadm, kind), else the operator's own client config.")
+	fs.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/12",
+		"The cluster's service CIDR (WindowsNodeConfig spec.network.serviceNetworkCIDR overrides it).")
+	fs.StringVar(&o.clusterCIDR, "cluster-cidr", "",
+		"The pod network CIDR for the hybrid overlay (WindowsNodeConfig spec.network.clusterNetworkCIDR overrides it).")
+	fs.StringVar(&o.clusterDNS, "cluster-dns", "",
+		"Cluster DNS address for the kubelets. Default: the ClusterIP of kube-system/kube-dns.")
+	fs.StringVar(&o.machineUsername, "machine-username", controllers.DefaultMachineUsername,
+		"User the operator logs in as on hosts of Windows Machines.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	flag.Usage = func() {
@@ -108,7 +140,44 @@ func run(o options) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	m, err := payload.Load(o.payloadDir)
+	if err != nil {
+		return fmt.Errorf("load payload: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	info, err := cluster.Detect(cs.Discovery())
+	if err != nil {
+		return err
+	}
+	ep, err := cluster.DiscoverEndpoint(ctx, cs, cfg, o.apiServerURL)
+	if err != nil {
+		return err
+	}
+	if o.clusterDNS == "" {
+		if o.clusterDNS, err = cluster.DNSServiceIP(ctx, cs); err != nil {
+			return err
+		}
+	}
+	parallel, err := maxParallelConfigurations(ctx, cfg, scheme)
+	if err != nil {
+		return err
+	}
+	log.Info("Cluster", "platform", info.Platform, "version", info.Version, "machineAPI", info.MachineAPI,
+		"kubeletAPIServer", ep.URL, "from", ep.Source, "payload", m.Version, "maxParallelConfigurations", parallel)
+
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// SSH keys live in the operator's namespace; other Secrets
+			// are none of its business.
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.namespace: {}}},
+			// Only the Windows nodes the operator made are cached, so
+			// memory does not grow with the cluster's Linux nodes.
+			&corev1.Node{}: {Label: labels.SelectorFromSet(nil).Add(mustRequirement(wmcov1.LabelInstance))},
+		}},
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
@@ -128,6 +197,46 @@ func run(o options) error {
 		return fmt.Errorf("add readiness check: %w", err)
 	}
 
+	if err := controllers.Setup(ctx, mgr, controllers.Options{
+		Config:  controllers.Config{Namespace: o.namespace, Platform: info.Platform},
+		Payload: m, PayloadDir: o.payloadDir, Clientset: cs,
+		Cluster: nodeconfig.ClusterFacts{
+			APIServerURL: ep.URL, CACertPEM: ep.CACert, ServiceCIDR: o.serviceCIDR,
+			ClusterNetworkCIDR: o.clusterCIDR, DNSIP: o.clusterDNS, KubernetesVersion: info.Version,
+		},
+		MaxParallelConfigurations: parallel,
+		MachineAPI:                info.MachineAPI,
+		MachineUsername:           o.machineUsername,
+	}); err != nil {
+		return err
+	}
+
 	log.Info("Starting manager", "version", version.Get(), "namespace", o.namespace, "leaderElection", o.leaderElect)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
+}
+
+// maxParallelConfigurations reads WindowsNodeConfig's setting at start-up;
+// a change takes effect when the operator restarts.
+func maxParallelConfigurations(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (int, error) {
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return 0, err
+	}
+	wnc := &wmcov1.WindowsNodeConfig{}
+	err = c.Get(ctx, client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, wnc)
+	if apierrors.IsNotFound(err) {
+		return nodeconfig.DefaultMaxParallelConfigurations, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read WindowsNodeConfig: %w", err)
+	}
+	return int(nodeconfig.Defaulted(wnc.Spec).MaxParallelConfigurations), nil
+}
+
+func mustRequirement(key string) labels.Requirement {
+	r, err := labels.NewRequirement(key, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
+	return *r
 }

@@ -62,11 +62,25 @@ func (t *Tokens) EnsureRBAC(ctx context.Context) error {
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: Group}},
 	}
 	err := t.Client.Create(ctx, crb)
-	if apierrors.IsAlreadyExists(err) {
+	if err == nil {
 		return nil
 	}
-	if err != nil {
+	if !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create ClusterRoleBinding %s: %w", BindingName, err)
+	}
+	existing := &rbacv1.ClusterRoleBinding{}
+	if err := t.reader().Get(ctx, client.ObjectKey{Name: BindingName}, existing); err != nil {
+		return fmt.Errorf("read ClusterRoleBinding %s: %w", BindingName, err)
+	}
+	if existing.RoleRef == crb.RoleRef && len(existing.Subjects) == 1 && existing.Subjects[0] == crb.Subjects[0] {
+		return nil
+	}
+	// Someone changed it: put it back (roleRef cannot be updated in place).
+	if err := t.Client.Delete(ctx, existing); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("replace ClusterRoleBinding %s: %w", BindingName, err)
+	}
+	if err := t.Client.Create(ctx, crb); err != nil {
+		return fmt.Errorf("recreate ClusterRoleBinding %s: %w", BindingName, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ package csr
 
 import (
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -77,8 +78,19 @@ const (
 )
 
 func (v Verdict) String() string {
-	return [...]string{"Ignore", "Approve", "Deny", "Pending"}[v]
+	names := [...]string{"Ignore", "Approve", "Deny", "Pending"}
+	if v < 0 || int(v) >= len(names) {
+		return fmt.Sprintf("Verdict(%d)", int(v))
+	}
+	return names[v]
 }
+
+// Object identifiers of the two subject attributes a kubelet certificate
+// may carry.
+var (
+	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidOrganization = asn1.ObjectIdentifier{2, 5, 4, 10}
+)
 
 // Decision is a verdict with its reason, in words fit for an Event.
 type Decision struct {
@@ -122,9 +134,13 @@ func Evaluate(spec *certificatesv1.CertificateSigningRequestSpec, lookup Lookup)
 	if !slices.Equal(req.Subject.Organization, []string{NodesGroup}) {
 		return deny("organization %q is not exactly [%s]", req.Subject.Organization, NodesGroup)
 	}
-	if len(req.Subject.OrganizationalUnit)+len(req.Subject.Country)+len(req.Subject.Locality)+len(req.Subject.Province)+
-		len(req.Subject.StreetAddress)+len(req.Subject.PostalCode)+len(req.Subject.ExtraNames) > 0 || req.Subject.SerialNumber != "" {
-		return deny("subject has fields beyond CN and O")
+	for _, atv := range req.Subject.Names {
+		if !atv.Type.Equal(oidCommonName) && !atv.Type.Equal(oidOrganization) {
+			return deny("subject has attribute %v beyond CN and O", atv.Type)
+		}
+	}
+	if len(req.Subject.ExtraNames) > 0 {
+		return deny("subject has extra attributes beyond CN and O")
 	}
 	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
 		return deny("email or URI subject alternative names are not allowed")

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"net"
 	"net/url"
@@ -37,6 +38,7 @@ type req struct {
 	ips    []string
 	emails []string
 	uris   []string
+	extra  []pkix.AttributeTypeAndValue
 }
 
 func pemCSR(t *testing.T, r req) []byte {
@@ -46,7 +48,7 @@ func pemCSR(t *testing.T, r req) []byte {
 		t.Fatal(err)
 	}
 	tmpl := &x509.CertificateRequest{
-		Subject:  pkix.Name{CommonName: r.cn, Organization: r.orgs, OrganizationalUnit: r.ou},
+		Subject:  pkix.Name{CommonName: r.cn, Organization: r.orgs, OrganizationalUnit: r.ou, ExtraNames: r.extra},
 		DNSNames: r.dns, EmailAddresses: r.emails,
 	}
 	for _, ip := range r.ips {
@@ -131,6 +133,10 @@ func TestEvaluate(t *testing.T) {
 			req{cn: "system:node:win-1"}, Deny, "organization"},
 		{"organizational unit", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
 			req{cn: "system:node:win-1", orgs: nodes, ou: []string{"x"}}, Deny, "beyond CN and O"},
+		{"domain component in the subject", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes, extra: []pkix.AttributeTypeAndValue{{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}, Value: "corp"}}}, Deny, "beyond CN and O"},
+		{"UID in the subject", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca},
+			req{cn: "system:node:win-1", orgs: nodes, extra: []pkix.AttributeTypeAndValue{{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, Value: "0"}}}, Deny, "beyond CN and O"},
 		{"extra usage", clientSigner, boot1, []certificatesv1.KeyUsage{ds, ca, sa},
 			req{cn: "system:node:win-1", orgs: nodes}, Deny, "usages"},
 		{"missing usage", clientSigner, boot1, []certificatesv1.KeyUsage{ca},
@@ -178,6 +184,12 @@ func TestEvaluate(t *testing.T) {
 		})
 	}
 	NewWithT(t).Expect(approved).To(Equal(5), "exactly the five legitimate requests are approved")
+}
+
+func TestVerdictString(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(Approve.String()).To(Equal("Approve"))
+	g.Expect(Verdict(9).String()).To(Equal("Verdict(9)"))
 }
 
 func TestEvaluateRejectsBrokenRequests(t *testing.T) {

@@ -18,6 +18,8 @@
 package inventory
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -190,9 +192,21 @@ func parseValue(key, addr, value string) (Entry, error) {
 	return e, nil
 }
 
+// maxInstanceName is the longest WindowsInstance name: names are label
+// values on Nodes and bootstrap tokens.
+const maxInstanceName = 63
+
 // InstanceName is the WindowsInstance name for an inventory address: the
-// address itself where it is a valid object name, with ':' of IPv6 turned
-// into '-'.
+// address itself, with ':' of IPv6 turned into '-'; an address longer than
+// a label value is cut and suffixed with a hash of the whole, so distinct
+// addresses keep distinct names.
 func InstanceName(addr string) string {
-	return strings.ReplaceAll(addr, ":", "-")
+	name := strings.ReplaceAll(addr, ":", "-")
+	if len(name) <= maxInstanceName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(addr))
+	suffix := "-" + hex.EncodeToString(sum[:])[:10]
+	head := strings.TrimRight(name[:maxInstanceName-len(suffix)], ".-")
+	return head + suffix
 }

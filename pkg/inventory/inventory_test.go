@@ -107,6 +107,11 @@ func TestNormalizeAddress(t *testing.T) {
 	_, err := NormalizeAddress("fe80::1%eth0")
 	g.Expect(err).To(MatchError(ContainSubstring("zone")))
 	g.Expect(InstanceName("fd00::42")).To(Equal("fd00--42"))
+	long := strings.Repeat("a", 60) + ".example.com"
+	name := InstanceName(long)
+	g.Expect(len(name)).To(BeNumerically("<=", 63))
+	g.Expect(name).To(MatchRegexp(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`))
+	g.Expect(InstanceName(strings.Repeat("a", 60)+".example.org")).NotTo(Equal(name), "distinct long names stay distinct")
 }
 
 func FuzzParse(f *testing.F) {

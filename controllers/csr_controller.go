@@ -1,0 +1,512 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/bootstrap"
+	"github.com/openwmco/wmco/pkg/cluster"
+	"github.com/openwmco/wmco/pkg/csr"
+	"github.com/openwmco/wmco/pkg/metrics"
+)
+
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests/approval,verbs=update
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,verbs=approve,resourceNames=kubernetes.io/kube-apiserver-client-kubelet;kubernetes.io/kubelet-serving
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=kube-system,resources=secrets,verbs=list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+const (
+	// CSROpenShiftBootstrapUser is the identity every kubelet bootstraps
+	// with on OpenShift: the machine-config-operator's node-bootstrapper
+	// service account.
+	CSROpenShiftBootstrapUser = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper"
+
+	// Condition reasons the approver writes on CSRs.
+	CSRConditionReasonApproved = "WMCOApproved"
+	CSRConditionReasonDenied   = "WMCODenied"
+
+	// Event reasons, on the CSR and on the WindowsInstance it names.
+	EventCSRApproved = "CSRApproved"
+	EventCSRDenied   = "CSRDenied"
+	EventCSRPending  = "CSRPending"
+)
+
+// CSRApproverReconciler approves the kubelet certificate signing requests
+// of Windows hosts under the rules of pkg/csr and denies those that name a
+// known host but look forged. CSRs it cannot tie to a WindowsInstance (Linux
+// nodes, other signers) are left to others, untouched.
+//
+// It acts on CSRs with a kubelet signer and no Approved or Denied
+// condition, and re-evaluates them when a WindowsInstance learns its node
+// name or addresses and when a Node appears or changes owner, so nothing
+// waits for a resync.
+type CSRApproverReconciler struct {
+	// Client reads CSRs, WindowsInstances and Nodes from the manager's
+	// cache and writes approvals.
+	Client client.Client
+	// APIReader reads without the cache. Approval and denial are final,
+	// so they are decided again on a live view before they are written:
+	// a cache can lag a Node that has just registered. It also reads the
+	// bootstrap token Secrets when Tokens has no Reader of its own.
+	// Default: the manager's API reader.
+	APIReader client.Reader
+	Config    Config
+	// Tokens knows the bootstrap identities issued per host. Required on
+	// plain Kubernetes; on OpenShift every host bootstraps as
+	// CSROpenShiftBootstrapUser and Tokens is not used.
+	Tokens *bootstrap.Tokens
+	// Recorder emits events.k8s.io/v1 Events on CSRs and instances, e.g.
+	// mgr.GetEventRecorder("wmco-csr-approver"). CSRs and instances are
+	// cluster-scoped: their Events land in the default namespace.
+	Recorder events.EventRecorder
+
+	// tokens is Tokens reading through APIReader unless it names a Reader:
+	// a token Secret is created moments before the CSR it authenticates,
+	// and a lagging cache would deny that CSR for good.
+	tokens *bootstrap.Tokens
+	// seen remembers the last decision per pending CSR, across reconciles,
+	// so each verdict is counted and announced once.
+	seen *csrDecisionMemory
+}
+
+// SetupWithManager checks the dependencies and registers the controller.
+func (r *CSRApproverReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	switch {
+	case r.Client == nil:
+		return errors.New("CSR approver: Client is required")
+	case r.Recorder == nil:
+		return errors.New("CSR approver: Recorder is required")
+	case r.Config.Platform != cluster.OpenShift && r.Tokens == nil:
+		return errors.New("CSR approver: Tokens is required on plain Kubernetes")
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Tokens != nil {
+		t := *r.Tokens
+		if t.Reader == nil {
+			t.Reader = r.APIReader
+		}
+		r.tokens = &t
+	}
+	r.seen = newCSRDecisionMemory(metrics.CSRDecisions)
+
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("csr-approver").
+		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(csrPendingKubeletPredicate())).
+		Watches(&wmcov1.WindowsInstance{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRs),
+			builder.WithPredicates(csrInstanceChangedPredicate())).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRs),
+			builder.WithPredicates(csrNodeChangedPredicate())).
+		Complete(r)
+}
+
+// Reconcile evaluates one pending kubelet CSR and approves it, denies it
+// or leaves it pending with an Event saying why.
+func (r *CSRApproverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	c := &certificatesv1.CertificateSigningRequest{}
+	if err := r.Client.Get(ctx, req.NamespacedName, c); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.seen.forget(req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get CSR %s: %w", req.Name, err)
+	}
+	if !csrIsPendingKubelet(c) {
+		// Decided (by us or another approver) or not a kubelet CSR.
+		r.seen.forget(c.Name)
+		return ctrl.Result{}, nil
+	}
+
+	d, wi, err := r.evaluate(ctx, c, r.Client)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if d.Verdict == csr.Approve || d.Verdict == csr.Deny {
+		if d, wi, err = r.evaluate(ctx, c, r.APIReader); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	log = log.WithValues("verdict", d.Verdict.String(), "instance", d.Instance, "username", c.Spec.Username)
+
+	switch d.Verdict {
+	case csr.Approve, csr.Deny:
+		condType, condReason, eventType, eventReason := certificatesv1.CertificateApproved, CSRConditionReasonApproved, corev1.EventTypeNormal, EventCSRApproved
+		if d.Verdict == csr.Deny {
+			condType, condReason, eventType, eventReason = certificatesv1.CertificateDenied, CSRConditionReasonDenied, corev1.EventTypeWarning, EventCSRDenied
+			log.Info("Denying CSR", "reason", d.Reason)
+		} else {
+			log.Info("Approving CSR", "reason", d.Reason)
+		}
+		c.Status.Conditions = append(c.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+			Type:           condType,
+			Status:         corev1.ConditionTrue,
+			Reason:         condReason,
+			Message:        d.Reason,
+			LastUpdateTime: metav1.Now(),
+		})
+		if err := r.Client.SubResource("approval").Update(ctx, c); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				// The CSR changed or went away meanwhile; that change
+				// fires the watch and the CSR is looked at again.
+				log.V(1).Info("CSR changed while deciding it", "error", err.Error())
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, fmt.Errorf("%s CSR %s: %w", strings.ToLower(d.Verdict.String()), c.Name, err)
+		}
+		r.seen.record(c, d)
+		r.announce(c, wi, d, eventType, eventReason, d.Verdict.String())
+	case csr.Pending:
+		// No requeue: a change of the instance (addresses, node name) or
+		// of the Node (created, labelled) fires a watch.
+		if r.seen.record(c, d) {
+			log.Info("CSR left pending", "reason", d.Reason)
+			r.announce(c, wi, d, corev1.EventTypeWarning, EventCSRPending, "Evaluate")
+		}
+	case csr.Ignore:
+		if r.seen.record(c, d) {
+			log.V(1).Info("CSR is not a Windows host's, ignoring it", "reason", d.Reason)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// evaluate applies the rules to the CSR with what reader knows of the
+// WindowsInstances and Nodes. It returns the instance the decision names.
+func (r *CSRApproverReconciler) evaluate(ctx context.Context, c *certificatesv1.CertificateSigningRequest, reader client.Reader) (csr.Decision, *wmcov1.WindowsInstance, error) {
+	var list wmcov1.WindowsInstanceList
+	if err := reader.List(ctx, &list); err != nil {
+		return csr.Decision{}, nil, fmt.Errorf("list WindowsInstances: %w", err)
+	}
+	var (
+		matched   *wmcov1.WindowsInstance
+		lookupErr error
+	)
+	lookup := func(nodeName string) (csr.Instance, bool) {
+		wi, err := csrInstanceFor(list.Items, nodeName)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Info("Cannot tie CSR to one WindowsInstance", "node", nodeName, "reason", err.Error())
+			return csr.Instance{}, false
+		}
+		if wi == nil {
+			return csr.Instance{}, false
+		}
+		inst, err := r.describe(ctx, reader, wi, nodeName)
+		if err != nil {
+			lookupErr = err
+			return csr.Instance{}, false
+		}
+		matched = wi
+		return inst, true
+	}
+	d := csr.Evaluate(&c.Spec, lookup)
+	if lookupErr != nil {
+		return csr.Decision{}, nil, lookupErr
+	}
+	if matched == nil || matched.Name != d.Instance {
+		matched = nil
+	}
+	return d, matched, nil
+}
+
+// describe is what the rules need to know of the instance that registers
+// as nodeName.
+func (r *CSRApproverReconciler) describe(ctx context.Context, reader client.Reader, wi *wmcov1.WindowsInstance, nodeName string) (csr.Instance, error) {
+	inst := csr.Instance{
+		Name:      wi.Name,
+		NodeName:  nodeName,
+		Addresses: wi.Status.Host.Addresses,
+		Hostname:  wi.Status.Host.Hostname,
+	}
+	if r.Config.Platform == cluster.OpenShift {
+		inst.BootstrapUsernames = []string{CSROpenShiftBootstrapUser}
+	} else {
+		users, err := r.tokens.Usernames(ctx, wi.Name)
+		if err != nil {
+			return csr.Instance{}, err
+		}
+		inst.BootstrapUsernames = users
+	}
+	node := &corev1.Node{}
+	switch err := reader.Get(ctx, client.ObjectKey{Name: nodeName}, node); {
+	case apierrors.IsNotFound(err):
+		inst.Node = csr.NodeAbsent
+	case err != nil:
+		return csr.Instance{}, fmt.Errorf("get Node %s: %w", nodeName, err)
+	case csrNodeBelongsTo(node, wi):
+		inst.Node = csr.NodeOwned
+	default:
+		inst.Node = csr.NodeForeign
+	}
+	return inst, nil
+}
+
+// announce records the decision as an Event on the CSR and, when the
+// decision names one, on the WindowsInstance (each the other's related
+// object). The events.k8s.io recorder folds Events that differ only in
+// their note into a series of the first one for a few minutes, so when a
+// pending CSR's reason changes soon after, its Event keeps the first
+// reason; the log line has the current one.
+func (r *CSRApproverReconciler) announce(c *certificatesv1.CertificateSigningRequest, wi *wmcov1.WindowsInstance, d csr.Decision, eventType, reason, action string) {
+	if wi == nil {
+		r.Recorder.Eventf(c, nil, eventType, reason, action, "%s", d.Reason)
+		return
+	}
+	r.Recorder.Eventf(c, wi, eventType, reason, action, "%s", d.Reason)
+	r.Recorder.Eventf(wi, c, eventType, reason, action, "CSR %s: %s", c.Name, d.Reason)
+}
+
+// pendingCSRs maps any event to every pending kubelet CSR, from the cache.
+// They are few: kubelets' CSRs are decided within seconds.
+func (r *CSRApproverReconciler) pendingCSRs(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list certificatesv1.CertificateSigningRequestList
+	if err := r.Client.List(ctx, &list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing CSRs to re-evaluate")
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		if csrIsPendingKubelet(&list.Items[i]) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: list.Items[i].Name}})
+		}
+	}
+	return out
+}
+
+// csrInstanceNodeName is the node name a CSR must name to be tied to the
+// instance: status.nodeName once the host reported it, else spec.nodeName,
+// else the observed hostname in lower case.
+func csrInstanceNodeName(wi *wmcov1.WindowsInstance) string {
+	switch {
+	case wi.Status.NodeName != "":
+		return wi.Status.NodeName
+	case wi.Spec.NodeName != "":
+		return wi.Spec.NodeName
+	default:
+		return strings.ToLower(wi.Status.Host.Hostname)
+	}
+}
+
+// csrInstanceFor returns the instance that registers as nodeName (exact
+// match), nil when none does. Instances being deleted get no certificates.
+// Two instances claiming one name is an error: neither can be trusted.
+func csrInstanceFor(items []wmcov1.WindowsInstance, nodeName string) (*wmcov1.WindowsInstance, error) {
+	var found *wmcov1.WindowsInstance
+	for i := range items {
+		wi := &items[i]
+		if !wi.DeletionTimestamp.IsZero() || csrInstanceNodeName(wi) != nodeName {
+			continue
+		}
+		if found != nil {
+			return nil, fmt.Errorf("node name %q is claimed by WindowsInstances %s and %s", nodeName, found.Name, wi.Name)
+		}
+		found = wi
+	}
+	return found, nil
+}
+
+// csrNodeBelongsTo tells whether an existing Node is the instance's: it
+// carries the instance's label, or one of its InternalIP addresses is among
+// the addresses observed on the host.
+func csrNodeBelongsTo(node *corev1.Node, wi *wmcov1.WindowsInstance) bool {
+	if node.Labels[wmcov1.LabelInstance] == wi.Name {
+		return true
+	}
+	for _, a := range node.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		ip := net.ParseIP(a.Address)
+		if ip == nil {
+			continue
+		}
+		for _, h := range wi.Status.Host.Addresses {
+			if hip := net.ParseIP(h); hip != nil && hip.Equal(ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// csrIsKubelet tells whether the CSR asks a kubelet signer.
+func csrIsKubelet(c *certificatesv1.CertificateSigningRequest) bool {
+	return c.Spec.SignerName == certificatesv1.KubeAPIServerClientKubeletSignerName ||
+		c.Spec.SignerName == certificatesv1.KubeletServingSignerName
+}
+
+// csrIsPendingKubelet tells whether the CSR asks a kubelet signer and is
+// neither approved nor denied.
+func csrIsPendingKubelet(c *certificatesv1.CertificateSigningRequest) bool {
+	if !csrIsKubelet(c) {
+		return false
+	}
+	for _, cond := range c.Status.Conditions {
+		if cond.Type == certificatesv1.CertificateApproved || cond.Type == certificatesv1.CertificateDenied {
+			return false
+		}
+	}
+	return true
+}
+
+// csrPendingKubeletPredicate passes pending kubelet CSRs, and the update
+// and deletion that end one, so the approver forgets what it remembered.
+func csrPendingKubeletPredicate() predicate.Funcs {
+	pending := func(o client.Object) bool {
+		c, ok := o.(*certificatesv1.CertificateSigningRequest)
+		return ok && csrIsPendingKubelet(c)
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return pending(e.Object) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return pending(e.ObjectOld) || pending(e.ObjectNew) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return pending(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return pending(e.Object) },
+	}
+}
+
+// csrInstanceFacts is what the rules read from a WindowsInstance.
+type csrInstanceFacts struct {
+	nodeName, hostname string
+	addresses          string
+	deleting           bool
+}
+
+func csrFactsOf(o client.Object) (csrInstanceFacts, bool) {
+	wi, ok := o.(*wmcov1.WindowsInstance)
+	if !ok {
+		return csrInstanceFacts{}, false
+	}
+	return csrInstanceFacts{
+		nodeName:  csrInstanceNodeName(wi),
+		hostname:  wi.Status.Host.Hostname,
+		addresses: strings.Join(wi.Status.Host.Addresses, ","),
+		deleting:  !wi.DeletionTimestamp.IsZero(),
+	}, true
+}
+
+// csrInstanceChangedPredicate passes instances created or deleted and
+// updates that change what the rules read (node name, hostname, addresses,
+// deletion), not the many other status writes.
+func csrInstanceChangedPredicate() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := csrFactsOf(e.ObjectOld)
+		n, ok2 := csrFactsOf(e.ObjectNew)
+		return !ok1 || !ok2 || o != n
+	}}
+}
+
+// csrNodeChangedPredicate passes Nodes created or deleted and updates that
+// change their owner: the wmco.io/instance label or the InternalIPs.
+func csrNodeChangedPredicate() predicate.Funcs {
+	owner := func(o client.Object) (string, []string, bool) {
+		n, ok := o.(*corev1.Node)
+		if !ok {
+			return "", nil, false
+		}
+		var ips []string
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				ips = append(ips, a.Address)
+			}
+		}
+		return n.Labels[wmcov1.LabelInstance], ips, true
+	}
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		ol, oips, ok1 := owner(e.ObjectOld)
+		nl, nips, ok2 := owner(e.ObjectNew)
+		return !ok1 || !ok2 || ol != nl || !slices.Equal(oips, nips)
+	}}
+}
+
+// csrVerdictResult is the result label of metrics.CSRDecisions.
+func csrVerdictResult(v csr.Verdict) string {
+	switch v {
+	case csr.Approve:
+		return "approved"
+	case csr.Deny:
+		return "denied"
+	case csr.Pending:
+		return "pending"
+	default:
+		return "ignored"
+	}
+}
+
+// csrDecisionMemory remembers the last decision per pending CSR. A pending
+// CSR is evaluated again on every change of an instance or Node; it is
+// counted once per verdict it gets, and announced once per reason.
+// Entries go when the CSR is decided or deleted.
+type csrDecisionMemory struct {
+	counter *prometheus.CounterVec
+
+	mu   sync.Mutex
+	last map[string]csrRemembered
+}
+
+type csrRemembered struct {
+	uid      types.UID
+	decision csr.Decision
+}
+
+func newCSRDecisionMemory(counter *prometheus.CounterVec) *csrDecisionMemory {
+	return &csrDecisionMemory{counter: counter, last: map[string]csrRemembered{}}
+}
+
+// record stores the decision on the CSR and counts its verdict when it
+// differs from the last one. It returns whether the decision (verdict or
+// reason) is new.
+func (m *csrDecisionMemory) record(c *certificatesv1.CertificateSigningRequest, d csr.Decision) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev, ok := m.last[c.Name]
+	if ok && prev.uid != c.UID {
+		ok = false // same name, another CSR
+	}
+	m.last[c.Name] = csrRemembered{uid: c.UID, decision: d}
+	if !ok || prev.decision.Verdict != d.Verdict {
+		m.counter.WithLabelValues(csrVerdictResult(d.Verdict)).Inc()
+	}
+	return !ok || prev.decision != d
+}
+
+// forget drops what is remembered of a CSR.
+func (m *csrDecisionMemory) forget(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.last, name)
+}
+
+// lastDecision is the decision last recorded for a CSR.
+func (m *csrDecisionMemory) lastDecision(name string) (csr.Decision, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.last[name]
+	return e.decision, ok
+}
+
+var _ reconcile.Reconciler = &CSRApproverReconciler{}

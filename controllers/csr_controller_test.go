@@ -1,0 +1,879 @@
+package controllers
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/bootstrap"
+	"github.com/openwmco/wmco/pkg/cluster"
+	"github.com/openwmco/wmco/pkg/csr"
+)
+
+// The CSR approver's tests create every CSR with a client authenticated as
+// its requester (a real bootstrap token, or a client certificate for
+// system:node:<name>, an admin, or an identity no token backs), so the API
+// server fills spec.username as it would for a real kubelet, and
+// kube-controller-manager signs what gets approved.
+
+var (
+	csrtDS = certificatesv1.UsageDigitalSignature
+	csrtKE = certificatesv1.UsageKeyEncipherment
+	csrtCA = certificatesv1.UsageClientAuth
+	csrtSA = certificatesv1.UsageServerAuth
+
+	csrtClientSigner  = certificatesv1.KubeAPIServerClientKubeletSignerName
+	csrtServingSigner = certificatesv1.KubeletServingSignerName
+
+	csrtClientUsages  = []certificatesv1.KeyUsage{csrtDS, csrtCA}
+	csrtServingUsages = []certificatesv1.KeyUsage{csrtDS, csrtSA}
+)
+
+// csrtSubject is what a certificate request asks for.
+type csrtSubject struct {
+	cn     string
+	orgs   []string
+	ou     []string
+	dns    []string
+	ips    []string
+	emails []string
+	uris   []string
+	rsa    bool
+}
+
+// csrtNodeSubject is the subject of a kubelet of the node.
+func csrtNodeSubject(node string) csrtSubject {
+	return csrtSubject{cn: csr.NodeUserPrefix + node, orgs: []string{csr.NodesGroup}}
+}
+
+func (s csrtSubject) with(f func(*csrtSubject)) csrtSubject { f(&s); return s }
+
+// csrtPEM encodes a signed certificate request for the subject.
+func csrtPEM(t *testing.T, s csrtSubject) []byte {
+	t.Helper()
+	var key crypto.Signer
+	var err error
+	if s.rsa {
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.CertificateRequest{
+		Subject:        pkix.Name{CommonName: s.cn, Organization: s.orgs, OrganizationalUnit: s.ou},
+		DNSNames:       s.dns,
+		EmailAddresses: s.emails,
+	}
+	for _, ip := range s.ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
+	for _, u := range s.uris {
+		pu, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = append(tmpl.URIs, pu)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+// csrtSuffix is a random lower-case suffix that keeps a test's names its
+// own.
+func csrtSuffix(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 5)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] = "abcdefghijklmnopqrstuvwxyz"[int(b[i])%26]
+	}
+	return string(b)
+}
+
+// csrtCleanup deletes obj when the test ends.
+func csrtCleanup(t *testing.T, obj client.Object) {
+	t.Cleanup(func() {
+		if err := k8sClient.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("clean up %T %s: %v", obj, obj.GetName(), err)
+		}
+	})
+}
+
+// csrtInstance creates a WindowsInstance and sets its status.
+func csrtInstance(t *testing.T, name, specNodeName string, status wmcov1.WindowsInstanceStatus) *wmcov1.WindowsInstance {
+	t.Helper()
+	ctx := t.Context()
+	wi := &wmcov1.WindowsInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       wmcov1.WindowsInstanceSpec{Address: "192.0.2.10", Username: "Administrator", NodeName: specNodeName},
+	}
+	if err := k8sClient.Create(ctx, wi); err != nil {
+		t.Fatalf("create WindowsInstance %s: %v", name, err)
+	}
+	csrtCleanup(t, wi)
+	wi.Status = status
+	if err := k8sClient.Status().Update(ctx, wi); err != nil {
+		t.Fatalf("set status of WindowsInstance %s: %v", name, err)
+	}
+	return wi
+}
+
+// csrtNode creates a Node (as an admin) with the labels and InternalIPs.
+func csrtNode(t *testing.T, name string, labels map[string]string, internalIPs ...string) *corev1.Node {
+	t.Helper()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	for _, ip := range internalIPs {
+		node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
+	}
+	if err := k8sClient.Create(t.Context(), node); err != nil {
+		t.Fatalf("create Node %s: %v", name, err)
+	}
+	csrtCleanup(t, node)
+	return node
+}
+
+// csrtAllowCSRCreation binds the subjects to system:node-bootstrapper, which
+// may create CSRs (a kubelet renewing its certificate needs that too).
+func csrtAllowCSRCreation(t *testing.T, name string, subjects ...rbacv1.Subject) {
+	t.Helper()
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-bootstrapper"},
+		Subjects:   subjects,
+	}
+	if err := k8sClient.Create(t.Context(), crb); err != nil {
+		t.Fatalf("create ClusterRoleBinding %s: %v", name, err)
+	}
+	csrtCleanup(t, crb)
+}
+
+// csrtClient authenticates with cfg.
+func csrtClient(t *testing.T, cfg *rest.Config) client.Client {
+	t.Helper()
+	c, err := client.New(cfg, client.Options{Scheme: testScheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// csrtUser is a client for the user and groups (client certificate).
+func csrtUser(t *testing.T, user string, groups ...string) client.Client {
+	t.Helper()
+	cfg, err := testCluster.UserConfig(user, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csrtClient(t, cfg)
+}
+
+// csrtBootstrapClient authenticates with a bootstrap token.
+func csrtBootstrapClient(t *testing.T, token string) client.Client {
+	t.Helper()
+	return csrtClient(t, &rest.Config{
+		Host:            testCluster.Host,
+		TLSClientConfig: rest.TLSClientConfig{CAData: testCluster.CACert},
+		BearerToken:     token,
+	})
+}
+
+// csrtCreateCSR creates a CSR as the client's user; it retries while the
+// RBAC authorizer has not yet seen a new binding.
+func csrtCreateCSR(t *testing.T, as client.Client, name, signer string, usages []certificatesv1.KeyUsage, request []byte) *certificatesv1.CertificateSigningRequest {
+	t.Helper()
+	g := NewWithT(t)
+	c := &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       certificatesv1.CertificateSigningRequestSpec{Request: request, SignerName: signer, Usages: usages},
+	}
+	g.Eventually(func() error {
+		err := as.Create(t.Context(), c)
+		if err != nil && !apierrors.IsForbidden(err) {
+			return StopTrying(fmt.Sprintf("create CSR %s", name)).Wrap(err)
+		}
+		return err
+	}).WithTimeout(10*time.Second).WithPolling(100*time.Millisecond).Should(Succeed(), "create CSR %s", name)
+	csrtCleanup(t, c)
+	return c
+}
+
+// csrtCondition returns the CSR's condition of the type, if any.
+func csrtCondition(c *certificatesv1.CertificateSigningRequest, typ certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequestCondition {
+	for i := range c.Status.Conditions {
+		if c.Status.Conditions[i].Type == typ {
+			return &c.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// csrtEvents lists the Events about the named cluster-scoped object (they
+// live in the default namespace).
+func csrtEvents(ctx context.Context, g Gomega, kind, name string) []corev1.Event {
+	var list corev1.EventList
+	g.Expect(k8sClient.List(ctx, &list, client.InNamespace(metav1.NamespaceDefault),
+		client.MatchingFields{"involvedObject.kind": kind, "involvedObject.name": name})).To(Succeed())
+	return list.Items
+}
+
+// csrtHaveEvent matches an Event of the reason whose message contains the
+// text.
+func csrtHaveEvent(eventType, reason, text string) OmegaMatcher {
+	return ContainElement(And(
+		HaveField("Type", eventType),
+		HaveField("Reason", reason),
+		HaveField("Message", ContainSubstring(text)),
+	))
+}
+
+// csrtApprover starts a manager with a CSR approver on plain Kubernetes.
+func csrtApprover(t *testing.T) *CSRApproverReconciler {
+	t.Helper()
+	r := &CSRApproverReconciler{}
+	startManager(t, func(mgr ctrl.Manager) error {
+		r.Client = mgr.GetClient()
+		r.Config = Config{Namespace: testNamespace, Platform: cluster.Kubernetes}
+		// As the operator wires it: Tokens reads through the manager's
+		// client; the approver reads tokens live.
+		r.Tokens = &bootstrap.Tokens{Client: mgr.GetClient()}
+		r.Recorder = mgr.GetEventRecorder("wmco-csr-approver")
+		return r.SetupWithManager(mgr)
+	})
+	return r
+}
+
+// csrtExpect is what should become of a CSR.
+type csrtExpect int
+
+const (
+	csrtApproved csrtExpect = iota
+	csrtDenied
+	csrtPending
+	csrtIgnored
+	// csrtFiltered: not a kubelet signer; the approver never looks at it.
+	csrtFiltered
+)
+
+func (e csrtExpect) String() string {
+	return [...]string{"approved", "denied", "pending", "ignored", "filtered"}[e]
+}
+
+func (e csrtExpect) verdict() csr.Verdict {
+	return map[csrtExpect]csr.Verdict{csrtApproved: csr.Approve, csrtDenied: csr.Deny, csrtPending: csr.Pending, csrtIgnored: csr.Ignore}[e]
+}
+
+// Legitimate requests of known Windows hosts are approved and signed;
+// forged ones never are: those that name a known host but contradict the
+// rules are denied, those that may become valid stay pending, and those of
+// other nodes are left alone, all with the Events that say why.
+func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	sfx := csrtSuffix(t)
+	p := "csrt-" + sfx + "-"
+	issuer := &bootstrap.Tokens{Client: k8sClient}
+	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
+	csrtAllowCSRCreation(t, p+"nodes", rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: csr.NodesGroup})
+
+	// Hosts. A: no Node yet. B: its Node carries its label. C: a Node of
+	// its name exists and is someone else's. E: known by hostname only.
+	// F: known by spec.nodeName, its Node owned through its InternalIP.
+	// G: status.nodeName supersedes spec.nodeName.
+	type host struct {
+		wi    string
+		node  string
+		ips   []string
+		name  string // hostname
+		token string
+	}
+	hosts := map[string]*host{}
+	for i, k := range []string{"a", "b", "c", "e", "f", "g"} {
+		hosts[k] = &host{
+			wi:   p + k,
+			node: p + "win-" + k,
+			ips:  []string{fmt.Sprintf("10.77.%d.%d", 10+i, 11), fmt.Sprintf("fd00:77:%d::11", 10+i)},
+			name: strings.ToUpper(p) + "HOST-" + strings.ToUpper(k),
+		}
+	}
+	hosts["e"].name = strings.ToUpper(hosts["e"].node)
+	for _, k := range []string{"a", "b", "c", "e", "g"} {
+		h := hosts[k]
+		switch k {
+		case "e":
+			csrtInstance(t, h.wi, "", wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
+		case "g":
+			csrtInstance(t, h.wi, p+"g-spec", wmcov1.WindowsInstanceStatus{NodeName: h.node, Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
+		default:
+			csrtInstance(t, h.wi, "", wmcov1.WindowsInstanceStatus{NodeName: h.node, Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
+		}
+	}
+	f := hosts["f"]
+	csrtInstance(t, f.wi, f.node, wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Hostname: f.name, Addresses: f.ips}})
+
+	// An expired token of A first (Issue would return the valid one
+	// otherwise); kube-controller-manager's token cleaner may delete it.
+	expired := &bootstrap.Tokens{Client: k8sClient, Now: func() time.Time { return time.Now().Add(-3 * time.Hour) }}
+	expiredToken, err := expired.Issue(ctx, hosts["a"].wi)
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, h := range hosts {
+		h.token, err = issuer.Issue(ctx, h.wi)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			if err := issuer.Revoke(context.Background(), h.wi); err != nil {
+				t.Errorf("revoke tokens: %v", err)
+			}
+		}
+	})
+	tokenID := func(token string) string { id, _, _ := strings.Cut(token, "."); return id }
+	g.Expect(tokenID(expiredToken)).NotTo(Equal(tokenID(hosts["a"].token)))
+
+	linux := p + "linux"
+	csrtNode(t, hosts["b"].node, map[string]string{wmcov1.LabelInstance: hosts["b"].wi})
+	csrtNode(t, hosts["c"].node, nil, "10.99.0.13")
+	csrtNode(t, f.node, nil, "10.98.0.1", f.ips[1]) // IPv6, written another way below
+	csrtNode(t, linux, map[string]string{corev1.LabelOSStable: "linux"}, "10.99.0.50")
+
+	r := csrtApprover(t)
+
+	// Requesters.
+	var (
+		a, b, c, e, gh = hosts["a"], hosts["b"], hosts["c"], hosts["e"], hosts["g"]
+		bootA          = csrtBootstrapClient(t, a.token)
+		bootB          = csrtBootstrapClient(t, b.token)
+		bootC          = csrtBootstrapClient(t, c.token)
+		bootE          = csrtBootstrapClient(t, e.token)
+		bootG          = csrtBootstrapClient(t, gh.token)
+		nodeA          = csrtUser(t, csr.NodeUserPrefix+a.node, csr.NodesGroup)
+		nodeB          = csrtUser(t, csr.NodeUserPrefix+b.node, csr.NodesGroup)
+		nodeC          = csrtUser(t, csr.NodeUserPrefix+c.node, csr.NodesGroup)
+		nodeF          = csrtUser(t, csr.NodeUserPrefix+f.node, csr.NodesGroup)
+		nodeLinux      = csrtUser(t, csr.NodeUserPrefix+linux, csr.NodesGroup)
+		neverIssued    = csrtUser(t, bootstrap.UserPrefix+"zz"+sfx[:4], bootstrap.Group)
+		expiredA       = csrtUser(t, bootstrap.UserPrefix+tokenID(expiredToken), bootstrap.Group)
+		admin          = k8sClient
+	)
+	subjA, subjB, subjC := csrtNodeSubject(a.node), csrtNodeSubject(b.node), csrtNodeSubject(c.node)
+	servingB := subjB.with(func(s *csrtSubject) {
+		s.dns = []string{b.node, strings.ToLower(b.name)}
+		s.ips = []string{b.ips[0], b.ips[1]}
+	})
+
+	cases := []struct {
+		name   string
+		as     client.Client
+		signer string
+		usages []certificatesv1.KeyUsage
+		subj   csrtSubject
+		want   csrtExpect
+		why    string // in the condition message and the Event
+	}{
+		// Legitimate.
+		{"bootstrap-client", bootA, csrtClientSigner, csrtClientUsages, subjA, csrtApproved, "kubelet client certificate for instance " + a.wi},
+		{"bootstrap-by-hostname", bootE, csrtClientSigner, csrtClientUsages, csrtNodeSubject(e.node), csrtApproved, "kubelet client certificate for instance " + e.wi},
+		{"bootstrap-status-node-name", bootG, csrtClientSigner, csrtClientUsages, csrtNodeSubject(gh.node), csrtApproved, "kubelet client certificate for instance " + gh.wi},
+		{"serving", nodeB, csrtServingSigner, csrtServingUsages, servingB, csrtApproved, "kubelet serving certificate for instance " + b.wi},
+		{"serving-node-owned-by-ip", nodeF, csrtServingSigner, []certificatesv1.KeyUsage{csrtDS, csrtKE, csrtSA},
+			csrtNodeSubject(f.node).with(func(s *csrtSubject) { s.rsa = true; s.ips = []string{strings.Replace(f.ips[1], "::", ":0:0:0:0:", 1)} }), csrtApproved, "kubelet serving certificate for instance " + f.wi},
+		{"renewal", nodeB, csrtClientSigner, []certificatesv1.KeyUsage{csrtDS, csrtKE, csrtCA}, subjB.with(func(s *csrtSubject) { s.rsa = true }), csrtApproved, "kubelet client certificate for instance " + b.wi},
+
+		// Forged.
+		{"wrong-signer", admin, certificatesv1.KubeAPIServerClientSignerName, csrtClientUsages, subjB, csrtFiltered, ""},
+		{"custom-signer", nodeB, "example.com/kubelet", csrtClientUsages, subjB, csrtFiltered, ""},
+		{"serving-by-admin", admin, csrtServingSigner, csrtServingUsages, servingB, csrtDenied, "is not the node"},
+		{"serving-by-bootstrap-identity", bootA, csrtServingSigner, csrtServingUsages, subjA.with(func(s *csrtSubject) { s.ips = a.ips[:1] }), csrtDenied, "is not the node"},
+		{"unknown-node", bootA, csrtClientSigner, csrtClientUsages, csrtNodeSubject(p + "nope"), csrtIgnored, ""},
+		{"linux-node-renewal", nodeLinux, csrtClientSigner, csrtClientUsages, csrtNodeSubject(linux), csrtIgnored, ""},
+		{"linux-node-by-bootstrap", bootA, csrtClientSigner, csrtClientUsages, csrtNodeSubject(linux), csrtIgnored, ""},
+		{"substring", bootA, csrtClientSigner, csrtClientUsages, csrtNodeSubject(p + "win"), csrtIgnored, ""},
+		{"superstring", bootA, csrtClientSigner, csrtClientUsages, csrtNodeSubject(a.node + "-2"), csrtIgnored, ""},
+		{"case-variant", bootA, csrtClientSigner, csrtClientUsages, csrtNodeSubject(strings.ToUpper(a.node)), csrtIgnored, ""},
+		{"superseded-spec-node-name", bootG, csrtClientSigner, csrtClientUsages, csrtNodeSubject(p + "g-spec"), csrtIgnored, ""},
+		{"serving-foreign-ip", nodeB, csrtServingSigner, csrtServingUsages, servingB.with(func(s *csrtSubject) { s.ips = []string{b.ips[0], "10.66.6.6"} }), csrtPending, "is not among the host's observed addresses"},
+		{"serving-other-hosts-ip", nodeB, csrtServingSigner, csrtServingUsages, servingB.with(func(s *csrtSubject) { s.ips = []string{a.ips[0]} }), csrtPending, "is not among the host's observed addresses"},
+		{"serving-extra-dns", nodeB, csrtServingSigner, csrtServingUsages, servingB.with(func(s *csrtSubject) { s.dns = append(s.dns, "evil.example.com") }), csrtPending, "is neither the node name nor the host's hostname"},
+		{"serving-other-hosts-hostname", nodeB, csrtServingSigner, csrtServingUsages, servingB.with(func(s *csrtSubject) { s.dns = []string{a.name} }), csrtPending, "is neither the node name nor the host's hostname"},
+		{"serving-email-san", nodeB, csrtServingSigner, csrtServingUsages, servingB.with(func(s *csrtSubject) { s.emails = []string{"root@example.com"} }), csrtDenied, "email or URI subject alternative names"},
+		{"serving-missing-usage", nodeB, csrtServingSigner, []certificatesv1.KeyUsage{csrtSA}, servingB, csrtDenied, "are not exactly [digital signature, server auth]"},
+		{"serving-key-encipherment-only", nodeB, csrtServingSigner, []certificatesv1.KeyUsage{csrtKE, csrtSA}, servingB, csrtDenied, "are not exactly [digital signature, server auth]"},
+		{"serving-no-sans", nodeB, csrtServingSigner, csrtServingUsages, subjB, csrtDenied, "must name the host"},
+		{"serving-foreign-node", nodeC, csrtServingSigner, csrtServingUsages, subjC.with(func(s *csrtSubject) { s.ips = c.ips[:1] }), csrtPending, "is not yet known to belong to instance " + c.wi},
+		{"client-extra-usage", nodeB, csrtClientSigner, []certificatesv1.KeyUsage{csrtDS, csrtCA, csrtSA}, subjB, csrtDenied, "are not exactly [digital signature, client auth]"},
+		{"client-wrong-organization", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.orgs = []string{"system:masters"} }), csrtDenied, "organization"},
+		{"client-extra-organization", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.orgs = []string{csr.NodesGroup, "system:masters"} }), csrtDenied, "organization"},
+		{"client-organizational-unit", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.ou = []string{"ops"} }), csrtDenied, "beyond CN and O"},
+		{"client-with-dns-san", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.dns = []string{a.node} }), csrtDenied, "must not carry subject alternative names"},
+		{"client-with-uri-san", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.uris = []string{"spiffe://cluster/ns/x"} }), csrtDenied, "email or URI subject alternative names"},
+		{"other-hosts-bootstrap-token", bootB, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
+		{"never-issued-bootstrap-identity", neverIssued, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
+		{"expired-bootstrap-token", expiredA, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
+		{"admin-for-a-node", admin, csrtClientSigner, csrtClientUsages, subjB, csrtDenied, "is neither the bootstrap identity issued for instance " + b.wi},
+		{"renewal-before-node-known", nodeA, csrtClientSigner, csrtClientUsages, subjA, csrtPending, "its Node is not known to belong to instance " + a.wi},
+		{"node-name-held-by-foreign-node", bootC, csrtClientSigner, csrtClientUsages, subjC, csrtDenied, "exists and does not belong to instance " + c.wi},
+		{"renewal-as-foreign-node", nodeC, csrtClientSigner, csrtClientUsages, subjC, csrtPending, "its Node is not known to belong to instance " + c.wi},
+	}
+
+	names := map[string]csrtExpect{}
+	forged, approved := 0, 0
+	for _, tc := range cases {
+		name := p + tc.name
+		csrtCreateCSR(t, tc.as, name, tc.signer, tc.usages, csrtPEM(t, tc.subj))
+		names[name] = tc.want
+		if tc.want == csrtApproved {
+			approved++
+		} else {
+			forged++
+		}
+	}
+	t.Logf("%d CSRs: %d legitimate, %d forged", len(cases), approved, forged)
+	g.Expect(forged).To(BeNumerically(">=", 20))
+
+	byName := func(g Gomega) map[string]*certificatesv1.CertificateSigningRequest {
+		var list certificatesv1.CertificateSigningRequestList
+		g.Expect(k8sClient.List(ctx, &list)).To(Succeed())
+		out := map[string]*certificatesv1.CertificateSigningRequest{}
+		for i := range list.Items {
+			out[list.Items[i].Name] = &list.Items[i]
+		}
+		return out
+	}
+	// Every CSR gets its decision; approved ones are signed by
+	// kube-controller-manager.
+	g.Eventually(func(g Gomega) {
+		all := byName(g)
+		for _, tc := range cases {
+			name := p + tc.name
+			got := all[name]
+			g.Expect(got).NotTo(BeNil(), name)
+			switch tc.want {
+			case csrtApproved:
+				cond := csrtCondition(got, certificatesv1.CertificateApproved)
+				g.Expect(cond).NotTo(BeNil(), "%s should be approved", name)
+				g.Expect(cond.Reason).To(Equal(CSRConditionReasonApproved))
+				g.Expect(cond.Message).To(ContainSubstring(tc.why))
+				g.Expect(got.Status.Certificate).NotTo(BeEmpty(), "%s should be signed", name)
+			case csrtDenied:
+				cond := csrtCondition(got, certificatesv1.CertificateDenied)
+				g.Expect(cond).NotTo(BeNil(), "%s should be denied", name)
+				g.Expect(cond.Reason).To(Equal(CSRConditionReasonDenied))
+				g.Expect(cond.Message).To(ContainSubstring(tc.why), name)
+			case csrtPending, csrtIgnored:
+				d, ok := r.seen.lastDecision(name)
+				g.Expect(ok).To(BeTrue(), "%s should have been evaluated", name)
+				g.Expect(d.Verdict).To(Equal(tc.want.verdict()), name)
+				g.Expect(d.Reason).To(ContainSubstring(tc.why), name)
+			}
+		}
+	}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+
+	// The approved certificates are the hosts'.
+	all := byName(g)
+	for _, tc := range cases {
+		if tc.want != csrtApproved {
+			continue
+		}
+		block, _ := pem.Decode(all[p+tc.name].Status.Certificate)
+		g.Expect(block).NotTo(BeNil())
+		cert, err := x509.ParseCertificate(block.Bytes)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(cert.Subject.CommonName).To(Equal(tc.subj.cn))
+		g.Expect(cert.Subject.Organization).To(Equal([]string{csr.NodesGroup}))
+	}
+
+	// Events say why: on the CSR and on the instance the CSR names.
+	g.Eventually(func(g Gomega) {
+		for _, tc := range cases {
+			name := p + tc.name
+			switch tc.want {
+			case csrtApproved:
+				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeNormal, EventCSRApproved, tc.why), name)
+			case csrtDenied:
+				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeWarning, EventCSRDenied, tc.why), name)
+			case csrtPending:
+				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeWarning, EventCSRPending, tc.why), name)
+			}
+		}
+		g.Expect(csrtEvents(ctx, g, "WindowsInstance", a.wi)).To(And(
+			csrtHaveEvent(corev1.EventTypeWarning, EventCSRDenied, "CSR "+p+"other-hosts-bootstrap-token: "),
+			csrtHaveEvent(corev1.EventTypeNormal, EventCSRApproved, "CSR "+p+"bootstrap-client: "),
+		))
+	}).WithTimeout(10 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+
+	// Nothing forged is ever approved; what is pending or not ours stays
+	// untouched, and what is not ours gets no Event.
+	g.Consistently(func(g Gomega) {
+		all := byName(g)
+		for _, tc := range cases {
+			name := p + tc.name
+			got := all[name]
+			g.Expect(got).NotTo(BeNil(), name)
+			if tc.want == csrtApproved {
+				continue
+			}
+			g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).To(BeNil(), "%s must not be approved", name)
+			g.Expect(got.Status.Certificate).To(BeEmpty(), name)
+			switch tc.want {
+			case csrtPending, csrtIgnored, csrtFiltered:
+				g.Expect(got.Status.Conditions).To(BeEmpty(), name)
+			}
+			switch tc.want {
+			case csrtIgnored, csrtFiltered:
+				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(BeEmpty(), "%s is not ours: no Event", name)
+			}
+			if tc.want == csrtFiltered {
+				_, seen := r.seen.lastDecision(name)
+				g.Expect(seen).To(BeFalse(), "%s has no kubelet signer and must not be evaluated", name)
+			}
+		}
+	}).WithTimeout(3 * time.Second).WithPolling(300 * time.Millisecond).Should(Succeed())
+}
+
+// A CSR that cannot be tied to a host yet is evaluated again as soon as
+// the instance reports its addresses or its Node registers, with no resync.
+func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	p := "csrt-" + csrtSuffix(t) + "-"
+	csrtAllowCSRCreation(t, p+"nodes", rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: csr.NodesGroup})
+	nodeName, ip := p+"win", "10.78.0.21"
+	wi := csrtInstance(t, p+"h", "", wmcov1.WindowsInstanceStatus{NodeName: nodeName})
+	issuer := &bootstrap.Tokens{Client: k8sClient}
+	_, err := issuer.Issue(ctx, wi.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
+
+	r := csrtApprover(t)
+	kubelet := csrtUser(t, csr.NodeUserPrefix+nodeName, csr.NodesGroup)
+	renewal := csrtCreateCSR(t, kubelet, p+"renewal", csrtClientSigner, csrtClientUsages, csrtPEM(t, csrtNodeSubject(nodeName)))
+	serving := csrtCreateCSR(t, kubelet, p+"serving", csrtServingSigner, csrtServingUsages,
+		csrtPEM(t, csrtNodeSubject(nodeName).with(func(s *csrtSubject) { s.ips = []string{ip}; s.dns = []string{nodeName} })))
+
+	get := func(g Gomega, name string) *certificatesv1.CertificateSigningRequest {
+		c := &certificatesv1.CertificateSigningRequest{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, c)).To(Succeed())
+		return c
+	}
+	isPending := func(name, why string) func(g Gomega) {
+		return func(g Gomega) {
+			d, ok := r.seen.lastDecision(name)
+			g.Expect(ok).To(BeTrue())
+			g.Expect(d.Verdict).To(Equal(csr.Pending))
+			g.Expect(d.Reason).To(ContainSubstring(why))
+			g.Expect(get(g, name).Status.Conditions).To(BeEmpty())
+		}
+	}
+	isApproved := func(name string) func(g Gomega) {
+		return func(g Gomega) {
+			c := get(g, name)
+			g.Expect(csrtCondition(c, certificatesv1.CertificateApproved)).NotTo(BeNil())
+			g.Expect(c.Status.Certificate).NotTo(BeEmpty())
+		}
+	}
+	g.Eventually(isPending(renewal.Name, "its Node is not known to belong")).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Eventually(isPending(serving.Name, "is not yet known to belong")).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", serving.Name)).To(
+			csrtHaveEvent(corev1.EventTypeWarning, EventCSRPending, "is not yet known to belong to instance "+wi.Name))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+
+	// The Node registers with the instance's label: the renewal can be
+	// tied to the host now; the serving CSR names an address not yet seen.
+	csrtNode(t, nodeName, map[string]string{wmcov1.LabelInstance: wi.Name}, ip)
+	g.Eventually(isApproved(renewal.Name)).WithTimeout(30 * time.Second).Should(Succeed())
+	// (Its Event keeps the first reason: the events.k8s.io recorder folds
+	// the new note into the first Event's series.)
+	g.Eventually(isPending(serving.Name, "is not among the host's observed addresses")).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Consistently(isPending(serving.Name, "is not among the host's observed addresses")).WithTimeout(time.Second).Should(Succeed())
+
+	// The instance reports the host's addresses.
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wi), wi)).To(Succeed())
+	wi.Status.Host.Addresses = []string{ip}
+	g.Expect(k8sClient.Status().Update(ctx, wi)).To(Succeed())
+	g.Eventually(isApproved(serving.Name)).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
+// On OpenShift every kubelet bootstraps as the node-bootstrapper service
+// account; a bootstrap token is not an identity the operator issued there.
+func TestCSRApproverOpenShiftBootstrapIdentity(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	p := "csrt-" + csrtSuffix(t) + "-"
+	wi := csrtInstance(t, p+"o", "", wmcov1.WindowsInstanceStatus{NodeName: p + "win"})
+	csrtAllowCSRCreation(t, p+"bootstrappers",
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: CSROpenShiftBootstrapUser},
+		rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:bootstrappers"})
+
+	startManager(t, func(mgr ctrl.Manager) error {
+		return (&CSRApproverReconciler{
+			Client:   mgr.GetClient(),
+			Config:   Config{Namespace: testNamespace, Platform: cluster.OpenShift},
+			Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
+		}).SetupWithManager(mgr)
+	})
+	subj := csrtNodeSubject(p + "win")
+	sa := csrtUser(t, CSROpenShiftBootstrapUser, "system:serviceaccounts", "system:serviceaccounts:openshift-machine-config-operator")
+	token := csrtUser(t, bootstrap.UserPrefix+"abcdef", "system:bootstrappers")
+	ok := csrtCreateCSR(t, sa, p+"sa", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
+	forged := csrtCreateCSR(t, token, p+"token", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
+
+	g.Eventually(func(g Gomega) {
+		got := &certificatesv1.CertificateSigningRequest{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ok), got)).To(Succeed())
+		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil())
+		g.Expect(got.Status.Certificate).NotTo(BeEmpty())
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(forged), got)).To(Succeed())
+		g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
+		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).To(BeNil())
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(
+			csrtHaveEvent(corev1.EventTypeWarning, EventCSRDenied, "is neither the bootstrap identity issued for instance "+wi.Name))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
+
+// The approver works with nothing but the permissions config/rbac grants
+// (make manifests output), bound to an operator identity.
+func TestCSRApproverRunsWithGeneratedRBAC(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	sfx := csrtSuffix(t)
+	p := "csrt-" + sfx + "-"
+	user := p + "operator"
+	grantGeneratedRBAC(t, p+"manager", user, testNamespace)
+
+	wi := csrtInstance(t, p+"r", "", wmcov1.WindowsInstanceStatus{NodeName: p + "win"})
+	issuer := &bootstrap.Tokens{Client: k8sClient}
+	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
+	token, err := issuer.Issue(ctx, wi.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
+
+	cfg, err := testCluster.UserConfig(user)
+	g.Expect(err).NotTo(HaveOccurred())
+	startManagerAs(t, cfg, func(mgr ctrl.Manager) error {
+		return (&CSRApproverReconciler{
+			Client:   mgr.GetClient(),
+			Config:   Config{Namespace: testNamespace, Platform: cluster.Kubernetes},
+			Tokens:   &bootstrap.Tokens{Client: mgr.GetClient()},
+			Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
+		}).SetupWithManager(mgr)
+	})
+
+	subj := csrtNodeSubject(p + "win")
+	good := csrtCreateCSR(t, csrtBootstrapClient(t, token), p+"bootstrap", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
+	bad := csrtCreateCSR(t, k8sClient, p+"admin", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
+	g.Eventually(func(g Gomega) {
+		got := &certificatesv1.CertificateSigningRequest{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(good), got)).To(Succeed())
+		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil())
+		g.Expect(got.Status.Certificate).NotTo(BeEmpty())
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(bad), got)).To(Succeed())
+		g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
+		g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", good.Name)).To(csrtHaveEvent(corev1.EventTypeNormal, EventCSRApproved, wi.Name))
+		g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(csrtHaveEvent(corev1.EventTypeWarning, EventCSRDenied, bad.Name))
+	}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+}
+
+func TestCSRApproverSetupRequiresDependencies(t *testing.T) {
+	mgr, err := ctrl.NewManager(testCluster.Config, ctrl.Options{
+		Scheme:                 testScheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := mgr.GetEventRecorder("wmco-csr-approver")
+	tokens := &bootstrap.Tokens{Client: mgr.GetClient()}
+	cases := []struct {
+		name string
+		r    *CSRApproverReconciler
+		err  string
+	}{
+		{"no client", &CSRApproverReconciler{Tokens: tokens, Recorder: rec}, "Client is required"},
+		{"no recorder", &CSRApproverReconciler{Client: mgr.GetClient(), Tokens: tokens}, "Recorder is required"},
+		{"no tokens on Kubernetes", &CSRApproverReconciler{Client: mgr.GetClient(), Recorder: rec, Config: Config{Platform: cluster.Kubernetes}}, "Tokens is required"},
+		{"no tokens, platform unset", &CSRApproverReconciler{Client: mgr.GetClient(), Recorder: rec}, "Tokens is required"},
+		{"no tokens on OpenShift", &CSRApproverReconciler{Client: mgr.GetClient(), Recorder: rec, Config: Config{Platform: cluster.OpenShift}}, ""},
+		{"complete", &CSRApproverReconciler{Client: mgr.GetClient(), Recorder: rec, Tokens: tokens, Config: Config{Platform: cluster.Kubernetes}}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			err := tc.r.SetupWithManager(mgr)
+			if tc.err == "" {
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(tc.r.APIReader).NotTo(BeNil())
+				return
+			}
+			g.Expect(err).To(MatchError(ContainSubstring(tc.err)))
+		})
+	}
+	// The caller's Tokens is not changed; the approver reads tokens live.
+	g := NewWithT(t)
+	g.Expect(tokens.Reader).To(BeNil())
+	r := cases[len(cases)-1].r
+	g.Expect(r.tokens).NotTo(BeIdenticalTo(tokens))
+	g.Expect(r.tokens.Reader).To(BeIdenticalTo(mgr.GetAPIReader()))
+}
+
+func TestCSRInstanceMatching(t *testing.T) {
+	wi := func(name, specNode, statusNode, hostname string, deleting bool) wmcov1.WindowsInstance {
+		w := wmcov1.WindowsInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       wmcov1.WindowsInstanceSpec{NodeName: specNode},
+			Status:     wmcov1.WindowsInstanceStatus{NodeName: statusNode, Host: wmcov1.HostFacts{Hostname: hostname}},
+		}
+		if deleting {
+			w.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+		}
+		return w
+	}
+	items := []wmcov1.WindowsInstance{
+		wi("by-status", "spec-name", "status-name", "HOST-1", false),
+		wi("by-spec", "spec-only", "", "HOST-2", false),
+		wi("by-hostname", "", "", "Win-Host-3", false),
+		wi("deleting", "", "gone", "", true),
+		wi("twin-1", "", "twin", "", false),
+		wi("twin-2", "twin", "", "", false),
+	}
+	cases := []struct {
+		node string
+		want string
+		err  bool
+	}{
+		{"status-name", "by-status", false},
+		{"spec-name", "", false}, // superseded by status.nodeName
+		{"spec-only", "by-spec", false},
+		{"win-host-3", "by-hostname", false},
+		{"Win-Host-3", "", false},
+		{"host-1", "", false},
+		{"status", "", false},
+		{"status-name-x", "", false},
+		{"gone", "", false},
+		{"twin", "", true},
+		{"", "", false},
+	}
+	for _, tc := range cases {
+		g := NewWithT(t)
+		got, err := csrInstanceFor(items, tc.node)
+		if tc.err {
+			g.Expect(err).To(HaveOccurred(), tc.node)
+			continue
+		}
+		g.Expect(err).NotTo(HaveOccurred(), tc.node)
+		if tc.want == "" {
+			g.Expect(got).To(BeNil(), tc.node)
+		} else {
+			g.Expect(got).NotTo(BeNil(), tc.node)
+			g.Expect(got.Name).To(Equal(tc.want), tc.node)
+		}
+	}
+}
+
+func TestCSRNodeBelongsTo(t *testing.T) {
+	inst := &wmcov1.WindowsInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "win"},
+		Status:     wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Addresses: []string{"10.0.0.5", "fd00::5"}}},
+	}
+	node := func(labels map[string]string, addrs ...corev1.NodeAddress) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: labels}, Status: corev1.NodeStatus{Addresses: addrs}}
+	}
+	internal := func(a string) corev1.NodeAddress { return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a} }
+	cases := []struct {
+		name string
+		node *corev1.Node
+		want bool
+	}{
+		{"label", node(map[string]string{wmcov1.LabelInstance: "win"}), true},
+		{"another instance's label", node(map[string]string{wmcov1.LabelInstance: "win-2"}, internal("10.0.0.9")), false},
+		{"internal IP", node(nil, internal("10.0.0.9"), internal("10.0.0.5")), true},
+		{"internal IPv6 written long", node(nil, internal("fd00:0:0:0:0:0:0:5")), true},
+		{"external IP only", node(nil, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.0.0.5"}), false},
+		{"hostname address", node(nil, corev1.NodeAddress{Type: corev1.NodeHostName, Address: "10.0.0.5"}), false},
+		{"prefix of an address", node(nil, internal("10.0.0.50")), false},
+		{"nothing", node(nil), false},
+	}
+	for _, tc := range cases {
+		NewWithT(t).Expect(csrNodeBelongsTo(tc.node, inst)).To(Equal(tc.want), tc.name)
+	}
+}
+
+// Each CSR is counted once per verdict it gets, however often it is
+// evaluated; a decision is announced again only when it changes.
+func TestCSRDecisionMemoryCountsEachVerdictOnce(t *testing.T) {
+	g := NewWithT(t)
+	counter := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "test_csr_decisions_total"}, []string{"result"})
+	m := newCSRDecisionMemory(counter)
+	count := func(result string) float64 {
+		var out dto.Metric
+		g.Expect(counter.WithLabelValues(result).Write(&out)).To(Succeed())
+		return out.GetCounter().GetValue()
+	}
+	c1 := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "one", UID: types.UID("u1")}}
+	pendingA := csr.Decision{Verdict: csr.Pending, Reason: "a", Instance: "w"}
+	pendingB := csr.Decision{Verdict: csr.Pending, Reason: "b", Instance: "w"}
+
+	g.Expect(m.record(c1, pendingA)).To(BeTrue())
+	g.Expect(m.record(c1, pendingA)).To(BeFalse())
+	g.Expect(m.record(c1, pendingA)).To(BeFalse())
+	g.Expect(m.record(c1, pendingB)).To(BeTrue(), "a new reason is announced")
+	g.Expect(count("pending")).To(Equal(1.0), "a new reason is not a new verdict")
+	g.Expect(m.record(c1, csr.Decision{Verdict: csr.Approve})).To(BeTrue())
+	g.Expect(count("approved")).To(Equal(1.0))
+
+	// The same name for another CSR is another CSR.
+	c1b := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "one", UID: types.UID("u2")}}
+	g.Expect(m.record(c1b, csr.Decision{Verdict: csr.Approve})).To(BeTrue())
+	g.Expect(count("approved")).To(Equal(2.0))
+
+	c2 := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "two", UID: types.UID("u3")}}
+	for range 5 {
+		m.record(c2, csr.Decision{Verdict: csr.Ignore, Reason: "not ours"})
+	}
+	g.Expect(count("ignored")).To(Equal(1.0))
+	m.forget("two")
+	_, ok := m.lastDecision("two")
+	g.Expect(ok).To(BeFalse())
+	m.record(c2, csr.Decision{Verdict: csr.Deny})
+	g.Expect(count("denied")).To(Equal(1.0))
+	g.Expect(count("pending")).To(Equal(1.0))
+}

@@ -1,0 +1,272 @@
+package controllers
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+)
+
+// The Machine tests put their Machines in a namespace of their own, so
+// their WindowsInstance names (which then carry a hash of the namespace)
+// are theirs alone.
+
+// inventoryStartMachineController runs the Machine controller.
+func inventoryStartMachineController(t *testing.T) {
+	t.Helper()
+	startManager(t, func(mgr ctrl.Manager) error {
+		return (&MachineReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	})
+}
+
+// inventoryMachine creates a Machine with labels and, when addrs are given,
+// those status addresses; it is deleted when the test ends.
+func inventoryMachine(t *testing.T, namespace, name string, labels map[string]string, addrs ...corev1.NodeAddress) *machinev1beta1.Machine {
+	t.Helper()
+	m := &machinev1beta1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels}}
+	if err := k8sClient.Create(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), m) })
+	inventoryDeleteInstancesAtEnd(t, machineInstanceName(namespace, name))
+	if len(addrs) > 0 {
+		m.Status.Addresses = addrs
+		if err := k8sClient.Status().Update(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// inventoryUpdateMachine applies change to the Machine's latest version;
+// status says whether change is to the status subresource.
+func inventoryUpdateMachine(g *WithT, m *machinev1beta1.Machine, status bool, change func(*machinev1beta1.Machine)) {
+	g.Eventually(func() error {
+		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(m), m); err != nil {
+			return err
+		}
+		change(m)
+		if status {
+			return k8sClient.Status().Update(context.Background(), m)
+		}
+		return k8sClient.Update(context.Background(), m)
+	}).WithTimeout(inventoryTimeout).Should(Succeed())
+}
+
+func inventoryWindowsLabels() map[string]string {
+	return map[string]string{wmcov1.MachineOSIDLabel: "Windows"}
+}
+
+func inventoryInternalIP(ip string) corev1.NodeAddress {
+	return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip}
+}
+
+func TestMachineInstanceFollowsItsMachine(t *testing.T) {
+	g := NewWithT(t)
+	ns := inventoryNamespace(t)
+	inventoryStartMachineController(t)
+
+	linux := inventoryMachine(t, ns, "linux", map[string]string{wmcov1.MachineOSIDLabel: "Linux"}, inventoryInternalIP("10.78.1.10"))
+	ignoredLabels := inventoryWindowsLabels()
+	ignoredLabels[wmcov1.MachineIgnoreLabel] = "true"
+	ignored := inventoryMachine(t, ns, "ignored", ignoredLabels, inventoryInternalIP("10.78.1.11"))
+	pending := inventoryMachine(t, ns, "pending", inventoryWindowsLabels())
+	// Created last: once its instance exists, the Machines before it have
+	// been seen.
+	witness := inventoryMachine(t, ns, "witness", inventoryWindowsLabels(), inventoryInternalIP("10.78.1.13"))
+
+	witnessName := machineInstanceName(ns, witness.Name)
+	g.Eventually(func(g Gomega) {
+		wi, err := inventoryInstance(witnessName)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(wi.Labels).To(HaveKeyWithValue(wmcov1.LabelSource, wmcov1.SourceMachine))
+		g.Expect(wi.Annotations).To(HaveKeyWithValue(wmcov1.AnnotationMachine, ns+"/witness"))
+		g.Expect(wi.Spec).To(Equal(wmcov1.WindowsInstanceSpec{
+			Address:  "10.78.1.13",
+			Port:     wmcov1.DefaultSSHPort,
+			Username: DefaultMachineUsername,
+			CredentialsSecretRef: wmcov1.SecretKeyReference{
+				Name: wmcov1.DefaultCredentialsSecretName,
+				Key:  wmcov1.DefaultCredentialsSecretKey,
+			},
+		}))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		for _, m := range []*machinev1beta1.Machine{linux, ignored, pending} {
+			_, err := inventoryInstance(machineInstanceName(ns, m.Name))
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance of Machine %s: %v", m.Name, err)
+		}
+	}).WithTimeout(time.Second).WithPolling(inventoryPoll).Should(Succeed())
+
+	// The address arrives: IPv4 InternalIP is preferred to IPv6 and DNS.
+	inventoryUpdateMachine(g, pending, true, func(m *machinev1beta1.Machine) {
+		m.Status.Addresses = []corev1.NodeAddress{
+			{Type: corev1.NodeInternalDNS, Address: "pending.inventory.test"},
+			{Type: corev1.NodeExternalIP, Address: "203.0.113.7"},
+			inventoryInternalIP("fd00:78::12"),
+			inventoryInternalIP("10.78.1.12"),
+		}
+	})
+	pendingName := machineInstanceName(ns, pending.Name)
+	g.Eventually(func(g Gomega) {
+		wi, err := inventoryInstance(pendingName)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(wi.Spec.Address).To(Equal("10.78.1.12"))
+		g.Expect(wi.Annotations).To(HaveKeyWithValue(wmcov1.AnnotationMachine, ns+"/pending"))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// A new address is followed; status set by others is left alone.
+	wi, err := inventoryInstance(pendingName)
+	g.Expect(err).NotTo(HaveOccurred())
+	wi.Status.Message = "set by the test"
+	g.Expect(k8sClient.Status().Update(t.Context(), wi)).To(Succeed())
+	inventoryUpdateMachine(g, pending, true, func(m *machinev1beta1.Machine) {
+		m.Status.Addresses = []corev1.NodeAddress{inventoryInternalIP("10.78.1.22")}
+	})
+	g.Eventually(func(g Gomega) {
+		wi, err := inventoryInstance(pendingName)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(wi.Spec.Address).To(Equal("10.78.1.22"))
+		g.Expect(wi.Status.Message).To(Equal("set by the test"))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// Ignored, the witness loses its instance; no longer ignored, it gets
+	// it back; no longer Windows, it loses it again.
+	inventoryUpdateMachine(g, witness, false, func(m *machinev1beta1.Machine) { m.Labels[wmcov1.MachineIgnoreLabel] = "true" })
+	g.Eventually(inventoryGone(witnessName)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	inventoryUpdateMachine(g, witness, false, func(m *machinev1beta1.Machine) { delete(m.Labels, wmcov1.MachineIgnoreLabel) })
+	g.Eventually(func() error {
+		_, err := inventoryInstance(witnessName)
+		return err
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	inventoryUpdateMachine(g, witness, false, func(m *machinev1beta1.Machine) { m.Labels[wmcov1.MachineOSIDLabel] = "Linux" })
+	g.Eventually(inventoryGone(witnessName)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// An instance deleted by hand is put back.
+	g.Expect(k8sClient.Delete(t.Context(), &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: pendingName}})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		wi, err := inventoryInstance(pendingName)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(wi.Spec.Address).To(Equal("10.78.1.22"))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// The Machine is deleted (no machine-api finalizer here): so is its
+	// instance.
+	g.Expect(k8sClient.Delete(t.Context(), pending)).To(Succeed())
+	g.Eventually(inventoryGone(pendingName)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+}
+
+func TestMachineOrphanInstancesAreDeletedOnStart(t *testing.T) {
+	g := NewWithT(t)
+	ns := inventoryNamespace(t)
+
+	orphanName := machineInstanceName(ns, "gone")
+	userName := machineInstanceName(ns, "user")
+	inventoryDeleteInstancesAtEnd(t, orphanName, userName)
+	// Left by a Machine deleted while the operator was down.
+	orphan := &wmcov1.WindowsInstance{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        orphanName,
+			Labels:      map[string]string{wmcov1.LabelSource: wmcov1.SourceMachine},
+			Annotations: map[string]string{wmcov1.AnnotationMachine: ns + "/gone"},
+		},
+		Spec: wmcov1.WindowsInstanceSpec{Address: "10.78.2.1", Username: "Administrator"},
+	}
+	// Created by a user under the name a Machine would get: not ours.
+	user := &wmcov1.WindowsInstance{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        userName,
+			Annotations: map[string]string{wmcov1.AnnotationMachine: ns + "/user"},
+		},
+		Spec: wmcov1.WindowsInstanceSpec{Address: "10.78.2.2", Username: "alice"},
+	}
+	g.Expect(k8sClient.Create(t.Context(), orphan)).To(Succeed())
+	g.Expect(k8sClient.Create(t.Context(), user)).To(Succeed())
+
+	inventoryStartMachineController(t)
+	g.Eventually(inventoryGone(orphanName)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// A Windows Machine under that user's name does not take the instance
+	// over; one whose address another instance has gets no instance.
+	inventoryMachine(t, ns, "user", inventoryWindowsLabels(), inventoryInternalIP("10.78.2.3"))
+	taken := inventoryMachine(t, ns, "taken", inventoryWindowsLabels(), inventoryInternalIP("10.78.2.2"))
+	witness := inventoryMachine(t, ns, "witness", inventoryWindowsLabels(), inventoryInternalIP("10.78.2.4"))
+	g.Eventually(func() error {
+		_, err := inventoryInstance(machineInstanceName(ns, witness.Name))
+		return err
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	got, err := inventoryInstance(userName)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(got.ResourceVersion).To(Equal(user.ResourceVersion))
+	_, err = inventoryInstance(machineInstanceName(ns, taken.Name))
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance of Machine %s: %v", taken.Name, err)
+}
+
+func TestMachineReconcilerSetupChecksItsFields(t *testing.T) {
+	startManager(t, func(mgr ctrl.Manager) error {
+		g := NewWithT(t)
+		g.Expect((&MachineReconciler{}).SetupWithManager(mgr)).NotTo(Succeed())
+		g.Expect((&MachineReconciler{Client: mgr.GetClient(), Port: 70000}).SetupWithManager(mgr)).NotTo(Succeed())
+		return nil
+	})
+}
+
+func TestMachineInstanceName(t *testing.T) {
+	g := NewWithT(t)
+	dnsSubdomain := regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+	g.Expect(machineInstanceName("openshift-machine-api", "ci-ln-x-windows-worker-a-7x2kq")).
+		To(Equal("machine-ci-ln-x-windows-worker-a-7x2kq"))
+
+	other := machineInstanceName("team-a", "win-1")
+	g.Expect(other).To(HavePrefix("machine-win-1-"))
+	g.Expect(other).NotTo(Equal(machineInstanceName("team-b", "win-1")))
+	g.Expect(other).NotTo(Equal(machineInstanceName("openshift-machine-api", "win-1")))
+
+	long := strings.Repeat("a", 40) + "-" + strings.Repeat("b", 40) + "." + strings.Repeat("c", 40)
+	for _, ns := range []string{"openshift-machine-api", "team-a"} {
+		for _, name := range []string{long, strings.Repeat("x", 54) + "-y", strings.Repeat("x", 53) + ".y"} {
+			got := machineInstanceName(ns, name)
+			g.Expect(len(got)).To(BeNumerically("<=", 63), got)
+			g.Expect(got).To(MatchRegexp(dnsSubdomain.String()), got)
+			g.Expect(got).To(Equal(machineInstanceName(ns, name)))
+		}
+	}
+	g.Expect(machineInstanceName("team-a", long)).NotTo(Equal(machineInstanceName("team-a", long+"d")))
+}
+
+func TestMachineAddress(t *testing.T) {
+	dns := func(s string) corev1.NodeAddress { return corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: s} }
+	ext := corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.9"}
+	cases := []struct {
+		name  string
+		addrs []corev1.NodeAddress
+		want  string
+	}{
+		{"none", nil, ""},
+		{"external only", []corev1.NodeAddress{ext}, ""},
+		{"IPv4", []corev1.NodeAddress{ext, inventoryInternalIP("10.0.0.5")}, "10.0.0.5"},
+		{"IPv4 preferred to IPv6", []corev1.NodeAddress{inventoryInternalIP("fd00::5"), inventoryInternalIP("10.0.0.5")}, "10.0.0.5"},
+		{"IPv6 canonical", []corev1.NodeAddress{inventoryInternalIP("FD00:0::5")}, "fd00::5"},
+		{"IPv4-mapped IPv6 is IPv4", []corev1.NodeAddress{inventoryInternalIP("::ffff:10.0.0.6")}, "10.0.0.6"},
+		{"IP preferred to DNS", []corev1.NodeAddress{dns("win.example.com"), inventoryInternalIP("fd00::5")}, "fd00::5"},
+		{"DNS fallback, lower case", []corev1.NodeAddress{dns("Win-1.Example.COM.")}, "win-1.example.com"},
+		{"bad entries skipped", []corev1.NodeAddress{inventoryInternalIP("not-an-ip"), inventoryInternalIP("0.0.0.0"), dns("bad_name"), dns("win.example.com")}, "win.example.com"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			NewWithT(t).Expect(machineAddress(c.addrs)).To(Equal(c.want))
+		})
+	}
+}

@@ -1,0 +1,95 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/openwmco/wmco/pkg/bootstrap"
+	"github.com/openwmco/wmco/pkg/cluster"
+	"github.com/openwmco/wmco/pkg/metrics"
+	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/pkg/remote"
+)
+
+// Options wire the operator's controllers.
+type Options struct {
+	Config Config
+	// Cluster is what kubelets need to know about the cluster.
+	Cluster nodeconfig.ClusterFacts
+	// Payload and the directory holding its files.
+	Payload    *payload.Manifest
+	PayloadDir string
+	// Dialer reaches hosts; default an SSH dialer that verifies uploads
+	// with the agent.
+	Dialer remote.Dialer
+	// Clientset drains Nodes.
+	Clientset kubernetes.Interface
+	// MaxParallelConfigurations bounds how many hosts are configured at
+	// once.
+	MaxParallelConfigurations int
+	// MachineAPI starts the Machine controller.
+	MachineAPI bool
+	// MachineUsername logs in to Machine hosts (default Administrator).
+	MachineUsername string
+	// MachineSSHPort is the SSH port of Machine hosts (default 22).
+	MachineSSHPort int32
+}
+
+// Setup adds every controller of the operator to the manager.
+func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	if o.Dialer == nil {
+		o.Dialer = &remote.SSHDialer{Hash: AgentHash}
+	}
+	if o.Clientset == nil {
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return err
+		}
+		o.Clientset = cs
+	}
+	// Token Secrets are read live: one is created moments before the CSR
+	// it authenticates.
+	tokens := &bootstrap.Tokens{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}
+	if o.Config.Platform == cluster.Kubernetes {
+		if err := tokens.EnsureRBAC(ctx); err != nil {
+			return err
+		}
+	}
+	if err := (&WindowsInstanceReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,
+		Dialer: o.Dialer, Payload: o.Payload, PayloadDir: o.PayloadDir, Cluster: o.Cluster, Tokens: tokens,
+		Recorder: mgr.GetEventRecorder("wmco"), MaxConcurrentReconciles: o.MaxParallelConfigurations,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("WindowsInstance controller: %w", err)
+	}
+	if err := (&CSRApproverReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: o.Config, Tokens: tokens,
+		Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("CSR approver: %w", err)
+	}
+	if err := (&ConfigMapReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: o.Config,
+		Recorder: mgr.GetEventRecorder("wmco-inventory"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("ConfigMap controller: %w", err)
+	}
+	if o.MachineAPI {
+		if err := (&MachineReconciler{Client: mgr.GetClient(), Username: o.MachineUsername, Port: o.MachineSSHPort}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("Machine controller: %w", err)
+		}
+	}
+	if err := metrics.RegisterInstanceCollector(mgr.GetClient()); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
+}

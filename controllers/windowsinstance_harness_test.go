@@ -1,0 +1,241 @@
+package controllers
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"golang.org/x/crypto/ssh"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/cluster"
+	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/pkg/remote"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/winsim"
+	"github.com/openwmco/wmco/test/winsim/simagent"
+)
+
+// Shared by the tests that configure simulated hosts.
+var (
+	fixtureOnce    sync.Once
+	fixtureErr     error
+	testPayloadDir string
+	testPayload    *payload.Manifest
+	testSigner     ssh.Signer
+	testKeyPEM     []byte
+	// hostSeq numbers simulated hosts across tests: each gets its own
+	// loopback address and name.
+	hostSeq atomic.Int32
+)
+
+// hostFixture writes the test payload and the SSH key Secret once.
+func hostFixture(t *testing.T) {
+	t.Helper()
+	fixtureOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wmco-test-payload-")
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		testPayloadDir = dir
+		if testPayload, fixtureErr = payload.WriteTestPayload(dir, payload.TestPayloadOptions{}); fixtureErr != nil {
+			return
+		}
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		testKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		if testSigner, fixtureErr = ssh.NewSignerFromKey(priv); fixtureErr != nil {
+			return
+		}
+		fixtureErr = k8sClient.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: wmcov1.DefaultCredentialsSecretName, Namespace: testNamespace},
+			Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: testKeyPEM},
+		})
+	})
+	if fixtureErr != nil {
+		t.Fatal(fixtureErr)
+	}
+}
+
+// simHost is a simulated Windows host ready to become a node.
+type simHost struct {
+	*simagent.Node
+	name string // WindowsInstance and node name
+	ip   string // loopback address its SSH server listens on
+}
+
+// startHosts starts n simulated hosts on distinct loopback addresses,
+// authorizing the test key for Administrator.
+func startHosts(t *testing.T, n int, opts simagent.Options) []*simHost {
+	t.Helper()
+	hostFixture(t)
+	hosts := make([]*simHost, n)
+	for i := range hosts {
+		seq := hostSeq.Add(1)
+		ip := fmt.Sprintf("127.0.%d.%d", 10+seq/200, 1+seq%200)
+		name := fmt.Sprintf("win-t%d", seq)
+		h, err := winsim.Start(context.Background(), winsim.Options{
+			Hostname: strings.ToUpper(name), ListenAddress: ip + ":0",
+			IPAddresses: []netip.Addr{netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", seq%250+1))},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Close() })
+		h.AuthorizeKey("Administrator", testSigner.PublicKey())
+		if opts.AgentRunInterval == 0 {
+			opts.AgentRunInterval = time.Second
+		}
+		if opts.KubeletLeaseDuration == 0 {
+			opts.KubeletLeaseDuration = 4 * time.Second
+		}
+		if opts.KubeletStatusInterval == 0 {
+			opts.KubeletStatusInterval = 2 * time.Second
+		}
+		node, err := simagent.Install(h, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[i] = &simHost{Node: node, name: name, ip: ip}
+	}
+	return hosts
+}
+
+// instanceFor is a WindowsInstance for a simulated host.
+func instanceFor(h *simHost) *wmcov1.WindowsInstance {
+	return &wmcov1.WindowsInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: h.name},
+		Spec: wmcov1.WindowsInstanceSpec{
+			Address: h.ip, Port: int32(h.Host.Port()), Username: "Administrator",
+		},
+	}
+}
+
+// countingDialer records how many SSH sessions are open at once.
+type countingDialer struct {
+	remote.Dialer
+	open, peak, dials atomic.Int32
+}
+
+func (d *countingDialer) Dial(ctx context.Context, t remote.Target) (remote.Session, error) {
+	d.dials.Add(1)
+	s, err := d.Dialer.Dial(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	n := d.open.Add(1)
+	for {
+		p := d.peak.Load()
+		if n <= p || d.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	return &countedSession{Session: s, d: d}, nil
+}
+
+type countedSession struct {
+	remote.Session
+	d    *countingDialer
+	once sync.Once
+}
+
+func (s *countedSession) Close() error {
+	s.once.Do(func() { s.d.open.Add(-1) })
+	return s.Session.Close()
+}
+
+// operatorOptions tune startOperator.
+type operatorOptions struct {
+	maxParallel int
+	// machineSSHPort is where Machine hosts' SSH servers listen.
+	machineSSHPort int32
+}
+
+// startOperator runs every controller of the operator, wired as main wires
+// them, until the test ends. Its dialer counts sessions.
+func startOperator(t *testing.T, o operatorOptions) *countingDialer {
+	t.Helper()
+	hostFixture(t)
+	dialer := &countingDialer{Dialer: &remote.SSHDialer{Hash: AgentHash}}
+	startManager(t, func(mgr ctrl.Manager) error {
+		return Setup(context.Background(), mgr, Options{
+			Config:  Config{Namespace: testNamespace, Platform: cluster.Kubernetes},
+			Payload: testPayload, PayloadDir: testPayloadDir, Dialer: dialer, Clientset: clientset,
+			Cluster: nodeconfig.ClusterFacts{
+				APIServerURL: testCluster.Host, CACertPEM: testCluster.CACert, ServiceCIDR: localcluster.ServiceCIDR,
+				ClusterNetworkCIDR: localcluster.ClusterCIDR, DNSIP: "10.0.0.10", KubernetesVersion: localcluster.DefaultKubernetesVersion,
+			},
+			MaxParallelConfigurations: o.maxParallel,
+			MachineAPI:                true,
+			MachineSSHPort:            o.machineSSHPort,
+		})
+	})
+	return dialer
+}
+
+// waitReady waits for the instance to be Ready and returns its Node.
+func waitReady(t *testing.T, name string, timeout time.Duration) *corev1.Node {
+	t.Helper()
+	g := NewWithT(t)
+	var node corev1.Node
+	g.Eventually(func(g Gomega) {
+		wi := &wmcov1.WindowsInstance{}
+		g.Expect(k8sClient.Get(t.Context(), client.ObjectKey{Name: name}, wi)).To(Succeed())
+		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseReady), "phase %s: %s", wi.Status.Phase, wi.Status.Message)
+		g.Expect(k8sClient.Get(t.Context(), client.ObjectKey{Name: wi.Status.NodeName}, &node)).To(Succeed())
+	}).WithTimeout(timeout).WithPolling(250 * time.Millisecond).Should(Succeed())
+	return &node
+}
+
+// expectHostClean checks that no service, HNS network or file of ours is
+// left on the host.
+func expectHostClean(g Gomega, h *simHost) {
+	names, err := h.Services.List(context.Background())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(names).To(BeEmpty(), "services left on %s", h.name)
+	g.Expect(h.Networks()).To(BeEmpty())
+	for _, root := range []string{wicdapi.InstallRoot, `C:\var\lib\kubelet`} {
+		infos, err := h.Host.Disk().List(root)
+		if err == nil {
+			g.Expect(infos).To(BeEmpty(), "files left under %s on %s", root, h.name)
+		}
+	}
+}
+
+// deleteAndWait deletes an instance and waits until it is gone.
+func deleteAndWait(t *testing.T, name string, timeout time.Duration) {
+	t.Helper()
+	g := NewWithT(t)
+	g.Expect(client.IgnoreNotFound(k8sClient.Delete(t.Context(), &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: name}}))).To(Succeed())
+	g.Eventually(func() bool {
+		err := k8sClient.Get(t.Context(), client.ObjectKey{Name: name}, &wmcov1.WindowsInstance{})
+		return apierrors.IsNotFound(err)
+	}).WithTimeout(timeout).Should(BeTrue())
+}

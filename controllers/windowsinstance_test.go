@@ -1,0 +1,152 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/test/winsim/simagent"
+)
+
+// A WindowsInstance becomes a Ready, labelled, tainted Node; deleting it
+// drains the Node, cleans the host and deletes the Node.
+func TestInstanceJoinsAndLeaves(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := startHosts(t, 1, simagent.Options{})
+	startOperator(t, operatorOptions{maxParallel: 2})
+	h := hosts[0]
+
+	start := time.Now()
+	g.Expect(k8sClient.Create(ctx, instanceFor(h))).To(Succeed())
+	node := waitReady(t, h.name, 90*time.Second)
+	t.Logf("host %s joined as a Ready node in %s", h.name, time.Since(start).Round(time.Millisecond))
+
+	g.Expect(node.Name).To(Equal(h.name), "the node name is the host's hostname in lower case")
+	g.Expect(node.Labels).To(HaveKeyWithValue(wmcov1.LabelOSID, "Windows"))
+	g.Expect(node.Labels).To(HaveKeyWithValue(wmcov1.LabelWorkerRole, ""))
+	g.Expect(node.Labels).To(HaveKeyWithValue(wmcov1.LabelInstance, h.name))
+	g.Expect(node.Labels).To(HaveKeyWithValue(wmcov1.LabelSource, "user"))
+	g.Expect(node.Labels).To(HaveKeyWithValue("kubernetes.io/os", "windows"))
+	g.Expect(node.Annotations).To(HaveKeyWithValue(wmcov1.AnnotationPayloadVersion, testPayload.Version))
+	g.Expect(node.Spec.Taints).To(ContainElement(corev1.Taint{Key: "os", Value: "Windows", Effect: corev1.TaintEffectNoSchedule}))
+
+	wi := &wmcov1.WindowsInstance{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, wi)).To(Succeed())
+	g.Expect(wi.Finalizers).To(ContainElement(wmcov1.Finalizer))
+	g.Expect(wi.Status.HostKey).To(Equal(h.Host.HostKey()), "the host key is pinned on first use")
+	g.Expect(wi.Status.Host.OSBuild).To(Equal(int32(20348)))
+	g.Expect(wi.Status.PayloadVersion).To(Equal(testPayload.Version))
+	g.Expect(wi.Status.ObservedGeneration).To(Equal(wi.Generation))
+	for _, c := range []string{wmcov1.ConditionReachable, wmcov1.ConditionPreflightPassed, wmcov1.ConditionConfigured, wmcov1.ConditionNodeReady, wmcov1.ConditionReady} {
+		g.Expect(meta.IsStatusConditionTrue(wi.Status.Conditions, c)).To(BeTrue(), c)
+	}
+	var tokens corev1.SecretList
+	g.Expect(k8sClient.List(ctx, &tokens, client.InNamespace("kube-system"), client.MatchingLabels{wmcov1.LabelInstance: h.name})).To(Succeed())
+	g.Expect(tokens.Items).To(BeEmpty(), "the bootstrap token is deleted after the join")
+
+	deleteAndWait(t, h.name, 60*time.Second)
+	err := k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, &corev1.Node{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the Node is deleted")
+	expectHostClean(g, h)
+}
+
+// A key the host refuses is terminal: one attempt, a condition that says
+// so, and a retry as soon as the Secret changes.
+func TestWrongKeyIsTerminalUntilTheSecretChanges(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := startHosts(t, 1, simagent.Options{})
+	h := hosts[0]
+	// The host trusts another key than the one in the Secret.
+	h.Host.RevokeKeys("Administrator")
+	startOperator(t, operatorOptions{maxParallel: 2})
+
+	g.Expect(k8sClient.Create(ctx, instanceFor(h))).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		wi := &wmcov1.WindowsInstance{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, wi)).To(Succeed())
+		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReachable)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(ReasonAuthenticationFailed))
+		g.Expect(c.Message).To(ContainSubstring("refused the SSH key for user Administrator"))
+		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseFailed))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Consistently(func() int64 { return h.Host.Stats().AuthFailures }).
+		WithTimeout(5*time.Second).WithPolling(250*time.Millisecond).Should(BeNumerically("<=", 1), "no retry storm")
+	t.Logf("authentication attempts in 5 s after the failure: %d", h.Host.Stats().AuthFailures)
+
+	// Fixing the host's side and touching the Secret retries at once.
+	h.Host.AuthorizeKey("Administrator", testSigner.PublicKey())
+	sec := &corev1.Secret{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: wmcov1.DefaultCredentialsSecretName}, sec)).To(Succeed())
+	if sec.Annotations == nil {
+		sec.Annotations = map[string]string{}
+	}
+	sec.Annotations["wmco.io/test-touched"] = time.Now().String()
+	g.Expect(k8sClient.Update(ctx, sec)).To(Succeed())
+	waitReady(t, h.name, 90*time.Second)
+	deleteAndWait(t, h.name, 60*time.Second)
+}
+
+// A host presenting another host key than the pinned one is never given a
+// command.
+func TestHostKeyMismatchRunsNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := startHosts(t, 2, simagent.Options{})
+	h, other := hosts[0], hosts[1]
+	startOperator(t, operatorOptions{maxParallel: 2})
+
+	wi := instanceFor(h)
+	wi.Spec.HostKey = other.Host.HostKey()
+	g.Expect(k8sClient.Create(ctx, wi)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		got := &wmcov1.WindowsInstance{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, got)).To(Succeed())
+		c := meta.FindStatusCondition(got.Status.Conditions, wmcov1.ConditionReachable)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(ReasonHostKeyMismatch))
+		g.Expect(got.Status.Phase).To(Equal(wmcov1.PhaseFailed))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Consistently(func() int64 { return h.Host.Stats().Commands }).WithTimeout(3*time.Second).Should(BeZero(), "no command runs on a host with the wrong key")
+
+	deleteAndWait(t, h.name, 30*time.Second)
+}
+
+// Ten hosts at once all join; no more than maxParallelConfigurations are
+// configured at the same time.
+func TestTenHostsJoinWithBoundedParallelism(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	const n, parallel = 10, 3
+	hosts := startHosts(t, n, simagent.Options{})
+	dialer := startOperator(t, operatorOptions{maxParallel: parallel})
+
+	start := time.Now()
+	for _, h := range hosts {
+		g.Expect(k8sClient.Create(ctx, instanceFor(h))).To(Succeed())
+	}
+	for _, h := range hosts {
+		waitReady(t, h.name, 3*time.Minute)
+	}
+	t.Logf("%d hosts Ready in %s; peak concurrent host sessions %d (limit %d); %d dials",
+		n, time.Since(start).Round(time.Millisecond), dialer.peak.Load(), parallel, dialer.dials.Load())
+	g.Expect(dialer.peak.Load()).To(BeNumerically("<=", parallel))
+	g.Expect(dialer.peak.Load()).To(BeNumerically(">", 1), "hosts are configured in parallel")
+
+	for _, h := range hosts {
+		g.Expect(k8sClient.Delete(ctx, &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: h.name}})).To(Succeed())
+	}
+	for _, h := range hosts {
+		deleteAndWait(t, h.name, 2*time.Minute)
+		expectHostClean(g, h)
+	}
+}
