@@ -2,10 +2,8 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -85,11 +83,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 			return fmt.Errorf("Machine controller: %w", err)
 		}
 	}
-	if err := metrics.RegisterInstanceCollector(mgr.GetClient()); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return fmt.Errorf("register metrics: %w", err)
-		}
-	}
+	metrics.SetInstanceReader(mgr.GetClient())
 	return nil
 }

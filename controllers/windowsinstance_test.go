@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/test/winsim/simagent"
@@ -149,4 +150,89 @@ func TestTenHostsJoinWithBoundedParallelism(t *testing.T) {
 		deleteAndWait(t, h.name, 2*time.Minute)
 		expectHostClean(g, h)
 	}
+}
+
+// A host whose key changes after it joined (pinned on first use) is no
+// longer trusted: HostKeyMismatch, and no further command runs on it.
+func TestChangedHostKeyIsNotTrusted(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := startHosts(t, 1, simagent.Options{})
+	h := hosts[0]
+	startOperator(t, operatorOptions{maxParallel: 2})
+	g.Expect(k8sClient.Create(ctx, instanceFor(h))).To(Succeed())
+	waitReady(t, h.name, 90*time.Second)
+
+	_, err := h.Host.RotateHostKey()
+	g.Expect(err).NotTo(HaveOccurred())
+	commands := h.Host.Stats().Commands
+	// Any spec-level change brings a reconcile; a label is the least.
+	wi := &wmcov1.WindowsInstance{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, wi)).To(Succeed())
+	if wi.Labels == nil {
+		wi.Labels = map[string]string{}
+	}
+	wi.Labels["wmco.io/test-touch"] = "1"
+	g.Expect(k8sClient.Update(ctx, wi)).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		got := &wmcov1.WindowsInstance{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, got)).To(Succeed())
+		c := meta.FindStatusCondition(got.Status.Conditions, wmcov1.ConditionReachable)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(ReasonHostKeyMismatch))
+		g.Expect(got.Status.Phase).To(Equal(wmcov1.PhaseFailed))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Consistently(func() int64 { return h.Host.Stats().Commands }).WithTimeout(3*time.Second).Should(Equal(commands),
+		"no command runs on a host that presents another key")
+
+	// Deleting it cannot clean a host it does not trust; the finalizer
+	// stays until the admin repins or removes it.
+	g.Expect(k8sClient.Delete(ctx, wi)).To(Succeed())
+	g.Consistently(func() error {
+		return k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, &wmcov1.WindowsInstance{})
+	}).WithTimeout(2 * time.Second).Should(Succeed())
+	g.Expect(h.Host.Stats().Commands).To(Equal(commands))
+	wi = &wmcov1.WindowsInstance{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, wi)).To(Succeed())
+	wi.Spec.HostKey = h.Host.HostKey()
+	g.Expect(k8sClient.Update(ctx, wi)).To(Succeed())
+	deleteAndWait(t, h.name, 60*time.Second)
+	expectHostClean(g, h)
+}
+
+// The operator's metrics count instances by phase and CSR decisions.
+func TestMetricsReportInstancesAndCSRDecisions(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := startHosts(t, 1, simagent.Options{})
+	startOperator(t, operatorOptions{maxParallel: 2})
+	g.Expect(k8sClient.Create(ctx, instanceFor(hosts[0]))).To(Succeed())
+	waitReady(t, hosts[0].name, 90*time.Second)
+
+	g.Eventually(func(g Gomega) {
+		families, err := crmetrics.Registry.Gather()
+		g.Expect(err).NotTo(HaveOccurred())
+		values := map[string]float64{}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				key := f.GetName()
+				for _, l := range m.GetLabel() {
+					key += "," + l.GetName() + "=" + l.GetValue()
+				}
+				switch {
+				case m.GetGauge() != nil:
+					values[key] = m.GetGauge().GetValue()
+				case m.GetCounter() != nil:
+					values[key] = m.GetCounter().GetValue()
+				case m.GetHistogram() != nil:
+					values[key] = float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		g.Expect(values["wmco_instances,phase=Ready"]).To(BeNumerically(">=", 1))
+		g.Expect(values["wmco_csr_decisions_total,result=approved"]).To(BeNumerically(">=", 2), "client and serving CSRs")
+		g.Expect(values["wmco_configuration_duration_seconds"]).To(BeNumerically(">=", 1))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	deleteAndWait(t, hosts[0].name, 60*time.Second)
 }

@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,8 +36,12 @@ var (
 	}, []string{"result"})
 )
 
+// instances is the one instances-by-phase collector; SetInstanceReader
+// points it at the running manager's cache.
+var instances = &InstanceCollector{}
+
 func init() {
-	crmetrics.Registry.MustRegister(ConfigurationDuration, SSHErrors, CSRDecisions)
+	crmetrics.Registry.MustRegister(ConfigurationDuration, SSHErrors, CSRDecisions, instances)
 }
 
 // instancesDesc is wmco_instances{phase}.
@@ -45,7 +50,8 @@ var instancesDesc = prometheus.NewDesc("wmco_instances", "WindowsInstances by ph
 // InstanceCollector counts WindowsInstances by phase on each scrape, from
 // the manager's cache.
 type InstanceCollector struct {
-	Reader client.Reader
+	mu     sync.Mutex
+	reader client.Reader
 }
 
 // Describe implements prometheus.Collector.
@@ -53,10 +59,16 @@ func (c *InstanceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- instanc
 
 // Collect implements prometheus.Collector.
 func (c *InstanceCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	reader := c.reader
+	c.mu.Unlock()
+	if reader == nil {
+		return // no manager yet: nothing to report
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var list wmcov1.WindowsInstanceList
-	if err := c.Reader.List(ctx, &list); err != nil {
+	if err := reader.List(ctx, &list); err != nil {
 		ch <- prometheus.NewInvalidMetric(instancesDesc, err)
 		return
 	}
@@ -76,7 +88,10 @@ func (c *InstanceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// RegisterInstanceCollector adds the instances-by-phase gauge.
-func RegisterInstanceCollector(r client.Reader) error {
-	return crmetrics.Registry.Register(&InstanceCollector{Reader: r})
+// SetInstanceReader makes wmco_instances count what r lists (the
+// manager's cache).
+func SetInstanceReader(r client.Reader) {
+	instances.mu.Lock()
+	defer instances.mu.Unlock()
+	instances.reader = r
 }
