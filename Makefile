@@ -63,6 +63,12 @@ wicd: ## Build bin/wicd.exe for windows/amd64.
 image: ## Build the operator image (needs a container engine).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
+##@ Demo
+
+.PHONY: demo
+demo: setup-envtest operator ## Local control plane + simulated hosts + operator; DEMO_HOSTS=2, DEMO_EXIT=1 to exit when Ready.
+	$(GO) run ./hack/demo --operator bin/operator
+
 ##@ Test
 
 .PHONY: setup-envtest

@@ -148,23 +148,59 @@ func (r *WindowsInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		s.base.Finalizers, s.base.ResourceVersion = wi.Finalizers, wi.ResourceVersion
 	}
 
-	phases := []phase{
-		r.reconcileConnection,
-		r.reconcileAgent,
-		r.reconcileFeatures,
-		r.reconcilePreflight,
-		r.reconcilePayload,
-		r.reconcilePlan,
-		r.reconcileNode,
+	phases := []struct {
+		run   phase
+		phase wmcov1.InstancePhase
+	}{
+		{r.reconcileConnection, wmcov1.PhaseConnecting},
+		{r.reconcileAgent, wmcov1.PhaseConnecting},
+		{r.reconcileFeatures, wmcov1.PhasePreflight},
+		{r.reconcilePreflight, wmcov1.PhasePreflight},
+		{r.reconcilePayload, wmcov1.PhaseProvisioning},
+		{r.reconcilePlan, wmcov1.PhaseConfiguring},
+		{r.reconcileNode, wmcov1.PhaseWaitingForNode},
 	}
 	for _, p := range phases {
-		res, err := p(ctx, s)
+		r.showProgress(ctx, s, p.phase)
+		res, err := p.run(ctx, s)
 		if err != nil || !res.IsZero() {
 			return res, err
 		}
 	}
 	wi.Status.ObservedGeneration = wi.Generation
 	return ctrl.Result{}, nil
+}
+
+// progressOrder ranks the phases of a first configuration.
+var progressOrder = map[wmcov1.InstancePhase]int{
+	wmcov1.PhaseConnecting: 1, wmcov1.PhasePreflight: 2, wmcov1.PhaseProvisioning: 3,
+	wmcov1.PhaseConfiguring: 4, wmcov1.PhaseWaitingForNode: 5, wmcov1.PhaseReady: 6,
+}
+
+// progressMessages say what a host is doing in each phase.
+var progressMessages = map[wmcov1.InstancePhase]string{
+	wmcov1.PhaseConnecting:     "connecting over SSH",
+	wmcov1.PhasePreflight:      "checking the host",
+	wmcov1.PhaseProvisioning:   "uploading the payload",
+	wmcov1.PhaseConfiguring:    "applying the node configuration",
+	wmcov1.PhaseWaitingForNode: "waiting for the Node",
+}
+
+// showProgress publishes the phase a host enters while it moves forward
+// through its first configuration, which takes minutes on real hosts, so
+// that it can be followed with kubectl get wi. A Ready host's resync, or a
+// reconcile repeating earlier phases, publishes nothing.
+func (r *WindowsInstanceReconciler) showProgress(ctx context.Context, s *scope, p wmcov1.InstancePhase) {
+	wi := s.wi
+	if progressOrder[p] <= progressOrder[s.base.Status.Phase] {
+		return
+	}
+	wi.Status.Phase, wi.Status.Message = p, progressMessages[p]
+	if err := r.Client.Status().Patch(ctx, wi, client.MergeFrom(s.base)); err != nil {
+		s.log.V(1).Info("Could not publish progress", "phase", p, "error", err.Error())
+		return
+	}
+	s.base = wi.DeepCopy()
 }
 
 // nodeConfig reads the WindowsNodeConfig singleton; without one, the

@@ -28,6 +28,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/openwmco/wmco/test/proc"
 )
 
 // DefaultKubernetesVersion is the control-plane version the project pins.
@@ -113,28 +115,11 @@ func FindBinDir() (string, error) {
 	if d := os.Getenv(BinDirEnv); d != "" {
 		return d, nil
 	}
-	root, err := repoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w; set %s", err, BinDirEnv)
 	}
 	return filepath.Join(root, "bin", "k8s", DefaultKubernetesVersion), nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory; set " + BinDirEnv)
-		}
-		dir = parent
-	}
 }
 
 // Start runs etcd, kube-apiserver and kube-controller-manager and returns
@@ -174,7 +159,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		}
 	}()
 
-	ports, err := freePorts(4)
+	ports, err := proc.FreePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -408,7 +393,7 @@ func (c *Cluster) run(name, bin string, args ...string) error {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	detach(cmd)
+	proc.Detach(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
 		return fmt.Errorf("start %s: %w", name, err)
@@ -435,7 +420,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, name, url string, rt http.Rou
 		for _, pr := range c.procs {
 			select {
 			case <-pr.done:
-				return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", pr.name, pr.err, pr.log, tail(pr.log, 20))
+				return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", pr.name, pr.err, pr.log, proc.TailFile(pr.log, 20))
 			default:
 			}
 		}
@@ -466,44 +451,13 @@ func (pr *process) stop() error {
 		return nil
 	default:
 	}
-	terminate(pr.cmd)
+	proc.Terminate(pr.cmd)
 	select {
 	case <-pr.done:
 		return nil
 	case <-time.After(10 * time.Second):
 	}
-	kill(pr.cmd)
+	proc.Kill(pr.cmd)
 	<-pr.done
 	return nil
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

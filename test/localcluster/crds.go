@@ -17,13 +17,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
+
+	"github.com/openwmco/wmco/test/proc"
 )
 
 // InstallCRDs creates (or updates) the CRDs in the YAML files under dirs
 // (relative paths are taken from the repository root) and waits until each
 // is Established.
 func InstallCRDs(ctx context.Context, cfg *rest.Config, dirs ...string) error {
-	root, err := repoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,371 @@
+// Package localenv runs the whole product on one machine, as the demo, the
+// e2e suite's local provider and the benchmarks need it: a real control
+// plane (test/localcluster), simulated Windows hosts (test/winsim with the
+// agent and kubelet emulator), and the operator binary as its own process
+// with a kubeconfig, as it would run in a cluster.
+package localenv
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/proc"
+	"github.com/openwmco/wmco/test/winsim"
+	"github.com/openwmco/wmco/test/winsim/simagent"
+)
+
+// Namespace is where the operator runs.
+const Namespace = "wmco-system"
+
+// DNSIP is the cluster DNS address given to kubelets.
+const DNSIP = "10.0.0.10"
+
+// Options shape the environment.
+type Options struct {
+	// Hosts is how many simulated hosts to start (default 2).
+	Hosts int
+	// OperatorBinary is the operator to run; built from cmd/operator into
+	// the work directory when empty.
+	OperatorBinary string
+	// OperatorArgs are added to the operator's flags.
+	OperatorArgs []string
+	// MaxParallelConfigurations is written to the WindowsNodeConfig
+	// before the operator starts (0: the default, 10).
+	MaxParallelConfigurations int32
+	// Host tunes each simulated host's agent and kubelet.
+	Host simagent.Options
+	// BandwidthLimit per host in bytes/s (0: unlimited).
+	BandwidthLimit int64
+	// PayloadFileSize makes each payload file this large (0: small).
+	PayloadFileSize int64
+	// Log receives progress lines; nil discards.
+	Log io.Writer
+}
+
+// Host is one simulated Windows host.
+type Host struct {
+	*simagent.Node
+	// Name is its hostname in lower case, the Node's name.
+	Name string
+	// IP is the loopback address its SSH server listens on.
+	IP   string
+	Port int
+}
+
+// InventoryEntry is the host's value in the windows-instances ConfigMap.
+func (h *Host) InventoryEntry() string {
+	return "username=Administrator\nport=" + strconv.Itoa(h.Port)
+}
+
+// Env is a running environment.
+type Env struct {
+	Cluster   *localcluster.Cluster
+	Client    client.Client
+	Clientset *kubernetes.Clientset
+	Hosts     []*Host
+	// Dir holds the payload, the operator's log and binary.
+	Dir        string
+	PayloadDir string
+	// OperatorLog is the operator's log file.
+	OperatorLog string
+	// MetricsURL serves the operator's Prometheus metrics (plain HTTP on
+	// loopback).
+	MetricsURL string
+	// KeyPEM is the SSH private key every host accepts.
+	KeyPEM []byte
+
+	signer   ssh.Signer
+	opts     Options
+	operator *exec.Cmd
+	opDone   chan error
+}
+
+func (e *Env) logf(format string, args ...any) {
+	if e.opts.Log != nil {
+		fmt.Fprintf(e.opts.Log, format+"\n", args...)
+	}
+}
+
+// Start brings everything up. On error, whatever started is stopped.
+func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
+	if o.Hosts == 0 {
+		o.Hosts = 2
+	}
+	dir, err := os.MkdirTemp("", "wmco-localenv-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: dir, opts: o}
+	defer func() {
+		if retErr != nil {
+			_ = e.Stop()
+		}
+	}()
+
+	e.logf("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)")
+	if e.Cluster, err = localcluster.Start(ctx, localcluster.Options{NodeMonitorGracePeriod: 10 * time.Second, NodeMonitorPeriod: 2 * time.Second}); err != nil {
+		return nil, err
+	}
+	if err := localcluster.InstallCRDs(ctx, e.Cluster.Config, "config/crd/bases"); err != nil {
+		return nil, err
+	}
+	scheme, err := controllers.NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	if e.Client, err = client.New(e.Cluster.Config, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	if e.Clientset, err = kubernetes.NewForConfig(e.Cluster.Config); err != nil {
+		return nil, err
+	}
+
+	if err := e.writeKeyAndNamespace(ctx); err != nil {
+		return nil, err
+	}
+	e.PayloadDir = filepath.Join(dir, "payload")
+	if _, err := payload.WriteTestPayload(e.PayloadDir, payload.TestPayloadOptions{FileSize: o.PayloadFileSize}); err != nil {
+		return nil, err
+	}
+	if o.MaxParallelConfigurations > 0 {
+		if err := e.Client.Create(ctx, &wmcov1.WindowsNodeConfig{
+			ObjectMeta: metav1.ObjectMeta{Name: wmcov1.WindowsNodeConfigName},
+			Spec:       wmcov1.WindowsNodeConfigSpec{MaxParallelConfigurations: o.MaxParallelConfigurations},
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := e.AddHosts(o.Hosts); err != nil {
+		return nil, err
+	}
+	if err := e.startOperator(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Env) writeKeyAndNamespace(ctx context.Context) error {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	e.KeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if e.signer, err = ssh.NewSignerFromKey(priv); err != nil {
+		return err
+	}
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+		return err
+	}
+	return e.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: wmcov1.DefaultCredentialsSecretName, Namespace: Namespace},
+		Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: e.KeyPEM},
+	})
+}
+
+// AddHosts starts n more simulated hosts.
+func (e *Env) AddHosts(n int) ([]*Host, error) {
+	var added []*Host
+	for range n {
+		i := len(e.Hosts) + 1
+		ip := fmt.Sprintf("127.0.%d.%d", 100+i/250, 1+i%250)
+		name := fmt.Sprintf("win-%d", i)
+		h, err := winsim.Start(context.Background(), winsim.Options{
+			Hostname: strings.ToUpper(name), ListenAddress: ip + ":0",
+			IPAddresses: []netip.Addr{netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i%250+1))},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start simulated host %s: %w", name, err)
+		}
+		h.AuthorizeKey("Administrator", e.signer.PublicKey())
+		if e.opts.BandwidthLimit > 0 {
+			h.SetBandwidth(e.opts.BandwidthLimit)
+		}
+		opts := e.opts.Host
+		if opts.AgentRunInterval == 0 {
+			opts.AgentRunInterval = 2 * time.Second
+		}
+		if opts.KubeletLeaseDuration == 0 {
+			opts.KubeletLeaseDuration = 8 * time.Second
+		}
+		if opts.KubeletStatusInterval == 0 {
+			opts.KubeletStatusInterval = 4 * time.Second
+		}
+		if opts.RebootDownTime == 0 {
+			opts.RebootDownTime = 2 * time.Second
+		}
+		node, err := simagent.Install(h, opts)
+		if err != nil {
+			_ = h.Close()
+			return nil, err
+		}
+		host := &Host{Node: node, Name: name, IP: ip, Port: h.Port()}
+		e.Hosts = append(e.Hosts, host)
+		added = append(added, host)
+		e.logf("Simulated Windows host %s listening on %s:%d (Windows Server build %d)", name, ip, h.Port(), h.Facts().OSBuild)
+	}
+	return added, nil
+}
+
+// startOperator runs the operator binary with a kubeconfig and waits until
+// it is ready.
+func (e *Env) startOperator(ctx context.Context) error {
+	bin := e.opts.OperatorBinary
+	if bin == "" {
+		bin = filepath.Join(e.Dir, "operator")
+		e.logf("Building the operator")
+		root, err := proc.RepoRoot()
+		if err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/operator")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build operator: %w\n%s", err, out)
+		}
+	}
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		return err
+	}
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	probeAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	e.MetricsURL = "http://" + metricsAddr + "/metrics"
+	args := append([]string{
+		"--kubeconfig=" + e.Cluster.KubeconfigPath,
+		"--namespace=" + Namespace,
+		"--payload-dir=" + e.PayloadDir,
+		"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
+		"--health-probe-bind-address=" + probeAddr,
+		"--service-cidr=" + localcluster.ServiceCIDR,
+		"--cluster-cidr=" + localcluster.ClusterCIDR,
+		"--cluster-dns=" + DNSIP,
+	}, e.opts.OperatorArgs...)
+	e.OperatorLog = filepath.Join(e.Dir, "operator.log")
+	logFile, err := os.Create(e.OperatorLog)
+	if err != nil {
+		return err
+	}
+	e.operator = exec.Command(bin, args...)
+	e.operator.Stdout, e.operator.Stderr = logFile, logFile
+	proc.Detach(e.operator)
+	e.logf("Starting the operator: %s %s", filepath.Base(bin), strings.Join(args, " "))
+	if err := e.operator.Start(); err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("start operator: %w", err)
+	}
+	e.opDone = make(chan error, 1)
+	go func() {
+		e.opDone <- e.operator.Wait()
+		_ = logFile.Close()
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + probeAddr + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				e.logf("Operator ready (log: %s)", e.OperatorLog)
+				return nil
+			}
+		}
+		select {
+		case err := <-e.opDone:
+			e.opDone <- err
+			return fmt.Errorf("operator exited during start-up (%v):\n%s", err, proc.TailFile(e.OperatorLog, 30))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("operator not ready within 60s; see " + e.OperatorLog)
+		}
+	}
+}
+
+// SetInventory writes the windows-instances ConfigMap listing hosts.
+func (e *Env) SetInventory(ctx context.Context, hosts ...*Host) error {
+	data := map[string]string{}
+	for _, h := range hosts {
+		data[h.IP] = h.InventoryEntry()
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.InventoryConfigMapName, Namespace: Namespace}}
+	err := e.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)
+	switch {
+	case err == nil:
+		cm.Data = data
+		return e.Client.Update(ctx, cm)
+	case client.IgnoreNotFound(err) == nil:
+		cm.Data = data
+		return e.Client.Create(ctx, cm)
+	default:
+		return err
+	}
+}
+
+// Stop ends the operator, the hosts and the control plane and removes the
+// work directory.
+func (e *Env) Stop() error {
+	var errs []error
+	if e.operator != nil && e.operator.Process != nil {
+		proc.Terminate(e.operator)
+		select {
+		case <-e.opDone:
+		case <-time.After(15 * time.Second):
+			proc.Kill(e.operator)
+			<-e.opDone
+		}
+	}
+	for _, h := range e.Hosts {
+		if err := h.Host.Close(); err != nil && !errors.Is(err, winsim.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if e.Cluster != nil {
+		if err := e.Cluster.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(e.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// OperatorExited reports whether the operator process has ended.
+func (e *Env) OperatorExited() bool {
+	select {
+	case err := <-e.opDone:
+		e.opDone <- err
+		return true
+	default:
+		return false
+	}
+}
