@@ -369,3 +369,11 @@ func (e *Env) OperatorExited() bool {
 		return false
 	}
 }
+
+// OperatorPID is the operator process's ID (0 when it is not running).
+func (e *Env) OperatorPID() int {
+	if e.operator == nil || e.operator.Process == nil || e.OperatorExited() {
+		return 0
+	}
+	return e.operator.Process.Pid
+}
