@@ -13,6 +13,9 @@ GO ?= go
 CONTROLLER_GEN := $(GO) tool controller-gen
 # Packages with tests; the timeout covers the integration suites.
 TEST_FLAGS ?= -count=1 -timeout 20m
+# The e2e suite (test/e2e, build tag e2e); a byoh run on real hosts needs a
+# longer -timeout.
+E2E_FLAGS ?= -count=1 -timeout 20m -v -ginkgo.v
 
 .DEFAULT_GOAL := help
 
@@ -82,3 +85,13 @@ test: setup-envtest ## Run unit and integration tests (local control plane, simu
 .PHONY: test-race
 test-race: setup-envtest ## Run the tests with the race detector.
 	$(GO) test -race $(TEST_FLAGS) ./...
+
+.PHONY: test-e2e
+test-e2e: setup-envtest operator ## Run the e2e suite (test/e2e) on the local provider; WMCO_E2E_PROVIDER=byoh for a real cluster and hosts.
+	$(GO) test -tags e2e ./test/e2e/... $(E2E_FLAGS)
+
+##@ Benchmarks
+
+.PHONY: bench
+bench: setup-envtest operator ## Measure join time, idle cost, CSR approval latency and operator memory into docs/benchmarks.md (not a test; about 25 min on 2 cores).
+	$(GO) run ./test/bench --operator bin/operator --out docs/benchmarks.md

@@ -156,7 +156,26 @@ func (r *WindowsInstanceReconciler) reconcileAgent(ctx context.Context, s *scope
 	}
 	wi := s.wi
 	wi.Status.Host = wmcov1.HostFacts{Hostname: facts.Hostname, OSBuild: int32(facts.OSBuild), Addresses: facts.Addresses}
-	wi.Status.NodeName = nodeName(wi, facts)
+	if want := nodeName(wi, facts); wi.Status.NodeName != want {
+		if wi.Status.NodeName != "" && facts.Files[wicdapi.AppliedPlanPath] != "" {
+			// The kubelet's certificate names the old Node and it may
+			// register no other: start over under the new name.
+			s.log.Info("Renaming node", "from", wi.Status.NodeName, "to", want)
+			r.event(s, false, "RenamingNode", "Node name changes from %s to %s: deconfiguring the host to join again", wi.Status.NodeName, want)
+			if err := r.deconfigure(ctx, s, wi.Status.NodeName, false); err != nil {
+				return ctrl.Result{}, err
+			}
+			facts = &wicdapi.Facts{}
+			if err := r.runAgent(ctx, s, facts, "facts"); err != nil {
+				return ctrl.Result{}, err
+			}
+			s.facts = facts
+			for _, c := range []string{wmcov1.ConditionConfigured, wmcov1.ConditionNodeReady} {
+				setCondition(wi, c, outcome{reason: ReasonConfigNeeded, message: "joining again as " + want})
+			}
+		}
+		wi.Status.NodeName = want
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -474,62 +493,76 @@ func (r *WindowsInstanceReconciler) reconcileDelete(ctx context.Context, s *scop
 		r.event(s, true, "DeletedWhilePaused", "The instance was paused: the host was not cleaned and its Node was left")
 		return ctrl.Result{}, r.removeFinalizer(ctx, wi)
 	}
-	node, err := r.getNode(ctx, wi.Status.NodeName)
-	if err != nil {
+	if wi.Status.HostKey != "" {
+		if _, err := r.reconcileConnection(ctx, s); err != nil {
+			// A host that cannot be reached cannot be cleaned; keep
+			// trying (remove the finalizer by hand to give the host up).
+			return ctrl.Result{RequeueAfter: time.Minute}, nil
+		}
+	}
+	// Without a connection that ever succeeded, nothing was installed:
+	// deconfigure then only drains and deletes the Node, if any.
+	if err := r.deconfigure(ctx, s, wi.Status.NodeName, true); err != nil {
 		return ctrl.Result{}, err
 	}
-	if node != nil && r.ownsNode(wi, node) {
+	return ctrl.Result{}, r.removeFinalizer(ctx, wi)
+}
+
+// deconfigure undoes what the operator did for the Node nodeName: it
+// drains the Node, runs wicd cleanup on the host (s.session, when
+// connected), deletes the Node and revokes the bootstrap tokens. With
+// removeAgent the agent binary and the plan go too.
+func (r *WindowsInstanceReconciler) deconfigure(ctx context.Context, s *scope, nodeName string, removeAgent bool) error {
+	wi := s.wi
+	node, err := r.getNode(ctx, nodeName)
+	if err != nil {
+		return err
+	}
+	owned := node != nil && r.ownsNode(wi, node)
+	if owned {
 		s.log.Info("Draining node", "node", node.Name)
 		if err := r.drain(ctx, node.Name); err != nil {
 			r.event(s, true, "DrainFailed", "Drain Node %s: %v", node.Name, err)
-			return ctrl.Result{}, err
+			return err
 		}
-	}
-	if wi.Status.HostKey == "" {
-		// No connection ever succeeded: nothing was installed on the host.
-		if err := r.Tokens.Revoke(ctx, wi.Name); err != nil {
-			return ctrl.Result{}, err
-		}
-		return ctrl.Result{}, r.removeFinalizer(ctx, wi)
-	}
-	if _, err := r.reconcileConnection(ctx, s); err != nil {
-		// A host that cannot be reached cannot be cleaned; keep trying
-		// (remove the finalizer by hand to give the host up).
-		return ctrl.Result{RequeueAfter: time.Minute}, nil
 	}
 	var res wicdapi.CleanupResult
-	sctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	_, statErr := s.session.Stat(sctx, wicdapi.AgentPath)
-	cancel()
-	switch {
-	case statErr == nil:
-		if err := r.runAgent(ctx, s, &res, "cleanup"); err != nil {
-			r.event(s, true, "CleanupFailed", "%v", err)
-			return ctrl.Result{}, err
-		}
-	case errors.Is(statErr, fs.ErrNotExist):
-		// No agent: the operator never installed anything here.
-	default:
-		return ctrl.Result{}, fmt.Errorf("look for the agent: %w", statErr)
-	}
-	for _, p := range []string{wicdapi.AgentPath, wicdapi.PlanPath} {
-		rctx, cancel := context.WithTimeout(ctx, commandTimeout)
-		err := s.session.Remove(rctx, p)
+	if s.session != nil {
+		sctx, cancel := context.WithTimeout(ctx, commandTimeout)
+		_, statErr := s.session.Stat(sctx, wicdapi.AgentPath)
 		cancel()
-		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("remove %s: %w", p, err)
+		switch {
+		case statErr == nil:
+			if err := r.runAgent(ctx, s, &res, "cleanup"); err != nil {
+				r.event(s, true, "CleanupFailed", "%v", err)
+				return err
+			}
+		case errors.Is(statErr, fs.ErrNotExist):
+			// No agent: the operator never installed anything here.
+		default:
+			return fmt.Errorf("look for the agent: %w", statErr)
+		}
+		if removeAgent {
+			for _, p := range []string{wicdapi.AgentPath, wicdapi.PlanPath} {
+				rctx, cancel := context.WithTimeout(ctx, commandTimeout)
+				err := s.session.Remove(rctx, p)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("remove %s: %w", p, err)
+				}
+			}
 		}
 	}
-	if node != nil && r.ownsNode(wi, node) {
+	if owned {
 		if err := r.Client.Delete(ctx, node); err != nil && !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, fmt.Errorf("delete Node %s: %w", node.Name, err)
+			return fmt.Errorf("delete Node %s: %w", node.Name, err)
 		}
 	}
 	if err := r.Tokens.Revoke(ctx, wi.Name); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	r.event(s, false, "Deconfigured", "Removed %d services, files and networks from the host", len(res.Changes))
-	return ctrl.Result{}, r.removeFinalizer(ctx, wi)
+	return nil
 }
 
 func (r *WindowsInstanceReconciler) removeFinalizer(ctx context.Context, wi *wmcov1.WindowsInstance) error {

@@ -236,3 +236,30 @@ func TestMetricsReportInstancesAndCSRDecisions(t *testing.T) {
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	deleteAndWait(t, hosts[0].name, 60*time.Second)
 }
+
+// Changing spec.nodeName of a joined host deconfigures it and joins it
+// again under the new name; the old Node goes away.
+func TestRenamedHostJoinsUnderItsNewName(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := startHosts(t, 1, simagent.Options{})
+	h := hosts[0]
+	startOperator(t, operatorOptions{maxParallel: 2})
+	g.Expect(k8sClient.Create(ctx, instanceFor(h))).To(Succeed())
+	waitReady(t, h.name, 90*time.Second)
+
+	wi := &wmcov1.WindowsInstance{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, wi)).To(Succeed())
+	wi.Spec.NodeName = h.name + "-renamed"
+	g.Expect(k8sClient.Update(ctx, wi)).To(Succeed())
+
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Name: h.name}, &corev1.Node{}))
+	}).WithTimeout(60*time.Second).Should(BeTrue(), "the old Node is deleted")
+	node := waitReady(t, h.name, 90*time.Second)
+	g.Expect(node.Name).To(Equal(h.name + "-renamed"))
+	g.Expect(node.Labels).To(HaveKeyWithValue(wmcov1.LabelInstance, h.name))
+
+	deleteAndWait(t, h.name, 60*time.Second)
+	expectHostClean(g, h)
+}

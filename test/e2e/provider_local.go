@@ -1,0 +1,157 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/openwmco/wmco/pkg/wicdapi"
+	"github.com/openwmco/wmco/test/localenv"
+	"github.com/openwmco/wmco/test/proc"
+)
+
+const (
+	// localHosts is how many simulated hosts the local provider starts.
+	localHosts = 3
+	// localRebootDownTime keeps a rebooted host down past the local
+	// plane's node monitor grace period (10s, checked every 2s), so its
+	// Node turns NotReady as a real reboot's would.
+	localRebootDownTime = 20 * time.Second
+)
+
+// localProvider runs everything on this machine (test/localenv).
+type localProvider struct {
+	env   *localenv.Env
+	hosts map[string]*localenv.Host // by Host.Address
+}
+
+// startLocal starts the control plane, the simulated hosts and the
+// operator: WMCO_E2E_OPERATOR, else bin/operator when built (make
+// test-e2e builds it), else built from cmd/operator.
+func startLocal(ctx context.Context, log io.Writer) (*localProvider, error) {
+	bin := os.Getenv("WMCO_E2E_OPERATOR")
+	if bin == "" {
+		root, err := proc.RepoRoot()
+		if err != nil {
+			return nil, err
+		}
+		if p := filepath.Join(root, "bin", "operator"); fileExists(p) {
+			bin = p
+		}
+	}
+	env, err := localenv.Start(ctx, localenv.Options{Hosts: localHosts, OperatorBinary: bin, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	p := &localProvider{env: env, hosts: map[string]*localenv.Host{}}
+	for _, h := range env.Hosts {
+		p.hosts[h.IP] = h
+	}
+	return p, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func (p *localProvider) Name() string                    { return "local" }
+func (p *localProvider) Namespace() string               { return localenv.Namespace }
+func (p *localProvider) Username() string                { return "Administrator" }
+func (p *localProvider) Client() client.Client           { return p.env.Client }
+func (p *localProvider) Clientset() kubernetes.Interface { return p.env.Clientset }
+
+func (p *localProvider) Hosts() []Host {
+	hosts := make([]Host, 0, len(p.env.Hosts))
+	for _, h := range p.env.Hosts {
+		hosts = append(hosts, Host{Address: h.IP, Port: h.Port})
+	}
+	return hosts
+}
+
+func (p *localProvider) Timeouts() Timeouts {
+	return Timeouts{Join: 2 * time.Minute, Remove: time.Minute, Recover: 30 * time.Second, Reboot: 90 * time.Second}
+}
+
+func (p *localProvider) host(h Host) *localenv.Host {
+	sim := p.hosts[h.Address]
+	if sim == nil {
+		panic(fmt.Sprintf("no simulated host %s", h))
+	}
+	return sim
+}
+
+func (p *localProvider) StopService(ctx context.Context, h Host, name string) error {
+	return p.host(h).Services.Stop(ctx, name)
+}
+
+func (p *localProvider) Service(_ context.Context, h Host, name string) (ServiceState, error) {
+	sim := p.host(h)
+	return ServiceState{Running: sim.Services.Running(name), Instance: strconv.Itoa(sim.Services.Starts(name))}, nil
+}
+
+func (p *localProvider) Reboot(ctx context.Context, h Host) error {
+	return p.host(h).Host.Reboot(ctx, localRebootDownTime)
+}
+
+// ExpectClean checks what the integration tests check: no service, no HNS
+// network, no file under C:\k or the kubelet's directory.
+func (p *localProvider) ExpectClean(g Gomega, h Host) {
+	sim := p.host(h)
+	names, err := sim.Services.List(context.Background())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(names).To(BeEmpty(), "services left on %s", sim.Name)
+	g.Expect(sim.Networks()).To(BeEmpty(), "HNS networks left on %s", sim.Name)
+	for _, root := range []string{wicdapi.InstallRoot, `C:\var\lib\kubelet`} {
+		if infos, err := sim.Host.Disk().List(root); err == nil {
+			left := make([]string, 0, len(infos))
+			for _, fi := range infos {
+				left = append(left, fi.Name())
+			}
+			g.Expect(left).To(BeEmpty(), "files left under %s on %s", root, sim.Name)
+		}
+	}
+}
+
+func (p *localProvider) MetricsText(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.env.MetricsURL, nil)
+	if err != nil {
+		return "", err
+	}
+	return getText(req, http.DefaultClient)
+}
+
+func (p *localProvider) Diagnostics() string {
+	return fmt.Sprintf("KUBECONFIG=%s\nLast lines of the operator's log %s:\n%s",
+		p.env.Cluster.KubeconfigPath, p.env.OperatorLog, proc.TailFile(p.env.OperatorLog, 40))
+}
+
+func (p *localProvider) Stop() error { return p.env.Stop() }
+
+// getText sends req and returns the body of a 200 answer.
+func getText(req *http.Request, c *http.Client) (string, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", req.URL, resp.Status, body)
+	}
+	return string(body), nil
+}
