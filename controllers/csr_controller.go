@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -122,8 +123,15 @@ func (r *CSRApproverReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(csrInstanceChangedPredicate())).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRs),
 			builder.WithPredicates(csrNodeChangedPredicate())).
+		// Each decision makes a few live reads; a burst of joining hosts
+		// should not queue behind one worker. Decisions on one CSR are
+		// still serialised by the workqueue.
+		WithOptions(controller.Options{MaxConcurrentReconciles: csrWorkers}).
 		Complete(r)
 }
+
+// csrWorkers is how many CSRs are decided at once.
+const csrWorkers = 8
 
 // Reconcile evaluates one pending kubelet CSR and approves it, denies it
 // or leaves it pending with an Event saying why.

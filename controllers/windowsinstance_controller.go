@@ -3,11 +3,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/kubernetes"
@@ -252,11 +254,37 @@ func (r *WindowsInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("windowsinstance").
 		For(&wmcov1.WindowsInstance{}, builder.WithPredicates(specOrDeletion)).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(nodeToInstance)).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(nodeToInstance), builder.WithPredicates(nodeChangedPredicate())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToInstances)).
 		Watches(&wmcov1.WindowsNodeConfig{}, handler.EnqueueRequestsFromMapFunc(r.allInstances)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
+}
+
+// nodeChangedPredicate lets through the Node events the controller acts
+// on: creation, deletion, a change of readiness, of labels, annotations or
+// taints, or of the pod subnet. A kubelet's routine status reports change
+// none of these and cost the host no SSH connection.
+func nodeChangedPredicate() predicate.Funcs {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*corev1.Node)
+			n, ok2 := e.ObjectNew.(*corev1.Node)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return readyStatus(o) != readyStatus(n) ||
+				!maps.Equal(o.Labels, n.Labels) || !maps.Equal(o.Annotations, n.Annotations) ||
+				!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) || o.Spec.PodCIDR != n.Spec.PodCIDR
+		},
+	}
+}
+
+func readyStatus(n *corev1.Node) corev1.ConditionStatus {
+	if c := nodeReadyCondition(n); c != nil {
+		return c.Status
+	}
+	return ""
 }
 
 // nodeToInstance maps a Node to the instance named by its wmco.io/instance

@@ -3,10 +3,13 @@ package controllers
 import (
 	"errors"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/remote"
@@ -90,4 +93,30 @@ func TestSummarize(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestNodeChangedPredicate(t *testing.T) {
+	g := NewWithT(t)
+	base := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"a": "1"}},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+			LastHeartbeatTime: metav1.Now()}}},
+	}
+	p := nodeChangedPredicate()
+	update := func(mutate func(n *corev1.Node)) bool {
+		n := base.DeepCopy()
+		mutate(n)
+		return p.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: n})
+	}
+	g.Expect(update(func(n *corev1.Node) {
+		n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now().Add(time.Minute))
+	})).To(BeFalse(), "a routine status report")
+	g.Expect(update(func(n *corev1.Node) { n.ResourceVersion = "9" })).To(BeFalse())
+	g.Expect(update(func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionUnknown })).To(BeTrue(), "readiness changed")
+	g.Expect(update(func(n *corev1.Node) { n.Labels["b"] = "2" })).To(BeTrue())
+	g.Expect(update(func(n *corev1.Node) {
+		n.Annotations = map[string]string{HybridOverlaySubnetAnnotation: "10.132.1.0/24"}
+	})).To(BeTrue())
+	g.Expect(update(func(n *corev1.Node) { n.Spec.PodCIDR = "10.132.2.0/24" })).To(BeTrue())
+	g.Expect(update(func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{{Key: "x", Effect: corev1.TaintEffectNoSchedule}} })).To(BeTrue())
 }
