@@ -93,5 +93,5 @@ test-e2e: setup-envtest operator ## Run the e2e suite (test/e2e) on the local pr
 ##@ Benchmarks
 
 .PHONY: bench
-bench: setup-envtest operator ## Measure join time, idle cost, CSR approval latency and operator memory into docs/benchmarks.md (not a test; about 25 min on 2 cores).
+bench: setup-envtest operator ## Measure join time, idle cost, CSR approval latency and operator memory into docs/benchmarks.md (not a test; about 20 min on 2 cores).
 	$(GO) run ./test/bench --operator bin/operator --out docs/benchmarks.md

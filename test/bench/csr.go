@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/bootstrap"
+	"github.com/openwmco/wmco/pkg/csr"
+	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/proc"
+)
+
+// csrResult is the approval burst.
+type csrResult struct {
+	n                         int
+	approved, denied, pending int
+	// latency from the start of each CSR's create request until the
+	// Approved condition was seen on a watch.
+	p50, p99, max time.Duration
+	// create is how long the create requests themselves took.
+	createP50, createMax time.Duration
+	// all is from the first create until the last approval.
+	all time.Duration
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// csrRequest is one host's kubelet client CSR, created as the host's
+// bootstrap identity.
+type csrRequest struct {
+	instance string
+	as       *kubernetes.Clientset
+	obj      *certificatesv1.CertificateSigningRequest
+	start    time.Time
+	created  time.Duration
+	err      error
+}
+
+func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
+	p, err := startPlane(ctx, work, "csr", localcluster.Options{})
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	if r.kubernetes == "" {
+		r.kubernetes = kubernetesVersion(p.clientset)
+	}
+	logf("CSR: starting the operator")
+	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir)
+	if err != nil {
+		return err
+	}
+	defer op.stop()
+
+	tokens := &bootstrap.Tokens{Client: p.client}
+	if err := tokens.EnsureRBAC(ctx); err != nil {
+		return err
+	}
+	ports, err := proc.FreePorts(1) // closed again: nothing listens there
+	if err != nil {
+		return err
+	}
+	n := c.csrs
+	reqs := make([]*csrRequest, n)
+	logf("CSR: creating %d paused WindowsInstances with node names, host facts and bootstrap tokens", n)
+	err = parallel(ctx, "instances", 8, n, 50, func(ctx context.Context, i int) error {
+		name := fmt.Sprintf("csr-bench-%03d", i)
+		wi := &wmcov1.WindowsInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: wmcov1.WindowsInstanceSpec{
+				Address: "127.0.0.1", Port: int32(ports[0]), Username: "Administrator", Paused: true,
+			},
+		}
+		if err := p.client.Create(ctx, wi); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		patch := client.MergeFrom(wi.DeepCopy())
+		wi.Status.NodeName = name
+		wi.Status.Host = wmcov1.HostFacts{
+			Hostname: strings.ToUpper(name), OSBuild: 20348,
+			Addresses: []string{fmt.Sprintf("192.0.2.%d", i%250+1)},
+		}
+		if err := p.client.Status().Patch(ctx, wi, patch); err != nil {
+			return err
+		}
+		token, err := tokens.Issue(ctx, name)
+		if err != nil {
+			return err
+		}
+		id, _, _ := strings.Cut(token, ".")
+		cfg, err := p.cluster.UserConfig(bootstrap.UserPrefix+id, bootstrap.Group)
+		if err != nil {
+			return err
+		}
+		as, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		request, err := nodeCSR(name)
+		if err != nil {
+			return err
+		}
+		reqs[i] = &csrRequest{instance: name, as: as, obj: &certificatesv1.CertificateSigningRequest{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: certificatesv1.CertificateSigningRequestSpec{
+				Request: request, SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
+				Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+			},
+		}}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	logf("CSR: waiting until the operator has seen every instance (phase Paused)")
+	if err := waitPaused(ctx, p.client, n); err != nil {
+		return err
+	}
+	logf("CSR: opening each host's connection and checking it may create CSRs (dry run)")
+	err = parallel(ctx, "clients", 8, n, 0, func(ctx context.Context, i int) error {
+		// Warms the connection, so the burst measures the approver and
+		// not 200 TLS handshakes.
+		if _, err := reqs[i].as.Discovery().ServerVersion(); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := reqs[0].as.CertificatesV1().CertificateSigningRequests().Create(ctx, reqs[0].obj.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil {
+			break
+		}
+		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+			return fmt.Errorf("dry-run CSR as %s: %w", reqs[0].instance, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Watch before the burst; record when each CSR is first seen decided.
+	list, err := p.clientset.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	w, err := p.clientset.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	var (
+		mu       sync.Mutex
+		approved = map[string]time.Time{}
+		denied   = map[string]time.Time{}
+		allDone  = make(chan struct{})
+	)
+	go func() {
+		for ev := range w.ResultChan() {
+			now := time.Now()
+			obj, ok := ev.Object.(*certificatesv1.CertificateSigningRequest)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			for _, cond := range obj.Status.Conditions {
+				switch cond.Type {
+				case certificatesv1.CertificateApproved:
+					if _, seen := approved[obj.Name]; !seen {
+						approved[obj.Name] = now
+					}
+				case certificatesv1.CertificateDenied:
+					if _, seen := denied[obj.Name]; !seen {
+						denied[obj.Name] = now
+					}
+				}
+			}
+			if len(approved)+len(denied) == n {
+				select {
+				case <-allDone:
+				default:
+					close(allDone)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+
+	logf("CSR: creating %d kubelet client CSRs at once, each as its host's bootstrap identity", n)
+	fire := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, q := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-fire
+			q.start = time.Now()
+			_, q.err = q.as.CertificatesV1().CertificateSigningRequests().Create(ctx, q.obj, metav1.CreateOptions{})
+			q.created = time.Since(q.start)
+		}()
+	}
+	t0 := time.Now()
+	close(fire)
+	wg.Wait()
+	var createErrs []error
+	for _, q := range reqs {
+		if q.err != nil {
+			createErrs = append(createErrs, fmt.Errorf("%s: %w", q.instance, q.err))
+		}
+	}
+	if len(createErrs) > 0 {
+		return fmt.Errorf("%d CSRs not created: %w", len(createErrs), errors.Join(createErrs...))
+	}
+	logf("CSR: all %d created in %s; waiting for the approver", n, time.Since(t0).Round(time.Millisecond))
+	select {
+	case <-allDone:
+	case <-time.After(3 * time.Minute):
+		logf("CSR: not every CSR decided within 3m")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	res := csrResult{n: n, approved: len(approved), denied: len(denied)}
+	res.pending = n - res.approved - res.denied
+	var lat, create []time.Duration
+	var last time.Time
+	for _, q := range reqs {
+		create = append(create, q.created)
+		if at, ok := approved[q.instance]; ok {
+			lat = append(lat, max(0, at.Sub(q.start)))
+			if at.After(last) {
+				last = at
+			}
+		}
+	}
+	slices.Sort(lat)
+	slices.Sort(create)
+	res.p50, res.p99 = percentile(lat, 50), percentile(lat, 99)
+	if len(lat) > 0 {
+		res.max = lat[len(lat)-1]
+	}
+	res.createP50, res.createMax = percentile(create, 50), create[len(create)-1]
+	if !last.IsZero() {
+		res.all = last.Sub(t0)
+	}
+	r.csr = &res
+	logf("CSR: %d approved, %d denied, %d pending; latency p50 %s, p99 %s, max %s", res.approved, res.denied, res.pending,
+		res.p50.Round(time.Millisecond), res.p99.Round(time.Millisecond), res.max.Round(time.Millisecond))
+	if res.approved != n {
+		return fmt.Errorf("%d of %d CSRs approved", res.approved, n)
+	}
+	return nil
+}
+
+// waitPaused waits until the operator has written phase Paused on n
+// instances, so its cache holds them all.
+func waitPaused(ctx context.Context, c client.Client, n int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var list wmcov1.WindowsInstanceList
+		if err := c.List(ctx, &list); err != nil {
+			return err
+		}
+		paused := 0
+		for _, wi := range list.Items {
+			if wi.Status.Phase == wmcov1.PhasePaused && wi.Status.NodeName != "" {
+				paused++
+			}
+		}
+		if paused >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d instances Paused with a node name after 2m", paused, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// nodeCSR is a kubelet's client certificate request for the node, with an
+// ECDSA key as the kubelet makes it.
+func nodeCSR(node string) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: csr.NodeUserPrefix + node, Organization: []string{csr.NodesGroup}},
+	}, key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}

@@ -1,0 +1,339 @@
+// Command bench measures the operator on this machine and writes the
+// results to docs/benchmarks.md. `make bench` runs it; it is not part of
+// the tests and asserts nothing.
+//
+// Everything is real except the Windows kernel: a local control plane
+// (test/localcluster), simulated Windows hosts running the real agent
+// (test/winsim, test/winsim/simagent) and the operator binary as its own
+// process. The phases, each in fresh environments:
+//
+//  1. join: time from writing the windows-instances ConfigMap until every
+//     WindowsInstance is Ready, for each host count and concurrency;
+//  2. idle: what one full resync of Ready hosts costs per host (bytes
+//     sent to the host, SSH connections), after the largest join run;
+//  3. csr: approval latency of a burst of kubelet client CSRs;
+//  4. rss: the operator's peak resident memory in a large cluster.
+//
+// Progress goes to stderr, the table to stdout and to --out.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/openwmco/wmco/test/proc"
+)
+
+// config is what the flags set.
+type config struct {
+	operator string
+	out      string
+	phases   map[string]bool
+
+	hosts        []int
+	concurrency  []int
+	bandwidthMB  float64
+	fileSizeMiB  int64
+	serviceDelay time.Duration
+	statusEvery  time.Duration
+	joinTimeout  time.Duration
+	hostLog      string
+	idleWindow   time.Duration
+	quiet        time.Duration
+
+	csrs int
+
+	linuxNodes, windowsNodes, pods, namespaces, workers int
+	settleMin, settleMax                                time.Duration
+}
+
+var (
+	start   = time.Now()
+	logMu   sync.Mutex
+	logDest io.Writer = os.Stderr
+)
+
+// logf prints a progress line to stderr with the time since start.
+func logf(format string, args ...any) {
+	logMu.Lock()
+	defer logMu.Unlock()
+	d := time.Since(start).Round(time.Second)
+	fmt.Fprintf(logDest, "[bench %02d:%02d:%02d] %s\n", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60, fmt.Sprintf(format, args...))
+}
+
+// prefixWriter turns localenv's progress lines into logf lines.
+type prefixWriter struct{ prefix string }
+
+func (w prefixWriter) Write(p []byte) (int, error) {
+	for line := range strings.SplitSeq(strings.TrimRight(string(p), "\n"), "\n") {
+		logf("%s%s", w.prefix, line)
+	}
+	return len(p), nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("empty list")
+	}
+	return out, nil
+}
+
+func main() {
+	var (
+		c                          config
+		hosts, concurrency, phases string
+	)
+	flag.StringVar(&c.operator, "operator", "bin/operator", "operator binary (built from cmd/operator into a temporary directory when empty)")
+	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "Markdown report to write (empty: stdout only)")
+	flag.StringVar(&phases, "phases", "join,idle,csr,rss", "phases to run: join, idle (needs join), csr, rss")
+	flag.StringVar(&hosts, "hosts", "1,10,50", "host counts N of the join phase")
+	flag.StringVar(&concurrency, "concurrency", "10,1", "maxParallelConfigurations values of the join phase; the first is the operator's default, 1 is the serial baseline")
+	flag.Float64Var(&c.bandwidthMB, "bandwidth", 100, "bandwidth limit per simulated host, MB/s (10^6 bytes)")
+	flag.Int64Var(&c.fileSizeMiB, "payload-file-size", 12, "size of each of the payload's files, MiB")
+	flag.DurationVar(&c.serviceDelay, "service-start-delay", time.Second, "how long each Windows service start takes on a simulated host")
+	flag.DurationVar(&c.statusEvery, "kubelet-status-interval", 10*time.Second, "how often the kubelet emulators post Node status; a failed post waits for the next one (a kubelet retries every nodeStatusUpdateFrequency, 10s)")
+	flag.StringVar(&c.hostLog, "host-log", "", "append the simulated hosts' agent and kubelet emulator diagnostics to this file (for debugging)")
+	flag.DurationVar(&c.joinTimeout, "join-timeout", 40*time.Minute, "bound of one join run")
+	flag.DurationVar(&c.idleWindow, "idle-window", 20*time.Second, "how long the background traffic of Ready hosts is observed before the resync")
+	flag.DurationVar(&c.quiet, "quiet", 5*time.Second, "a resync is over when no host's counters moved for this long")
+	flag.IntVar(&c.csrs, "csrs", 200, "CSRs in the approval burst")
+	flag.IntVar(&c.linuxNodes, "linux-nodes", 5000, "Linux Nodes of the memory phase")
+	flag.IntVar(&c.windowsNodes, "windows-nodes", 500, "Windows Nodes (labelled as the operator's) of the memory phase")
+	flag.IntVar(&c.pods, "pods", 20000, "Pods of the memory phase, bound to the Nodes round-robin")
+	flag.IntVar(&c.namespaces, "pod-namespaces", 20, "namespaces the Pods are spread over")
+	flag.IntVar(&c.workers, "workers", 8, "parallel API clients creating the memory phase's objects")
+	flag.DurationVar(&c.settleMin, "settle", 30*time.Second, "the operator settles at least this long before its memory is read (until VmHWM stays flat for 20s)")
+	flag.DurationVar(&c.settleMax, "settle-max", 3*time.Minute, "bound of the settling")
+	flag.Parse()
+
+	var err error
+	if c.hosts, err = parseInts(hosts); err != nil {
+		fatalf("--hosts: %v", err)
+	}
+	slices.Sort(c.hosts)
+	if c.concurrency, err = parseInts(concurrency); err != nil {
+		fatalf("--concurrency: %v", err)
+	}
+	c.phases = map[string]bool{}
+	for p := range strings.SplitSeq(phases, ",") {
+		p = strings.TrimSpace(p)
+		switch p {
+		case "join", "idle", "csr", "rss":
+			c.phases[p] = true
+		case "":
+		default:
+			fatalf("--phases: unknown phase %q", p)
+		}
+	}
+	if c.phases["idle"] && !c.phases["join"] {
+		fatalf("--phases: idle runs after the join phase's largest run; add join")
+	}
+	if c.bandwidthMB <= 0 || c.fileSizeMiB <= 0 {
+		fatalf("--bandwidth and --payload-file-size must be positive")
+	}
+	os.Exit(run(c))
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+func run(c config) int {
+	// The controller-runtime clients log nothing worth showing here.
+	ctrllog.SetLogger(logr.Discard())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root, err := proc.RepoRoot()
+	if err != nil {
+		logf("find the repository: %v", err)
+		return 1
+	}
+	// localenv installs the CRDs from config/crd/bases, relative to the
+	// working directory.
+	if c.out != "" && !filepath.IsAbs(c.out) {
+		wd, _ := os.Getwd()
+		c.out = filepath.Join(wd, c.out)
+	}
+	if c.operator != "" && !filepath.IsAbs(c.operator) {
+		wd, _ := os.Getwd()
+		c.operator = filepath.Join(wd, c.operator)
+	}
+	if err := os.Chdir(root); err != nil {
+		logf("%v", err)
+		return 1
+	}
+	work, err := os.MkdirTemp("", "wmco-bench-")
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	defer os.RemoveAll(work)
+	if c.operator == "" {
+		c.operator = filepath.Join(work, "operator")
+		logf("Building the operator into %s", c.operator)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", c.operator, "./cmd/operator")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			logf("build operator: %v\n%s", err, out)
+			return 1
+		}
+	}
+	if _, err := os.Stat(c.operator); err != nil {
+		logf("operator binary: %v", err)
+		return 1
+	}
+
+	// The simulated hosts keep their disks in this process: collect more
+	// often than the default so the heap stays near N × payload.
+	debug.SetGCPercent(25)
+	r := &report{cfg: c, machine: describeMachine(), started: start}
+	logf("Benchmark on %s, %d cores, %s memory; phases %s", r.machine.cpu, r.machine.cores, fmtBytes(r.machine.memory), strings.Join(sortedKeys(c.phases), ","))
+	failed := false
+	phase := func(name string, f func() error) {
+		if !c.phases[name] || ctx.Err() != nil {
+			return
+		}
+		t := time.Now()
+		logf("=== Phase %s", name)
+		if err := f(); err != nil {
+			logf("Phase %s failed: %v", name, err)
+			r.errors = append(r.errors, fmt.Sprintf("%s: %v", name, err))
+			failed = true
+		}
+		logf("=== Phase %s done in %s", name, time.Since(t).Round(time.Second))
+		freeMemory()
+	}
+	phase("join", func() error { return runJoinPhase(ctx, c, r) })
+	phase("csr", func() error { return runCSRPhase(ctx, c, r, work) })
+	phase("rss", func() error { return runRSSPhase(ctx, c, r, work) })
+	if ctx.Err() != nil {
+		logf("Interrupted")
+		return 1
+	}
+	r.total = time.Since(start)
+	r.loadEnd = loadAverage()
+
+	md := r.markdown()
+	fmt.Println(r.summary())
+	if c.out != "" {
+		if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		if err := os.WriteFile(c.out, []byte(md), 0o644); err != nil {
+			logf("write %s: %v", c.out, err)
+			return 1
+		}
+		logf("Wrote %s", c.out)
+	}
+	logf("Total wall time %s", r.total.Round(time.Second))
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// freeMemory returns the simulated hosts' disks of a finished run to the
+// system before the next one.
+func freeMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for _, k := range []string{"join", "idle", "csr", "rss"} {
+		if m[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// machine describes where the benchmark ran.
+type machine struct {
+	cpu     string
+	cores   int
+	memory  int64
+	kernel  string
+	goVer   string
+	commit  string
+	loadAvg string
+}
+
+func describeMachine() machine {
+	m := machine{cpu: "unknown", cores: runtime.NumCPU(), goVer: runtime.Version(), loadAvg: loadAverage()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+		_ = f.Close()
+	}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+				if fs := strings.Fields(v); len(fs) > 0 {
+					if n, err := strconv.ParseInt(fs[0], 10, 64); err == nil {
+						m.memory = n << 10
+					}
+				}
+			}
+		}
+		_ = f.Close()
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output(); err == nil {
+		m.commit = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fs := strings.Fields(string(b))
+	if len(fs) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fs[:3], " ")
+}

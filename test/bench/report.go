@@ -1,0 +1,360 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report collects the figures of one run.
+type report struct {
+	cfg        config
+	machine    machine
+	kubernetes string
+	started    time.Time
+	total      time.Duration
+	loadEnd    string
+
+	joins  []joinResult
+	idle   []idleResult
+	csr    *csrResult
+	rss    *rssResult
+	errors []string
+}
+
+func fmtBytes(b int64) string { return fmtBytesF(float64(b)) }
+
+func fmtBytesF(b float64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", b/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	default:
+		return fmt.Sprintf("%.0f B", b)
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	case d < 100*time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	default:
+		return fmt.Sprintf("%.0f s (%s)", d.Seconds(), d.Round(time.Second))
+	}
+}
+
+type table struct {
+	head []string
+	rows [][]string
+}
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) String() string {
+	var b strings.Builder
+	line := func(cells []string) {
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	line(t.head)
+	sep := make([]string, len(t.head))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	line(sep)
+	for _, r := range t.rows {
+		line(r)
+	}
+	return b.String()
+}
+
+func (r *report) join(n, conc int) *joinResult {
+	for i := range r.joins {
+		if r.joins[i].hosts == n && r.joins[i].concurrency == conc {
+			return &r.joins[i]
+		}
+	}
+	return nil
+}
+
+func concName(c int) string {
+	if c == 1 {
+		return "concurrency 1 (serial)"
+	}
+	return fmt.Sprintf("concurrency %d", c)
+}
+
+// joinTable is T(N) and T(N)/T(1) per concurrency, side by side.
+func (r *report) joinTable() string {
+	t := &table{head: []string{"N hosts"}}
+	for _, c := range r.cfg.concurrency {
+		t.head = append(t.head, "T(N), "+concName(c), "T(N)/T(1)")
+	}
+	speedup := slices.Contains(r.cfg.concurrency, 1) && r.cfg.concurrency[0] != 1
+	if speedup {
+		t.head = append(t.head, fmt.Sprintf("serial ÷ concurrency %d", r.cfg.concurrency[0]))
+	}
+	for _, n := range r.cfg.hosts {
+		row := []string{fmt.Sprint(n)}
+		for _, c := range r.cfg.concurrency {
+			j, one := r.join(n, c), r.join(r.cfg.hosts[0], c)
+			switch {
+			case j == nil:
+				row = append(row, "not run", "")
+			case j.timedOut:
+				row = append(row, fmt.Sprintf("> %s (%d/%d Ready)", fmtDur(j.duration), j.ready, n), "")
+			default:
+				ratio := ""
+				if one != nil && !one.timedOut && r.cfg.hosts[0] == 1 {
+					ratio = fmt.Sprintf("%.1f", j.duration.Seconds()/one.duration.Seconds())
+				}
+				row = append(row, fmtDur(j.duration), ratio)
+			}
+		}
+		if speedup {
+			s, p := r.join(n, 1), r.join(n, r.cfg.concurrency[0])
+			if s != nil && p != nil && !s.timedOut && !p.timedOut {
+				row = append(row, fmt.Sprintf("%.1f×", s.duration.Seconds()/p.duration.Seconds()))
+			} else {
+				row = append(row, "")
+			}
+		}
+		t.add(row...)
+	}
+	return t.String()
+}
+
+func (r *report) joinDetails() string {
+	t := &table{head: []string{"N hosts", "concurrency", "Ready", "T(N)", "received per host", "SSH connections per host", "operator VmHWM", "late kubelet reports"}}
+	stalled := 0
+	for _, j := range r.joins {
+		t.add(fmt.Sprint(j.hosts), fmt.Sprint(j.concurrency), fmt.Sprintf("%d/%d", j.ready, j.hosts), fmtDur(j.duration),
+			fmtBytesF(j.bytesPerHost), fmt.Sprintf("%.1f", j.connsPerHost), fmtBytes(j.operatorHWM), fmt.Sprint(j.stalled))
+		stalled += j.stalled
+	}
+	out := t.String()
+	if stalled > 0 {
+		out += fmt.Sprintf("\n\"Late kubelet reports\" counts hosts whose Node stayed NotReady more than\n"+
+			"8 s after the CNI configuration was on the host: the kubelet emulator\n"+
+			"(test/kubeletemu) lost its status report (see \"Notes\") and reported again\n"+
+			"at its next one, up to %s later. Those runs' T(N) include that wait,\n"+
+			"which is the test harness's and not the operator's.\n", r.cfg.statusEvery)
+	}
+	return out
+}
+
+func (r *report) idleTable() string {
+	t := &table{head: []string{"event", "hosts with a new SSH connection", "bytes received per host: mean (min–max)", "SSH connections per host: mean (min–max)", "agent commands per host", "over after"}}
+	for _, e := range r.idle {
+		over := fmtDur(e.duration)
+		if e.moved == 0 && e.bytes.max == 0 {
+			over = "nothing moved"
+		}
+		t.add(e.event, fmt.Sprintf("%d/%d", e.moved, e.hosts),
+			fmt.Sprintf("%s (%s–%s)", fmtBytesF(e.bytes.mean), fmtBytesF(e.bytes.min), fmtBytesF(e.bytes.max)),
+			fmt.Sprintf("%.2f (%.0f–%.0f)", e.conns.mean, e.conns.min, e.conns.max),
+			fmt.Sprintf("%.1f", e.commands.mean), over)
+	}
+	return t.String()
+}
+
+func (r *report) csrTable() string {
+	c := r.csr
+	t := &table{head: []string{"CSRs", "approved", "denied", "left pending", "p50", "p99", "max", "last approved after", "create request p50 / max"}}
+	t.add(fmt.Sprint(c.n), fmt.Sprint(c.approved), fmt.Sprint(c.denied), fmt.Sprint(c.pending),
+		fmtDur(c.p50), fmtDur(c.p99), fmtDur(c.max), fmtDur(c.all), fmtDur(c.createP50)+" / "+fmtDur(c.createMax))
+	return t.String()
+}
+
+func (r *report) rssTable() string {
+	m := r.rss
+	t := &table{head: []string{"cluster", "Linux Nodes", "Windows Nodes", "Pods", "operator VmHWM (peak RSS)", "VmRSS after settling", "settled for"}}
+	t.add("empty", "0", "0", "0", fmtBytes(m.empty.HWM), fmtBytes(m.empty.RSS), fmtDur(m.settleEmpty))
+	t.add("loaded", fmt.Sprint(m.linuxNodes), fmt.Sprint(m.windowsNodes), fmt.Sprint(m.pods), fmtBytes(m.loaded.HWM), fmtBytes(m.loaded.RSS), fmtDur(m.settleLoaded))
+	return t.String()
+}
+
+// results are the measured tables, for stdout and the report.
+func (r *report) results(heading string) string {
+	var b strings.Builder
+	if r.joins != nil {
+		fmt.Fprintf(&b, "%s 1. Join time\n\n%s\n%s\n", heading, r.joinTable(), r.joinDetails())
+	}
+	if r.idle != nil {
+		fmt.Fprintf(&b, "%s 2. Idle cost (N=%d, %s)\n\n%s\n", heading, r.idle[0].hosts, concName(r.cfg.concurrency[0]), r.idleTable())
+		for _, e := range r.idle {
+			if e.event != eventNodeStatus {
+				continue
+			}
+			if e.moved == 0 {
+				b.WriteString("A Node status report that only moves heartbeat times cost the hosts\nnothing: no SSH connection.\n\n")
+			} else {
+				fmt.Fprintf(&b, "Every Node status report cost %d of %d hosts an SSH connection (%s\nreceived per host on average): the operator reconciled those hosts although\nonly heartbeat times changed.\n\n", e.moved, e.hosts, fmtBytesF(e.bytes.mean))
+			}
+		}
+	}
+	if r.csr != nil {
+		fmt.Fprintf(&b, "%s 3. CSR approval latency\n\n%s\n", heading, r.csrTable())
+	}
+	if r.rss != nil {
+		fmt.Fprintf(&b, "%s 4. Operator memory\n\n%s\n", heading, r.rssTable())
+	}
+	if len(r.errors) > 0 {
+		fmt.Fprintf(&b, "%s Failures\n\n", heading)
+		for _, e := range r.errors {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(e, "\n", " "))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func (r *report) summary() string {
+	return fmt.Sprintf("\n%s\nMachine: %s, %d cores, %s; %s; Kubernetes %s; total wall time %s\n",
+		r.results("##"), r.machine.cpu, r.machine.cores, fmtBytes(r.machine.memory), r.machine.goVer, r.kubernetes, r.total.Round(time.Second))
+}
+
+func (r *report) markdown() string {
+	c := r.cfg
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	k8s := r.kubernetes
+	if k8s == "" {
+		k8s = "not asked (no phase started a plain control plane)"
+	}
+	w("# Benchmarks\n\n")
+	w("Written by `make bench` (`go run ./test/bench`) on %s. Every figure comes\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	w("from that one run; run it again to refresh them. The benchmark is not part\n")
+	w("of the tests and asserts nothing.\n\n")
+
+	w("## Machine\n\n")
+	mt := &table{head: []string{"", ""}}
+	mt.add("CPU", fmt.Sprintf("%s, %d cores", r.machine.cpu, r.machine.cores))
+	mt.add("Memory", fmtBytes(r.machine.memory))
+	if r.machine.kernel != "" {
+		mt.add("OS", r.machine.kernel)
+	}
+	mt.add("Go", r.machine.goVer)
+	mt.add("Kubernetes (control plane)", k8s)
+	if r.machine.commit != "" {
+		mt.add("Source", "`"+r.machine.commit+"`")
+	}
+	mt.add("Load average (1, 5, 15 min) at start / end", r.machine.loadAvg+" / "+r.loadEnd)
+	mt.add("Date", r.started.UTC().Format(time.RFC1123))
+	mt.add("Total wall time", fmtDur(r.total))
+	b.WriteString(mt.String())
+	w("\nEverything runs on this one machine at once: etcd, kube-apiserver,\n")
+	w("kube-controller-manager, the operator process, and the simulated Windows\n")
+	w("hosts (SSH/SFTP servers, the real agent on its `sim` backend, kubelet\n")
+	w("emulators) inside the benchmark's process. The hosts' own work (SSH\n")
+	w("decryption, hashing the payload, starting services) shares the same %d\n", r.machine.cores)
+	w("cores with the operator and the control plane, which real hosts would\n")
+	w("not; concurrent runs are therefore bounded by this machine's CPU, not by\n")
+	w("the operator alone. A load average well above 0 at the start means other\n")
+	w("work was running too.\n\n")
+
+	w("## Settings\n\n")
+	st := &table{head: []string{"setting", "value", "flag"}}
+	files := payloadFiles()
+	st.add("payload", fmt.Sprintf("%d files × %d MiB = %d MiB per host", files, c.fileSizeMiB, int64(files)*c.fileSizeMiB), "`--payload-file-size` (MiB per file)")
+	st.add("bandwidth per simulated host", fmt.Sprintf("%g MB/s", c.bandwidthMB), "`--bandwidth`")
+	st.add("Windows service start", fmt.Sprintf("%s per service start", c.serviceDelay), "`--service-start-delay`")
+	st.add("kubelet emulator Node status report", fmt.Sprintf("every %s (Lease renewed every 2 s)", c.statusEvery), "`--kubelet-status-interval`")
+	st.add("host counts N", joinInts(c.hosts), "`--hosts`")
+	st.add("concurrency (`maxParallelConfigurations`)", joinInts(c.concurrency), "`--concurrency`")
+	st.add("CSR burst", fmt.Sprint(c.csrs), "`--csrs`")
+	st.add("memory phase objects", fmt.Sprintf("%d Linux Nodes, %d Windows Nodes, %d Pods in %d namespaces", c.linuxNodes, c.windowsNodes, c.pods, c.namespaces), "`--linux-nodes`, `--windows-nodes`, `--pods`, `--pod-namespaces`")
+	b.WriteString(st.String())
+	b.WriteString("\n")
+
+	b.WriteString(r.results("##"))
+
+	w("## What is measured, and how\n\n")
+	w("1. **Join time.** For each N and each concurrency, a fresh environment\n")
+	w("   (`test/localenv`): a new control plane, N new simulated hosts and the\n")
+	w("   operator binary started with `maxParallelConfigurations` set in the\n")
+	w("   `cluster` WindowsNodeConfig (it is read at start-up). T(N) runs from\n")
+	w("   writing the `windows-instances` ConfigMap listing all N hosts until\n")
+	w("   every WindowsInstance has condition `Ready=True` (polled every 100 ms),\n")
+	w("   which needs the payload uploaded and verified, the services started,\n")
+	w("   the kubelet's TLS bootstrap approved, the Node registered and Ready,\n")
+	w("   and labelled and tainted by the operator. T(N)/T(1) divides by the\n")
+	w("   N=1 run of the same concurrency. \"received per host\" is what each\n")
+	w("   host's SSH server received (payload plus SSH framing); \"operator\n")
+	w("   VmHWM\" is the operator's peak RSS at the end of the run.\n")
+	w("2. **Idle cost**, after the largest N of the first concurrency, with all\n")
+	w("   hosts Ready: once the hosts' counters have been still for %s, the\n", c.quiet)
+	w("   background traffic over a %s window in which nothing happens; then\n", c.idleWindow)
+	w("   one full resync, triggered by touching (annotating) the `cluster`\n")
+	w("   WindowsNodeConfig, which every instance watches; then one Node status\n")
+	w("   report per host (the conditions' heartbeat times moved through the\n")
+	w("   status subresource, as a kubelet does every nodeStatusReportFrequency,\n")
+	w("   default 5 min, and whenever its status changes). Each event's cost is\n")
+	w("   the per-host change of the simulated hosts' counters (`winsim`\n")
+	w("   `Stats`: bytes received, SSH connections completed, exec requests)\n")
+	w("   from the trigger until every host opened a new connection and no\n")
+	w("   counter moved for %s (or nothing moved for 60 s); \"over after\" is\n", c.quiet)
+	w("   when the last counter moved.\n")
+	w("3. **CSR approval latency.** A fresh control plane and the operator.\n")
+	w("   %d WindowsInstances with `spec.paused: true` and an address nothing\n", c.csrs)
+	w("   listens on, their `status.nodeName` and `status.host` set through the\n")
+	w("   status subresource, each with a bootstrap token from\n")
+	w("   `pkg/bootstrap` `Tokens.Issue`. Once the operator has marked every\n")
+	w("   instance Paused (so its cache holds them), one client per host\n")
+	w("   authenticates as that host's bootstrap identity\n")
+	w("   (`system:bootstrap:<token id>`, group `system:bootstrappers:wmco`,\n")
+	w("   client certificate; `wmco:node-bootstrapper` lets it create CSRs), its\n")
+	w("   connection is opened beforehand, and all %d create a kubelet client\n", c.csrs)
+	w("   CSR (`system:node:<name>`, ECDSA) at the same moment. Latency is from\n")
+	w("   the start of each create request until a watch opened before the\n")
+	w("   burst shows the Approved condition; the create requests' own duration\n")
+	w("   is given alongside. Percentiles are nearest-rank.\n")
+	w("4. **Operator memory.** A fresh control plane (kube-controller-manager's\n")
+	w("   node monitor grace period raised to 1 h, so that Nodes without\n")
+	w("   kubelets are not all marked unreachable and rewritten meanwhile). The\n")
+	w("   operator is started in the empty cluster and stopped; then the Nodes\n")
+	w("   (realistic status: conditions, addresses, capacity, system info, 20\n")
+	w("   images; the Windows ones labelled, annotated and tainted as the\n")
+	w("   operator's own Nodes, `wmco.io/instance` included) and the Pods (bound\n")
+	w("   to the Nodes round-robin through `spec.nodeName`, one container with\n")
+	w("   probes and resources) are created by %d parallel clients, and the\n", c.workers)
+	w("   operator is started again. Each time it settles at least %s and until\n", c.settleMin)
+	w("   its VmHWM has not grown for 20 s (at most %s); VmHWM and VmRSS are\n", c.settleMax)
+	w("   read from `/proc/<pid>/status`. The object counts are the API\n")
+	w("   server's.\n\n")
+
+	w("## Notes\n\n")
+	w("- The kubelet emulator (`test/kubeletemu`) reports its Node Ready at the\n")
+	w("  first Lease renewal (every 2 s) after the CNI configuration appears,\n")
+	w("  with a Get and a full status update. The operator labels and taints\n")
+	w("  the Node right after the plan that writes that file, so the two often\n")
+	w("  meet, and the NodeRestriction admission plugin then refuses the\n")
+	w("  emulator's update (it would remove the operator's labels). The emulator\n")
+	w("  does not retry until its next periodic report, hence the %s\n", c.statusEvery)
+	w("  interval: a real kubelet patches only its status and retries every\n")
+	w("  10 s (nodeStatusUpdateFrequency), posting unchanged status only every\n")
+	w("  5 min. Hosts that waited for such a retry are counted in the join table.\n\n")
+	w("## Reproduce\n\n")
+	w("```sh\n")
+	w("make bench    # = make setup-envtest operator; go run ./test/bench --operator bin/operator --out docs/benchmarks.md\n")
+	w("go run ./test/bench --help    # every setting above is a flag\n")
+	w("go run ./test/bench --operator bin/operator --phases join --hosts 1,10 --out /tmp/bench.md\n")
+	w("```\n\n")
+	w("Progress goes to stderr, the tables to stdout and to `--out`.\n")
+	w("The simulated hosts keep the payload in memory: the largest join run\n")
+	w("holds about N × payload bytes in the benchmark's process.\n")
+	return b.String()
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
+}
