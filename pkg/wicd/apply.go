@@ -100,7 +100,11 @@ func Apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		return nil, codedError(wicdapi.CodeInternal, "wait for the host lock: %v", err)
 	}
 	defer unlock()
+	return apply(ctx, b, plan)
+}
 
+// apply is Apply for a caller that holds the host lock.
+func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
 	res := &wicdapi.ApplyResult{Changes: []wicdapi.Change{}}
 	note := func(kind, name, action string) {
 		res.Changes = append(res.Changes, wicdapi.Change{Kind: kind, Name: name, Action: action})

@@ -29,7 +29,15 @@ func RunLoop(ctx context.Context, b *Backend, interval time.Duration, log io.Wri
 	}
 }
 
+// reconcileOnce re-applies the applied plan. The plan is read under the
+// host lock: read before it, a plan that `wicd apply` saves meanwhile would
+// be undone by re-applying the old one.
 func reconcileOnce(ctx context.Context, b *Backend, log io.Writer) {
+	unlock, err := b.Locker.Lock(ctx)
+	if err != nil {
+		return // ctx ended
+	}
+	defer unlock()
 	plan, err := appliedPlan(b.Files)
 	if err != nil {
 		fmt.Fprintf(log, "wicd run: read applied plan: %v\n", err)
@@ -38,7 +46,7 @@ func reconcileOnce(ctx context.Context, b *Backend, log io.Writer) {
 	if plan == nil {
 		return
 	}
-	res, err := Apply(ctx, b, plan)
+	res, err := apply(ctx, b, plan)
 	if err != nil {
 		if ctx.Err() == nil {
 			fmt.Fprintf(log, "wicd run: re-apply plan: %v\n", err)

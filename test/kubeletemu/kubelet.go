@@ -21,6 +21,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -38,6 +39,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -426,18 +428,25 @@ func (k *kubelet) updateStatus(ctx context.Context) error {
 		addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
 	}
 	addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeHostName, Address: strings.ToLower(k.cfg.Host.Hostname)})
-	node.Status.Conditions = conds
-	node.Status.Addresses = addrs
-	node.Status.NodeInfo = corev1.NodeSystemInfo{
+	status := corev1.NodeStatus{Conditions: conds, Addresses: addrs}
+	status.NodeInfo = corev1.NodeSystemInfo{
 		OperatingSystem: "windows", Architecture: "amd64", KubeletVersion: k.cfg.Version, KubeProxyVersion: "",
 		OSImage: "Windows Server", KernelVersion: "10.0." + strconv.Itoa(k.cfg.Host.OSBuild) + ".1",
 		ContainerRuntimeVersion: "containerd://1.7.0",
 	}
-	node.Status.Capacity = corev1.ResourceList{
+	status.Capacity = corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("16Gi"), corev1.ResourcePods: resource.MustParse("110"),
 	}
-	node.Status.Allocatable = node.Status.Capacity
-	_, err = k.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	status.Allocatable = status.Capacity
+	// A patch of the status alone, as the kubelet sends: a full update
+	// would carry the labels as read, and NodeRestriction refuses a node
+	// request that differs from the stored labels (the operator's worker
+	// role label, added meanwhile).
+	patch, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
+		return err
+	}
+	_, err = k.client.CoreV1().Nodes().Patch(ctx, k.nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	return err
 }
 
