@@ -224,7 +224,10 @@ func csrtCreateCSR(t *testing.T, as client.Client, name, signer string, usages [
 	}
 	g.Eventually(func() error {
 		err := as.Create(t.Context(), c)
-		if err != nil && !apierrors.IsForbidden(err) {
+		// Forbidden: the RBAC cache has not seen a new binding yet.
+		// Unauthorized: the bootstrap-token authenticator has not seen a
+		// new token Secret yet. Both pass; anything else is a failure.
+		if err != nil && !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) {
 			return StopTrying(fmt.Sprintf("create CSR %s", name)).Wrap(err)
 		}
 		return err
