@@ -75,7 +75,7 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 	if err != nil {
 		return err
 	}
-	defer op.stop()
+	defer op.Stop()
 
 	tokens := &bootstrap.Tokens{Client: p.client}
 	if err := tokens.EnsureRBAC(ctx); err != nil {

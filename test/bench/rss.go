@@ -82,12 +82,12 @@ func measureOperator(ctx context.Context, c config, p *plane) (memStatus, time.D
 	if err != nil {
 		return memStatus{}, 0, err
 	}
-	defer op.stop()
+	defer op.Stop()
 	t0 := time.Now()
 	var last memStatus
 	lastGrow, lastLog := t0, t0
 	for {
-		m, err := readMemStatus(op.pid())
+		m, err := readMemStatus(op.PID())
 		if err != nil {
 			return memStatus{}, 0, fmt.Errorf("operator memory: %w", err)
 		}

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -100,8 +99,7 @@ type Env struct {
 
 	signer   ssh.Signer
 	opts     Options
-	operator *exec.Cmd
-	opDone   chan error
+	operator *Operator
 }
 
 func (e *Env) logf(format string, args ...any) {
@@ -251,63 +249,14 @@ func (e *Env) startOperator(ctx context.Context) error {
 			return fmt.Errorf("build operator: %w\n%s", err, out)
 		}
 	}
-	ports, err := proc.FreePorts(2)
+	e.logf("Starting the operator")
+	op, err := StartOperator(ctx, bin, e.Cluster, e.PayloadDir, filepath.Join(e.Dir, "operator.log"), 60*time.Second, e.opts.OperatorArgs...)
 	if err != nil {
 		return err
 	}
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	probeAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
-	e.MetricsURL = "http://" + metricsAddr + "/metrics"
-	args := append([]string{
-		"--kubeconfig=" + e.Cluster.KubeconfigPath,
-		"--namespace=" + Namespace,
-		"--payload-dir=" + e.PayloadDir,
-		"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address=" + probeAddr,
-		"--service-cidr=" + localcluster.ServiceCIDR,
-		"--cluster-cidr=" + localcluster.ClusterCIDR,
-		"--cluster-dns=" + DNSIP,
-	}, e.opts.OperatorArgs...)
-	e.OperatorLog = filepath.Join(e.Dir, "operator.log")
-	logFile, err := os.Create(e.OperatorLog)
-	if err != nil {
-		return err
-	}
-	e.operator = exec.Command(bin, args...)
-	e.operator.Stdout, e.operator.Stderr = logFile, logFile
-	proc.Detach(e.operator)
-	e.logf("Starting the operator: %s %s", filepath.Base(bin), strings.Join(args, " "))
-	if err := e.operator.Start(); err != nil {
-		_ = logFile.Close()
-		return fmt.Errorf("start operator: %w", err)
-	}
-	e.opDone = make(chan error, 1)
-	go func() {
-		e.opDone <- e.operator.Wait()
-		_ = logFile.Close()
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + probeAddr + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				e.logf("Operator ready (log: %s)", e.OperatorLog)
-				return nil
-			}
-		}
-		select {
-		case err := <-e.opDone:
-			e.opDone <- err
-			return fmt.Errorf("operator exited during start-up (%v):\n%s", err, proc.TailFile(e.OperatorLog, 30))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("operator not ready within 60s; see " + e.OperatorLog)
-		}
-	}
+	e.operator, e.MetricsURL, e.OperatorLog = op, op.MetricsURL, op.Log
+	e.logf("Operator ready: %s (log: %s)", op.Args(), e.OperatorLog)
+	return nil
 }
 
 // SetInventory writes the windows-instances ConfigMap listing hosts.
@@ -334,14 +283,8 @@ func (e *Env) SetInventory(ctx context.Context, hosts ...*Host) error {
 // work directory.
 func (e *Env) Stop() error {
 	var errs []error
-	if e.operator != nil && e.operator.Process != nil {
-		proc.Terminate(e.operator)
-		select {
-		case <-e.opDone:
-		case <-time.After(15 * time.Second):
-			proc.Kill(e.operator)
-			<-e.opDone
-		}
+	if e.operator != nil {
+		e.operator.Stop()
 	}
 	for _, h := range e.Hosts {
 		if err := h.Host.Close(); err != nil && !errors.Is(err, winsim.ErrClosed) {
@@ -360,20 +303,12 @@ func (e *Env) Stop() error {
 }
 
 // OperatorExited reports whether the operator process has ended.
-func (e *Env) OperatorExited() bool {
-	select {
-	case err := <-e.opDone:
-		e.opDone <- err
-		return true
-	default:
-		return false
-	}
-}
+func (e *Env) OperatorExited() bool { return e.operator == nil || e.operator.Exited() }
 
 // OperatorPID is the operator process's ID (0 when it is not running).
 func (e *Env) OperatorPID() int {
-	if e.operator == nil || e.operator.Process == nil || e.OperatorExited() {
+	if e.operator == nil {
 		return 0
 	}
-	return e.operator.Process.Pid
+	return e.operator.PID()
 }
