@@ -7,6 +7,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/controllers/csrapproval"
+	"github.com/openwmco/wmco/controllers/instance"
+	"github.com/openwmco/wmco/controllers/inventory"
 	"github.com/openwmco/wmco/pkg/bootstrap"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/metrics"
@@ -17,7 +21,7 @@ import (
 
 // Options wire the operator's controllers.
 type Options struct {
-	Config Config
+	Config core.Config
 	// Cluster is what kubelets need to know about the cluster.
 	Cluster nodeconfig.ClusterFacts
 	// Payload and the directory holding its files.
@@ -42,7 +46,7 @@ type Options struct {
 // Setup adds every controller of the operator to the manager.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if o.Dialer == nil {
-		o.Dialer = &remote.SSHDialer{Hash: AgentHash}
+		o.Dialer = &remote.SSHDialer{Hash: instance.AgentHash}
 	}
 	if o.Clientset == nil {
 		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
@@ -59,27 +63,27 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 			return err
 		}
 	}
-	if err := (&WindowsInstanceReconciler{
+	if err := (&instance.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,
 		Dialer: o.Dialer, Payload: o.Payload, PayloadDir: o.PayloadDir, Cluster: o.Cluster, Tokens: tokens,
 		Recorder: mgr.GetEventRecorder("wmco"), MaxConcurrentReconciles: o.MaxParallelConfigurations,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("WindowsInstance controller: %w", err)
 	}
-	if err := (&CSRApproverReconciler{
+	if err := (&csrapproval.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: o.Config, Tokens: tokens,
 		Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("CSR approver: %w", err)
 	}
-	if err := (&ConfigMapReconciler{
+	if err := (&inventory.ConfigMapReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: o.Config,
 		Recorder: mgr.GetEventRecorder("wmco-inventory"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("ConfigMap controller: %w", err)
 	}
 	if o.MachineAPI {
-		if err := (&MachineReconciler{Client: mgr.GetClient(), Username: o.MachineUsername, Port: o.MachineSSHPort}).SetupWithManager(mgr); err != nil {
+		if err := (&inventory.MachineReconciler{Client: mgr.GetClient(), Username: o.MachineUsername, Port: o.MachineSSHPort}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("Machine controller: %w", err)
 		}
 	}

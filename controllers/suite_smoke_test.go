@@ -1,4 +1,4 @@
-package controllers
+package controllers_test
 
 import (
 	"testing"
@@ -7,13 +7,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/test/ctrltest"
 )
 
 func TestSuiteServesCRDs(t *testing.T) {
 	g := NewWithT(t)
-	mgr := startManager(t, func(ctrl.Manager) error { return nil })
+	mgr := ctrltest.StartManager(t, func(ctrl.Manager) error { return nil })
 	g.Expect(mgr).NotTo(BeNil())
 	var list wmcov1.WindowsInstanceList
-	g.Expect(k8sClient.List(t.Context(), &list)).To(Succeed())
+	g.Expect(ctrltest.Client.List(t.Context(), &list)).To(Succeed())
 
 }

@@ -27,6 +27,8 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers"
+	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/controllers/inventory"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
@@ -89,7 +91,7 @@ func main() {
 		"The pod network CIDR for the hybrid overlay (WindowsNodeConfig spec.network.clusterNetworkCIDR overrides it).")
 	fs.StringVar(&o.clusterDNS, "cluster-dns", "",
 		"Cluster DNS address for the kubelets. Default: the ClusterIP of kube-system/kube-dns.")
-	fs.StringVar(&o.machineUsername, "machine-username", controllers.DefaultMachineUsername,
+	fs.StringVar(&o.machineUsername, "machine-username", inventory.DefaultMachineUsername,
 		"User the operator logs in as on hosts of Windows Machines.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -118,7 +120,7 @@ func run(o options) error {
 	if o.namespace == "" {
 		o.namespace = defaultNamespace
 	}
-	scheme, err := controllers.NewScheme()
+	scheme, err := core.NewScheme()
 	if err != nil {
 		return fmt.Errorf("build scheme: %w", err)
 	}
@@ -198,7 +200,7 @@ func run(o options) error {
 	}
 
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
-		Config:  controllers.Config{Namespace: o.namespace, Platform: info.Platform},
+		Config:  core.Config{Namespace: o.namespace, Platform: info.Platform},
 		Payload: m, PayloadDir: o.payloadDir, Clientset: cs,
 		Cluster: nodeconfig.ClusterFacts{
 			APIServerURL: ep.URL, CACertPEM: ep.CACert, ServiceCIDR: o.serviceCIDR,

@@ -17,7 +17,7 @@ import (
 )
 
 // FeatureContainers is the Windows feature a node needs.
-const FeatureContainers = "Containers"
+const FeatureContainers = wicdapi.FeatureContainers
 
 // DefaultMinFreeDiskBytes is the free space preflight asks for: the payload
 // versions, container images and logs (10 GiB).

@@ -29,6 +29,10 @@ const (
 )
 
 // Windows Server builds the operator supports.
+// FeatureContainers is the Windows feature a node needs; facts report
+// whether it is enabled.
+const FeatureContainers = "Containers"
+
 const (
 	OSBuildServer2019 = 17763
 	OSBuildServer2022 = 20348

@@ -15,10 +15,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/openwmco/wmco/controllers"
-	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/localenv"
+	"github.com/openwmco/wmco/test/testpayload"
 )
 
 // plane is a control plane with the CRDs and the operator's namespace,
@@ -45,7 +45,7 @@ func startPlane(ctx context.Context, work, name string, opts localcluster.Option
 	if err := localcluster.InstallCRDs(ctx, c.Config, "config/crd/bases"); err != nil {
 		return fail(err)
 	}
-	scheme, err := controllers.NewScheme()
+	scheme, err := core.NewScheme()
 	if err != nil {
 		return fail(err)
 	}
@@ -59,7 +59,7 @@ func startPlane(ctx context.Context, work, name string, opts localcluster.Option
 		return fail(err)
 	}
 	p.payloadDir = filepath.Join(p.dir, "payload")
-	if _, err := payload.WriteTestPayload(p.payloadDir, payload.TestPayloadOptions{}); err != nil {
+	if _, err := testpayload.Write(p.payloadDir, testpayload.Options{}); err != nil {
 		return fail(err)
 	}
 	return p, nil

@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
-	"github.com/openwmco/wmco/controllers"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/remote"
 	"github.com/openwmco/wmco/pkg/wicdapi"
@@ -62,7 +62,7 @@ func connectBYOH(ctx context.Context) (*byohProvider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("byoh: load KUBECONFIG: %w", err)
 	}
-	scheme, err := controllers.NewScheme()
+	scheme, err := core.NewScheme()
 	if err != nil {
 		return nil, err
 	}

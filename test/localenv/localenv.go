@@ -29,10 +29,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
-	"github.com/openwmco/wmco/controllers"
-	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/proc"
+	"github.com/openwmco/wmco/test/testpayload"
 	"github.com/openwmco/wmco/test/winsim"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
@@ -131,7 +131,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if err := localcluster.InstallCRDs(ctx, e.Cluster.Config, "config/crd/bases"); err != nil {
 		return nil, err
 	}
-	scheme, err := controllers.NewScheme()
+	scheme, err := core.NewScheme()
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +146,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		return nil, err
 	}
 	e.PayloadDir = filepath.Join(dir, "payload")
-	if _, err := payload.WriteTestPayload(e.PayloadDir, payload.TestPayloadOptions{FileSize: o.PayloadFileSize}); err != nil {
+	if _, err := testpayload.Write(e.PayloadDir, testpayload.Options{FileSize: o.PayloadFileSize}); err != nil {
 		return nil, err
 	}
 	if o.MaxParallelConfigurations > 0 {

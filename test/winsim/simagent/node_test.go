@@ -32,6 +32,7 @@ import (
 	"github.com/openwmco/wmco/pkg/remote"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/testpayload"
 	"github.com/openwmco/wmco/test/winsim"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
@@ -111,7 +112,7 @@ func TestAgentJoinsHostAsNode(t *testing.T) {
 	// Upload the payload: every file into its versioned directory, the
 	// agent to its fixed place.
 	dir := t.TempDir()
-	m, err := payload.WriteTestPayload(dir, payload.TestPayloadOptions{})
+	m, err := testpayload.Write(dir, testpayload.Options{})
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, f := range m.Files {
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path)))

@@ -1,4 +1,4 @@
-package controllers
+package csrapproval_test
 
 import (
 	"context"
@@ -18,14 +18,11 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -34,9 +31,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/controllers/csrapproval"
 	"github.com/openwmco/wmco/pkg/bootstrap"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/csr"
+	"github.com/openwmco/wmco/test/ctrltest"
 )
 
 // The CSR approver's tests create every CSR with a client authenticated as
@@ -129,7 +129,7 @@ func csrtSuffix(t *testing.T) string {
 // csrtCleanup deletes obj when the test ends.
 func csrtCleanup(t *testing.T, obj client.Object) {
 	t.Cleanup(func() {
-		if err := k8sClient.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
+		if err := ctrltest.Client.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
 			t.Errorf("clean up %T %s: %v", obj, obj.GetName(), err)
 		}
 	})
@@ -143,12 +143,12 @@ func csrtInstance(t *testing.T, name, specNodeName string, status wmcov1.Windows
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec:       wmcov1.WindowsInstanceSpec{Address: "192.0.2.10", Username: "Administrator", NodeName: specNodeName},
 	}
-	if err := k8sClient.Create(ctx, wi); err != nil {
+	if err := ctrltest.Client.Create(ctx, wi); err != nil {
 		t.Fatalf("create WindowsInstance %s: %v", name, err)
 	}
 	csrtCleanup(t, wi)
 	wi.Status = status
-	if err := k8sClient.Status().Update(ctx, wi); err != nil {
+	if err := ctrltest.Client.Status().Update(ctx, wi); err != nil {
 		t.Fatalf("set status of WindowsInstance %s: %v", name, err)
 	}
 	return wi
@@ -161,7 +161,7 @@ func csrtNode(t *testing.T, name string, labels map[string]string, internalIPs .
 	for _, ip := range internalIPs {
 		node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
 	}
-	if err := k8sClient.Create(t.Context(), node); err != nil {
+	if err := ctrltest.Client.Create(t.Context(), node); err != nil {
 		t.Fatalf("create Node %s: %v", name, err)
 	}
 	csrtCleanup(t, node)
@@ -177,7 +177,7 @@ func csrtAllowCSRCreation(t *testing.T, name string, subjects ...rbacv1.Subject)
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-bootstrapper"},
 		Subjects:   subjects,
 	}
-	if err := k8sClient.Create(t.Context(), crb); err != nil {
+	if err := ctrltest.Client.Create(t.Context(), crb); err != nil {
 		t.Fatalf("create ClusterRoleBinding %s: %v", name, err)
 	}
 	csrtCleanup(t, crb)
@@ -186,7 +186,7 @@ func csrtAllowCSRCreation(t *testing.T, name string, subjects ...rbacv1.Subject)
 // csrtClient authenticates with cfg.
 func csrtClient(t *testing.T, cfg *rest.Config) client.Client {
 	t.Helper()
-	c, err := client.New(cfg, client.Options{Scheme: testScheme})
+	c, err := client.New(cfg, client.Options{Scheme: ctrltest.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func csrtClient(t *testing.T, cfg *rest.Config) client.Client {
 // csrtUser is a client for the user and groups (client certificate).
 func csrtUser(t *testing.T, user string, groups ...string) client.Client {
 	t.Helper()
-	cfg, err := testCluster.UserConfig(user, groups...)
+	cfg, err := ctrltest.Cluster.UserConfig(user, groups...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +207,8 @@ func csrtUser(t *testing.T, user string, groups ...string) client.Client {
 func csrtBootstrapClient(t *testing.T, token string) client.Client {
 	t.Helper()
 	return csrtClient(t, &rest.Config{
-		Host:            testCluster.Host,
-		TLSClientConfig: rest.TLSClientConfig{CAData: testCluster.CACert},
+		Host:            ctrltest.Cluster.Host,
+		TLSClientConfig: rest.TLSClientConfig{CAData: ctrltest.Cluster.CACert},
 		BearerToken:     token,
 	})
 }
@@ -250,7 +250,7 @@ func csrtCondition(c *certificatesv1.CertificateSigningRequest, typ certificates
 // live in the default namespace).
 func csrtEvents(ctx context.Context, g Gomega, kind, name string) []corev1.Event {
 	var list corev1.EventList
-	g.Expect(k8sClient.List(ctx, &list, client.InNamespace(metav1.NamespaceDefault),
+	g.Expect(ctrltest.Client.List(ctx, &list, client.InNamespace(metav1.NamespaceDefault),
 		client.MatchingFields{"involvedObject.kind": kind, "involvedObject.name": name})).To(Succeed())
 	return list.Items
 }
@@ -266,12 +266,12 @@ func csrtHaveEvent(eventType, reason, text string) OmegaMatcher {
 }
 
 // csrtApprover starts a manager with a CSR approver on plain Kubernetes.
-func csrtApprover(t *testing.T) *CSRApproverReconciler {
+func csrtApprover(t *testing.T) *csrapproval.Reconciler {
 	t.Helper()
-	r := &CSRApproverReconciler{}
-	startManager(t, func(mgr ctrl.Manager) error {
+	r := &csrapproval.Reconciler{}
+	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
 		r.Client = mgr.GetClient()
-		r.Config = Config{Namespace: testNamespace, Platform: cluster.Kubernetes}
+		r.Config = core.Config{Namespace: ctrltest.Namespace, Platform: cluster.Kubernetes}
 		// As the operator wires it: Tokens reads through the manager's
 		// client; the approver reads tokens live.
 		r.Tokens = &bootstrap.Tokens{Client: mgr.GetClient()}
@@ -310,7 +310,7 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 	ctx := t.Context()
 	sfx := csrtSuffix(t)
 	p := "csrt-" + sfx + "-"
-	issuer := &bootstrap.Tokens{Client: k8sClient}
+	issuer := &bootstrap.Tokens{Client: ctrltest.Client}
 	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
 	csrtAllowCSRCreation(t, p+"nodes", rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: csr.NodesGroup})
 
@@ -351,7 +351,7 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 
 	// An expired token of A first (Issue would return the valid one
 	// otherwise); kube-controller-manager's token cleaner may delete it.
-	expired := &bootstrap.Tokens{Client: k8sClient, Now: func() time.Time { return time.Now().Add(-3 * time.Hour) }}
+	expired := &bootstrap.Tokens{Client: ctrltest.Client, Now: func() time.Time { return time.Now().Add(-3 * time.Hour) }}
 	expiredToken, err := expired.Issue(ctx, hosts["a"].wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, h := range hosts {
@@ -391,7 +391,7 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 		nodeLinux      = csrtUser(t, csr.NodeUserPrefix+linux, csr.NodesGroup)
 		neverIssued    = csrtUser(t, bootstrap.UserPrefix+"zz"+sfx[:4], bootstrap.Group)
 		expiredA       = csrtUser(t, bootstrap.UserPrefix+tokenID(expiredToken), bootstrap.Group)
-		admin          = k8sClient
+		admin          = ctrltest.Client
 	)
 	subjA, subjB, subjC := csrtNodeSubject(a.node), csrtNodeSubject(b.node), csrtNodeSubject(c.node)
 	servingB := subjB.with(func(s *csrtSubject) {
@@ -470,7 +470,7 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 
 	byName := func(g Gomega) map[string]*certificatesv1.CertificateSigningRequest {
 		var list certificatesv1.CertificateSigningRequestList
-		g.Expect(k8sClient.List(ctx, &list)).To(Succeed())
+		g.Expect(ctrltest.Client.List(ctx, &list)).To(Succeed())
 		out := map[string]*certificatesv1.CertificateSigningRequest{}
 		for i := range list.Items {
 			out[list.Items[i].Name] = &list.Items[i]
@@ -489,16 +489,16 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 			case csrtApproved:
 				cond := csrtCondition(got, certificatesv1.CertificateApproved)
 				g.Expect(cond).NotTo(BeNil(), "%s should be approved", name)
-				g.Expect(cond.Reason).To(Equal(CSRConditionReasonApproved))
+				g.Expect(cond.Reason).To(Equal(csrapproval.CSRConditionReasonApproved))
 				g.Expect(cond.Message).To(ContainSubstring(tc.why))
 				g.Expect(got.Status.Certificate).NotTo(BeEmpty(), "%s should be signed", name)
 			case csrtDenied:
 				cond := csrtCondition(got, certificatesv1.CertificateDenied)
 				g.Expect(cond).NotTo(BeNil(), "%s should be denied", name)
-				g.Expect(cond.Reason).To(Equal(CSRConditionReasonDenied))
+				g.Expect(cond.Reason).To(Equal(csrapproval.CSRConditionReasonDenied))
 				g.Expect(cond.Message).To(ContainSubstring(tc.why), name)
 			case csrtPending, csrtIgnored:
-				d, ok := r.seen.lastDecision(name)
+				d, ok := csrapproval.LastDecision(r, name)
 				g.Expect(ok).To(BeTrue(), "%s should have been evaluated", name)
 				g.Expect(d.Verdict).To(Equal(tc.want.verdict()), name)
 				g.Expect(d.Reason).To(ContainSubstring(tc.why), name)
@@ -526,16 +526,16 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 			name := p + tc.name
 			switch tc.want {
 			case csrtApproved:
-				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeNormal, EventCSRApproved, tc.why), name)
+				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, tc.why), name)
 			case csrtDenied:
-				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeWarning, EventCSRDenied, tc.why), name)
+				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, tc.why), name)
 			case csrtPending:
-				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeWarning, EventCSRPending, tc.why), name)
+				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRPending, tc.why), name)
 			}
 		}
 		g.Expect(csrtEvents(ctx, g, "WindowsInstance", a.wi)).To(And(
-			csrtHaveEvent(corev1.EventTypeWarning, EventCSRDenied, "CSR "+p+"other-hosts-bootstrap-token: "),
-			csrtHaveEvent(corev1.EventTypeNormal, EventCSRApproved, "CSR "+p+"bootstrap-client: "),
+			csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, "CSR "+p+"other-hosts-bootstrap-token: "),
+			csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, "CSR "+p+"bootstrap-client: "),
 		))
 	}).WithTimeout(10 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 
@@ -561,7 +561,7 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(BeEmpty(), "%s is not ours: no Event", name)
 			}
 			if tc.want == csrtFiltered {
-				_, seen := r.seen.lastDecision(name)
+				_, seen := csrapproval.LastDecision(r, name)
 				g.Expect(seen).To(BeFalse(), "%s has no kubelet signer and must not be evaluated", name)
 			}
 		}
@@ -577,7 +577,7 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 	csrtAllowCSRCreation(t, p+"nodes", rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: csr.NodesGroup})
 	nodeName, ip := p+"win", "10.78.0.21"
 	wi := csrtInstance(t, p+"h", "", wmcov1.WindowsInstanceStatus{NodeName: nodeName})
-	issuer := &bootstrap.Tokens{Client: k8sClient}
+	issuer := &bootstrap.Tokens{Client: ctrltest.Client}
 	_, err := issuer.Issue(ctx, wi.Name)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
@@ -590,12 +590,12 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 
 	get := func(g Gomega, name string) *certificatesv1.CertificateSigningRequest {
 		c := &certificatesv1.CertificateSigningRequest{}
-		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, c)).To(Succeed())
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: name}, c)).To(Succeed())
 		return c
 	}
 	isPending := func(name, why string) func(g Gomega) {
 		return func(g Gomega) {
-			d, ok := r.seen.lastDecision(name)
+			d, ok := csrapproval.LastDecision(r, name)
 			g.Expect(ok).To(BeTrue())
 			g.Expect(d.Verdict).To(Equal(csr.Pending))
 			g.Expect(d.Reason).To(ContainSubstring(why))
@@ -613,7 +613,7 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 	g.Eventually(isPending(serving.Name, "is not yet known to belong")).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", serving.Name)).To(
-			csrtHaveEvent(corev1.EventTypeWarning, EventCSRPending, "is not yet known to belong to instance "+wi.Name))
+			csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRPending, "is not yet known to belong to instance "+wi.Name))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 
 	// The Node registers with the instance's label: the renewal can be
@@ -626,9 +626,9 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 	g.Consistently(isPending(serving.Name, "is not among the host's observed addresses")).WithTimeout(time.Second).Should(Succeed())
 
 	// The instance reports the host's addresses.
-	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wi), wi)).To(Succeed())
+	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(wi), wi)).To(Succeed())
 	wi.Status.Host.Addresses = []string{ip}
-	g.Expect(k8sClient.Status().Update(ctx, wi)).To(Succeed())
+	g.Expect(ctrltest.Client.Status().Update(ctx, wi)).To(Succeed())
 	g.Eventually(isApproved(serving.Name)).WithTimeout(30 * time.Second).Should(Succeed())
 }
 
@@ -640,34 +640,34 @@ func TestCSRApproverOpenShiftBootstrapIdentity(t *testing.T) {
 	p := "csrt-" + csrtSuffix(t) + "-"
 	wi := csrtInstance(t, p+"o", "", wmcov1.WindowsInstanceStatus{NodeName: p + "win"})
 	csrtAllowCSRCreation(t, p+"bootstrappers",
-		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: CSROpenShiftBootstrapUser},
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: csrapproval.CSROpenShiftBootstrapUser},
 		rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:bootstrappers"})
 
-	startManager(t, func(mgr ctrl.Manager) error {
-		return (&CSRApproverReconciler{
+	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
+		return (&csrapproval.Reconciler{
 			Client:   mgr.GetClient(),
-			Config:   Config{Namespace: testNamespace, Platform: cluster.OpenShift},
+			Config:   core.Config{Namespace: ctrltest.Namespace, Platform: cluster.OpenShift},
 			Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
 		}).SetupWithManager(mgr)
 	})
 	subj := csrtNodeSubject(p + "win")
-	sa := csrtUser(t, CSROpenShiftBootstrapUser, "system:serviceaccounts", "system:serviceaccounts:openshift-machine-config-operator")
+	sa := csrtUser(t, csrapproval.CSROpenShiftBootstrapUser, "system:serviceaccounts", "system:serviceaccounts:openshift-machine-config-operator")
 	token := csrtUser(t, bootstrap.UserPrefix+"abcdef", "system:bootstrappers")
 	ok := csrtCreateCSR(t, sa, p+"sa", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
 	forged := csrtCreateCSR(t, token, p+"token", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
 
 	g.Eventually(func(g Gomega) {
 		got := &certificatesv1.CertificateSigningRequest{}
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ok), got)).To(Succeed())
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(ok), got)).To(Succeed())
 		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil())
 		g.Expect(got.Status.Certificate).NotTo(BeEmpty())
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(forged), got)).To(Succeed())
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(forged), got)).To(Succeed())
 		g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
 		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).To(BeNil())
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(
-			csrtHaveEvent(corev1.EventTypeWarning, EventCSRDenied, "is neither the bootstrap identity issued for instance "+wi.Name))
+			csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, "is neither the bootstrap identity issued for instance "+wi.Name))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 }
 
@@ -679,21 +679,21 @@ func TestCSRApproverRunsWithGeneratedRBAC(t *testing.T) {
 	sfx := csrtSuffix(t)
 	p := "csrt-" + sfx + "-"
 	user := p + "operator"
-	grantGeneratedRBAC(t, p+"manager", user, testNamespace)
+	ctrltest.GrantGeneratedRBAC(t, p+"manager", user, ctrltest.Namespace)
 
 	wi := csrtInstance(t, p+"r", "", wmcov1.WindowsInstanceStatus{NodeName: p + "win"})
-	issuer := &bootstrap.Tokens{Client: k8sClient}
+	issuer := &bootstrap.Tokens{Client: ctrltest.Client}
 	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
 	token, err := issuer.Issue(ctx, wi.Name)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
 
-	cfg, err := testCluster.UserConfig(user)
+	cfg, err := ctrltest.Cluster.UserConfig(user)
 	g.Expect(err).NotTo(HaveOccurred())
-	startManagerAs(t, cfg, func(mgr ctrl.Manager) error {
-		return (&CSRApproverReconciler{
+	ctrltest.StartManagerAs(t, cfg, func(mgr ctrl.Manager) error {
+		return (&csrapproval.Reconciler{
 			Client:   mgr.GetClient(),
-			Config:   Config{Namespace: testNamespace, Platform: cluster.Kubernetes},
+			Config:   core.Config{Namespace: ctrltest.Namespace, Platform: cluster.Kubernetes},
 			Tokens:   &bootstrap.Tokens{Client: mgr.GetClient()},
 			Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
 		}).SetupWithManager(mgr)
@@ -701,22 +701,22 @@ func TestCSRApproverRunsWithGeneratedRBAC(t *testing.T) {
 
 	subj := csrtNodeSubject(p + "win")
 	good := csrtCreateCSR(t, csrtBootstrapClient(t, token), p+"bootstrap", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
-	bad := csrtCreateCSR(t, k8sClient, p+"admin", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
+	bad := csrtCreateCSR(t, ctrltest.Client, p+"admin", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
 	g.Eventually(func(g Gomega) {
 		got := &certificatesv1.CertificateSigningRequest{}
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(good), got)).To(Succeed())
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(good), got)).To(Succeed())
 		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil())
 		g.Expect(got.Status.Certificate).NotTo(BeEmpty())
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(bad), got)).To(Succeed())
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(bad), got)).To(Succeed())
 		g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
-		g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", good.Name)).To(csrtHaveEvent(corev1.EventTypeNormal, EventCSRApproved, wi.Name))
-		g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(csrtHaveEvent(corev1.EventTypeWarning, EventCSRDenied, bad.Name))
+		g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", good.Name)).To(csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, wi.Name))
+		g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, bad.Name))
 	}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 }
 
 func TestCSRApproverSetupRequiresDependencies(t *testing.T) {
-	mgr, err := ctrl.NewManager(testCluster.Config, ctrl.Options{
-		Scheme:                 testScheme,
+	mgr, err := ctrl.NewManager(ctrltest.Cluster.Config, ctrl.Options{
+		Scheme:                 ctrltest.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
@@ -728,15 +728,15 @@ func TestCSRApproverSetupRequiresDependencies(t *testing.T) {
 	tokens := &bootstrap.Tokens{Client: mgr.GetClient()}
 	cases := []struct {
 		name string
-		r    *CSRApproverReconciler
+		r    *csrapproval.Reconciler
 		err  string
 	}{
-		{"no client", &CSRApproverReconciler{Tokens: tokens, Recorder: rec}, "Client is required"},
-		{"no recorder", &CSRApproverReconciler{Client: mgr.GetClient(), Tokens: tokens}, "Recorder is required"},
-		{"no tokens on Kubernetes", &CSRApproverReconciler{Client: mgr.GetClient(), Recorder: rec, Config: Config{Platform: cluster.Kubernetes}}, "Tokens is required"},
-		{"no tokens, platform unset", &CSRApproverReconciler{Client: mgr.GetClient(), Recorder: rec}, "Tokens is required"},
-		{"no tokens on OpenShift", &CSRApproverReconciler{Client: mgr.GetClient(), Recorder: rec, Config: Config{Platform: cluster.OpenShift}}, ""},
-		{"complete", &CSRApproverReconciler{Client: mgr.GetClient(), Recorder: rec, Tokens: tokens, Config: Config{Platform: cluster.Kubernetes}}, ""},
+		{"no client", &csrapproval.Reconciler{Tokens: tokens, Recorder: rec}, "Client is required"},
+		{"no recorder", &csrapproval.Reconciler{Client: mgr.GetClient(), Tokens: tokens}, "Recorder is required"},
+		{"no tokens on Kubernetes", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec, Config: core.Config{Platform: cluster.Kubernetes}}, "Tokens is required"},
+		{"no tokens, platform unset", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec}, "Tokens is required"},
+		{"no tokens on OpenShift", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec, Config: core.Config{Platform: cluster.OpenShift}}, ""},
+		{"complete", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec, Tokens: tokens, Config: core.Config{Platform: cluster.Kubernetes}}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -754,129 +754,6 @@ func TestCSRApproverSetupRequiresDependencies(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(tokens.Reader).To(BeNil())
 	r := cases[len(cases)-1].r
-	g.Expect(r.tokens).NotTo(BeIdenticalTo(tokens))
-	g.Expect(r.tokens.Reader).To(BeIdenticalTo(mgr.GetAPIReader()))
-}
-
-func TestCSRInstanceMatching(t *testing.T) {
-	wi := func(name, specNode, statusNode, hostname string, deleting bool) wmcov1.WindowsInstance {
-		w := wmcov1.WindowsInstance{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       wmcov1.WindowsInstanceSpec{NodeName: specNode},
-			Status:     wmcov1.WindowsInstanceStatus{NodeName: statusNode, Host: wmcov1.HostFacts{Hostname: hostname}},
-		}
-		if deleting {
-			w.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-		}
-		return w
-	}
-	items := []wmcov1.WindowsInstance{
-		wi("by-status", "spec-name", "status-name", "HOST-1", false),
-		wi("by-spec", "spec-only", "", "HOST-2", false),
-		wi("by-hostname", "", "", "Win-Host-3", false),
-		wi("deleting", "", "gone", "", true),
-		wi("twin-1", "", "twin", "", false),
-		wi("twin-2", "twin", "", "", false),
-	}
-	cases := []struct {
-		node string
-		want string
-		err  bool
-	}{
-		{"status-name", "by-status", false},
-		{"spec-name", "", false}, // superseded by status.nodeName
-		{"spec-only", "by-spec", false},
-		{"win-host-3", "by-hostname", false},
-		{"Win-Host-3", "", false},
-		{"host-1", "", false},
-		{"status", "", false},
-		{"status-name-x", "", false},
-		{"gone", "", false},
-		{"twin", "", true},
-		{"", "", false},
-	}
-	for _, tc := range cases {
-		g := NewWithT(t)
-		got, err := csrInstanceFor(items, tc.node)
-		if tc.err {
-			g.Expect(err).To(HaveOccurred(), tc.node)
-			continue
-		}
-		g.Expect(err).NotTo(HaveOccurred(), tc.node)
-		if tc.want == "" {
-			g.Expect(got).To(BeNil(), tc.node)
-		} else {
-			g.Expect(got).NotTo(BeNil(), tc.node)
-			g.Expect(got.Name).To(Equal(tc.want), tc.node)
-		}
-	}
-}
-
-func TestCSRNodeBelongsTo(t *testing.T) {
-	inst := &wmcov1.WindowsInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: "win"},
-		Status:     wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Addresses: []string{"10.0.0.5", "fd00::5"}}},
-	}
-	node := func(labels map[string]string, addrs ...corev1.NodeAddress) *corev1.Node {
-		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: labels}, Status: corev1.NodeStatus{Addresses: addrs}}
-	}
-	internal := func(a string) corev1.NodeAddress { return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a} }
-	cases := []struct {
-		name string
-		node *corev1.Node
-		want bool
-	}{
-		{"label", node(map[string]string{wmcov1.LabelInstance: "win"}), true},
-		{"another instance's label", node(map[string]string{wmcov1.LabelInstance: "win-2"}, internal("10.0.0.9")), false},
-		{"internal IP", node(nil, internal("10.0.0.9"), internal("10.0.0.5")), true},
-		{"internal IPv6 written long", node(nil, internal("fd00:0:0:0:0:0:0:5")), true},
-		{"external IP only", node(nil, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.0.0.5"}), false},
-		{"hostname address", node(nil, corev1.NodeAddress{Type: corev1.NodeHostName, Address: "10.0.0.5"}), false},
-		{"prefix of an address", node(nil, internal("10.0.0.50")), false},
-		{"nothing", node(nil), false},
-	}
-	for _, tc := range cases {
-		NewWithT(t).Expect(csrNodeBelongsTo(tc.node, inst)).To(Equal(tc.want), tc.name)
-	}
-}
-
-// Each CSR is counted once per verdict it gets, however often it is
-// evaluated; a decision is announced again only when it changes.
-func TestCSRDecisionMemoryCountsEachVerdictOnce(t *testing.T) {
-	g := NewWithT(t)
-	counter := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "test_csr_decisions_total"}, []string{"result"})
-	m := newCSRDecisionMemory(counter)
-	count := func(result string) float64 {
-		var out dto.Metric
-		g.Expect(counter.WithLabelValues(result).Write(&out)).To(Succeed())
-		return out.GetCounter().GetValue()
-	}
-	c1 := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "one", UID: types.UID("u1")}}
-	pendingA := csr.Decision{Verdict: csr.Pending, Reason: "a", Instance: "w"}
-	pendingB := csr.Decision{Verdict: csr.Pending, Reason: "b", Instance: "w"}
-
-	g.Expect(m.record(c1, pendingA)).To(BeTrue())
-	g.Expect(m.record(c1, pendingA)).To(BeFalse())
-	g.Expect(m.record(c1, pendingA)).To(BeFalse())
-	g.Expect(m.record(c1, pendingB)).To(BeTrue(), "a new reason is announced")
-	g.Expect(count("pending")).To(Equal(1.0), "a new reason is not a new verdict")
-	g.Expect(m.record(c1, csr.Decision{Verdict: csr.Approve})).To(BeTrue())
-	g.Expect(count("approved")).To(Equal(1.0))
-
-	// The same name for another CSR is another CSR.
-	c1b := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "one", UID: types.UID("u2")}}
-	g.Expect(m.record(c1b, csr.Decision{Verdict: csr.Approve})).To(BeTrue())
-	g.Expect(count("approved")).To(Equal(2.0))
-
-	c2 := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "two", UID: types.UID("u3")}}
-	for range 5 {
-		m.record(c2, csr.Decision{Verdict: csr.Ignore, Reason: "not ours"})
-	}
-	g.Expect(count("ignored")).To(Equal(1.0))
-	m.forget("two")
-	_, ok := m.lastDecision("two")
-	g.Expect(ok).To(BeFalse())
-	m.record(c2, csr.Decision{Verdict: csr.Deny})
-	g.Expect(count("denied")).To(Equal(1.0))
-	g.Expect(count("pending")).To(Equal(1.0))
+	g.Expect(csrapproval.TokensOf(r)).NotTo(BeIdenticalTo(tokens))
+	g.Expect(csrapproval.TokensOf(r).Reader).To(BeIdenticalTo(mgr.GetAPIReader()))
 }

@@ -1,10 +1,12 @@
-package controllers
+// Package csrapproval is the strict approver of Windows kubelets'
+// certificate signing requests: it approves what it can tie to a known
+// WindowsInstance under the rules of pkg/csr and never touches a host.
+package csrapproval
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/bootstrap"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/csr"
@@ -56,7 +59,7 @@ const (
 	EventCSRPending  = "CSRPending"
 )
 
-// CSRApproverReconciler approves the kubelet certificate signing requests
+// Reconciler approves the kubelet certificate signing requests
 // of Windows hosts under the rules of pkg/csr and denies those that name a
 // known host but look forged. CSRs it cannot tie to a WindowsInstance (Linux
 // nodes, other signers) are left to others, untouched.
@@ -65,7 +68,7 @@ const (
 // condition, and re-evaluates them when a WindowsInstance learns its node
 // name or addresses and when a Node appears or changes owner, so nothing
 // waits for a resync.
-type CSRApproverReconciler struct {
+type Reconciler struct {
 	// Client reads CSRs, WindowsInstances and Nodes from the manager's
 	// cache and writes approvals.
 	Client client.Client
@@ -75,7 +78,7 @@ type CSRApproverReconciler struct {
 	// bootstrap token Secrets when Tokens has no Reader of its own.
 	// Default: the manager's API reader.
 	APIReader client.Reader
-	Config    Config
+	Config    core.Config
 	// Tokens knows the bootstrap identities issued per host. Required on
 	// plain Kubernetes; on OpenShift every host bootstraps as
 	// CSROpenShiftBootstrapUser and Tokens is not used.
@@ -95,7 +98,7 @@ type CSRApproverReconciler struct {
 }
 
 // SetupWithManager checks the dependencies and registers the controller.
-func (r *CSRApproverReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	switch {
 	case r.Client == nil:
 		return errors.New("CSR approver: Client is required")
@@ -135,7 +138,7 @@ const csrWorkers = 8
 
 // Reconcile evaluates one pending kubelet CSR and approves it, denies it
 // or leaves it pending with an Event saying why.
-func (r *CSRApproverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	c := &certificatesv1.CertificateSigningRequest{}
 	if err := r.Client.Get(ctx, req.NamespacedName, c); err != nil {
@@ -206,7 +209,7 @@ func (r *CSRApproverReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 // evaluate applies the rules to the CSR with what reader knows of the
 // WindowsInstances and Nodes. It returns the instance the decision names.
-func (r *CSRApproverReconciler) evaluate(ctx context.Context, c *certificatesv1.CertificateSigningRequest, reader client.Reader) (csr.Decision, *wmcov1.WindowsInstance, error) {
+func (r *Reconciler) evaluate(ctx context.Context, c *certificatesv1.CertificateSigningRequest, reader client.Reader) (csr.Decision, *wmcov1.WindowsInstance, error) {
 	var list wmcov1.WindowsInstanceList
 	if err := reader.List(ctx, &list); err != nil {
 		return csr.Decision{}, nil, fmt.Errorf("list WindowsInstances: %w", err)
@@ -244,7 +247,7 @@ func (r *CSRApproverReconciler) evaluate(ctx context.Context, c *certificatesv1.
 
 // describe is what the rules need to know of the instance that registers
 // as nodeName.
-func (r *CSRApproverReconciler) describe(ctx context.Context, reader client.Reader, wi *wmcov1.WindowsInstance, nodeName string) (csr.Instance, error) {
+func (r *Reconciler) describe(ctx context.Context, reader client.Reader, wi *wmcov1.WindowsInstance, nodeName string) (csr.Instance, error) {
 	inst := csr.Instance{
 		Name:      wi.Name,
 		NodeName:  nodeName,
@@ -266,7 +269,7 @@ func (r *CSRApproverReconciler) describe(ctx context.Context, reader client.Read
 		inst.Node = csr.NodeAbsent
 	case err != nil:
 		return csr.Instance{}, fmt.Errorf("get Node %s: %w", nodeName, err)
-	case csrNodeBelongsTo(node, wi):
+	case core.OwnsNode(wi, node):
 		inst.Node = csr.NodeOwned
 	default:
 		inst.Node = csr.NodeForeign
@@ -280,7 +283,7 @@ func (r *CSRApproverReconciler) describe(ctx context.Context, reader client.Read
 // their note into a series of the first one for a few minutes, so when a
 // pending CSR's reason changes soon after, its Event keeps the first
 // reason; the log line has the current one.
-func (r *CSRApproverReconciler) announce(c *certificatesv1.CertificateSigningRequest, wi *wmcov1.WindowsInstance, d csr.Decision, eventType, reason, action string) {
+func (r *Reconciler) announce(c *certificatesv1.CertificateSigningRequest, wi *wmcov1.WindowsInstance, d csr.Decision, eventType, reason, action string) {
 	if wi == nil {
 		r.Recorder.Eventf(c, nil, eventType, reason, action, "%s", d.Reason)
 		return
@@ -291,7 +294,7 @@ func (r *CSRApproverReconciler) announce(c *certificatesv1.CertificateSigningReq
 
 // pendingCSRs maps any event to every pending kubelet CSR, from the cache.
 // They are few: kubelets' CSRs are decided within seconds.
-func (r *CSRApproverReconciler) pendingCSRs(ctx context.Context, _ client.Object) []reconcile.Request {
+func (r *Reconciler) pendingCSRs(ctx context.Context, _ client.Object) []reconcile.Request {
 	var list certificatesv1.CertificateSigningRequestList
 	if err := r.Client.List(ctx, &list); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing CSRs to re-evaluate")
@@ -306,20 +309,6 @@ func (r *CSRApproverReconciler) pendingCSRs(ctx context.Context, _ client.Object
 	return out
 }
 
-// csrInstanceNodeName is the node name a CSR must name to be tied to the
-// instance: status.nodeName once the host reported it, else spec.nodeName,
-// else the observed hostname in lower case.
-func csrInstanceNodeName(wi *wmcov1.WindowsInstance) string {
-	switch {
-	case wi.Status.NodeName != "":
-		return wi.Status.NodeName
-	case wi.Spec.NodeName != "":
-		return wi.Spec.NodeName
-	default:
-		return strings.ToLower(wi.Status.Host.Hostname)
-	}
-}
-
 // csrInstanceFor returns the instance that registers as nodeName (exact
 // match), nil when none does. Instances being deleted get no certificates.
 // Two instances claiming one name is an error: neither can be trusted.
@@ -327,7 +316,7 @@ func csrInstanceFor(items []wmcov1.WindowsInstance, nodeName string) (*wmcov1.Wi
 	var found *wmcov1.WindowsInstance
 	for i := range items {
 		wi := &items[i]
-		if !wi.DeletionTimestamp.IsZero() || csrInstanceNodeName(wi) != nodeName {
+		if !wi.DeletionTimestamp.IsZero() || core.NodeName(wi) != nodeName {
 			continue
 		}
 		if found != nil {
@@ -336,30 +325,6 @@ func csrInstanceFor(items []wmcov1.WindowsInstance, nodeName string) (*wmcov1.Wi
 		found = wi
 	}
 	return found, nil
-}
-
-// csrNodeBelongsTo tells whether an existing Node is the instance's: it
-// carries the instance's label, or one of its InternalIP addresses is among
-// the addresses observed on the host.
-func csrNodeBelongsTo(node *corev1.Node, wi *wmcov1.WindowsInstance) bool {
-	if node.Labels[wmcov1.LabelInstance] == wi.Name {
-		return true
-	}
-	for _, a := range node.Status.Addresses {
-		if a.Type != corev1.NodeInternalIP {
-			continue
-		}
-		ip := net.ParseIP(a.Address)
-		if ip == nil {
-			continue
-		}
-		for _, h := range wi.Status.Host.Addresses {
-			if hip := net.ParseIP(h); hip != nil && hip.Equal(ip) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // csrIsKubelet tells whether the CSR asks a kubelet signer.
@@ -410,7 +375,7 @@ func csrFactsOf(o client.Object) (csrInstanceFacts, bool) {
 		return csrInstanceFacts{}, false
 	}
 	return csrInstanceFacts{
-		nodeName:  csrInstanceNodeName(wi),
+		nodeName:  core.NodeName(wi),
 		hostname:  wi.Status.Host.Hostname,
 		addresses: strings.Join(wi.Status.Host.Addresses, ","),
 		deleting:  !wi.DeletionTimestamp.IsZero(),
@@ -517,4 +482,4 @@ func (m *csrDecisionMemory) lastDecision(name string) (csr.Decision, bool) {
 	return e.decision, ok
 }
 
-var _ reconcile.Reconciler = &CSRApproverReconciler{}
+var _ reconcile.Reconciler = &Reconciler{}

@@ -1,4 +1,4 @@
-package controllers
+package instance
 
 import (
 	"bytes"
@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/metrics"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/remote"
@@ -40,7 +41,7 @@ const placeholderToken = "000000.0000000000000000"
 
 // reconcileConnection reads the SSH key and connects, pinning the host key
 // on first use or checking the pinned one.
-func (r *WindowsInstanceReconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Result, error) {
 	wi := s.wi
 	key, o := r.privateKey(ctx, wi)
 	if !o.ok {
@@ -90,7 +91,7 @@ func (r *WindowsInstanceReconciler) reconcileConnection(ctx context.Context, s *
 }
 
 // privateKey reads the SSH private key from the instance's Secret.
-func (r *WindowsInstanceReconciler) privateKey(ctx context.Context, wi *wmcov1.WindowsInstance) (remote.PrivateKey, outcome) {
+func (r *Reconciler) privateKey(ctx context.Context, wi *wmcov1.WindowsInstance) (remote.PrivateKey, outcome) {
 	ref := r.secretRef(wi)
 	sec := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, sec); err != nil {
@@ -107,7 +108,7 @@ func (r *WindowsInstanceReconciler) privateKey(ctx context.Context, wi *wmcov1.W
 }
 
 // runAgent runs the agent with fixed arguments and decodes its JSON.
-func (r *WindowsInstanceReconciler) runAgent(ctx context.Context, s *scope, out any, args ...string) error {
+func (r *Reconciler) runAgent(ctx context.Context, s *scope, out any, args ...string) error {
 	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	res, err := s.session.Run(cctx, append([]string{wicdapi.AgentPath}, args...))
@@ -132,7 +133,7 @@ func (r *WindowsInstanceReconciler) runAgent(ctx context.Context, s *scope, out 
 
 // reconcileAgent makes sure the payload's agent answers on the host and
 // gathers the host's facts through it.
-func (r *WindowsInstanceReconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result, error) {
 	agent, ok := r.Payload.File(payloadWICD)
 	if !ok {
 		return ctrl.Result{}, reconcile.TerminalError(errors.New("the payload has no wicd.exe"))
@@ -156,7 +157,7 @@ func (r *WindowsInstanceReconciler) reconcileAgent(ctx context.Context, s *scope
 	}
 	wi := s.wi
 	wi.Status.Host = wmcov1.HostFacts{Hostname: facts.Hostname, OSBuild: int32(facts.OSBuild), Addresses: facts.Addresses}
-	if want := nodeName(wi, facts); wi.Status.NodeName != want {
+	if want := core.DesiredNodeName(wi, facts.Hostname); wi.Status.NodeName != want {
 		if wi.Status.NodeName != "" && facts.Files[wicdapi.AppliedPlanPath] != "" {
 			// The kubelet's certificate names the old Node and it may
 			// register no other: start over under the new name.
@@ -181,7 +182,7 @@ func (r *WindowsInstanceReconciler) reconcileAgent(ctx context.Context, s *scope
 
 // reconcileFeatures enables the Containers feature, rebooting the host when
 // Windows asks for it; the reboot is waited out with a requeue.
-func (r *WindowsInstanceReconciler) reconcileFeatures(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *Reconciler) reconcileFeatures(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if s.facts.Features[featureContainers] {
 		return ctrl.Result{}, nil
 	}
@@ -208,7 +209,7 @@ func (r *WindowsInstanceReconciler) reconcileFeatures(ctx context.Context, s *sc
 // reconcilePreflight runs the agent's checks. Terminal failures (an
 // unsupported OS build, a hostname that cannot be a node name) wait for a
 // change of the spec; the others are retried.
-func (r *WindowsInstanceReconciler) reconcilePreflight(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *Reconciler) reconcilePreflight(ctx context.Context, s *scope) (ctrl.Result, error) {
 	var res wicdapi.PreflightResult
 	if err := r.runAgent(ctx, s, &res, "preflight", "--reference-time="+r.Now().UTC().Format(time.RFC3339)); err != nil {
 		setPreflightCondition(s.wi, outcome{reason: ReasonAgentFailed, message: err.Error()})
@@ -232,7 +233,7 @@ func (r *WindowsInstanceReconciler) reconcilePreflight(ctx context.Context, s *s
 
 // reconcilePayload uploads the payload files whose sha256 differs on the
 // host.
-func (r *WindowsInstanceReconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *Reconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Result, error) {
 	have := map[string]string{}
 	for p, sum := range s.facts.Files {
 		have[strings.ToLower(p)] = strings.ToLower(sum)
@@ -266,7 +267,7 @@ func (r *WindowsInstanceReconciler) reconcilePayload(ctx context.Context, s *sco
 	return ctrl.Result{}, nil
 }
 
-func (r *WindowsInstanceReconciler) upload(ctx context.Context, s *scope, src, dst string, size int64, sum string) error {
+func (r *Reconciler) upload(ctx context.Context, s *scope, src, dst string, size int64, sum string) error {
 	f, err := os.Open(filepath.Join(r.PayloadDir, filepath.FromSlash(src)))
 	if err != nil {
 		return fmt.Errorf("open payload file %s: %w", src, err)
@@ -279,14 +280,14 @@ func (r *WindowsInstanceReconciler) upload(ctx context.Context, s *scope, src, d
 
 // reconcilePlan renders the host's plan and applies it when the host's
 // applied plan differs.
-func (r *WindowsInstanceReconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, error) {
 	wi := s.wi
 	node, err := r.getNode(ctx, wi.Status.NodeName)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	s.node = node
-	joined := node != nil && r.ownsNode(wi, node)
+	joined := node != nil && core.OwnsNode(wi, node)
 
 	token := placeholderToken
 	if !joined {
@@ -349,7 +350,7 @@ func hostSubnet(node *corev1.Node) string {
 	return node.Spec.PodCIDR
 }
 
-func (r *WindowsInstanceReconciler) getNode(ctx context.Context, name string) (*corev1.Node, error) {
+func (r *Reconciler) getNode(ctx context.Context, name string) (*corev1.Node, error) {
 	if name == "" {
 		return nil, nil
 	}
@@ -369,23 +370,9 @@ func (r *WindowsInstanceReconciler) getNode(ctx context.Context, name string) (*
 	return node, nil
 }
 
-// ownsNode reports whether the Node is this instance's: it carries the
-// instance label (registered with it) or one of the host's addresses.
-func (r *WindowsInstanceReconciler) ownsNode(wi *wmcov1.WindowsInstance, node *corev1.Node) bool {
-	if node.Labels[wmcov1.LabelInstance] == wi.Name {
-		return true
-	}
-	for _, a := range node.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP && slices.Contains(wi.Status.Host.Addresses, a.Address) {
-			return true
-		}
-	}
-	return false
-}
-
 // reconcileNode waits for the Node, then labels, annotates and taints it,
 // and revokes the bootstrap token once it is Ready.
-func (r *WindowsInstanceReconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, error) {
 	wi, node := s.wi, s.node
 	if node == nil {
 		setNodeReadyCondition(wi, outcome{reason: ReasonNodeNotFound, message: fmt.Sprintf("waiting for the kubelet to register Node %s", wi.Status.NodeName)})
@@ -393,7 +380,7 @@ func (r *WindowsInstanceReconciler) reconcileNode(ctx context.Context, s *scope)
 		// safety net for a kubelet that never registers.
 		return ctrl.Result{RequeueAfter: 2 * time.Minute}, nil
 	}
-	if !r.ownsNode(wi, node) {
+	if !core.OwnsNode(wi, node) {
 		msg := fmt.Sprintf("Node %s exists but belongs to another host; set spec.nodeName", node.Name)
 		setNodeReadyCondition(wi, outcome{reason: "NodeNameConflict", message: msg})
 		r.event(s, true, "NodeNameConflict", "%s", msg)
@@ -439,7 +426,7 @@ func nodeReadyCondition(node *corev1.Node) *corev1.NodeCondition {
 // labelAndTaint puts the operator's labels, annotation and the configured
 // taints on the Node; the kubelet may set none of them itself after
 // registration.
-func (r *WindowsInstanceReconciler) labelAndTaint(ctx context.Context, s *scope, node *corev1.Node) error {
+func (r *Reconciler) labelAndTaint(ctx context.Context, s *scope, node *corev1.Node) error {
 	source := s.wi.Labels[wmcov1.LabelSource]
 	if source == "" {
 		source = "user"
@@ -484,7 +471,7 @@ func (r *WindowsInstanceReconciler) labelAndTaint(ctx context.Context, s *scope,
 
 // reconcileDelete drains the Node, cleans the host and deletes the Node,
 // then lets the instance go.
-func (r *WindowsInstanceReconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
 	wi := s.wi
 	if !controllerutil.ContainsFinalizer(wi, wmcov1.Finalizer) {
 		return ctrl.Result{}, nil
@@ -512,13 +499,13 @@ func (r *WindowsInstanceReconciler) reconcileDelete(ctx context.Context, s *scop
 // drains the Node, runs wicd cleanup on the host (s.session, when
 // connected), deletes the Node and revokes the bootstrap tokens. With
 // removeAgent the agent binary and the plan go too.
-func (r *WindowsInstanceReconciler) deconfigure(ctx context.Context, s *scope, nodeName string, removeAgent bool) error {
+func (r *Reconciler) deconfigure(ctx context.Context, s *scope, nodeName string, removeAgent bool) error {
 	wi := s.wi
 	node, err := r.getNode(ctx, nodeName)
 	if err != nil {
 		return err
 	}
-	owned := node != nil && r.ownsNode(wi, node)
+	owned := node != nil && core.OwnsNode(wi, node)
 	if owned {
 		s.log.Info("Draining node", "node", node.Name)
 		if err := r.drain(ctx, node.Name); err != nil {
@@ -565,7 +552,7 @@ func (r *WindowsInstanceReconciler) deconfigure(ctx context.Context, s *scope, n
 	return nil
 }
 
-func (r *WindowsInstanceReconciler) removeFinalizer(ctx context.Context, wi *wmcov1.WindowsInstance) error {
+func (r *Reconciler) removeFinalizer(ctx context.Context, wi *wmcov1.WindowsInstance) error {
 	patch := client.MergeFrom(wi.DeepCopy())
 	controllerutil.RemoveFinalizer(wi, wmcov1.Finalizer)
 	if err := r.Client.Patch(ctx, wi, patch); err != nil && !apierrors.IsNotFound(err) {

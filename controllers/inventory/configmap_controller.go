@@ -1,4 +1,7 @@
-package controllers
+// Package inventory turns the lists admins keep of their Windows hosts (the
+// windows-instances ConfigMap and Windows Machines) into WindowsInstance
+// objects. It only translates: it never touches a host.
+package inventory
 
 import (
 	"context"
@@ -25,7 +28,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
-	"github.com/openwmco/wmco/pkg/inventory"
+	"github.com/openwmco/wmco/controllers/core"
+	hostlist "github.com/openwmco/wmco/pkg/inventory"
 )
 
 // Event reasons of the ConfigMap inventory, on the windows-instances
@@ -61,7 +65,7 @@ type ConfigMapReconciler struct {
 	// deleted. Defaults to the manager's API reader.
 	APIReader client.Reader
 	// Config names the operator's namespace.
-	Config Config
+	Config core.Config
 	// Recorder emits Events on the ConfigMap (events.k8s.io/v1), e.g.
 	// mgr.GetEventRecorder("wmco-inventory").
 	Recorder events.EventRecorder
@@ -83,8 +87,8 @@ type inventoryScope struct {
 	// configMap is nil when the ConfigMap does not exist: the inventory is
 	// empty.
 	configMap *corev1.ConfigMap
-	entries   []inventory.Entry
-	problems  []inventory.Problem
+	entries   []hostlist.Entry
+	problems  []hostlist.Problem
 	// ours are the configmap-sourced WindowsInstances by name.
 	ours map[string]*wmcov1.WindowsInstance
 	// others maps the normalised address of every other WindowsInstance
@@ -118,7 +122,7 @@ func (r *ConfigMapReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, fmt.Errorf("read ConfigMap %s: %w", req.NamespacedName, err)
 	default:
 		s.configMap = cm
-		s.entries, s.problems = inventory.Parse(cm.Data)
+		s.entries, s.problems = hostlist.Parse(cm.Data)
 		s.problems = append(s.problems, binaryDataProblems(cm.BinaryData)...)
 	}
 
@@ -138,10 +142,10 @@ func (r *ConfigMapReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 // binaryDataProblems rejects every binaryData key: hosts are listed under
 // data only.
-func binaryDataProblems(binary map[string][]byte) []inventory.Problem {
-	var problems []inventory.Problem
+func binaryDataProblems(binary map[string][]byte) []hostlist.Problem {
+	var problems []hostlist.Problem
 	for key := range binary {
-		problems = append(problems, inventory.Problem{Key: key, Reason: "hosts are read from data, not binaryData"})
+		problems = append(problems, hostlist.Problem{Key: key, Reason: "hosts are read from data, not binaryData"})
 	}
 	sort.Slice(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 	return problems
@@ -161,7 +165,7 @@ func (r *ConfigMapReconciler) listInstances(ctx context.Context, s *inventorySco
 			s.ours[wi.Name] = wi
 			continue
 		}
-		addr, err := inventory.NormalizeAddress(wi.Spec.Address)
+		addr, err := hostlist.NormalizeAddress(wi.Spec.Address)
 		if err != nil {
 			addr = strings.ToLower(wi.Spec.Address)
 		}
@@ -181,8 +185,8 @@ func (r *ConfigMapReconciler) reportProblems(s *inventoryScope) {
 }
 
 // applyEntry creates or updates the WindowsInstance of one good entry.
-func (r *ConfigMapReconciler) applyEntry(ctx context.Context, s *inventoryScope, e inventory.Entry) error {
-	name := inventory.InstanceName(e.Address)
+func (r *ConfigMapReconciler) applyEntry(ctx context.Context, s *inventoryScope, e hostlist.Entry) error {
+	name := hostlist.InstanceName(e.Address)
 	log := ctrl.LoggerFrom(ctx).WithValues("windowsInstance", klog.KRef("", name), "key", e.Key)
 
 	wi := &wmcov1.WindowsInstance{}
@@ -257,7 +261,7 @@ func entryRef(cm *corev1.ConfigMap, key string) *corev1.ObjectReference {
 
 // setInventorySpec sets the fields of spec that the inventory owns.
 // Credentials and paused are not the inventory's: they keep their values.
-func setInventorySpec(spec *wmcov1.WindowsInstanceSpec, e inventory.Entry) {
+func setInventorySpec(spec *wmcov1.WindowsInstanceSpec, e hostlist.Entry) {
 	spec.Address = e.Address
 	spec.Username = e.Username
 	spec.Port = e.Port
@@ -274,12 +278,12 @@ func (r *ConfigMapReconciler) prune(ctx context.Context, s *inventoryScope) erro
 	log := ctrl.LoggerFrom(ctx)
 	listed := map[string]bool{}
 	for _, e := range s.entries {
-		listed[inventory.InstanceName(e.Address)] = true
+		listed[hostlist.InstanceName(e.Address)] = true
 	}
 	invalid := map[string]string{} // instance name -> key
 	for _, p := range s.problems {
 		if p.Address != "" {
-			invalid[inventory.InstanceName(p.Address)] = p.Key
+			invalid[hostlist.InstanceName(p.Address)] = p.Key
 		}
 	}
 	names := make([]string, 0, len(s.ours))

@@ -1,4 +1,4 @@
-package controllers
+package inventory
 
 import (
 	"context"
@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
-	"github.com/openwmco/wmco/pkg/inventory"
+	hostlist "github.com/openwmco/wmco/pkg/inventory"
 )
 
 const (
@@ -115,7 +115,7 @@ func machineUnmanagedReason(m *machinev1beta1.Machine) string {
 // applyInstance creates or updates the WindowsInstance of m.
 func (r *MachineReconciler) applyInstance(ctx context.Context, m *machinev1beta1.Machine, addr string) (ctrl.Result, error) {
 	owner := m.Namespace + "/" + m.Name
-	name := machineInstanceName(m.Namespace, m.Name)
+	name := MachineInstanceName(m.Namespace, m.Name)
 	log := ctrl.LoggerFrom(ctx).WithValues("machine", klog.KObj(m), "windowsInstance", klog.KRef("", name))
 
 	wi := &wmcov1.WindowsInstance{}
@@ -178,7 +178,7 @@ func (r *MachineReconciler) addressHolder(ctx context.Context, addr string) (str
 		return "", fmt.Errorf("list WindowsInstances: %w", err)
 	}
 	for _, wi := range list.Items {
-		a, err := inventory.NormalizeAddress(wi.Spec.Address)
+		a, err := hostlist.NormalizeAddress(wi.Spec.Address)
 		if err != nil {
 			a = strings.ToLower(wi.Spec.Address)
 		}
@@ -207,7 +207,7 @@ func (r *MachineReconciler) setSpec(spec *wmcov1.WindowsInstanceSpec, addr strin
 // machine-sourced and names that Machine.
 func (r *MachineReconciler) deleteInstance(ctx context.Context, key types.NamespacedName, why string) error {
 	owner := key.Namespace + "/" + key.Name
-	name := machineInstanceName(key.Namespace, key.Name)
+	name := MachineInstanceName(key.Namespace, key.Name)
 	wi := &wmcov1.WindowsInstance{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, wi); err != nil {
 		return client.IgnoreNotFound(err)
@@ -233,12 +233,12 @@ func ownedByMachine(wi *wmcov1.WindowsInstance, owner string) bool {
 	return wi.Labels[wmcov1.LabelSource] == wmcov1.SourceMachine && wi.Annotations[wmcov1.AnnotationMachine] == owner
 }
 
-// machineInstanceName is the WindowsInstance name of a Machine:
+// MachineInstanceName is the WindowsInstance name of a Machine:
 // machine-<name> for Machines of openshift-machine-api. A Machine of another
 // namespace, or a name that would pass 63 characters, gets a hash of
 // "namespace/name" instead of (the end of) the name, so names stay unique
 // across namespaces and valid as object names and label values.
-func machineInstanceName(namespace, name string) string {
+func MachineInstanceName(namespace, name string) string {
 	full := machineInstancePrefix + name
 	if namespace == machineAPINamespace && len(full) <= machineInstanceNameMax {
 		return full
@@ -271,7 +271,7 @@ func machineAddress(addrs []corev1.NodeAddress) string {
 				v6 = ip.String()
 			}
 		case corev1.NodeInternalDNS:
-			if n, err := inventory.NormalizeAddress(a.Address); err == nil && dns == "" {
+			if n, err := hostlist.NormalizeAddress(a.Address); err == nil && dns == "" {
 				dns = n
 			}
 		}

@@ -1,4 +1,4 @@
-package controllers
+package inventory_test
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/inventory"
+	"github.com/openwmco/wmco/test/ctrltest"
 )
 
 // The Machine tests put their Machines in a namespace of their own, so
@@ -25,8 +27,8 @@ import (
 // inventoryStartMachineController runs the Machine controller.
 func inventoryStartMachineController(t *testing.T) {
 	t.Helper()
-	startManager(t, func(mgr ctrl.Manager) error {
-		return (&MachineReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
+		return (&inventory.MachineReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
 	})
 }
 
@@ -35,14 +37,14 @@ func inventoryStartMachineController(t *testing.T) {
 func inventoryMachine(t *testing.T, namespace, name string, labels map[string]string, addrs ...corev1.NodeAddress) *machinev1beta1.Machine {
 	t.Helper()
 	m := &machinev1beta1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels}}
-	if err := k8sClient.Create(t.Context(), m); err != nil {
+	if err := ctrltest.Client.Create(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), m) })
-	inventoryDeleteInstancesAtEnd(t, machineInstanceName(namespace, name))
+	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), m) })
+	inventoryDeleteInstancesAtEnd(t, inventory.MachineInstanceName(namespace, name))
 	if len(addrs) > 0 {
 		m.Status.Addresses = addrs
-		if err := k8sClient.Status().Update(t.Context(), m); err != nil {
+		if err := ctrltest.Client.Status().Update(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -53,14 +55,14 @@ func inventoryMachine(t *testing.T, namespace, name string, labels map[string]st
 // status says whether change is to the status subresource.
 func inventoryUpdateMachine(g *WithT, m *machinev1beta1.Machine, status bool, change func(*machinev1beta1.Machine)) {
 	g.Eventually(func() error {
-		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(m), m); err != nil {
+		if err := ctrltest.Client.Get(context.Background(), client.ObjectKeyFromObject(m), m); err != nil {
 			return err
 		}
 		change(m)
 		if status {
-			return k8sClient.Status().Update(context.Background(), m)
+			return ctrltest.Client.Status().Update(context.Background(), m)
 		}
-		return k8sClient.Update(context.Background(), m)
+		return ctrltest.Client.Update(context.Background(), m)
 	}).WithTimeout(inventoryTimeout).Should(Succeed())
 }
 
@@ -86,7 +88,7 @@ func TestMachineInstanceFollowsItsMachine(t *testing.T) {
 	// been seen.
 	witness := inventoryMachine(t, ns, "witness", inventoryWindowsLabels(), inventoryInternalIP("10.78.1.13"))
 
-	witnessName := machineInstanceName(ns, witness.Name)
+	witnessName := inventory.MachineInstanceName(ns, witness.Name)
 	g.Eventually(func(g Gomega) {
 		wi, err := inventoryInstance(witnessName)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -95,7 +97,7 @@ func TestMachineInstanceFollowsItsMachine(t *testing.T) {
 		g.Expect(wi.Spec).To(Equal(wmcov1.WindowsInstanceSpec{
 			Address:  "10.78.1.13",
 			Port:     wmcov1.DefaultSSHPort,
-			Username: DefaultMachineUsername,
+			Username: inventory.DefaultMachineUsername,
 			CredentialsSecretRef: wmcov1.SecretKeyReference{
 				Name: wmcov1.DefaultCredentialsSecretName,
 				Key:  wmcov1.DefaultCredentialsSecretKey,
@@ -104,7 +106,7 @@ func TestMachineInstanceFollowsItsMachine(t *testing.T) {
 	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 	g.Consistently(func(g Gomega) {
 		for _, m := range []*machinev1beta1.Machine{linux, ignored, pending} {
-			_, err := inventoryInstance(machineInstanceName(ns, m.Name))
+			_, err := inventoryInstance(inventory.MachineInstanceName(ns, m.Name))
 			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance of Machine %s: %v", m.Name, err)
 		}
 	}).WithTimeout(time.Second).WithPolling(inventoryPoll).Should(Succeed())
@@ -118,7 +120,7 @@ func TestMachineInstanceFollowsItsMachine(t *testing.T) {
 			inventoryInternalIP("10.78.1.12"),
 		}
 	})
-	pendingName := machineInstanceName(ns, pending.Name)
+	pendingName := inventory.MachineInstanceName(ns, pending.Name)
 	g.Eventually(func(g Gomega) {
 		wi, err := inventoryInstance(pendingName)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -130,7 +132,7 @@ func TestMachineInstanceFollowsItsMachine(t *testing.T) {
 	wi, err := inventoryInstance(pendingName)
 	g.Expect(err).NotTo(HaveOccurred())
 	wi.Status.Message = "set by the test"
-	g.Expect(k8sClient.Status().Update(t.Context(), wi)).To(Succeed())
+	g.Expect(ctrltest.Client.Status().Update(t.Context(), wi)).To(Succeed())
 	inventoryUpdateMachine(g, pending, true, func(m *machinev1beta1.Machine) {
 		m.Status.Addresses = []corev1.NodeAddress{inventoryInternalIP("10.78.1.22")}
 	})
@@ -154,7 +156,7 @@ func TestMachineInstanceFollowsItsMachine(t *testing.T) {
 	g.Eventually(inventoryGone(witnessName)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 
 	// An instance deleted by hand is put back.
-	g.Expect(k8sClient.Delete(t.Context(), &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: pendingName}})).To(Succeed())
+	g.Expect(ctrltest.Client.Delete(t.Context(), &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: pendingName}})).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		wi, err := inventoryInstance(pendingName)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -163,7 +165,7 @@ func TestMachineInstanceFollowsItsMachine(t *testing.T) {
 
 	// The Machine is deleted (no machine-api finalizer here): so is its
 	// instance.
-	g.Expect(k8sClient.Delete(t.Context(), pending)).To(Succeed())
+	g.Expect(ctrltest.Client.Delete(t.Context(), pending)).To(Succeed())
 	g.Eventually(inventoryGone(pendingName)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 }
 
@@ -171,8 +173,8 @@ func TestMachineOrphanInstancesAreDeletedOnStart(t *testing.T) {
 	g := NewWithT(t)
 	ns := inventoryNamespace(t)
 
-	orphanName := machineInstanceName(ns, "gone")
-	userName := machineInstanceName(ns, "user")
+	orphanName := inventory.MachineInstanceName(ns, "gone")
+	userName := inventory.MachineInstanceName(ns, "user")
 	inventoryDeleteInstancesAtEnd(t, orphanName, userName)
 	// Left by a Machine deleted while the operator was down.
 	orphan := &wmcov1.WindowsInstance{
@@ -191,8 +193,8 @@ func TestMachineOrphanInstancesAreDeletedOnStart(t *testing.T) {
 		},
 		Spec: wmcov1.WindowsInstanceSpec{Address: "10.78.2.2", Username: "alice"},
 	}
-	g.Expect(k8sClient.Create(t.Context(), orphan)).To(Succeed())
-	g.Expect(k8sClient.Create(t.Context(), user)).To(Succeed())
+	g.Expect(ctrltest.Client.Create(t.Context(), orphan)).To(Succeed())
+	g.Expect(ctrltest.Client.Create(t.Context(), user)).To(Succeed())
 
 	inventoryStartMachineController(t)
 	g.Eventually(inventoryGone(orphanName)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
@@ -203,21 +205,21 @@ func TestMachineOrphanInstancesAreDeletedOnStart(t *testing.T) {
 	taken := inventoryMachine(t, ns, "taken", inventoryWindowsLabels(), inventoryInternalIP("10.78.2.2"))
 	witness := inventoryMachine(t, ns, "witness", inventoryWindowsLabels(), inventoryInternalIP("10.78.2.4"))
 	g.Eventually(func() error {
-		_, err := inventoryInstance(machineInstanceName(ns, witness.Name))
+		_, err := inventoryInstance(inventory.MachineInstanceName(ns, witness.Name))
 		return err
 	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 	got, err := inventoryInstance(userName)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(got.ResourceVersion).To(Equal(user.ResourceVersion))
-	_, err = inventoryInstance(machineInstanceName(ns, taken.Name))
+	_, err = inventoryInstance(inventory.MachineInstanceName(ns, taken.Name))
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance of Machine %s: %v", taken.Name, err)
 }
 
 func TestMachineReconcilerSetupChecksItsFields(t *testing.T) {
-	startManager(t, func(mgr ctrl.Manager) error {
+	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
 		g := NewWithT(t)
-		g.Expect((&MachineReconciler{}).SetupWithManager(mgr)).NotTo(Succeed())
-		g.Expect((&MachineReconciler{Client: mgr.GetClient(), Port: 70000}).SetupWithManager(mgr)).NotTo(Succeed())
+		g.Expect((&inventory.MachineReconciler{}).SetupWithManager(mgr)).NotTo(Succeed())
+		g.Expect((&inventory.MachineReconciler{Client: mgr.GetClient(), Port: 70000}).SetupWithManager(mgr)).NotTo(Succeed())
 		return nil
 	})
 }
@@ -226,47 +228,22 @@ func TestMachineInstanceName(t *testing.T) {
 	g := NewWithT(t)
 	dnsSubdomain := regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
-	g.Expect(machineInstanceName("openshift-machine-api", "ci-ln-x-windows-worker-a-7x2kq")).
+	g.Expect(inventory.MachineInstanceName("openshift-machine-api", "ci-ln-x-windows-worker-a-7x2kq")).
 		To(Equal("machine-ci-ln-x-windows-worker-a-7x2kq"))
 
-	other := machineInstanceName("team-a", "win-1")
+	other := inventory.MachineInstanceName("team-a", "win-1")
 	g.Expect(other).To(HavePrefix("machine-win-1-"))
-	g.Expect(other).NotTo(Equal(machineInstanceName("team-b", "win-1")))
-	g.Expect(other).NotTo(Equal(machineInstanceName("openshift-machine-api", "win-1")))
+	g.Expect(other).NotTo(Equal(inventory.MachineInstanceName("team-b", "win-1")))
+	g.Expect(other).NotTo(Equal(inventory.MachineInstanceName("openshift-machine-api", "win-1")))
 
 	long := strings.Repeat("a", 40) + "-" + strings.Repeat("b", 40) + "." + strings.Repeat("c", 40)
 	for _, ns := range []string{"openshift-machine-api", "team-a"} {
 		for _, name := range []string{long, strings.Repeat("x", 54) + "-y", strings.Repeat("x", 53) + ".y"} {
-			got := machineInstanceName(ns, name)
+			got := inventory.MachineInstanceName(ns, name)
 			g.Expect(len(got)).To(BeNumerically("<=", 63), got)
 			g.Expect(got).To(MatchRegexp(dnsSubdomain.String()), got)
-			g.Expect(got).To(Equal(machineInstanceName(ns, name)))
+			g.Expect(got).To(Equal(inventory.MachineInstanceName(ns, name)))
 		}
 	}
-	g.Expect(machineInstanceName("team-a", long)).NotTo(Equal(machineInstanceName("team-a", long+"d")))
-}
-
-func TestMachineAddress(t *testing.T) {
-	dns := func(s string) corev1.NodeAddress { return corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: s} }
-	ext := corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.9"}
-	cases := []struct {
-		name  string
-		addrs []corev1.NodeAddress
-		want  string
-	}{
-		{"none", nil, ""},
-		{"external only", []corev1.NodeAddress{ext}, ""},
-		{"IPv4", []corev1.NodeAddress{ext, inventoryInternalIP("10.0.0.5")}, "10.0.0.5"},
-		{"IPv4 preferred to IPv6", []corev1.NodeAddress{inventoryInternalIP("fd00::5"), inventoryInternalIP("10.0.0.5")}, "10.0.0.5"},
-		{"IPv6 canonical", []corev1.NodeAddress{inventoryInternalIP("FD00:0::5")}, "fd00::5"},
-		{"IPv4-mapped IPv6 is IPv4", []corev1.NodeAddress{inventoryInternalIP("::ffff:10.0.0.6")}, "10.0.0.6"},
-		{"IP preferred to DNS", []corev1.NodeAddress{dns("win.example.com"), inventoryInternalIP("fd00::5")}, "fd00::5"},
-		{"DNS fallback, lower case", []corev1.NodeAddress{dns("Win-1.Example.COM.")}, "win-1.example.com"},
-		{"bad entries skipped", []corev1.NodeAddress{inventoryInternalIP("not-an-ip"), inventoryInternalIP("0.0.0.0"), dns("bad_name"), dns("win.example.com")}, "win.example.com"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			NewWithT(t).Expect(machineAddress(c.addrs)).To(Equal(c.want))
-		})
-	}
+	g.Expect(inventory.MachineInstanceName("team-a", long)).NotTo(Equal(inventory.MachineInstanceName("team-a", long+"d")))
 }

@@ -1,10 +1,9 @@
-package controllers
+package instance
 
 import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -25,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/bootstrap"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
@@ -56,16 +56,16 @@ const (
 	uploadTimeout  = 10 * time.Minute
 )
 
-// WindowsInstanceReconciler makes the host of each WindowsInstance a Ready,
+// Reconciler makes the host of each WindowsInstance a Ready,
 // labelled and tainted node, and cleans it when the instance is deleted. It
 // is the one place that touches a host.
-type WindowsInstanceReconciler struct {
+type Reconciler struct {
 	Client client.Client
 	// APIReader reads without the cache: Secrets holding SSH keys.
 	APIReader client.Reader
 	// Clientset drains Nodes.
 	Clientset kubernetes.Interface
-	Config    Config
+	Config    core.Config
 	Dialer    remote.Dialer
 	// Payload is the manifest of the payload in PayloadDir.
 	Payload    *payload.Manifest
@@ -112,7 +112,7 @@ type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
 // Reconcile runs the phases in order; each returns early with a requeue or
 // an error when it cannot finish, and the status is computed and patched
 // once at the end.
-func (r *WindowsInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	wi := &wmcov1.WindowsInstance{}
 	if err := r.Client.Get(ctx, req.NamespacedName, wi); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -192,7 +192,7 @@ var progressMessages = map[wmcov1.InstancePhase]string{
 // through its first configuration, which takes minutes on real hosts, so
 // that it can be followed with kubectl get wi. A Ready host's resync, or a
 // reconcile repeating earlier phases, publishes nothing.
-func (r *WindowsInstanceReconciler) showProgress(ctx context.Context, s *scope, p wmcov1.InstancePhase) {
+func (r *Reconciler) showProgress(ctx context.Context, s *scope, p wmcov1.InstancePhase) {
 	wi := s.wi
 	if progressOrder[p] <= progressOrder[s.base.Status.Phase] {
 		return
@@ -207,7 +207,7 @@ func (r *WindowsInstanceReconciler) showProgress(ctx context.Context, s *scope, 
 
 // nodeConfig reads the WindowsNodeConfig singleton; without one, the
 // defaults apply.
-func (r *WindowsInstanceReconciler) nodeConfig(ctx context.Context) (wmcov1.WindowsNodeConfigSpec, error) {
+func (r *Reconciler) nodeConfig(ctx context.Context) (wmcov1.WindowsNodeConfigSpec, error) {
 	cfg := &wmcov1.WindowsNodeConfig{}
 	err := r.Client.Get(ctx, client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, cfg)
 	if apierrors.IsNotFound(err) {
@@ -222,7 +222,7 @@ func (r *WindowsInstanceReconciler) nodeConfig(ctx context.Context) (wmcov1.Wind
 // SetupWithManager registers the controller: it watches WindowsInstances
 // (spec, labels, annotations, deletion; not its own status writes), the
 // Nodes of instances, the SSH key Secrets and the WindowsNodeConfig.
-func (r *WindowsInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	switch {
 	case r.Client == nil || r.APIReader == nil || r.Clientset == nil:
 		return fmt.Errorf("WindowsInstance controller: Client, APIReader and Clientset are required")
@@ -299,7 +299,7 @@ func nodeToInstance(_ context.Context, o client.Object) []reconcile.Request {
 
 // secretToInstances maps a Secret to the instances whose SSH key it holds,
 // so a fixed key is retried at once.
-func (r *WindowsInstanceReconciler) secretToInstances(ctx context.Context, o client.Object) []reconcile.Request {
+func (r *Reconciler) secretToInstances(ctx context.Context, o client.Object) []reconcile.Request {
 	var list wmcov1.WindowsInstanceList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return nil
@@ -314,7 +314,7 @@ func (r *WindowsInstanceReconciler) secretToInstances(ctx context.Context, o cli
 	return out
 }
 
-func (r *WindowsInstanceReconciler) allInstances(ctx context.Context, _ client.Object) []reconcile.Request {
+func (r *Reconciler) allInstances(ctx context.Context, _ client.Object) []reconcile.Request {
 	var list wmcov1.WindowsInstanceList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return nil
@@ -327,7 +327,7 @@ func (r *WindowsInstanceReconciler) allInstances(ctx context.Context, _ client.O
 }
 
 // secretRef is the instance's credentials reference with defaults applied.
-func (r *WindowsInstanceReconciler) secretRef(wi *wmcov1.WindowsInstance) wmcov1.SecretKeyReference {
+func (r *Reconciler) secretRef(wi *wmcov1.WindowsInstance) wmcov1.SecretKeyReference {
 	ref := wi.Spec.CredentialsSecretRef
 	if ref.Namespace == "" {
 		ref.Namespace = r.Config.Namespace
@@ -342,21 +342,10 @@ func (r *WindowsInstanceReconciler) secretRef(wi *wmcov1.WindowsInstance) wmcov1
 }
 
 // event records an Event on the instance; its action is the reconcile.
-func (r *WindowsInstanceReconciler) event(s *scope, warning bool, reason, format string, args ...any) {
+func (r *Reconciler) event(s *scope, warning bool, reason, format string, args ...any) {
 	t := corev1.EventTypeNormal
 	if warning {
 		t = corev1.EventTypeWarning
 	}
 	r.Recorder.Eventf(s.wi, nil, t, reason, "Reconcile", format, args...)
-}
-
-// nodeName is the name the host registers as.
-func nodeName(wi *wmcov1.WindowsInstance, facts *wicdapi.Facts) string {
-	if wi.Spec.NodeName != "" {
-		return wi.Spec.NodeName
-	}
-	if facts != nil {
-		return strings.ToLower(facts.Hostname)
-	}
-	return wi.Status.NodeName
 }

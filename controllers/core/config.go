@@ -1,4 +1,4 @@
-package controllers
+package core
 
 import "github.com/openwmco/wmco/pkg/cluster"
 

@@ -1,4 +1,4 @@
-package controllers
+package instance
 
 import (
 	"context"
@@ -10,17 +10,17 @@ import (
 	"k8s.io/kubectl/pkg/drain"
 
 	"github.com/openwmco/wmco/pkg/payload"
-	"github.com/openwmco/wmco/pkg/wicd"
+	"github.com/openwmco/wmco/pkg/wicdapi"
 )
 
 const (
 	payloadWICD       = payload.WICDPath
-	featureContainers = wicd.FeatureContainers
+	featureContainers = wicdapi.FeatureContainers
 	drainTimeout      = 2 * time.Minute
 )
 
 // drain cordons the Node and evicts its pods (DaemonSet pods stay).
-func (r *WindowsInstanceReconciler) drain(ctx context.Context, name string) error {
+func (r *Reconciler) drain(ctx context.Context, name string) error {
 	node, err := r.Clientset.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package controllers
+package core
 
 import (
 	machinev1beta1 "github.com/openshift/api/machine/v1beta1"

@@ -4,7 +4,9 @@ Copyright The openwmco Authors.
 Licensed under the Apache License, Version 2.0.
 */
 
-package payload
+// Package testpayload writes fake Windows payloads for tests, the demo and
+// the benchmark. It is test code: production packages never import it.
+package testpayload
 
 import (
 	"crypto/sha256"
@@ -13,19 +15,21 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+
+	"github.com/openwmco/wmco/pkg/payload"
 )
 
-// Defaults of TestPayloadOptions.
+// Defaults of Options.
 const (
-	DefaultTestVersion           = "v0.0.0-test"
-	DefaultTestKubernetesVersion = "v1.37.2"
+	DefaultVersion           = "v0.0.0-test"
+	DefaultKubernetesVersion = "v1.37.2"
 )
 
-// TestPayloadOptions shape the fake payload WriteTestPayload writes.
-type TestPayloadOptions struct {
-	// Version of the payload; DefaultTestVersion when empty.
+// Options shape the fake payload Write writes.
+type Options struct {
+	// Version of the payload; DefaultVersion when empty.
 	Version string
-	// KubernetesVersion of the payload; DefaultTestKubernetesVersion when
+	// KubernetesVersion of the payload; DefaultKubernetesVersion when
 	// empty.
 	KubernetesVersion string
 	// FileSize, when positive, makes every file exactly this many bytes of
@@ -34,31 +38,31 @@ type TestPayloadOptions struct {
 	FileSize int64
 }
 
-// WriteTestPayload writes a fake payload into dir, for tests and the demo:
+// Write writes a fake payload into dir, for tests and the demo:
 // every component's required files, with content derived only from the
 // version and the path (the same options always give the same bytes), and
 // a real manifest.json. The files are not Windows programs.
-func WriteTestPayload(dir string, opts TestPayloadOptions) (*Manifest, error) {
+func Write(dir string, opts Options) (*payload.Manifest, error) {
 	if opts.Version == "" {
-		opts.Version = DefaultTestVersion
+		opts.Version = DefaultVersion
 	}
 	if opts.KubernetesVersion == "" {
-		opts.KubernetesVersion = DefaultTestKubernetesVersion
+		opts.KubernetesVersion = DefaultKubernetesVersion
 	}
 	if opts.FileSize < 0 {
 		return nil, fmt.Errorf("write test payload: FileSize %d must not be negative", opts.FileSize)
 	}
-	if err := ValidateVersion(opts.Version); err != nil {
+	if err := payload.ValidateVersion(opts.Version); err != nil {
 		return nil, fmt.Errorf("write test payload: version %q: %w", opts.Version, err)
 	}
-	for _, c := range Components() {
-		for _, p := range requiredFiles[c] {
+	for _, c := range payload.Components() {
+		for _, p := range payload.RequiredFiles(c) {
 			if err := writeTestFile(dir, opts, p); err != nil {
 				return nil, fmt.Errorf("write test payload: %w", err)
 			}
 		}
 	}
-	m, err := Create(dir, opts.Version, opts.KubernetesVersion)
+	m, err := payload.Create(dir, opts.Version, opts.KubernetesVersion)
 	if err != nil {
 		return nil, fmt.Errorf("write test payload: %w", err)
 	}
@@ -68,7 +72,7 @@ func WriteTestPayload(dir string, opts TestPayloadOptions) (*Manifest, error) {
 	return m, nil
 }
 
-func writeTestFile(dir string, opts TestPayloadOptions, path string) error {
+func writeTestFile(dir string, opts Options, path string) error {
 	name := filepath.Join(dir, filepath.FromSlash(path))
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return err

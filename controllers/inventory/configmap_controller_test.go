@@ -1,4 +1,4 @@
-package controllers
+package inventory_test
 
 import (
 	"context"
@@ -16,6 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/controllers/inventory"
+	"github.com/openwmco/wmco/test/ctrltest"
 )
 
 // The ConfigMap tests each use a namespace of their own as the operator's
@@ -34,10 +37,10 @@ const (
 func inventoryNamespace(t *testing.T) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "inventory-"}}
-	if err := k8sClient.Create(t.Context(), ns); err != nil {
+	if err := ctrltest.Client.Create(t.Context(), ns); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), ns) })
+	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), ns) })
 	return ns.Name
 }
 
@@ -45,10 +48,10 @@ func inventoryNamespace(t *testing.T) string {
 // namespace as the operator's namespace.
 func inventoryStartConfigMapController(t *testing.T, namespace string) {
 	t.Helper()
-	startManager(t, func(mgr ctrl.Manager) error {
-		return (&ConfigMapReconciler{
+	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
+		return (&inventory.ConfigMapReconciler{
 			Client:   mgr.GetClient(),
-			Config:   Config{Namespace: namespace},
+			Config:   core.Config{Namespace: namespace},
 			Recorder: mgr.GetEventRecorder("wmco-inventory"),
 		}).SetupWithManager(mgr)
 	})
@@ -62,21 +65,21 @@ func inventoryConfigMap(t *testing.T, namespace string, data map[string]string) 
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: wmcov1.InventoryConfigMapName},
 		Data:       data,
 	}
-	if err := k8sClient.Create(t.Context(), cm); err != nil {
+	if err := ctrltest.Client.Create(t.Context(), cm); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), cm) })
+	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), cm) })
 	return cm
 }
 
 // inventorySetData replaces the ConfigMap's data.
 func inventorySetData(g *WithT, cm *corev1.ConfigMap, data map[string]string) {
 	g.Eventually(func() error {
-		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(cm), cm); err != nil {
+		if err := ctrltest.Client.Get(context.Background(), client.ObjectKeyFromObject(cm), cm); err != nil {
 			return err
 		}
 		cm.Data = data
-		return k8sClient.Update(context.Background(), cm)
+		return ctrltest.Client.Update(context.Background(), cm)
 	}).WithTimeout(inventoryTimeout).Should(Succeed())
 }
 
@@ -86,7 +89,7 @@ func inventoryDeleteInstancesAtEnd(t *testing.T, names ...string) {
 	t.Cleanup(func() {
 		for _, name := range names {
 			wi := &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: name}}
-			_ = k8sClient.Delete(context.Background(), wi)
+			_ = ctrltest.Client.Delete(context.Background(), wi)
 		}
 	})
 }
@@ -94,7 +97,7 @@ func inventoryDeleteInstancesAtEnd(t *testing.T, names ...string) {
 // inventoryInstance gets a WindowsInstance straight from the API server.
 func inventoryInstance(name string) (*wmcov1.WindowsInstance, error) {
 	wi := &wmcov1.WindowsInstance{}
-	err := k8sClient.Get(context.Background(), client.ObjectKey{Name: name}, wi)
+	err := ctrltest.Client.Get(context.Background(), client.ObjectKey{Name: name}, wi)
 	return wi, err
 }
 
@@ -115,7 +118,7 @@ func inventoryGone(name string) func() error {
 // inventoryEvents lists the Events of reason on the windows-instances
 // ConfigMap in namespace, read from the API.
 func inventoryEvents(g Gomega, namespace, reason string) []corev1.Event {
-	list, err := clientset.CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{
+	list, err := ctrltest.Clientset.CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{
 		FieldSelector: fields.Set{
 			"involvedObject.kind": "ConfigMap",
 			"involvedObject.name": wmcov1.InventoryConfigMapName,
@@ -178,8 +181,8 @@ func TestConfigMapCreatesUpdatesAndDeletesInstances(t *testing.T) {
 	uid := wi.UID
 	wi.Status.Phase = wmcov1.PhaseConnecting
 	wi.Status.Message = "set by the test"
-	g.Expect(k8sClient.Status().Update(t.Context(), wi)).To(Succeed())
-	g.Expect(k8sClient.Patch(t.Context(), wi, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"paused":true}}`)))).To(Succeed())
+	g.Expect(ctrltest.Client.Status().Update(t.Context(), wi)).To(Succeed())
+	g.Expect(ctrltest.Client.Patch(t.Context(), wi, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"paused":true}}`)))).To(Succeed())
 
 	inventorySetData(g, cm, map[string]string{
 		"10.77.1.1":            "username=core\nport=2200",
@@ -216,7 +219,7 @@ func TestConfigMapCreatesUpdatesAndDeletesInstances(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 
 	// An instance deleted by hand is put back.
-	g.Expect(k8sClient.Delete(t.Context(), &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: "win-a.inventory.test"}})).To(Succeed())
+	g.Expect(ctrltest.Client.Delete(t.Context(), &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: "win-a.inventory.test"}})).To(Succeed())
 	g.Eventually(func() error {
 		_, err := inventoryInstance("win-a.inventory.test")
 		return err
@@ -253,7 +256,7 @@ func TestConfigMapInvalidEntriesAreReportedAndGoodOnesApplied(t *testing.T) {
 			_, err := inventoryInstance(name)
 			g.Expect(err).NotTo(HaveOccurred(), name)
 		}
-		evs := inventoryEvents(g, ns, ReasonInvalidEntry)
+		evs := inventoryEvents(g, ns, inventory.ReasonInvalidEntry)
 		for key, reason := range bad {
 			got := inventoryEventsFor(evs, key)
 			g.Expect(got).To(HaveLen(1), "Events about %q", key)
@@ -286,8 +289,8 @@ func TestConfigMapEntryTurningInvalidKeepsItsInstance(t *testing.T) {
 
 	inventorySetData(g, cm, map[string]string{"10.77.3.1": "username=Administrator\ncolour=blue"})
 	g.Eventually(func(g Gomega) {
-		g.Expect(inventoryEventsFor(inventoryEvents(g, ns, ReasonInvalidEntry), "10.77.3.1")).To(HaveLen(1))
-		kept := inventoryEventsFor(inventoryEvents(g, ns, ReasonInstanceKept), "10.77.3.1")
+		g.Expect(inventoryEventsFor(inventoryEvents(g, ns, inventory.ReasonInvalidEntry), "10.77.3.1")).To(HaveLen(1))
+		kept := inventoryEventsFor(inventoryEvents(g, ns, inventory.ReasonInstanceKept), "10.77.3.1")
 		g.Expect(kept).To(HaveLen(1))
 		g.Expect(kept[0].Type).To(Equal(corev1.EventTypeWarning))
 		g.Expect(kept[0].Message).To(ContainSubstring("not deprovisioned"))
@@ -325,8 +328,8 @@ func TestConfigMapLeavesUserInstancesAlone(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "inventory-user-host"},
 		Spec:       wmcov1.WindowsInstanceSpec{Address: "10.77.4.2", Username: "alice"},
 	}
-	g.Expect(k8sClient.Create(t.Context(), sameName)).To(Succeed())
-	g.Expect(k8sClient.Create(t.Context(), sameHost)).To(Succeed())
+	g.Expect(ctrltest.Client.Create(t.Context(), sameName)).To(Succeed())
+	g.Expect(ctrltest.Client.Create(t.Context(), sameHost)).To(Succeed())
 	inventoryStartConfigMapController(t, ns)
 
 	cm := inventoryConfigMap(t, ns, map[string]string{
@@ -337,7 +340,7 @@ func TestConfigMapLeavesUserInstancesAlone(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		_, err := inventoryInstance("10.77.4.3")
 		g.Expect(err).NotTo(HaveOccurred())
-		evs := inventoryEvents(g, ns, ReasonHostConflict)
+		evs := inventoryEvents(g, ns, inventory.ReasonHostConflict)
 		for _, key := range []string{"10.77.4.1", "10.77.4.2"} {
 			got := inventoryEventsFor(evs, key)
 			g.Expect(got).To(HaveLen(1), "HostConflict Events about %q", key)
@@ -355,7 +358,7 @@ func TestConfigMapLeavesUserInstancesAlone(t *testing.T) {
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance 10.77.4.2: %v", err)
 
 	// Deleting the ConfigMap deletes what it created and nothing else.
-	g.Expect(k8sClient.Delete(t.Context(), cm)).To(Succeed())
+	g.Expect(ctrltest.Client.Delete(t.Context(), cm)).To(Succeed())
 	g.Eventually(inventoryGone("10.77.4.3")).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 	for _, want := range []*wmcov1.WindowsInstance{sameName, sameHost} {
 		got, err := inventoryInstance(want.Name)
@@ -374,7 +377,7 @@ func TestConfigMapDeletedOrMissingEmptiesTheInventory(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "10.77.5.9", Labels: map[string]string{wmcov1.LabelSource: wmcov1.SourceConfigMap}},
 		Spec:       wmcov1.WindowsInstanceSpec{Address: "10.77.5.9", Username: "Administrator"},
 	}
-	g.Expect(k8sClient.Create(t.Context(), stale)).To(Succeed())
+	g.Expect(ctrltest.Client.Create(t.Context(), stale)).To(Succeed())
 	inventoryStartConfigMapController(t, ns)
 	g.Eventually(inventoryGone("10.77.5.9")).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 
@@ -389,19 +392,19 @@ func TestConfigMapDeletedOrMissingEmptiesTheInventory(t *testing.T) {
 		}
 	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 
-	g.Expect(k8sClient.Delete(t.Context(), cm)).To(Succeed())
+	g.Expect(ctrltest.Client.Delete(t.Context(), cm)).To(Succeed())
 	for _, name := range []string{"10.77.5.1", "10.77.5.2"} {
 		g.Eventually(inventoryGone(name)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 	}
 }
 
 func TestConfigMapReconcilerSetupNeedsItsDependencies(t *testing.T) {
-	startManager(t, func(mgr ctrl.Manager) error {
+	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
 		g := NewWithT(t)
 		rec := mgr.GetEventRecorder("wmco-inventory")
-		for _, r := range []*ConfigMapReconciler{
-			{Config: Config{Namespace: "ns"}, Recorder: rec},
-			{Client: mgr.GetClient(), Config: Config{Namespace: "ns"}},
+		for _, r := range []*inventory.ConfigMapReconciler{
+			{Config: core.Config{Namespace: "ns"}, Recorder: rec},
+			{Client: mgr.GetClient(), Config: core.Config{Namespace: "ns"}},
 			{Client: mgr.GetClient(), Recorder: rec},
 		} {
 			g.Expect(r.SetupWithManager(mgr)).NotTo(Succeed())
@@ -418,25 +421,25 @@ func TestConfigMapAndMachineControllersRunWithTheGeneratedRBAC(t *testing.T) {
 	g := NewWithT(t)
 	ns := inventoryNamespace(t)
 	user := "inventory-rbac-" + ns
-	grantGeneratedRBAC(t, user, user, ns)
-	cfg, err := testCluster.UserConfig(user)
+	ctrltest.GrantGeneratedRBAC(t, user, user, ns)
+	cfg, err := ctrltest.Cluster.UserConfig(user)
 	g.Expect(err).NotTo(HaveOccurred())
 	inventoryDeleteInstancesAtEnd(t, "10.77.6.1")
-	startManagerAs(t, cfg, func(mgr ctrl.Manager) error {
-		if err := (&ConfigMapReconciler{
+	ctrltest.StartManagerAs(t, cfg, func(mgr ctrl.Manager) error {
+		if err := (&inventory.ConfigMapReconciler{
 			Client:   mgr.GetClient(),
-			Config:   Config{Namespace: ns},
+			Config:   core.Config{Namespace: ns},
 			Recorder: mgr.GetEventRecorder("wmco-inventory"),
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
-		return (&MachineReconciler{Client: mgr.GetClient(), Port: 2222}).SetupWithManager(mgr)
+		return (&inventory.MachineReconciler{Client: mgr.GetClient(), Port: 2222}).SetupWithManager(mgr)
 	})
 
 	// Another ConfigMap of the namespace stays out of reach.
 	other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "not-the-inventory"}}
-	g.Expect(k8sClient.Create(t.Context(), other)).To(Succeed())
-	restricted, err := client.New(cfg, client.Options{Scheme: testScheme})
+	g.Expect(ctrltest.Client.Create(t.Context(), other)).To(Succeed())
+	restricted, err := client.New(cfg, client.Options{Scheme: ctrltest.Scheme})
 	g.Expect(err).NotTo(HaveOccurred())
 	err = restricted.Get(t.Context(), client.ObjectKeyFromObject(other), &corev1.ConfigMap{})
 	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "get another ConfigMap: %v", err)
@@ -449,8 +452,8 @@ func TestConfigMapAndMachineControllersRunWithTheGeneratedRBAC(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		_, err := inventoryInstance("10.77.6.1")
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(inventoryEventsFor(inventoryEvents(g, ns, ReasonInvalidEntry), "10.77.6.2")).To(HaveLen(1))
-		wi, err := inventoryInstance(machineInstanceName(ns, m.Name))
+		g.Expect(inventoryEventsFor(inventoryEvents(g, ns, inventory.ReasonInvalidEntry), "10.77.6.2")).To(HaveLen(1))
+		wi, err := inventoryInstance(inventory.MachineInstanceName(ns, m.Name))
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(wi.Spec.Port).To(Equal(int32(2222)))
 	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())

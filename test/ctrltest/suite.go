@@ -1,4 +1,9 @@
-package controllers
+// Package ctrltest is the harness of the controller tests: one real local
+// control plane per test binary (etcd, kube-apiserver,
+// kube-controller-manager) with the CRDs installed, managers that run the
+// controllers a test needs, and simulated Windows hosts. Each test uses
+// object names no other test uses.
+package ctrltest
 
 import (
 	"bufio"
@@ -8,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -28,29 +34,28 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/proc"
 )
 
-// The controller tests share one real control plane (etcd, kube-apiserver,
-// kube-controller-manager) with the CRDs installed. Each test starts the
-// controllers it needs in a manager of its own and uses object names no
-// other test uses.
-
-const testNamespace = "wmco-system"
+// Namespace is the operator's namespace in the tests.
+const Namespace = "wmco-system"
 
 var (
-	testCluster *localcluster.Cluster
-	testScheme  *runtime.Scheme
-	// k8sClient reads straight from the API server (no cache).
-	k8sClient client.Client
-	clientset *kubernetes.Clientset
+	// Cluster is the control plane of the test binary.
+	Cluster *localcluster.Cluster
+	// Scheme holds the operator's types.
+	Scheme *runtime.Scheme
+	// Client reads straight from the API server (no cache), as admin.
+	Client client.Client
+	// Clientset is a typed client, as admin.
+	Clientset *kubernetes.Clientset
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
+// Run starts the control plane, runs the tests and stops it; a package's
+// TestMain calls os.Exit(ctrltest.Run(m)).
+func Run(m *testing.M) int {
 	ctx := context.Background()
 	c, err := localcluster.Start(ctx, localcluster.Options{NodeMonitorGracePeriod: 5 * time.Second, NodeMonitorPeriod: time.Second})
 	if err != nil {
@@ -58,46 +63,46 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = c.Stop() }()
-	testCluster = c
+	Cluster = c
 	if err := localcluster.InstallCRDs(ctx, c.Config, "config/crd/bases", "test/testdata/crds"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if testScheme, err = NewScheme(); err != nil {
+	if Scheme, err = core.NewScheme(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if k8sClient, err = client.New(c.Config, client.Options{Scheme: testScheme}); err != nil {
+	if Client, err = client.New(c.Config, client.Options{Scheme: Scheme}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if clientset, err = kubernetes.NewForConfig(c.Config); err != nil {
+	if Clientset, err = kubernetes.NewForConfig(c.Config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNamespace}}
-	if err := k8sClient.Create(ctx, ns); err != nil {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
+	if err := Client.Create(ctx, ns); err != nil {
 		fmt.Fprintln(os.Stderr, "create namespace:", err)
 		return 1
 	}
 	return m.Run()
 }
 
-// startManager runs a manager with the controllers setup adds until the
+// StartManager runs a manager with the controllers setup adds until the
 // test ends.
-func startManager(t *testing.T, setup func(mgr ctrl.Manager) error) ctrl.Manager {
+func StartManager(t *testing.T, setup func(mgr ctrl.Manager) error) ctrl.Manager {
 	t.Helper()
-	return startManagerAs(t, testCluster.Config, setup)
+	return StartManagerAs(t, Cluster.Config, setup)
 }
 
-// startManagerAs is startManager authenticated with cfg.
-func startManagerAs(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager) error) ctrl.Manager {
+// StartManagerAs is StartManager authenticated with cfg.
+func StartManagerAs(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager) error) ctrl.Manager {
 	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 testScheme,
+		Scheme:                 Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Logger:                 zap.New(zap.UseDevMode(true), zap.WriteTo(testLogWriter{t})),
+		Logger:                 zap.New(zap.UseDevMode(true), zap.WriteTo(LogWriter{t})),
 		// Every test has its own manager with the same controller names.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -123,14 +128,18 @@ func startManagerAs(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager)
 	return mgr
 }
 
-// grantGeneratedRBAC gives user exactly what config/rbac/role.yaml grants
+// GrantGeneratedRBAC gives user exactly what config/rbac/role.yaml grants
 // the operator, as a deployment binds it: a ClusterRole and Roles (named
 // name) with bindings. Roles of the operator's namespace go to namespace;
 // Roles of namespaces the cluster lacks are skipped.
-func grantGeneratedRBAC(t *testing.T, name, user, namespace string) {
+func GrantGeneratedRBAC(t *testing.T, name, user, namespace string) {
 	t.Helper()
 	ctx := t.Context()
-	data, err := os.ReadFile("../config/rbac/role.yaml")
+	root, err := proc.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,10 +168,10 @@ func grantGeneratedRBAC(t *testing.T, name, user, namespace string) {
 					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}})
 		case "Role":
 			ns := role.Namespace
-			if ns == testNamespace {
+			if ns == Namespace {
 				ns = namespace
 			}
-			if err := k8sClient.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}); apierrors.IsNotFound(err) {
+			if err := Client.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}); apierrors.IsNotFound(err) {
 				continue
 			}
 			objs = append(objs,
@@ -171,23 +180,23 @@ func grantGeneratedRBAC(t *testing.T, name, user, namespace string) {
 					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}})
 		}
 	}
-	if !kinds["ClusterRole/"] || !kinds["Role/"+testNamespace] {
-		t.Fatalf("config/rbac/role.yaml: want a ClusterRole and a Role in %s, got %v", testNamespace, kinds)
+	if !kinds["ClusterRole/"] || !kinds["Role/"+Namespace] {
+		t.Fatalf("config/rbac/role.yaml: want a ClusterRole and a Role in %s, got %v", Namespace, kinds)
 	}
 	for _, o := range objs {
-		if err := k8sClient.Create(ctx, o); err != nil {
+		if err := Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), o) })
+		t.Cleanup(func() { _ = Client.Delete(context.Background(), o) })
 	}
 }
 
-// testLogWriter sends the manager's log to the test's log, shown on failure
-// or with -v.
-type testLogWriter struct{ t *testing.T }
+// LogWriter sends a manager's log to the test's log, shown on failure or
+// with -v.
+type LogWriter struct{ T *testing.T }
 
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(p))
+func (w LogWriter) Write(p []byte) (int, error) {
+	w.T.Helper()
+	w.T.Log(string(p))
 	return len(p), nil
 }

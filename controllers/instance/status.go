@@ -1,4 +1,4 @@
-package controllers
+package instance
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/remote"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 )
@@ -102,7 +103,7 @@ func setCondition(wi *wmcov1.WindowsInstance, condType string, o outcome) {
 		status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&wi.Status.Conditions, metav1.Condition{
-		Type: condType, Status: status, Reason: o.reason, Message: truncate(o.message, 1024),
+		Type: condType, Status: status, Reason: o.reason, Message: core.Truncate(o.message, maxConditionMessage),
 		ObservedGeneration: wi.Generation,
 	})
 }
@@ -178,9 +179,5 @@ func summarize(wi *wmcov1.WindowsInstance, deleting bool) {
 	setCondition(wi, wmcov1.ConditionReady, outcome{ok: true, reason: ReasonReady, message: "the host is a Ready node"})
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
-}
+// maxConditionMessage is the longest message a condition may hold.
+const maxConditionMessage = 32768

@@ -1,4 +1,4 @@
-package controllers
+package ctrltest
 
 import (
 	"context"
@@ -24,31 +24,35 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers"
+	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/pkg/remote"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/testpayload"
 	"github.com/openwmco/wmco/test/winsim"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
 // Shared by the tests that configure simulated hosts.
 var (
-	fixtureOnce    sync.Once
-	fixtureErr     error
-	testPayloadDir string
-	testPayload    *payload.Manifest
-	testSigner     ssh.Signer
-	testKeyPEM     []byte
+	fixtureOnce sync.Once
+	fixtureErr  error
+	PayloadDir  string
+	Payload     *payload.Manifest
+	Signer      ssh.Signer
+	KeyPEM      []byte
 	// hostSeq numbers simulated hosts across tests: each gets its own
 	// loopback address and name.
 	hostSeq atomic.Int32
 )
 
-// hostFixture writes the test payload and the SSH key Secret once.
-func hostFixture(t *testing.T) {
+// HostFixture writes the test payload and the SSH key Secret once.
+func HostFixture(t *testing.T) {
 	t.Helper()
 	fixtureOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "wmco-test-payload-")
@@ -56,8 +60,8 @@ func hostFixture(t *testing.T) {
 			fixtureErr = err
 			return
 		}
-		testPayloadDir = dir
-		if testPayload, fixtureErr = payload.WriteTestPayload(dir, payload.TestPayloadOptions{}); fixtureErr != nil {
+		PayloadDir = dir
+		if Payload, fixtureErr = testpayload.Write(dir, testpayload.Options{}); fixtureErr != nil {
 			return
 		}
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -70,13 +74,13 @@ func hostFixture(t *testing.T) {
 			fixtureErr = err
 			return
 		}
-		testKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		if testSigner, fixtureErr = ssh.NewSignerFromKey(priv); fixtureErr != nil {
+		KeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		if Signer, fixtureErr = ssh.NewSignerFromKey(priv); fixtureErr != nil {
 			return
 		}
-		fixtureErr = k8sClient.Create(context.Background(), &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: wmcov1.DefaultCredentialsSecretName, Namespace: testNamespace},
-			Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: testKeyPEM},
+		fixtureErr = Client.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: wmcov1.DefaultCredentialsSecretName, Namespace: Namespace},
+			Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: KeyPEM},
 		})
 	})
 	if fixtureErr != nil {
@@ -85,18 +89,18 @@ func hostFixture(t *testing.T) {
 }
 
 // simHost is a simulated Windows host ready to become a node.
-type simHost struct {
+type SimHost struct {
 	*simagent.Node
-	name string // WindowsInstance and node name
-	ip   string // loopback address its SSH server listens on
+	Name string // WindowsInstance and node name
+	IP   string // loopback address its SSH server listens on
 }
 
-// startHosts starts n simulated hosts on distinct loopback addresses,
+// StartHosts starts n simulated hosts on distinct loopback addresses,
 // authorizing the test key for Administrator.
-func startHosts(t *testing.T, n int, opts simagent.Options) []*simHost {
+func StartHosts(t *testing.T, n int, opts simagent.Options) []*SimHost {
 	t.Helper()
-	hostFixture(t)
-	hosts := make([]*simHost, n)
+	HostFixture(t)
+	hosts := make([]*SimHost, n)
 	for i := range hosts {
 		seq := hostSeq.Add(1)
 		ip := fmt.Sprintf("127.0.%d.%d", 10+seq/200, 1+seq%200)
@@ -109,7 +113,7 @@ func startHosts(t *testing.T, n int, opts simagent.Options) []*simHost {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = h.Close() })
-		h.AuthorizeKey("Administrator", testSigner.PublicKey())
+		h.AuthorizeKey("Administrator", Signer.PublicKey())
 		if opts.AgentRunInterval == 0 {
 			opts.AgentRunInterval = time.Second
 		}
@@ -123,37 +127,37 @@ func startHosts(t *testing.T, n int, opts simagent.Options) []*simHost {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hosts[i] = &simHost{Node: node, name: name, ip: ip}
+		hosts[i] = &SimHost{Node: node, Name: name, IP: ip}
 	}
 	return hosts
 }
 
-// instanceFor is a WindowsInstance for a simulated host.
-func instanceFor(h *simHost) *wmcov1.WindowsInstance {
+// InstanceFor is a WindowsInstance for a simulated host.
+func InstanceFor(h *SimHost) *wmcov1.WindowsInstance {
 	return &wmcov1.WindowsInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: h.name},
+		ObjectMeta: metav1.ObjectMeta{Name: h.Name},
 		Spec: wmcov1.WindowsInstanceSpec{
-			Address: h.ip, Port: int32(h.Host.Port()), Username: "Administrator",
+			Address: h.IP, Port: int32(h.Host.Port()), Username: "Administrator",
 		},
 	}
 }
 
-// countingDialer records how many SSH sessions are open at once.
-type countingDialer struct {
+// CountingDialer records how many SSH sessions are open at once.
+type CountingDialer struct {
 	remote.Dialer
-	open, peak, dials atomic.Int32
+	Open, Peak, Dials atomic.Int32
 }
 
-func (d *countingDialer) Dial(ctx context.Context, t remote.Target) (remote.Session, error) {
-	d.dials.Add(1)
+func (d *CountingDialer) Dial(ctx context.Context, t remote.Target) (remote.Session, error) {
+	d.Dials.Add(1)
 	s, err := d.Dialer.Dial(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	n := d.open.Add(1)
+	n := d.Open.Add(1)
 	for {
-		p := d.peak.Load()
-		if n <= p || d.peak.CompareAndSwap(p, n) {
+		p := d.Peak.Load()
+		if n <= p || d.Peak.CompareAndSwap(p, n) {
 			break
 		}
 	}
@@ -162,80 +166,80 @@ func (d *countingDialer) Dial(ctx context.Context, t remote.Target) (remote.Sess
 
 type countedSession struct {
 	remote.Session
-	d    *countingDialer
+	d    *CountingDialer
 	once sync.Once
 }
 
 func (s *countedSession) Close() error {
-	s.once.Do(func() { s.d.open.Add(-1) })
+	s.once.Do(func() { s.d.Open.Add(-1) })
 	return s.Session.Close()
 }
 
-// operatorOptions tune startOperator.
-type operatorOptions struct {
-	maxParallel int
+// OperatorOptions tune StartOperator.
+type OperatorOptions struct {
+	MaxParallel int
 	// machineSSHPort is where Machine hosts' SSH servers listen.
-	machineSSHPort int32
+	MachineSSHPort int32
 }
 
-// startOperator runs every controller of the operator, wired as main wires
+// StartOperator runs every controller of the operator, wired as main wires
 // them, until the test ends. Its dialer counts sessions.
-func startOperator(t *testing.T, o operatorOptions) *countingDialer {
+func StartOperator(t *testing.T, o OperatorOptions) *CountingDialer {
 	t.Helper()
-	hostFixture(t)
-	dialer := &countingDialer{Dialer: &remote.SSHDialer{Hash: AgentHash}}
-	startManager(t, func(mgr ctrl.Manager) error {
-		return Setup(context.Background(), mgr, Options{
-			Config:  Config{Namespace: testNamespace, Platform: cluster.Kubernetes},
-			Payload: testPayload, PayloadDir: testPayloadDir, Dialer: dialer, Clientset: clientset,
+	HostFixture(t)
+	dialer := &CountingDialer{Dialer: &remote.SSHDialer{Hash: instance.AgentHash}}
+	StartManager(t, func(mgr ctrl.Manager) error {
+		return controllers.Setup(context.Background(), mgr, controllers.Options{
+			Config:  core.Config{Namespace: Namespace, Platform: cluster.Kubernetes},
+			Payload: Payload, PayloadDir: PayloadDir, Dialer: dialer, Clientset: Clientset,
 			Cluster: nodeconfig.ClusterFacts{
-				APIServerURL: testCluster.Host, CACertPEM: testCluster.CACert, ServiceCIDR: localcluster.ServiceCIDR,
+				APIServerURL: Cluster.Host, CACertPEM: Cluster.CACert, ServiceCIDR: localcluster.ServiceCIDR,
 				ClusterNetworkCIDR: localcluster.ClusterCIDR, DNSIP: "10.0.0.10", KubernetesVersion: localcluster.DefaultKubernetesVersion,
 			},
-			MaxParallelConfigurations: o.maxParallel,
+			MaxParallelConfigurations: o.MaxParallel,
 			MachineAPI:                true,
-			MachineSSHPort:            o.machineSSHPort,
+			MachineSSHPort:            o.MachineSSHPort,
 		})
 	})
 	return dialer
 }
 
-// waitReady waits for the instance to be Ready and returns its Node.
-func waitReady(t *testing.T, name string, timeout time.Duration) *corev1.Node {
+// WaitReady waits for the instance to be Ready and returns its Node.
+func WaitReady(t *testing.T, name string, timeout time.Duration) *corev1.Node {
 	t.Helper()
 	g := NewWithT(t)
 	var node corev1.Node
 	g.Eventually(func(g Gomega) {
 		wi := &wmcov1.WindowsInstance{}
-		g.Expect(k8sClient.Get(t.Context(), client.ObjectKey{Name: name}, wi)).To(Succeed())
+		g.Expect(Client.Get(t.Context(), client.ObjectKey{Name: name}, wi)).To(Succeed())
 		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseReady), "phase %s: %s", wi.Status.Phase, wi.Status.Message)
-		g.Expect(k8sClient.Get(t.Context(), client.ObjectKey{Name: wi.Status.NodeName}, &node)).To(Succeed())
+		g.Expect(Client.Get(t.Context(), client.ObjectKey{Name: wi.Status.NodeName}, &node)).To(Succeed())
 	}).WithTimeout(timeout).WithPolling(250 * time.Millisecond).Should(Succeed())
 	return &node
 }
 
-// expectHostClean checks that no service, HNS network or file of ours is
+// ExpectHostClean checks that no service, HNS network or file of ours is
 // left on the host.
-func expectHostClean(g Gomega, h *simHost) {
+func ExpectHostClean(g Gomega, h *SimHost) {
 	names, err := h.Services.List(context.Background())
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(names).To(BeEmpty(), "services left on %s", h.name)
+	g.Expect(names).To(BeEmpty(), "services left on %s", h.Name)
 	g.Expect(h.Networks()).To(BeEmpty())
 	for _, root := range []string{wicdapi.InstallRoot, `C:\var\lib\kubelet`} {
 		infos, err := h.Host.Disk().List(root)
 		if err == nil {
-			g.Expect(infos).To(BeEmpty(), "files left under %s on %s", root, h.name)
+			g.Expect(infos).To(BeEmpty(), "files left under %s on %s", root, h.Name)
 		}
 	}
 }
 
-// deleteAndWait deletes an instance and waits until it is gone.
-func deleteAndWait(t *testing.T, name string, timeout time.Duration) {
+// DeleteAndWait deletes an instance and waits until it is gone.
+func DeleteAndWait(t *testing.T, name string, timeout time.Duration) {
 	t.Helper()
 	g := NewWithT(t)
-	g.Expect(client.IgnoreNotFound(k8sClient.Delete(t.Context(), &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: name}}))).To(Succeed())
+	g.Expect(client.IgnoreNotFound(Client.Delete(t.Context(), &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: name}}))).To(Succeed())
 	g.Eventually(func() bool {
-		err := k8sClient.Get(t.Context(), client.ObjectKey{Name: name}, &wmcov1.WindowsInstance{})
+		err := Client.Get(t.Context(), client.ObjectKey{Name: name}, &wmcov1.WindowsInstance{})
 		return apierrors.IsNotFound(err)
 	}).WithTimeout(timeout).Should(BeTrue())
 }

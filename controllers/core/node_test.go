@@ -1,0 +1,39 @@
+package core
+
+import (
+	"testing"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+)
+
+func TestOwnsNode(t *testing.T) {
+	inst := &wmcov1.WindowsInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "win"},
+		Status:     wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Addresses: []string{"10.0.0.5", "fd00::5"}}},
+	}
+	node := func(labels map[string]string, addrs ...corev1.NodeAddress) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: labels}, Status: corev1.NodeStatus{Addresses: addrs}}
+	}
+	internal := func(a string) corev1.NodeAddress { return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a} }
+	cases := []struct {
+		name string
+		node *corev1.Node
+		want bool
+	}{
+		{"label", node(map[string]string{wmcov1.LabelInstance: "win"}), true},
+		{"another instance's label", node(map[string]string{wmcov1.LabelInstance: "win-2"}, internal("10.0.0.9")), false},
+		{"internal IP", node(nil, internal("10.0.0.9"), internal("10.0.0.5")), true},
+		{"internal IPv6 written long", node(nil, internal("fd00:0:0:0:0:0:0:5")), true},
+		{"external IP only", node(nil, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.0.0.5"}), false},
+		{"hostname address", node(nil, corev1.NodeAddress{Type: corev1.NodeHostName, Address: "10.0.0.5"}), false},
+		{"prefix of an address", node(nil, internal("10.0.0.50")), false},
+		{"nothing", node(nil), false},
+	}
+	for _, tc := range cases {
+		NewWithT(t).Expect(OwnsNode(inst, tc.node)).To(Equal(tc.want), tc.name)
+	}
+}

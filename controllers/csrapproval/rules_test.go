@@ -1,0 +1,111 @@
+package csrapproval
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/csr"
+)
+
+func TestCSRInstanceMatching(t *testing.T) {
+	wi := func(name, specNode, statusNode, hostname string, deleting bool) wmcov1.WindowsInstance {
+		w := wmcov1.WindowsInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       wmcov1.WindowsInstanceSpec{NodeName: specNode},
+			Status:     wmcov1.WindowsInstanceStatus{NodeName: statusNode, Host: wmcov1.HostFacts{Hostname: hostname}},
+		}
+		if deleting {
+			w.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+		}
+		return w
+	}
+	items := []wmcov1.WindowsInstance{
+		wi("by-status", "spec-name", "status-name", "HOST-1", false),
+		wi("by-spec", "spec-only", "", "HOST-2", false),
+		wi("by-hostname", "", "", "Win-Host-3", false),
+		wi("deleting", "", "gone", "", true),
+		wi("twin-1", "", "twin", "", false),
+		wi("twin-2", "twin", "", "", false),
+	}
+	cases := []struct {
+		node string
+		want string
+		err  bool
+	}{
+		{"status-name", "by-status", false},
+		{"spec-name", "", false}, // superseded by status.nodeName
+		{"spec-only", "by-spec", false},
+		{"win-host-3", "by-hostname", false},
+		{"Win-Host-3", "", false},
+		{"host-1", "", false},
+		{"status", "", false},
+		{"status-name-x", "", false},
+		{"gone", "", false},
+		{"twin", "", true},
+		{"", "", false},
+	}
+	for _, tc := range cases {
+		g := NewWithT(t)
+		got, err := csrInstanceFor(items, tc.node)
+		if tc.err {
+			g.Expect(err).To(HaveOccurred(), tc.node)
+			continue
+		}
+		g.Expect(err).NotTo(HaveOccurred(), tc.node)
+		if tc.want == "" {
+			g.Expect(got).To(BeNil(), tc.node)
+		} else {
+			g.Expect(got).NotTo(BeNil(), tc.node)
+			g.Expect(got.Name).To(Equal(tc.want), tc.node)
+		}
+	}
+}
+
+// Each CSR is counted once per verdict it gets, however often it is
+// evaluated; a decision is announced again only when it changes.
+func TestCSRDecisionMemoryCountsEachVerdictOnce(t *testing.T) {
+	g := NewWithT(t)
+	counter := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "test_csr_decisions_total"}, []string{"result"})
+	m := newCSRDecisionMemory(counter)
+	count := func(result string) float64 {
+		var out dto.Metric
+		g.Expect(counter.WithLabelValues(result).Write(&out)).To(Succeed())
+		return out.GetCounter().GetValue()
+	}
+	c1 := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "one", UID: types.UID("u1")}}
+	pendingA := csr.Decision{Verdict: csr.Pending, Reason: "a", Instance: "w"}
+	pendingB := csr.Decision{Verdict: csr.Pending, Reason: "b", Instance: "w"}
+
+	g.Expect(m.record(c1, pendingA)).To(BeTrue())
+	g.Expect(m.record(c1, pendingA)).To(BeFalse())
+	g.Expect(m.record(c1, pendingA)).To(BeFalse())
+	g.Expect(m.record(c1, pendingB)).To(BeTrue(), "a new reason is announced")
+	g.Expect(count("pending")).To(Equal(1.0), "a new reason is not a new verdict")
+	g.Expect(m.record(c1, csr.Decision{Verdict: csr.Approve})).To(BeTrue())
+	g.Expect(count("approved")).To(Equal(1.0))
+
+	// The same name for another CSR is another CSR.
+	c1b := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "one", UID: types.UID("u2")}}
+	g.Expect(m.record(c1b, csr.Decision{Verdict: csr.Approve})).To(BeTrue())
+	g.Expect(count("approved")).To(Equal(2.0))
+
+	c2 := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "two", UID: types.UID("u3")}}
+	for range 5 {
+		m.record(c2, csr.Decision{Verdict: csr.Ignore, Reason: "not ours"})
+	}
+	g.Expect(count("ignored")).To(Equal(1.0))
+	m.forget("two")
+	_, ok := m.lastDecision("two")
+	g.Expect(ok).To(BeFalse())
+	m.record(c2, csr.Decision{Verdict: csr.Deny})
+	g.Expect(count("denied")).To(Equal(1.0))
+	g.Expect(count("pending")).To(Equal(1.0))
+}
