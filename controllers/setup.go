@@ -32,9 +32,6 @@ type Options struct {
 	Dialer remote.Dialer
 	// Clientset drains Nodes.
 	Clientset kubernetes.Interface
-	// MaxParallelConfigurations bounds how many hosts are configured at
-	// once.
-	MaxParallelConfigurations int
 	// MachineAPI starts the Machine controller.
 	MachineAPI bool
 	// MachineUsername logs in to Machine hosts (default Administrator).
@@ -66,7 +63,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := (&instance.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,
 		Dialer: o.Dialer, Payload: o.Payload, PayloadDir: o.PayloadDir, Cluster: o.Cluster, Tokens: tokens,
-		Recorder: mgr.GetEventRecorder("wmco"), MaxConcurrentReconciles: o.MaxParallelConfigurations,
+		Recorder: mgr.GetEventRecorder("wmco"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("WindowsInstance controller: %w", err)
 	}

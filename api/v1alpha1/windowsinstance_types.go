@@ -15,6 +15,16 @@ const (
 )
 
 // WindowsInstanceSpec describes one Windows host and how to reach it.
+// PortOrDefault is port, or DefaultSSHPort when port is 0: the value the
+// API server stores for an unset spec.port. Code that builds a spec to
+// compare with a stored one uses it; stored objects need no defaulting.
+func PortOrDefault(port int32) int32 {
+	if port == 0 {
+		return DefaultSSHPort
+	}
+	return port
+}
+
 type WindowsInstanceSpec struct {
 	// Address of the host: an IPv4 or IPv6 address or a DNS name.
 	// +required
@@ -93,6 +103,7 @@ type InstancePhase string
 
 // Phases of a WindowsInstance, in the order a host normally passes them.
 const (
+	// PhasePending: nothing tried yet, or waiting for a configuration slot.
 	PhasePending        InstancePhase = "Pending"
 	PhaseConnecting     InstancePhase = "Connecting"
 	PhasePreflight      InstancePhase = "Preflight"
@@ -100,20 +111,31 @@ const (
 	PhaseConfiguring    InstancePhase = "Configuring"
 	PhaseWaitingForNode InstancePhase = "WaitingForNode"
 	PhaseReady          InstancePhase = "Ready"
+	// PhaseUpgrading is reserved for rolling upgrades (not yet
+	// implemented): no code sets it today.
 	PhaseUpgrading      InstancePhase = "Upgrading"
 	PhaseDeprovisioning InstancePhase = "Deprovisioning"
 	PhaseFailed         InstancePhase = "Failed"
 	PhasePaused         InstancePhase = "Paused"
 )
 
-// Condition types of a WindowsInstance. Ready summarises the others.
+// Condition types of a WindowsInstance. Ready summarises the others;
+// Reconciling and Stalled follow kstatus (kubectl wait, Flux and Argo CD
+// health checks understand them): Reconciling is present and True while
+// the operator works towards Ready, Stalled is present and True when it
+// cannot go on until the spec or the Secret changes; each is removed when
+// it does not hold.
 const (
 	ConditionReachable       = "Reachable"
 	ConditionPreflightPassed = "PreflightPassed"
 	ConditionConfigured      = "Configured"
 	ConditionNodeReady       = "NodeReady"
-	ConditionUpgrading       = "Upgrading"
-	ConditionReady           = "Ready"
+	// ConditionUpgrading is reserved for rolling upgrades (not yet
+	// implemented): no code sets it today.
+	ConditionUpgrading   = "Upgrading"
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
 )
 
 // HostFacts are what the operator observed on the host.
@@ -133,7 +155,7 @@ type HostFacts struct {
 // WindowsInstanceStatus is the observed state of a host.
 type WindowsInstanceStatus struct {
 	// Conditions: Reachable, PreflightPassed, Configured, NodeReady,
-	// Upgrading, and Ready as the summary.
+	// Ready as the summary, and kstatus' Reconciling and Stalled.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -177,8 +199,10 @@ type WindowsInstanceStatus struct {
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.address`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.payloadVersion`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.message`
 type WindowsInstance struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -4,19 +4,15 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -164,12 +160,8 @@ func run(o options) error {
 			return err
 		}
 	}
-	parallel, err := maxParallelConfigurations(ctx, cfg, scheme)
-	if err != nil {
-		return err
-	}
 	log.Info("Cluster", "platform", info.Platform, "version", info.Version, "machineAPI", info.MachineAPI,
-		"kubeletAPIServer", ep.URL, "from", ep.Source, "payload", m.Version, "maxParallelConfigurations", parallel)
+		"kubeletAPIServer", ep.URL, "from", ep.Source, "payload", m.Version)
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -206,33 +198,14 @@ func run(o options) error {
 			APIServerURL: ep.URL, CACertPEM: ep.CACert, ServiceCIDR: o.serviceCIDR,
 			ClusterNetworkCIDR: o.clusterCIDR, DNSIP: o.clusterDNS, KubernetesVersion: info.Version,
 		},
-		MaxParallelConfigurations: parallel,
-		MachineAPI:                info.MachineAPI,
-		MachineUsername:           o.machineUsername,
+		MachineAPI:      info.MachineAPI,
+		MachineUsername: o.machineUsername,
 	}); err != nil {
 		return err
 	}
 
 	log.Info("Starting manager", "version", version.Get(), "namespace", o.namespace, "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
-}
-
-// maxParallelConfigurations reads WindowsNodeConfig's setting at start-up;
-// a change takes effect when the operator restarts.
-func maxParallelConfigurations(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (int, error) {
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return 0, err
-	}
-	wnc := &wmcov1.WindowsNodeConfig{}
-	err = c.Get(ctx, client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, wnc)
-	if apierrors.IsNotFound(err) {
-		return nodeconfig.DefaultMaxParallelConfigurations, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read WindowsNodeConfig: %w", err)
-	}
-	return int(nodeconfig.Defaulted(wnc.Spec).MaxParallelConfigurations), nil
 }
 
 func mustRequirement(key string) labels.Requirement {

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
@@ -76,11 +78,12 @@ type Reconciler struct {
 	Tokens *bootstrap.Tokens
 	// Recorder emits events.k8s.io/v1 Events on instances.
 	Recorder events.EventRecorder
-	// MaxConcurrentReconciles bounds how many hosts are configured at
-	// once (WindowsNodeConfig's maxParallelConfigurations at start-up).
-	MaxConcurrentReconciles int
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
+
+	// slots bounds the hosts worked on at once by WindowsNodeConfig's
+	// maxParallelConfigurations; set by SetupWithManager.
+	slots *slots
 }
 
 // scope is the state of one reconcile of one instance. Phases read and
@@ -97,7 +100,9 @@ type scope struct {
 	facts *wicdapi.Facts
 	// node is the instance's Node, if it exists.
 	node *corev1.Node
-	log  logr.Logger
+	// waitingSlot: no configuration slot was free for this reconcile.
+	waitingSlot bool
+	log         logr.Logger
 }
 
 func (s *scope) close() {
@@ -110,8 +115,8 @@ func (s *scope) close() {
 type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
 
 // Reconcile runs the phases in order; each returns early with a requeue or
-// an error when it cannot finish, and the status is computed and patched
-// once at the end.
+// an error when it cannot finish, and the status is computed (summarize)
+// and patched once at the end.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	wi := &wmcov1.WindowsInstance{}
 	if err := r.Client.Get(ctx, req.NamespacedName, wi); err != nil {
@@ -120,7 +125,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	s := &scope{wi: wi, base: wi.DeepCopy(), log: ctrl.LoggerFrom(ctx)}
 	defer func() {
 		s.close()
-		summarize(wi, !wi.DeletionTimestamp.IsZero())
+		summarize(wi, !wi.DeletionTimestamp.IsZero(), s.waitingSlot)
+		if stalled(wi) {
+			// Terminal: this generation was observed and is stuck.
+			wi.Status.ObservedGeneration = wi.Generation
+		}
 		if err := r.Client.Status().Patch(ctx, wi, client.MergeFrom(s.base)); err != nil && !apierrors.IsNotFound(err) {
 			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patch status: %w", err)})
 		}
@@ -132,14 +141,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	s.config = config
 
-	if !wi.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, s)
-	}
-	if wi.Spec.Paused {
+	if wi.DeletionTimestamp.IsZero() && wi.Spec.Paused {
 		// Nothing to do: a change of spec.paused brings the next reconcile.
 		return ctrl.Result{}, nil
 	}
-	if !controllerutil.ContainsFinalizer(wi, wmcov1.Finalizer) {
+	if wi.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(wi, wmcov1.Finalizer) {
 		// The finalizer must be stored before the host is touched, so a
 		// deletion always finds the host to clean.
 		patch := client.MergeFrom(wi.DeepCopy())
@@ -149,21 +155,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		}
 		s.base.Finalizers, s.base.ResourceVersion = wi.Finalizers, wi.ResourceVersion
 	}
+	r.slots.setLimit(int(config.MaxParallelConfigurations))
+	if !r.slots.tryAcquire(wi.Name) {
+		s.waitingSlot = true
+		// A freed slot wakes this instance through the slots' channel;
+		// the requeue is a safety net.
+		return ctrl.Result{RequeueAfter: slotRequeue}, nil
+	}
+	defer r.slots.release(wi.Name)
 
+	if !wi.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, s)
+	}
 	phases := []struct {
-		run   phase
-		phase wmcov1.InstancePhase
+		run  phase
+		step string
 	}{
-		{r.reconcileConnection, wmcov1.PhaseConnecting},
-		{r.reconcileAgent, wmcov1.PhaseConnecting},
-		{r.reconcileFeatures, wmcov1.PhasePreflight},
-		{r.reconcilePreflight, wmcov1.PhasePreflight},
-		{r.reconcilePayload, wmcov1.PhaseProvisioning},
-		{r.reconcilePlan, wmcov1.PhaseConfiguring},
-		{r.reconcileNode, wmcov1.PhaseWaitingForNode},
+		{r.reconcileConnection, wmcov1.ConditionReachable},
+		{r.reconcileAgent, wmcov1.ConditionReachable},
+		{r.reconcileFeatures, wmcov1.ConditionPreflightPassed},
+		{r.reconcilePreflight, wmcov1.ConditionPreflightPassed},
+		{r.reconcilePayload, wmcov1.ConditionConfigured},
+		{r.reconcilePlan, wmcov1.ConditionConfigured},
+		{r.reconcileNode, wmcov1.ConditionNodeReady},
 	}
 	for _, p := range phases {
-		r.showProgress(ctx, s, p.phase)
+		r.showProgress(ctx, s, p.step)
 		res, err := p.run(ctx, s)
 		if err != nil || !res.IsZero() {
 			return res, err
@@ -173,33 +190,41 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	return ctrl.Result{}, nil
 }
 
-// progressOrder ranks the phases of a first configuration.
-var progressOrder = map[wmcov1.InstancePhase]int{
-	wmcov1.PhaseConnecting: 1, wmcov1.PhasePreflight: 2, wmcov1.PhaseProvisioning: 3,
-	wmcov1.PhaseConfiguring: 4, wmcov1.PhaseWaitingForNode: 5, wmcov1.PhaseReady: 6,
+// maxWorkers is the API's maximum of maxParallelConfigurations.
+const maxWorkers = 200
+
+// slotRequeue is how soon an instance waiting for a configuration slot is
+// looked at again if no freed slot wakes it first.
+const slotRequeue = 30 * time.Second
+
+// progressMessages say what a host is doing at each step of its first
+// configuration.
+var progressMessages = map[string]outcome{
+	wmcov1.ConditionReachable:       {reason: ReasonConnecting, message: "connecting over SSH"},
+	wmcov1.ConditionPreflightPassed: {reason: ReasonCheckingHost, message: "checking the host"},
+	wmcov1.ConditionConfigured:      {reason: ReasonPayloadTransfer, message: "uploading the payload and applying the node configuration"},
+	wmcov1.ConditionNodeReady:       {reason: ReasonNodeNotFound, message: "waiting for the Node"},
 }
 
-// progressMessages say what a host is doing in each phase.
-var progressMessages = map[wmcov1.InstancePhase]string{
-	wmcov1.PhaseConnecting:     "connecting over SSH",
-	wmcov1.PhasePreflight:      "checking the host",
-	wmcov1.PhaseProvisioning:   "uploading the payload",
-	wmcov1.PhaseConfiguring:    "applying the node configuration",
-	wmcov1.PhaseWaitingForNode: "waiting for the Node",
-}
-
-// showProgress publishes the phase a host enters while it moves forward
-// through its first configuration, which takes minutes on real hosts, so
-// that it can be followed with kubectl get wi. A Ready host's resync, or a
-// reconcile repeating earlier phases, publishes nothing.
-func (r *Reconciler) showProgress(ctx context.Context, s *scope, p wmcov1.InstancePhase) {
+// showProgress publishes the step a host enters during its first
+// configuration, which takes minutes on real hosts, so that it can be
+// followed with kubectl get wi: the step's condition, when it is not true
+// yet, says the step is under way, and the status is summarised and
+// patched at once. A Ready host's resync publishes nothing.
+func (r *Reconciler) showProgress(ctx context.Context, s *scope, step string) {
 	wi := s.wi
-	if progressOrder[p] <= progressOrder[s.base.Status.Phase] {
+	if meta.IsStatusConditionTrue(wi.Status.Conditions, step) {
 		return
 	}
-	wi.Status.Phase, wi.Status.Message = p, progressMessages[p]
+	if c := meta.FindStatusCondition(wi.Status.Conditions, step); c == nil || c.Reason == ReasonNotObserved {
+		setCondition(wi, step, progressMessages[step])
+	}
+	summarize(wi, false, false)
+	if equality.Semantic.DeepEqual(wi.Status, s.base.Status) {
+		return
+	}
 	if err := r.Client.Status().Patch(ctx, wi, client.MergeFrom(s.base)); err != nil {
-		s.log.V(1).Info("Could not publish progress", "phase", p, "error", err.Error())
+		s.log.V(1).Info("Could not publish progress", "step", step, "error", err.Error())
 		return
 	}
 	s.base = wi.DeepCopy()
@@ -242,9 +267,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	if r.MaxConcurrentReconciles <= 0 {
-		r.MaxConcurrentReconciles = int(nodeconfig.DefaultMaxParallelConfigurations)
-	}
+	r.Recorder = core.Recorder(r.Recorder)
+	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations)
 	specOrDeletion := predicate.Or(
 		predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
 		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
@@ -257,7 +281,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(nodeToInstance), builder.WithPredicates(nodeChangedPredicate())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToInstances)).
 		Watches(&wmcov1.WindowsNodeConfig{}, handler.EnqueueRequestsFromMapFunc(r.allInstances)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		WatchesRawSource(source.Channel(r.slots.wake, &handler.EnqueueRequestForObject{})).
+		// Enough workers for the largest maxParallelConfigurations the
+		// API allows; the slots hold the configured bound.
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxWorkers}).
 		Complete(r)
 }
 

@@ -51,6 +51,9 @@ func TestInstanceJoinsAndLeaves(t *testing.T) {
 	for _, c := range []string{wmcov1.ConditionReachable, wmcov1.ConditionPreflightPassed, wmcov1.ConditionConfigured, wmcov1.ConditionNodeReady, wmcov1.ConditionReady} {
 		g.Expect(meta.IsStatusConditionTrue(wi.Status.Conditions, c)).To(BeTrue(), c)
 	}
+	for _, c := range []string{wmcov1.ConditionReconciling, wmcov1.ConditionStalled} {
+		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, c)).To(BeNil(), "kstatus: a Ready instance is neither %s", c)
+	}
 	var tokens corev1.SecretList
 	g.Expect(ctrltest.Client.List(ctx, &tokens, client.InNamespace("kube-system"), client.MatchingLabels{wmcov1.LabelInstance: h.Name})).To(Succeed())
 	g.Expect(tokens.Items).To(BeEmpty(), "the bootstrap token is deleted after the join")
@@ -81,6 +84,13 @@ func TestWrongKeyIsTerminalUntilTheSecretChanges(t *testing.T) {
 		g.Expect(c.Reason).To(Equal(instance.ReasonAuthenticationFailed))
 		g.Expect(c.Message).To(ContainSubstring("refused the SSH key for user Administrator"))
 		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseFailed))
+		// kstatus: stalled, not reconciling, this generation observed.
+		stalled := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionStalled)
+		g.Expect(stalled).NotTo(BeNil())
+		g.Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(stalled.Reason).To(Equal(instance.ReasonAuthenticationFailed))
+		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReconciling)).To(BeNil())
+		g.Expect(wi.Status.ObservedGeneration).To(Equal(wi.Generation))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Consistently(func() int64 { return h.Host.Stats().AuthFailures }).
 		WithTimeout(5*time.Second).WithPolling(250*time.Millisecond).Should(BeNumerically("<=", 1), "no retry storm")
@@ -96,6 +106,9 @@ func TestWrongKeyIsTerminalUntilTheSecretChanges(t *testing.T) {
 	sec.Annotations["wmco.io/test-touched"] = time.Now().String()
 	g.Expect(ctrltest.Client.Update(ctx, sec)).To(Succeed())
 	ctrltest.WaitReady(t, h.Name, 90*time.Second)
+	wi := &wmcov1.WindowsInstance{}
+	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
+	g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionStalled)).To(BeNil(), "no longer stalled")
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
 }
 
@@ -125,25 +138,39 @@ func TestHostKeyMismatchRunsNothing(t *testing.T) {
 }
 
 // Ten hosts at once all join; no more than maxParallelConfigurations are
-// configured at the same time.
+// configured at the same time. Lowering the setting in WindowsNodeConfig
+// takes effect without a restart.
 func TestTenHostsJoinWithBoundedParallelism(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	const n, parallel = 10, 3
-	hosts := ctrltest.StartHosts(t, n, simagent.Options{})
+	const n, parallel, later = 10, 3, 3
+	hosts := ctrltest.StartHosts(t, n+later, simagent.Options{})
 	dialer := ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: parallel})
 
 	start := time.Now()
-	for _, h := range hosts {
+	for _, h := range hosts[:n] {
 		g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
 	}
-	for _, h := range hosts {
+	for _, h := range hosts[:n] {
 		ctrltest.WaitReady(t, h.Name, 3*time.Minute)
 	}
 	t.Logf("%d hosts Ready in %s; peak concurrent host sessions %d (limit %d); %d dials",
 		n, time.Since(start).Round(time.Millisecond), dialer.Peak.Load(), parallel, dialer.Dials.Load())
 	g.Expect(dialer.Peak.Load()).To(BeNumerically("<=", parallel))
 	g.Expect(dialer.Peak.Load()).To(BeNumerically(">", 1), "hosts are configured in parallel")
+
+	// One at a time from now on, without restarting the operator.
+	ctrltest.SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) { spec.MaxParallelConfigurations = 1 })
+	g.Eventually(dialer.Open.Load).WithTimeout(time.Minute).Should(BeZero())
+	dialer.Peak.Store(0)
+	for _, h := range hosts[n:] {
+		g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
+	}
+	for _, h := range hosts[n:] {
+		ctrltest.WaitReady(t, h.Name, 3*time.Minute)
+	}
+	t.Logf("%d more hosts Ready with maxParallelConfigurations 1; peak concurrent host sessions %d", later, dialer.Peak.Load())
+	g.Expect(dialer.Peak.Load()).To(Equal(int32(1)))
 
 	for _, h := range hosts {
 		g.Expect(ctrltest.Client.Delete(ctx, &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: h.Name}})).To(Succeed())

@@ -52,10 +52,8 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 		}
 		return ctrl.Result{}, errors.New(o.message)
 	}
+	// Stored objects carry the API's default port.
 	port := int(wi.Spec.Port)
-	if port == 0 {
-		port = wmcov1.DefaultSSHPort
-	}
 	target := remote.Target{Address: wi.Spec.Address, Port: port, Username: wi.Spec.Username, PrivateKey: key}
 	switch {
 	case wi.Spec.HostKey != "":

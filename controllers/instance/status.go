@@ -15,6 +15,7 @@ import (
 
 // Condition reasons. Terminal ones need a change of the spec or the Secret.
 const (
+	ReasonConnecting           = "Connecting"
 	ReasonConnected            = "Connected"
 	ReasonSecretNotFound       = "SecretNotFound"
 	ReasonInvalidKey           = "InvalidPrivateKey"
@@ -23,6 +24,7 @@ const (
 	ReasonUnreachable          = "Unreachable"
 	ReasonConnectionFailed     = "ConnectionFailed"
 
+	ReasonCheckingHost    = "CheckingHost"
 	ReasonPreflightPassed = "PreflightPassed"
 	ReasonRebooting       = "Rebooting"
 
@@ -122,20 +124,28 @@ func setNodeReadyCondition(wi *wmcov1.WindowsInstance, o outcome) {
 	setCondition(wi, wmcov1.ConditionNodeReady, o)
 }
 
-// summarize computes Ready, the phase and the message from the other
-// conditions: Ready is true when each of them is; otherwise the first one
-// that is not true, in the order a host passes them, explains why.
-func summarize(wi *wmcov1.WindowsInstance, deleting bool) {
-	if deleting {
-		wi.Status.Phase = wmcov1.PhaseDeprovisioning
-		setCondition(wi, wmcov1.ConditionReady, outcome{reason: ReasonDeleting, message: "the host is being drained and cleaned"})
-		wi.Status.Message = "the host is being drained and cleaned"
+// summarize is the one writer of status.phase and status.message. It
+// computes them, Ready, and the kstatus conditions Reconciling and Stalled
+// from the other conditions:
+//   - Ready is true when each of Reachable, PreflightPassed, Configured and
+//     NodeReady is; otherwise the first of them that is not true, in the
+//     order a host passes them, explains why;
+//   - Stalled is true, with that reason, when the explanation is terminal
+//     (it needs a change of the spec or the Secret): phase Failed;
+//   - Reconciling is true while the operator works towards Ready (or
+//     cleans a deleted instance), with the step as its reason.
+//
+// Stalled and Reconciling are removed when they do not hold, as kstatus
+// tools (kubectl wait, Flux, Argo CD) expect of abnormal-true conditions.
+// A host waiting for a configuration slot (waitingSlot) is Pending.
+func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
+	switch {
+	case deleting:
+		const msg = "the host is being drained and cleaned"
+		setSummary(wi, wmcov1.PhaseDeprovisioning, outcome{reason: ReasonDeleting, message: msg}, kstatusReconciling)
 		return
-	}
-	if wi.Spec.Paused {
-		wi.Status.Phase = wmcov1.PhasePaused
-		setCondition(wi, wmcov1.ConditionReady, outcome{reason: ReasonPaused, message: "spec.paused is set: the operator leaves the host alone"})
-		wi.Status.Message = "paused"
+	case wi.Spec.Paused:
+		setSummary(wi, wmcov1.PhasePaused, outcome{reason: ReasonPaused, message: "spec.paused is set: the operator leaves the host alone"}, kstatusIdle)
 		return
 	}
 	steps := []struct {
@@ -153,31 +163,76 @@ func summarize(wi *wmcov1.WindowsInstance, deleting bool) {
 		}},
 		{wmcov1.ConditionNodeReady, wmcov1.PhaseWaitingForNode, nil},
 	}
-	for _, s := range steps {
-		c := meta.FindStatusCondition(wi.Status.Conditions, s.cond)
+	for i, st := range steps {
+		c := meta.FindStatusCondition(wi.Status.Conditions, st.cond)
 		if c != nil && c.Status == metav1.ConditionTrue {
 			continue
 		}
-		o := outcome{reason: ReasonNotObserved, message: s.cond + " has not been observed yet"}
+		o := outcome{reason: ReasonNotObserved, message: st.cond + " has not been observed yet"}
 		if c != nil {
 			o = outcome{reason: c.Reason, message: c.Message}
 		}
-		phase := s.phase
-		if s.perhaps != nil {
-			phase = s.perhaps(o.reason)
+		phase := st.phase
+		if st.perhaps != nil {
+			phase = st.perhaps(o.reason)
 		}
-		if o.terminal() {
-			phase = wmcov1.PhaseFailed
+		switch {
+		case o.terminal():
+			setSummary(wi, wmcov1.PhaseFailed, o, kstatusStalled)
+		case waitingSlot:
+			if i == 0 && c == nil {
+				phase = wmcov1.PhasePending
+			}
+			setSummary(wi, phase, outcome{reason: ReasonWaitingSlot, message: "waiting for a configuration slot (WindowsNodeConfig spec.maxParallelConfigurations)"}, kstatusReconciling)
+		case i == 0 && c == nil:
+			// Nothing observed yet: the host has not been tried.
+			setSummary(wi, wmcov1.PhasePending, o, kstatusReconciling)
+		default:
+			setSummary(wi, phase, o, kstatusReconciling)
 		}
-		wi.Status.Phase = phase
-		wi.Status.Message = o.message
-		setCondition(wi, wmcov1.ConditionReady, o)
 		return
 	}
-	wi.Status.Phase = wmcov1.PhaseReady
-	wi.Status.Message = ""
-	setCondition(wi, wmcov1.ConditionReady, outcome{ok: true, reason: ReasonReady, message: "the host is a Ready node"})
+	setSummary(wi, wmcov1.PhaseReady, outcome{ok: true, reason: ReasonReady, message: "the host is a Ready node"}, kstatusIdle)
 }
+
+// kstatus is what summarize says through Reconciling and Stalled.
+type kstatus int
+
+const (
+	kstatusIdle        kstatus = iota // neither: Ready, or paused
+	kstatusReconciling                // working towards Ready
+	kstatusStalled                    // stuck until the spec or the Secret changes
+)
+
+// setSummary writes the phase, the message, Ready and the kstatus
+// conditions.
+func setSummary(wi *wmcov1.WindowsInstance, phase wmcov1.InstancePhase, o outcome, k kstatus) {
+	wi.Status.Phase = phase
+	wi.Status.Message = core.Truncate(o.message, maxStatusMessage)
+	if o.ok {
+		wi.Status.Message = ""
+	}
+	setCondition(wi, wmcov1.ConditionReady, o)
+	switch k {
+	case kstatusReconciling:
+		setCondition(wi, wmcov1.ConditionReconciling, outcome{ok: true, reason: o.reason, message: o.message})
+		meta.RemoveStatusCondition(&wi.Status.Conditions, wmcov1.ConditionStalled)
+	case kstatusStalled:
+		setCondition(wi, wmcov1.ConditionStalled, outcome{ok: true, reason: o.reason, message: o.message})
+		meta.RemoveStatusCondition(&wi.Status.Conditions, wmcov1.ConditionReconciling)
+	default:
+		meta.RemoveStatusCondition(&wi.Status.Conditions, wmcov1.ConditionReconciling)
+		meta.RemoveStatusCondition(&wi.Status.Conditions, wmcov1.ConditionStalled)
+	}
+}
+
+// stalled reports whether summarize found the instance stuck.
+func stalled(wi *wmcov1.WindowsInstance) bool {
+	return meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionStalled)
+}
+
+// maxStatusMessage bounds status.message, shown in kubectl get wi -o wide.
+const maxStatusMessage = 1024
 
 // maxConditionMessage is the longest message a condition may hold.
 const maxConditionMessage = 32768

@@ -40,47 +40,80 @@ func TestClassifyConnectError(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	ok := outcome{ok: true, reason: "OK"}
+	allOK := map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
+		wmcov1.ConditionConfigured: ok, wmcov1.ConditionNodeReady: ok}
+	const none = metav1.ConditionStatus("absent")
 	cases := []struct {
-		name     string
-		paused   bool
-		deleting bool
-		conds    map[string]outcome
-		phase    wmcov1.InstancePhase
-		ready    metav1.ConditionStatus
-		readyWhy string
-		wantMsg  string
+		name        string
+		paused      bool
+		deleting    bool
+		waitingSlot bool
+		conds       map[string]outcome
+		phase       wmcov1.InstancePhase
+		ready       metav1.ConditionStatus
+		readyWhy    string
+		wantMsg     string
+		reconciling metav1.ConditionStatus
+		stalled     metav1.ConditionStatus
 	}{
-		{name: "nothing observed", conds: nil, phase: wmcov1.PhaseConnecting, ready: metav1.ConditionFalse, readyWhy: ReasonNotObserved},
+		{name: "nothing observed", conds: nil, phase: wmcov1.PhasePending, ready: metav1.ConditionFalse, readyWhy: ReasonNotObserved,
+			reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "waiting for a slot before anything", waitingSlot: true, phase: wmcov1.PhasePending, ready: metav1.ConditionFalse,
+			readyWhy: ReasonWaitingSlot, reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "connecting", conds: map[string]outcome{wmcov1.ConditionReachable: {reason: ReasonConnecting, message: "connecting over SSH"}},
+			phase: wmcov1.PhaseConnecting, ready: metav1.ConditionFalse, readyWhy: ReasonConnecting, reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "unreachable", conds: map[string]outcome{wmcov1.ConditionReachable: {reason: ReasonUnreachable, message: "refused"}},
-			phase: wmcov1.PhaseConnecting, ready: metav1.ConditionFalse, readyWhy: ReasonUnreachable, wantMsg: "refused"},
+			phase: wmcov1.PhaseConnecting, ready: metav1.ConditionFalse, readyWhy: ReasonUnreachable, wantMsg: "refused",
+			reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "bad key is terminal", conds: map[string]outcome{wmcov1.ConditionReachable: {reason: ReasonAuthenticationFailed, message: "refused key"}},
-			phase: wmcov1.PhaseFailed, ready: metav1.ConditionFalse, readyWhy: ReasonAuthenticationFailed},
+			phase: wmcov1.PhaseFailed, ready: metav1.ConditionFalse, readyWhy: ReasonAuthenticationFailed, wantMsg: "refused key",
+			reconciling: none, stalled: metav1.ConditionTrue},
+		{name: "terminal wins over waiting for a slot", waitingSlot: true,
+			conds: map[string]outcome{wmcov1.ConditionReachable: {reason: ReasonHostKeyMismatch, message: "other key"}},
+			phase: wmcov1.PhaseFailed, ready: metav1.ConditionFalse, readyWhy: ReasonHostKeyMismatch, reconciling: none, stalled: metav1.ConditionTrue},
 		{name: "unsupported OS is terminal", conds: map[string]outcome{wmcov1.ConditionReachable: ok,
 			wmcov1.ConditionPreflightPassed: {reason: wicdapi.ReasonUnsupported, message: "build 14393"}},
-			phase: wmcov1.PhaseFailed, ready: metav1.ConditionFalse, readyWhy: wicdapi.ReasonUnsupported},
+			phase: wmcov1.PhaseFailed, ready: metav1.ConditionFalse, readyWhy: wicdapi.ReasonUnsupported, reconciling: none, stalled: metav1.ConditionTrue},
 		{name: "low disk waits", conds: map[string]outcome{wmcov1.ConditionReachable: ok,
 			wmcov1.ConditionPreflightPassed: {reason: wicdapi.ReasonLowDisk, message: "2 GiB free"}},
-			phase: wmcov1.PhasePreflight, ready: metav1.ConditionFalse, readyWhy: wicdapi.ReasonLowDisk},
+			phase: wmcov1.PhasePreflight, ready: metav1.ConditionFalse, readyWhy: wicdapi.ReasonLowDisk, reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "uploading", conds: map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
-			wmcov1.ConditionConfigured: {reason: ReasonPayloadTransfer}}, phase: wmcov1.PhaseProvisioning, ready: metav1.ConditionFalse},
+			wmcov1.ConditionConfigured: {reason: ReasonPayloadTransfer}}, phase: wmcov1.PhaseProvisioning, ready: metav1.ConditionFalse,
+			reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "applying", conds: map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
-			wmcov1.ConditionConfigured: {reason: ReasonApplyFailed}}, phase: wmcov1.PhaseConfiguring, ready: metav1.ConditionFalse},
+			wmcov1.ConditionConfigured: {reason: ReasonApplyFailed}}, phase: wmcov1.PhaseConfiguring, ready: metav1.ConditionFalse,
+			reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "mid-way host waiting for a slot keeps its phase", waitingSlot: true, conds: map[string]outcome{wmcov1.ConditionReachable: ok,
+			wmcov1.ConditionPreflightPassed: ok, wmcov1.ConditionConfigured: {reason: ReasonApplyFailed}},
+			phase: wmcov1.PhaseConfiguring, ready: metav1.ConditionFalse, readyWhy: ReasonWaitingSlot, reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "waiting for node", conds: map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
-			wmcov1.ConditionConfigured: ok, wmcov1.ConditionNodeReady: {reason: ReasonNodeNotFound}}, phase: wmcov1.PhaseWaitingForNode, ready: metav1.ConditionFalse},
-		{name: "ready", conds: map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
-			wmcov1.ConditionConfigured: ok, wmcov1.ConditionNodeReady: ok}, phase: wmcov1.PhaseReady, ready: metav1.ConditionTrue, readyWhy: ReasonReady},
+			wmcov1.ConditionConfigured: ok, wmcov1.ConditionNodeReady: {reason: ReasonNodeNotFound}}, phase: wmcov1.PhaseWaitingForNode,
+			ready: metav1.ConditionFalse, reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "ready", conds: allOK, phase: wmcov1.PhaseReady, ready: metav1.ConditionTrue, readyWhy: ReasonReady, reconciling: none, stalled: none},
+		{name: "a Ready host waiting for a slot stays Ready", waitingSlot: true, conds: allOK, phase: wmcov1.PhaseReady,
+			ready: metav1.ConditionTrue, readyWhy: ReasonReady, reconciling: none, stalled: none},
 		{name: "paused wins", paused: true, conds: map[string]outcome{wmcov1.ConditionReachable: {reason: ReasonUnreachable}},
-			phase: wmcov1.PhasePaused, ready: metav1.ConditionFalse, readyWhy: ReasonPaused},
-		{name: "deleting wins", deleting: true, paused: true, phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonDeleting},
+			phase: wmcov1.PhasePaused, ready: metav1.ConditionFalse, readyWhy: ReasonPaused, reconciling: none, stalled: none},
+		{name: "deleting wins", deleting: true, paused: true, phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse,
+			readyWhy: ReasonDeleting, reconciling: metav1.ConditionTrue, stalled: none},
+	}
+	status := func(wi *wmcov1.WindowsInstance, typ string) metav1.ConditionStatus {
+		if c := meta.FindStatusCondition(wi.Status.Conditions, typ); c != nil {
+			return c.Status
+		}
+		return none
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
 			wi := &wmcov1.WindowsInstance{Spec: wmcov1.WindowsInstanceSpec{Paused: c.paused}}
+			// Left-overs of an earlier summary are replaced.
+			setCondition(wi, wmcov1.ConditionStalled, outcome{ok: true, reason: "Old"})
+			setCondition(wi, wmcov1.ConditionReconciling, outcome{ok: true, reason: "Old"})
 			for typ, o := range c.conds {
 				setCondition(wi, typ, o)
 			}
-			summarize(wi, c.deleting)
+			summarize(wi, c.deleting, c.waitingSlot)
 			g.Expect(wi.Status.Phase).To(Equal(c.phase))
 			r := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReady)
 			g.Expect(r).NotTo(BeNil())
@@ -91,8 +124,56 @@ func TestSummarize(t *testing.T) {
 			if c.wantMsg != "" {
 				g.Expect(wi.Status.Message).To(Equal(c.wantMsg))
 			}
+			g.Expect(status(wi, wmcov1.ConditionReconciling)).To(Equal(c.reconciling), "Reconciling")
+			g.Expect(status(wi, wmcov1.ConditionStalled)).To(Equal(c.stalled), "Stalled")
+			if c.stalled == metav1.ConditionTrue {
+				g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionStalled).Reason).To(Equal(r.Reason))
+			}
 		})
 	}
+}
+
+// The slots bound the hosts worked on at once, follow a changed limit, and
+// wake waiters in the order they came when slots free up.
+func TestSlots(t *testing.T) {
+	g := NewWithT(t)
+	woken := func(s *slots) []string {
+		var out []string
+		for {
+			select {
+			case e := <-s.wake:
+				out = append(out, e.Object.GetName())
+			default:
+				return out
+			}
+		}
+	}
+	s := newSlots(2)
+	g.Expect(s.tryAcquire("a")).To(BeTrue())
+	g.Expect(s.tryAcquire("a")).To(BeTrue(), "held already")
+	g.Expect(s.tryAcquire("b")).To(BeTrue())
+	g.Expect(s.tryAcquire("c")).To(BeFalse())
+	g.Expect(s.tryAcquire("d")).To(BeFalse())
+	g.Expect(s.tryAcquire("c")).To(BeFalse(), "waits once in the queue")
+	g.Expect(s.inUse()).To(Equal(2))
+	g.Expect(woken(s)).To(BeEmpty())
+
+	s.release("a")
+	g.Expect(woken(s)).To(Equal([]string{"c"}), "the longest waiting first")
+	g.Expect(s.tryAcquire("c")).To(BeTrue())
+
+	s.setLimit(1)
+	s.release("b")
+	g.Expect(woken(s)).To(BeEmpty(), "still one held under a limit of 1")
+	g.Expect(s.tryAcquire("d")).To(BeFalse())
+
+	s.setLimit(3)
+	g.Expect(woken(s)).To(Equal([]string{"d"}), "a larger limit wakes at once")
+	g.Expect(s.tryAcquire("d")).To(BeTrue())
+	g.Expect(s.inUse()).To(Equal(2))
+
+	s.setLimit(0)
+	g.Expect(s.tryAcquire("e")).To(BeFalse(), "a limit below 1 counts as 1")
 }
 
 func TestNodeChangedPredicate(t *testing.T) {

@@ -201,8 +201,6 @@ func (r *ConfigMapReconciler) applyEntry(ctx context.Context, s *inventoryScope,
 		wi.Name = name
 		wi.Labels = map[string]string{wmcov1.LabelSource: wmcov1.SourceConfigMap}
 		setInventorySpec(&wi.Spec, e)
-		// Port 0 stays unset on create: the API defaults it.
-		wi.Spec.Port = e.Port
 		log.Info("Creating WindowsInstance")
 		if err := r.Client.Create(ctx, wi); err != nil {
 			// AlreadyExists means the cache lags: the error retries.
@@ -264,10 +262,7 @@ func entryRef(cm *corev1.ConfigMap, key string) *corev1.ObjectReference {
 func setInventorySpec(spec *wmcov1.WindowsInstanceSpec, e hostlist.Entry) {
 	spec.Address = e.Address
 	spec.Username = e.Username
-	spec.Port = e.Port
-	if spec.Port == 0 {
-		spec.Port = wmcov1.DefaultSSHPort
-	}
+	spec.Port = wmcov1.PortOrDefault(e.Port)
 	spec.NodeName = e.NodeName
 	spec.HostKey = e.HostKey
 }

@@ -197,10 +197,7 @@ func (r *MachineReconciler) setSpec(spec *wmcov1.WindowsInstanceSpec, addr strin
 	if spec.Username == "" {
 		spec.Username = DefaultMachineUsername
 	}
-	spec.Port = r.Port
-	if spec.Port == 0 {
-		spec.Port = wmcov1.DefaultSSHPort
-	}
+	spec.Port = wmcov1.PortOrDefault(r.Port)
 }
 
 // deleteInstance deletes the WindowsInstance of the Machine key when it is

@@ -177,8 +177,10 @@ func (s *countedSession) Close() error {
 
 // OperatorOptions tune StartOperator.
 type OperatorOptions struct {
+	// MaxParallel, when positive, is set as the WindowsNodeConfig's
+	// maxParallelConfigurations for the test (SetNodeConfig).
 	MaxParallel int
-	// machineSSHPort is where Machine hosts' SSH servers listen.
+	// MachineSSHPort is where Machine hosts' SSH servers listen.
 	MachineSSHPort int32
 }
 
@@ -187,6 +189,9 @@ type OperatorOptions struct {
 func StartOperator(t *testing.T, o OperatorOptions) *CountingDialer {
 	t.Helper()
 	HostFixture(t)
+	if o.MaxParallel > 0 {
+		SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) { spec.MaxParallelConfigurations = int32(o.MaxParallel) })
+	}
 	dialer := &CountingDialer{Dialer: &remote.SSHDialer{Hash: instance.AgentHash}}
 	StartManager(t, func(mgr ctrl.Manager) error {
 		return controllers.Setup(context.Background(), mgr, controllers.Options{
@@ -196,9 +201,8 @@ func StartOperator(t *testing.T, o OperatorOptions) *CountingDialer {
 				APIServerURL: Cluster.Host, CACertPEM: Cluster.CACert, ServiceCIDR: localcluster.ServiceCIDR,
 				ClusterNetworkCIDR: localcluster.ClusterCIDR, DNSIP: "10.0.0.10", KubernetesVersion: localcluster.DefaultKubernetesVersion,
 			},
-			MaxParallelConfigurations: o.MaxParallel,
-			MachineAPI:                true,
-			MachineSSHPort:            o.MachineSSHPort,
+			MachineAPI:     true,
+			MachineSSHPort: o.MachineSSHPort,
 		})
 	})
 	return dialer
@@ -242,4 +246,30 @@ func DeleteAndWait(t *testing.T, name string, timeout time.Duration) {
 		err := Client.Get(t.Context(), client.ObjectKey{Name: name}, &wmcov1.WindowsInstance{})
 		return apierrors.IsNotFound(err)
 	}).WithTimeout(timeout).Should(BeTrue())
+}
+
+// SetNodeConfig creates or changes the WindowsNodeConfig singleton with
+// mutate; the singleton is deleted when the test ends, so tests of one
+// package (which run one after another) do not see each other's.
+func SetNodeConfig(t *testing.T, mutate func(*wmcov1.WindowsNodeConfigSpec)) {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := t.Context()
+	wnc := &wmcov1.WindowsNodeConfig{}
+	err := Client.Get(ctx, client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, wnc)
+	switch {
+	case apierrors.IsNotFound(err):
+		wnc = &wmcov1.WindowsNodeConfig{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.WindowsNodeConfigName}}
+		mutate(&wnc.Spec)
+		g.Expect(Client.Create(ctx, wnc)).To(Succeed())
+		t.Cleanup(func() {
+			_ = Client.Delete(context.Background(), &wmcov1.WindowsNodeConfig{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.WindowsNodeConfigName}})
+		})
+	case err != nil:
+		t.Fatal(err)
+	default:
+		patch := client.MergeFrom(wnc.DeepCopy())
+		mutate(&wnc.Spec)
+		g.Expect(Client.Patch(ctx, wnc, patch)).To(Succeed())
+	}
 }

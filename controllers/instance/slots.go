@@ -1,0 +1,91 @@
+package instance
+
+import (
+	"slices"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+)
+
+// slots bounds how many hosts the controller works on at once, by
+// WindowsNodeConfig's maxParallelConfigurations. Unlike the controller's
+// worker count, the bound follows the WindowsNodeConfig without a restart.
+// A reconcile that finds no free slot does not wait: it records the
+// instance as waiting and returns; a freed slot wakes the longest-waiting
+// instance through the wake channel (a source of the controller).
+type slots struct {
+	mu      sync.Mutex
+	limit   int
+	held    map[string]bool
+	waiting []string
+	wake    chan event.GenericEvent
+}
+
+func newSlots(limit int) *slots {
+	return &slots{limit: max(limit, 1), held: map[string]bool{}, wake: make(chan event.GenericEvent, 1024)}
+}
+
+// setLimit changes the bound; a larger one wakes waiters at once.
+func (s *slots) setLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n < 1 {
+		n = 1
+	}
+	if n == s.limit {
+		return
+	}
+	s.limit = n
+	s.wakeLocked()
+}
+
+// tryAcquire takes a slot for the instance name, or records it as waiting
+// and returns false.
+func (s *slots) tryAcquire(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[name] {
+		return true
+	}
+	if len(s.held) >= s.limit {
+		if !slices.Contains(s.waiting, name) {
+			s.waiting = append(s.waiting, name)
+		}
+		return false
+	}
+	s.waiting = slices.DeleteFunc(s.waiting, func(w string) bool { return w == name })
+	s.held[name] = true
+	return true
+}
+
+// release frees the instance's slot and wakes as many waiters as there
+// are free slots.
+func (s *slots) release(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.held, name)
+	s.wakeLocked()
+}
+
+func (s *slots) wakeLocked() {
+	for free := s.limit - len(s.held); free > 0 && len(s.waiting) > 0; free-- {
+		name := s.waiting[0]
+		s.waiting = s.waiting[1:]
+		select {
+		case s.wake <- event.GenericEvent{Object: &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
+		default:
+			// The channel is full of wake-ups already; the waiter's
+			// RequeueAfter brings it back.
+		}
+	}
+}
+
+// inUse is how many slots are held.
+func (s *slots) inUse() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
