@@ -6,6 +6,7 @@
 //   - inventory: the windows-instances ConfigMap and Windows Machines,
 //     translated into WindowsInstances, never touching a host;
 //   - csrapproval: the strict approver of Windows kubelets' CSRs;
+//   - wnc: the WindowsNodeConfig's status (does its spec render here);
 //   - core: what they share (configuration, scheme, the rules of node
 //     names and ownership, Event recording).
 //

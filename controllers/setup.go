@@ -11,6 +11,7 @@ import (
 	"github.com/openwmco/wmco/controllers/csrapproval"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
+	"github.com/openwmco/wmco/controllers/wnc"
 	"github.com/openwmco/wmco/pkg/bootstrap"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/metrics"
@@ -78,6 +79,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Recorder: mgr.GetEventRecorder("wmco-inventory"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("ConfigMap controller: %w", err)
+	}
+	if err := (&wnc.Reconciler{Client: mgr.GetClient(), Cluster: o.Cluster, Payload: o.Payload}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("WindowsNodeConfig status controller: %w", err)
 	}
 	if o.MachineAPI {
 		if err := (&inventory.MachineReconciler{Client: mgr.GetClient(), Username: o.MachineUsername, Port: o.MachineSSHPort}).SetupWithManager(mgr); err != nil {

@@ -239,3 +239,19 @@ func TestValidation(t *testing.T) {
 		})
 	}
 }
+
+// CheckConfig finds what keeps every host from rendering, and nothing of a
+// good configuration.
+func TestCheckConfig(t *testing.T) {
+	g := NewWithT(t)
+	in := testInputs(t)
+	g.Expect(CheckConfig(in.Config, in.Cluster, in.Payload)).To(Succeed())
+
+	bad := in.Config
+	bad.Network.ClusterNetworkCIDR = in.Cluster.ServiceCIDR
+	err := CheckConfig(bad, in.Cluster, in.Payload)
+	g.Expect(err).To(MatchError(ErrInvalidInputs))
+	g.Expect(err.Error()).To(ContainSubstring("config.network.clusterNetworkCIDR"))
+
+	g.Expect(CheckConfig(in.Config, in.Cluster, nil)).To(MatchError(ContainSubstring("payload: must be set")))
+}

@@ -62,8 +62,8 @@ func exactly(dirs ...string) func(string) bool {
 // walls are the rules of the architecture.
 var walls = []wall{
 	{
-		why:  "only the WindowsInstance controller touches a host: the inventory and CSR controllers (and what they share) must not reach pkg/remote",
-		from: under("controllers/inventory", "controllers/csrapproval", "controllers/core"),
+		why:  "only the WindowsInstance controller touches a host: the inventory, CSR and WindowsNodeConfig controllers (and what they share) must not reach pkg/remote",
+		from: under("controllers/inventory", "controllers/csrapproval", "controllers/core", "controllers/wnc"),
 		to:   under("pkg/remote"),
 	},
 	{
