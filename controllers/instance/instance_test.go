@@ -15,6 +15,7 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/test/ctrltest"
+	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
@@ -48,8 +49,13 @@ func TestInstanceJoinsAndLeaves(t *testing.T) {
 	g.Expect(wi.Status.Host.OSBuild).To(Equal(int32(20348)))
 	g.Expect(wi.Status.PayloadVersion).To(Equal(ctrltest.Payload.Version))
 	g.Expect(wi.Status.ObservedGeneration).To(Equal(wi.Generation))
-	for _, c := range []string{wmcov1.ConditionReachable, wmcov1.ConditionPreflightPassed, wmcov1.ConditionConfigured, wmcov1.ConditionNodeReady, wmcov1.ConditionReady} {
+	for c, reason := range map[string]string{
+		wmcov1.ConditionReachable: instance.ReasonConnected, wmcov1.ConditionPreflightPassed: instance.ReasonPreflightPassed,
+		wmcov1.ConditionConfigured: instance.ReasonPlanApplied, wmcov1.ConditionNodeReady: instance.ReasonNodeReady,
+		wmcov1.ConditionReady: instance.ReasonReady,
+	} {
 		g.Expect(meta.IsStatusConditionTrue(wi.Status.Conditions, c)).To(BeTrue(), c)
+		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, c).Reason).To(Equal(reason), c)
 	}
 	for _, c := range []string{wmcov1.ConditionReconciling, wmcov1.ConditionStalled} {
 		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, c)).To(BeNil(), "kstatus: a Ready instance is neither %s", c)
@@ -291,4 +297,86 @@ func TestRenamedHostJoinsUnderItsNewName(t *testing.T) {
 
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
 	ctrltest.ExpectHostClean(g, h)
+}
+
+// expectStalled waits for the instance to be Stalled with reason, phase
+// Failed, and returns it.
+func expectStalled(t *testing.T, name, reason string) *wmcov1.WindowsInstance {
+	t.Helper()
+	g := NewWithT(t)
+	wi := &wmcov1.WindowsInstance{}
+	g.Eventually(func(g Gomega) {
+		g.Expect(ctrltest.Client.Get(t.Context(), client.ObjectKey{Name: name}, wi)).To(Succeed())
+		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionStalled)
+		g.Expect(c).NotTo(BeNil(), "phase %s: %s", wi.Status.Phase, wi.Status.Message)
+		g.Expect(c.Reason).To(Equal(reason))
+		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseFailed))
+	}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+	return wi
+}
+
+// A credentials Secret that does not exist, or lacks the key, stalls the
+// instance with a reason that says which, before any connection; a fixed
+// Secret is picked up at once.
+func TestMissingKeySecretStallsWithoutConnecting(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	h := ctrltest.StartHosts(t, 1, simagent.Options{})[0]
+	dialer := ctrltest.StartOperator(t, ctrltest.OperatorOptions{})
+	wi := ctrltest.InstanceFor(h)
+	wi.Spec.CredentialsSecretRef = wmcov1.SecretKeyReference{Namespace: ctrltest.Namespace, Name: "key-of-" + h.Name, Key: "id"}
+	g.Expect(ctrltest.Client.Create(ctx, wi)).To(Succeed())
+
+	got := expectStalled(t, h.Name, instance.ReasonSecretNotFound)
+	g.Expect(got.Status.Message).To(ContainSubstring("key-of-" + h.Name))
+	g.Expect(dialer.Dials.Load()).To(BeZero(), "no connection without a key")
+
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ctrltest.Namespace, Name: "key-of-" + h.Name},
+		Data: map[string][]byte{"other": ctrltest.KeyPEM}}
+	g.Expect(ctrltest.Client.Create(ctx, sec)).To(Succeed())
+	expectStalled(t, h.Name, instance.ReasonInvalidKey)
+	g.Expect(dialer.Dials.Load()).To(BeZero())
+
+	sec.Data = map[string][]byte{"id": ctrltest.KeyPEM}
+	g.Expect(ctrltest.Client.Update(ctx, sec)).To(Succeed())
+	ctrltest.WaitReady(t, h.Name, 90*time.Second)
+	// The key is needed to clean the host: delete the instance first.
+	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
+	g.Expect(ctrltest.Client.Delete(ctx, sec)).To(Succeed())
+}
+
+// A WindowsNodeConfig that cannot render stalls the host at RenderFailed
+// rather than retrying; fixing the config lets it join.
+func TestInvalidNodeConfigStallsUntilFixed(t *testing.T) {
+	h := ctrltest.StartHosts(t, 1, simagent.Options{})[0]
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{})
+	ctrltest.SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) {
+		spec.Network.ClusterNetworkCIDR = localcluster.ServiceCIDR // overlaps the service network
+	})
+	NewWithT(t).Expect(ctrltest.Client.Create(t.Context(), ctrltest.InstanceFor(h))).To(Succeed())
+	wi := expectStalled(t, h.Name, instance.ReasonRenderFailed)
+	NewWithT(t).Expect(wi.Status.Message).To(ContainSubstring("clusterNetworkCIDR"))
+
+	ctrltest.SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) { spec.Network.ClusterNetworkCIDR = "" })
+	ctrltest.WaitReady(t, h.Name, 90*time.Second)
+	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
+}
+
+// A host without the Containers feature gets it enabled and is rebooted
+// (PreflightPassed says so meanwhile), then joins.
+func TestContainersFeatureEnabledWithReboot(t *testing.T) {
+	g := NewWithT(t)
+	h := ctrltest.StartHosts(t, 1, simagent.Options{ContainersFeatureDisabled: true})[0]
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{})
+	g.Expect(ctrltest.Client.Create(t.Context(), ctrltest.InstanceFor(h))).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		wi := &wmcov1.WindowsInstance{}
+		g.Expect(ctrltest.Client.Get(t.Context(), client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
+		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionPreflightPassed)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(instance.ReasonRebooting))
+		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhasePreflight))
+	}).WithTimeout(60 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	ctrltest.WaitReady(t, h.Name, 2*time.Minute)
+	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
 }

@@ -380,8 +380,8 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, 
 	}
 	if !core.OwnsNode(wi, node) {
 		msg := fmt.Sprintf("Node %s exists but belongs to another host; set spec.nodeName", node.Name)
-		setNodeReadyCondition(wi, outcome{reason: "NodeNameConflict", message: msg})
-		r.event(s, true, "NodeNameConflict", "%s", msg)
+		setNodeReadyCondition(wi, outcome{reason: ReasonNodeNameConflict, message: msg})
+		r.event(s, true, ReasonNodeNameConflict, "%s", msg)
 		return ctrl.Result{}, reconcile.TerminalError(errors.New(msg))
 	}
 	if err := r.labelAndTaint(ctx, s, node); err != nil {

@@ -34,9 +34,10 @@ const (
 	ReasonRenderFailed    = "RenderFailed"
 	ReasonAgentFailed     = "AgentFailed"
 
-	ReasonNodeNotFound = "NodeNotRegistered"
-	ReasonNodeNotReady = "NodeNotReady"
-	ReasonNodeReady    = "NodeReady"
+	ReasonNodeNotFound     = "NodeNotRegistered"
+	ReasonNodeNameConflict = "NodeNameConflict"
+	ReasonNodeNotReady     = "NodeNotReady"
+	ReasonNodeReady        = "NodeReady"
 
 	ReasonPaused       = "Paused"
 	ReasonReady        = "Ready"
@@ -46,10 +47,12 @@ const (
 	ReasonConfigNeeded = "ConfigurationNeeded"
 )
 
-// terminalReasons stop retries until the spec or the Secret changes.
+// terminalReasons stop retries until the spec, the Secret or the
+// WindowsNodeConfig changes (each is watched): the instance is Stalled.
 var terminalReasons = map[string]bool{
 	ReasonSecretNotFound: true, ReasonInvalidKey: true, ReasonAuthenticationFailed: true,
 	ReasonHostKeyMismatch: true, wicdapi.ReasonUnsupported: true, wicdapi.ReasonBadHostname: true,
+	ReasonRenderFailed: true, ReasonNodeNameConflict: true,
 }
 
 // outcome is what a phase observed, for its condition.

@@ -74,6 +74,10 @@ func run(operator string) int {
 		return 1
 	}
 	ready := watchProgress(ctx, env, start, timeout)
+	if ready {
+		// What a user's script or CI job would do: kstatus conditions.
+		ready = kubectlWait(env, timeout)
+	}
 	printTable(env)
 	if !ready {
 		say("Not every host became Ready within %s. Last operator log lines:\n%s", timeout, proc.TailFile(env.OperatorLog, 20))
@@ -86,6 +90,7 @@ func run(operator string) int {
 	say("The demo keeps running. In another terminal:")
 	say("  export KUBECONFIG=%s", env.Cluster.KubeconfigPath)
 	say("  %s get windowsinstances,nodes -o wide", env.Cluster.Kubectl())
+	say("  %s wait --for=condition=Ready windowsinstances --all", env.Cluster.Kubectl())
 	say("  %s get events -A --field-selector reason=NodeJoined", env.Cluster.Kubectl())
 	say("  curl -s %s | grep ^wmco_", env.MetricsURL)
 	say("Press Ctrl-C to stop and clean up.")
@@ -138,6 +143,20 @@ func watchProgress(ctx context.Context, env *localenv.Env, start time.Time, time
 		case <-tick.C:
 		}
 	}
+}
+
+// kubectlWait runs kubectl wait --for=condition=Ready on every
+// WindowsInstance, as a user's script would, and shows its output.
+func kubectlWait(env *localenv.Env, timeout time.Duration) bool {
+	say("kubectl wait --for=condition=Ready windowsinstances --all")
+	cmd := exec.Command(env.Cluster.Kubectl(), "wait", "--for=condition=Ready", "windowsinstances", "--all", "--timeout="+timeout.String())
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Cluster.KubeconfigPath)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		say("kubectl wait: %v", err)
+		return false
+	}
+	return true
 }
 
 func printTable(env *localenv.Env) {
