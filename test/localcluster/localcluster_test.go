@@ -16,10 +16,12 @@ import (
 	. "github.com/onsi/gomega"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -234,5 +236,31 @@ func TestNodeIPAMAssignsPodCIDR(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(n.Spec.PodCIDR).To(HavePrefix("10.13"))
 		g.Expect(n.Spec.PodCIDR).To(HaveSuffix("/24"))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
+// The disruption controller computes a PodDisruptionBudget's status from
+// the healthy pods it covers, so evictions are refused or allowed as in a
+// real cluster.
+func TestDisruptionControllerComputesPDBStatus(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	admin := clientset(t, cluster.Config)
+	one := intstr.FromInt32(1)
+	pdb, err := admin.PolicyV1().PodDisruptionBudgets("default").Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "pdb-status"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: &one,
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "pdb-status"}},
+		},
+	}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		got, err := admin.PolicyV1().PodDisruptionBudgets("default").Get(ctx, pdb.Name, metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		g.Expect(got.Status.DesiredHealthy).To(Equal(int32(1)))
+		g.Expect(got.Status.CurrentHealthy).To(BeZero())
+		g.Expect(got.Status.DisruptionsAllowed).To(BeZero())
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 }
