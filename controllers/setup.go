@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,6 +36,9 @@ type Options struct {
 	// MaxParallelConfigurations bounds how many hosts are configured at
 	// once.
 	MaxParallelConfigurations int
+	// DrainTimeout is how long draining a Node may take before it is
+	// reported as timed out (default instance.DefaultDrainTimeout).
+	DrainTimeout time.Duration
 	// MachineAPI starts the Machine controller.
 	MachineAPI bool
 	// MachineUsername logs in to Machine hosts (default Administrator).
@@ -67,6 +71,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,
 		Dialer: o.Dialer, Payload: o.Payload, PayloadDir: o.PayloadDir, Cluster: o.Cluster, Tokens: tokens,
 		Recorder: mgr.GetEventRecorder("wmco"), MaxConcurrentReconciles: o.MaxParallelConfigurations,
+		DrainTimeout: o.DrainTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("WindowsInstance controller: %w", err)
 	}

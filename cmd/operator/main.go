@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,6 +29,7 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers"
 	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
@@ -63,6 +65,7 @@ type options struct {
 	clusterCIDR     string
 	clusterDNS      string
 	machineUsername string
+	drainTimeout    time.Duration
 }
 
 func main() {
@@ -93,6 +96,8 @@ func main() {
 		"Cluster DNS address for the kubelets. Default: the ClusterIP of kube-system/kube-dns.")
 	fs.StringVar(&o.machineUsername, "machine-username", inventory.DefaultMachineUsername,
 		"User the operator logs in as on hosts of Windows Machines.")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", instance.DefaultDrainTimeout,
+		"How long draining a Node before deconfiguring it may take before the instance reports DrainTimedOut (the drain goes on; PodDisruptionBudgets are never overridden).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	flag.Usage = func() {
@@ -207,6 +212,7 @@ func run(o options) error {
 			ClusterNetworkCIDR: o.clusterCIDR, DNSIP: o.clusterDNS, KubernetesVersion: info.Version,
 		},
 		MaxParallelConfigurations: parallel,
+		DrainTimeout:              o.drainTimeout,
 		MachineAPI:                info.MachineAPI,
 		MachineUsername:           o.machineUsername,
 	}); err != nil {

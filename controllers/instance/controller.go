@@ -37,9 +37,6 @@ import (
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances/finalizers,verbs=update
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsnodeconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
-// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get
 // SSH keys: any namespace a credentialsSecretRef names (read), watched in
 // the operator's; bootstrap tokens in kube-system.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
@@ -81,6 +78,9 @@ type Reconciler struct {
 	MaxConcurrentReconciles int
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
+	// DrainTimeout is how long draining a Node may take before it is
+	// reported as timed out (default DefaultDrainTimeout).
+	DrainTimeout time.Duration
 }
 
 // scope is the state of one reconcile of one instance. Phases read and

@@ -44,6 +44,20 @@ const (
 	ReasonConfigNeeded = "ConfigurationNeeded"
 )
 
+// Reasons of the Draining condition.
+const (
+	// ReasonDrainInProgress: pods are being evicted from the Node.
+	ReasonDrainInProgress = "DrainInProgress"
+	// ReasonDrainBlockedByPDB: a PodDisruptionBudget refuses an eviction;
+	// the message names the pod and the budget.
+	ReasonDrainBlockedByPDB = "DrainBlockedByPDB"
+	// ReasonDrainTimedOut: pods are still left past the drain deadline;
+	// evictions are still tried, at a slower pace, never forced.
+	ReasonDrainTimedOut = "DrainTimedOut"
+	// ReasonDrained: no pod is left to evict (Draining is False).
+	ReasonDrained = "Drained"
+)
+
 // terminalReasons stop retries until the spec or the Secret changes.
 var terminalReasons = map[string]bool{
 	ReasonSecretNotFound: true, ReasonInvalidKey: true, ReasonAuthenticationFailed: true,

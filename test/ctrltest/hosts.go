@@ -178,6 +178,8 @@ func (s *countedSession) Close() error {
 // OperatorOptions tune StartOperator.
 type OperatorOptions struct {
 	MaxParallel int
+	// DrainTimeout is the drain deadline (default the operator's).
+	DrainTimeout time.Duration
 	// machineSSHPort is where Machine hosts' SSH servers listen.
 	MachineSSHPort int32
 }
@@ -197,6 +199,7 @@ func StartOperator(t *testing.T, o OperatorOptions) *CountingDialer {
 				ClusterNetworkCIDR: localcluster.ClusterCIDR, DNSIP: "10.0.0.10", KubernetesVersion: localcluster.DefaultKubernetesVersion,
 			},
 			MaxParallelConfigurations: o.MaxParallel,
+			DrainTimeout:              o.DrainTimeout,
 			MachineAPI:                true,
 			MachineSSHPort:            o.MachineSSHPort,
 		})
