@@ -89,11 +89,16 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 	}
 	left := podsToDrain(list.Items)
 	now := r.Now()
-	prev := meta.FindStatusCondition(s.wi.Status.Conditions, wmcov1.ConditionDraining)
+	// What the condition said before this step (a copy: setting the
+	// condition changes it in place).
+	var prev metav1.Condition
+	if c := meta.FindStatusCondition(s.wi.Status.Conditions, wmcov1.ConditionDraining); c != nil {
+		prev = *c
+	}
 	progress := drainProgress{node: node.Name, timeout: r.drainTimeout()}
 	if len(left) == 0 {
 		setDrainingCondition(s.wi, progress, now)
-		if prev == nil || prev.Reason != ReasonDrained {
+		if prev.Reason != ReasonDrained {
 			s.log.Info("Drained node", "node", klog.KObj(node))
 			r.event(s, false, "NodeDrained", "%s", progress.message())
 		}
@@ -102,7 +107,7 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 
 	started := drainStarted(s.wi, now)
 	progress.elapsed = now.Sub(started)
-	if prev == nil || prev.Status != metav1.ConditionTrue {
+	if prev.Status != metav1.ConditionTrue {
 		s.log.Info("Draining node", "node", klog.KObj(node), "pods", len(left))
 	}
 	budgets := map[string][]policyv1.PodDisruptionBudget{}
@@ -118,7 +123,7 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 		}
 	}
 	setDrainingCondition(s.wi, progress, started)
-	if progress.timedOut() && (prev == nil || prev.Reason != ReasonDrainTimedOut) {
+	if progress.timedOut() && prev.Reason != ReasonDrainTimedOut {
 		r.event(s, true, ReasonDrainTimedOut, "%s", progress.message())
 	}
 	s.log.V(1).Info("Waiting for pods to leave node", "node", klog.KObj(node), "pods", len(progress.left), "blocked", len(progress.blocked))
