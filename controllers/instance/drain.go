@@ -98,7 +98,8 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 	progress := drainProgress{node: node.Name, timeout: r.drainTimeout()}
 	if len(left) == 0 {
 		setDrainingCondition(s.wi, progress, now)
-		if prev.Reason != ReasonDrained {
+		if prev.Reason != ReasonDrained || prev.Message != progress.message() {
+			// The first step to find this Node empty.
 			s.log.Info("Drained node", "node", klog.KObj(node))
 			r.event(s, false, "NodeDrained", "%s", progress.message())
 		}
@@ -124,7 +125,7 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 	}
 	setDrainingCondition(s.wi, progress, started)
 	if progress.timedOut() && prev.Reason != ReasonDrainTimedOut {
-		r.event(s, true, ReasonDrainTimedOut, "%s", progress.message())
+		r.event(s, true, ReasonDrainTimedOut, "%s", core.Truncate(progress.message(), core.MaxEventNoteBytes))
 	}
 	s.log.V(1).Info("Waiting for pods to leave node", "node", klog.KObj(node), "pods", len(progress.left), "blocked", len(progress.blocked))
 	return ctrl.Result{RequeueAfter: progress.requeueAfter()}, nil
@@ -176,7 +177,9 @@ func (r *Reconciler) evict(ctx context.Context, s *scope, pod *corev1.Pod, budge
 		b.budgets = coveringBudgets(pod, pdbs)
 		return b
 	default:
-		s.log.Info("Eviction failed", "pod", klog.KObj(pod), "error", err.Error())
+		// The condition says it; the log only at V(1), as it repeats
+		// every step.
+		s.log.V(1).Info("Eviction failed", "pod", klog.KObj(pod), "error", err.Error())
 		return &evictionBlock{pod: podKey(pod), message: err.Error()}
 	}
 }
