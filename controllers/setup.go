@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,6 +34,9 @@ type Options struct {
 	Dialer remote.Dialer
 	// Clientset drains Nodes.
 	Clientset kubernetes.Interface
+	// DrainTimeout is how long draining a Node may take before it is
+	// reported as timed out (default instance.DefaultDrainTimeout).
+	DrainTimeout time.Duration
 	// MachineAPI starts the Machine controller.
 	MachineAPI bool
 	// MachineUsername logs in to Machine hosts (default Administrator).
@@ -64,7 +68,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := (&instance.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,
 		Dialer: o.Dialer, Payload: o.Payload, PayloadDir: o.PayloadDir, Cluster: o.Cluster, Tokens: tokens,
-		Recorder: mgr.GetEventRecorder("wmco"),
+		Recorder: mgr.GetEventRecorder("wmco"), DrainTimeout: o.DrainTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("WindowsInstance controller: %w", err)
 	}

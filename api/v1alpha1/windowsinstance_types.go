@@ -136,6 +136,14 @@ const (
 	ConditionReady       = "Ready"
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
+	// ConditionDraining reports the drain of the instance's Node before it
+	// is deconfigured (deletion, rename). True while pods are left to
+	// evict (reasons DrainInProgress, DrainBlockedByPDB, DrainTimedOut;
+	// the message names the pods left and the PodDisruptionBudgets
+	// refusing their eviction), False with reason Drained once none is.
+	// Its lastTransitionTime to True is when the drain started: the drain
+	// deadline counts from it.
+	ConditionDraining = "Draining"
 )
 
 // HostFacts are what the operator observed on the host.

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,6 +25,7 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers"
 	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
@@ -59,6 +61,7 @@ type options struct {
 	clusterCIDR     string
 	clusterDNS      string
 	machineUsername string
+	drainTimeout    time.Duration
 }
 
 func main() {
@@ -89,6 +92,8 @@ func main() {
 		"Cluster DNS address for the kubelets. Default: the ClusterIP of kube-system/kube-dns.")
 	fs.StringVar(&o.machineUsername, "machine-username", inventory.DefaultMachineUsername,
 		"User the operator logs in as on hosts of Windows Machines.")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", instance.DefaultDrainTimeout,
+		"How long draining a Node before deconfiguring it may take before the instance reports DrainTimedOut (the drain goes on; PodDisruptionBudgets are never overridden).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	flag.Usage = func() {
@@ -198,6 +203,7 @@ func run(o options) error {
 			APIServerURL: ep.URL, CACertPEM: ep.CACert, ServiceCIDR: o.serviceCIDR,
 			ClusterNetworkCIDR: o.clusterCIDR, DNSIP: o.clusterDNS, KubernetesVersion: info.Version,
 		},
+		DrainTimeout:    o.drainTimeout,
 		MachineAPI:      info.MachineAPI,
 		MachineUsername: o.machineUsername,
 	}); err != nil {

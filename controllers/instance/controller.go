@@ -39,9 +39,6 @@ import (
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances/finalizers,verbs=update
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsnodeconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
-// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get
 // SSH keys: any namespace a credentialsSecretRef names (read), watched in
 // the operator's; bootstrap tokens in kube-system.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
@@ -80,6 +77,9 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
+	// DrainTimeout is how long draining a Node may take before it is
+	// reported as timed out (default DefaultDrainTimeout).
+	DrainTimeout time.Duration
 
 	// slots bounds the hosts worked on at once by WindowsNodeConfig's
 	// maxParallelConfigurations; set by SetupWithManager.

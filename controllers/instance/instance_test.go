@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/instance"
@@ -246,25 +245,8 @@ func TestMetricsReportInstancesAndCSRDecisions(t *testing.T) {
 	ctrltest.WaitReady(t, hosts[0].Name, 90*time.Second)
 
 	g.Eventually(func(g Gomega) {
-		families, err := crmetrics.Registry.Gather()
+		values, err := ctrltest.Metrics()
 		g.Expect(err).NotTo(HaveOccurred())
-		values := map[string]float64{}
-		for _, f := range families {
-			for _, m := range f.GetMetric() {
-				key := f.GetName()
-				for _, l := range m.GetLabel() {
-					key += "," + l.GetName() + "=" + l.GetValue()
-				}
-				switch {
-				case m.GetGauge() != nil:
-					values[key] = m.GetGauge().GetValue()
-				case m.GetCounter() != nil:
-					values[key] = m.GetCounter().GetValue()
-				case m.GetHistogram() != nil:
-					values[key] = float64(m.GetHistogram().GetSampleCount())
-				}
-			}
-		}
 		g.Expect(values["wmco_instances,phase=Ready"]).To(BeNumerically(">=", 1))
 		g.Expect(values["wmco_csr_decisions_total,result=approved"]).To(BeNumerically(">=", 2), "client and serving CSRs")
 		g.Expect(values["wmco_configuration_duration_seconds"]).To(BeNumerically(">=", 1))

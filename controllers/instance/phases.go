@@ -158,9 +158,18 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 	if want := core.DesiredNodeName(wi, facts.Hostname); wi.Status.NodeName != want {
 		if wi.Status.NodeName != "" && facts.Files[wicdapi.AppliedPlanPath] != "" {
 			// The kubelet's certificate names the old Node and it may
-			// register no other: start over under the new name.
-			s.log.Info("Renaming node", "from", wi.Status.NodeName, "to", want)
-			r.event(s, false, "RenamingNode", "Node name changes from %s to %s: deconfiguring the host to join again", wi.Status.NodeName, want)
+			// register no other: start over under the new name, once
+			// the old Node is drained (which may take reconciles).
+			if !meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionDraining) {
+				s.log.Info("Renaming node", "from", wi.Status.NodeName, "to", want)
+				r.event(s, false, "RenamingNode", "Node name changes from %s to %s: deconfiguring the host to join again", wi.Status.NodeName, want)
+			}
+			for _, c := range []string{wmcov1.ConditionConfigured, wmcov1.ConditionNodeReady} {
+				setCondition(wi, c, outcome{reason: ReasonConfigNeeded, message: "joining again as " + want})
+			}
+			if res, err := r.drain(ctx, s, wi.Status.NodeName); err != nil || !res.IsZero() {
+				return res, err
+			}
 			if err := r.deconfigure(ctx, s, wi.Status.NodeName, false); err != nil {
 				return ctrl.Result{}, err
 			}
@@ -169,9 +178,6 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 				return ctrl.Result{}, err
 			}
 			s.facts = facts
-			for _, c := range []string{wmcov1.ConditionConfigured, wmcov1.ConditionNodeReady} {
-				setCondition(wi, c, outcome{reason: ReasonConfigNeeded, message: "joining again as " + want})
-			}
 		}
 		wi.Status.NodeName = want
 	}
@@ -468,7 +474,8 @@ func (r *Reconciler) labelAndTaint(ctx context.Context, s *scope, node *corev1.N
 }
 
 // reconcileDelete drains the Node, cleans the host and deletes the Node,
-// then lets the instance go.
+// then lets the instance go. The drain takes as many reconciles as the
+// pods take to leave.
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
 	wi := s.wi
 	if !controllerutil.ContainsFinalizer(wi, wmcov1.Finalizer) {
@@ -478,6 +485,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 		r.event(s, true, "DeletedWhilePaused", "The instance was paused: the host was not cleaned and its Node was left")
 		return ctrl.Result{}, r.removeFinalizer(ctx, wi)
 	}
+	// The drain needs only the API server: while it waits for pods to
+	// leave, the host is not connected to.
+	if res, err := r.drain(ctx, s, wi.Status.NodeName); err != nil || !res.IsZero() {
+		return res, err
+	}
 	if wi.Status.HostKey != "" {
 		if _, err := r.reconcileConnection(ctx, s); err != nil {
 			// A host that cannot be reached cannot be cleaned; keep
@@ -486,15 +498,15 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 		}
 	}
 	// Without a connection that ever succeeded, nothing was installed:
-	// deconfigure then only drains and deletes the Node, if any.
+	// deconfigure then only deletes the Node, if any.
 	if err := r.deconfigure(ctx, s, wi.Status.NodeName, true); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, r.removeFinalizer(ctx, wi)
 }
 
-// deconfigure undoes what the operator did for the Node nodeName: it
-// drains the Node, runs wicd cleanup on the host (s.session, when
+// deconfigure undoes what the operator did for the Node nodeName, once
+// drained (see drain): it runs wicd cleanup on the host (s.session, when
 // connected), deletes the Node and revokes the bootstrap tokens. With
 // removeAgent the agent binary and the plan go too.
 func (r *Reconciler) deconfigure(ctx context.Context, s *scope, nodeName string, removeAgent bool) error {
@@ -504,13 +516,6 @@ func (r *Reconciler) deconfigure(ctx context.Context, s *scope, nodeName string,
 		return err
 	}
 	owned := node != nil && core.OwnsNode(wi, node)
-	if owned {
-		s.log.Info("Draining node", "node", node.Name)
-		if err := r.drain(ctx, node.Name); err != nil {
-			r.event(s, true, "DrainFailed", "Drain Node %s: %v", node.Name, err)
-			return err
-		}
-	}
 	var res wicdapi.CleanupResult
 	if s.session != nil {
 		sctx, cancel := context.WithTimeout(ctx, commandTimeout)

@@ -47,6 +47,20 @@ const (
 	ReasonConfigNeeded = "ConfigurationNeeded"
 )
 
+// Reasons of the Draining condition.
+const (
+	// ReasonDrainInProgress: pods are being evicted from the Node.
+	ReasonDrainInProgress = "DrainInProgress"
+	// ReasonDrainBlockedByPDB: a PodDisruptionBudget refuses an eviction;
+	// the message names the pod and the budget.
+	ReasonDrainBlockedByPDB = "DrainBlockedByPDB"
+	// ReasonDrainTimedOut: pods are still left past the drain deadline;
+	// evictions are still tried, at a slower pace, never forced.
+	ReasonDrainTimedOut = "DrainTimedOut"
+	// ReasonDrained: no pod is left to evict (Draining is False).
+	ReasonDrained = "Drained"
+)
+
 // terminalReasons stop retries until the spec, the Secret or the
 // WindowsNodeConfig changes (each is watched): the instance is Stalled.
 var terminalReasons = map[string]bool{
@@ -144,8 +158,12 @@ func setNodeReadyCondition(wi *wmcov1.WindowsInstance, o outcome) {
 func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
 	switch {
 	case deleting:
-		const msg = "the host is being drained and cleaned"
-		setSummary(wi, wmcov1.PhaseDeprovisioning, outcome{reason: ReasonDeleting, message: msg}, kstatusReconciling)
+		o := outcome{reason: ReasonDeleting, message: "the host is being drained and cleaned"}
+		if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionDraining); c != nil && c.Status == metav1.ConditionTrue {
+			// Say what the drain waits for (pods left, budgets refusing).
+			o = outcome{reason: c.Reason, message: c.Message}
+		}
+		setSummary(wi, wmcov1.PhaseDeprovisioning, o, kstatusReconciling)
 		return
 	case wi.Spec.Paused:
 		setSummary(wi, wmcov1.PhasePaused, outcome{reason: ReasonPaused, message: "spec.paused is set: the operator leaves the host alone"}, kstatusIdle)

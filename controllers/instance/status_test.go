@@ -111,6 +111,10 @@ func TestSummarize(t *testing.T) {
 			phase: wmcov1.PhasePaused, ready: metav1.ConditionFalse, readyWhy: ReasonPaused, reconciling: none, stalled: none},
 		{name: "deleting wins", deleting: true, paused: true, phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse,
 			readyWhy: ReasonDeleting, reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "deleting, the drain blocked", deleting: true, conds: map[string]outcome{
+			wmcov1.ConditionDraining: {ok: true, reason: ReasonDrainBlockedByPDB, message: "pod ns/web-0 left: PodDisruptionBudget ns/web"}},
+			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonDrainBlockedByPDB,
+			wantMsg: "pod ns/web-0 left: PodDisruptionBudget ns/web", reconciling: metav1.ConditionTrue, stalled: none},
 	}
 	status := func(wi *wmcov1.WindowsInstance, typ string) metav1.ConditionStatus {
 		if c := meta.FindStatusCondition(wi.Status.Conditions, typ); c != nil {

@@ -180,6 +180,8 @@ type OperatorOptions struct {
 	// MaxParallel, when positive, is set as the WindowsNodeConfig's
 	// maxParallelConfigurations for the test (SetNodeConfig).
 	MaxParallel int
+	// DrainTimeout is the drain deadline (default the operator's).
+	DrainTimeout time.Duration
 	// MachineSSHPort is where Machine hosts' SSH servers listen.
 	MachineSSHPort int32
 }
@@ -201,6 +203,7 @@ func StartOperator(t *testing.T, o OperatorOptions) *CountingDialer {
 				APIServerURL: Cluster.Host, CACertPEM: Cluster.CACert, ServiceCIDR: localcluster.ServiceCIDR,
 				ClusterNetworkCIDR: localcluster.ClusterCIDR, DNSIP: "10.0.0.10", KubernetesVersion: localcluster.DefaultKubernetesVersion,
 			},
+			DrainTimeout:   o.DrainTimeout,
 			MachineAPI:     true,
 			MachineSSHPort: o.MachineSSHPort,
 		})

@@ -47,7 +47,9 @@ const ClusterCIDR = "10.132.0.0/14"
 
 // DefaultControllers are the kube-controller-manager controllers that run.
 // csrapproving is left out on purpose: approving kubelet CSRs is the
-// operator's job.
+// operator's job. The disruption controller computes PodDisruptionBudgets'
+// status (disruptionsAllowed), without which every eviction of a covered
+// pod is refused, as in a cluster where it is not yet observed.
 var DefaultControllers = []string{
 	"certificatesigningrequest-signing-controller",
 	"certificatesigningrequest-cleaner-controller",
@@ -58,6 +60,7 @@ var DefaultControllers = []string{
 	"serviceaccount-controller",
 	"namespace-controller",
 	"node-ipam-controller",
+	"disruption-controller",
 }
 
 // Options configure a control plane. The zero value is ready to use.

@@ -16,10 +16,12 @@ import (
 	. "github.com/onsi/gomega"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -235,4 +237,84 @@ func TestNodeIPAMAssignsPodCIDR(t *testing.T) {
 		g.Expect(n.Spec.PodCIDR).To(HavePrefix("10.13"))
 		g.Expect(n.Spec.PodCIDR).To(HaveSuffix("/24"))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
+// The disruption controller computes a PodDisruptionBudget's status from
+// the healthy pods it covers, so evictions are refused or allowed as in a
+// real cluster.
+func TestDisruptionControllerComputesPDBStatus(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	admin := clientset(t, cluster.Config)
+	one := intstr.FromInt32(1)
+	pdb, err := admin.PolicyV1().PodDisruptionBudgets("default").Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "pdb-status"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: &one,
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "pdb-status"}},
+		},
+	}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		got, err := admin.PolicyV1().PodDisruptionBudgets("default").Get(ctx, pdb.Name, metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		g.Expect(got.Status.DesiredHealthy).To(Equal(int32(1)))
+		g.Expect(got.Status.CurrentHealthy).To(BeZero())
+		g.Expect(got.Status.DisruptionsAllowed).To(BeZero())
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
+// The Eviction API refuses to evict a Running, Ready pod that a budget
+// with no disruption allowed covers (429, naming the budget), but evicts a
+// Pending one regardless: a budget protects only pods that run. Drain
+// tests therefore mark their pods Running and Ready.
+func TestEvictionHonoursBudgetsOfRunningPods(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	admin := clientset(t, cluster.Config)
+	const ns = "default"
+	one := intstr.FromInt32(1)
+	_, err := admin.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "evict"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "evict"}},
+		},
+	}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	pod := func(name string) *corev1.Pod {
+		zero := int64(0)
+		p, err := admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "evict"}},
+			Spec: corev1.PodSpec{NodeName: "evict-node", TerminationGracePeriodSeconds: &zero,
+				Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
+		}, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		return p
+	}
+	evict := func(name string) error {
+		return admin.PolicyV1().Evictions(ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})
+	}
+
+	running := pod("evict-running")
+	running.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	_, err = admin.CoreV1().Pods(ns).UpdateStatus(ctx, running, metav1.UpdateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		got, err := admin.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "evict", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		g.Expect(got.Status.CurrentHealthy).To(Equal(int32(1)))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	err = evict("evict-running")
+	g.Expect(apierrors.IsTooManyRequests(err)).To(BeTrue(), "got %v", err)
+	g.Expect(apierrors.ReasonForError(err)).To(Equal(metav1.StatusReasonTooManyRequests))
+	status, ok := err.(apierrors.APIStatus)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(status.Status().Details.Causes).To(ContainElement(HaveField("Message", ContainSubstring("disruption budget evict needs 1 healthy pods"))))
+
+	pod("evict-pending")
+	g.Expect(evict("evict-pending")).To(Succeed(), "a Pending pod is evicted whatever the budget")
+	_, err = admin.CoreV1().Pods(ns).Get(ctx, "evict-pending", metav1.GetOptions{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "without a grace period the evicted pod is gone at once")
 }
