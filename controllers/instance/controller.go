@@ -280,7 +280,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&wmcov1.WindowsInstance{}, builder.WithPredicates(specOrDeletion)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(nodeToInstance), builder.WithPredicates(nodeChangedPredicate())).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToInstances)).
-		Watches(&wmcov1.WindowsNodeConfig{}, handler.EnqueueRequestsFromMapFunc(r.allInstances)).
+		// Spec changes only: the WindowsNodeConfig's status is written by
+		// its own controller and changes nothing on the hosts.
+		Watches(&wmcov1.WindowsNodeConfig{}, handler.EnqueueRequestsFromMapFunc(r.allInstances),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.slots.wake, &handler.EnqueueRequestForObject{})).
 		// Enough workers for the largest maxParallelConfigurations the
 		// API allows; the slots hold the configured bound.
