@@ -11,6 +11,11 @@ export WMCO_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
 GO ?= go
 CONTROLLER_GEN := $(GO) tool controller-gen
+# golangci-lint is pinned by the tool directive of hack/tools/go.mod, a module
+# of its own so its dependencies do not move the operator's. Built once into
+# bin/, keyed by version (a few minutes cold).
+GOLANGCI_LINT_VERSION := $(shell awk '$$1 == "github.com/golangci/golangci-lint/v2" { print $$2 }' hack/tools/go.mod)
+GOLANGCI_LINT := $(CURDIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # Packages with tests; the timeout covers the integration suites.
 TEST_FLAGS ?= -count=1 -timeout 20m
 # The e2e suite (test/e2e, build tag e2e); a byoh run on real hosts needs a
@@ -45,9 +50,19 @@ vet: ## Run go vet for Linux and build every package for Windows.
 	$(GO) vet ./...
 	GOOS=windows $(GO) build ./...
 
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml) for linux and windows, test/e2e included.
+	$(GOLANGCI_LINT) run ./...
+	GOOS=windows $(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(@D)
+	$(GO) build -C hack/tools -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
 .PHONY: verify
-verify: ## Fail when generated files or formatting drift from the sources.
+verify: ## Fail when generated files or formatting drift from the sources, or lint finds anything.
 	hack/verify.sh
+	$(MAKE) --no-print-directory lint
 
 ##@ Build
 

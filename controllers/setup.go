@@ -70,26 +70,26 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Dialer: o.Dialer, Payload: o.Payload, PayloadDir: o.PayloadDir, Cluster: o.Cluster, Tokens: tokens,
 		Recorder: mgr.GetEventRecorder("wmco"), DrainTimeout: o.DrainTimeout,
 	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("WindowsInstance controller: %w", err)
+		return fmt.Errorf("set up the WindowsInstance controller: %w", err)
 	}
 	if err := (&csrapproval.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: o.Config, Tokens: tokens,
 		Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
 	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("CSR approver: %w", err)
+		return fmt.Errorf("set up the CSR approver: %w", err)
 	}
 	if err := (&inventory.ConfigMapReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: o.Config,
 		Recorder: mgr.GetEventRecorder("wmco-inventory"),
 	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("ConfigMap controller: %w", err)
+		return fmt.Errorf("set up the ConfigMap controller: %w", err)
 	}
 	if err := (&wnc.Reconciler{Client: mgr.GetClient(), Cluster: o.Cluster, Payload: o.Payload}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("WindowsNodeConfig status controller: %w", err)
 	}
 	if o.MachineAPI {
 		if err := (&inventory.MachineReconciler{Client: mgr.GetClient(), Username: o.MachineUsername, Port: o.MachineSSHPort}).SetupWithManager(mgr); err != nil {
-			return fmt.Errorf("Machine controller: %w", err)
+			return fmt.Errorf("set up the Machine controller: %w", err)
 		}
 	}
 	metrics.SetInstanceReader(mgr.GetClient())

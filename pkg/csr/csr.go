@@ -31,11 +31,11 @@ const NodesGroup = "system:nodes"
 type NodeState int
 
 const (
-	// NodeAbsent: no Node of that name exists yet.
+	// NodeAbsent means no Node of that name exists yet.
 	NodeAbsent NodeState = iota
-	// NodeOwned: the Node exists and belongs to this host.
+	// NodeOwned means the Node exists and belongs to this host.
 	NodeOwned
-	// NodeForeign: a Node of that name exists and is not this host's.
+	// NodeForeign means a Node of that name exists and is not this host's.
 	NodeForeign
 )
 
@@ -64,15 +64,15 @@ type Lookup func(nodeName string) (Instance, bool)
 type Verdict int
 
 const (
-	// Ignore: not a CSR of a known Windows host; another approver's
+	// Ignore means it is not a CSR of a known Windows host; another approver's
 	// business.
 	Ignore Verdict = iota
-	// Approve: every rule holds.
+	// Approve means every rule holds.
 	Approve
-	// Deny: it names a known Windows host but contradicts the rules; it
+	// Deny means it names a known Windows host but contradicts the rules; it
 	// looks forged.
 	Deny
-	// Pending: it may become approvable when the operator learns more
+	// Pending means it may become approvable when the operator learns more
 	// (the host's addresses, the Node's owner); left as it is.
 	Pending
 )

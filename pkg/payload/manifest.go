@@ -89,7 +89,7 @@ func Load(dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read payload manifest: %w", err)
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // read-only: Close cannot lose data
 	data, err := io.ReadAll(io.LimitReader(f, MaxManifestBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read payload manifest %s: %w", name, err)
@@ -170,7 +170,7 @@ func hashFile(name string, limit int64) (string, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	defer fh.Close()
+	defer fh.Close() //nolint:errcheck // read-only: Close cannot lose data
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(fh, limit))
 	if err != nil {

@@ -143,7 +143,7 @@ func runJoinPhase(ctx context.Context, c config, r *report) error {
 			res, idles, err := runJoin(ctx, c, r, n, conc, idle)
 			if err != nil {
 				logf("Join N=%d concurrency=%d: %v", n, conc, err)
-				errs = append(errs, fmt.Errorf("N=%d concurrency=%d: %w", n, conc, err))
+				errs = append(errs, fmt.Errorf("join N=%d concurrency=%d: %w", n, conc, err))
 			}
 			if res != nil {
 				r.joins = append(r.joins, *res)
@@ -166,7 +166,11 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 		if err != nil {
 			return nil, nil, err
 		}
-		defer f.Close()
+		defer func() {
+			if err := f.Close(); err != nil {
+				logf("Closing the host log: %v", err)
+			}
+		}()
 		fmt.Fprintf(f, "=== N=%d concurrency=%d %s\n", n, conc, time.Now().UTC().Format(time.RFC3339))
 		hostLog = &stampWriter{w: f}
 	}

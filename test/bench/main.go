@@ -199,7 +199,11 @@ func run(c config) int {
 		logf("%v", err)
 		return 1
 	}
-	defer os.RemoveAll(work)
+	defer func() {
+		if err := os.RemoveAll(work); err != nil {
+			logf("Removing %s: %v", work, err)
+		}
+	}()
 	if c.operator == "" {
 		c.operator = filepath.Join(work, "operator")
 		logf("Building the operator into %s", c.operator)

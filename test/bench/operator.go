@@ -37,7 +37,7 @@ func readMemStatus(pid int) (memStatus, error) {
 	if err != nil {
 		return memStatus{}, err
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // read-only: Close cannot lose data
 	var m memStatus
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

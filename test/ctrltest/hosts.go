@@ -88,7 +88,7 @@ func HostFixture(t *testing.T) {
 	}
 }
 
-// simHost is a simulated Windows host ready to become a node.
+// SimHost is a simulated Windows host ready to become a node.
 type SimHost struct {
 	*simagent.Node
 	Name string // WindowsInstance and node name
@@ -148,6 +148,8 @@ type CountingDialer struct {
 	Open, Peak, Dials atomic.Int32
 }
 
+// Dial dials through the wrapped Dialer and counts the sessions open at
+// once until each is closed.
 func (d *CountingDialer) Dial(ctx context.Context, t remote.Target) (remote.Session, error) {
 	d.Dials.Add(1)
 	s, err := d.Dialer.Dial(ctx, t)

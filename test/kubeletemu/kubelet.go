@@ -430,7 +430,7 @@ func (k *kubelet) updateStatus(ctx context.Context) error {
 	addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeHostName, Address: strings.ToLower(k.cfg.Host.Hostname)})
 	status := corev1.NodeStatus{Conditions: conds, Addresses: addrs}
 	status.NodeInfo = corev1.NodeSystemInfo{
-		OperatingSystem: "windows", Architecture: "amd64", KubeletVersion: k.cfg.Version, KubeProxyVersion: "",
+		OperatingSystem: "windows", Architecture: "amd64", KubeletVersion: k.cfg.Version,
 		OSImage: "Windows Server", KernelVersion: "10.0." + strconv.Itoa(k.cfg.Host.OSBuild) + ".1",
 		ContainerRuntimeVersion: "containerd://1.7.0",
 	}

@@ -72,7 +72,7 @@ func StartOperator(ctx context.Context, bin string, c *localcluster.Cluster, pay
 		select {
 		case err := <-o.done:
 			o.done <- err
-			return nil, fmt.Errorf("operator exited during start-up (%v):\n%s", err, proc.TailFile(logPath, 30))
+			return nil, fmt.Errorf("operator exited during start-up (%w):\n%s", err, proc.TailFile(logPath, 30))
 		case <-ctx.Done():
 			o.Stop()
 			return nil, ctx.Err()

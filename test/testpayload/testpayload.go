@@ -81,7 +81,7 @@ func writeTestFile(dir string, opts Options, path string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // for the error paths; the success path returns Close's error
 	if opts.FileSize == 0 {
 		_, err = fmt.Fprintf(f, "fake %s of test payload %s\n", path, opts.Version)
 	} else {
