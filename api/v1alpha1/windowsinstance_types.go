@@ -14,7 +14,6 @@ const (
 	DefaultSSHPort = 22
 )
 
-// WindowsInstanceSpec describes one Windows host and how to reach it.
 // PortOrDefault is port, or DefaultSSHPort when port is 0: the value the
 // API server stores for an unset spec.port. Code that builds a spec to
 // compare with a stored one uses it; stored objects need no defaulting.
@@ -25,6 +24,7 @@ func PortOrDefault(port int32) int32 {
 	return port
 }
 
+// WindowsInstanceSpec describes one Windows host and how to reach it.
 type WindowsInstanceSpec struct {
 	// Address of the host: an IPv4 or IPv6 address or a DNS name.
 	// +required

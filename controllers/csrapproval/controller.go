@@ -49,14 +49,19 @@ const (
 	// service account.
 	CSROpenShiftBootstrapUser = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper"
 
-	// Condition reasons the approver writes on CSRs.
+	// CSRConditionReasonApproved is the reason of the approver's Approved
+	// condition on a CSR.
 	CSRConditionReasonApproved = "WMCOApproved"
-	CSRConditionReasonDenied   = "WMCODenied"
+	// CSRConditionReasonDenied is the reason of its Denied condition.
+	CSRConditionReasonDenied = "WMCODenied"
 
-	// Event reasons, on the CSR and on the WindowsInstance it names.
+	// EventCSRApproved and the other Event reasons are recorded on the
+	// CSR and on the WindowsInstance it names.
 	EventCSRApproved = "CSRApproved"
-	EventCSRDenied   = "CSRDenied"
-	EventCSRPending  = "CSRPending"
+	// EventCSRDenied: the CSR names a known host but looks forged.
+	EventCSRDenied = "CSRDenied"
+	// EventCSRPending: the CSR is left pending; the note says why.
+	EventCSRPending = "CSRPending"
 )
 
 // Reconciler approves the kubelet certificate signing requests

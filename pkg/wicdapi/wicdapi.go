@@ -28,11 +28,11 @@ const (
 	AgentServiceName = "windows-instance-config-daemon"
 )
 
-// Windows Server builds the operator supports.
 // FeatureContainers is the Windows feature a node needs; facts report
 // whether it is enabled.
 const FeatureContainers = "Containers"
 
+// Windows Server builds the operator supports.
 const (
 	OSBuildServer2019 = 17763
 	OSBuildServer2022 = 20348
