@@ -338,6 +338,9 @@ func (r *ConfigMapReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	// Notes carry entry keys and reasons: over the API server's limit the
+	// whole Event would be lost.
+	r.Recorder = core.Recorder(r.Recorder)
 	key := client.ObjectKey{Namespace: r.Config.Namespace, Name: wmcov1.InventoryConfigMapName}
 	cmCache, err := cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient:                  mgr.GetHTTPClient(),

@@ -68,6 +68,12 @@ var (
 	hostKeyRe  = regexp.MustCompile(`^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,2}$`)
 )
 
+// The longest username and hostKey, as WindowsInstance.spec allows.
+const (
+	maxUsername = 256
+	maxHostKey  = 8192
+)
+
 // maxQuoted is how much of a value a problem's reason quotes: reasons
 // end up in Events, whose notes the API server bounds.
 const maxQuoted = 64
@@ -158,7 +164,10 @@ func parseValue(key, addr, value string) (Entry, error) {
 			if v == "" {
 				return e, fmt.Errorf("username is empty")
 			}
-			if len(v) > 256 || !usernameRe.MatchString(v) {
+			if len(v) > maxUsername {
+				return e, fmt.Errorf("username %s is longer than %d characters", quote(v), maxUsername)
+			}
+			if !usernameRe.MatchString(v) {
 				return e, fmt.Errorf("username %s has spaces or any of \" / [ ] : ; | = , + * ? < >", quote(v))
 			}
 			e.Username = v
@@ -174,6 +183,9 @@ func parseValue(key, addr, value string) (Entry, error) {
 			}
 			e.NodeName = v
 		case "hostKey":
+			if len(v) > maxHostKey {
+				return e, fmt.Errorf("hostKey is %d characters long; at most %d", len(v), maxHostKey)
+			}
 			if !hostKeyRe.MatchString(v) {
 				return e, fmt.Errorf("hostKey is not '<type> <base64>' with type ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521")
 			}
