@@ -26,9 +26,10 @@ import (
 // Dialer opens sessions to Windows hosts.
 type Dialer interface {
 	// Dial connects and authenticates to the host described by t. It
-	// returns *UnreachableError, *AuthError or *HostKeyMismatchError for
-	// the failures a caller has to tell apart, and honours ctx's deadline
-	// and cancellation for the whole connection set-up.
+	// returns *UnreachableError, *AuthError, *HostKeyMismatchError or
+	// *ForbiddenAddressError (before any connection is attempted) for the
+	// failures a caller has to tell apart, and honours ctx's deadline and
+	// cancellation for the whole connection set-up.
 	Dial(ctx context.Context, t Target) (Session, error)
 }
 
