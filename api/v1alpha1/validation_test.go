@@ -94,7 +94,15 @@ func TestWindowsInstanceRoundTripAndDefaults(t *testing.T) {
 }
 
 func TestWindowsInstanceAcceptsAddressForms(t *testing.T) {
-	for i, addr := range []string{"10.1.42.1", "fd00::42", "win-1.example.com", "WIN-2.Example.COM", "localhost"} {
+	for i, addr := range []string{
+		"10.1.42.1", "fd00::42", "win-1.example.com", "WIN-2.Example.COM", "localhost",
+		// Loopback stays allowed (simulated hosts listen there), and the
+		// neighbours of the refused ranges are ordinary addresses.
+		"127.0.0.1", "::1", "169.253.255.255", "169.255.0.1", "223.255.255.255", "240.0.0.1",
+		"255.255.255.254", "fec0::1", "fe00::1",
+		// A name is judged by what it resolves to, when the operator dials.
+		"169.254.169.254.nip.io",
+	} {
 		t.Run(addr, func(t *testing.T) {
 			g := NewWithT(t)
 			wi := instance(fmt.Sprintf("addr-%d", i), func(s *wmcov1.WindowsInstanceSpec) { s.Address = addr })
@@ -134,6 +142,42 @@ func TestWindowsInstanceRejectsBadSpecs(t *testing.T) {
 			for _, w := range tc.want {
 				g.Expect(err.Error()).To(ContainSubstring(w))
 			}
+		})
+	}
+}
+
+// Addresses the operator never connects to are refused by the API server,
+// each with a message saying why.
+func TestWindowsInstanceRejectsAddressesTheOperatorNeverConnectsTo(t *testing.T) {
+	const (
+		linkLocal   = "address must not be link-local (169.254.0.0/16, where clouds serve instance metadata at 169.254.169.254, or fe80::/10): the operator never connects to one"
+		multicast   = "address must not be multicast (224.0.0.0/4 or ff00::/8): it names a group, not a host"
+		unspecified = "address must not be the unspecified address (0.0.0.0 or ::): it names no host"
+		broadcast   = "address must not be the broadcast address 255.255.255.255: it names no host"
+		notAnAddr   = "address must be an IPv4 address, an IPv6 address or a DNS name"
+	)
+	for i, c := range []struct{ addr, want string }{
+		{"169.254.169.254", linkLocal},
+		{"169.254.0.1", linkLocal},
+		{"fe80::1", linkLocal},
+		{"febf::1", linkLocal},
+		{"224.0.0.1", multicast},
+		{"239.255.255.250", multicast},
+		{"ff02::1", multicast},
+		{"0.0.0.0", unspecified},
+		{"::", unspecified},
+		{"255.255.255.255", broadcast},
+		// isIP refuses IPv4-mapped and zoned forms; neither is a DNS name.
+		{"::ffff:169.254.169.254", notAnAddr},
+		{"fe80::1%eth0", notAnAddr},
+	} {
+		t.Run(c.addr, func(t *testing.T) {
+			g := NewWithT(t)
+			err := k8s.Create(t.Context(), instance(fmt.Sprintf("refused-%d", i), func(s *wmcov1.WindowsInstanceSpec) { s.Address = c.addr }))
+			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+			g.Expect(err.Error()).To(ContainSubstring("spec.address"))
+			g.Expect(err.Error()).To(ContainSubstring(c.want))
+			t.Log(err)
 		})
 	}
 }

@@ -26,11 +26,18 @@ func PortOrDefault(port int32) int32 {
 
 // WindowsInstanceSpec describes one Windows host and how to reach it.
 type WindowsInstanceSpec struct {
-	// Address of the host: an IPv4 or IPv6 address or a DNS name.
+	// Address of the host: an IPv4 or IPv6 address or a DNS name. Never
+	// a link-local (169.254.0.0/16, which holds the cloud metadata service,
+	// or fe80::/10), multicast, unspecified or broadcast address: the
+	// operator refuses to connect to one, also when a name resolves to it.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="isIP(self) || self.matches('^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$')",message="address must be an IPv4 address, an IPv6 address or a DNS name"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isLinkLocalUnicast()",message="address must not be link-local (169.254.0.0/16, where clouds serve instance metadata at 169.254.169.254, or fe80::/10): the operator never connects to one"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !(cidr('224.0.0.0/4').containsIP(ip(self)) || cidr('ff00::/8').containsIP(ip(self)))",message="address must not be multicast (224.0.0.0/4 or ff00::/8): it names a group, not a host"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isUnspecified()",message="address must not be the unspecified address (0.0.0.0 or ::): it names no host"
+	// +kubebuilder:validation:XValidation:rule="self != '255.255.255.255'",message="address must not be the broadcast address 255.255.255.255: it names no host"
 	Address string `json:"address"`
 
 	// Port of the host's SSH server.

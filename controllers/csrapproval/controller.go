@@ -115,6 +115,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	// Notes over the API server's limit would lose the whole Event.
+	r.Recorder = core.Recorder(r.Recorder)
 	if r.Tokens != nil {
 		t := *r.Tokens
 		if t.Reader == nil {

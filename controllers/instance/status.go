@@ -23,6 +23,10 @@ const (
 	ReasonHostKeyMismatch      = "HostKeyMismatch"
 	ReasonUnreachable          = "Unreachable"
 	ReasonConnectionFailed     = "ConnectionFailed"
+	// ReasonInvalidAddress: spec.address, or what its name resolves to, is
+	// an address the operator never connects to (link-local, multicast,
+	// unspecified, broadcast).
+	ReasonInvalidAddress = "InvalidAddress"
 
 	ReasonCheckingHost    = "CheckingHost"
 	ReasonPreflightPassed = "PreflightPassed"
@@ -66,7 +70,7 @@ const (
 var terminalReasons = map[string]bool{
 	ReasonSecretNotFound: true, ReasonInvalidKey: true, ReasonAuthenticationFailed: true,
 	ReasonHostKeyMismatch: true, wicdapi.ReasonUnsupported: true, wicdapi.ReasonBadHostname: true,
-	ReasonRenderFailed: true, ReasonNodeNameConflict: true,
+	ReasonRenderFailed: true, ReasonNodeNameConflict: true, ReasonInvalidAddress: true,
 }
 
 // outcome is what a phase observed, for its condition.
@@ -83,7 +87,10 @@ func classifyConnectError(err error) outcome {
 	var auth *remote.AuthError
 	var mismatch *remote.HostKeyMismatchError
 	var unreachable *remote.UnreachableError
+	var forbidden *remote.ForbiddenAddressError
 	switch {
+	case errors.As(err, &forbidden):
+		return outcome{reason: ReasonInvalidAddress, message: forbidden.Error() + ": change spec.address"}
 	case errors.As(err, &auth):
 		return outcome{reason: ReasonAuthenticationFailed, message: fmt.Sprintf("the host refused the SSH key for user %s: fix the key in the credentials Secret or spec.username", auth.User)}
 	case errors.As(err, &mismatch):

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -29,6 +28,7 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/pkg/hostaddr"
 	hostlist "github.com/openwmco/wmco/pkg/inventory"
 )
 
@@ -165,11 +165,7 @@ func (r *ConfigMapReconciler) listInstances(ctx context.Context, s *inventorySco
 			s.ours[wi.Name] = wi
 			continue
 		}
-		addr, err := hostlist.NormalizeAddress(wi.Spec.Address)
-		if err != nil {
-			addr = strings.ToLower(wi.Spec.Address)
-		}
-		s.others[addr] = wi.Name
+		s.others[hostaddr.Key(wi.Spec.Address)] = wi.Name
 	}
 	return nil
 }
@@ -342,6 +338,9 @@ func (r *ConfigMapReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	// Notes carry entry keys and reasons: over the API server's limit the
+	// whole Event would be lost.
+	r.Recorder = core.Recorder(r.Recorder)
 	key := client.ObjectKey{Namespace: r.Config.Namespace, Name: wmcov1.InventoryConfigMapName}
 	cmCache, err := cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient:                  mgr.GetHTTPClient(),

@@ -18,6 +18,7 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/inventory"
+	hostlist "github.com/openwmco/wmco/pkg/inventory"
 	"github.com/openwmco/wmco/test/ctrltest"
 )
 
@@ -457,4 +458,92 @@ func TestConfigMapAndMachineControllersRunWithTheGeneratedRBAC(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(wi.Spec.Port).To(Equal(int32(2222)))
 	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+}
+
+// Hosts the operator never connects to are invalid entries: each gets an
+// InvalidEntry Event naming it and saying why, and no WindowsInstance, so
+// nothing ever dials it; the good entry beside them is applied. (IPv6
+// hosts such as fe80::1 cannot be ConfigMap keys at all: the API server
+// refuses the colons.)
+func TestConfigMapRefusesAddressesTheOperatorNeverConnectsTo(t *testing.T) {
+	g := NewWithT(t)
+	ns := inventoryNamespace(t)
+	refused := map[string]string{
+		"169.254.169.254": "address 169.254.169.254 is refused: it is the cloud instance metadata address",
+		"169.254.7.7":     "address 169.254.7.7 is refused: it is a link-local address (169.254.0.0/16)",
+		"224.0.0.1":       "address 224.0.0.1 is refused: it is a multicast address (224.0.0.0/4)",
+		"0.0.0.0":         "address 0.0.0.0 is refused: it is the unspecified address",
+		"255.255.255.255": "address 255.255.255.255 is refused: it is the IPv4 broadcast address",
+	}
+	names := []string{"10.77.7.1"}
+	for key := range refused {
+		names = append(names, key)
+	}
+	inventoryDeleteInstancesAtEnd(t, names...)
+	inventoryStartConfigMapController(t, ns)
+
+	err := ctrltest.Client.Create(t.Context(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ipv6-keys"},
+		Data:       map[string]string{"fe80::1": "username=Administrator"},
+	})
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "a ConfigMap key with colons: %v", err)
+
+	data := map[string]string{"10.77.7.1": "username=Administrator"}
+	for key := range refused {
+		data[key] = "username=Administrator"
+	}
+	inventoryConfigMap(t, ns, data)
+
+	g.Eventually(func(g Gomega) {
+		_, err := inventoryInstance("10.77.7.1")
+		g.Expect(err).NotTo(HaveOccurred())
+		evs := inventoryEvents(g, ns, inventory.ReasonInvalidEntry)
+		for key, reason := range refused {
+			got := inventoryEventsFor(evs, key)
+			g.Expect(got).To(HaveLen(1), "Events about %q", key)
+			g.Expect(got[0].Type).To(Equal(corev1.EventTypeWarning))
+			g.Expect(got[0].Message).To(HavePrefix(`Entry "` + key + `" is invalid and ignored: ` + reason))
+		}
+		g.Expect(evs).To(HaveLen(len(refused)))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// The Events are emitted in the reconcile that applied the good entry:
+	// by now no instance of a refused host exists.
+	for key := range refused {
+		_, err := inventoryInstance(hostlist.InstanceName(key))
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance for %s: %v", key, err)
+	}
+}
+
+// A value of 64 KiB makes one InvalidEntry Event, which names the entry
+// and quotes a bounded prefix of the value: an Event whose note passes the
+// API server's 1,024 characters would be rejected and the user would see
+// nothing. The good entries are applied.
+func TestConfigMapHugeValueMakesOneEvent(t *testing.T) {
+	g := NewWithT(t)
+	ns := inventoryNamespace(t)
+	inventoryDeleteInstancesAtEnd(t, "10.77.8.1", "10.77.8.2", "10.77.8.3")
+	inventoryStartConfigMapController(t, ns)
+
+	huge := "username=" + strings.Repeat("x", 64<<10)
+	inventoryConfigMap(t, ns, map[string]string{
+		"10.77.8.1": "username=Administrator",
+		"10.77.8.2": huge,
+		"10.77.8.3": "username=core",
+	})
+	g.Eventually(func(g Gomega) {
+		for _, name := range []string{"10.77.8.1", "10.77.8.3"} {
+			_, err := inventoryInstance(name)
+			g.Expect(err).NotTo(HaveOccurred(), name)
+		}
+		evs := inventoryEvents(g, ns, inventory.ReasonInvalidEntry)
+		g.Expect(evs).To(HaveLen(1))
+		g.Expect(inventoryEventsFor(evs, "10.77.8.2")).To(HaveLen(1))
+		g.Expect(evs[0].Type).To(Equal(corev1.EventTypeWarning))
+		g.Expect(evs[0].Message).To(ContainSubstring(`username "xxxx`))
+		g.Expect(evs[0].Message).To(ContainSubstring("(65536 bytes) is longer than 256 characters"))
+		g.Expect(len(evs[0].Message)).To(BeNumerically("<=", core.MaxEventNoteBytes))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	_, err := inventoryInstance("10.77.8.2")
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance 10.77.8.2: %v", err)
 }

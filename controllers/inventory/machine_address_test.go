@@ -28,10 +28,30 @@ func TestMachineAddress(t *testing.T) {
 		{"IP preferred to DNS", []corev1.NodeAddress{dns("win.example.com"), internalIP("fd00::5")}, "fd00::5"},
 		{"DNS fallback, lower case", []corev1.NodeAddress{dns("Win-1.Example.COM.")}, "win-1.example.com"},
 		{"bad entries skipped", []corev1.NodeAddress{internalIP("not-an-ip"), internalIP("0.0.0.0"), dns("bad_name"), dns("win.example.com")}, "win.example.com"},
+		{"metadata address skipped", []corev1.NodeAddress{internalIP("169.254.169.254"), internalIP("fd00::7")}, "fd00::7"},
+		{"link-local IPv6 skipped", []corev1.NodeAddress{internalIP("fe80::1"), dns("win.example.com")}, "win.example.com"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			NewWithT(t).Expect(machineAddress(c.addrs)).To(Equal(c.want))
+			addr, _ := machineAddress(c.addrs)
+			NewWithT(t).Expect(addr).To(Equal(c.want))
 		})
 	}
+}
+
+func TestMachineAddressSaysWhyItRefusesEveryAddress(t *testing.T) {
+	g := NewWithT(t)
+	addr, refused := machineAddress([]corev1.NodeAddress{
+		internalIP("169.254.169.254"), internalIP("fe80::1"), internalIP("224.0.0.1"),
+		internalIP("0.0.0.0"), internalIP("255.255.255.255"), internalIP("::ffff:169.254.0.9"),
+	})
+	g.Expect(addr).To(BeEmpty())
+	g.Expect(refused).To(Equal([]string{
+		"address 169.254.169.254 is refused: it is the cloud instance metadata address (link-local, 169.254.0.0/16); the operator never connects to one",
+		"address fe80::1 is refused: it is an IPv6 link-local address (fe80::/10), reachable only on one network link; the operator never connects to one",
+		"address 224.0.0.1 is refused: it is a multicast address (224.0.0.0/4), which names a group, not a host",
+		"address 0.0.0.0 is refused: it is the unspecified address, which names no host",
+		"address 255.255.255.255 is refused: it is the IPv4 broadcast address, which names no host",
+		"address 169.254.0.9 is refused: it is a link-local address (169.254.0.0/16), where clouds serve instance metadata; the operator never connects to one",
+	}))
 }

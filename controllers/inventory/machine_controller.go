@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
-	hostlist "github.com/openwmco/wmco/pkg/inventory"
+	"github.com/openwmco/wmco/pkg/hostaddr"
 )
 
 const (
@@ -88,7 +88,15 @@ func (r *MachineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if why := machineUnmanagedReason(m); why != "" {
 		return ctrl.Result{}, r.deleteInstance(ctx, req.NamespacedName, why)
 	}
-	addr := machineAddress(m.Status.Addresses)
+	addr, refused := machineAddress(m.Status.Addresses)
+	if addr == "" && len(refused) > 0 {
+		// No requeue: a status update with another address is an event of
+		// the Machine watch. An instance made earlier stays: the
+		// WindowsInstance controller refuses to connect to its address.
+		log.Info("Machine has no internal address the operator may connect to; it gets no WindowsInstance",
+			"machine", klog.KObj(m), "refused", refused)
+		return ctrl.Result{}, nil
+	}
 	if addr == "" {
 		// No requeue: the Machine's status update with its address is an
 		// event of the Machine watch.
@@ -178,11 +186,7 @@ func (r *MachineReconciler) addressHolder(ctx context.Context, addr string) (str
 		return "", fmt.Errorf("list WindowsInstances: %w", err)
 	}
 	for _, wi := range list.Items {
-		a, err := hostlist.NormalizeAddress(wi.Spec.Address)
-		if err != nil {
-			a = strings.ToLower(wi.Spec.Address)
-		}
-		if a == addr {
+		if hostaddr.Key(wi.Spec.Address) == addr {
 			return wi.Name, nil
 		}
 	}
@@ -249,34 +253,44 @@ func MachineInstanceName(namespace, name string) string {
 	return strings.TrimRight(full, "-.") + suffix
 }
 
-// machineAddress picks the host address of a Machine: an InternalIP,
-// IPv4 first, else an InternalDNS name; "" when it has none yet.
-func machineAddress(addrs []corev1.NodeAddress) string {
+// machineAddress picks the host address of a Machine, normalised: an
+// InternalIP, IPv4 first, else an InternalDNS name; "" when it has none
+// yet. refused says why each address the operator never connects to
+// (link-local, multicast, ...: see pkg/hostaddr) was passed over; it is
+// complete when addr is "".
+func machineAddress(addrs []corev1.NodeAddress) (addr string, refused []string) {
 	var v6, dns string
 	for _, a := range addrs {
-		switch a.Type {
-		case corev1.NodeInternalIP:
-			ip, err := netip.ParseAddr(strings.TrimSpace(a.Address))
-			if err != nil || ip.Zone() != "" || ip.IsUnspecified() {
-				continue
-			}
-			ip = ip.Unmap()
-			if ip.Is4() {
-				return ip.String()
-			}
-			if v6 == "" {
-				v6 = ip.String()
-			}
-		case corev1.NodeInternalDNS:
-			if n, err := hostlist.NormalizeAddress(a.Address); err == nil && dns == "" {
+		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeInternalDNS {
+			continue
+		}
+		n, err := hostaddr.Normalize(a.Address)
+		var forbidden *hostaddr.ForbiddenError
+		if errors.As(err, &forbidden) {
+			refused = append(refused, forbidden.Error())
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		ip, err := netip.ParseAddr(n)
+		switch {
+		case a.Type == corev1.NodeInternalDNS:
+			if dns == "" {
 				dns = n
 			}
+		case err != nil:
+			// An InternalIP that is a name.
+		case ip.Is4():
+			return n, refused
+		case v6 == "":
+			v6 = n
 		}
 	}
 	if v6 != "" {
-		return v6
+		return v6, refused
 	}
-	return dns
+	return dns, refused
 }
 
 // SetupWithManager registers the reconciler with mgr. Call it only when the

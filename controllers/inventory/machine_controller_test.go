@@ -215,6 +215,45 @@ func TestMachineOrphanInstancesAreDeletedOnStart(t *testing.T) {
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance of Machine %s: %v", taken.Name, err)
 }
 
+// A Machine whose only internal addresses are ones the operator never
+// connects to (the acceptance addresses) gets no WindowsInstance; beside a
+// usable address they are passed over; given one later, it gets its
+// instance.
+func TestMachineWithOnlyRefusedAddressesGetsNoInstance(t *testing.T) {
+	g := NewWithT(t)
+	ns := inventoryNamespace(t)
+	inventoryStartMachineController(t)
+
+	refused := []corev1.NodeAddress{
+		inventoryInternalIP("169.254.169.254"), inventoryInternalIP("fe80::1"), inventoryInternalIP("224.0.0.1"),
+		inventoryInternalIP("0.0.0.0"), inventoryInternalIP("255.255.255.255"),
+	}
+	metadata := inventoryMachine(t, ns, "metadata", inventoryWindowsLabels(), refused...)
+	mixed := inventoryMachine(t, ns, "mixed", inventoryWindowsLabels(), append(refused, inventoryInternalIP("fd00:78::3"))...)
+	// Created last: once its instance exists, the Machines before it have
+	// been seen.
+	witness := inventoryMachine(t, ns, "witness", inventoryWindowsLabels(), inventoryInternalIP("10.78.3.9"))
+	g.Eventually(func(g Gomega) {
+		_, err := inventoryInstance(inventory.MachineInstanceName(ns, witness.Name))
+		g.Expect(err).NotTo(HaveOccurred())
+		wi, err := inventoryInstance(inventory.MachineInstanceName(ns, mixed.Name))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(wi.Spec.Address).To(Equal("fd00:78::3"))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	metadataName := inventory.MachineInstanceName(ns, metadata.Name)
+	_, err := inventoryInstance(metadataName)
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance of Machine %s: %v", metadata.Name, err)
+
+	inventoryUpdateMachine(g, metadata, true, func(m *machinev1beta1.Machine) {
+		m.Status.Addresses = append(m.Status.Addresses, inventoryInternalIP("10.78.3.1"))
+	})
+	g.Eventually(func(g Gomega) {
+		wi, err := inventoryInstance(metadataName)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(wi.Spec.Address).To(Equal("10.78.3.1"))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+}
+
 func TestMachineReconcilerSetupChecksItsFields(t *testing.T) {
 	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
 		g := NewWithT(t)

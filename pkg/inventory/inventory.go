@@ -14,18 +14,24 @@
 // the colons of an IPv6 address, so IPv6 hosts are listed as WindowsInstance
 // objects instead). Each value is key=value lines: username is required;
 // port, nodeName and hostKey are optional. A bad entry is reported with its
-// key and reason and never stops the good entries.
+// key and reason and never stops the good entries. Hosts the operator
+// never connects to (link-local, such as the cloud metadata address
+// 169.254.169.254, multicast, unspecified, broadcast: see pkg/hostaddr)
+// are bad entries. Reasons quote at most a bounded prefix of a value.
 package inventory
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/openwmco/wmco/pkg/hostaddr"
 )
 
 // Entry is one valid host of the inventory.
@@ -46,54 +52,43 @@ type Entry struct {
 type Problem struct {
 	// Key is the ConfigMap key as written.
 	Key string
-	// Address is the normalised host when the key itself was valid, so the
-	// caller can leave an existing instance of that host alone; else "".
+	// Address is the normalised host when the key names one (the value
+	// may be at fault, or the host is one the operator never connects
+	// to), so the caller can leave an existing instance of that host
+	// alone; else "".
 	Address string
 	// Reason says what is wrong, in words fit for an Event.
 	Reason string
 }
 
 var (
-	dnsLabel = `[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?`
-	dnsName  = regexp.MustCompile(`^` + dnsLabel + `(\.` + dnsLabel + `)*$`)
 	// Same rules as WindowsInstance.spec.username.
 	usernameRe = regexp.MustCompile(`^[^\s"/\[\]:;|=,+*?<>]+$`)
 	nodeNameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	hostKeyRe  = regexp.MustCompile(`^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,2}$`)
 )
 
-// NormalizeAddress returns the canonical form of a host: an IP address as
-// netip prints it, or a DNS name in lower case without a trailing dot.
-func NormalizeAddress(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", fmt.Errorf("host is empty")
-	}
-	if ip, err := netip.ParseAddr(s); err == nil {
-		if ip.Zone() != "" {
-			return "", fmt.Errorf("host %q has an IPv6 zone, which cannot be reached from the cluster", s)
-		}
-		if ip.IsUnspecified() || ip.IsMulticast() {
-			return "", fmt.Errorf("host %q is not a unicast address", s)
-		}
-		return ip.Unmap().String(), nil
-	}
-	name := strings.TrimSuffix(strings.ToLower(s), ".")
-	if len(name) > 253 || !dnsName.MatchString(name) {
-		return "", fmt.Errorf("host %q is neither an IP address nor a DNS name", s)
-	}
-	if looksNumeric(name) {
-		return "", fmt.Errorf("host %q is not a valid IPv4 address", s)
-	}
-	return name, nil
-}
+// The longest username and hostKey, as WindowsInstance.spec allows.
+const (
+	maxUsername = 256
+	maxHostKey  = 8192
+)
 
-// looksNumeric catches malformed IPv4 addresses (10.1.42, 10.1.42.256,
-// 010.1.42.1) that would otherwise pass as DNS names.
-func looksNumeric(name string) bool {
-	last := name[strings.LastIndex(name, ".")+1:]
-	_, err := strconv.Atoi(last)
-	return err == nil
+// maxQuoted is how much of a value a problem's reason quotes: reasons
+// end up in Events, whose notes the API server bounds.
+const maxQuoted = 64
+
+// quote quotes s for a reason, cut to maxQuoted bytes at a rune boundary
+// and followed by its length when cut.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 // Parse reads the ConfigMap's data. Entries come back sorted by address;
@@ -104,7 +99,14 @@ func Parse(data map[string]string) ([]Entry, []Problem) {
 	var problems []Problem
 	byAddr := map[string][]string{}
 	for key, value := range data {
-		addr, err := NormalizeAddress(key)
+		addr, err := hostaddr.Normalize(key)
+		var forbidden *hostaddr.ForbiddenError
+		if errors.As(err, &forbidden) {
+			// The key names a host, one the operator never connects to: an
+			// instance of it from before is kept, as for any invalid entry.
+			problems = append(problems, Problem{Key: key, Address: forbidden.Addr, Reason: err.Error()})
+			continue
+		}
 		if err != nil {
 			problems = append(problems, Problem{Key: key, Reason: err.Error()})
 			continue
@@ -151,7 +153,7 @@ func parseValue(key, addr, value string) (Entry, error) {
 		k, v, ok := strings.Cut(line, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !ok {
-			return e, fmt.Errorf("line %q is not key=value", line)
+			return e, fmt.Errorf("line %s is not key=value", quote(line))
 		}
 		if seen[k] {
 			return e, fmt.Errorf("%s is given more than once", k)
@@ -162,28 +164,34 @@ func parseValue(key, addr, value string) (Entry, error) {
 			if v == "" {
 				return e, fmt.Errorf("username is empty")
 			}
-			if len(v) > 256 || !usernameRe.MatchString(v) {
-				return e, fmt.Errorf("username %q has spaces or any of \" / [ ] : ; | = , + * ? < >", v)
+			if len(v) > maxUsername {
+				return e, fmt.Errorf("username %s is longer than %d characters", quote(v), maxUsername)
+			}
+			if !usernameRe.MatchString(v) {
+				return e, fmt.Errorf("username %s has spaces or any of \" / [ ] : ; | = , + * ? < >", quote(v))
 			}
 			e.Username = v
 		case "port":
 			p, err := strconv.ParseUint(v, 10, 16)
 			if err != nil || p == 0 {
-				return e, fmt.Errorf("port %q is not a number from 1 to 65535", v)
+				return e, fmt.Errorf("port %s is not a number from 1 to 65535", quote(v))
 			}
 			e.Port = int32(p)
 		case "nodeName":
 			if len(v) > 63 || !nodeNameRe.MatchString(v) {
-				return e, fmt.Errorf("nodeName %q is not a lower-case RFC 1123 label", v)
+				return e, fmt.Errorf("nodeName %s is not a lower-case RFC 1123 label", quote(v))
 			}
 			e.NodeName = v
 		case "hostKey":
+			if len(v) > maxHostKey {
+				return e, fmt.Errorf("hostKey is %d characters long; at most %d", len(v), maxHostKey)
+			}
 			if !hostKeyRe.MatchString(v) {
 				return e, fmt.Errorf("hostKey is not '<type> <base64>' with type ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521")
 			}
 			e.HostKey = v
 		default:
-			return e, fmt.Errorf("unknown key %q (known: username, port, nodeName, hostKey)", k)
+			return e, fmt.Errorf("unknown key %s (known: username, port, nodeName, hostKey)", quote(k))
 		}
 	}
 	if e.Username == "" {

@@ -3,8 +3,11 @@ package inventory
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/openwmco/wmco/pkg/hostaddr"
 )
 
 const edKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -34,7 +37,10 @@ func TestParseRejectsBadEntriesAndKeepsGoodOnes(t *testing.T) {
 		{"10.1.42", "username=a", "not a valid IPv4 address", false},
 		{"10.1.42.256", "username=a", "not a valid IPv4 address", false},
 		{"010.1.42.1", "username=a", "not a valid IPv4 address", false},
-		{"0.0.0.0", "username=a", "not a unicast address", false},
+		{"0.0.0.0", "username=a", "address 0.0.0.0 is refused: it is the unspecified address", true},
+		{"169.254.169.254", "username=a", "address 169.254.169.254 is refused: it is the cloud instance metadata address", true},
+		{"224.0.0.1", "username=a", "multicast", true},
+		{"255.255.255.255", "username=a", "broadcast", true},
 		{"bad_host", "username=a", "neither an IP address nor a DNS name", false},
 		{"-bad.example.com", "username=a", "neither an IP address nor a DNS name", false},
 		{"10.0.0.1", "", "username is missing", true},
@@ -49,6 +55,8 @@ func TestParseRejectsBadEntriesAndKeepsGoodOnes(t *testing.T) {
 		{"10.0.0.10", "username=a\nport=22x", `port "22x"`, true},
 		{"10.0.0.11", "username=a\nnodeName=Win_1", `nodeName "Win_1"`, true},
 		{"10.0.0.12", "username=a\nhostKey=ssh-dss AAAA", "hostKey is not", true},
+		{"10.0.0.13", "username=a\nhostKey=ssh-ed25519 " + strings.Repeat("A", 9000), "hostKey is 9012 characters long; at most 8192", true},
+		{"10.0.0.14", "username=" + strings.Repeat("a", 257), "is longer than 256 characters", true},
 	}
 	data := map[string]string{"10.9.9.9": "username=Administrator"}
 	for _, c := range cases {
@@ -77,6 +85,21 @@ func TestParseRejectsBadEntriesAndKeepsGoodOnes(t *testing.T) {
 	g.Expect(addrs).To(Equal([]string{"10.0.0.7", "10.9.9.9"}), "good entries still come through")
 }
 
+func TestParseReasonsQuoteABoundedPrefix(t *testing.T) {
+	g := NewWithT(t)
+	long := strings.Repeat("é", 32<<10) // 64 KiB, two bytes a rune
+	for _, value := range []string{
+		"username=" + long, "username=" + long + " x", "port=" + long, "nodeName=" + long, long + "=x", long, "username=a\n" + long,
+	} {
+		entries, problems := Parse(map[string]string{"10.0.0.1": value})
+		g.Expect(entries).To(BeEmpty())
+		g.Expect(problems).To(HaveLen(1))
+		g.Expect(len(problems[0].Reason)).To(BeNumerically("<", 256), problems[0].Reason)
+		g.Expect(problems[0].Reason).To(MatchRegexp(`\.\.\. \(6553[68] bytes\)`))
+		g.Expect(utf8.ValidString(problems[0].Reason)).To(BeTrue())
+	}
+}
+
 func TestParseRejectsEveryCopyOfADuplicateHost(t *testing.T) {
 	g := NewWithT(t)
 	entries, problems := Parse(map[string]string{
@@ -94,18 +117,8 @@ func TestParseRejectsEveryCopyOfADuplicateHost(t *testing.T) {
 	}
 }
 
-func TestNormalizeAddress(t *testing.T) {
+func TestInstanceName(t *testing.T) {
 	g := NewWithT(t)
-	for in, want := range map[string]string{
-		"10.1.42.1": "10.1.42.1", "::ffff:10.1.42.1": "10.1.42.1", "FD00::0042": "fd00::42",
-		"Host.Example.COM.": "host.example.com", "localhost": "localhost",
-	} {
-		got, err := NormalizeAddress(in)
-		g.Expect(err).NotTo(HaveOccurred(), in)
-		g.Expect(got).To(Equal(want), in)
-	}
-	_, err := NormalizeAddress("fe80::1%eth0")
-	g.Expect(err).To(MatchError(ContainSubstring("zone")))
 	g.Expect(InstanceName("fd00::42")).To(Equal("fd00--42"))
 	long := strings.Repeat("a", 60) + ".example.com"
 	name := InstanceName(long)
@@ -124,7 +137,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("one key gave %d entries and %d problems", len(entries), len(problems))
 		}
 		for _, e := range entries {
-			again, err := NormalizeAddress(e.Address)
+			again, err := hostaddr.Normalize(e.Address)
 			if err != nil || again != e.Address {
 				t.Fatalf("address %q is not stable: %q, %v", e.Address, again, err)
 			}
@@ -138,6 +151,9 @@ func FuzzParse(f *testing.F) {
 		for _, p := range problems {
 			if p.Reason == "" {
 				t.Fatal("problem without a reason")
+			}
+			if len(p.Reason) > 1024 {
+				t.Fatalf("reason of %d bytes quotes unbounded input", len(p.Reason))
 			}
 		}
 	})

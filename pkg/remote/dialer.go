@@ -8,7 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,14 +19,17 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/openwmco/wmco/pkg/hostaddr"
 )
 
 // Dialer opens sessions to Windows hosts.
 type Dialer interface {
 	// Dial connects and authenticates to the host described by t. It
-	// returns *UnreachableError, *AuthError or *HostKeyMismatchError for
-	// the failures a caller has to tell apart, and honours ctx's deadline
-	// and cancellation for the whole connection set-up.
+	// returns *UnreachableError, *AuthError, *HostKeyMismatchError or
+	// *ForbiddenAddressError (before any connection is attempted) for the
+	// failures a caller has to tell apart, and honours ctx's deadline and
+	// cancellation for the whole connection set-up.
 	Dial(ctx context.Context, t Target) (Session, error)
 }
 
@@ -114,6 +119,14 @@ type SSHDialer struct {
 	// beyond it is discarded and Run returns an error. Zero means
 	// DefaultMaxOutput.
 	MaxOutput int
+	// LookupIP resolves a host name to the IP addresses Dial checks and
+	// connects to. Nil means net.DefaultResolver.LookupNetIP(ctx, "ip",
+	// host).
+	LookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
+
+	// dialContext opens the TCP connection; nil means a net.Dialer. Tests
+	// set it (export_test.go) to see every connection attempted.
+	dialContext func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 var _ Dialer = (*SSHDialer)(nil)
@@ -135,6 +148,15 @@ func (d *SSHDialer) Dial(ctx context.Context, t Target) (Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	// Before anything else reaches the network: the address, or every
+	// address its name resolves to, must be one the operator may connect
+	// to. The checked addresses are what is dialled, so a second lookup
+	// cannot answer differently.
+	ips, err := d.resolve(ctx, t, addr)
+	if err != nil {
+		return nil, err
+	}
+
 	var pinned ssh.PublicKey
 	if t.HostKey != "" {
 		k, err := parseHostKey(t.HostKey)
@@ -148,9 +170,8 @@ func (d *SSHDialer) Dial(ctx context.Context, t Target) (Session, error) {
 		return nil, &AuthError{Address: addr, User: t.Username, Reason: err.Error()}
 	}
 
-	log.V(2).Info("Dialing host")
-	var nd net.Dialer
-	raw, err := nd.DialContext(ctx, "tcp", addr)
+	log.V(2).Info("Dialing host", "ips", ips)
+	raw, err := d.connect(ctx, ips, t.port())
 	if err != nil {
 		return nil, &UnreachableError{Address: addr, Err: err}
 	}
@@ -188,6 +209,85 @@ func (d *SSHDialer) Dial(ctx context.Context, t Target) (Session, error) {
 	s := newSession(ssh.NewClient(c, chans, reqs), conn, addr, hk.seenKey(), d)
 	log.V(2).Info("Connected to host", "hostKey", s.hostKey)
 	return s, nil
+}
+
+// resolve returns the IP addresses to dial for t, each checked with
+// hostaddr.CheckIP: the address itself when it is an IP address, else what
+// its name resolves to. One refused address refuses the host, whichever
+// of its addresses it is (*ForbiddenAddressError); a failed lookup is
+// *UnreachableError. addr is t's host:port, for errors.
+func (d *SSHDialer) resolve(ctx context.Context, t Target, addr string) ([]netip.Addr, error) {
+	host := t.host()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if err := hostaddr.CheckIP(ip); err != nil {
+			return nil, forbiddenAddress(addr, err)
+		}
+		return []netip.Addr{ip}, nil
+	}
+	lookup := d.LookupIP
+	if lookup == nil {
+		lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	ips, err := lookup(ctx, host)
+	if err == nil && len(ips) == 0 {
+		err = fmt.Errorf("name %s resolves to no address", host)
+	}
+	if err != nil {
+		return nil, &UnreachableError{Address: addr, Err: err}
+	}
+	for _, ip := range ips {
+		if err := hostaddr.CheckIP(ip); err != nil {
+			return nil, forbiddenAddress(addr, err)
+		}
+	}
+	return ips, nil
+}
+
+// forbiddenAddress wraps CheckIP's error for the host:port addr.
+func forbiddenAddress(addr string, err error) error {
+	var fe *hostaddr.ForbiddenError
+	if !errors.As(err, &fe) {
+		// CheckIP refuses a valid address only with a ForbiddenError.
+		return fmt.Errorf("check address of %s: %w", addr, err)
+	}
+	return &ForbiddenAddressError{Address: addr, Err: fe}
+}
+
+// minAttempt is the least time a connection attempt to one of several
+// addresses is given, as net.Dialer does.
+const minAttempt = 2 * time.Second
+
+// connect opens a TCP connection to the first of ips that accepts one on
+// port, sharing what is left of ctx's deadline among the addresses still
+// to try. It returns the first error when none accepts.
+func (d *SSHDialer) connect(ctx context.Context, ips []netip.Addr, port int) (net.Conn, error) {
+	dial := d.dialContext
+	if dial == nil {
+		var nd net.Dialer
+		dial = nd.DialContext
+	}
+	var first error
+	for i, ip := range ips {
+		attemptCtx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && i < len(ips)-1 {
+			share := max(time.Until(dl)/time.Duration(len(ips)-i), minAttempt)
+			attemptCtx, cancel = context.WithTimeout(ctx, share)
+		}
+		conn, err := dial(attemptCtx, "tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
 }
 
 // parseSigner parses an unencrypted RSA, ECDSA or Ed25519 private key. Its

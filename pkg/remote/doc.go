@@ -12,8 +12,15 @@
 //
 // Failures that callers must tell apart are typed and checked with
 // [errors.As]: [*AuthError], [*HostKeyMismatchError], [*UnreachableError],
-// [*DiskFullError], [*ArgvError] and [*PathError]. A session whose connection
-// died returns errors wrapping [ErrConnectionLost].
+// [*ForbiddenAddressError], [*DiskFullError], [*ArgvError] and [*PathError].
+// A session whose connection died returns errors wrapping [ErrConnectionLost].
+//
+// Dial never connects to an address the operator must not reach
+// (link-local, among them the cloud metadata address, multicast,
+// unspecified, broadcast: see pkg/hostaddr). It resolves a host name
+// itself, checks every address it resolves to, and dials only checked
+// addresses; a refused one fails the dial with [*ForbiddenAddressError]
+// before any socket is opened.
 //
 // Windows paths are accepted with either separator and canonicalised by
 // [NormalizePath]; [SamePath] compares them as NTFS does, ignoring case.

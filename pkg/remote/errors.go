@@ -3,6 +3,10 @@ package remote
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/openwmco/wmco/pkg/hostaddr"
 )
 
 // ErrConnectionLost is wrapped by errors from operations on a Session whose
@@ -80,6 +84,31 @@ func (e *UnreachableError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// ForbiddenAddressError reports a host the operator never connects to:
+// its address, or an address its name resolves to, is link-local (the
+// cloud instance metadata service at 169.254.169.254 among them),
+// multicast, unspecified or broadcast; see pkg/hostaddr. Dial returns it
+// before any connection is attempted. Retrying fails the same way until
+// the address (or what its name resolves to) changes.
+type ForbiddenAddressError struct {
+	// Address is the host:port dialled.
+	Address string
+	// Err names the refused IP address and says why it is refused.
+	Err *hostaddr.ForbiddenError
+}
+
+// Error implements error.
+func (e *ForbiddenAddressError) Error() string {
+	host, _, _ := net.SplitHostPort(e.Address)
+	if ip, err := netip.ParseAddr(host); err == nil && ip.WithZone("").Unmap().String() == e.Err.Addr {
+		return fmt.Sprintf("refusing to connect to %s: %s", e.Address, e.Err.Reason)
+	}
+	return fmt.Sprintf("refusing to connect to %s: the name resolves to %s, and %s", e.Address, e.Err.Addr, e.Err.Reason)
+}
+
+// Unwrap returns the *hostaddr.ForbiddenError.
+func (e *ForbiddenAddressError) Unwrap() error { return e.Err }
 
 // DiskFullError reports that the host's file system has no room for a file
 // being written.

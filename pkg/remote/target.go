@@ -44,16 +44,25 @@ func (t Target) String() string {
 
 // hostPort returns the address to dial, brackets added for IPv6.
 func (t Target) hostPort() string {
-	port := t.Port
-	if port == 0 {
-		port = DefaultPort
+	return net.JoinHostPort(t.host(), strconv.Itoa(t.port()))
+}
+
+// host returns the address without brackets.
+func (t Target) host() string {
+	return strings.TrimSuffix(strings.TrimPrefix(t.Address, "["), "]")
+}
+
+// port returns the port to dial.
+func (t Target) port() int {
+	if t.Port == 0 {
+		return DefaultPort
 	}
-	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(t.Address, "["), "]"), strconv.Itoa(port))
+	return t.Port
 }
 
 // validate checks the fields that do not need parsing.
 func (t Target) validate() error {
-	host := strings.TrimSuffix(strings.TrimPrefix(t.Address, "["), "]")
+	host := t.host()
 	switch {
 	case host == "":
 		return errors.New("target address is empty")

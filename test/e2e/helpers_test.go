@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/hostaddr"
 	"github.com/openwmco/wmco/pkg/inventory"
 )
 
@@ -34,7 +35,7 @@ const csrReasonApproved = "WMCOApproved"
 // inventoryName is the WindowsInstance the ConfigMap inventory creates for
 // a host.
 func inventoryName(h Host) string {
-	addr, err := inventory.NormalizeAddress(h.Address)
+	addr, err := hostaddr.Normalize(h.Address)
 	Expect(err).NotTo(HaveOccurred())
 	return inventory.InstanceName(addr)
 }
