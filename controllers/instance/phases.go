@@ -202,9 +202,10 @@ func (r *Reconciler) reconcileFeatures(ctx context.Context, s *scope) (ctrl.Resu
 	r.event(s, false, "Rebooting", "Enabled %s; rebooting the host", strings.Join(res.Enabled, ", "))
 	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	if _, err := s.session.Run(cctx, []string{"shutdown.exe", "/r", "/t", "5"}); err != nil {
+	if _, err := s.session.Run(cctx, []string{"shutdown.exe", "/r", "/t", "5"}); err != nil && !errors.Is(err, remote.ErrConnectionLost) {
 		return ctrl.Result{}, fmt.Errorf("reboot: %w", err)
 	}
+	// A connection lost under the command is the reboot under way.
 	setPreflightCondition(s.wi, outcome{reason: ReasonRebooting, message: "rebooting to enable " + strings.Join(res.Enabled, ", ")})
 	// Nothing can be watched on a rebooting host: look again shortly.
 	return ctrl.Result{RequeueAfter: 20 * time.Second}, nil

@@ -108,9 +108,12 @@ func sshErrorType(err error) string {
 	var mismatch *remote.HostKeyMismatchError
 	var unreachable *remote.UnreachableError
 	var full *remote.DiskFullError
+	var forbidden *remote.ForbiddenAddressError
 	switch {
 	case errors.As(err, &auth):
 		return "auth"
+	case errors.As(err, &forbidden):
+		return "forbidden"
 	case errors.As(err, &mismatch):
 		return "hostkey"
 	case errors.As(err, &unreachable):
