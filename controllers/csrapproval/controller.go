@@ -58,9 +58,11 @@ const (
 	// EventCSRApproved and the other Event reasons are recorded on the
 	// CSR and on the WindowsInstance it names.
 	EventCSRApproved = "CSRApproved"
-	// EventCSRDenied: the CSR names a known host but looks forged.
+	// EventCSRDenied is recorded when the CSR names a known host but looks
+	// forged.
 	EventCSRDenied = "CSRDenied"
-	// EventCSRPending: the CSR is left pending; the note says why.
+	// EventCSRPending is recorded when the CSR is left pending; the note
+	// says why.
 	EventCSRPending = "CSRPending"
 )
 

@@ -12,7 +12,7 @@ import (
 func TestNormalizeCanonicalForms(t *testing.T) {
 	for in, want := range map[string]string{
 		"10.1.42.1":               "10.1.42.1",
-		" 10.1.42.1\t":            "10.1.42.1",
+		" 10.1.42.1\t":            "10.1.42.1", //nolint:gocritic // the whitespace is what is being tested
 		"::ffff:10.1.42.1":        "10.1.42.1",
 		"::FFFF:0a01:2a01":        "10.1.42.1",
 		"FD00::0042":              "fd00::42",

@@ -16,7 +16,7 @@ func TestParseGoodEntries(t *testing.T) {
 	g := NewWithT(t)
 	entries, problems := Parse(map[string]string{
 		"10.1.42.1":           "username=Administrator",
-		" Win-2.Example.com ": "\r\n  username = admin \r\nport=2222\nnodeName=win-2\nhostKey=" + edKey + "\n\n",
+		" Win-2.Example.com ": "\r\n  username = admin \r\nport=2222\nnodeName=win-2\nhostKey=" + edKey + "\n\n", //nolint:gocritic // the whitespace is what is being tested
 		"win-3.example.com.":  "username=CORP\\svc-wmco",
 	})
 	g.Expect(problems).To(BeEmpty())

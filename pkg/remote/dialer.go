@@ -300,7 +300,7 @@ func parseSigner(key []byte) (ssh.Signer, error) {
 			return nil, errors.New("private key is passphrase-protected; an unencrypted key is required")
 		}
 		// x/crypto's parse errors describe the encoding, not the content.
-		return nil, fmt.Errorf("private key is not a usable RSA, ECDSA or Ed25519 key in PEM or OpenSSH format: %v", err)
+		return nil, fmt.Errorf("private key is not a usable RSA, ECDSA or Ed25519 key in PEM or OpenSSH format: %v", err) //nolint:errorlint // x/crypto's parse error is text for the user, not an error to match
 	}
 	switch signer.PublicKey().Type() {
 	case ssh.KeyAlgoRSA, ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521:

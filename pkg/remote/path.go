@@ -148,7 +148,7 @@ func SamePath(a, b string) bool {
 	if err != nil {
 		return false
 	}
-	return na == nb || strings.ToUpper(na) == strings.ToUpper(nb)
+	return na == nb || strings.EqualFold(na, nb)
 }
 
 // toSFTPPath converts a canonical Windows path ("C:\k\x") to the form

@@ -151,7 +151,7 @@ func (s *sshSession) opErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrSessionClosed, err)
 	}
 	if cause := s.conn.failure(); cause != nil {
-		if cause == errKeepaliveTimeout {
+		if errors.Is(cause, errKeepaliveTimeout) {
 			return fmt.Errorf("%w (%w): %w", ErrConnectionLost, cause, err)
 		}
 		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
@@ -213,7 +213,7 @@ func (s *sshSession) Run(ctx context.Context, argv []string) (Result, error) {
 		if sess != nil {
 			// Close sends a channel-close message; it may block on a
 			// stalled connection, so do not wait for it.
-			go sess.Close()
+			go func() { _ = sess.Close() }()
 		}
 		mu.Unlock()
 		return Result{}, fmt.Errorf("run %s: %w", prog, ctx.Err())

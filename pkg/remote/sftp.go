@@ -261,7 +261,7 @@ func (s *sshSession) ReadFile(ctx context.Context, path string, maxSize int64) (
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer f.Close() //nolint:errcheck // read-only: Close cannot lose data
 		fi, err := f.Stat()
 		if err != nil {
 			return err
@@ -415,7 +415,7 @@ func (s *sshSession) readBackSHA256(ctx context.Context, path string) (string, e
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer f.Close() //nolint:errcheck // read-only: Close cannot lose data
 		h := sha256.New()
 		if _, err := f.WriteTo(h); err != nil {
 			return err

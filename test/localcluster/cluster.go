@@ -423,7 +423,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, name, url string, rt http.Rou
 		for _, pr := range c.procs {
 			select {
 			case <-pr.done:
-				return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", pr.name, pr.err, pr.log, proc.TailFile(pr.log, 20))
+				return fmt.Errorf("%s exited during start-up (%w); last lines of %s:\n%s", pr.name, pr.err, pr.log, proc.TailFile(pr.log, 20))
 			default:
 			}
 		}
