@@ -170,7 +170,8 @@ type HostFacts struct {
 // WindowsInstanceStatus is the observed state of a host.
 type WindowsInstanceStatus struct {
 	// Conditions: Reachable, PreflightPassed, Configured, NodeReady,
-	// Ready as the summary, and kstatus' Reconciling and Stalled.
+	// Ready as the summary, kstatus' Reconciling and Stalled, and Draining
+	// while the Node is drained before the host is deconfigured.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
