@@ -22,6 +22,9 @@ func main() {
 		os.Exit(1)
 	}
 	b.Version, b.OS, b.Arch = version.Get(), runtime.GOOS, runtime.GOARCH
+	if exe, err := os.Executable(); err == nil {
+		b.Executable = exe
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	os.Exit(run(ctx, b, os.Args[1:]))

@@ -49,6 +49,8 @@ type node struct {
 	modTime  time.Time
 	parent   *node
 	removed  bool // unlinked; writes through open handles no longer count
+	// holds are the processes holding the file open (Disk.Hold).
+	holds map[*hold]struct{}
 }
 
 func newDisk(quota int64) *Disk {
@@ -279,6 +281,9 @@ func (d *Disk) remove(path string, files, dirs bool) error {
 	case n.dir && len(n.children) > 0:
 		return &fs.PathError{Op: "remove", Path: path, Err: errNotEmpty}
 	}
+	if err := inUse(n, "remove", path, ErrAccessDenied); err != nil {
+		return err
+	}
 	d.unlink(n)
 	return nil
 }
@@ -297,7 +302,9 @@ func (d *Disk) unlink(n *node) {
 // Rename moves from to to. With replace, an existing file at to is
 // replaced (MoveFileEx with MOVEFILE_REPLACE_EXISTING); without, an
 // existing target is an error, as with MoveFile. A directory target is
-// never replaced. Renaming a file to a name differing only in case changes
+// never replaced. A target a process holds (Hold) is not replaced: the
+// error is an *InUseError for ErrAccessDenied, as Windows refuses to
+// replace a running executable. Renaming a file to a name differing only in case changes
 // its case.
 func (d *Disk) Rename(from, to string, replace bool) error {
 	d.mu.Lock()
@@ -318,9 +325,19 @@ func (d *Disk) Rename(from, to string, replace bool) error {
 			return &fs.PathError{Op: "rename", Path: to, Err: errInvalidName} // into itself
 		}
 	}
+	if src.dir {
+		// A directory holding a running image cannot move; the image
+		// itself can.
+		if err := inUse(src, "rename", from, ErrAccessDenied); err != nil {
+			return err
+		}
+	}
 	if existing, ok := dir.children[foldName(name)]; ok && existing != src {
 		if !replace || existing.dir || src.dir {
 			return &fs.PathError{Op: "rename", Path: to, Err: errAlreadyExists}
+		}
+		if err := inUse(existing, "rename", to, ErrAccessDenied); err != nil {
+			return err
 		}
 		d.unlink(existing)
 	}
@@ -346,6 +363,11 @@ func (d *Disk) create(op, path string, truncate, exclusive bool) (*node, error) 
 			return nil, &fs.PathError{Op: op, Path: path, Err: errIsDirectory}
 		case exclusive:
 			return nil, &fs.PathError{Op: op, Path: path, Err: errAlreadyExists}
+		}
+		if err := inUse(n, op, path, ErrSharingViolation); err != nil {
+			return nil, err
+		}
+		switch {
 		case truncate:
 			d.used -= int64(len(n.data))
 			n.data = nil

@@ -160,6 +160,7 @@ type Host struct {
 	authorized map[string][]ssh.PublicKey   // by lower-case user name
 	programs   map[string]registeredProgram // by program key
 	components []Component
+	processes  []*Process // started by StartProcess, until the next shutdown
 	conns      map[*simConn]struct{}
 	downTimer  *time.Timer
 
@@ -477,6 +478,7 @@ func (h *Host) shutdownLocked(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	comps := slices.Clone(h.components)
+	h.exitProcesses()
 	h.mu.Unlock()
 	defer h.mu.Lock()
 

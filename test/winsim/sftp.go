@@ -108,6 +108,9 @@ func (f *sftpFS) open(r *sftp.Request) (*handle, error) {
 		if err == nil && n.dir {
 			err = errIsDirectory
 		}
+		if err == nil && (flags.Write || flags.Trunc) {
+			err = inUse(n, "open", f.path(r.Filepath), ErrSharingViolation)
+		}
 		if err == nil && flags.Trunc {
 			err = d.truncate(n, "open", f.path(r.Filepath), 0)
 		}
@@ -154,6 +157,9 @@ func (f *sftpFS) setstat(r *sftp.Request) error {
 	if flags.Size {
 		if n.dir {
 			return errIsDirectory
+		}
+		if err := inUse(n, "setstat", f.path(r.Filepath), ErrSharingViolation); err != nil {
+			return err
 		}
 		if err := d.truncate(n, "setstat", f.path(r.Filepath), int64(attrs.Size)); err != nil {
 			return err
