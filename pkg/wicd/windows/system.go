@@ -129,6 +129,16 @@ func (system) EnableFeature(name string) (bool, error) {
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
+		// Without a reboot to wait for, the feature must be on now; a
+		// DISM that does nothing (Wine's stub) must not pass for one
+		// that worked.
+		on, ferr := system{}.Features([]string{name})
+		if ferr != nil {
+			return false, ferr
+		}
+		if !on[name] {
+			return false, fmt.Errorf("dism /enable-feature /featurename:%s exited 0, but the feature is not enabled", name)
+		}
 		return false, nil
 	case errors.As(err, &exit) && (exit.ExitCode() == int(windows.ERROR_SUCCESS_REBOOT_REQUIRED) ||
 		exit.ExitCode() == int(windows.ERROR_SUCCESS_REBOOT_INITIATED)):
