@@ -188,6 +188,10 @@ func (s *system) Shutdown(context.Context) error { return nil }
 // hns is the host's set of HNS networks. They do not survive a reboot
 // unless re-created (hybrid-overlay re-creates its network when it starts).
 type hns struct {
+	host *winsim.Host
+	// resets: deleting a network resets the host's connections.
+	resets bool
+
 	mu       sync.Mutex
 	networks map[string]bool
 }
@@ -206,10 +210,15 @@ func (n *hns) ListNetworks() ([]string, error) {
 func (n *hns) DeleteNetwork(name string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// The reset happens with n.mu held; ResetConnections takes no lock
+	// of ours.
 	if !n.networks[name] {
 		return fmt.Errorf("HNS network %s: %w", name, fs.ErrNotExist)
 	}
 	delete(n.networks, name)
+	if n.resets {
+		n.host.ResetConnections()
+	}
 	return nil
 }
 

@@ -75,6 +75,10 @@ type Options struct {
 	// DefenderPresent installs Microsoft Defender, whose exclusions the
 	// agent then manages.
 	DefenderPresent bool
+	// NetworkDeleteResetsConnections makes deleting an HNS network reset
+	// the host's connections, the SSH session doing it included, as it
+	// can on Windows.
+	NetworkDeleteResetsConnections bool
 	// Log receives the agent's and kubelet's diagnostics; nil discards.
 	Log io.Writer
 }
@@ -110,7 +114,7 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 	}
 	n := &Node{Host: h, opts: opts,
 		system:   &system{host: h, clockSkew: opts.ClockSkew, features: map[string]bool{wicd.FeatureContainers: !opts.ContainersFeatureDisabled}, pending: map[string]bool{}},
-		hns:      &hns{networks: map[string]bool{}},
+		hns:      &hns{networks: map[string]bool{}, host: h, resets: opts.NetworkDeleteResetsConnections},
 		firewall: &firewall{rules: map[string]wicdapi.FirewallRule{}},
 		defender: &defender{present: opts.DefenderPresent},
 	}
