@@ -164,6 +164,9 @@ func (d *Disk) ReadFile(path string) ([]byte, error) {
 	if n.dir {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: errIsDirectory}
 	}
+	if err := readLocked(n, "open", path); err != nil {
+		return nil, err
+	}
 	return slices.Clone(n.data), nil
 }
 

@@ -35,8 +35,12 @@ func (e *InUseError) Error() string { return e.Err.Error() }
 // Unwrap returns ErrAccessDenied or ErrSharingViolation.
 func (e *InUseError) Unwrap() error { return e.Err }
 
-// hold is one process holding one file open.
-type hold struct{ holder string }
+// hold is one process holding one file open; an exclusive hold (no
+// FILE_SHARE_READ) refuses readers too.
+type hold struct {
+	holder    string
+	exclusive bool
+}
 
 var nextPID atomic.Int64
 
@@ -54,6 +58,17 @@ func newPID() int64 { return nextPID.Add(4) }
 // itself still work, as Windows lets a running executable be renamed.
 // release is idempotent.
 func (d *Disk) Hold(path, holder string) (release func(), err error) {
+	return d.hold(path, holder, false)
+}
+
+// Lock is Hold without sharing reads, as a process that opened the file
+// exclusively: reading it fails with an *InUseError for
+// ErrSharingViolation as well.
+func (d *Disk) Lock(path, holder string) (release func(), err error) {
+	return d.hold(path, holder, true)
+}
+
+func (d *Disk) hold(path, holder string, exclusive bool) (release func(), err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, err := d.lookup("open", path)
@@ -63,7 +78,7 @@ func (d *Disk) Hold(path, holder string) (release func(), err error) {
 	if n.dir {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: errIsDirectory}
 	}
-	h := &hold{holder: holder}
+	h := &hold{holder: holder, exclusive: exclusive}
 	if n.holds == nil {
 		n.holds = map[*hold]struct{}{}
 	}
@@ -117,6 +132,22 @@ func inUse(n *node, op, path string, code error) error {
 		return &fs.PathError{Op: op, Path: path, Err: &InUseError{Err: code, Holders: hs}}
 	}
 	return nil
+}
+
+// readLocked returns the error for reading n while a process has it open
+// exclusively. Callers hold d.mu.
+func readLocked(n *node, op, path string) error {
+	var hs []string
+	for h := range n.holds {
+		if h.exclusive {
+			hs = append(hs, h.holder)
+		}
+	}
+	if len(hs) == 0 {
+		return nil
+	}
+	slices.Sort(hs)
+	return &fs.PathError{Op: op, Path: path, Err: &InUseError{Err: ErrSharingViolation, Holders: hs}}
 }
 
 // Process is a simulated process outside the service manager, such as a

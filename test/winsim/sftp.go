@@ -81,6 +81,9 @@ func (f *sftpFS) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	if n.dir {
 		return nil, f.status(errIsDirectory)
 	}
+	if err := readLocked(n, "open", f.path(r.Filepath)); err != nil {
+		return nil, f.status(err)
+	}
 	return &handle{fs: f, n: n, path: f.path(r.Filepath)}, nil
 }
 

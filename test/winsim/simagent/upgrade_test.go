@@ -283,3 +283,35 @@ func TestShimCopyOutlivesPayloadVersions(t *testing.T) {
 	g.Expect(cleaned.Changes).To(ContainElement(wicdapi.Change{Kind: "firewallRule", Name: wicdapi.FirewallRuleKubelet, Action: "removed"}))
 	g.Expect(node.FirewallRules()).To(BeEmpty())
 }
+
+// One file the agent cannot read (a process opened it exclusively) is
+// reported, not fatal; logs are not hashed at all.
+func TestFactsSurviveAnUnreadableFile(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{})
+	disk := node.Host.Disk()
+	upload(ctx, g, sess, wicdapi.AgentPath, simagent.AgentImage("v1"))
+	upload(ctx, g, sess, `C:\k\payload\v1\kubelet.exe`, []byte("MZ kubelet"))
+	upload(ctx, g, sess, `C:\k\payload\v1\locked.bin`, []byte("locked"))
+	upload(ctx, g, sess, `C:\k\log\kubelet.log`, []byte("log line"))
+	release, err := disk.Lock(`C:\k\payload\v1\locked.bin`, "scanner.exe (PID 8)")
+	g.Expect(err).NotTo(HaveOccurred())
+	var facts wicdapi.Facts
+	run(ctx, g, sess, &facts, "facts")
+	g.Expect(facts.Files).To(HaveKeyWithValue(`C:\k\payload\v1\kubelet.exe`, sha256Hex([]byte("MZ kubelet"))))
+	g.Expect(facts.Files).NotTo(HaveKey(`C:\k\payload\v1\locked.bin`))
+	g.Expect(facts.Files).NotTo(HaveKey(`C:\k\log\kubelet.log`), "logs change all the time and are not the operator's")
+	g.Expect(facts.FileErrors).To(HaveKeyWithValue(`C:\k\payload\v1\locked.bin`, ContainSubstring("being used by another process")))
+
+	// Unlocked, it is hashed; unchanged files come from the cache.
+	release()
+	facts = wicdapi.Facts{}
+	run(ctx, g, sess, &facts, "facts")
+	g.Expect(facts.Files).To(HaveKeyWithValue(`C:\k\payload\v1\locked.bin`, sha256Hex([]byte("locked"))))
+	g.Expect(facts.FileErrors).To(BeEmpty())
+	upload(ctx, g, sess, `C:\k\payload\v1\kubelet.exe`, []byte("MZ kubelet 2"))
+	facts = wicdapi.Facts{}
+	run(ctx, g, sess, &facts, "facts")
+	g.Expect(facts.Files).To(HaveKeyWithValue(`C:\k\payload\v1\kubelet.exe`, sha256Hex([]byte("MZ kubelet 2"))), "a changed file is hashed again")
+}
