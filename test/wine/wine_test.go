@@ -45,8 +45,9 @@ type wine struct {
 }
 
 var (
-	results   []string // "PASS name", "SKIP name: reason"
-	resultsMu sync.Mutex
+	results     []string              // "PASS name", "SKIP name: reason"
+	skipReasons = map[string]string{} // by test name
+	resultsMu   sync.Mutex
 )
 
 // record notes a case's outcome for the closing summary.
@@ -58,7 +59,7 @@ func record(t *testing.T) {
 		case t.Failed():
 			results = append(results, "FAIL "+t.Name())
 		case t.Skipped():
-			results = append(results, "SKIP "+t.Name())
+			results = append(results, "SKIP "+t.Name()+": "+skipReasons[t.Name()])
 		default:
 			results = append(results, "PASS "+t.Name())
 		}
@@ -69,7 +70,11 @@ func record(t *testing.T) {
 // it needs, saying what and how it showed.
 func wineLacks(t *testing.T, what, evidence string) {
 	t.Helper()
-	t.Skipf("Wine lacks %s (%s)", what, strings.TrimSpace(evidence))
+	reason := fmt.Sprintf("Wine lacks %s (%s)", what, strings.TrimSpace(evidence))
+	resultsMu.Lock()
+	skipReasons[t.Name()] = reason
+	resultsMu.Unlock()
+	t.Skip(reason)
 }
 
 func TestMain(m *testing.M) {
