@@ -210,14 +210,15 @@ func (w *wine) command(ctx context.Context, name string, args ...string) *exec.C
 		return strings.HasPrefix(kv, "DISPLAY=") || strings.HasPrefix(kv, "WAYLAND_DISPLAY=") ||
 			strings.HasPrefix(kv, "WINEPREFIX=") || strings.HasPrefix(kv, "WINEDEBUG=")
 	})
-	cmd.Env = append(env, "WINEPREFIX="+w.prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=")
+	env = append(env, "WINEPREFIX="+w.prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=")
+	cmd.Env = env
 	return cmd
 }
 
 var outputs int
 
 // start starts a Windows program with its output in files.
-func (w *wine) start(t *testing.T, ctx context.Context, args ...string) (cmd *exec.Cmd, stdout, stderr string) {
+func (w *wine) start(ctx context.Context, t *testing.T, args ...string) (cmd *exec.Cmd, stdout, stderr string) {
 	t.Helper()
 	outputs++
 	stdout = filepath.Join(w.logs, fmt.Sprintf("%03d.out", outputs))
@@ -245,7 +246,7 @@ func (w *wine) run(t *testing.T, timeout time.Duration, args ...string) (stdout,
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd, so, se := w.start(t, ctx, args...)
+	cmd, so, se := w.start(ctx, t, args...)
 	err := cmd.Wait()
 	var exit *exec.ExitError
 	switch {
@@ -450,11 +451,11 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		record(t)
 		g := NewWithT(t)
 		ready, release := `C:\k\mutex-ready`, `C:\k\mutex-release`
-		holder, _, _ := w.start(t, context.Background(), probePath, "mutex-hold", `Global\wicd`, mutexSDDL, ready, release)
+		holder, _, _ := w.start(context.Background(), t, probePath, "mutex-hold", `Global\wicd`, mutexSDDL, ready, release)
 		holderDone := make(chan error, 1)
 		go func() { holderDone <- holder.Wait() }()
 		g.Eventually(func() []byte { return read(ready) }, 30*time.Second).ShouldNot(BeEmpty())
-		apply, _, _ := w.start(t, context.Background(), wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		apply, _, _ := w.start(context.Background(), t, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
 		applied := make(chan error, 1)
 		go func() { applied <- apply.Wait() }()
 		g.Consistently(applied, 2*time.Second).ShouldNot(Receive(), "apply waits while another process holds the mutex")

@@ -15,16 +15,16 @@ const DefaultDiskQuota = 128 << 30
 
 // ErrDiskFull is returned (wrapped in *fs.PathError) by writes that would
 // exceed the disk's quota. Its text is Windows' ERROR_DISK_FULL message.
-var ErrDiskFull = errors.New("There is not enough space on the disk.") //nolint:staticcheck // Windows' wording
+var ErrDiskFull = errors.New("There is not enough space on the disk.")
 
 // Errors mirroring Windows' for the cases the disk distinguishes.
 var (
-	errAlreadyExists = errors.New("Cannot create a file when that file already exists.")                            //nolint:staticcheck // Windows' wording
-	errNotEmpty      = errors.New("The directory is not empty.")                                                    //nolint:staticcheck // Windows' wording
-	errIsDirectory   = errors.New("Access is denied.")                                                              //nolint:staticcheck // Windows reports this for file operations on a directory
-	errNotDirectory  = errors.New("The directory name is invalid.")                                                 //nolint:staticcheck // Windows' wording
-	errIsRoot        = errors.New("Access is denied.")                                                              //nolint:staticcheck // the drive root cannot be removed or renamed
-	errNegativeSize  = errors.New("An attempt was made to move the file pointer before the beginning of the file.") //nolint:staticcheck // Windows' wording
+	errAlreadyExists = errors.New("Cannot create a file when that file already exists.")
+	errNotEmpty      = errors.New("The directory is not empty.")
+	errIsDirectory   = errors.New("Access is denied.")
+	errNotDirectory  = errors.New("The directory name is invalid.")
+	errIsRoot        = errors.New("Access is denied.")
+	errNegativeSize  = errors.New("An attempt was made to move the file pointer before the beginning of the file.")
 )
 
 // Disk is a host's virtual C: drive, held in memory. Names are
@@ -370,8 +370,7 @@ func (d *Disk) create(op, path string, truncate, exclusive bool) (*node, error) 
 		if err := inUse(n, op, path, ErrSharingViolation); err != nil {
 			return nil, err
 		}
-		switch {
-		case truncate:
+		if truncate {
 			d.used -= int64(len(n.data))
 			n.data = nil
 			n.modTime = d.now()

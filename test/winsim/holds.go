@@ -15,10 +15,10 @@ var (
 	// ErrAccessDenied is ERROR_ACCESS_DENIED, what DeleteFile and
 	// MoveFileEx(MOVEFILE_REPLACE_EXISTING) return for the image of a
 	// running process.
-	ErrAccessDenied = errors.New("Access is denied.") //nolint:staticcheck // Windows' wording
+	ErrAccessDenied = errors.New("Access is denied.")
 	// ErrSharingViolation is ERROR_SHARING_VIOLATION, what opening a
 	// running image for writing returns.
-	ErrSharingViolation = errors.New("The process cannot access the file because it is being used by another process.") //nolint:staticcheck // Windows' wording
+	ErrSharingViolation = errors.New("The process cannot access the file because it is being used by another process.")
 )
 
 // InUseError is the error inside the *fs.PathError of an operation refused

@@ -171,7 +171,7 @@ func (h *Host) Exec(ctx context.Context, user string, argv []string, stdout, std
 }
 
 // errFileNotFound mirrors Windows' ERROR_FILE_NOT_FOUND.
-var errFileNotFound = errors.New("The system cannot find the file specified.") //nolint:staticcheck // Windows' wording
+var errFileNotFound = errors.New("The system cannot find the file specified.")
 
 // baseName is the last component of a Windows path.
 func baseName(p string) string { return p[strings.LastIndexAny(p, `\/`)+1:] }

@@ -19,7 +19,7 @@ const defenderExclusionsKey = `SOFTWARE\Microsoft\Windows Defender\Exclusions\Pa
 // defender is wicd.Defender: Defender is present when its service
 // (WinDefend) is installed; exclusions are read from the registry and
 // added with Add-MpPreference.
-type defender struct{ exec execer }
+type defender struct{}
 
 func (defender) Present(context.Context) (bool, error) {
 	m, err := mgr.Connect()
@@ -59,7 +59,7 @@ func (defender) Exclusions(context.Context) ([]string, error) {
 // is one literal argument of a fixed script.
 func (defender) AddExclusion(ctx context.Context, path string) error {
 	if strings.ContainsAny(path, "'\"`\r\n") {
-		return fmt.Errorf("Defender exclusion %q has quotes or line breaks", path)
+		return fmt.Errorf("exclusion %q for Defender has quotes or line breaks", path)
 	}
 	ps, err := systemProgram(`WindowsPowerShell\v1.0\powershell.exe`)
 	if err != nil {
