@@ -280,6 +280,17 @@ func (w *wine) probe(t *testing.T, args ...string) (string, int) {
 	return strings.TrimSpace(out + errb), code
 }
 
+// svcState asks the service manager for a service's state through the
+// probe: "running", "stopped" or "absent", or "error: ..." when it failed.
+func (w *wine) svcState(t *testing.T, name string) string {
+	t.Helper()
+	out, code := w.probe(t, "svc-state", name)
+	if code != 0 {
+		return "error: " + out
+	}
+	return out
+}
+
 // probePath is a copy of the probe outside C:\k, which cleanup empties.
 const probePath = `C:\probe\probe.exe`
 
@@ -396,8 +407,8 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 			wicdapi.Change{Kind: "service", Name: probeService, Action: "started"},
 			wicdapi.Change{Kind: "service", Name: wicdapi.AgentServiceName, Action: "started"},
 		))
-		g.Expect(w.probe(t, "svc-state", probeService)).To(Equal("running"))
-		g.Expect(w.probe(t, "svc-state", wicdapi.AgentServiceName)).To(Equal("running"))
+		g.Eventually(func() string { return w.svcState(t, probeService) }, 20*time.Second).Should(Equal("running"))
+		g.Eventually(func() string { return w.svcState(t, wicdapi.AgentServiceName) }, 20*time.Second).Should(Equal("running"))
 	})
 
 	t.Run("argv with spaces and quotes arrives intact", func(t *testing.T) {
@@ -488,7 +499,7 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		g.Expect(res.ServiceRestarted).To(BeTrue())
 		g.Expect(read(wicdapi.AgentPath)).To(Equal(v2))
 		g.Expect(read(wicdapi.AgentPreviousPath)).To(Equal(v1))
-		g.Expect(w.probe(t, "svc-state", wicdapi.AgentServiceName)).To(Equal("running"))
+		g.Eventually(func() string { return w.svcState(t, wicdapi.AgentServiceName) }, 20*time.Second).Should(Equal("running"))
 		g.Eventually(func() string { return string(read(wicdapi.AgentLogPath)) }).Should(ContainSubstring("wicd " + agentV2 + ": running as service"))
 		var v wicdapi.Version
 		code, out = w.agent(t, &v, wicdapi.AgentPath, "version")
@@ -562,8 +573,8 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 			wicdapi.Change{Kind: "service", Name: probeService, Action: "removed"},
 			wicdapi.Change{Kind: "service", Name: wicdapi.AgentServiceName, Action: "removed"},
 		))
-		g.Expect(w.probe(t, "svc-state", probeService)).To(Equal("absent"))
-		g.Expect(w.probe(t, "svc-state", wicdapi.AgentServiceName)).To(Equal("absent"))
+		g.Expect(w.svcState(t, probeService)).To(Equal("absent"))
+		g.Expect(w.svcState(t, wicdapi.AgentServiceName)).To(Equal("absent"))
 		var left []string
 		_ = filepath.WalkDir(w.host(`C:\k`), func(p string, d fs.DirEntry, err error) error {
 			if err == nil && p != w.host(`C:\k`) {

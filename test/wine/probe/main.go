@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 	"unsafe"
@@ -157,6 +158,10 @@ func regExists(key string) error {
 }
 
 func mutexHold(name, sddl, ready, release string) error {
+	// A mutex belongs to the thread that acquired it, and only that
+	// thread may release it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	sd, err := windows.SecurityDescriptorFromString(sddl)
 	if err != nil {
 		return err
