@@ -105,6 +105,10 @@ test-race: setup-envtest ## Run the tests with the race detector.
 test-e2e: setup-envtest operator ## Run the e2e suite (test/e2e) on the local provider; WMCO_E2E_PROVIDER=byoh for a real cluster and hosts.
 	$(GO) test -tags e2e ./test/e2e/... $(E2E_FLAGS)
 
+.PHONY: test-windows-api
+test-windows-api: ## Run the agent's Windows backend under Wine (needs wine64 and gcc-mingw-w64-x86-64; about 1-2 min warm).
+	WMCO_WINE_REQUIRED=1 $(GO) test -tags wine -count=1 -v -timeout 10m ./test/wine/...
+
 ##@ Benchmarks
 
 .PHONY: bench

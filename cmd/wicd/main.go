@@ -15,14 +15,21 @@ import (
 	"github.com/openwmco/wmco/pkg/version"
 )
 
-func main() {
+func main() { os.Exit(mainCode()) }
+
+// mainCode runs the agent and returns its exit status, so that deferred
+// calls run before main exits.
+func mainCode() int {
 	b, err := newBackend()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wicd:", err)
-		os.Exit(1)
+		return 1
 	}
 	b.Version, b.OS, b.Arch = version.Get(), runtime.GOOS, runtime.GOARCH
+	if exe, err := os.Executable(); err == nil {
+		b.Executable = exe
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	os.Exit(run(ctx, b, os.Args[1:]))
+	return run(ctx, b, os.Args[1:])
 }

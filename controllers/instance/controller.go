@@ -53,6 +53,11 @@ const (
 	connectTimeout = 30 * time.Second
 	commandTimeout = 2 * time.Minute
 	uploadTimeout  = 10 * time.Minute
+	// cleanupTimeout bounds `wicd cleanup`: stopping every service, each
+	// within its own step deadline, and cleanupFileWait for processes
+	// that still hold files.
+	cleanupTimeout  = 8 * wicdapi.DefaultStepTimeout
+	cleanupFileWait = 30 * time.Second
 )
 
 // Reconciler makes the host of each WindowsInstance a Ready,

@@ -107,9 +107,15 @@ func (r *Reconciler) privateKey(ctx context.Context, wi *wmcov1.WindowsInstance)
 
 // runAgent runs the agent with fixed arguments and decodes its JSON.
 func (r *Reconciler) runAgent(ctx context.Context, s *scope, out any, args ...string) error {
-	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	return r.runAgentAt(ctx, s, wicdapi.AgentPath, commandTimeout, out, args...)
+}
+
+// runAgentAt runs the agent binary at path with fixed arguments under a
+// deadline and decodes its JSON.
+func (r *Reconciler) runAgentAt(ctx context.Context, s *scope, path string, timeout time.Duration, out any, args ...string) error {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := s.session.Run(cctx, append([]string{wicdapi.AgentPath}, args...))
+	res, err := s.session.Run(cctx, append([]string{path}, args...))
 	if err != nil {
 		return fmt.Errorf("wicd %s: %w", args[0], err)
 	}
@@ -141,10 +147,22 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 	if err == nil && strings.EqualFold(facts.Files[wicdapi.AgentPath], agent.SHA256) {
 		s.facts = facts
 	} else {
-		s.log.Info("Uploading agent", "path", wicdapi.AgentPath)
-		if err := r.upload(ctx, s, agent.Path, wicdapi.AgentPath, agent.Size, agent.SHA256); err != nil {
+		// Windows refuses to replace the agent while its service runs it:
+		// the new agent goes to the staging path and replaces the old one
+		// itself (the upgrade protocol of package wicdapi).
+		s.log.Info("Uploading agent", "path", wicdapi.AgentStagingPath)
+		if err := r.upload(ctx, s, agent.Path, wicdapi.AgentStagingPath, agent.Size, agent.SHA256); err != nil {
 			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
 			return ctrl.Result{}, err
+		}
+		s.log.Info("Replacing agent", "path", wicdapi.AgentPath)
+		var up wicdapi.SelfUpgradeResult
+		if err := r.runAgentAt(ctx, s, wicdapi.AgentStagingPath, wicdapi.SelfUpgradeTimeout, &up, wicdapi.SelfUpgradeArg); err != nil {
+			setConfiguredCondition(s.wi, outcome{reason: ReasonAgentFailed, message: "replace the agent: " + err.Error()})
+			return ctrl.Result{}, err
+		}
+		if up.Changed && up.From != "" {
+			r.event(s, false, "AgentUpgraded", "Agent %s replaced agent %s", up.To, up.From)
 		}
 		facts = &wicdapi.Facts{}
 		if err := r.runAgent(ctx, s, facts, "facts"); err != nil {
@@ -336,7 +354,9 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		return ctrl.Result{}, err
 	}
 	var res wicdapi.ApplyResult
-	if err := r.runAgent(ctx, s, &res, "apply", "--plan", wicdapi.PlanPath); err != nil {
+	// Each step on the host (a service start or stop, a firewall rule)
+	// has its own deadline; the command's is their sum.
+	if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, wicdapi.ApplyTimeout(plan), &res, "apply", "--plan", wicdapi.PlanPath); err != nil {
 		setConfiguredCondition(wi, outcome{reason: ReasonApplyFailed, message: err.Error()})
 		r.event(s, true, ReasonApplyFailed, "%v", err)
 		return ctrl.Result{}, err
@@ -524,7 +544,12 @@ func (r *Reconciler) deconfigure(ctx context.Context, s *scope, nodeName string,
 		cancel()
 		switch {
 		case statErr == nil:
-			if err := r.runAgent(ctx, s, &res, "cleanup"); err != nil {
+			// Files still held by processes (a pod's container that
+			// survived the drain) are waited for a short while; then
+			// cleanup fails with CodeFileInUse naming them, and the
+			// reconcile is retried. A cleanup whose session dropped while
+			// it removed HNS networks is retried alike.
+			if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, cleanupTimeout, &res, "cleanup", "--file-wait="+cleanupFileWait.String()); err != nil {
 				r.event(s, true, "CleanupFailed", "%v", err)
 				return err
 			}

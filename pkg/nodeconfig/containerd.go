@@ -16,7 +16,8 @@ import (
 // renderContainerdConfig renders containerd's config.toml, format version
 // 2, which containerd 1.7 reads and containerd 2.x migrates on load.
 //
-// The CNI plugins are read from the payload's versioned directory, so an
+// The runhcs shim runs from ContainerdShimPath, a copy outside the
+// versioned payload directories. The CNI plugins are read from the payload's versioned directory, so an
 // upgrade or a rollback switches them together with the other binaries.
 // Registry mirrors live in one hosts.toml per registry under
 // ContainerdHostsDir (see renderHostsTOML).
@@ -46,7 +47,7 @@ func renderContainerdConfig(r *resolved) []byte {
 	line("")
 	line("[%s.containerd.runtimes.runhcs-wcow-process]", cri)
 	line("  runtime_type = %s", tomlString("io.containerd.runhcs.v1"))
-	line("  runtime_path = %s", tomlString(r.payload.HostPath(payload.ContainerdShimPath)))
+	line("  runtime_path = %s", tomlString(ContainerdShimPath))
 	line("")
 	line("[%s.registry]", cri)
 	line("  config_path = %s", tomlString(ContainerdHostsDir))

@@ -25,13 +25,17 @@ var update = flag.Bool("update", false, "rewrite testdata/golden/*.json from the
 // goldenPlan is a wicdapi.Plan with file contents as lines of text
 // instead of base64, so that golden files are readable and diffs useful.
 type goldenPlan struct {
-	SchemaVersion  int               `json:"schemaVersion"`
-	PayloadVersion string            `json:"payloadVersion"`
-	NodeName       string            `json:"nodeName"`
-	Directories    []string          `json:"directories"`
-	Files          []goldenFile      `json:"files"`
-	Services       []wicdapi.Service `json:"services"`
-	Networks       []string          `json:"networks"`
+	SchemaVersion      int                    `json:"schemaVersion"`
+	PayloadVersion     string                 `json:"payloadVersion"`
+	NodeName           string                 `json:"nodeName"`
+	Directories        []string               `json:"directories"`
+	Files              []goldenFile           `json:"files"`
+	Copies             []wicdapi.Copy         `json:"copies"`
+	Services           []wicdapi.Service      `json:"services"`
+	Networks           []string               `json:"networks"`
+	FirewallRules      []wicdapi.FirewallRule `json:"firewallRules"`
+	DefenderExclusions []string               `json:"defenderExclusions"`
+	StepTimeoutSeconds int                    `json:"stepTimeoutSeconds"`
 }
 
 type goldenFile struct {
@@ -42,12 +46,16 @@ type goldenFile struct {
 
 func toGolden(p *wicdapi.Plan) goldenPlan {
 	g := goldenPlan{
-		SchemaVersion:  p.SchemaVersion,
-		PayloadVersion: p.PayloadVersion,
-		NodeName:       p.NodeName,
-		Directories:    p.Directories,
-		Services:       p.Services,
-		Networks:       p.Networks,
+		SchemaVersion:      p.SchemaVersion,
+		PayloadVersion:     p.PayloadVersion,
+		NodeName:           p.NodeName,
+		Directories:        p.Directories,
+		Copies:             p.Copies,
+		Services:           p.Services,
+		Networks:           p.Networks,
+		FirewallRules:      p.FirewallRules,
+		DefenderExclusions: p.DefenderExclusions,
+		StepTimeoutSeconds: p.StepTimeoutSeconds,
 	}
 	for _, f := range p.Files {
 		g.Files = append(g.Files, goldenFile{

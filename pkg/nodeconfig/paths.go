@@ -31,6 +31,11 @@ const (
 	// ContainerdHostsDir holds one directory per registry with a
 	// hosts.toml listing its mirrors (containerd's config_path).
 	ContainerdHostsDir = ContainerdDir + `\certs.d`
+	// ContainerdShimPath is where the runhcs shim containerd starts for
+	// every pod lives: outside the versioned payload directories, because
+	// shim processes outlive containerd and payload upgrades (a copy of
+	// the payload's shim, see wicdapi.Copy).
+	ContainerdShimPath = ContainerdDir + `\containerd-shim-runhcs-v1.exe`
 	// ContainerdPipe is containerd's CRI endpoint.
 	ContainerdPipe = `\\.\pipe\containerd-containerd`
 	// ContainerRuntimeEndpoint is ContainerdPipe as the kubelet names it.
@@ -52,8 +57,30 @@ const (
 )
 
 // HybridOverlayNetwork is the HNS network hybrid-overlay-node creates and
-// the CNI configuration and kube-proxy use.
-const HybridOverlayNetwork = "OVNKubernetesHybridOverlayNetwork"
+// the CNI configuration and kube-proxy use; it first creates
+// BaseHybridOverlayNetwork. Cleanup removes both.
+const (
+	HybridOverlayNetwork     = "OVNKubernetesHybridOverlayNetwork"
+	BaseHybridOverlayNetwork = "BaseOVNKubernetesHybridOverlayNetwork"
+)
+
+// StepTimeoutSeconds is the deadline of each step of applying a plan on
+// the host (wicdapi.Plan.StepTimeoutSeconds).
+const StepTimeoutSeconds = 120
+
+// FirewallRules are the inbound ports a node needs open: the kubelet's
+// API (logs, exec, metrics) and windows_exporter's metrics.
+func FirewallRules() []wicdapi.FirewallRule {
+	return []wicdapi.FirewallRule{
+		{Name: wicdapi.FirewallRuleKubelet, Protocol: "TCP", Port: wicdapi.KubeletPort, Description: "kubelet API"},
+		{Name: wicdapi.FirewallRuleWindowsExporter, Protocol: "TCP", Port: wicdapi.WindowsExporterPort, Description: "windows_exporter metrics"},
+	}
+}
+
+// DefenderExclusions are the folders Defender must not scan: scanning
+// container layers as containerd writes them slows pulls and starts, and
+// can make layer operations fail.
+func DefenderExclusions() []string { return []string{ContainerdRoot, ContainerdState} }
 
 // Names of the services a plan installs (besides wicdapi.AgentServiceName).
 const (

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 )
 
@@ -27,9 +28,13 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 	}
 
 	plan := &wicdapi.Plan{
-		SchemaVersion:  wicdapi.SchemaVersion,
-		PayloadVersion: r.payload.Version,
-		NodeName:       r.nodeName,
+		SchemaVersion:      wicdapi.SchemaVersion,
+		PayloadVersion:     r.payload.Version,
+		NodeName:           r.nodeName,
+		Copies:             []wicdapi.Copy{{From: r.payload.HostPath(payload.ContainerdShimPath), To: ContainerdShimPath}},
+		FirewallRules:      FirewallRules(),
+		DefenderExclusions: DefenderExclusions(),
+		StepTimeoutSeconds: StepTimeoutSeconds,
 	}
 
 	dirs := []string{
@@ -65,7 +70,9 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 	}
 
 	if r.ovn() {
-		plan.Networks = []string{HybridOverlayNetwork}
+		// hybrid-overlay creates the base network first; removing the
+		// overlay first keeps the order HNS needs.
+		plan.Networks = []string{HybridOverlayNetwork, BaseHybridOverlayNetwork}
 		if r.hostSubnet.IsValid() {
 			cni, err := renderCNIConfig(r)
 			if err != nil {

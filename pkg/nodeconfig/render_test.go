@@ -186,7 +186,15 @@ func TestPlanStructure(t *testing.T) {
 	g.Expect(plan.SchemaVersion).To(Equal(wicdapi.SchemaVersion))
 	g.Expect(plan.PayloadVersion).To(Equal("v1.37.2-wmco.1"))
 	g.Expect(plan.NodeName).To(Equal("win-2022-a"))
-	g.Expect(plan.Networks).To(Equal([]string{"OVNKubernetesHybridOverlayNetwork"}))
+	g.Expect(plan.Networks).To(Equal([]string{"OVNKubernetesHybridOverlayNetwork", "BaseOVNKubernetesHybridOverlayNetwork"}))
+	g.Expect(plan.FirewallRules).To(ConsistOf(
+		wicdapi.FirewallRule{Name: wicdapi.FirewallRuleKubelet, Protocol: "TCP", Port: 10250, Description: "kubelet API"},
+		wicdapi.FirewallRule{Name: wicdapi.FirewallRuleWindowsExporter, Protocol: "TCP", Port: 9182, Description: "windows_exporter metrics"},
+	))
+	g.Expect(plan.DefenderExclusions).To(Equal([]string{`C:\ProgramData\containerd\root`, `C:\ProgramData\containerd\state`}))
+	g.Expect(plan.StepTimeoutSeconds).To(Equal(120))
+	g.Expect(plan.Copies).To(Equal([]wicdapi.Copy{{From: `C:\k\payload\v1.37.2-wmco.1\containerd-shim-runhcs-v1.exe`, To: `C:\k\containerd\containerd-shim-runhcs-v1.exe`}}),
+		"the runhcs shim runs outside the versioned payload directories")
 
 	g.Expect(plan.Directories).To(ContainElements(`C:\k`, `C:\k\log`, `C:\k\cni\config`, `C:\var\lib\kubelet`, `C:\var\lib\kubelet\pki`))
 	g.Expect(slices.IsSorted(plan.Directories)).To(BeTrue())
@@ -415,7 +423,7 @@ func TestHostSubnetMissing(t *testing.T) {
 	g.Expect(hasFile(plan, KubeProxyConfigPath)).To(BeFalse())
 	g.Expect(serviceNames(plan)).NotTo(ContainElement(ServiceKubeProxy))
 	g.Expect(serviceNames(plan)).To(ContainElement(ServiceHybridOverlay), "hybrid-overlay must run for the subnet to be assigned")
-	g.Expect(plan.Networks).To(Equal([]string{HybridOverlayNetwork}))
+	g.Expect(plan.Networks).To(Equal([]string{HybridOverlayNetwork, BaseHybridOverlayNetwork}))
 }
 
 func TestNetworkNone(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/openwmco/wmco/pkg/wicdapi"
 )
@@ -82,8 +83,187 @@ func validatePlan(p *wicdapi.Plan) error {
 			return fmt.Errorf("service %s: start type %q is not automatic or manual", s.Name, s.StartType)
 		}
 	}
+	for _, r := range p.FirewallRules {
+		if !firewallRuleName.MatchString(r.Name) {
+			return fmt.Errorf("firewall rule name %q is not valid", r.Name)
+		}
+		if r.Protocol != "TCP" && r.Protocol != "UDP" {
+			return fmt.Errorf("firewall rule %s: protocol %q is not TCP or UDP", r.Name, r.Protocol)
+		}
+		if r.Port < 1 || r.Port > 65535 {
+			return fmt.Errorf("firewall rule %s: port %d is out of range", r.Name, r.Port)
+		}
+		if strings.ContainsAny(r.Description, "\"\x00\r\n") {
+			return fmt.Errorf("firewall rule %s: description has quotes or control characters", r.Name)
+		}
+	}
+	for _, c := range p.Copies {
+		if !isAbsWindowsPath(c.From) || !isAbsWindowsPath(c.To) || len(c.To) <= 3 {
+			return fmt.Errorf("copy %q to %q: not absolute Windows paths", c.From, c.To)
+		}
+		if underDir(c.To, wicdapi.PayloadRoot) {
+			return fmt.Errorf("copy to %q: the copy must be outside %s", c.To, wicdapi.PayloadRoot)
+		}
+		if seen[foldPath(c.To)] {
+			return fmt.Errorf("file %q is listed twice", c.To)
+		}
+		seen[foldPath(c.To)] = true
+	}
+	for _, d := range p.DefenderExclusions {
+		if !isAbsWindowsPath(d) || strings.ContainsAny(d, "'\"") {
+			return fmt.Errorf("Defender exclusion %q is not an absolute Windows path", d)
+		}
+	}
+	if p.StepTimeoutSeconds < 0 {
+		return fmt.Errorf("step timeout %ds is negative", p.StepTimeoutSeconds)
+	}
 	_, err := startOrder(p.Services)
 	return err
+}
+
+// firewallRuleName is what a firewall rule the agent owns may be called:
+// it travels inside one netsh argument (name=...), so no spaces, quotes
+// or separators.
+var firewallRuleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$`)
+
+// applyFirewall adds or corrects the plan's firewall rules and removes
+// those of the previous plan it no longer has.
+func applyFirewall(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan) ([]wicdapi.Change, error) {
+	var changes []wicdapi.Change
+	step := plan.StepTimeout()
+	for _, r := range plan.FirewallRules {
+		cur, err := b.Firewall.Rule(ctx, r.Name)
+		action := "updated"
+		switch {
+		case errors.Is(err, ErrNotFound):
+			action = "created"
+		case err != nil:
+			return nil, codedError(wicdapi.CodeNetwork, "read firewall rule %s: %v", r.Name, err)
+		case sameRule(cur, r):
+			continue
+		}
+		if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Firewall.Add(ctx, r) }); err != nil {
+			return nil, codedError(wicdapi.CodeNetwork, "add firewall rule %s: %v", r.Name, err)
+		}
+		changes = append(changes, wicdapi.Change{Kind: "firewallRule", Name: r.Name, Action: action})
+	}
+	if prev == nil {
+		return changes, nil
+	}
+	for _, r := range prev.FirewallRules {
+		if slices.ContainsFunc(plan.FirewallRules, func(n wicdapi.FirewallRule) bool { return n.Name == r.Name }) {
+			continue
+		}
+		if _, err := b.Firewall.Rule(ctx, r.Name); errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Firewall.Delete(ctx, r.Name) }); err != nil {
+			return nil, codedError(wicdapi.CodeNetwork, "delete firewall rule %s: %v", r.Name, err)
+		}
+		changes = append(changes, wicdapi.Change{Kind: "firewallRule", Name: r.Name, Action: "removed"})
+	}
+	return changes, nil
+}
+
+// asideSuffix marks a copy renamed aside because processes ran it.
+const asideSuffix = ".old-"
+
+// applyCopy makes c.To a copy of c.From and returns "created", "updated"
+// or "" (unchanged). A c.To that running processes hold is renamed aside
+// first; renamed copies that nothing holds any more are removed.
+func applyCopy(b *Backend, c wicdapi.Copy) (string, error) {
+	data, err := b.Files.ReadFile(c.From)
+	if err != nil {
+		return "", fsError("read "+c.From, err)
+	}
+	if err := removeAsideCopies(b, c.To); err != nil {
+		return "", err
+	}
+	old, err := b.Files.ReadFile(c.To)
+	switch {
+	case err == nil && bytes.Equal(old, data):
+		return "", nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return "", fsError("read "+c.To, err)
+	}
+	if err := b.Files.MkdirAll(parentDir(c.To)); err != nil {
+		return "", fsError("create directory for "+c.To, err)
+	}
+	err = b.Files.WriteFile(c.To, data)
+	if errors.Is(err, ErrFileInUse) {
+		aside := fmt.Sprintf("%s%s%d", c.To, asideSuffix, b.System.Now().UnixNano())
+		if err := b.Files.Rename(c.To, aside); err != nil {
+			return "", fsError("rename "+c.To+" aside while processes run it", err)
+		}
+		err = b.Files.WriteFile(c.To, data)
+	}
+	if err != nil {
+		return "", fsError("write "+c.To, err)
+	}
+	if old == nil {
+		return "created", nil
+	}
+	return "updated", nil
+}
+
+// removeAsideCopies removes the copies of path renamed aside earlier that
+// no process holds any more; held ones stay for a later apply.
+func removeAsideCopies(b *Backend, path string) error {
+	dir := parentDir(path)
+	entries, err := b.Files.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fsError("list "+dir, err)
+	}
+	prefix := strings.ToLower(path[len(dir)+1:] + asideSuffix)
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasPrefix(strings.ToLower(e.Name()), prefix) {
+			continue
+		}
+		p := dir + `\` + e.Name()
+		if err := b.Files.Remove(p); err != nil && !errors.Is(err, ErrFileInUse) {
+			return fsError("remove "+p, err)
+		}
+	}
+	return nil
+}
+
+// sameRule compares what a rule does; the description is informative.
+func sameRule(a, b wicdapi.FirewallRule) bool {
+	return a.Name == b.Name && strings.EqualFold(a.Protocol, b.Protocol) && a.Port == b.Port
+}
+
+// applyDefender adds the plan's Defender exclusions where Defender is
+// installed. Exclusions are never removed: an administrator may have
+// added the same folders.
+func applyDefender(ctx context.Context, b *Backend, plan *wicdapi.Plan) ([]wicdapi.Change, error) {
+	if len(plan.DefenderExclusions) == 0 {
+		return nil, nil
+	}
+	present, err := b.Defender.Present(ctx)
+	if err != nil {
+		return nil, codedError(wicdapi.CodeInternal, "find out whether Microsoft Defender is installed: %v", err)
+	}
+	if !present {
+		return nil, nil
+	}
+	have, err := b.Defender.Exclusions(ctx)
+	if err != nil {
+		return nil, codedError(wicdapi.CodeInternal, "read Defender exclusions: %v", err)
+	}
+	var changes []wicdapi.Change
+	for _, d := range plan.DefenderExclusions {
+		if slices.ContainsFunc(have, func(h string) bool { return samePath(h, d) }) {
+			continue
+		}
+		if err := stepDo(ctx, plan.StepTimeout(), func(ctx context.Context) error { return b.Defender.AddExclusion(ctx, d) }); err != nil {
+			return nil, codedError(wicdapi.CodeInternal, "add Defender exclusion %s: %v", d, err)
+		}
+		changes = append(changes, wicdapi.Change{Kind: "defenderExclusion", Name: d, Action: "created"})
+	}
+	return changes, nil
 }
 
 // Apply makes the host match the plan: directories, files, then services in
@@ -106,6 +286,7 @@ func Apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 // apply is Apply for a caller that holds the host lock.
 func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
 	res := &wicdapi.ApplyResult{Changes: []wicdapi.Change{}}
+	step := plan.StepTimeout()
 	note := func(kind, name, action string) {
 		res.Changes = append(res.Changes, wicdapi.Change{Kind: kind, Name: name, Action: action})
 	}
@@ -143,12 +324,33 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		}
 	}
 
+	for _, c := range plan.Copies {
+		action, err := applyCopy(b, c)
+		if err != nil {
+			return nil, err
+		}
+		if action != "" {
+			changedFiles = append(changedFiles, c.To)
+			note("file", c.To, action)
+		}
+	}
+
 	prev, err := appliedPlan(b.Files)
 	if err != nil {
 		return nil, err
 	}
+	changes, err := applyFirewall(ctx, b, prev, plan)
+	if err != nil {
+		return nil, err
+	}
+	res.Changes = append(res.Changes, changes...)
+	changes, err = applyDefender(ctx, b, plan)
+	if err != nil {
+		return nil, err
+	}
+	res.Changes = append(res.Changes, changes...)
 	if prev != nil {
-		removed, err := removeServices(ctx, b, servicesNotIn(prev.Services, plan.Services))
+		removed, err := removeServices(ctx, b, servicesNotIn(prev.Services, plan.Services), plan.StepTimeout())
 		if err != nil {
 			return nil, err
 		}
@@ -195,7 +397,7 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 
 	for _, svc := range slices.Backward(order) {
 		if restart[svc.Name] && running[svc.Name] {
-			if err := b.Services.Stop(ctx, svc.Name); err != nil {
+			if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Stop(ctx, svc.Name) }); err != nil {
 				return nil, svcError("stop", svc.Name, err)
 			}
 			running[svc.Name] = false
@@ -205,7 +407,7 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		if running[svc.Name] {
 			continue
 		}
-		if err := b.Services.Start(ctx, svc.Name); err != nil {
+		if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Start(ctx, svc.Name) }); err != nil {
 			return nil, svcError("start", svc.Name, err)
 		}
 		if restart[svc.Name] {
@@ -248,8 +450,9 @@ func saveAppliedPlan(files Files, prev, plan *wicdapi.Plan) error {
 	return nil
 }
 
-// removeServices stops and deletes services, dependents first.
-func removeServices(ctx context.Context, b *Backend, svcs []wicdapi.Service) ([]wicdapi.Change, error) {
+// removeServices stops and deletes services, dependents first; each stop
+// has its own deadline of step.
+func removeServices(ctx context.Context, b *Backend, svcs []wicdapi.Service, step time.Duration) ([]wicdapi.Change, error) {
 	order, err := startOrderLenient(svcs)
 	if err != nil {
 		return nil, codedError(wicdapi.CodeInvalidPlan, "%v", err)
@@ -264,7 +467,7 @@ func removeServices(ctx context.Context, b *Backend, svcs []wicdapi.Service) ([]
 			return nil, svcError("query", svc.Name, err)
 		}
 		if st.Running {
-			if err := b.Services.Stop(ctx, svc.Name); err != nil {
+			if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Stop(ctx, svc.Name) }); err != nil {
 				return nil, svcError("stop", svc.Name, err)
 			}
 			changes = append(changes, wicdapi.Change{Kind: "service", Name: svc.Name, Action: "stopped"})

@@ -57,7 +57,14 @@ type Files interface {
 	Stat(path string) (fs.FileInfo, error)
 	// Remove removes a file or an empty directory.
 	Remove(path string) error
+	// RemoveAll removes path and everything under it; a missing path is
+	// not an error.
 	RemoveAll(path string) error
+	// Rename moves a file, replacing an existing one at to.
+	Rename(from, to string) error
+	// Holders names the processes that hold path, or a file under it,
+	// open ("kubelet.exe (PID 4312)"), as far as the host can tell.
+	Holders(path string) ([]string, error)
 	// ReadDir lists the entries of a directory.
 	ReadDir(path string) ([]fs.DirEntry, error)
 	// Walk calls fn for every regular file under root.
@@ -90,6 +97,45 @@ type Locker interface {
 	Lock(ctx context.Context) (unlock func(), err error)
 }
 
+// Exec runs programs on the host.
+type Exec interface {
+	// Run runs argv (no shell) and returns its standard output; a
+	// non-zero exit status is an error that includes standard error.
+	Run(ctx context.Context, argv []string) ([]byte, error)
+}
+
+// Firewall manages inbound rules of the host firewall.
+type Firewall interface {
+	// Rule returns the rule named name, or ErrNotFound.
+	Rule(ctx context.Context, name string) (wicdapi.FirewallRule, error)
+	// Add adds a rule; an existing rule of that name is replaced.
+	Add(ctx context.Context, r wicdapi.FirewallRule) error
+	// Delete removes every rule named name.
+	Delete(ctx context.Context, name string) error
+}
+
+// Defender manages Microsoft Defender's exclusions.
+type Defender interface {
+	// Present reports whether Defender is installed.
+	Present(ctx context.Context) (bool, error)
+	// Exclusions lists the excluded paths.
+	Exclusions(ctx context.Context) ([]string, error)
+	// AddExclusion excludes a folder from scanning.
+	AddExclusion(ctx context.Context, path string) error
+}
+
+// ErrNotFound is returned by Firewall.Rule for a rule that does not
+// exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrFileInUse is wrapped by Files implementations when a process holds a
+// file that has to be replaced or deleted (Windows' "Access is denied" or
+// sharing violation for a running executable).
+var ErrFileInUse = errors.New("the file is in use by a process")
+
+// ErrUnsupported is wrapped by backends for an API the host lacks.
+var ErrUnsupported = errors.New("not supported on this host")
+
 // Backend is everything the agent needs from a host.
 type Backend struct {
 	Services Services
@@ -97,6 +143,11 @@ type Backend struct {
 	System   System
 	Network  Network
 	Locker   Locker
+	Exec     Exec
+	Firewall Firewall
+	Defender Defender
+	// Executable is the path of the running agent binary.
+	Executable string
 	// Version of the agent, reported by `wicd version` and facts.
 	Version string
 	// OS and Arch reported by `wicd version`.
@@ -104,7 +155,8 @@ type Backend struct {
 }
 
 func (b *Backend) validate() error {
-	if b.Services == nil || b.Files == nil || b.System == nil || b.Network == nil || b.Locker == nil {
+	if b.Services == nil || b.Files == nil || b.System == nil || b.Network == nil || b.Locker == nil ||
+		b.Exec == nil || b.Firewall == nil || b.Defender == nil {
 		return errors.New("wicd: backend is incomplete")
 	}
 	return nil

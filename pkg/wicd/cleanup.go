@@ -3,18 +3,44 @@ package wicd
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"slices"
+	"time"
 
 	"github.com/openwmco/wmco/pkg/wicdapi"
 )
 
+// CleanupOptions tune Cleanup.
+type CleanupOptions struct {
+	// FileWait bounds the wait, over the whole cleanup, for processes that
+	// still hold files after their services stopped; zero means
+	// wicdapi.DefaultStepTimeout.
+	FileWait time.Duration
+	// Progress receives a line whenever cleanup waits for a file; nil
+	// discards.
+	Progress io.Writer
+}
+
 // Cleanup undoes the last applied plan (or, when none was applied, the
 // uploaded plan): it stops and deletes the plan's services, dependents
-// first, removes its HNS networks, files and directories, every payload
+// first; removes its firewall rules, files and directories, every payload
 // version, and everything under the install root except the agent binary
-// itself, which the caller removes once the agent has exited.
-func Cleanup(ctx context.Context, b *Backend) (*wicdapi.CleanupResult, error) {
+// itself, which the caller removes once the agent has exited; and last its
+// HNS networks, because removing them can reset the connection the caller
+// runs cleanup over (CleanupResult.Reconnect).
+//
+// A stopped service's process, or a process no service owns (a pod's
+// container that survived the drain), may still hold a file: cleanup waits
+// for it, up to FileWait, and then fails with CodeFileInUse naming the file
+// and its holders. Cleanup is idempotent; run again, it finishes the job.
+func Cleanup(ctx context.Context, b *Backend, o CleanupOptions) (*wicdapi.CleanupResult, error) {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.FileWait <= 0 {
+		o.FileWait = wicdapi.DefaultStepTimeout
+	}
 	unlock, err := b.Locker.Lock(ctx)
 	if err != nil {
 		return nil, codedError(wicdapi.CodeInternal, "wait for the host lock: %v", err)
@@ -39,33 +65,40 @@ func Cleanup(ctx context.Context, b *Backend) (*wicdapi.CleanupResult, error) {
 		res.Changes = append(res.Changes, wicdapi.Change{Kind: kind, Name: name, Action: "removed"})
 	}
 
-	changes, err := removeServices(ctx, b, plan.Services)
+	changes, err := removeServices(ctx, b, plan.Services, plan.StepTimeout())
 	if err != nil {
 		return nil, err
 	}
 	res.Changes = append(res.Changes, changes...)
 
-	if len(plan.Networks) > 0 {
-		existing, err := b.Network.ListNetworks()
+	for _, r := range plan.FirewallRules {
+		if _, err := b.Firewall.Rule(ctx, r.Name); errors.Is(err, ErrNotFound) {
+			continue
+		}
+		err := stepDo(ctx, plan.StepTimeout(), func(ctx context.Context) error { return b.Firewall.Delete(ctx, r.Name) })
 		if err != nil {
-			return nil, codedError(wicdapi.CodeNetwork, "list HNS networks: %v", err)
+			return nil, codedError(wicdapi.CodeNetwork, "delete firewall rule %s: %v", r.Name, err)
 		}
-		for _, n := range plan.Networks {
-			if !slices.Contains(existing, n) {
-				continue
-			}
-			if err := b.Network.DeleteNetwork(n); err != nil {
-				return nil, codedError(wicdapi.CodeNetwork, "delete HNS network %s: %v", n, err)
-			}
-			note("network", n)
-		}
+		note("firewallRule", r.Name)
 	}
 
+	// One deadline for every file a process still holds: they are
+	// usually held by the same few processes.
+	wctx, cancel := context.WithTimeout(ctx, o.FileWait)
+	defer cancel()
 	remove := func(kind, p string) error {
 		if _, err := b.Files.Stat(p); errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		if err := b.Files.RemoveAll(p); err != nil {
+		held, err := untilFree(wctx, b, p, o.Progress, func() error { return b.Files.RemoveAll(p) })
+		if held != nil {
+			res.Waited = append(res.Waited, *held)
+		}
+		var we *wicdapi.Error
+		if errors.As(err, &we) {
+			return we
+		}
+		if err != nil {
 			return fsError("remove "+p, err)
 		}
 		note(kind, p)
@@ -93,11 +126,35 @@ func Cleanup(ctx context.Context, b *Backend) (*wicdapi.CleanupResult, error) {
 	}
 	for _, e := range entries {
 		p := wicdapi.InstallRoot + `\` + e.Name()
-		if samePath(p, wicdapi.AgentPath) {
+		if samePath(p, wicdapi.AgentPath) || samePath(p, b.Executable) {
 			continue
 		}
-		if err := remove("file", p); err != nil {
+		kind := "file"
+		if e.IsDir() {
+			kind = "directory"
+		}
+		if err := remove(kind, p); err != nil {
 			return nil, err
+		}
+	}
+
+	if len(plan.Networks) > 0 {
+		existing, err := b.Network.ListNetworks()
+		if err != nil {
+			return nil, codedError(wicdapi.CodeNetwork, "list HNS networks: %v", err)
+		}
+		for _, n := range plan.Networks {
+			if !slices.Contains(existing, n) {
+				continue
+			}
+			// From the first deletion on, the caller's connection may
+			// drop: say so even if a later one fails.
+			res.Reconnect = true
+			err := stepDo(ctx, plan.StepTimeout(), func(context.Context) error { return b.Network.DeleteNetwork(n) })
+			if err != nil {
+				return nil, codedError(wicdapi.CodeNetwork, "delete HNS network %s: %v", n, err)
+			}
+			note("network", n)
 		}
 	}
 	return res, nil

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"regexp"
 	"sort"
 	"strconv"
@@ -44,19 +46,65 @@ func gatherFacts(b *Backend) (*wicdapi.Facts, error) {
 	if f.Features, err = b.System.Features([]string{FeatureContainers}); err != nil {
 		return nil, codedError(wicdapi.CodeInternal, "read features: %v", err)
 	}
-	f.Files = map[string]string{}
-	err = b.Files.Walk(wicdapi.InstallRoot, func(path string, _ fs.FileInfo) error {
-		sum, err := sha256File(b.Files, path)
-		if err != nil {
-			return err
+	f.Files, f.FileErrors = hashInstallRoot(b.Files)
+	return f, nil
+}
+
+// hashCachePath keeps the hashes facts computed, by path, with the size and
+// modification time they were computed for.
+const hashCachePath = wicdapi.InstallRoot + `\.wicd-hashes.json`
+
+type hashCacheEntry struct {
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"modTime"` // Unix nanoseconds
+	SHA256  string `json:"sha256"`
+}
+
+// hashInstallRoot hashes every file under the install root except the
+// logs, reading only files whose size or modification time changed since
+// the last time. A file that cannot be read is reported, not fatal.
+func hashInstallRoot(files Files) (map[string]string, map[string]string) {
+	sums := map[string]string{}
+	var errs map[string]string
+	fail := func(p string, err error) {
+		if errs == nil {
+			errs = map[string]string{}
 		}
-		f.Files[path] = sum
+		errs[p] = err.Error()
+	}
+	cache := map[string]hashCacheEntry{}
+	if data, err := files.ReadFile(hashCachePath); err == nil {
+		_ = json.Unmarshal(data, &cache) // a damaged cache is rebuilt
+	}
+	next := map[string]hashCacheEntry{}
+	err := files.Walk(wicdapi.InstallRoot, func(path string, info fs.FileInfo) error {
+		if underDir(path, wicdapi.LogDir) || samePath(path, hashCachePath) {
+			return nil
+		}
+		key := foldPath(path)
+		e, ok := cache[key]
+		if !ok || e.Size != info.Size() || e.ModTime != info.ModTime().UnixNano() {
+			sum, err := sha256File(files, path)
+			if err != nil {
+				fail(path, err)
+				return nil
+			}
+			e = hashCacheEntry{Size: info.Size(), ModTime: info.ModTime().UnixNano(), SHA256: sum}
+		}
+		next[key] = e
+		sums[path] = e.SHA256
 		return nil
 	})
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, codedError(wicdapi.CodeFileSystem, "hash files under %s: %v", wicdapi.InstallRoot, err)
+		fail(wicdapi.InstallRoot, err)
 	}
-	return f, nil
+	if !maps.Equal(cache, next) && len(next) > 0 {
+		if data, err := json.Marshal(next); err == nil {
+			// Only a cache: facts stay right without it.
+			_ = files.WriteFile(hashCachePath, data)
+		}
+	}
+	return sums, errs
 }
 
 func sha256File(files Files, path string) (string, error) {
@@ -140,6 +188,8 @@ func preflight(ctx context.Context, b *Backend, o PreflightOptions) (*wicdapi.Pr
 		add(wicdapi.Check{Name: wicdapi.CheckContainerd, Passed: true})
 	}
 
+	add(firewallCheck(ctx, b))
+
 	if !o.ReferenceTime.IsZero() {
 		now, _ := time.Parse(time.RFC3339, facts.Time)
 		skew := now.Sub(o.ReferenceTime.Truncate(time.Second))
@@ -159,6 +209,33 @@ func preflight(ctx context.Context, b *Backend, o PreflightOptions) (*wicdapi.Pr
 		res.Passed = res.Passed && c.Passed
 	}
 	return res, nil
+}
+
+// firewallCheck checks that the agent can manage the host firewall and
+// says which of the operator's rules are in place (apply creates them).
+func firewallCheck(ctx context.Context, b *Backend) wicdapi.Check {
+	var have, missing []string
+	for _, name := range []string{wicdapi.FirewallRuleKubelet, wicdapi.FirewallRuleWindowsExporter} {
+		_, err := b.Firewall.Rule(ctx, name)
+		switch {
+		case err == nil:
+			have = append(have, name)
+		case errors.Is(err, ErrNotFound):
+			missing = append(missing, name)
+		default:
+			return wicdapi.Check{Name: wicdapi.CheckFirewall, Reason: wicdapi.ReasonNoFirewall,
+				Message: "cannot read the Windows Firewall rules, so inbound TCP " + strconv.Itoa(wicdapi.KubeletPort) +
+					" (kubelet) and " + strconv.Itoa(wicdapi.WindowsExporterPort) + " (windows_exporter) cannot be opened: " + err.Error()}
+		}
+	}
+	msg := "rules in place: " + strings.Join(have, ", ")
+	if len(have) == 0 {
+		msg = "no rules yet"
+	}
+	if len(missing) > 0 {
+		msg += "; apply creates: " + strings.Join(missing, ", ")
+	}
+	return wicdapi.Check{Name: wicdapi.CheckFirewall, Passed: true, Message: msg}
 }
 
 // foreignContainerd returns the binary of a containerd service that does not

@@ -1,6 +1,7 @@
 package wicd
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -129,9 +130,12 @@ func TestDecodePlanIsStrict(t *testing.T) {
 	g := NewWithT(t)
 	_, err := decodePlan([]byte(`{"schemaVersion":1,"payloadVersion":"1","nodeName":"n","surprise":true}`))
 	g.Expect(err).To(MatchError(ContainSubstring(`unknown field "surprise"`)))
-	g.Expect(err.(*wicdapi.Error).Code).To(Equal(wicdapi.CodeInvalidPlan))
+	var we *wicdapi.Error
+	g.Expect(errors.As(err, &we)).To(BeTrue())
+	g.Expect(we.Code).To(Equal(wicdapi.CodeInvalidPlan))
 	_, err = decodePlan([]byte(`not json`))
-	g.Expect(err.(*wicdapi.Error).Code).To(Equal(wicdapi.CodeInvalidPlan))
+	g.Expect(errors.As(err, &we)).To(BeTrue())
+	g.Expect(we.Code).To(Equal(wicdapi.CodeInvalidPlan))
 }
 
 func TestSameService(t *testing.T) {

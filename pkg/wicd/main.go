@@ -21,7 +21,10 @@ Commands (each prints JSON on stdout; a failure prints {"error":{"code":...,"mes
   enable-features              enables the Containers feature; says whether a reboot is needed
   apply --plan FILE            makes the host match a plan; reports what changed
   run                          as a service: re-applies the last plan, restarts stopped services
-  cleanup                      removes the last plan's services, files, networks and payload
+  cleanup [--file-wait D]      removes the last plan's services, files, networks and payload;
+                               waits up to D for processes still holding files
+  self-upgrade                 run from C:\k\wicd.new.exe: replaces C:\k\wicd.exe with this agent
+                               (stop the agent service, replace, start, check; rollback on failure)
   hash FILE                    sha256 and size of a file
 `
 
@@ -83,7 +86,13 @@ func Main(ctx context.Context, b *Backend, args []string, stdout, stderr io.Writ
 		interval := fs.Duration("interval", DefaultRunInterval, "how often the last plan is re-applied")
 		run = func() (any, error) { return nil, RunLoop(ctx, b, *interval, stderr) }
 	case "cleanup":
-		run = func() (any, error) { return Cleanup(ctx, b) }
+		wait := fs.Duration("file-wait", wicdapi.DefaultStepTimeout, "how long to wait for processes that still hold files")
+		run = func() (any, error) { return Cleanup(ctx, b, CleanupOptions{FileWait: *wait, Progress: stderr}) }
+	case wicdapi.SelfUpgradeArg:
+		step := fs.Duration("step-timeout", wicdapi.DefaultStepTimeout, "deadline of each step")
+		run = func() (any, error) {
+			return SelfUpgrade(ctx, b, SelfUpgradeOptions{StepTimeout: *step, Progress: stderr})
+		}
 	case "hash":
 		run = func() (any, error) {
 			if fs.NArg() != 1 {

@@ -7,6 +7,8 @@
 // so an agent can refuse a plan newer than it understands.
 package wicdapi
 
+import "time"
+
 // Fixed locations on the host. The operator never passes variable data on a
 // command line: it uploads files to these places and runs the agent with
 // fixed arguments.
@@ -26,7 +28,84 @@ const (
 	LogDir = `C:\k\log`
 	// AgentServiceName is the Windows service that runs `wicd run`.
 	AgentServiceName = "windows-instance-config-daemon"
+	// AgentStagingPath is where the operator uploads a new agent before
+	// running it with `self-upgrade` (see the upgrade protocol below).
+	AgentStagingPath = `C:\k\wicd.new.exe`
+	// AgentPreviousPath keeps the agent that the last self-upgrade
+	// replaced, for rollback.
+	AgentPreviousPath = `C:\k\wicd.prev.exe`
+	// AgentLogDir holds the agent's own log, AgentLogPath, and its
+	// rotated predecessors (wicd.log.1 is the newest).
+	AgentLogDir = `C:\var\log\wicd`
+	// AgentLogPath is the agent's log file.
+	AgentLogPath = AgentLogDir + `\wicd.log`
 )
+
+// The agent upgrade protocol. Windows refuses to replace or delete the
+// executable of a running process ("Access is denied"), so the operator
+// never uploads over AgentPath while the agent service may run it. To put
+// a new agent on a host, the operator:
+//
+//  1. uploads the new binary to AgentStagingPath (SFTP to a temporary name,
+//     sha256 verified, renamed into place, as every upload);
+//  2. runs exactly []string{AgentStagingPath, "self-upgrade"} with a
+//     deadline of SelfUpgradeTimeout and decodes SelfUpgradeResult from
+//     stdout (or ErrorOutput, exit status 1).
+//
+// Running from the staging file, the new agent takes the host lock, stops
+// the AgentServiceName service if it runs, copies the current AgentPath to
+// AgentPreviousPath, writes itself over AgentPath once the old process has
+// let go of it (waiting at most one step deadline; CodeFileInUse names the
+// holder otherwise), starts the service again if it was running, and checks
+// that `AgentPath version` answers with its own version. If starting or
+// checking fails it puts the previous binary back, restarts the service and
+// fails with CodeUpgradeFailed. A host without the agent or its service is
+// handled alike (nothing to stop or restart). Running it again once the
+// upgrade is done changes nothing (Changed false). The staging file stays
+// (a running image cannot delete itself); the next upload replaces it and
+// `cleanup` removes it.
+const (
+	// SelfUpgradeArg is the subcommand of the upgrade protocol.
+	SelfUpgradeArg = "self-upgrade"
+	// SelfUpgradeTimeout bounds `self-upgrade`: stop, replace, start and
+	// check, each within DefaultStepTimeout.
+	SelfUpgradeTimeout = 4*DefaultStepTimeout + 30*time.Second
+)
+
+// SelfUpgradeResult is what `wicd self-upgrade` prints.
+type SelfUpgradeResult struct {
+	// Changed is false when AgentPath already was this agent.
+	Changed bool `json:"changed"`
+	// From is the version the replaced agent reported ("" if it did not
+	// answer or there was none); To is the new agent's version.
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+	// ServiceRestarted is true when the agent service was stopped for the
+	// replacement and runs the new agent now.
+	ServiceRestarted bool `json:"serviceRestarted,omitempty"`
+	// Waited lists files the old agent still held after its service
+	// stopped, which the upgrade waited for.
+	Waited []HeldFile `json:"waited,omitempty"`
+}
+
+// HeldFile is a file that processes held open when the agent wanted to
+// replace or delete it.
+type HeldFile struct {
+	Path string `json:"path"`
+	// Holders name the processes ("kubelet.exe (PID 4312)") as far as the
+	// host can tell; empty when it cannot.
+	Holders []string `json:"holders,omitempty"`
+}
+
+// DefaultStepTimeout bounds one step of a command on the host (starting
+// or stopping one service, writing the files, waiting for a file to be
+// released) when the plan sets no StepTimeoutSeconds. A command's own
+// deadline is the sum of its steps' (see ApplyTimeout).
+const DefaultStepTimeout = 2 * time.Minute
+
+// EnableFeaturesTimeout bounds `wicd enable-features` (DISM can take
+// minutes to enable Containers).
+const EnableFeaturesTimeout = 20 * time.Minute
 
 // FeatureContainers is the Windows feature a node needs; facts report
 // whether it is enabled.
@@ -62,12 +141,63 @@ type Plan struct {
 	Directories []string `json:"directories,omitempty"`
 	// Files to write (configuration, kubeconfigs, CNI config).
 	Files []File `json:"files,omitempty"`
+	// Copies are payload files the agent copies to a fixed place outside
+	// the versioned payload directories, after Files.
+	Copies []Copy `json:"copies,omitempty"`
 	// Services to install, in any order: the agent orders them by their
 	// dependencies.
 	Services []Service `json:"services,omitempty"`
 	// Networks are HNS networks the plan's services create; cleanup
-	// removes them.
+	// removes them, last, because removing one can reset the host's
+	// network connections (see CleanupResult.Reconnect).
 	Networks []string `json:"networks,omitempty"`
+	// FirewallRules are inbound rules the agent keeps in the Windows
+	// Firewall.
+	FirewallRules []FirewallRule `json:"firewallRules,omitempty"`
+	// DefenderExclusions are folders Microsoft Defender must not scan
+	// (containerd's root and state), added where Defender is installed.
+	DefenderExclusions []string `json:"defenderExclusions,omitempty"`
+	// StepTimeoutSeconds bounds each step of applying or cleaning up the
+	// plan; zero means DefaultStepTimeout.
+	StepTimeoutSeconds int `json:"stepTimeoutSeconds,omitempty"`
+}
+
+// StepTimeout is the deadline of one step of applying the plan.
+func (p *Plan) StepTimeout() time.Duration {
+	if p == nil || p.StepTimeoutSeconds <= 0 {
+		return DefaultStepTimeout
+	}
+	return time.Duration(p.StepTimeoutSeconds) * time.Second
+}
+
+// ApplyTimeout is the deadline the operator gives `wicd apply` and `wicd
+// cleanup` for a plan: one step deadline for the files and the host lock,
+// two per service (stop and start), one per firewall rule and Defender
+// exclusion, one per network, and one for files still held by processes.
+func ApplyTimeout(p *Plan) time.Duration {
+	steps := 3 + 2*len(p.Services) + len(p.FirewallRules) + len(p.DefenderExclusions) + len(p.Networks)
+	return time.Duration(steps) * p.StepTimeout()
+}
+
+// Firewall rules the operator's plans ask for; preflight reports them.
+const (
+	FirewallRuleKubelet         = "wmco-kubelet-10250"
+	FirewallRuleWindowsExporter = "wmco-windows-exporter-9182"
+	KubeletPort                 = 10250
+	WindowsExporterPort         = 9182
+)
+
+// FirewallRule is one inbound allow rule for a local TCP or UDP port.
+type FirewallRule struct {
+	// Name of the rule as the firewall shows it; the agent owns rules by
+	// name.
+	Name string `json:"name"`
+	// Protocol is "TCP" or "UDP".
+	Protocol string `json:"protocol"`
+	// Port is the local port.
+	Port int `json:"port"`
+	// Description says why the port is open.
+	Description string `json:"description,omitempty"`
 }
 
 // File is a file the agent writes. Content is base64 in JSON.
@@ -80,6 +210,20 @@ type File struct {
 	// Sensitive marks credentials (kubeconfigs with tokens): the agent
 	// never prints their content.
 	Sensitive bool `json:"sensitive,omitempty"`
+}
+
+// Copy places a payload file at a fixed path outside the versioned payload
+// directories: a program that runs detached from the services, such as
+// containerd's runhcs shim (one process per pod, surviving containerd and
+// payload upgrades), must not pin a payload version's directory. While
+// processes run the old copy, the agent renames it aside (Windows allows
+// renaming a running image, not replacing it) and removes the renamed
+// copies once they are free.
+type Copy struct {
+	// From is a file in the payload.
+	From string `json:"from"`
+	// To is where the copy lives.
+	To string `json:"to"`
 }
 
 // StartType of a Windows service.
@@ -136,6 +280,15 @@ const (
 	CodeNotFound       ErrorCode = "NotFound"
 	CodeRebootRequired ErrorCode = "RebootRequired"
 	CodeInternal       ErrorCode = "Internal"
+	// CodeFileInUse: processes still held files the agent had to replace
+	// or delete when the step's deadline passed; Error.Files names them.
+	// Retry later: the command is idempotent.
+	CodeFileInUse ErrorCode = "FileInUse"
+	// CodeUpgradeFailed: self-upgrade could not start or check the new
+	// agent and put the previous one back.
+	CodeUpgradeFailed ErrorCode = "UpgradeFailed"
+	// CodeUnsupported: the host lacks an API the step needs.
+	CodeUnsupported ErrorCode = "Unsupported"
 )
 
 // Error is printed as {"error": {...}} with exit status 1 when a
@@ -143,6 +296,8 @@ const (
 type Error struct {
 	Code    ErrorCode `json:"code"`
 	Message string    `json:"message"`
+	// Files held by processes, for CodeFileInUse.
+	Files []HeldFile `json:"files,omitempty"`
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -169,8 +324,13 @@ type Facts struct {
 	// Features maps Windows features the node needs (Containers) to
 	// whether they are enabled.
 	Features map[string]bool `json:"features"`
-	// Files maps each file under InstallRoot to its sha256 (hex).
+	// Files maps each file under InstallRoot to its sha256 (hex), except
+	// the logs under LogDir. The agent caches hashes by size and
+	// modification time, so unchanged payload files are not read again.
 	Files map[string]string `json:"files"`
+	// FileErrors maps files that could not be read (locked, no access)
+	// to the reason; they are missing from Files.
+	FileErrors map[string]string `json:"fileErrors,omitempty"`
 	// AgentVersion of the wicd that answered.
 	AgentVersion string `json:"agentVersion"`
 	// Time on the host (RFC 3339), for the clock check.
@@ -193,12 +353,14 @@ const (
 	CheckContainers   = "ContainersFeature"
 	CheckContainerd   = "ForeignContainerd"
 	CheckClock        = "Clock"
+	CheckFirewall     = "Firewall"
 	ReasonUnsupported = "UnsupportedOSBuild"
 	ReasonBadHostname = "InvalidHostname"
 	ReasonLowDisk     = "LowDiskSpace"
 	ReasonNoFeature   = "FeatureDisabled"
 	ReasonForeign     = "ForeignContainerd"
 	ReasonClockSkew   = "ClockSkew"
+	ReasonNoFirewall  = "FirewallUnavailable"
 )
 
 // PreflightResult is what `wicd preflight` prints.
@@ -231,6 +393,16 @@ type ApplyResult struct {
 // CleanupResult is what `wicd cleanup` prints.
 type CleanupResult struct {
 	Changes []Change `json:"changes"`
+	// Waited lists files that processes still held after their services
+	// stopped (a pod's container, a lingering service process); cleanup
+	// waited for them to exit before removing the files.
+	Waited []HeldFile `json:"waited,omitempty"`
+	// Reconnect is true when cleanup removed HNS networks: that can reset
+	// the host's network connections, the SSH session running cleanup
+	// included. An operator whose session dropped reconnects and runs
+	// cleanup again; cleanup is idempotent and removes networks last, so
+	// a run that changes nothing means the host is clean.
+	Reconnect bool `json:"reconnect,omitempty"`
 }
 
 // HashResult is what `wicd hash <path>` prints.

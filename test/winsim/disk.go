@@ -15,16 +15,16 @@ const DefaultDiskQuota = 128 << 30
 
 // ErrDiskFull is returned (wrapped in *fs.PathError) by writes that would
 // exceed the disk's quota. Its text is Windows' ERROR_DISK_FULL message.
-var ErrDiskFull = errors.New("There is not enough space on the disk.") //nolint:staticcheck // Windows' wording
+var ErrDiskFull = errors.New("There is not enough space on the disk.")
 
 // Errors mirroring Windows' for the cases the disk distinguishes.
 var (
-	errAlreadyExists = errors.New("Cannot create a file when that file already exists.")                            //nolint:staticcheck // Windows' wording
-	errNotEmpty      = errors.New("The directory is not empty.")                                                    //nolint:staticcheck // Windows' wording
-	errIsDirectory   = errors.New("Access is denied.")                                                              //nolint:staticcheck // Windows reports this for file operations on a directory
-	errNotDirectory  = errors.New("The directory name is invalid.")                                                 //nolint:staticcheck // Windows' wording
-	errIsRoot        = errors.New("Access is denied.")                                                              //nolint:staticcheck // the drive root cannot be removed or renamed
-	errNegativeSize  = errors.New("An attempt was made to move the file pointer before the beginning of the file.") //nolint:staticcheck // Windows' wording
+	errAlreadyExists = errors.New("Cannot create a file when that file already exists.")
+	errNotEmpty      = errors.New("The directory is not empty.")
+	errIsDirectory   = errors.New("Access is denied.")
+	errNotDirectory  = errors.New("The directory name is invalid.")
+	errIsRoot        = errors.New("Access is denied.")
+	errNegativeSize  = errors.New("An attempt was made to move the file pointer before the beginning of the file.")
 )
 
 // Disk is a host's virtual C: drive, held in memory. Names are
@@ -49,6 +49,8 @@ type node struct {
 	modTime  time.Time
 	parent   *node
 	removed  bool // unlinked; writes through open handles no longer count
+	// holds are the processes holding the file open (Disk.Hold).
+	holds map[*hold]struct{}
 }
 
 func newDisk(quota int64) *Disk {
@@ -161,6 +163,9 @@ func (d *Disk) ReadFile(path string) ([]byte, error) {
 	}
 	if n.dir {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: errIsDirectory}
+	}
+	if err := readLocked(n, "open", path); err != nil {
+		return nil, err
 	}
 	return slices.Clone(n.data), nil
 }
@@ -279,6 +284,9 @@ func (d *Disk) remove(path string, files, dirs bool) error {
 	case n.dir && len(n.children) > 0:
 		return &fs.PathError{Op: "remove", Path: path, Err: errNotEmpty}
 	}
+	if err := inUse(n, "remove", path, ErrAccessDenied); err != nil {
+		return err
+	}
 	d.unlink(n)
 	return nil
 }
@@ -297,7 +305,9 @@ func (d *Disk) unlink(n *node) {
 // Rename moves from to to. With replace, an existing file at to is
 // replaced (MoveFileEx with MOVEFILE_REPLACE_EXISTING); without, an
 // existing target is an error, as with MoveFile. A directory target is
-// never replaced. Renaming a file to a name differing only in case changes
+// never replaced. A target a process holds (Hold) is not replaced: the
+// error is an *InUseError for ErrAccessDenied, as Windows refuses to
+// replace a running executable. Renaming a file to a name differing only in case changes
 // its case.
 func (d *Disk) Rename(from, to string, replace bool) error {
 	d.mu.Lock()
@@ -318,9 +328,19 @@ func (d *Disk) Rename(from, to string, replace bool) error {
 			return &fs.PathError{Op: "rename", Path: to, Err: errInvalidName} // into itself
 		}
 	}
+	if src.dir {
+		// A directory holding a running image cannot move; the image
+		// itself can.
+		if err := inUse(src, "rename", from, ErrAccessDenied); err != nil {
+			return err
+		}
+	}
 	if existing, ok := dir.children[foldName(name)]; ok && existing != src {
 		if !replace || existing.dir || src.dir {
 			return &fs.PathError{Op: "rename", Path: to, Err: errAlreadyExists}
+		}
+		if err := inUse(existing, "rename", to, ErrAccessDenied); err != nil {
+			return err
 		}
 		d.unlink(existing)
 	}
@@ -346,7 +366,11 @@ func (d *Disk) create(op, path string, truncate, exclusive bool) (*node, error) 
 			return nil, &fs.PathError{Op: op, Path: path, Err: errIsDirectory}
 		case exclusive:
 			return nil, &fs.PathError{Op: op, Path: path, Err: errAlreadyExists}
-		case truncate:
+		}
+		if err := inUse(n, op, path, ErrSharingViolation); err != nil {
+			return nil, err
+		}
+		if truncate {
 			d.used -= int64(len(n.data))
 			n.data = nil
 			n.modTime = d.now()

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	"log"
 
 	"golang.org/x/crypto/ssh"
 
@@ -18,7 +17,7 @@ func Example() {
 	ctx := context.Background()
 	h, err := winsim.Start(ctx, winsim.Options{Hostname: "WIN-DEMO", OSBuild: winsim.BuildServer2019})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer h.Close()
 
@@ -39,13 +38,13 @@ func Example() {
 		HostKeyCallback: ssh.FixedHostKey(hostKey),
 	})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer client.Close()
 	sess, _ := client.NewSession()
 	out, err := sess.Output("hostname")
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Printf("%q\n", out)
 	// Output: "WIN-DEMO 17763\r\n"

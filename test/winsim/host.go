@@ -160,6 +160,7 @@ type Host struct {
 	authorized map[string][]ssh.PublicKey   // by lower-case user name
 	programs   map[string]registeredProgram // by program key
 	components []Component
+	processes  []*Process // started by StartProcess, until the next shutdown
 	conns      map[*simConn]struct{}
 	downTimer  *time.Timer
 
@@ -376,6 +377,22 @@ func (h *Host) Stats() Stats {
 // carrying the next byte is reset. A negative n disarms it.
 func (h *Host) DropAfter(n int64) { h.nw.dropAfter(n) }
 
+// ResetConnections resets every established connection, as reconfiguring
+// the host's network adapters does (deleting an HNS network can); the SSH
+// server goes on accepting new ones. Programs run by the reset
+// connections see their context cancelled.
+func (h *Host) ResetConnections() {
+	h.mu.Lock()
+	conns := make([]*simConn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.abort()
+	}
+}
+
 // RefuseAuth makes the SSH server reject every key (true) or check keys
 // normally again (false).
 func (h *Host) RefuseAuth(refuse bool) { h.refuseAuth.Store(refuse) }
@@ -477,6 +494,7 @@ func (h *Host) shutdownLocked(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	comps := slices.Clone(h.components)
+	h.exitProcesses()
 	h.mu.Unlock()
 	defer h.mu.Lock()
 

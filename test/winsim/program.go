@@ -2,8 +2,10 @@ package winsim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -139,3 +141,37 @@ func (h *Host) lookupProgram(name string) (Program, string, bool) {
 func notRecognized(name string) string {
 	return "'" + name + "' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
 }
+
+// Exec runs a program on the host as CreateProcess would for another
+// program (no shell): argv[0] is looked up as an exec request's is, and its
+// file is held while it runs. It returns the exit code, or an error when
+// no program answers to argv[0] or the host is not up.
+func (h *Host) Exec(ctx context.Context, user string, argv []string, stdout, stderr io.Writer) (int, error) {
+	if len(argv) == 0 {
+		return 0, fmt.Errorf("winsim: exec: empty command line")
+	}
+	prog, path, ok := h.lookupProgram(argv[0])
+	if !ok {
+		return 0, fmt.Errorf("winsim: exec %s: %w", argv[0], errFileNotFound)
+	}
+	h.mu.Lock()
+	up, boot := h.state == StateUp, h.boot
+	h.mu.Unlock()
+	if !up {
+		return 0, ErrNotUp
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(boot.ctx, cancel)
+	defer stop()
+	return h.runProgram(ctx, prog, &Invocation{
+		Host: h, User: user, Path: path, Args: slices.Clone(argv),
+		Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr,
+	}), nil
+}
+
+// errFileNotFound mirrors Windows' ERROR_FILE_NOT_FOUND.
+var errFileNotFound = errors.New("The system cannot find the file specified.")
+
+// baseName is the last component of a Windows path.
+func baseName(p string) string { return p[strings.LastIndexAny(p, `\/`)+1:] }

@@ -194,8 +194,13 @@ func (h *Host) exec(ctx context.Context, user string, ch ssh.Channel, command st
 }
 
 // runProgram calls p, turning a panic into a crash report on stderr and
-// exit code 2, as an unrecovered Go panic would exit.
+// exit code 2, as an unrecovered Go panic would exit. While it runs, the
+// program's file (when it is on the disk) is held as a running image is:
+// it cannot be deleted or replaced.
 func (h *Host) runProgram(ctx context.Context, p Program, inv *Invocation) (code int) {
+	if release, err := h.disk.Hold(inv.Path, fmt.Sprintf("%s (PID %d)", baseName(inv.Path), newPID())); err == nil {
+		defer release()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			h.log.Error("Program panicked", "path", inv.Path, "panic", r)

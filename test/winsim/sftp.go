@@ -81,6 +81,9 @@ func (f *sftpFS) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	if n.dir {
 		return nil, f.status(errIsDirectory)
 	}
+	if err := readLocked(n, "open", f.path(r.Filepath)); err != nil {
+		return nil, f.status(err)
+	}
 	return &handle{fs: f, n: n, path: f.path(r.Filepath)}, nil
 }
 
@@ -107,6 +110,9 @@ func (f *sftpFS) open(r *sftp.Request) (*handle, error) {
 		n, err = d.lookup("open", f.path(r.Filepath))
 		if err == nil && n.dir {
 			err = errIsDirectory
+		}
+		if err == nil && (flags.Write || flags.Trunc) {
+			err = inUse(n, "open", f.path(r.Filepath), ErrSharingViolation)
 		}
 		if err == nil && flags.Trunc {
 			err = d.truncate(n, "open", f.path(r.Filepath), 0)
@@ -154,6 +160,9 @@ func (f *sftpFS) setstat(r *sftp.Request) error {
 	if flags.Size {
 		if n.dir {
 			return errIsDirectory
+		}
+		if err := inUse(n, "setstat", f.path(r.Filepath), ErrSharingViolation); err != nil {
+			return err
 		}
 		if err := d.truncate(n, "setstat", f.path(r.Filepath), int64(attrs.Size)); err != nil {
 			return err

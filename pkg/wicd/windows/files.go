@@ -50,7 +50,7 @@ func (files) WriteFile(path string, data []byte) (err error) {
 		return diskFull(err)
 	}
 	if err = os.Rename(tmp, path); err != nil {
-		return diskFull(err)
+		return inUse(diskFull(err))
 	}
 	return nil
 }
@@ -59,9 +59,42 @@ func (files) MkdirAll(path string) error { return diskFull(os.MkdirAll(path, 0o7
 
 func (files) Stat(path string) (fs.FileInfo, error) { return os.Stat(path) }
 
-func (files) Remove(path string) error { return os.Remove(path) }
+func (files) Remove(path string) error { return inUse(os.Remove(path)) }
 
-func (files) RemoveAll(path string) error { return os.RemoveAll(path) }
+// Rename moves a file over another (MoveFileEx with
+// MOVEFILE_REPLACE_EXISTING); a target that is a running image is
+// ErrFileInUse.
+func (files) Rename(from, to string) error { return inUse(os.Rename(from, to)) }
+
+// RemoveAll removes path and everything under it, files first, one
+// DeleteFile or RemoveDirectory at a time, so that the error names the
+// file a process holds. (os.RemoveAll would do, but fails under Wine with
+// "unlinkat: Invalid function", and its error does not say which file was
+// held.) Junctions and symbolic links are removed, not followed.
+func (f files) RemoveAll(path string) error {
+	info, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if info.IsDir() && info.Mode()&fs.ModeSymlink == 0 && info.Mode()&fs.ModeIrregular == 0 {
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := f.RemoveAll(filepath.Join(path, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return inUse(err)
+	}
+	return nil
+}
 
 func (files) ReadDir(path string) ([]fs.DirEntry, error) { return os.ReadDir(path) }
 
@@ -95,6 +128,18 @@ func (files) FreeBytes(path string) (int64, error) {
 		return 0, fmt.Errorf("free space of %s: %w", path, err)
 	}
 	return int64(free), nil
+}
+
+// inUse adds wicd.ErrFileInUse to the errors Windows gives for a file a
+// process holds: a sharing violation, or access denied for a running
+// image (which, for an administrator, is the usual cause; the holders
+// then tell).
+func inUse(err error) error {
+	if errors.Is(err, windows.ERROR_SHARING_VIOLATION) || errors.Is(err, windows.ERROR_ACCESS_DENIED) ||
+		errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
+		return fmt.Errorf("%w: %w", wicd.ErrFileInUse, err)
+	}
+	return err
 }
 
 // diskFull adds wicd.ErrDiskFull to an error caused by a full volume.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf16"
 	"unsafe"
@@ -66,7 +67,7 @@ func withService(name string, fn func(*mgr.Service) error) error {
 func (services) Query(_ context.Context, name string) (wicd.ServiceState, error) {
 	var st wicd.ServiceState
 	err := withService(name, func(s *mgr.Service) error {
-		cfg, err := s.Config()
+		cfg, err := queryConfig(s)
 		if err != nil {
 			return fmt.Errorf("read configuration: %w", err)
 		}
@@ -379,6 +380,12 @@ func setRecovery(s *mgr.Service, r wicdapi.Recovery) error {
 // delay, if it restarts the service, and the reset period.
 func readRecovery(s *mgr.Service) (wicdapi.Recovery, error) {
 	actions, err := s.RecoveryActions()
+	if err != nil && errors.Is(err, windows.ERROR_INVALID_LEVEL) && onWine() {
+		// Wine's QueryServiceConfig2 lacks SERVICE_CONFIG_FAILURE_ACTIONS.
+		// Only there is it read as "no recovery"; setting recovery
+		// fails under Wine as loudly as any error on Windows.
+		return wicdapi.Recovery{}, nil
+	}
 	if err != nil {
 		return wicdapi.Recovery{}, fmt.Errorf("read recovery actions: %w", err)
 	}
@@ -451,4 +458,74 @@ func writeEnv(name string, env map[string]string) error {
 		return fmt.Errorf("write HKLM\\%s\\%s: %w", serviceKey(name), envValue, err)
 	}
 	return nil
+}
+
+// onWine reports whether the agent runs under Wine (whose ntdll exports
+// wine_get_version), where some service manager calls are missing.
+var onWine = sync.OnceValue(func() bool {
+	return windows.NewLazySystemDLL("ntdll.dll").NewProc("wine_get_version").Find() == nil
+})
+
+// serviceConfig is the part of a service's configuration the agent
+// manages.
+type serviceConfig struct {
+	StartType      uint32
+	BinaryPathName string
+	Dependencies   []string
+	DisplayName    string
+	Description    string
+}
+
+// queryConfig reads a service's configuration with QueryServiceConfig and
+// the description (QueryServiceConfig2 level 1). mgr.Service.Config also
+// asks for the delayed-start and SID settings (levels 3 and 5), which the
+// agent does not manage and which Wine does not implement.
+func queryConfig(s *mgr.Service) (serviceConfig, error) {
+	n := uint32(1024)
+	var p *windows.QUERY_SERVICE_CONFIG
+	for {
+		b := make([]byte, n)
+		p = (*windows.QUERY_SERVICE_CONFIG)(unsafe.Pointer(&b[0]))
+		err := windows.QueryServiceConfig(s.Handle, p, n, &n)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, windows.ERROR_INSUFFICIENT_BUFFER) || n <= uint32(len(b)) {
+			return serviceConfig{}, err
+		}
+	}
+	cfg := serviceConfig{
+		StartType:      p.StartType,
+		BinaryPathName: windows.UTF16PtrToString(p.BinaryPathName),
+		Dependencies:   multiSZToStrings(p.Dependencies),
+		DisplayName:    windows.UTF16PtrToString(p.DisplayName),
+	}
+	n = 256
+	for {
+		b := make([]byte, n)
+		err := windows.QueryServiceConfig2(s.Handle, windows.SERVICE_CONFIG_DESCRIPTION, &b[0], n, &n)
+		if err == nil {
+			cfg.Description = windows.UTF16PtrToString((*windows.SERVICE_DESCRIPTION)(unsafe.Pointer(&b[0])).Description)
+			return cfg, nil
+		}
+		if !errors.Is(err, windows.ERROR_INSUFFICIENT_BUFFER) || n <= uint32(len(b)) {
+			return serviceConfig{}, fmt.Errorf("read description: %w", err)
+		}
+	}
+}
+
+// multiSZToStrings splits a double-NUL-terminated list.
+func multiSZToStrings(p *uint16) []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
+	for {
+		s := windows.UTF16PtrToString(p)
+		if s == "" {
+			return out
+		}
+		out = append(out, s)
+		p = (*uint16)(unsafe.Add(unsafe.Pointer(p), (len(utf16.Encode([]rune(s)))+1)*2))
+	}
 }

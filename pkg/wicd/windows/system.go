@@ -3,6 +3,7 @@
 package windows
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -16,7 +17,17 @@ import (
 	"golang.org/x/sys/windows/registry"
 
 	"github.com/openwmco/wmco/pkg/wicd"
+	"github.com/openwmco/wmco/pkg/wicdapi"
 )
+
+// systemDirectory is C:\Windows\System32.
+func systemDirectory() (string, error) {
+	dir, err := windows.GetSystemDirectory()
+	if err != nil {
+		return "", fmt.Errorf("find the system directory: %w", err)
+	}
+	return dir, nil
+}
 
 // vmcomputeKey is the registry key of the Host Compute Service (vmcompute),
 // which the Containers feature installs.
@@ -106,16 +117,28 @@ func (system) EnableFeature(name string) (bool, error) {
 	if name != wicd.FeatureContainers {
 		return false, fmt.Errorf("feature %q: only %s can be enabled", name, wicd.FeatureContainers)
 	}
-	sysdir, err := windows.GetSystemDirectory()
+	sysdir, err := systemDirectory()
 	if err != nil {
-		return false, fmt.Errorf("find the system directory: %w", err)
+		return false, err
 	}
-	cmd := exec.Command(filepath.Join(sysdir, "dism.exe"),
+	ctx, cancel := context.WithTimeout(context.Background(), wicdapi.EnableFeaturesTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(sysdir, "dism.exe"),
 		"/online", "/enable-feature", "/featurename:"+wicd.FeatureContainers, "/all", "/norestart")
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
+		// Without a reboot to wait for, the feature must be on now; a
+		// DISM that does nothing (Wine's stub) must not pass for one
+		// that worked.
+		on, ferr := system{}.Features([]string{name})
+		if ferr != nil {
+			return false, ferr
+		}
+		if !on[name] {
+			return false, fmt.Errorf("dism /enable-feature /featurename:%s exited 0, but the feature is not enabled", name)
+		}
 		return false, nil
 	case errors.As(err, &exit) && (exit.ExitCode() == int(windows.ERROR_SUCCESS_REBOOT_REQUIRED) ||
 		exit.ExitCode() == int(windows.ERROR_SUCCESS_REBOOT_INITIATED)):

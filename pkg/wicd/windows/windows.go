@@ -21,5 +21,8 @@ func New() (*wicd.Backend, error) {
 		System:   system{},
 		Network:  network{},
 		Locker:   locker{},
+		Exec:     execer{},
+		Firewall: firewall{},
+		Defender: defender{},
 	}, nil
 }

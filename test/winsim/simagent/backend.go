@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/openwmco/wmco/pkg/wicd"
+	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/winsim"
 )
 
@@ -41,21 +42,33 @@ func (f diskFiles) WriteFile(p string, data []byte) error {
 	}
 	if err := f.d.Rename(tmp, p, true); err != nil {
 		_ = f.d.Remove(tmp)
-		return err
+		return mapDiskErr(err)
 	}
 	return nil
 }
 
+// mapDiskErr adds the agent's sentinels to the disk's errors, as the
+// Windows backend does to Windows' error codes.
 func mapDiskErr(err error) error {
-	if errors.Is(err, winsim.ErrDiskFull) {
+	var inUse *winsim.InUseError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, winsim.ErrDiskFull):
 		return fmt.Errorf("%w: %w", wicd.ErrDiskFull, err)
+	case errors.As(err, &inUse):
+		return fmt.Errorf("%w: %w", wicd.ErrFileInUse, err)
 	}
 	return err
 }
 
 func (f diskFiles) MkdirAll(p string) error            { return f.d.MkdirAll(p) }
 func (f diskFiles) Stat(p string) (fs.FileInfo, error) { return f.d.Stat(p) }
-func (f diskFiles) Remove(p string) error              { return f.d.Remove(p) }
+func (f diskFiles) Remove(p string) error              { return mapDiskErr(f.d.Remove(p)) }
+func (f diskFiles) Rename(from, to string) error       { return mapDiskErr(f.d.Rename(from, to, true)) }
+
+// Holders answers as the Restart Manager would.
+func (f diskFiles) Holders(p string) ([]string, error) { return f.d.Holders(p), nil }
 func (f diskFiles) FreeBytes(string) (int64, error)    { return f.d.Free(), nil }
 
 func (f diskFiles) ReadDir(p string) ([]fs.DirEntry, error) {
@@ -89,7 +102,7 @@ func (f diskFiles) RemoveAll(p string) error {
 			}
 		}
 	}
-	return f.d.Remove(p)
+	return mapDiskErr(f.d.Remove(p))
 }
 
 func (f diskFiles) Walk(root string, fn func(string, fs.FileInfo) error) error {
@@ -175,6 +188,10 @@ func (s *system) Shutdown(context.Context) error { return nil }
 // hns is the host's set of HNS networks. They do not survive a reboot
 // unless re-created (hybrid-overlay re-creates its network when it starts).
 type hns struct {
+	host *winsim.Host
+	// resets: deleting a network resets the host's connections.
+	resets bool
+
 	mu       sync.Mutex
 	networks map[string]bool
 }
@@ -193,10 +210,15 @@ func (n *hns) ListNetworks() ([]string, error) {
 func (n *hns) DeleteNetwork(name string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// The reset happens with n.mu held; ResetConnections takes no lock
+	// of ours.
 	if !n.networks[name] {
 		return fmt.Errorf("HNS network %s: %w", name, fs.ErrNotExist)
 	}
 	delete(n.networks, name)
+	if n.resets {
+		n.host.ResetConnections()
+	}
 	return nil
 }
 
@@ -228,9 +250,95 @@ func (l hostLock) Lock(ctx context.Context) (func(), error) {
 	}
 }
 
+// hostExec runs the host's programs, as CreateProcess would.
+type hostExec struct{ h *winsim.Host }
+
+func (e hostExec) Run(ctx context.Context, argv []string) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	code, err := e.h.Exec(ctx, "SYSTEM", argv, &stdout, &stderr)
+	if err != nil {
+		return nil, err
+	}
+	if code != 0 {
+		return stdout.Bytes(), fmt.Errorf("%s exited with status %d: %s", argv[0], code, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// firewall is the host's Windows Firewall: inbound rules by name.
+type firewall struct {
+	mu    sync.Mutex
+	rules map[string]wicdapi.FirewallRule
+}
+
+func (f *firewall) Rule(_ context.Context, name string) (wicdapi.FirewallRule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.rules[name]
+	if !ok {
+		return wicdapi.FirewallRule{}, fmt.Errorf("firewall rule %s: %w", name, wicd.ErrNotFound)
+	}
+	return r, nil
+}
+
+func (f *firewall) Add(_ context.Context, r wicdapi.FirewallRule) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules[r.Name] = r
+	return nil
+}
+
+func (f *firewall) Delete(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.rules, name)
+	return nil
+}
+
+// Rules lists the rules by name.
+func (f *firewall) Rules() []wicdapi.FirewallRule {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]wicdapi.FirewallRule, 0, len(f.rules))
+	for _, r := range f.rules {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// defender is Microsoft Defender, installed or not.
+type defender struct {
+	present bool
+
+	mu         sync.Mutex
+	exclusions []string
+}
+
+func (d *defender) Present(context.Context) (bool, error) { return d.present, nil }
+
+func (d *defender) Exclusions(context.Context) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.exclusions), nil
+}
+
+func (d *defender) AddExclusion(_ context.Context, p string) error {
+	if !d.present {
+		return fmt.Errorf("add Defender exclusion %s: %w", p, wicd.ErrUnsupported)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.exclusions = append(d.exclusions, p)
+	return nil
+}
+
 var (
-	_ wicd.Files   = diskFiles{}
-	_ wicd.System  = (*system)(nil)
-	_ wicd.Network = (*hns)(nil)
-	_ wicd.Locker  = hostLock{}
+	_ wicd.Exec     = hostExec{}
+	_ wicd.Firewall = (*firewall)(nil)
+	_ wicd.Defender = (*defender)(nil)
+	_ wicd.Files    = diskFiles{}
+	_ wicd.System   = (*system)(nil)
+	_ wicd.Network  = (*hns)(nil)
+	_ wicd.Locker   = hostLock{}
 )

@@ -243,6 +243,22 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 	if proc == nil {
 		proc = idle
 	}
+	// The process holds its image (and, under kube-log-runner, the
+	// wrapped program's) until it has exited: Windows refuses to replace
+	// or delete them meanwhile.
+	var release []func()
+	holder := fmt.Sprintf("%s (service %s)", baseName(info.Binary), s.cfg.Name)
+	for _, img := range slices.Compact([]string{s.cfg.Binary, info.Binary}) {
+		r, err := m.host.Disk().Hold(img, holder)
+		if err != nil {
+			for _, r := range release {
+				r()
+			}
+			m.mu.Unlock()
+			return fmt.Errorf("start %s: %s: %w", name, img, err)
+		}
+		release = append(release, r)
+	}
 	pctx, cancel := context.WithCancel(m.bootCtx)
 	s.running, s.cancel, s.done, s.stopping, s.lastErr = true, cancel, make(chan struct{}), false, nil
 	m.starts[key(name)]++
@@ -252,6 +268,11 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 	go func() {
 		err := proc(pctx, info)
 		m.exited(name, s, err)
+		// As on Windows, the service manager reports the service
+		// stopped a moment before its process has let go of its files.
+		for _, r := range release {
+			r()
+		}
 		close(done)
 	}()
 

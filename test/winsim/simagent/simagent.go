@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/openwmco/wmco/pkg/wicd"
@@ -19,8 +20,32 @@ import (
 	"github.com/openwmco/wmco/test/winsim"
 )
 
-// HybridOverlayNetwork is the HNS network hybrid-overlay creates.
-const HybridOverlayNetwork = "OVNKubernetesHybridOverlayNetwork"
+// HNS networks hybrid-overlay creates: the overlay, and the base network
+// it creates first.
+const (
+	HybridOverlayNetwork     = "OVNKubernetesHybridOverlayNetwork"
+	BaseHybridOverlayNetwork = "BaseOVNKubernetesHybridOverlayNetwork"
+)
+
+// agentImagePrefix starts the content of a simulated agent binary that
+// names its version (AgentImage).
+const agentImagePrefix = "MZ wicd-sim version="
+
+// AgentImage is the content of a simulated agent binary of version v:
+// uploaded to C:\k\wicd.exe (or the staging path) and run, the agent
+// reports v, so tests can tell agent versions apart. Any other content
+// runs as Options.AgentVersion.
+func AgentImage(v string) []byte { return []byte(agentImagePrefix + v + "\n") }
+
+// imageVersion is the version an agent binary's content names, or def.
+func imageVersion(image []byte, def string) string {
+	v, ok := bytes.CutPrefix(image, []byte(agentImagePrefix))
+	if !ok {
+		return def
+	}
+	v, _, _ = bytes.Cut(v, []byte("\n"))
+	return string(v)
+}
 
 // Options tune the node host.
 type Options struct {
@@ -47,6 +72,13 @@ type Options struct {
 	// RebootDownTime is how long the host stays down after
 	// `shutdown /r` (default 1s).
 	RebootDownTime time.Duration
+	// DefenderPresent installs Microsoft Defender, whose exclusions the
+	// agent then manages.
+	DefenderPresent bool
+	// NetworkDeleteResetsConnections makes deleting an HNS network reset
+	// the host's connections, the SSH session doing it included, as it
+	// can on Windows.
+	NetworkDeleteResetsConnections bool
 	// Log receives the agent's and kubelet's diagnostics; nil discards.
 	Log io.Writer
 }
@@ -58,7 +90,14 @@ type Node struct {
 	opts     Options
 	system   *system
 	hns      *hns
+	firewall *firewall
+	defender *defender
 	backend  *wicd.Backend
+
+	mu sync.Mutex
+	// serviceVersion is the version of the running agent service's
+	// process, "" while it does not run.
+	serviceVersion string
 }
 
 // Install adds the service manager, the agent and the kubelet emulator to
@@ -74,8 +113,10 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 		opts.Log = io.Discard
 	}
 	n := &Node{Host: h, opts: opts,
-		system: &system{host: h, clockSkew: opts.ClockSkew, features: map[string]bool{wicd.FeatureContainers: !opts.ContainersFeatureDisabled}, pending: map[string]bool{}},
-		hns:    &hns{networks: map[string]bool{}},
+		system:   &system{host: h, clockSkew: opts.ClockSkew, features: map[string]bool{wicd.FeatureContainers: !opts.ContainersFeatureDisabled}, pending: map[string]bool{}},
+		hns:      &hns{networks: map[string]bool{}, host: h, resets: opts.NetworkDeleteResetsConnections},
+		firewall: &firewall{rules: map[string]wicdapi.FirewallRule{}},
+		defender: &defender{present: opts.DefenderPresent},
 	}
 	n.Services = newServiceManager(h, map[string]Process{
 		"kubelet.exe":             n.runKubelet,
@@ -84,7 +125,8 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 	}, opts.ServiceStartDelay, opts.RecoveryScale)
 	n.backend = &wicd.Backend{
 		Services: n.Services, Files: diskFiles{h.Disk()}, System: n.system, Network: n.hns,
-		Locker: hostLock{ch: make(chan struct{}, 1)}, Version: opts.AgentVersion, OS: "windows", Arch: "amd64",
+		Locker: hostLock{ch: make(chan struct{}, 1)}, Exec: hostExec{h}, Firewall: n.firewall, Defender: n.defender,
+		Version: opts.AgentVersion, OS: "windows", Arch: "amd64", Executable: wicdapi.AgentPath,
 	}
 	// The system first, so features enabled before a reboot are on when
 	// the services start.
@@ -93,8 +135,10 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 			return nil, fmt.Errorf("simagent: %w", err)
 		}
 	}
-	if err := h.RegisterProgram(wicdapi.AgentPath, winsim.ProgramFunc(n.execAgent)); err != nil {
-		return nil, err
+	for _, p := range []string{wicdapi.AgentPath, wicdapi.AgentStagingPath} {
+		if err := h.RegisterProgram(p, winsim.ProgramFunc(n.execAgent)); err != nil {
+			return nil, err
+		}
 	}
 	if err := h.RegisterProgram(`C:\Windows\System32\shutdown.exe`, winsim.ProgramFunc(n.shutdown)); err != nil {
 		return nil, err
@@ -106,20 +150,51 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 // directly.
 func (n *Node) Backend() *wicd.Backend { return n.backend }
 
+// FirewallRules lists the host's firewall rules.
+func (n *Node) FirewallRules() []wicdapi.FirewallRule { return n.firewall.Rules() }
+
+// DefenderExclusions lists Defender's exclusions.
+func (n *Node) DefenderExclusions() []string {
+	l, _ := n.defender.Exclusions(context.Background())
+	return l
+}
+
+// AgentServiceVersion is the version the agent service's running process
+// reports, or "" while the service does not run.
+func (n *Node) AgentServiceVersion() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.serviceVersion
+}
+
+// agentBackend is the backend of the agent binary at path: its version is
+// the one the binary's content names.
+func (n *Node) agentBackend(path string) (*wicd.Backend, error) {
+	image, err := n.Host.Disk().ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b := *n.backend
+	b.Version = imageVersion(image, n.opts.AgentVersion)
+	b.Executable = path
+	return &b, nil
+}
+
 // Networks lists the host's HNS networks.
 func (n *Node) Networks() []string {
 	l, _ := n.hns.ListNetworks()
 	return l
 }
 
-// execAgent runs `C:\k\wicd.exe ...` for an SSH client, if the binary has
-// been uploaded.
+// execAgent runs `C:\k\wicd.exe ...` (or the staging agent) for an SSH
+// client, if the binary has been uploaded.
 func (n *Node) execAgent(ctx context.Context, inv *winsim.Invocation) int {
-	if _, err := n.Host.Disk().Stat(wicdapi.AgentPath); err != nil {
+	b, err := n.agentBackend(inv.Path)
+	if err != nil {
 		fmt.Fprintf(inv.Stderr, "'%s' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n", inv.Args[0])
 		return 1
 	}
-	return wicd.Main(ctx, n.backend, inv.Args[1:], inv.Stdout, inv.Stderr)
+	return wicd.Main(ctx, b, inv.Args[1:], inv.Stdout, inv.Stderr)
 }
 
 // runAgentService is the agent's Windows service: `wicd run`.
@@ -128,8 +203,20 @@ func (n *Node) runAgentService(ctx context.Context, p ProcessInfo) error {
 	if n.opts.AgentRunInterval > 0 && !hasFlag(args, "--interval") {
 		args = append(append([]string(nil), args...), "--interval="+n.opts.AgentRunInterval.String())
 	}
+	b, err := n.agentBackend(p.Binary)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.serviceVersion = b.Version
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.serviceVersion = ""
+		n.mu.Unlock()
+	}()
 	var stdout bytes.Buffer
-	if code := wicd.Main(ctx, n.backend, args, &stdout, n.opts.Log); code != 0 && ctx.Err() == nil {
+	if code := wicd.Main(ctx, b, args, &stdout, n.opts.Log); code != 0 && ctx.Err() == nil {
 		return fmt.Errorf("wicd %s exited with status %d: %s", strings.Join(args, " "), code, stdout.String())
 	}
 	return nil
@@ -147,9 +234,10 @@ func (n *Node) runKubelet(ctx context.Context, p ProcessInfo) error {
 	})
 }
 
-// runHybridOverlay creates the overlay's HNS network, as hybrid-overlay-node
-// does once it runs, and idles.
+// runHybridOverlay creates the overlay's HNS networks, the base network
+// first, as hybrid-overlay-node does once it runs, and idles.
 func (n *Node) runHybridOverlay(ctx context.Context, _ ProcessInfo) error {
+	n.hns.create(BaseHybridOverlayNetwork)
 	n.hns.create(HybridOverlayNetwork)
 	<-ctx.Done()
 	return nil

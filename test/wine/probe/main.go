@@ -1,0 +1,190 @@
+//go:build windows
+
+// Command probe is a small Windows program the Wine tier (test/wine) runs
+// to look at the host from inside: it is the binary of a test service
+// (recording the argv and environment it was started with), and it asks
+// the service manager, the registry and the file system what the agent
+// left behind, through the same Windows APIs a real host has.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/windows"
+	"golang.org/x/sys/windows/registry"
+	"golang.org/x/sys/windows/svc"
+	"golang.org/x/sys/windows/svc/mgr"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fail(errors.New("usage: probe <command> [args]"))
+	}
+	args := os.Args[2:]
+	var err error
+	switch os.Args[1] {
+	case "service": // service NAME OUTFILE args...: run as a service
+		err = runService(args[0], args[1])
+	case "svc-state": // svc-state NAME: running, stopped or absent
+		err = svcState(args[0])
+	case "replace": // replace SRC DST: MoveFileEx with MOVEFILE_REPLACE_EXISTING
+		err = windows.MoveFileEx(utf16(args[0]), utf16(args[1]), windows.MOVEFILE_REPLACE_EXISTING)
+	case "delete": // delete PATH: DeleteFile
+		err = windows.DeleteFile(utf16(args[0]))
+	case "removeall-os": // removeall-os PATH: os.RemoveAll
+		err = os.RemoveAll(args[0])
+	case "reg-multi": // reg-multi KEY VALUE: a REG_MULTI_SZ value under HKLM, one string a line
+		err = regMulti(args[0], args[1])
+	case "reg-exists": // reg-exists KEY: whether a key under HKLM exists
+		err = regExists(args[0])
+	case "mutex-hold": // mutex-hold NAME SDDL READY RELEASE: hold a named mutex until RELEASE exists
+		err = mutexHold(args[0], args[1], args[2], args[3])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stdout, "error:", err)
+	os.Exit(1)
+}
+
+func utf16(s string) *uint16 {
+	p, err := windows.UTF16PtrFromString(s)
+	if err != nil {
+		fail(err)
+	}
+	return p
+}
+
+// started is what the service records about its start.
+type started struct {
+	Args []string          `json:"args"`
+	Env  map[string]string `json:"env"`
+}
+
+type handler struct{ out string }
+
+func (h handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<- svc.Status) (bool, uint32) {
+	rec := started{Args: os.Args[4:], Env: map[string]string{}}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "PROBE_") {
+			rec.Env[k] = v
+		}
+	}
+	data, _ := json.Marshal(rec)
+	if err := os.WriteFile(h.out, data, 0o644); err != nil {
+		return true, 2
+	}
+	status <- svc.Status{State: svc.Running, Accepts: svc.AcceptStop | svc.AcceptShutdown}
+	for r := range req {
+		switch r.Cmd {
+		case svc.Interrogate:
+			status <- r.CurrentStatus
+		case svc.Stop, svc.Shutdown:
+			status <- svc.Status{State: svc.StopPending}
+			return false, 0
+		}
+	}
+	return false, 0
+}
+
+func runService(name, out string) error { return svc.Run(name, handler{out: out}) }
+
+func svcState(name string) error {
+	m, err := mgr.Connect()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = m.Disconnect() }()
+	s, err := m.OpenService(name)
+	if errors.Is(err, windows.ERROR_SERVICE_DOES_NOT_EXIST) {
+		fmt.Println("absent")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = s.Close() }()
+	st, err := s.Query()
+	if err != nil {
+		return err
+	}
+	if st.State == svc.Running {
+		fmt.Println("running")
+	} else {
+		fmt.Println("stopped")
+	}
+	return nil
+}
+
+func regMulti(key, value string) error {
+	k, err := registry.OpenKey(registry.LOCAL_MACHINE, key, registry.QUERY_VALUE)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = k.Close() }()
+	vals, _, err := k.GetStringsValue(value)
+	if err != nil {
+		return err
+	}
+	for _, v := range vals {
+		fmt.Println(v)
+	}
+	return nil
+}
+
+func regExists(key string) error {
+	k, err := registry.OpenKey(registry.LOCAL_MACHINE, key, registry.QUERY_VALUE)
+	if errors.Is(err, registry.ErrNotExist) {
+		fmt.Println("absent")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Println("present")
+	return k.Close()
+}
+
+func mutexHold(name, sddl, ready, release string) error {
+	// A mutex belongs to the thread that acquired it, and only that
+	// thread may release it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sd, err := windows.SecurityDescriptorFromString(sddl)
+	if err != nil {
+		return err
+	}
+	sa := &windows.SecurityAttributes{Length: uint32(unsafe.Sizeof(windows.SecurityAttributes{})), SecurityDescriptor: sd}
+	h, err := windows.CreateMutex(sa, true, utf16(name))
+	if h == 0 {
+		return err
+	}
+	defer func() { _ = windows.CloseHandle(h) }()
+	if errors.Is(err, windows.ERROR_ALREADY_EXISTS) {
+		if _, err := windows.WaitForSingleObject(h, windows.INFINITE); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(ready, []byte("held"), 0o644); err != nil {
+		return err
+	}
+	// The test creates the release file when it has seen the agent wait.
+	for {
+		if _, err := os.Stat(release); err == nil {
+			return windows.ReleaseMutex(h)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,616 @@
+//go:build wine
+
+package wine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+// Versions of the two agent builds; the second upgrades the first.
+const (
+	agentV1 = "wine-v1"
+	agentV2 = "wine-v2"
+	// probeService is the test service whose binary is the probe.
+	probeService = "wmco-probe"
+	// mutexSDDL is the agent's (pkg/wicd/windows).
+	mutexSDDL = "D:P(A;;GA;;;SY)(A;;GA;;;BA)"
+)
+
+// wine is one throwaway Wine prefix with the agent builds in it.
+type wine struct {
+	wine64, wineserver string
+	prefix             string
+	bin                string // bin/wine of the repository
+	logs               string
+}
+
+var (
+	results     []string              // "PASS name", "SKIP name: reason"
+	skipReasons = map[string]string{} // by test name
+	resultsMu   sync.Mutex
+)
+
+// record notes a case's outcome for the closing summary.
+func record(t *testing.T) {
+	t.Cleanup(func() {
+		resultsMu.Lock()
+		defer resultsMu.Unlock()
+		switch {
+		case t.Failed():
+			results = append(results, "FAIL "+t.Name())
+		case t.Skipped():
+			results = append(results, "SKIP "+t.Name()+": "+skipReasons[t.Name()])
+		default:
+			results = append(results, "PASS "+t.Name())
+		}
+	})
+}
+
+// wineLacks skips the rest of a case because Wine does not implement what
+// it needs, saying what and how it showed.
+func wineLacks(t *testing.T, what, evidence string) {
+	t.Helper()
+	reason := fmt.Sprintf("Wine lacks %s (%s)", what, strings.TrimSpace(evidence))
+	resultsMu.Lock()
+	skipReasons[t.Name()] = reason
+	resultsMu.Unlock()
+	t.Skip(reason)
+}
+
+func TestMain(m *testing.M) {
+	start := time.Now()
+	code := m.Run()
+	var pass, skip, fail int
+	fmt.Println("\nWine tier summary:")
+	for _, r := range results {
+		switch {
+		case strings.HasPrefix(r, "PASS"):
+			pass++
+		case strings.HasPrefix(r, "SKIP"):
+			skip++
+		default:
+			fail++
+		}
+		fmt.Println("  " + r)
+	}
+	fmt.Printf("Wine tier: %d passed, %d skipped (Wine lacks the API), %d failed in %s\n", pass, skip, fail, time.Since(start).Round(100*time.Millisecond))
+	os.Exit(code)
+}
+
+func lookPath(names ...string) string {
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// setup builds what the tier runs and boots a fresh prefix.
+func setup(t *testing.T) *wine {
+	t.Helper()
+	g := NewWithT(t)
+	w := &wine{
+		wine64:     lookPath("wine64", "/usr/lib/wine/wine64"),
+		wineserver: lookPath("wineserver", "/usr/lib/wine/wineserver"),
+	}
+	mingw := lookPath("x86_64-w64-mingw32-gcc")
+	if w.wine64 == "" || w.wineserver == "" || mingw == "" {
+		if os.Getenv("WMCO_WINE_REQUIRED") != "" {
+			t.Fatalf("wine64 (%q), wineserver (%q) and x86_64-w64-mingw32-gcc (%q) are required: apt-get install -y wine64 gcc-mingw-w64-x86-64", w.wine64, w.wineserver, mingw)
+		}
+		t.Skip("wine64 or gcc-mingw-w64-x86-64 is not installed")
+	}
+	_, self, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(self), "..", "..")
+	w.bin = filepath.Join(root, "bin", "wine")
+	g.Expect(os.MkdirAll(w.bin, 0o755)).To(Succeed())
+
+	// The agent twice (two versions) and the probe; go build is
+	// incremental, so warm runs cost a link each.
+	build := func(out, pkg, version string) {
+		args := []string{"build", "-trimpath", "-o", filepath.Join(w.bin, out)}
+		if version != "" {
+			args = append(args, "-ldflags", "-X github.com/openwmco/wmco/pkg/version.Version="+version)
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
+		out2, err := cmd.CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "go build %s: %s", pkg, out2)
+	}
+	build("wicd-"+agentV1+".exe", "./cmd/wicd", agentV1)
+	build("wicd-"+agentV2+".exe", "./cmd/wicd", agentV2)
+	build("probe.exe", "./test/wine/probe", "")
+
+	// The stand-in for bcryptprimitives.dll, cached by its source's hash.
+	src, err := os.ReadFile(filepath.Join(root, "hack", "wine", "bcryptprimitives.c"))
+	g.Expect(err).NotTo(HaveOccurred())
+	sum := sha256.Sum256(src)
+	dll := filepath.Join(w.bin, "bcryptprimitives-"+hex.EncodeToString(sum[:6])+".dll")
+	if _, err := os.Stat(dll); err != nil {
+		out, err := exec.Command(mingw, "-shared", "-O2", "-o", dll, filepath.Join(root, "hack", "wine", "bcryptprimitives.c"),
+			"-ladvapi32", "-Wl,--kill-at").CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "build the stand-in DLL: %s", out)
+	}
+
+	w.prefix, err = os.MkdirTemp("", "wmco-wine-prefix-")
+	g.Expect(err).NotTo(HaveOccurred())
+	w.logs = filepath.Join(w.prefix, "outputs")
+	g.Expect(os.Mkdir(w.logs, 0o755)).To(Succeed())
+	t.Cleanup(func() {
+		_ = w.command(context.Background(), w.wineserver, "-k").Run()
+		if os.Getenv("WMCO_WINE_KEEP") != "" {
+			t.Logf("Wine prefix kept: %s, outputs in %s", w.prefix, w.logs)
+			return
+		}
+		_ = os.RemoveAll(w.prefix)
+	})
+	_, _, code := w.run(t, 2*time.Minute, "wineboot", "--init")
+	g.Expect(code).To(Equal(0), "wineboot --init")
+	// Restart the server, persistent this time, so that services outlive
+	// the last process. (A service created through the services.exe
+	// that wineboot started cannot be opened again: Wine 8.0 then says
+	// it does not exist.)
+	g.Expect(w.command(context.Background(), w.wineserver, "-k").Run()).To(Succeed())
+	g.Expect(w.command(context.Background(), w.wineserver, "-w").Run()).To(Succeed())
+	server := w.command(context.Background(), w.wineserver, "-p")
+	g.Expect(server.Start()).To(Succeed())
+	go func() { _ = server.Wait() }()
+	g.Eventually(w.serverSocket, 30*time.Second).ShouldNot(BeEmpty(), "wineserver -p listens")
+	data, err := os.ReadFile(dll)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(os.WriteFile(w.host(`C:\windows\system32\bcryptprimitives.dll`), data, 0o644)).To(Succeed())
+	return w
+}
+
+// serverSocket is where the prefix's wineserver listens, "" until it
+// does: server-<dev>-<inode>/socket, by the prefix directory's device and
+// inode in hexadecimal, under /tmp/.wine-<uid> (upstream) or
+// /tmp/wine-<random> (Debian).
+func (w *wine) serverSocket() string {
+	var st syscall.Stat_t
+	if err := syscall.Stat(w.prefix, &st); err != nil {
+		return ""
+	}
+	name := fmt.Sprintf("server-%x-%x", st.Dev, st.Ino)
+	for _, pattern := range []string{fmt.Sprintf("/tmp/.wine-%d", os.Getuid()), "/tmp/wine-*"} {
+		if m, _ := filepath.Glob(filepath.Join(pattern, name, "socket")); len(m) > 0 {
+			return m[0]
+		}
+	}
+	return ""
+}
+
+// command is a wine64 or wineserver process of the prefix: headless,
+// quiet, never a pipe to this process (services would inherit it).
+func (w *wine) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "DISPLAY=") || strings.HasPrefix(kv, "WAYLAND_DISPLAY=") ||
+			strings.HasPrefix(kv, "WINEPREFIX=") || strings.HasPrefix(kv, "WINEDEBUG=")
+	})
+	env = append(env, "WINEPREFIX="+w.prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=")
+	cmd.Env = env
+	return cmd
+}
+
+var outputs int
+
+// start starts a Windows program with its output in files.
+func (w *wine) start(ctx context.Context, t *testing.T, args ...string) (cmd *exec.Cmd, stdout, stderr string) {
+	t.Helper()
+	outputs++
+	stdout = filepath.Join(w.logs, fmt.Sprintf("%03d.out", outputs))
+	stderr = filepath.Join(w.logs, fmt.Sprintf("%03d.err", outputs))
+	so, err := os.Create(stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	se, err := os.Create(stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = w.command(ctx, w.wine64, args...)
+	cmd.Stdout, cmd.Stderr = so, se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = so.Close()
+	_ = se.Close()
+	return cmd, stdout, stderr
+}
+
+// run runs a Windows program and returns its output and exit code.
+func (w *wine) run(t *testing.T, timeout time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd, so, se := w.start(ctx, t, args...)
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("%v: %v", args, err)
+	}
+	out, _ := os.ReadFile(so)
+	errb, _ := os.ReadFile(se)
+	return string(out), string(errb), code
+}
+
+// agent runs C:\k\wicd.exe (or another agent path) and decodes its JSON.
+func (w *wine) agent(t *testing.T, out any, args ...string) (code int, stdout string) {
+	t.Helper()
+	stdout, stderr, code := w.run(t, 3*time.Minute, args...)
+	if out != nil && code == 0 {
+		if err := json.Unmarshal([]byte(stdout), out); err != nil {
+			t.Fatalf("%v: decode %q: %v (stderr %s)", args, stdout, err, stderr)
+		}
+	}
+	return code, stdout + stderr
+}
+
+// probe runs the probe program and returns its output.
+func (w *wine) probe(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, errb, code := w.run(t, time.Minute, append([]string{probePath}, args...)...)
+	return strings.TrimSpace(out + errb), code
+}
+
+// svcState asks the service manager for a service's state through the
+// probe: "running", "stopped" or "absent", or "error: ..." when it failed.
+func (w *wine) svcState(t *testing.T, name string) string {
+	t.Helper()
+	out, code := w.probe(t, "svc-state", name)
+	if code != 0 {
+		return "error: " + out
+	}
+	return out
+}
+
+// probePath is a copy of the probe outside C:\k, which cleanup empties.
+const probePath = `C:\probe\probe.exe`
+
+// host is the Linux path of a path on the prefix's C: drive.
+func (w *wine) host(p string) string {
+	rest, ok := strings.CutPrefix(strings.ToLower(p[:3]), `c:\`)
+	if !ok || rest != "" {
+		panic("not a C: path: " + p)
+	}
+	return filepath.Join(w.prefix, "drive_c", filepath.FromSlash(strings.ReplaceAll(p[3:], `\`, "/")))
+}
+
+func (w *wine) put(t *testing.T, winPath string, data []byte) {
+	t.Helper()
+	p := w.host(winPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *wine) putPlan(t *testing.T, p *wicdapi.Plan) {
+	t.Helper()
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.put(t, wicdapi.PlanPath, data)
+}
+
+// probeArgs reach the probe service through the service manager's
+// command line: spaces, quotes and backslashes must arrive intact.
+var probeArgs = []string{"arg with spaces", `say "hi"`, `C:\dir with space\`, `back\\slash`, "plain"}
+
+func basePlan() *wicdapi.Plan {
+	return &wicdapi.Plan{
+		SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: "v1", NodeName: "wine-node",
+		Directories: []string{`C:\k`, `C:\k\conf`},
+		Files:       []wicdapi.File{{Path: `C:\k\conf\probe.conf`, Content: []byte("probe: 1\n")}},
+		Services: []wicdapi.Service{
+			{
+				Name: probeService, DisplayName: "WMCO probe", Description: "Records how the service manager started it.",
+				Binary: `C:\k\payload\v1\probe.exe`,
+				Args:   append([]string{"service", probeService, `C:\k\probe-started.json`}, probeArgs...),
+				Env:    map[string]string{"PROBE_GREETING": "hello world", "PROBE_PATH": `C:\k;C:\x y`},
+			},
+			{
+				Name: wicdapi.AgentServiceName, Binary: wicdapi.AgentPath,
+				// --service: svc.IsWindowsService is false under Wine.
+				Args: []string{"run", "--service", "--interval=2s"},
+			},
+		},
+	}
+}
+
+func TestWindowsAPIUnderWine(t *testing.T) {
+	w := setup(t)
+	read := func(p string) []byte { b, _ := os.ReadFile(w.host(p)); return b }
+	v1, err := os.ReadFile(filepath.Join(w.bin, "wicd-"+agentV1+".exe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := os.ReadFile(filepath.Join(w.bin, "wicd-"+agentV2+".exe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probeExe, err := os.ReadFile(filepath.Join(w.bin, "probe.exe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.put(t, wicdapi.AgentPath, v1)
+	w.put(t, `C:\k\payload\v1\probe.exe`, probeExe)
+	w.put(t, probePath, probeExe)
+
+	t.Run("agent version runs (Go runtime with the ProcessPrng stand-in)", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		var v wicdapi.Version
+		code, out := w.agent(t, &v, wicdapi.AgentPath, "version")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(v).To(Equal(wicdapi.Version{Version: agentV1, OS: "windows", Arch: "amd64"}))
+	})
+
+	t.Run("facts and preflight read the host", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		var f wicdapi.Facts
+		code, out := w.agent(t, &f, wicdapi.AgentPath, "facts")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(f.OSBuild).To(Equal(7601), "Wine reports Windows 7's build by default")
+		g.Expect(f.Files).To(HaveKey(wicdapi.AgentPath))
+		var pre wicdapi.PreflightResult
+		code, out = w.agent(t, &pre, wicdapi.AgentPath, "preflight")
+		g.Expect(code).To(Equal(0), out)
+		var names []string
+		for _, c := range pre.Checks {
+			names = append(names, c.Name)
+		}
+		g.Expect(names).To(ContainElements(wicdapi.CheckOSBuild, wicdapi.CheckFirewall))
+		g.Expect(pre.Passed).To(BeFalse(), "build 7601 is not supported")
+	})
+
+	t.Run("apply creates, configures and starts services", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		w.putPlan(t, basePlan())
+		var res wicdapi.ApplyResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res.Changes).To(ContainElements(
+			wicdapi.Change{Kind: "service", Name: probeService, Action: "created"},
+			wicdapi.Change{Kind: "service", Name: probeService, Action: "started"},
+			wicdapi.Change{Kind: "service", Name: wicdapi.AgentServiceName, Action: "started"},
+		))
+		g.Eventually(func() string { return w.svcState(t, probeService) }, 20*time.Second).Should(Equal("running"))
+		g.Eventually(func() string { return w.svcState(t, wicdapi.AgentServiceName) }, 20*time.Second).Should(Equal("running"))
+	})
+
+	t.Run("argv with spaces and quotes arrives intact", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		var rec struct {
+			Args []string          `json:"args"`
+			Env  map[string]string `json:"env"`
+		}
+		g.Eventually(func() error { return json.Unmarshal(read(`C:\k\probe-started.json`), &rec) }).Should(Succeed())
+		g.Expect(rec.Args).To(Equal(probeArgs))
+	})
+
+	t.Run("Environment registry value", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		out, code := w.probe(t, "reg-multi", `SYSTEM\CurrentControlSet\Services\`+probeService, "Environment")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(strings.Split(out, "\n")).To(Equal([]string{`PROBE_GREETING=hello world`, `PROBE_PATH=C:\k;C:\x y`}))
+	})
+
+	t.Run("Environment reaches the service process", func(t *testing.T) {
+		record(t)
+		var rec struct {
+			Env map[string]string `json:"env"`
+		}
+		_ = json.Unmarshal(read(`C:\k\probe-started.json`), &rec)
+		if len(rec.Env) == 0 {
+			wineLacks(t, "per-service environment", "its service manager starts the process without the Environment value; the registry value is checked above")
+		}
+		NewWithT(t).Expect(rec.Env).To(HaveKeyWithValue("PROBE_GREETING", "hello world"))
+	})
+
+	t.Run("re-apply reports no change", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		var res wicdapi.ApplyResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res.Changed).To(BeFalse(), "%+v", res.Changes)
+	})
+
+	t.Run("agent service writes its log and registers its event source", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		g.Eventually(func() string { return string(read(wicdapi.AgentLogPath)) }).Should(ContainSubstring("wicd " + agentV1 + ": running as service"))
+		g.Expect(w.probe(t, "reg-exists", `SYSTEM\CurrentControlSet\Services\EventLog\Application\`+wicdapi.AgentServiceName)).To(Equal("present"))
+	})
+
+	t.Run("the Global mutex serialises agents", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		ready, release := `C:\k\mutex-ready`, `C:\k\mutex-release`
+		holder, _, _ := w.start(context.Background(), t, probePath, "mutex-hold", `Global\wicd`, mutexSDDL, ready, release)
+		holderDone := make(chan error, 1)
+		go func() { holderDone <- holder.Wait() }()
+		g.Eventually(func() []byte { return read(ready) }, 30*time.Second).ShouldNot(BeEmpty())
+		apply, _, _ := w.start(context.Background(), t, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		applied := make(chan error, 1)
+		go func() { applied <- apply.Wait() }()
+		g.Consistently(applied, 2*time.Second).ShouldNot(Receive(), "apply waits while another process holds the mutex")
+		w.put(t, release, []byte("go"))
+		g.Eventually(holderDone, 30*time.Second).Should(Receive(BeNil()))
+		g.Eventually(applied, time.Minute).Should(Receive(BeNil()), "apply runs once the mutex is free")
+		_ = os.Remove(w.host(ready))
+		_ = os.Remove(w.host(release))
+	})
+
+	t.Run("replacing the running agent is refused", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		w.put(t, wicdapi.AgentStagingPath, v2)
+		out, code := w.probe(t, "replace", wicdapi.AgentStagingPath, wicdapi.AgentPath)
+		g.Expect(code).To(Equal(1), out)
+		g.Expect(out).To(MatchRegexp(`Access (is )?denied`), "Windows says \"Access is denied.\", Wine \"Access denied.\"")
+		g.Expect(read(wicdapi.AgentPath)).To(Equal(v1))
+	})
+
+	t.Run("self-upgrade replaces the running agent", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		var res wicdapi.SelfUpgradeResult
+		code, out := w.agent(t, &res, wicdapi.AgentStagingPath, wicdapi.SelfUpgradeArg)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res.Changed).To(BeTrue())
+		g.Expect(res.From).To(Equal(agentV1))
+		g.Expect(res.To).To(Equal(agentV2))
+		g.Expect(res.ServiceRestarted).To(BeTrue())
+		g.Expect(read(wicdapi.AgentPath)).To(Equal(v2))
+		g.Expect(read(wicdapi.AgentPreviousPath)).To(Equal(v1))
+		g.Eventually(func() string { return w.svcState(t, wicdapi.AgentServiceName) }, 20*time.Second).Should(Equal("running"))
+		g.Eventually(func() string { return string(read(wicdapi.AgentLogPath)) }).Should(ContainSubstring("wicd " + agentV2 + ": running as service"))
+		var v wicdapi.Version
+		code, out = w.agent(t, &v, wicdapi.AgentPath, "version")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(v.Version).To(Equal(agentV2))
+		code, out = w.agent(t, &res, wicdapi.AgentStagingPath, wicdapi.SelfUpgradeArg)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res.Changed).To(BeFalse(), "a second run changes nothing")
+	})
+
+	t.Run("recovery settings", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		p := basePlan()
+		p.Services[0].Recovery = wicdapi.Recovery{RestartDelaySeconds: 5, ResetPeriodSeconds: 60}
+		w.putPlan(t, p)
+		var res wicdapi.ApplyResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		w.putPlan(t, basePlan())
+		if code != 0 && strings.Contains(strings.ToLower(out), "level") {
+			g.Expect(out).To(ContainSubstring(string(wicdapi.CodeServiceFailed)), "the failure is reported, not ignored")
+			wineLacks(t, "ChangeServiceConfig2 levels 3-4 and QueryServiceConfig2 levels 2-5 (failure actions)", firstLine(out))
+		}
+		g.Expect(code).To(Equal(0), out)
+	})
+
+	t.Run("firewall rules", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		p := basePlan()
+		p.FirewallRules = []wicdapi.FirewallRule{{Name: wicdapi.FirewallRuleKubelet, Protocol: "TCP", Port: wicdapi.KubeletPort}}
+		w.putPlan(t, p)
+		var res wicdapi.ApplyResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		w.putPlan(t, basePlan())
+		if code != 0 {
+			g.Expect(out).To(ContainSubstring(wicdapi.FirewallRuleKubelet), "the failure is reported, not ignored")
+			wineLacks(t, "netsh advfirewall (Windows Firewall rules)", firstLine(out))
+		}
+		g.Expect(res.Changes).To(ContainElement(wicdapi.Change{Kind: "firewallRule", Name: wicdapi.FirewallRuleKubelet, Action: "created"}))
+	})
+
+	t.Run("enable-features (DISM)", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		var res wicdapi.EnableFeaturesResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, "enable-features")
+		if code != 0 {
+			g.Expect(out).To(ContainSubstring("not enabled"), "a DISM that did nothing is reported, not ignored")
+			wineLacks(t, "DISM (dism.exe is a stub that exits 0)", firstLine(out))
+		}
+		g.Expect(res.RebootRequired || len(res.Enabled) > 0).To(BeTrue())
+	})
+
+	t.Run("os.RemoveAll of a folder tree", func(t *testing.T) {
+		record(t)
+		w.put(t, `C:\k\tree\a\b\file.txt`, []byte("x"))
+		out, code := w.probe(t, "removeall-os", `C:\k\tree`)
+		if code != 0 {
+			wineLacks(t, "what os.RemoveAll needs for a tree; the agent removes trees file by file, which cleanup checks", out)
+		}
+	})
+
+	t.Run("cleanup leaves no service and no file", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		var res wicdapi.CleanupResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, "cleanup")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res.Changes).To(ContainElements(
+			wicdapi.Change{Kind: "service", Name: probeService, Action: "removed"},
+			wicdapi.Change{Kind: "service", Name: wicdapi.AgentServiceName, Action: "removed"},
+		))
+		g.Expect(w.svcState(t, probeService)).To(Equal("absent"))
+		g.Expect(w.svcState(t, wicdapi.AgentServiceName)).To(Equal("absent"))
+		var left []string
+		_ = filepath.WalkDir(w.host(`C:\k`), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && p != w.host(`C:\k`) {
+				left = append(left, p[len(w.host(`C:\k`))+1:])
+			}
+			return nil
+		})
+		g.Expect(left).To(Equal([]string{"wicd.exe"}), "only the agent, which the operator deletes next")
+		// As the operator does over SFTP once the agent has exited.
+		out, code = w.probe(t, "delete", wicdapi.AgentPath)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(w.host(wicdapi.AgentPath)).NotTo(BeAnExistingFile())
+	})
+
+	t.Run("HNS networks", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		w.put(t, wicdapi.AgentPath, v2)
+		w.putPlan(t, &wicdapi.Plan{SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: "v1", NodeName: "wine-node",
+			Networks: []string{"OVNKubernetesHybridOverlayNetwork", "BaseOVNKubernetesHybridOverlayNetwork"}})
+		var res wicdapi.CleanupResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, "cleanup")
+		if code != 0 {
+			g.Expect(out).To(ContainSubstring(string(wicdapi.CodeNetwork)), "the failure is reported, not ignored")
+			wineLacks(t, "the Host Network Service (computenetwork.dll)", firstLine(out))
+		}
+	})
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
