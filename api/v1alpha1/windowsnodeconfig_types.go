@@ -86,12 +86,6 @@ type LogRotationSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10240
 	MaxFileSizeMiB int32 `json:"maxFileSizeMiB,omitempty"`
-	// MaxFiles is how many rotated files of one service are kept.
-	// +optional
-	// +kubebuilder:default=5
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=100
-	MaxFiles int32 `json:"maxFiles,omitempty"`
 	// MaxAgeDays removes rotated files older than this.
 	// +optional
 	// +kubebuilder:default=7

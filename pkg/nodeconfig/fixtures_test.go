@@ -52,7 +52,7 @@ func apiDefaultedSpec() wmcov1alpha1.WindowsNodeConfigSpec {
 		Taints:                    []wmcov1alpha1.NodeTaint{{Key: "os", Value: "Windows", Effect: "NoSchedule"}},
 		MaxParallelConfigurations: 10,
 		MaxUnavailable:            &mu,
-		LogRotation:               wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 100, MaxFiles: 5, MaxAgeDays: 7},
+		LogRotation:               wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7},
 		Containerd:                wmcov1alpha1.ContainerdSpec{PauseImage: "registry.k8s.io/pause:3.10"},
 	}
 }

@@ -99,7 +99,7 @@ var goldenCases = map[string]func(in *Inputs){
 			{Key: "example.com/dedicated", Value: "windows-gpu", Effect: "NoExecute"},
 			{Key: "example.com/spot", Effect: "PreferNoSchedule"},
 		}
-		in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 25, MaxFiles: 3, MaxAgeDays: 30}
+		in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 25, MaxAgeDays: 30}
 		in.Config.Containerd = wmcov1alpha1.ContainerdSpec{
 			PauseImage: "mirror.example.com/k8s/pause:3.10",
 			RegistryMirrors: []wmcov1alpha1.RegistryMirror{

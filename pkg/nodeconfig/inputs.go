@@ -116,7 +116,6 @@ const (
 	DefaultVXLANPort                 = 4789
 	DefaultPauseImage                = "registry.k8s.io/pause:3.10"
 	DefaultLogMaxFileSizeMiB         = 100
-	DefaultLogMaxFiles               = 5
 	DefaultLogMaxAgeDays             = 7
 	DefaultMaxParallelConfigurations = 10
 	DefaultMaxUnavailable            = 1
@@ -153,9 +152,6 @@ func Defaulted(spec wmcov1alpha1.WindowsNodeConfigSpec) wmcov1alpha1.WindowsNode
 	}
 	if out.LogRotation.MaxFileSizeMiB == 0 {
 		out.LogRotation.MaxFileSizeMiB = DefaultLogMaxFileSizeMiB
-	}
-	if out.LogRotation.MaxFiles == 0 {
-		out.LogRotation.MaxFiles = DefaultLogMaxFiles
 	}
 	if out.LogRotation.MaxAgeDays == 0 {
 		out.LogRotation.MaxAgeDays = DefaultLogMaxAgeDays

@@ -45,8 +45,8 @@ const LogRunnerFlushInterval = "5s"
 // applied): a new file once the log reaches MaxFileSizeMiB, rotated files
 // removed after MaxAgeDays.
 //
-// kube-log-runner has no limit on the number of rotated files, so
-// rotation.MaxFiles is not applied here.
+// kube-log-runner has no limit on the number of rotated files; the API
+// offers none either (size and age bound the logs).
 func LogRunnerArgs(logFile string, rotation wmcov1alpha1.LogRotationSpec) []string {
 	return []string{
 		"-" + logRunnerLogFile + "=" + logFile,

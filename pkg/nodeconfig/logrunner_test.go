@@ -17,7 +17,7 @@ import (
 
 func TestLogRunnerArgs(t *testing.T) {
 	g := NewWithT(t)
-	args := LogRunnerArgs(`C:\k\log\kubelet.log`, wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 100, MaxFiles: 5, MaxAgeDays: 7})
+	args := LogRunnerArgs(`C:\k\log\kubelet.log`, wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7})
 	g.Expect(args).To(Equal([]string{
 		`-log-file=C:\k\log\kubelet.log`,
 		"-log-file-size=100Mi",

@@ -249,7 +249,7 @@ func TestServiceDependencies(t *testing.T) {
 func TestServices(t *testing.T) {
 	g := NewWithT(t)
 	in := testInputs(t)
-	in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 25, MaxFiles: 3, MaxAgeDays: 30}
+	in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 25, MaxAgeDays: 30}
 	plan := mustRender(t, in)
 	payloadDir := `C:\k\payload\v1.37.2-wmco.1\`
 

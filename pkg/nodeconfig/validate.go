@@ -218,7 +218,6 @@ func resolve(in Inputs) (*resolved, error) {
 		}
 	}
 	checkRange("config.logRotation.maxFileSizeMiB", lr.MaxFileSizeMiB, 1, 10240)
-	checkRange("config.logRotation.maxFiles", lr.MaxFiles, 1, 100)
 	checkRange("config.logRotation.maxAgeDays", lr.MaxAgeDays, 1, 365)
 
 	if len(errs) > 0 {
