@@ -550,7 +550,10 @@ func (r *Reconciler) deconfigure(ctx context.Context, s *scope, nodeName string,
 			// reconcile is retried. A cleanup whose session dropped while
 			// it removed HNS networks is retried alike.
 			if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, cleanupTimeout, &res, "cleanup", "--file-wait="+cleanupFileWait.String()); err != nil {
-				r.event(s, true, "CleanupFailed", "%v", err)
+				// The status says what holds the host up (a file in use
+				// names the file and the process holding it).
+				setConfiguredCondition(wi, outcome{reason: ReasonCleanupFailed, message: err.Error()})
+				r.event(s, true, ReasonCleanupFailed, "%v", err)
 				return err
 			}
 		case errors.Is(statErr, fs.ErrNotExist):

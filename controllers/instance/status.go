@@ -36,6 +36,7 @@ const (
 	ReasonApplyFailed     = "ApplyFailed"
 	ReasonPlanApplied     = "PlanApplied"
 	ReasonRenderFailed    = "RenderFailed"
+	ReasonCleanupFailed   = "CleanupFailed"
 	ReasonAgentFailed     = "AgentFailed"
 
 	ReasonNodeNotFound     = "NodeNotRegistered"
@@ -171,6 +172,9 @@ func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
 		o := outcome{reason: ReasonDeleting, message: "the host is being drained and cleaned"}
 		if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionDraining); c != nil && c.Status == metav1.ConditionTrue {
 			// Say what the drain waits for (pods left, budgets refusing).
+			o = outcome{reason: c.Reason, message: c.Message}
+		} else if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionConfigured); c != nil && c.Reason == ReasonCleanupFailed {
+			// Or what keeps the host from being cleaned.
 			o = outcome{reason: c.Reason, message: c.Message}
 		}
 		setSummary(wi, wmcov1.PhaseDeprovisioning, o, kstatusReconciling)

@@ -113,6 +113,10 @@ func TestSummarize(t *testing.T) {
 			phase: wmcov1.PhasePaused, ready: metav1.ConditionFalse, readyWhy: ReasonPaused, reconciling: none, stalled: none},
 		{name: "deleting wins", deleting: true, paused: true, phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse,
 			readyWhy: ReasonDeleting, reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "deleting, a file still held", deleting: true, conds: map[string]outcome{
+			wmcov1.ConditionConfigured: {reason: ReasonCleanupFailed, message: "C:\\k\\payload\\v1\\cni\\win-overlay.exe is in use by pause.exe"}},
+			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonCleanupFailed,
+			wantMsg: "C:\\k\\payload\\v1\\cni\\win-overlay.exe is in use by pause.exe", reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "deleting, the drain blocked", deleting: true, conds: map[string]outcome{
 			wmcov1.ConditionDraining: {ok: true, reason: ReasonDrainBlockedByPDB, message: "pod ns/web-0 left: PodDisruptionBudget ns/web"}},
 			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonDrainBlockedByPDB,
