@@ -8,6 +8,10 @@ import (
 	"k8s.io/client-go/tools/events"
 )
 
+// MaxConditionMessageBytes is the longest message the API server accepts
+// in a metav1.Condition.
+const MaxConditionMessageBytes = 32768
+
 // MaxEventNoteBytes is the longest note the API server accepts on an
 // events.k8s.io/v1 Event; a longer one makes it reject the whole Event.
 const MaxEventNoteBytes = 1024

@@ -125,7 +125,7 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 	}
 	setDrainingCondition(s.wi, progress, started)
 	if progress.timedOut() && prev.Reason != ReasonDrainTimedOut {
-		r.event(s, true, ReasonDrainTimedOut, "%s", core.Truncate(progress.message(), core.MaxEventNoteBytes))
+		r.event(s, true, ReasonDrainTimedOut, "%s", progress.message())
 	}
 	s.log.V(1).Info("Waiting for pods to leave node", "node", klog.KObj(node), "pods", len(progress.left), "blocked", len(progress.blocked))
 	return ctrl.Result{RequeueAfter: progress.requeueAfter()}, nil
@@ -377,7 +377,7 @@ func setDrainingCondition(wi *wmcov1.WindowsInstance, p drainProgress, at time.T
 	}
 	meta.SetStatusCondition(&wi.Status.Conditions, metav1.Condition{
 		Type: wmcov1.ConditionDraining, Status: status, Reason: p.reason(),
-		Message: core.Truncate(p.message(), maxConditionMessage), ObservedGeneration: wi.Generation,
+		Message: core.Truncate(p.message(), core.MaxConditionMessageBytes), ObservedGeneration: wi.Generation,
 		LastTransitionTime: metav1.NewTime(at),
 	})
 }

@@ -82,10 +82,3 @@ func (s *slots) wakeLocked() {
 		}
 	}
 }
-
-// inUse is how many slots are held.
-func (s *slots) inUse() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.held)
-}

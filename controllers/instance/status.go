@@ -133,7 +133,7 @@ func setCondition(wi *wmcov1.WindowsInstance, condType string, o outcome) {
 		status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&wi.Status.Conditions, metav1.Condition{
-		Type: condType, Status: status, Reason: o.reason, Message: core.Truncate(o.message, maxConditionMessage),
+		Type: condType, Status: status, Reason: o.reason, Message: core.Truncate(o.message, core.MaxConditionMessageBytes),
 		ObservedGeneration: wi.Generation,
 	})
 }
@@ -268,6 +268,3 @@ func stalled(wi *wmcov1.WindowsInstance) bool {
 
 // maxStatusMessage bounds status.message, shown in kubectl get wi -o wide.
 const maxStatusMessage = 1024
-
-// maxConditionMessage is the longest message a condition may hold.
-const maxConditionMessage = 32768

@@ -73,7 +73,7 @@ func setStatus(cfg *wmcov1.WindowsNodeConfig, checkErr error) {
 		meta.RemoveStatusCondition(&cfg.Status.Conditions, wmcov1.ConditionStalled)
 		return
 	}
-	msg := core.Truncate(checkErr.Error(), 32768)
+	msg := core.Truncate(checkErr.Error(), core.MaxConditionMessageBytes)
 	for _, typ := range []string{wmcov1.ConditionReady, wmcov1.ConditionStalled} {
 		status := metav1.ConditionTrue
 		if typ == wmcov1.ConditionReady {
