@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/openwmco/wmco/pkg/cluster"
@@ -72,5 +75,61 @@ func TestDetect(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(info.Platform).To(Equal(cluster.OpenShift))
 		g.Expect(info.MachineAPI).To(BeTrue())
+	}).Should(Succeed())
+}
+
+// The API server URL for kubelets comes from kube-public/cluster-info on a
+// cluster whose RBAC for it is kubeadm's: readable by system:anonymous
+// only, so the operator's service account is Forbidden and must read it
+// anonymously, as `kubeadm join` does.
+func TestDiscoverEndpointKubeadmRBAC(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	c, err := localcluster.Start(ctx, localcluster.Options{})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = c.Stop() }()
+	admin, err := kubernetes.NewForConfig(c.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	// The operator's identity, without any grant in kube-public.
+	saCfg, err := c.UserConfig("system:serviceaccount:wmco-system:wmco-manager", "system:serviceaccounts", "system:serviceaccounts:wmco-system", "system:authenticated")
+	g.Expect(err).NotTo(HaveOccurred())
+	sa, err := kubernetes.NewForConfig(saCfg)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = sa.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, cluster.ClusterInfoName, metav1.GetOptions{})
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "kubeadm's RBAC: a service account may not read cluster-info, got %v", err)
+
+	ep, err := cluster.DiscoverEndpoint(ctx, sa, saCfg, "")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ep.Source).To(Equal("kube-public/cluster-info (read anonymously)"))
+	g.Expect(ep.URL).To(Equal(c.Host))
+	g.Expect(ep.CACert).To(Equal(c.CACert))
+
+	// The override wins.
+	ep, err = cluster.DiscoverEndpoint(ctx, sa, saCfg, "https://api.example.test:6443")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ep).To(Equal(cluster.Endpoint{URL: "https://api.example.test:6443", CACert: c.CACert, Source: "--api-server-url"}))
+
+	// Anonymous access withdrawn: the operator falls back to its own
+	// client config...
+	g.Expect(admin.RbacV1().RoleBindings(metav1.NamespacePublic).Delete(ctx, localcluster.ClusterInfoRBACName, metav1.DeleteOptions{})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		ep, err := cluster.DiscoverEndpoint(ctx, sa, saCfg, "")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(ep.Source).To(Equal("client config"))
+	}).Should(Succeed())
+
+	// ...unless an admin granted the operator itself.
+	_, err = admin.RbacV1().RoleBindings(metav1.NamespacePublic).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "wmco-cluster-info", Namespace: metav1.NamespacePublic},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: localcluster.ClusterInfoRBACName},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccount:wmco-system:wmco-manager"}},
+	}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		ep, err := cluster.DiscoverEndpoint(ctx, sa, saCfg, "")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(ep.Source).To(Equal("kube-public/cluster-info (read as the operator)"))
+		g.Expect(ep.URL).To(Equal(c.Host))
 	}).Should(Succeed())
 }

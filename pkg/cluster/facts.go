@@ -26,6 +26,13 @@ type Endpoint struct {
 // override when given; else the kube-public/cluster-info ConfigMap that
 // kubeadm (and kind) publish; else the operator's own client config, which
 // is right when the operator runs outside the cluster (as in the demo).
+//
+// kubeadm lets only system:anonymous read cluster-info (Role and
+// RoleBinding kubeadm:bootstrap-signer-clusterinfo), as `kubeadm join`
+// does; a service account is Forbidden. So the ConfigMap is read first
+// without credentials, over the same TLS trust as cfg, and then with the
+// operator's identity, for clusters where anonymous requests are turned
+// off and an admin granted the operator access instead.
 func DiscoverEndpoint(ctx context.Context, cs kubernetes.Interface, cfg *rest.Config, overrideURL string) (Endpoint, error) {
 	ca, err := caFromConfig(cfg)
 	if err != nil {
@@ -34,20 +41,36 @@ func DiscoverEndpoint(ctx context.Context, cs kubernetes.Interface, cfg *rest.Co
 	if overrideURL != "" {
 		return Endpoint{URL: overrideURL, CACert: ca, Source: "--api-server-url"}, nil
 	}
-	cm, err := cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, "cluster-info", metav1.GetOptions{})
-	switch {
-	case err == nil:
-		if ep, ok := fromClusterInfo(cm); ok {
-			return ep, nil
+	anon, err := kubernetes.NewForConfig(rest.AnonymousClientConfig(cfg))
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("anonymous client: %w", err)
+	}
+	for _, c := range []struct {
+		cs  kubernetes.Interface
+		how string
+	}{{anon, "anonymously"}, {cs, "as the operator"}} {
+		cm, err := c.cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, ClusterInfoName, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			if ep, ok := fromClusterInfo(cm); ok {
+				ep.Source += " (read " + c.how + ")"
+				return ep, nil
+			}
+		case apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+			// Not published, or not readable this way: try the next.
+		default:
+			return Endpoint{}, fmt.Errorf("read kube-public/%s %s: %w", ClusterInfoName, c.how, err)
 		}
-	case !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err):
-		return Endpoint{}, fmt.Errorf("read kube-public/cluster-info: %w", err)
 	}
 	if len(ca) == 0 {
 		return Endpoint{}, fmt.Errorf("no CA for kubelets: set --api-server-url and give the client config a CA")
 	}
 	return Endpoint{URL: cfg.Host, CACert: ca, Source: "client config"}, nil
 }
+
+// ClusterInfoName is the kube-public ConfigMap that kubeadm and kind
+// publish with the API server's URL and CA.
+const ClusterInfoName = "cluster-info"
 
 func fromClusterInfo(cm *corev1.ConfigMap) (Endpoint, bool) {
 	kc, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
@@ -56,7 +79,7 @@ func fromClusterInfo(cm *corev1.ConfigMap) (Endpoint, bool) {
 	}
 	for _, c := range kc.Clusters {
 		if c.Server != "" && len(c.CertificateAuthorityData) > 0 {
-			return Endpoint{URL: c.Server, CACert: c.CertificateAuthorityData, Source: "kube-public/cluster-info"}, true
+			return Endpoint{URL: c.Server, CACert: c.CertificateAuthorityData, Source: "kube-public/" + ClusterInfoName}, true
 		}
 	}
 	return Endpoint{}, false

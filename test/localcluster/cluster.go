@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -82,6 +83,10 @@ type Options struct {
 	NodeMonitorPeriod time.Duration
 	// ExtraAPIServerArgs are appended to kube-apiserver's flags.
 	ExtraAPIServerArgs []string
+	// NoClusterInfo skips publishing kube-public/cluster-info, which Start
+	// otherwise does exactly as kubeadm does (readable by system:anonymous
+	// only), for tests of a cluster that has none.
+	NoClusterInfo bool
 }
 
 // Cluster is a running control plane.
@@ -240,6 +245,15 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 
 	if err := c.waitHealthy(ctx, "kube-apiserver", c.Host+"/readyz", c.adminTransport()); err != nil {
 		return nil, err
+	}
+	if !opts.NoClusterInfo {
+		cs, err := kubernetes.NewForConfig(c.Config)
+		if err != nil {
+			return nil, err
+		}
+		if err := publishClusterInfo(ctx, cs, c.Host, c.CACert); err != nil {
+			return nil, err
+		}
 	}
 
 	kcmArgs := []string{
