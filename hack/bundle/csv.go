@@ -156,13 +156,13 @@ func deployment(in *installation, image string) (v1alpha1.StrategyDeploymentSpec
 	spec := &d.Spec.Template.Spec
 	i := slices.IndexFunc(spec.Containers, func(c corev1.Container) bool { return c.Name == "manager" })
 	if i < 0 {
-		return v1alpha1.StrategyDeploymentSpec{}, fmt.Errorf("Deployment %s has no container named manager", d.Name)
+		return v1alpha1.StrategyDeploymentSpec{}, fmt.Errorf("the Deployment %s has no container named manager", d.Name)
 	}
 	c := &spec.Containers[i]
 	c.Image = image
 	for _, c := range spec.Containers {
 		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
-			return v1alpha1.StrategyDeploymentSpec{}, fmt.Errorf("Deployment %s container %s needs cpu and memory requests and a memory limit (config/manager)", d.Name, c.Name)
+			return v1alpha1.StrategyDeploymentSpec{}, fmt.Errorf("the Deployment %s: container %s needs cpu and memory requests and a memory limit (config/manager)", d.Name, c.Name)
 		}
 	}
 	return v1alpha1.StrategyDeploymentSpec{Name: d.Name, Spec: d.Spec, Label: d.Labels}, nil

@@ -101,7 +101,7 @@ func classify(objs []*unstructured.Unstructured) (*installation, error) {
 	in.Namespace = in.Deployment.Namespace
 	in.ServiceAccount = in.Deployment.Spec.Template.Spec.ServiceAccountName
 	if in.Namespace == "" || in.ServiceAccount == "" {
-		return nil, fmt.Errorf("Deployment %s needs a namespace and a serviceAccountName", in.Deployment.Name)
+		return nil, fmt.Errorf("the Deployment %s needs a namespace and a serviceAccountName", in.Deployment.Name)
 	}
 
 	roles := map[string]*rbacv1.Role{}
@@ -208,7 +208,7 @@ func classify(objs []*unstructured.Unstructured) (*installation, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(roles)) {
 		if !usedRoles[name] {
-			return nil, fmt.Errorf("Role %s/%s is bound to nothing: a bundle can only grant a Role to the operator's ServiceAccount", in.Namespace, name)
+			return nil, fmt.Errorf("the Role %s/%s is bound to nothing: a bundle can only grant a Role to the operator's ServiceAccount", in.Namespace, name)
 		}
 	}
 	// ClusterRoles granted to nobody (a metrics reader, aggregated editor
