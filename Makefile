@@ -18,6 +18,15 @@ GOLANGCI_LINT_VERSION := $(shell awk '$$1 == "github.com/golangci/golangci-lint/
 GOLANGCI_LINT := $(CURDIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # Packages with tests; the timeout covers the integration suites.
 TEST_FLAGS ?= -count=1 -timeout 20m
+# The OLM bundle (make bundle): its version is VERSION's, semver; the CSV
+# runs the operator image of that release. The oldest Kubernetes it installs
+# on is the payload's minor (a kubelet may not be newer than the API server).
+BUNDLE_VERSION ?= $(shell cat VERSION)
+BUNDLE_OPERATOR_IMG ?= ghcr.io/openwmco/wmco:v$(BUNDLE_VERSION)
+BUNDLE_IMG ?= ghcr.io/openwmco/wmco-bundle:v$(BUNDLE_VERSION)
+BUNDLE_CHANNELS ?= candidate
+BUNDLE_DEFAULT_CHANNEL ?= candidate
+BUNDLE_MIN_KUBE_VERSION ?= $(patsubst v%,%,$(basename $(K8S_VERSION))).0
 # The e2e suite (test/e2e, build tag e2e); a byoh run on real hosts needs a
 # longer -timeout.
 E2E_FLAGS ?= -count=1 -timeout 20m -v -ginkgo.v
@@ -48,12 +57,14 @@ fmt: ## Run gofmt on the tree.
 .PHONY: vet
 vet: ## Run go vet for Linux and build every package for Windows.
 	$(GO) vet ./...
+	$(GO) vet -C hack/bundle ./...
 	GOOS=windows $(GO) build ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml) for linux and windows, test/e2e included.
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml) for linux and windows, test/e2e and hack/bundle included.
 	$(GOLANGCI_LINT) run ./...
 	GOOS=windows $(GOLANGCI_LINT) run ./...
+	cd hack/bundle && $(GOLANGCI_LINT) run ./...
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(@D)
@@ -81,6 +92,21 @@ wicd: ## Build bin/wicd.exe for windows/amd64.
 image: ## Build the operator image (needs a container engine).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
+##@ OLM bundle
+
+.PHONY: bundle
+bundle: ## Generate bundle/manifests, bundle/metadata and bundle.Dockerfile from config/ (hack/bundle; committed, verify checks drift).
+	$(GO) run -C hack/bundle . -root $(CURDIR) -version $(BUNDLE_VERSION) -image $(BUNDLE_OPERATOR_IMG) \
+		-channels $(BUNDLE_CHANNELS) -default-channel $(BUNDLE_DEFAULT_CHANNEL) -min-kube-version $(BUNDLE_MIN_KUBE_VERSION)
+
+.PHONY: bundle-build
+bundle-build: ## Build the bundle image (BUNDLE_IMG) from bundle.Dockerfile (needs a container engine).
+	tar -c bundle.Dockerfile bundle/manifests bundle/metadata | docker build -f bundle.Dockerfile -t $(BUNDLE_IMG) -
+
+.PHONY: bundle-push
+bundle-push: ## Push the bundle image (BUNDLE_IMG).
+	docker push $(BUNDLE_IMG)
+
 ##@ Demo
 
 .PHONY: demo
@@ -94,8 +120,9 @@ setup-envtest: ## Build etcd, kube-apiserver, kube-controller-manager and kubect
 	K8S_VERSION=$(K8S_VERSION) hack/setup-envtest.sh
 
 .PHONY: test
-test: setup-envtest ## Run unit and integration tests (local control plane, simulated hosts).
+test: setup-envtest ## Run unit and integration tests (local control plane, simulated hosts), and the bundle's validator tests.
 	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) test -C hack/bundle $(TEST_FLAGS) ./...
 
 .PHONY: test-race
 test-race: setup-envtest ## Run the tests with the race detector.
