@@ -16,6 +16,11 @@ CONTROLLER_GEN := $(GO) tool controller-gen
 # bin/, keyed by version (a few minutes cold).
 GOLANGCI_LINT_VERSION := $(shell awk '$$1 == "github.com/golangci/golangci-lint/v2" { print $$2 }' hack/tools/go.mod)
 GOLANGCI_LINT := $(CURDIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# kustomize, pinned the same way (hack/tools/go.mod), for deploy and installer.
+KUSTOMIZE_VERSION := $(shell awk '$$1 == "sigs.k8s.io/kustomize/kustomize/v5" && $$2 ~ /^v/ { print $$2 }' hack/tools/go.mod)
+KUSTOMIZE := $(CURDIR)/bin/kustomize-$(KUSTOMIZE_VERSION)
+# Where make deploy installs the operator.
+NAMESPACE ?= wmco-system
 # Packages with tests; the timeout covers the integration suites.
 TEST_FLAGS ?= -count=1 -timeout 20m
 # The e2e suite (test/e2e, build tag e2e); a byoh run on real hosts needs a
@@ -59,6 +64,10 @@ $(GOLANGCI_LINT):
 	@mkdir -p $(@D)
 	$(GO) build -C hack/tools -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
+$(KUSTOMIZE):
+	@mkdir -p $(@D)
+	$(GO) build -C hack/tools -o $@ sigs.k8s.io/kustomize/kustomize/v5
+
 .PHONY: verify
 verify: ## Fail when generated files or formatting drift from the sources, or lint finds anything.
 	hack/verify.sh
@@ -81,6 +90,27 @@ wicd: ## Build bin/wicd.exe for windows/amd64.
 image: ## Build the operator image (needs a container engine).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
 
+##@ Deploy
+
+DEPLOY := KUSTOMIZE=$(KUSTOMIZE) IMG=$(IMG) NAMESPACE=$(NAMESPACE) hack/deploy.sh
+
+.PHONY: deploy
+deploy: $(KUSTOMIZE) ## Install CRDs, RBAC and the operator (IMG) into NAMESPACE on the current kubectl context; DRY_RUN=server to try.
+	$(DEPLOY) apply
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove what deploy installed (refuses while WindowsInstances exist; FORCE=1).
+	$(DEPLOY) delete
+
+.PHONY: installer
+installer: $(KUSTOMIZE) ## Render everything deploy installs, for IMG and NAMESPACE, into dist/install.yaml.
+	@mkdir -p dist
+	$(DEPLOY) render > dist/install.yaml
+	@echo "dist/install.yaml: $(IMG) in namespace $(NAMESPACE)"
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE) ## Build the pinned kustomize into bin/.
+
 ##@ Demo
 
 .PHONY: demo
@@ -94,7 +124,7 @@ setup-envtest: ## Build etcd, kube-apiserver, kube-controller-manager and kubect
 	K8S_VERSION=$(K8S_VERSION) hack/setup-envtest.sh
 
 .PHONY: test
-test: setup-envtest ## Run unit and integration tests (local control plane, simulated hosts).
+test: setup-envtest $(KUSTOMIZE) ## Run unit and integration tests (local control plane, simulated hosts, the kustomize install).
 	$(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: test-race
