@@ -39,7 +39,7 @@ func whoAmI(ctx context.Context, token string) (string, error) {
 }
 
 // bindingSubjects are the subjects of the bootstrap ClusterRoleBinding.
-func bindingSubjects(g Gomega, ctx context.Context) []rbacv1.Subject {
+func bindingSubjects(ctx context.Context, g Gomega) []rbacv1.Subject {
 	crb := &rbacv1.ClusterRoleBinding{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: bootstrap.BindingName}, crb)).To(Succeed())
 	g.Expect(crb.RoleRef.Name).To(Equal(bootstrap.NodeBootstrapperRole))
@@ -72,7 +72,7 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	// CSRs through the binding and nothing more.
 	g.Eventually(func() (string, error) { return whoAmI(ctx, token) }).WithTimeout(10 * time.Second).Should(Equal(users[0]))
 	g.Eventually(func(g Gomega) {
-		g.Expect(bindingSubjects(g, ctx)).To(ContainElement(rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: saName, Namespace: ctrltest.Namespace}))
+		g.Expect(bindingSubjects(ctx, g)).To(ContainElement(rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: saName, Namespace: ctrltest.Namespace}))
 	}).Should(Succeed())
 	sa := &corev1.ServiceAccount{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Namespace: ctrltest.Namespace, Name: saName}, sa)).To(Succeed())
@@ -101,7 +101,7 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	crb.Subjects = append(crb.Subjects, rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:authenticated"})
 	g.Expect(ctrltest.Client.Update(ctx, crb)).To(Succeed())
 	g.Expect(tokens.EnsureRBAC(ctx)).To(Succeed())
-	g.Expect(bindingSubjects(g, ctx)).NotTo(ContainElement(HaveField("Kind", rbacv1.GroupKind)))
+	g.Expect(bindingSubjects(ctx, g)).NotTo(ContainElement(HaveField("Kind", rbacv1.GroupKind)))
 
 	// Revoked: both tokens stop authenticating (after the API server's
 	// token cache, 10 s by default), the Secret and the subject are gone.
@@ -112,7 +112,7 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	}
 	err = ctrltest.Client.Get(ctx, client.ObjectKey{Namespace: ctrltest.Namespace, Name: saName}, &corev1.Secret{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "token Secret: %v", err)
-	g.Expect(bindingSubjects(g, ctx)).NotTo(ContainElement(HaveField("Name", saName)))
+	g.Expect(bindingSubjects(ctx, g)).NotTo(ContainElement(HaveField("Name", saName)))
 	users, err = tokens.Usernames(ctx, instance)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(users).To(BeEmpty())

@@ -374,6 +374,14 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 	g.Expect(usersA).NotTo(ContainElement(revokedUsers[0]))
 	_, saA, _ := strings.Cut(strings.TrimPrefix(usersA[0], bootstrap.ServiceAccountUserPrefix), ":")
 	saGroups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ctrltest.Namespace}
+	neverIssuedUser := bootstrap.Username(ctrltest.Namespace, bootstrap.NamePrefix+"zz"+sfx[:4])
+	otherNamespaceUser := bootstrap.Username("default", saA)
+	// Identities the operator did not issue (or no longer) may create CSRs
+	// here, so that the approver is what refuses them.
+	csrtAllowCSRCreation(t, p+"forgers",
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: neverIssuedUser},
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: revokedUsers[0]},
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: otherNamespaceUser})
 
 	linux := p + "linux"
 	csrtNode(t, hosts["b"].node, map[string]string{wmcov1.LabelInstance: hosts["b"].wi})
@@ -396,9 +404,9 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 		nodeC          = csrtUser(t, csr.NodeUserPrefix+c.node, csr.NodesGroup)
 		nodeF          = csrtUser(t, csr.NodeUserPrefix+f.node, csr.NodesGroup)
 		nodeLinux      = csrtUser(t, csr.NodeUserPrefix+linux, csr.NodesGroup)
-		neverIssued    = csrtUser(t, bootstrap.Username(ctrltest.Namespace, bootstrap.NamePrefix+"zz"+sfx[:4]), saGroups...)
+		neverIssued    = csrtUser(t, neverIssuedUser, saGroups...)
 		revokedA       = csrtUser(t, revokedUsers[0], saGroups...)
-		otherNamespace = csrtUser(t, bootstrap.Username("default", saA), "system:serviceaccounts", "system:serviceaccounts:default")
+		otherNamespace = csrtUser(t, otherNamespaceUser, "system:serviceaccounts", "system:serviceaccounts:default")
 		admin          = ctrltest.Client
 	)
 	subjA, subjB, subjC := csrtNodeSubject(a.node), csrtNodeSubject(b.node), csrtNodeSubject(c.node)
