@@ -1,8 +1,12 @@
 # Windows Machine Config Operator (openwmco). `make help` lists the targets.
 
 K8S_VERSION ?= v1.37.2
+# The release (semver, from the VERSION file) names the image everywhere:
+# config/manager, make deploy/installer, the OLM bundle. VERSION, stamped
+# into the binaries, says which commit they were built from.
+RELEASE := $(shell cat VERSION)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-IMG ?= ghcr.io/openwmco/wmco:$(VERSION)
+IMG ?= ghcr.io/openwmco/wmco:v$(RELEASE)
 CONTROLPLANE_BIN := $(CURDIR)/bin/k8s/$(K8S_VERSION)
 LDFLAGS := -X github.com/openwmco/wmco/pkg/version.Version=$(VERSION)
 
@@ -16,13 +20,18 @@ CONTROLLER_GEN := $(GO) tool controller-gen
 # bin/, keyed by version (a few minutes cold).
 GOLANGCI_LINT_VERSION := $(shell awk '$$1 == "github.com/golangci/golangci-lint/v2" { print $$2 }' hack/tools/go.mod)
 GOLANGCI_LINT := $(CURDIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# kustomize, pinned the same way (hack/tools/go.mod), for deploy and installer.
+KUSTOMIZE_VERSION := $(shell awk '$$1 == "sigs.k8s.io/kustomize/kustomize/v5" && $$2 ~ /^v/ { print $$2 }' hack/tools/go.mod)
+KUSTOMIZE := $(CURDIR)/bin/kustomize-$(KUSTOMIZE_VERSION)
+# Where make deploy installs the operator.
+NAMESPACE ?= wmco-system
 # Packages with tests; the timeout covers the integration suites.
 TEST_FLAGS ?= -count=1 -timeout 20m
 # The OLM bundle (make bundle): its version is VERSION's, semver; the CSV
 # runs the operator image of that release. The oldest Kubernetes it installs
 # on is the payload's minor (a kubelet may not be newer than the API server).
-BUNDLE_VERSION ?= $(shell cat VERSION)
-BUNDLE_OPERATOR_IMG ?= ghcr.io/openwmco/wmco:v$(BUNDLE_VERSION)
+BUNDLE_VERSION ?= $(RELEASE)
+BUNDLE_OPERATOR_IMG ?= $(IMG)
 BUNDLE_IMG ?= ghcr.io/openwmco/wmco-bundle:v$(BUNDLE_VERSION)
 BUNDLE_CHANNELS ?= candidate
 BUNDLE_DEFAULT_CHANNEL ?= candidate
@@ -70,6 +79,10 @@ $(GOLANGCI_LINT):
 	@mkdir -p $(@D)
 	$(GO) build -C hack/tools -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
+$(KUSTOMIZE):
+	@mkdir -p $(@D)
+	$(GO) build -C hack/tools -o $@ sigs.k8s.io/kustomize/kustomize/v5
+
 .PHONY: verify
 verify: ## Fail when generated files or formatting drift from the sources, or lint finds anything.
 	hack/verify.sh
@@ -107,6 +120,27 @@ bundle-build: ## Build the bundle image (BUNDLE_IMG) from bundle.Dockerfile (nee
 bundle-push: ## Push the bundle image (BUNDLE_IMG).
 	docker push $(BUNDLE_IMG)
 
+##@ Deploy
+
+DEPLOY := KUSTOMIZE=$(KUSTOMIZE) IMG=$(IMG) NAMESPACE=$(NAMESPACE) hack/deploy.sh
+
+.PHONY: deploy
+deploy: $(KUSTOMIZE) ## Install CRDs, RBAC and the operator (IMG) into NAMESPACE on the current kubectl context; DRY_RUN=server to try.
+	$(DEPLOY) apply
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove what deploy installed (refuses while WindowsInstances exist; FORCE=1).
+	$(DEPLOY) delete
+
+.PHONY: installer
+installer: $(KUSTOMIZE) ## Render everything deploy installs, for IMG and NAMESPACE, into dist/install.yaml.
+	@mkdir -p dist
+	$(DEPLOY) render > dist/install.yaml
+	@echo "dist/install.yaml: $(IMG) in namespace $(NAMESPACE)"
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE) ## Build the pinned kustomize into bin/.
+
 ##@ Demo
 
 .PHONY: demo
@@ -120,7 +154,7 @@ setup-envtest: ## Build etcd, kube-apiserver, kube-controller-manager and kubect
 	K8S_VERSION=$(K8S_VERSION) hack/setup-envtest.sh
 
 .PHONY: test
-test: setup-envtest ## Run unit and integration tests (local control plane, simulated hosts), and the bundle's validator tests.
+test: setup-envtest $(KUSTOMIZE) ## Run unit and integration tests (local control plane, simulated hosts, the kustomize install) and the bundle's validator tests.
 	$(GO) test $(TEST_FLAGS) ./...
 	$(GO) test -C hack/bundle $(TEST_FLAGS) ./...
 

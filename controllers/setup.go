@@ -57,9 +57,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		}
 		o.Clientset = cs
 	}
-	// Token Secrets are read live: one is created moments before the CSR
-	// it authenticates.
-	tokens := &bootstrap.Tokens{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}
+	// Bootstrap ServiceAccounts are read live: one is created moments
+	// before the CSR it authenticates.
+	tokens := &bootstrap.Tokens{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Config.Namespace}
 	if o.Config.Platform == cluster.Kubernetes {
 		if err := tokens.EnsureRBAC(ctx); err != nil {
 			return err

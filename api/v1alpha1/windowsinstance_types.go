@@ -56,7 +56,9 @@ type WindowsInstanceSpec struct {
 
 	// CredentialsSecretRef names the Secret key holding the SSH private key
 	// (PEM or OpenSSH format). By default the key private-key.pem of the
-	// Secret cloud-private-key in the operator's namespace.
+	// Secret cloud-private-key in the operator's namespace. A namespace
+	// other than the operator's must be listed in the WindowsNodeConfig's
+	// spec.credentialNamespaces.
 	// +optional
 	// +kubebuilder:default={}
 	CredentialsSecretRef SecretKeyReference `json:"credentialsSecretRef,omitempty"`
@@ -84,7 +86,8 @@ type WindowsInstanceSpec struct {
 
 // SecretKeyReference points at one key of a Secret.
 type SecretKeyReference struct {
-	// Namespace of the Secret; empty means the operator's namespace.
+	// Namespace of the Secret; empty means the operator's namespace. Any
+	// other must be listed in WindowsNodeConfig spec.credentialNamespaces.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace,omitempty"`
@@ -211,7 +214,7 @@ type WindowsInstanceStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=wi,categories=wmco
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="the name of a WindowsInstance is at most 63 characters: it is used as a label value on its Node and bootstrap token"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="the name of a WindowsInstance is at most 63 characters: it is used as a label value on its Node and bootstrap ServiceAccount"
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.address`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

@@ -166,6 +166,20 @@ type WindowsNodeConfigSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Containerd ContainerdSpec `json:"containerd,omitempty"`
+
+	// CredentialNamespaces are the namespaces, besides the operator's own,
+	// whose Secrets a WindowsInstance's spec.credentialsSecretRef may name.
+	// The operator reads SSH keys from nowhere else: an instance naming
+	// another namespace is Stalled (CredentialsNamespaceNotAllowed) and no
+	// read is attempted. Listing a namespace here is not enough: the
+	// operator's ServiceAccount also needs "get" on Secrets there (a Role
+	// and a RoleBinding in that namespace; see the README).
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +listType=set
+	CredentialNamespaces []string `json:"credentialNamespaces,omitempty"`
 }
 
 // WindowsNodeConfigStatus is the observed state of the configuration.

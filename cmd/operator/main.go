@@ -46,6 +46,9 @@ const defaultNamespace = "wmco-system"
 // Leader election (a Lease in the operator's namespace) and its Events:
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=wmco-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",namespace=wmco-system,resources=events,verbs=create;patch
+// The cluster DNS address for kubelets (kube-system/kube-dns), by name
+// only: a CSV cannot grant a Role in kube-system.
+// +kubebuilder:rbac:groups="",resources=services,verbs=get,resourceNames=kube-dns
 
 type options struct {
 	metricsAddr     string

@@ -40,7 +40,8 @@ import (
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,verbs=approve,resourceNames=kubernetes.io/kube-apiserver-client-kubelet;kubernetes.io/kubelet-serving
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",namespace=kube-system,resources=secrets,verbs=list;watch
+// The bootstrap ServiceAccounts issued per host (pkg/bootstrap), read live:
+// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=serviceaccounts,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 const (
@@ -82,7 +83,7 @@ type Reconciler struct {
 	// APIReader reads without the cache. Approval and denial are final,
 	// so they are decided again on a live view before they are written:
 	// a cache can lag a Node that has just registered. It also reads the
-	// bootstrap token Secrets when Tokens has no Reader of its own.
+	// bootstrap ServiceAccounts when Tokens has no Reader of its own.
 	// Default: the manager's API reader.
 	APIReader client.Reader
 	Config    core.Config
@@ -96,8 +97,8 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 
 	// tokens is Tokens reading through APIReader unless it names a Reader:
-	// a token Secret is created moments before the CSR it authenticates,
-	// and a lagging cache would deny that CSR for good.
+	// a bootstrap ServiceAccount is created moments before the CSR it
+	// authenticates, and a lagging cache would deny that CSR for good.
 	tokens *bootstrap.Tokens
 	// seen remembers the last decision per pending CSR, across reconciles,
 	// so each verdict is counted and announced once.

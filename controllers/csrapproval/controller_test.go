@@ -40,10 +40,10 @@ import (
 )
 
 // The CSR approver's tests create every CSR with a client authenticated as
-// its requester (a real bootstrap token, or a client certificate for
-// system:node:<name>, an admin, or an identity no token backs), so the API
-// server fills spec.username as it would for a real kubelet, and
-// kube-controller-manager signs what gets approved.
+// its requester (a real bootstrap token of a host's ServiceAccount, or a
+// client certificate for system:node:<name>, an admin, or an identity no
+// token backs), so the API server fills spec.username as it would for a
+// real kubelet, and kube-controller-manager signs what gets approved.
 
 var (
 	csrtDS = certificatesv1.UsageDigitalSignature
@@ -274,7 +274,7 @@ func csrtApprover(t *testing.T) *csrapproval.Reconciler {
 		r.Config = core.Config{Namespace: ctrltest.Namespace, Platform: cluster.Kubernetes}
 		// As the operator wires it: Tokens reads through the manager's
 		// client; the approver reads tokens live.
-		r.Tokens = &bootstrap.Tokens{Client: mgr.GetClient()}
+		r.Tokens = &bootstrap.Tokens{Client: mgr.GetClient(), Namespace: ctrltest.Namespace}
 		r.Recorder = mgr.GetEventRecorder("wmco-csr-approver")
 		return r.SetupWithManager(mgr)
 	})
@@ -310,7 +310,7 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 	ctx := t.Context()
 	sfx := csrtSuffix(t)
 	p := "csrt-" + sfx + "-"
-	issuer := &bootstrap.Tokens{Client: ctrltest.Client}
+	issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
 	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
 	csrtAllowCSRCreation(t, p+"nodes", rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: csr.NodesGroup})
 
@@ -349,11 +349,14 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 	f := hosts["f"]
 	csrtInstance(t, f.wi, f.node, wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Hostname: f.name, Addresses: f.ips}})
 
-	// An expired token of A first (Issue would return the valid one
-	// otherwise); kube-controller-manager's token cleaner may delete it.
-	expired := &bootstrap.Tokens{Client: ctrltest.Client, Now: func() time.Time { return time.Now().Add(-3 * time.Hour) }}
-	expiredToken, err := expired.Issue(ctx, hosts["a"].wi)
+	// An identity of A issued and revoked first: the next issuance gets
+	// a ServiceAccount of another name.
+	_, err := issuer.Issue(ctx, hosts["a"].wi)
 	g.Expect(err).NotTo(HaveOccurred())
+	revokedUsers, err := issuer.Usernames(ctx, hosts["a"].wi)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(revokedUsers).To(HaveLen(1))
+	g.Expect(issuer.Revoke(ctx, hosts["a"].wi)).To(Succeed())
 	for _, h := range hosts {
 		h.token, err = issuer.Issue(ctx, h.wi)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -365,8 +368,20 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 			}
 		}
 	})
-	tokenID := func(token string) string { id, _, _ := strings.Cut(token, "."); return id }
-	g.Expect(tokenID(expiredToken)).NotTo(Equal(tokenID(hosts["a"].token)))
+	usersA, err := issuer.Usernames(ctx, hosts["a"].wi)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(usersA).To(HaveLen(1))
+	g.Expect(usersA).NotTo(ContainElement(revokedUsers[0]))
+	_, saA, _ := strings.Cut(strings.TrimPrefix(usersA[0], bootstrap.ServiceAccountUserPrefix), ":")
+	saGroups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ctrltest.Namespace}
+	neverIssuedUser := bootstrap.Username(ctrltest.Namespace, bootstrap.NamePrefix+"zz"+sfx[:4])
+	otherNamespaceUser := bootstrap.Username("default", saA)
+	// Identities the operator did not issue (or no longer) may create CSRs
+	// here, so that the approver is what refuses them.
+	csrtAllowCSRCreation(t, p+"forgers",
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: neverIssuedUser},
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: revokedUsers[0]},
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: otherNamespaceUser})
 
 	linux := p + "linux"
 	csrtNode(t, hosts["b"].node, map[string]string{wmcov1.LabelInstance: hosts["b"].wi})
@@ -389,8 +404,9 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 		nodeC          = csrtUser(t, csr.NodeUserPrefix+c.node, csr.NodesGroup)
 		nodeF          = csrtUser(t, csr.NodeUserPrefix+f.node, csr.NodesGroup)
 		nodeLinux      = csrtUser(t, csr.NodeUserPrefix+linux, csr.NodesGroup)
-		neverIssued    = csrtUser(t, bootstrap.UserPrefix+"zz"+sfx[:4], bootstrap.Group)
-		expiredA       = csrtUser(t, bootstrap.UserPrefix+tokenID(expiredToken), bootstrap.Group)
+		neverIssued    = csrtUser(t, neverIssuedUser, saGroups...)
+		revokedA       = csrtUser(t, revokedUsers[0], saGroups...)
+		otherNamespace = csrtUser(t, otherNamespaceUser, "system:serviceaccounts", "system:serviceaccounts:default")
 		admin          = ctrltest.Client
 	)
 	subjA, subjB, subjC := csrtNodeSubject(a.node), csrtNodeSubject(b.node), csrtNodeSubject(c.node)
@@ -446,7 +462,8 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 		{"client-with-uri-san", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.uris = []string{"spiffe://cluster/ns/x"} }), csrtDenied, "email or URI subject alternative names"},
 		{"other-hosts-bootstrap-token", bootB, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
 		{"never-issued-bootstrap-identity", neverIssued, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
-		{"expired-bootstrap-token", expiredA, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
+		{"revoked-bootstrap-identity", revokedA, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
+		{"same-name-other-namespace", otherNamespace, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
 		{"admin-for-a-node", admin, csrtClientSigner, csrtClientUsages, subjB, csrtDenied, "is neither the bootstrap identity issued for instance " + b.wi},
 		{"renewal-before-node-known", nodeA, csrtClientSigner, csrtClientUsages, subjA, csrtPending, "its Node is not known to belong to instance " + a.wi},
 		{"node-name-held-by-foreign-node", bootC, csrtClientSigner, csrtClientUsages, subjC, csrtDenied, "exists and does not belong to instance " + c.wi},
@@ -577,7 +594,7 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 	csrtAllowCSRCreation(t, p+"nodes", rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: csr.NodesGroup})
 	nodeName, ip := p+"win", "10.78.0.21"
 	wi := csrtInstance(t, p+"h", "", wmcov1.WindowsInstanceStatus{NodeName: nodeName})
-	issuer := &bootstrap.Tokens{Client: ctrltest.Client}
+	issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
 	_, err := issuer.Issue(ctx, wi.Name)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
@@ -633,7 +650,8 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 }
 
 // On OpenShift every kubelet bootstraps as the node-bootstrapper service
-// account; a bootstrap token is not an identity the operator issued there.
+// account; a bootstrap token, or a ServiceAccount the operator would issue
+// on plain Kubernetes, is not an identity it issued there.
 func TestCSRApproverOpenShiftBootstrapIdentity(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
@@ -652,7 +670,7 @@ func TestCSRApproverOpenShiftBootstrapIdentity(t *testing.T) {
 	})
 	subj := csrtNodeSubject(p + "win")
 	sa := csrtUser(t, csrapproval.CSROpenShiftBootstrapUser, "system:serviceaccounts", "system:serviceaccounts:openshift-machine-config-operator")
-	token := csrtUser(t, bootstrap.UserPrefix+"abcdef", "system:bootstrappers")
+	token := csrtUser(t, "system:bootstrap:abcdef", "system:bootstrappers")
 	ok := csrtCreateCSR(t, sa, p+"sa", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
 	forged := csrtCreateCSR(t, token, p+"token", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
 
@@ -682,7 +700,7 @@ func TestCSRApproverRunsWithGeneratedRBAC(t *testing.T) {
 	ctrltest.GrantGeneratedRBAC(t, p+"manager", user, ctrltest.Namespace)
 
 	wi := csrtInstance(t, p+"r", "", wmcov1.WindowsInstanceStatus{NodeName: p + "win"})
-	issuer := &bootstrap.Tokens{Client: ctrltest.Client}
+	issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
 	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
 	token, err := issuer.Issue(ctx, wi.Name)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -694,7 +712,7 @@ func TestCSRApproverRunsWithGeneratedRBAC(t *testing.T) {
 		return (&csrapproval.Reconciler{
 			Client:   mgr.GetClient(),
 			Config:   core.Config{Namespace: ctrltest.Namespace, Platform: cluster.Kubernetes},
-			Tokens:   &bootstrap.Tokens{Client: mgr.GetClient()},
+			Tokens:   &bootstrap.Tokens{Client: mgr.GetClient(), Namespace: ctrltest.Namespace},
 			Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
 		}).SetupWithManager(mgr)
 	})
@@ -725,7 +743,7 @@ func TestCSRApproverSetupRequiresDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := mgr.GetEventRecorder("wmco-csr-approver")
-	tokens := &bootstrap.Tokens{Client: mgr.GetClient()}
+	tokens := &bootstrap.Tokens{Client: mgr.GetClient(), Namespace: ctrltest.Namespace}
 	cases := []struct {
 		name string
 		r    *csrapproval.Reconciler

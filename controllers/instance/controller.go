@@ -39,13 +39,20 @@ import (
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances/finalizers,verbs=update
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsnodeconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;update;patch;delete
-// SSH keys: any namespace a credentialsSecretRef names (read), watched in
-// the operator's; bootstrap tokens in kube-system.
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
-// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=secrets,verbs=list;watch
-// +kubebuilder:rbac:groups="",namespace=kube-system,resources=secrets,verbs=list;watch;create;delete
+// Secrets only in the operator's namespace (wmco-system here; kustomize's
+// namespace transformer renames it with the Role): SSH keys, read live and
+// watched; the bootstrap tokens of pkg/bootstrap, written. Keys in the
+// namespaces WindowsNodeConfig spec.credentialNamespaces lists are read
+// with a Role the admin grants there; no Secret is readable cluster-wide.
+// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=secrets,verbs=get;list;watch;create;update;delete
+// Per-host bootstrap ServiceAccounts and their tokens (pkg/bootstrap):
+// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=serviceaccounts,verbs=list;create;delete
+// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=serviceaccounts/token,verbs=create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings,verbs=get;create;delete
+// The one ClusterRoleBinding binding system:node-bootstrapper to them
+// (create cannot be limited to a name; everything else is):
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings,verbs=get;update;delete,resourceNames=wmco:node-bootstrapper
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=system:node-bootstrapper
 
 // Timeouts of the remote steps of one reconcile.
@@ -76,7 +83,7 @@ type Reconciler struct {
 	PayloadDir string
 	// Cluster holds what kubelets need to know about the cluster.
 	Cluster nodeconfig.ClusterFacts
-	// Tokens issues bootstrap tokens (plain Kubernetes).
+	// Tokens issues per-host bootstrap identities (plain Kubernetes).
 	Tokens *bootstrap.Tokens
 	// Recorder emits events.k8s.io/v1 Events on instances.
 	Recorder events.EventRecorder

@@ -59,8 +59,13 @@ func TestInstanceJoinsAndLeaves(t *testing.T) {
 	for _, c := range []string{wmcov1.ConditionReconciling, wmcov1.ConditionStalled} {
 		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, c)).To(BeNil(), "kstatus: a Ready instance is neither %s", c)
 	}
+	// The bootstrap identity is revoked after the join: its ServiceAccount
+	// and the Secret keeping its token are gone.
+	var sas corev1.ServiceAccountList
+	g.Expect(ctrltest.Client.List(ctx, &sas, client.InNamespace(ctrltest.Namespace), client.MatchingLabels{wmcov1.LabelInstance: h.Name})).To(Succeed())
+	g.Expect(sas.Items).To(BeEmpty(), "the bootstrap ServiceAccount is deleted after the join")
 	var tokens corev1.SecretList
-	g.Expect(ctrltest.Client.List(ctx, &tokens, client.InNamespace("kube-system"), client.MatchingLabels{wmcov1.LabelInstance: h.Name})).To(Succeed())
+	g.Expect(ctrltest.Client.List(ctx, &tokens, client.InNamespace(ctrltest.Namespace), client.MatchingLabels{wmcov1.LabelInstance: h.Name})).To(Succeed())
 	g.Expect(tokens.Items).To(BeEmpty(), "the bootstrap token is deleted after the join")
 
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)

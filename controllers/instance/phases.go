@@ -43,7 +43,7 @@ const placeholderToken = "000000.0000000000000000"
 // on first use or checking the pinned one.
 func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Result, error) {
 	wi := s.wi
-	key, o := r.privateKey(ctx, wi)
+	key, o := r.privateKey(ctx, wi, s.config.CredentialNamespaces)
 	if !o.ok {
 		setReachableCondition(wi, o)
 		r.event(s, true, o.reason, "%s", o.message)
@@ -88,9 +88,15 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 	return ctrl.Result{}, nil
 }
 
-// privateKey reads the SSH private key from the instance's Secret.
-func (r *Reconciler) privateKey(ctx context.Context, wi *wmcov1.WindowsInstance) (remote.PrivateKey, outcome) {
+// privateKey reads the SSH private key from the instance's Secret. Only
+// the operator's namespace and the namespaces the WindowsNodeConfig allows
+// (allowed) are read: whoever may create a WindowsInstance must not make
+// the operator read a Secret anywhere else.
+func (r *Reconciler) privateKey(ctx context.Context, wi *wmcov1.WindowsInstance, allowed []string) (remote.PrivateKey, outcome) {
 	ref := r.secretRef(wi)
+	if o := credentialsNamespaceAllowed(ref.Namespace, r.Config.Namespace, allowed); !o.ok {
+		return nil, o
+	}
 	sec := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, sec); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -3,6 +3,7 @@ package instance
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,9 @@ const (
 	// an address the operator never connects to (link-local, multicast,
 	// unspecified, broadcast).
 	ReasonInvalidAddress = "InvalidAddress"
+	// ReasonCredentialsNamespaceNotAllowed: credentialsSecretRef names a
+	// namespace the operator may not read keys from.
+	ReasonCredentialsNamespaceNotAllowed = "CredentialsNamespaceNotAllowed"
 
 	ReasonCheckingHost    = "CheckingHost"
 	ReasonPreflightPassed = "PreflightPassed"
@@ -72,6 +76,19 @@ var terminalReasons = map[string]bool{
 	ReasonSecretNotFound: true, ReasonInvalidKey: true, ReasonAuthenticationFailed: true,
 	ReasonHostKeyMismatch: true, wicdapi.ReasonUnsupported: true, wicdapi.ReasonBadHostname: true,
 	ReasonRenderFailed: true, ReasonNodeNameConflict: true, ReasonInvalidAddress: true,
+	ReasonCredentialsNamespaceNotAllowed: true,
+}
+
+// credentialsNamespaceAllowed tells whether the SSH key may be read from
+// namespace: the operator's own, or one listed in the WindowsNodeConfig's
+// spec.credentialNamespaces (allowed).
+func credentialsNamespaceAllowed(namespace, operatorNamespace string, allowed []string) outcome {
+	if namespace == operatorNamespace || slices.Contains(allowed, namespace) {
+		return outcome{ok: true}
+	}
+	return outcome{reason: ReasonCredentialsNamespaceNotAllowed, message: fmt.Sprintf(
+		"credentialsSecretRef names namespace %s: SSH keys are read only from the operator's namespace %s and the namespaces listed in WindowsNodeConfig %s spec.credentialNamespaces",
+		namespace, operatorNamespace, wmcov1.WindowsNodeConfigName)}
 }
 
 // outcome is what a phase observed, for its condition.

@@ -1,50 +1,104 @@
 // Package bootstrap issues the credential a host's kubelet uses for its
-// TLS bootstrap. On plain Kubernetes that is a short-lived bootstrap token
-// per host (a Secret in kube-system, labelled with its WindowsInstance) in
-// the group system:bootstrappers:wmco, which may create CSRs; it is deleted
-// once the host has joined. The CSR approver asks which identities were
-// issued for a host, so a CSR from another host's token is refused.
+// TLS bootstrap on plain Kubernetes, using nothing outside the operator's
+// own namespace but one ClusterRoleBinding.
+//
+// Each host being joined gets a ServiceAccount of its own in the
+// operator's namespace (generated name wmco-bootstrap-<random>, labelled
+// wmco.io/instance=<instance>) and a short-lived token for it from the
+// TokenRequest API. The kubelet presents that token and its CSR carries
+// the requester system:serviceaccount:<namespace>:<name>, which the CSR
+// approver ties to the host (Usernames). Once the host has joined, or when
+// its instance is deleted, the ServiceAccount is deleted: every token of
+// it stops authenticating at once, and a pending CSR of the old identity
+// can never be tied to a later issuance, whose ServiceAccount has another
+// name.
+//
+// Why not the alternatives:
+//   - Bootstrap-token Secrets live in kube-system. Writing them needs a Role
+//     there, which an OLM ClusterServiceVersion cannot express (its
+//     permissions carry no namespace) and which a namespace overlay cannot
+//     rename without a clash.
+//   - Binding system:node-bootstrapper to the group
+//     system:serviceaccounts:<namespace> would need no binding updates, but
+//     would let every ServiceAccount of the namespace (the operator's own,
+//     anything an admin runs there) create CSRs, and a namespace overlay
+//     does not rename a group subject.
+//
+// So the ClusterRoleBinding wmco:node-bootstrapper (a fixed name, so the
+// operator's update, get and delete can be limited to it by resourceNames)
+// binds system:node-bootstrapper to exactly the bootstrap ServiceAccounts
+// that exist, no other subject: the operator rewrites its subjects after
+// each issuance and revocation, and at start-up (EnsureRBAC).
+//
+// The token is kept in a Secret of the same name in the operator's
+// namespace (type wmco.io/bootstrap-token, owned by the ServiceAccount):
+// TokenRequest tokens are not stored by the API server, and the host's
+// plan must render the same token on every reconcile until it has joined.
 package bootstrap
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 )
 
 const (
-	// Group is the extra group of the operator's bootstrap tokens.
-	Group = "system:bootstrappers:wmco"
-	// BindingName is the ClusterRoleBinding that lets Group create CSRs.
+	// BindingName is the ClusterRoleBinding that lets the bootstrap
+	// ServiceAccounts create CSRs.
 	BindingName = "wmco:node-bootstrapper"
+	// NodeBootstrapperRole is the ClusterRole it binds (CSR create, get,
+	// list, watch; kube-apiserver's bootstrap policy).
+	NodeBootstrapperRole = "system:node-bootstrapper"
 	// DefaultTTL is how long a token is valid; a join takes minutes.
 	DefaultTTL = time.Hour
-	// UserPrefix starts a bootstrap token's user name.
-	UserPrefix = "system:bootstrap:"
+	// NamePrefix starts the generated name of each bootstrap
+	// ServiceAccount (and of the Secret holding its token).
+	NamePrefix = "wmco-bootstrap-"
+	// SecretType is the type of the Secrets holding issued tokens.
+	SecretType corev1.SecretType = "wmco.io/bootstrap-token"
 
-	tokenNamespace = "kube-system"
-	secretPrefix   = "bootstrap-token-"
-	tokenChars     = "abcdefghijklmnopqrstuvwxyz0123456789"
+	// ServiceAccountUserPrefix starts a ServiceAccount's user name.
+	ServiceAccountUserPrefix = "system:serviceaccount:"
+
+	tokenKey      = "token"
+	expirationKey = "expiration"
 )
 
-// Tokens issues and revokes per-host bootstrap tokens.
+// Username is the user name a token of the ServiceAccount authenticates
+// as.
+func Username(namespace, name string) string {
+	return ServiceAccountUserPrefix + namespace + ":" + name
+}
+
+// Tokens issues and revokes per-host bootstrap credentials.
 type Tokens struct {
+	// Client writes ServiceAccounts, token requests, Secrets and the
+	// ClusterRoleBinding.
 	Client client.Client
-	// Reader for lookups; the manager's cache when nil is not wanted
-	// (defaults to Client).
+	// Reader reads them; it must read live (the manager's API reader),
+	// not through a cache: a credential is issued moments before the CSR
+	// it authenticates. Defaults to Client.
 	Reader client.Reader
-	TTL    time.Duration
-	Now    func() time.Time
+	// Namespace is the operator's namespace, where the ServiceAccounts and
+	// their token Secrets live. Required.
+	Namespace string
+	TTL       time.Duration
+	Now       func() time.Time
 }
 
 func (t *Tokens) reader() client.Reader {
@@ -54,125 +108,220 @@ func (t *Tokens) reader() client.Reader {
 	return t.Client
 }
 
-// EnsureRBAC binds system:node-bootstrapper to Group.
+// EnsureRBAC creates the ClusterRoleBinding, puts back its roleRef if
+// someone changed it, and sets its subjects to exactly the bootstrap
+// ServiceAccounts that exist.
 func (t *Tokens) EnsureRBAC(ctx context.Context) error {
-	crb := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: BindingName},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-bootstrapper"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: Group}},
-	}
-	err := t.Client.Create(ctx, crb)
-	if err == nil {
-		return nil
-	}
-	if !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create ClusterRoleBinding %s: %w", BindingName, err)
-	}
 	existing := &rbacv1.ClusterRoleBinding{}
-	if err := t.reader().Get(ctx, client.ObjectKey{Name: BindingName}, existing); err != nil {
+	err := t.reader().Get(ctx, client.ObjectKey{Name: BindingName}, existing)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
 		return fmt.Errorf("read ClusterRoleBinding %s: %w", BindingName, err)
+	case existing.RoleRef != roleRef():
+		// roleRef cannot be updated in place.
+		if err := t.Client.Delete(ctx, existing); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("replace ClusterRoleBinding %s: %w", BindingName, err)
+		}
 	}
-	if existing.RoleRef == crb.RoleRef && len(existing.Subjects) == 1 && existing.Subjects[0] == crb.Subjects[0] {
-		return nil
-	}
-	// Someone changed it: put it back (roleRef cannot be updated in place).
-	if err := t.Client.Delete(ctx, existing); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("replace ClusterRoleBinding %s: %w", BindingName, err)
-	}
-	if err := t.Client.Create(ctx, crb); err != nil {
-		return fmt.Errorf("recreate ClusterRoleBinding %s: %w", BindingName, err)
+	return t.syncBinding(ctx)
+}
+
+func roleRef() rbacv1.RoleRef {
+	return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: NodeBootstrapperRole}
+}
+
+// syncBinding sets the binding's subjects to the bootstrap ServiceAccounts
+// that exist. The binding is read before the ServiceAccounts are listed
+// and written with its resourceVersion: a ServiceAccount another worker
+// created after that list has also been written after that read, so one
+// of the two updates conflicts and is retried, and no subject is lost.
+func (t *Tokens) syncBinding(ctx context.Context) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		crb := &rbacv1.ClusterRoleBinding{}
+		err := t.reader().Get(ctx, client.ObjectKey{Name: BindingName}, crb)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		create := err != nil
+		sas, err := t.serviceAccounts(ctx, nil)
+		if err != nil {
+			return err
+		}
+		subjects := make([]rbacv1.Subject, 0, len(sas))
+		for _, sa := range sas {
+			subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: sa.Namespace})
+		}
+		if create {
+			crb = &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: BindingName, Labels: map[string]string{"app.kubernetes.io/managed-by": "wmco"}},
+				RoleRef:    roleRef(),
+				Subjects:   subjects,
+			}
+			err := t.Client.Create(ctx, crb)
+			if apierrors.IsAlreadyExists(err) {
+				// Someone else created it meanwhile: read it again.
+				return apierrors.NewConflict(rbacv1.Resource("clusterrolebindings"), BindingName, err)
+			}
+			return err
+		}
+		if slices.Equal(crb.Subjects, subjects) {
+			return nil
+		}
+		crb.Subjects = subjects
+		return t.Client.Update(ctx, crb)
+	})
+	if err != nil {
+		return fmt.Errorf("update ClusterRoleBinding %s: %w", BindingName, err)
 	}
 	return nil
 }
 
-// Issue returns a valid bootstrap token ("id.secret") for the instance,
-// creating one when none is valid for at least half its lifetime.
+// Issue returns a valid bootstrap token for the instance: the one already
+// issued while it is valid for at least half its lifetime, else a new
+// one, creating the instance's ServiceAccount and binding it first.
 func (t *Tokens) Issue(ctx context.Context, instance string) (string, error) {
 	now := t.now()
-	secrets, err := t.list(ctx, instance)
+	sas, err := t.serviceAccounts(ctx, &instance)
 	if err != nil {
 		return "", err
 	}
-	for _, s := range secrets {
-		exp, err := time.Parse(time.RFC3339, string(s.Data["expiration"]))
-		if err == nil && exp.Sub(now) > t.ttl()/2 {
-			return string(s.Data["token-id"]) + "." + string(s.Data["token-secret"]), nil
+	var sa *corev1.ServiceAccount
+	if len(sas) > 0 {
+		sa = &sas[0]
+		sec := &corev1.Secret{}
+		err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: sa.Name}, sec)
+		switch {
+		case err == nil:
+			exp, perr := time.Parse(time.RFC3339, string(sec.Data[expirationKey]))
+			if perr == nil && exp.Sub(now) > t.ttl()/2 && len(sec.Data[tokenKey]) > 0 && sec.Type == SecretType {
+				return string(sec.Data[tokenKey]), nil
+			}
+		case !apierrors.IsNotFound(err):
+			return "", fmt.Errorf("read bootstrap token of %s: %w", instance, err)
+		}
+	} else {
+		sa = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+			GenerateName: NamePrefix, Namespace: t.Namespace,
+			Labels: map[string]string{wmcov1.LabelInstance: instance},
+			Annotations: map[string]string{
+				"kubernetes.io/description": "TLS bootstrap identity of Windows host " + instance + " (wmco); deleted once it has joined",
+			},
+		}}
+		if err := t.Client.Create(ctx, sa); err != nil {
+			return "", fmt.Errorf("create bootstrap ServiceAccount for %s: %w", instance, err)
 		}
 	}
-	id, err := randomString(6)
-	if err != nil {
+	// The binding first: the kubelet may use the token at once.
+	if err := t.syncBinding(ctx); err != nil {
 		return "", err
 	}
-	secret, err := randomString(16)
-	if err != nil {
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(t.ttl() / time.Second))}}
+	if err := t.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return "", fmt.Errorf("request bootstrap token for %s: %w", instance, err)
+	}
+	if tr.Status.Token == "" {
+		return "", fmt.Errorf("request bootstrap token for %s: the API server returned no token", instance)
+	}
+	exp := tr.Status.ExpirationTimestamp.Time
+	if exp.IsZero() {
+		exp = now.Add(t.ttl())
+	}
+	if err := t.store(ctx, sa, instance, tr.Status.Token, exp); err != nil {
 		return "", err
 	}
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: secretPrefix + id, Namespace: tokenNamespace,
-			Labels: map[string]string{wmcov1.LabelInstance: instance},
-		},
-		Type: corev1.SecretTypeBootstrapToken,
-		StringData: map[string]string{
-			"token-id":                       id,
-			"token-secret":                   secret,
-			"description":                    "TLS bootstrap of Windows host " + instance + " (wmco)",
-			"expiration":                     now.Add(t.ttl()).UTC().Format(time.RFC3339),
-			"usage-bootstrap-authentication": "true",
-			"auth-extra-groups":              Group,
-		},
-	}
-	if err := t.Client.Create(ctx, s); err != nil {
-		return "", fmt.Errorf("create bootstrap token for %s: %w", instance, err)
-	}
-	return id + "." + secret, nil
+	return tr.Status.Token, nil
 }
 
-// Usernames are the identities the instance's unexpired tokens
-// authenticate as.
+// store keeps the token in the ServiceAccount's Secret.
+func (t *Tokens) store(ctx context.Context, sa *corev1.ServiceAccount, instance, token string, exp time.Time) error {
+	data := map[string][]byte{tokenKey: []byte(token), expirationKey: []byte(exp.UTC().Format(time.RFC3339))}
+	sec := &corev1.Secret{}
+	err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: sa.Name}, sec)
+	if err == nil {
+		sec.Data, sec.Type = data, SecretType
+		if err := t.Client.Update(ctx, sec); err != nil {
+			return fmt.Errorf("store bootstrap token of %s: %w", instance, err)
+		}
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("read bootstrap token of %s: %w", instance, err)
+	}
+	sec = &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: sa.Name, Namespace: t.Namespace,
+			Labels: map[string]string{wmcov1.LabelInstance: instance},
+			// Goes with the ServiceAccount, whoever deletes it.
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: sa.Name, UID: sa.UID}},
+		},
+		Type: SecretType,
+		Data: data,
+	}
+	if err := t.Client.Create(ctx, sec); err != nil {
+		return fmt.Errorf("store bootstrap token of %s: %w", instance, err)
+	}
+	return nil
+}
+
+// Usernames are the identities issued for the instance and not revoked:
+// those of its bootstrap ServiceAccounts. A token that has expired no
+// longer authenticates, so a CSR it created was created while it was
+// valid.
 func (t *Tokens) Usernames(ctx context.Context, instance string) ([]string, error) {
-	secrets, err := t.list(ctx, instance)
+	sas, err := t.serviceAccounts(ctx, &instance)
 	if err != nil {
 		return nil, err
 	}
-	now := t.now()
-	var out []string
-	for _, s := range secrets {
-		exp, err := time.Parse(time.RFC3339, string(s.Data["expiration"]))
-		if err != nil || !exp.After(now) {
-			continue
-		}
-		out = append(out, UserPrefix+string(s.Data["token-id"]))
+	out := make([]string, 0, len(sas))
+	for _, sa := range sas {
+		out = append(out, Username(sa.Namespace, sa.Name))
 	}
-	sort.Strings(out)
 	return out, nil
 }
 
-// Revoke deletes every token of the instance.
+// Revoke deletes every bootstrap ServiceAccount of the instance (its
+// tokens stop authenticating at once), their token Secrets, and their
+// subjects in the binding.
 func (t *Tokens) Revoke(ctx context.Context, instance string) error {
-	secrets, err := t.list(ctx, instance)
-	if err != nil {
+	sas, err := t.serviceAccounts(ctx, &instance)
+	if err != nil || len(sas) == 0 {
 		return err
 	}
-	for i := range secrets {
-		if err := t.Client.Delete(ctx, &secrets[i]); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete bootstrap token %s: %w", secrets[i].Name, err)
+	for i := range sas {
+		if err := t.Client.Delete(ctx, &sas[i]); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete bootstrap ServiceAccount %s: %w", sas[i].Name, err)
+		}
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: sas[i].Name, Namespace: t.Namespace}}
+		if err := t.Client.Delete(ctx, sec); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete bootstrap token %s: %w", sec.Name, err)
 		}
 	}
-	return nil
+	return t.syncBinding(ctx)
 }
 
-func (t *Tokens) list(ctx context.Context, instance string) ([]corev1.Secret, error) {
-	var l corev1.SecretList
-	if err := t.reader().List(ctx, &l, client.InNamespace(tokenNamespace), client.MatchingLabels{wmcov1.LabelInstance: instance}); err != nil {
-		return nil, fmt.Errorf("list bootstrap tokens of %s: %w", instance, err)
+// serviceAccounts lists the bootstrap ServiceAccounts of one instance, or
+// of every instance when instance is nil, sorted by name.
+func (t *Tokens) serviceAccounts(ctx context.Context, instance *string) ([]corev1.ServiceAccount, error) {
+	if t.Namespace == "" {
+		return nil, fmt.Errorf("bootstrap tokens: no namespace")
 	}
-	out := l.Items[:0]
-	for _, s := range l.Items {
-		if s.Type == corev1.SecretTypeBootstrapToken {
-			out = append(out, s)
+	var sel labels.Selector
+	if instance != nil {
+		sel = labels.SelectorFromSet(labels.Set{wmcov1.LabelInstance: *instance})
+	} else {
+		req, err := labels.NewRequirement(wmcov1.LabelInstance, selection.Exists, nil)
+		if err != nil {
+			return nil, err
 		}
+		sel = labels.NewSelector().Add(*req)
 	}
+	var l corev1.ServiceAccountList
+	if err := t.reader().List(ctx, &l, client.InNamespace(t.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, fmt.Errorf("list bootstrap ServiceAccounts: %w", err)
+	}
+	out := slices.DeleteFunc(l.Items, func(sa corev1.ServiceAccount) bool { return !strings.HasPrefix(sa.Name, NamePrefix) })
+	slices.SortFunc(out, func(a, b corev1.ServiceAccount) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -188,15 +337,4 @@ func (t *Tokens) now() time.Time {
 		return t.Now()
 	}
 	return time.Now()
-}
-
-func randomString(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	for i := range b {
-		b[i] = tokenChars[int(b[i])%len(tokenChars)]
-	}
-	return string(b), nil
 }

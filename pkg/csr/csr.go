@@ -46,8 +46,9 @@ type Instance struct {
 	// NodeName the host registers as.
 	NodeName string
 	// BootstrapUsernames are the identities the operator issued this host
-	// for its TLS bootstrap (system:bootstrap:<token-id>; on OpenShift the
-	// node-bootstrapper service account).
+	// for its TLS bootstrap (its bootstrap ServiceAccount,
+	// system:serviceaccount:<operator namespace>:wmco-bootstrap-<x>; on
+	// OpenShift the node-bootstrapper service account).
 	BootstrapUsernames []string
 	// Addresses and Hostname observed on the host: a serving certificate
 	// may name these and nothing else.

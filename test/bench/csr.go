@@ -26,6 +26,7 @@ import (
 	"github.com/openwmco/wmco/pkg/bootstrap"
 	"github.com/openwmco/wmco/pkg/csr"
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/localenv"
 	"github.com/openwmco/wmco/test/proc"
 )
 
@@ -77,7 +78,7 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 	}
 	defer op.Stop()
 
-	tokens := &bootstrap.Tokens{Client: p.client}
+	tokens := &bootstrap.Tokens{Client: p.client, Namespace: localenv.Namespace}
 	if err := tokens.EnsureRBAC(ctx); err != nil {
 		return err
 	}
@@ -112,8 +113,14 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 		if err != nil {
 			return err
 		}
-		id, _, _ := strings.Cut(token, ".")
-		cfg, err := p.cluster.UserConfig(bootstrap.UserPrefix+id, bootstrap.Group)
+		if token == "" {
+			return fmt.Errorf("no bootstrap token for %s", name)
+		}
+		users, err := tokens.Usernames(ctx, name)
+		if err != nil || len(users) != 1 {
+			return fmt.Errorf("bootstrap identity of %s: %v %w", name, users, err)
+		}
+		cfg, err := p.cluster.UserConfig(users[0], "system:serviceaccounts", "system:serviceaccounts:"+localenv.Namespace)
 		if err != nil {
 			return err
 		}

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,7 +38,8 @@ import (
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
-// Namespace is where the operator runs.
+// Namespace is where the operator runs unless Options.Namespace says
+// otherwise.
 const Namespace = "wmco-system"
 
 // DNSIP is the cluster DNS address given to kubelets.
@@ -63,6 +65,13 @@ type Options struct {
 	PayloadFileSize int64
 	// Log receives progress lines; nil discards.
 	Log io.Writer
+	// Namespace is the operator's namespace (default Namespace).
+	Namespace string
+	// Install, when set, installs the operator's CRDs, namespace and RBAC
+	// in place of config/crd/bases (e.g. a rendered kustomize overlay) and
+	// returns the kubeconfig the operator runs with; empty means the
+	// cluster admin's.
+	Install func(ctx context.Context, c *localcluster.Cluster, namespace string) (kubeconfig string, err error)
 }
 
 // Host is one simulated Windows host.
@@ -96,6 +105,10 @@ type Env struct {
 	MetricsURL string
 	// KeyPEM is the SSH private key every host accepts.
 	KeyPEM []byte
+	// Namespace is the operator's namespace.
+	Namespace string
+	// Kubeconfig is what the operator authenticates with.
+	Kubeconfig string
 
 	signer   ssh.Signer
 	opts     Options
@@ -117,7 +130,10 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Dir: dir, opts: o}
+	if o.Namespace == "" {
+		o.Namespace = Namespace
+	}
+	e := &Env{Dir: dir, opts: o, Namespace: o.Namespace}
 	defer func() {
 		if retErr != nil {
 			_ = e.Stop()
@@ -128,7 +144,16 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if e.Cluster, err = localcluster.Start(ctx, localcluster.Options{NodeMonitorGracePeriod: 10 * time.Second, NodeMonitorPeriod: 2 * time.Second}); err != nil {
 		return nil, err
 	}
-	if err := localcluster.InstallCRDs(ctx, e.Cluster.Config, "config/crd/bases"); err != nil {
+	e.Kubeconfig = e.Cluster.KubeconfigPath
+	if o.Install != nil {
+		kc, err := o.Install(ctx, e.Cluster, o.Namespace)
+		if err != nil {
+			return nil, fmt.Errorf("install the operator's manifests: %w", err)
+		}
+		if kc != "" {
+			e.Kubeconfig = kc
+		}
+	} else if err := localcluster.InstallCRDs(ctx, e.Cluster.Config, "config/crd/bases"); err != nil {
 		return nil, err
 	}
 	scheme, err := core.NewScheme()
@@ -179,11 +204,12 @@ func (e *Env) writeKeyAndNamespace(ctx context.Context) error {
 	if e.signer, err = ssh.NewSignerFromKey(priv); err != nil {
 		return err
 	}
-	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+	// Install may have created the namespace.
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	return e.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: wmcov1.DefaultCredentialsSecretName, Namespace: Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: wmcov1.DefaultCredentialsSecretName, Namespace: e.Namespace},
 		Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: e.KeyPEM},
 	})
 }
@@ -250,7 +276,7 @@ func (e *Env) startOperator(ctx context.Context) error {
 		}
 	}
 	e.logf("Starting the operator")
-	op, err := StartOperator(ctx, bin, e.Cluster, e.PayloadDir, filepath.Join(e.Dir, "operator.log"), 60*time.Second, e.opts.OperatorArgs...)
+	op, err := StartOperatorAs(ctx, bin, e.Kubeconfig, e.Namespace, e.PayloadDir, filepath.Join(e.Dir, "operator.log"), 60*time.Second, e.opts.OperatorArgs...)
 	if err != nil {
 		return err
 	}
@@ -265,7 +291,7 @@ func (e *Env) SetInventory(ctx context.Context, hosts ...*Host) error {
 	for _, h := range hosts {
 		data[h.IP] = h.InventoryEntry()
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.InventoryConfigMapName, Namespace: Namespace}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.InventoryConfigMapName, Namespace: e.Namespace}}
 	err := e.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)
 	switch {
 	case err == nil:

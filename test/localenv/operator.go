@@ -25,10 +25,16 @@ type Operator struct {
 	done chan error
 }
 
-// StartOperator runs bin against the cluster with the flags a local run
-// needs (plus extra), logging to logPath, and waits up to readyWithin for
-// its readiness probe.
+// StartOperator runs bin against the cluster as its admin, in Namespace,
+// with the flags a local run needs (plus extra), logging to logPath, and
+// waits up to readyWithin for its readiness probe.
 func StartOperator(ctx context.Context, bin string, c *localcluster.Cluster, payloadDir, logPath string, readyWithin time.Duration, extra ...string) (*Operator, error) {
+	return StartOperatorAs(ctx, bin, c.KubeconfigPath, Namespace, payloadDir, logPath, readyWithin, extra...)
+}
+
+// StartOperatorAs is StartOperator authenticated by kubeconfig (e.g. a
+// ServiceAccount token) in namespace.
+func StartOperatorAs(ctx context.Context, bin, kubeconfig, namespace, payloadDir, logPath string, readyWithin time.Duration, extra ...string) (*Operator, error) {
 	ports, err := proc.FreePorts(2)
 	if err != nil {
 		return nil, err
@@ -36,8 +42,8 @@ func StartOperator(ctx context.Context, bin string, c *localcluster.Cluster, pay
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	probeAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 	args := append([]string{
-		"--kubeconfig=" + c.KubeconfigPath,
-		"--namespace=" + Namespace,
+		"--kubeconfig=" + kubeconfig,
+		"--namespace=" + namespace,
 		"--payload-dir=" + payloadDir,
 		"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
 		"--health-probe-bind-address=" + probeAddr,
