@@ -25,6 +25,7 @@ import (
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/localenv"
 	"github.com/openwmco/wmco/test/testpayload"
+	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
 // TestRealPayload joins a simulated host with the payload make payload
@@ -51,7 +52,12 @@ func TestRealPayload(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := localenv.Start(ctx, localenv.Options{Hosts: 1, PayloadDir: parent, Log: testLog{t}})
+	// A kubelet binary the simulator does not know would report this.
+	const unknownBinary = "v1.0.0-unknown-binary"
+	env, err := localenv.Start(ctx, localenv.Options{
+		Hosts: 1, PayloadDir: parent, Log: testLog{t},
+		Host: simagent.Options{KubeletVersion: unknownBinary},
+	})
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = env.Stop() })
 	g.Expect(env.Payload.Version).To(Equal(m.Version), "the operator's payload is the one make payload built")
@@ -60,11 +66,13 @@ func TestRealPayload(t *testing.T) {
 	g.Expect(env.SetInventory(ctx, h)).To(Succeed())
 	wi := &wmcov1.WindowsInstance{}
 	g.Eventually(func(g Gomega) {
-		g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
+		// The ConfigMap's WindowsInstances are named by address.
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: h.IP}, wi)).To(Succeed())
 		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseReady), "message: %s", wi.Status.Message)
 	}).WithContext(ctx).WithTimeout(4 * time.Minute).WithPolling(500 * time.Millisecond).Should(Succeed())
 	g.Expect(wi.Status.PayloadVersion).To(Equal(m.Version))
 	g.Expect(wi.Status.PayloadVersion).To(HavePrefix(m.KubernetesVersion + "-"))
+	g.Expect(wi.Status.NodeName).To(Equal(h.Name))
 
 	// The Node's kubelet version is what the uploaded kubelet.exe was
 	// built with: the simulated kubelet reports the version of the bytes
@@ -72,6 +80,7 @@ func TestRealPayload(t *testing.T) {
 	node := &corev1.Node{}
 	g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: h.Name}, node)).To(Succeed())
 	g.Expect(node.Status.NodeInfo.KubeletVersion).To(Equal(kubelet.Version))
+	g.Expect(node.Status.NodeInfo.KubeletVersion).NotTo(Equal(unknownBinary))
 	g.Expect(node.Annotations).To(HaveKeyWithValue(wmcov1.AnnotationPayloadVersion, m.Version))
 
 	// Every file is on the host, byte for byte, in the version's directory.

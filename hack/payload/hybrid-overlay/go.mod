@@ -1,3 +1,9 @@
+// hybrid-overlay-node from ovn-kubernetes, which publishes no tagged Go
+// module: a pseudo-version of its go-controller module. The checksum
+// database knows neither it nor the two forks below (JacobTanenbaum/arping,
+// trozet/go-iptables), so hack/payload/build sets GONOSUMDB for those three
+// paths and this go.sum, recorded on first download, is their lock. The
+// replace directives are go-controller's own.
 module wmco.local/payload/hybrid-overlay
 
 go 1.26
