@@ -184,6 +184,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if o.out == "" {
 		o.out = filepath.Join(root, "payload", o.k8sVersion)
 	}
+	// Builds run in the wrapper modules' directories.
+	if o.out, err = filepath.Abs(o.out); err != nil {
+		return err
+	}
 	for s := range strings.SplitSeq(only, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			o.only = append(o.only, s)
@@ -315,6 +319,7 @@ func buildOne(ctx context.Context, o options, b binary, dest string) (result, er
 		return result{}, fmt.Errorf("go %s (in %s): %w", strings.Join(args, " "), rel(o.root, dir), err)
 	}
 	if err := check(out+".tmp", b, modVersion); err != nil {
+		_ = os.Remove(out + ".tmp")
 		return result{}, err
 	}
 	if err := os.Rename(out+".tmp", out); err != nil {
