@@ -16,11 +16,12 @@ import (
 	"github.com/openwmco/wmco/test/proc"
 )
 
-// RealRequiredEnv, set to 1, makes tests that use the real payload fail
+// RealRequiredEnv is the environment variable that, set to 1, makes tests that use the real payload fail
 // when it has not been built instead of skipping (make test-real-payload).
 const RealRequiredEnv = "WMCO_REAL_PAYLOAD"
 
-// ErrNoRealPayload: make payload has not built a payload in this clone.
+// ErrNoRealPayload is returned when make payload has not built a payload
+// in this clone.
 var ErrNoRealPayload = errors.New("no real payload: run make payload to build payload/<kubernetes-version>/")
 
 // Real finds the payload make payload built, the highest version under
