@@ -14,7 +14,7 @@ Licensed under the Apache License, Version 2.0.
 // version it reports (make payload records both):
 //
 //	{
-//	  "version": "v1.37.2-3c41a07f9e2b",
+//	  "version": "v1.37.2-3cebe50141c3",
 //	  "kubernetesVersion": "v1.37.2",
 //	  "files": [
 //	    {"path": "cni/host-local.exe", "component": "cni", "size": 4194304, "sha256": "…",
