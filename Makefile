@@ -102,8 +102,26 @@ wicd: ## Build bin/wicd.exe for windows/amd64.
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/wicd.exe ./cmd/wicd
 
 .PHONY: image
-image: ## Build the operator image (needs a container engine).
-	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+image: ## Build the operator image with the Windows payload of $(K8S_VERSION) in /payload (needs a container engine).
+	docker build --build-arg VERSION=$(VERSION) --build-arg K8S_VERSION=$(K8S_VERSION) -t $(IMG) .
+
+##@ Windows payload
+
+# The payload check builds these through the payload recipe on every CI run.
+PAYLOAD_CHECK_COMPONENTS ?= wicd,host-local
+PAYLOAD_BUILD := $(GO) run ./hack/payload/build -k8s-version $(K8S_VERSION) -version $(VERSION)
+
+.PHONY: payload
+payload: ## Build the Windows payload into payload/$(K8S_VERSION)/ from pinned Go modules (about 20 min cold on 2 cores, 1 min warm); K8S_VERSION=v1.36.x builds an older set.
+	$(PAYLOAD_BUILD)
+
+.PHONY: payload-check
+payload-check: payload-verify ## CI drift check: build $(PAYLOAD_CHECK_COMPONENTS) through the payload recipe into bin/payload-check/.
+	$(PAYLOAD_BUILD) -out bin/payload-check -components $(PAYLOAD_CHECK_COMPONENTS)
+
+.PHONY: payload-verify
+payload-verify: ## Run go mod verify on every payload wrapper module (hack/payload/*/go.mod).
+	$(PAYLOAD_BUILD) -verify-modules
 
 ##@ OLM bundle
 
@@ -144,7 +162,7 @@ kustomize: $(KUSTOMIZE) ## Build the pinned kustomize into bin/.
 ##@ Demo
 
 .PHONY: demo
-demo: setup-envtest operator ## Local control plane + simulated hosts + operator; DEMO_HOSTS=2, DEMO_EXIT=1 to exit when Ready.
+demo: setup-envtest operator ## Local control plane + simulated hosts + operator; DEMO_HOSTS=2, DEMO_EXIT=1 to exit when Ready, DEMO_PAYLOAD=real|fake (default: real when built).
 	$(GO) run ./hack/demo --operator bin/operator
 
 ##@ Test
@@ -157,6 +175,10 @@ setup-envtest: ## Build etcd, kube-apiserver, kube-controller-manager and kubect
 test: setup-envtest $(KUSTOMIZE) ## Run unit and integration tests (local control plane, simulated hosts, the kustomize install) and the bundle's validator tests.
 	$(GO) test $(TEST_FLAGS) ./...
 	$(GO) test -C hack/bundle $(TEST_FLAGS) ./...
+
+.PHONY: test-real-payload
+test-real-payload: setup-envtest ## Join a simulated host with the payload make payload built (fails, not skips, when it is missing).
+	WMCO_REAL_PAYLOAD=1 $(GO) test -count=1 -timeout 10m -run TestRealPayload -v ./test/localenv/
 
 .PHONY: test-race
 test-race: setup-envtest ## Run the tests with the race detector.

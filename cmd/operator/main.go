@@ -84,7 +84,7 @@ func main() {
 		"Serve metrics over HTTP/2 as well (off by default: HTTP/2 Rapid Reset, CVE-2023-44487).")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	fs.StringVar(&o.payloadDir, "payload-dir", "/payload",
-		"Directory with the Windows payload (manifest.json and the files it lists); verified at start-up.")
+		"Directory with the Windows payload (manifest.json and the files it lists), or with payloads in subdirectories named by Kubernetes version (v1.37.2/manifest.json, as make payload writes them; the highest is used); verified at start-up.")
 	fs.StringVar(&o.apiServerURL, "api-server-url", "",
 		"API server URL the Windows kubelets use. Default: kube-public/cluster-info (kubeadm, kind), else the operator's own client config.")
 	fs.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/12",
@@ -146,10 +146,15 @@ func run(o options) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	m, err := payload.Load(o.payloadDir)
+	payloadDir, versions, err := payload.FindDir(o.payloadDir)
 	if err != nil {
 		return fmt.Errorf("load payload: %w", err)
 	}
+	m, err := payload.Load(payloadDir)
+	if err != nil {
+		return fmt.Errorf("load payload: %w", err)
+	}
+	log.Info("Payload", "dir", payloadDir, "version", m.Version, "kubernetesVersion", m.KubernetesVersion, "available", versions)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -201,7 +206,7 @@ func run(o options) error {
 
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		Config:  core.Config{Namespace: o.namespace, Platform: info.Platform},
-		Payload: m, PayloadDir: o.payloadDir, Clientset: cs,
+		Payload: m, PayloadDir: payloadDir, Clientset: cs,
 		Cluster: nodeconfig.ClusterFacts{
 			APIServerURL: ep.URL, CACertPEM: ep.CACert, ServiceCIDR: o.serviceCIDR,
 			ClusterNetworkCIDR: o.clusterCIDR, DNSIP: o.clusterDNS, KubernetesVersion: info.Version,

@@ -6,10 +6,14 @@
 //	DEMO_HOSTS=2      how many simulated hosts
 //	DEMO_EXIT=1       exit once every host is Ready (non-zero if not within DEMO_TIMEOUT)
 //	DEMO_TIMEOUT=5m   bound for DEMO_EXIT
+//	DEMO_PAYLOAD=auto the Windows payload: real (payload/ as make payload
+//	                  builds it; about 300 MB per host), fake (8 MiB of
+//	                  random bytes per file), or auto: real when built
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,6 +26,7 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/test/localenv"
 	"github.com/openwmco/wmco/test/proc"
+	"github.com/openwmco/wmco/test/testpayload"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
@@ -50,13 +55,18 @@ func run(operator string) int {
 
 	say("Windows Machine Config Operator demo: %d simulated Windows hosts", hosts)
 	start := time.Now()
-	// Realistic enough to watch: 8 MiB payload files over a 40 MB/s link,
+	// Realistic enough to watch: payload files over a 40 MB/s link,
 	// services that take a moment to start.
-	env, err := localenv.Start(ctx, localenv.Options{
+	opts := localenv.Options{
 		Hosts: hosts, OperatorBinary: operator, Log: logWriter{},
-		PayloadFileSize: 8 << 20, BandwidthLimit: 40 << 20,
-		Host: simagent.Options{ServiceStartDelay: 300 * time.Millisecond},
-	})
+		BandwidthLimit: 40 << 20,
+		Host:           simagent.Options{ServiceStartDelay: 300 * time.Millisecond},
+	}
+	if err := choosePayload(&opts, os.Getenv("DEMO_PAYLOAD")); err != nil {
+		say("payload: %v", err)
+		return 1
+	}
+	env, err := localenv.Start(ctx, opts)
 	if err != nil {
 		say("start: %v", err)
 		return 1
@@ -96,6 +106,31 @@ func run(operator string) int {
 	say("Press Ctrl-C to stop and clean up.")
 	<-ctx.Done()
 	return 0
+}
+
+// choosePayload sets the payload of the demo by DEMO_PAYLOAD.
+func choosePayload(opts *localenv.Options, mode string) error {
+	switch mode {
+	case "", "auto", "real":
+		parent, _, m, err := testpayload.Real()
+		switch {
+		case err == nil:
+			say("Real Windows payload %s (Kubernetes %s) from %s", m.Version, m.KubernetesVersion, parent)
+			opts.PayloadDir = parent
+			return nil
+		case mode == "real":
+			return err
+		case !errors.Is(err, testpayload.ErrNoRealPayload):
+			return err
+		}
+		say("No real payload built (make payload): a fake one, 8 MiB of random bytes per file")
+	case "fake":
+		say("A fake payload: 8 MiB of random bytes per file")
+	default:
+		return fmt.Errorf("DEMO_PAYLOAD=%q: want real, fake or auto", mode)
+	}
+	opts.PayloadFileSize = 8 << 20
+	return nil
 }
 
 // watchProgress prints each host's phase as it changes until all are

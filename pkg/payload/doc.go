@@ -10,16 +10,21 @@ Licensed under the Apache License, Version 2.0.
 //
 // A payload is a directory (/payload in the operator image) holding the
 // binaries and a manifest.json that lists every file with its component,
-// size and SHA-256:
+// size and SHA-256, and optionally the Go module it was built from and the
+// version it reports (make payload records both):
 //
 //	{
-//	  "version": "v1.37.2-wmco.1",
+//	  "version": "v1.37.2-3cebe50141c3",
 //	  "kubernetesVersion": "v1.37.2",
 //	  "files": [
-//	    {"path": "cni/host-local.exe", "component": "cni", "size": 4194304, "sha256": "…"},
+//	    {"path": "cni/host-local.exe", "component": "cni", "size": 4194304, "sha256": "…",
+//	     "source": "github.com/containernetworking/plugins@v1.9.1", "version": "v1.9.1"},
 //	    …
 //	  ]
 //	}
+//
+// The operator's payload directory may also hold several payloads, one
+// per subdirectory named by Kubernetes version ([FindDir]).
 //
 // [Load] decodes the manifest strictly (unknown or duplicate fields are
 // errors), validates it ([Manifest.Validate]) and checks every file on disk

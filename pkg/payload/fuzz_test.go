@@ -28,6 +28,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(strings.Replace(string(valid), `"cni/host-local.exe"`, `"cni/../host-local.exe"`, 1)))
 	f.Add([]byte(strings.Replace(string(valid), `"cni/host-local.exe"`, `"cni\\host-local.exe"`, 1)))
 	f.Add([]byte(strings.Replace(string(valid), `"cni/host-local.exe"`, `"CNI/HOST-LOCAL.EXE"`, 1)))
+	f.Add([]byte(strings.Replace(string(valid), `"component": "cni",`, `"component": "cni", "source": "github.com/containernetworking/plugins@v1.9.1", "version": "v1.9.1",`, 1)))
+	f.Add([]byte(strings.Replace(string(valid), `"component": "cni",`, `"component": "cni", "source": "../x@v1 y", "version": "nul",`, 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Decode(data)
 		if err != nil {
@@ -100,6 +102,13 @@ func checkSafe(t *testing.T, m *Manifest) {
 			t.Fatalf("two files named %q ignoring case", p)
 		}
 		seen[key] = true
+		if strings.ContainsAny(f.Source, " \t\n\x00\\") || strings.Contains(f.Source, "..") ||
+			(f.Source != "" && strings.Count(f.Source, "@") != 1) {
+			t.Fatalf("unsafe source %q accepted", f.Source)
+		}
+		if f.Version != "" && ValidateVersion(f.Version) != nil {
+			t.Fatalf("invalid file version %q accepted", f.Version)
+		}
 		if f.Size < 0 || len(f.SHA256) != 64 || !f.Component.Known() {
 			t.Fatalf("bad file entry accepted: %+v", f)
 		}

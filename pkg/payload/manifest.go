@@ -58,6 +58,12 @@ type File struct {
 	Size int64 `json:"size"`
 	// SHA256 of the content, lower-case hex.
 	SHA256 string `json:"sha256"`
+	// Source the file was built from, optional: the upstream Go module
+	// and version, e.g. "k8s.io/kubernetes@v1.37.2" (see [ValidateSource]).
+	Source string `json:"source,omitempty"`
+	// Version of the program as it reports it, optional, e.g. "v1.37.2"
+	// for kubelet.exe (see [ValidateVersion]).
+	Version string `json:"version,omitempty"`
 }
 
 // Decode parses a manifest strictly (unknown fields, duplicate fields and

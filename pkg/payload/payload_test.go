@@ -183,6 +183,25 @@ func TestValidate(t *testing.T) {
 			want: []string{`"cni/host-local.exe": sha256 must be 64 lower-case hex digits`}},
 		{name: "short sha256", mutate: func(m *Manifest) { m.Files[0].SHA256 = "abc" },
 			want: []string{"sha256 must be 64"}},
+		{name: "source and version", mutate: func(m *Manifest) {
+			m.Files[0].Source, m.Files[0].Version = "github.com/containernetworking/plugins@v1.9.1", "v1.9.1"
+			m.Files[1].Source = "github.com/ovn-org/ovn-kubernetes/go-controller@v0.0.0-20250901081027-bc4f9b80d20d"
+			m.Files[2].Source, m.Files[2].Version = "github.com/Microsoft/hcsshim@v0.14.1", "0.14.1"
+		}},
+		{name: "source without version", mutate: func(m *Manifest) { m.Files[0].Source = "k8s.io/kubernetes" },
+			want: []string{`files[0] "cni/host-local.exe": source "k8s.io/kubernetes": must be a Go module path and version`}},
+		{name: "source with space", mutate: func(m *Manifest) { m.Files[0].Source = "k8s.io/kubernetes@v1 x" },
+			want: []string{`source "k8s.io/kubernetes@v1 x"`}},
+		{name: "source path not a module", mutate: func(m *Manifest) { m.Files[0].Source = "../x@v1" },
+			want: []string{`source "../x@v1"`}},
+		{name: "source path with a dot-dot element", mutate: func(m *Manifest) { m.Files[0].Source = "example.com/../x@v1" },
+			want: []string{`source "example.com/../x@v1"`}},
+		{name: "source host upper case", mutate: func(m *Manifest) { m.Files[0].Source = "GitHub.com/x@v1" },
+			want: []string{`source "GitHub.com/x@v1"`}},
+		{name: "source too long", mutate: func(m *Manifest) { m.Files[0].Source = "a/" + strings.Repeat("b", MaxSourceLength) + "@v1" },
+			want: []string{"source", "at most 256"}},
+		{name: "bad file version", mutate: func(m *Manifest) { m.Files[0].Version = "v1 beta" },
+			want: []string{`files[0] "cni/host-local.exe": version "v1 beta": must start with`}},
 		{name: "several problems at once", mutate: func(m *Manifest) {
 			m.Version = ""
 			m.Files[1].Size = -5
@@ -218,17 +237,18 @@ func TestDecodeStrict(t *testing.T) {
 		data string
 		want string
 	}{
-		"unknown top-level field": {strings.Replace(s, `"version"`, `"extra": 1, "version"`, 1), `unknown field "extra"`},
-		"unknown file field":      {strings.Replace(s, `"component"`, `"mode": 493, "component"`, 1), `unknown field "files[0].mode"`},
-		"duplicate field":         {strings.Replace(s, `"version"`, `"version": "a", "version"`, 1), `duplicate field "version"`},
-		"field in another case":   {strings.Replace(s, `"kubernetesVersion"`, `"KubernetesVersion"`, 1), `unknown field "KubernetesVersion"`},
-		"trailing data":           {s + "{}", "invalid character"},
-		"not an object":           {`[]`, "cannot unmarshal array"},
-		"wrong type":              {strings.Replace(s, `"size": 42`, `"size": "42"`, 1), "cannot unmarshal string"},
-		"fractional size":         {strings.Replace(s, `"size": 42`, `"size": 4.2`, 1), "cannot unmarshal number 4.2"},
-		"null":                    {`null`, "version"},
-		"empty":                   {``, "unexpected end"},
-		"too large":               {s + strings.Repeat(" ", MaxManifestBytes), "at most"},
+		"unknown top-level field":    {strings.Replace(s, `"version"`, `"extra": 1, "version"`, 1), `unknown field "extra"`},
+		"unknown file field":         {strings.Replace(s, `"component"`, `"mode": 493, "component"`, 1), `unknown field "files[0].mode"`},
+		"file field in another case": {strings.Replace(s, `"component"`, `"Source": "a@v1", "component"`, 1), `unknown field "files[0].Source"`},
+		"duplicate field":            {strings.Replace(s, `"version"`, `"version": "a", "version"`, 1), `duplicate field "version"`},
+		"field in another case":      {strings.Replace(s, `"kubernetesVersion"`, `"KubernetesVersion"`, 1), `unknown field "KubernetesVersion"`},
+		"trailing data":              {s + "{}", "invalid character"},
+		"not an object":              {`[]`, "cannot unmarshal array"},
+		"wrong type":                 {strings.Replace(s, `"size": 42`, `"size": "42"`, 1), "cannot unmarshal string"},
+		"fractional size":            {strings.Replace(s, `"size": 42`, `"size": 4.2`, 1), "cannot unmarshal number 4.2"},
+		"null":                       {`null`, "version"},
+		"empty":                      {``, "unexpected end"},
+		"too large":                  {s + strings.Repeat(" ", MaxManifestBytes), "at most"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -279,12 +299,16 @@ func TestCreateRejectsStrayFiles(t *testing.T) {
 func TestEncodeRoundTrip(t *testing.T) {
 	g := NewWithT(t)
 	m := validManifest()
+	m.Files[3].Source, m.Files[3].Version = "k8s.io/kubernetes@v1.37.2", "v1.37.2"
 	data, err := m.Encode()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(data)).To(HaveSuffix("}\n"))
 	back, err := Decode(data)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(back.Files).To(ConsistOf(m.Files))
+	// The optional fields are left out when empty.
+	g.Expect(string(data)).To(ContainSubstring(`"source": "k8s.io/kubernetes@v1.37.2"`))
+	g.Expect(strings.Count(string(data), `"source"`)).To(Equal(1))
 
 	m.Version = ""
 	_, err = m.Encode()

@@ -22,8 +22,10 @@ const (
 	// MaxPathLength bounds a file's relative path, so that
 	// C:\k\payload\<version>\<path> stays within Windows' MAX_PATH.
 	MaxPathLength = 160
-	// MaxVersionLength bounds a payload version.
+	// MaxVersionLength bounds a payload version and a file's version.
 	MaxVersionLength = 64
+	// MaxSourceLength bounds a file's source.
+	MaxSourceLength = 256
 )
 
 var (
@@ -33,6 +35,9 @@ var (
 	// prints it, e.g. v1.37.2 or v1.37.0-rc.1.
 	kubernetesVersionRE = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 	sha256RE            = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// sourceRE: a Go module path (a lower-case host name, then path
+	// elements not starting with a dot), @, and a version.
+	sourceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*(/[A-Za-z0-9_~+-][A-Za-z0-9._~+-]*)*@[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 )
 
 // reservedNames are DOS device names: Windows opens the device, not a file,
@@ -72,6 +77,18 @@ func ValidateKubernetesVersion(v string) error {
 	}
 	if !kubernetesVersionRE.MatchString(v) {
 		return errors.New("must be a Kubernetes release such as v1.37.2")
+	}
+	return nil
+}
+
+// ValidateSource checks a file's source: a Go module path and version,
+// such as k8s.io/kubernetes@v1.37.2, at most MaxSourceLength characters.
+func ValidateSource(s string) error {
+	switch {
+	case len(s) > MaxSourceLength:
+		return fmt.Errorf("must be at most %d characters", MaxSourceLength)
+	case !sourceRE.MatchString(s):
+		return errors.New("must be a Go module path and version such as k8s.io/kubernetes@v1.37.2")
 	}
 	return nil
 }
@@ -183,6 +200,16 @@ func (m *Manifest) Validate() error {
 		}
 		if !sha256RE.MatchString(f.SHA256) {
 			errs = append(errs, fmt.Errorf("%s: sha256 must be 64 lower-case hex digits", name))
+		}
+		if f.Source != "" {
+			if err := ValidateSource(f.Source); err != nil {
+				errs = append(errs, fmt.Errorf("%s: source %q: %w", name, f.Source, err))
+			}
+		}
+		if f.Version != "" {
+			if err := ValidateVersion(f.Version); err != nil {
+				errs = append(errs, fmt.Errorf("%s: version %q: %w", name, f.Version, err))
+			}
 		}
 	}
 

@@ -31,6 +31,7 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/proc"
 	"github.com/openwmco/wmco/test/testpayload"
@@ -61,8 +62,13 @@ type Options struct {
 	Host simagent.Options
 	// BandwidthLimit per host in bytes/s (0: unlimited).
 	BandwidthLimit int64
-	// PayloadFileSize makes each payload file this large (0: small).
+	// PayloadFileSize makes each payload file of the fake payload this
+	// large (0: small).
 	PayloadFileSize int64
+	// PayloadDir, when set, is a payload the operator loads as its
+	// --payload-dir (such as payload/ as make payload builds it) instead
+	// of a fake one written into Dir.
+	PayloadDir string
 	// Log receives progress lines; nil discards.
 	Log io.Writer
 	// Namespace is the operator's namespace (default Namespace).
@@ -96,8 +102,11 @@ type Env struct {
 	Clientset *kubernetes.Clientset
 	Hosts     []*Host
 	// Dir holds the payload, the operator's log and binary.
-	Dir        string
+	Dir string
+	// PayloadDir is the operator's --payload-dir; Payload the manifest it
+	// loads from there.
 	PayloadDir string
+	Payload    *payload.Manifest
 	// OperatorLog is the operator's log file.
 	OperatorLog string
 	// MetricsURL serves the operator's Prometheus metrics (plain HTTP on
@@ -170,9 +179,19 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if err := e.writeKeyAndNamespace(ctx); err != nil {
 		return nil, err
 	}
-	e.PayloadDir = filepath.Join(dir, "payload")
-	if _, err := testpayload.Write(e.PayloadDir, testpayload.Options{FileSize: o.PayloadFileSize}); err != nil {
-		return nil, err
+	if e.PayloadDir = o.PayloadDir; e.PayloadDir == "" {
+		e.PayloadDir = filepath.Join(dir, "payload")
+		if e.Payload, err = testpayload.Write(e.PayloadDir, testpayload.Options{FileSize: o.PayloadFileSize}); err != nil {
+			return nil, err
+		}
+	} else {
+		found, _, err := payload.FindDir(e.PayloadDir)
+		if err != nil {
+			return nil, err
+		}
+		if e.Payload, err = payload.Load(found); err != nil {
+			return nil, err
+		}
 	}
 	if o.MaxParallelConfigurations > 0 {
 		if err := e.Client.Create(ctx, &wmcov1.WindowsNodeConfig{
@@ -244,6 +263,11 @@ func (e *Env) AddHosts(n int) ([]*Host, error) {
 		}
 		if opts.RebootDownTime == 0 {
 			opts.RebootDownTime = 2 * time.Second
+		}
+		// The kubelet reports the version the payload's kubelet.exe was
+		// built with, as it would on Windows.
+		if f, ok := e.Payload.File(payload.KubeletPath); ok && f.Version != "" && opts.KubeletBinaries == nil {
+			opts.KubeletBinaries = map[string]string{f.SHA256: f.Version}
 		}
 		node, err := simagent.Install(h, opts)
 		if err != nil {

@@ -8,6 +8,8 @@ package simagent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -63,8 +65,14 @@ type Options struct {
 	ServiceStartDelay time.Duration
 	// RecoveryScale multiplies service recovery delays (default 1).
 	RecoveryScale float64
-	// KubeletVersion reported by the kubelet emulator.
+	// KubeletVersion reported by the kubelet emulator when KubeletBinaries
+	// does not know the kubelet binary the service runs.
 	KubeletVersion string
+	// KubeletBinaries maps the SHA-256 (hex) of kubelet binaries to the
+	// version each reports, as `kubelet.exe --version` would on Windows:
+	// the emulator reports the version of the bytes really installed
+	// (a payload manifest records it).
+	KubeletBinaries map[string]string
 	// KubeletLeaseDuration of the emulated kubelet's Lease (default 40s).
 	KubeletLeaseDuration time.Duration
 	// KubeletStatusInterval between Node status posts (default 10s).
@@ -226,10 +234,19 @@ func (n *Node) runAgentService(ctx context.Context, p ProcessInfo) error {
 func (n *Node) runKubelet(ctx context.Context, p ProcessInfo) error {
 	f := n.Host.Facts()
 	addrs, _ := n.system.Addresses()
+	version := n.opts.KubeletVersion
+	if len(n.opts.KubeletBinaries) > 0 {
+		if image, err := n.Host.Disk().ReadFile(p.Binary); err == nil {
+			sum := sha256.Sum256(image)
+			if v, ok := n.opts.KubeletBinaries[hex.EncodeToString(sum[:])]; ok {
+				version = v
+			}
+		}
+	}
 	return kubeletemu.Run(ctx, kubeletemu.Config{
 		Args: p.Args, Disk: diskFiles{n.Host.Disk()},
 		Host:    kubeletemu.Host{Hostname: f.Hostname, Addresses: addrs, OSBuild: f.OSBuild},
-		Version: n.opts.KubeletVersion, LeaseDuration: n.opts.KubeletLeaseDuration,
+		Version: version, LeaseDuration: n.opts.KubeletLeaseDuration,
 		StatusInterval: n.opts.KubeletStatusInterval, Log: n.opts.Log,
 	})
 }
