@@ -200,6 +200,11 @@ type WindowsInstanceStatus struct {
 	// +optional
 	PayloadVersion string `json:"payloadVersion,omitempty"`
 
+	// KubeletVersion is the version the Node's kubelet reports
+	// (status.nodeInfo.kubeletVersion), as observed on the Node.
+	// +optional
+	KubeletVersion string `json:"kubeletVersion,omitempty"`
+
 	// ObservedGeneration is the generation last reconciled successfully.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -219,7 +224,8 @@ type WindowsInstanceStatus struct {
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.payloadVersion`
+// +kubebuilder:printcolumn:name="Kubelet",type=string,JSONPath=`.status.kubeletVersion`
+// +kubebuilder:printcolumn:name="Payload",type=string,priority=1,JSONPath=`.status.payloadVersion`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.message`
 type WindowsInstance struct {

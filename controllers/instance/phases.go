@@ -421,6 +421,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, 
 		return ctrl.Result{}, err
 	}
 	wi.Status.PayloadVersion = r.Payload.Version
+	wi.Status.KubeletVersion = node.Status.NodeInfo.KubeletVersion
 	ready := nodeReadyCondition(node)
 	if ready == nil || ready.Status != corev1.ConditionTrue {
 		msg := "the Node is not Ready"

@@ -11,6 +11,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -82,6 +84,13 @@ func TestRealPayload(t *testing.T) {
 	g.Expect(node.Status.NodeInfo.KubeletVersion).To(Equal(kubelet.Version))
 	g.Expect(node.Status.NodeInfo.KubeletVersion).NotTo(Equal(unknownBinary))
 	g.Expect(node.Annotations).To(HaveKeyWithValue(wmcov1.AnnotationPayloadVersion, m.Version))
+	// ...and `kubectl get wi` shows it (the Kubelet column).
+	g.Expect(wi.Status.KubeletVersion).To(Equal(kubelet.Version))
+	out, err := exec.CommandContext(ctx, env.Cluster.Kubectl(), "--kubeconfig", env.Cluster.KubeconfigPath, "get", "wi", h.IP).CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), string(out))
+	t.Logf("kubectl get wi:\n%s", out)
+	g.Expect(string(out)).To(MatchRegexp(`(?m)^NAME\s+ADDRESS\s+NODE\s+PHASE\s+READY\s+KUBELET\s+AGE$`))
+	g.Expect(string(out)).To(MatchRegexp(`(?m)^` + regexp.QuoteMeta(h.IP) + `\s+.*\s+Ready\s+True\s+` + regexp.QuoteMeta(kubelet.Version) + `\s`))
 
 	// Every file is on the host, byte for byte, in the version's directory.
 	disk := h.Host.Disk()
