@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -146,15 +147,6 @@ func run(o options) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	payloadDir, versions, err := payload.FindDir(o.payloadDir)
-	if err != nil {
-		return fmt.Errorf("load payload: %w", err)
-	}
-	m, err := payload.Load(payloadDir)
-	if err != nil {
-		return fmt.Errorf("load payload: %w", err)
-	}
-	log.Info("Payload", "dir", payloadDir, "version", m.Version, "kubernetesVersion", m.KubernetesVersion, "available", versions)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -164,6 +156,11 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	m, payloadDir, versions, err := loadPayload(o.payloadDir, info.Version)
+	if err != nil {
+		return fmt.Errorf("load payload: %w", err)
+	}
+	log.Info("Payload", "dir", payloadDir, "version", m.Version, "kubernetesVersion", m.KubernetesVersion, "apiServer", info.Version, "available", versions)
 	ep, err := cluster.DiscoverEndpoint(ctx, cs, cfg, o.apiServerURL)
 	if err != nil {
 		return err
@@ -228,4 +225,33 @@ func mustRequirement(key string) labels.Requirement {
 		panic(err)
 	}
 	return *r
+}
+
+// loadPayload loads and verifies the payload to configure hosts with: the
+// one in dir, or among dir's versioned payloads the newest whose kubelet
+// the version-skew policy allows against the API server at server. A
+// payload that does not fit is refused: a kubelet newer than the API
+// server, or too old, must not join. Choosing again when the control plane
+// is upgraded, and reporting on every instance instead of refusing to
+// start, come with upgrades.
+func loadPayload(dir, server string) (_ *payload.Manifest, chosen string, versions []string, _ error) {
+	chosen, versions, err := payload.FindDir(dir)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if len(versions) > 0 {
+		v, err := payload.SelectVersion(versions, server)
+		if err != nil {
+			return nil, "", versions, err
+		}
+		chosen = filepath.Join(dir, v)
+	}
+	m, err := payload.Load(chosen)
+	if err != nil {
+		return nil, "", versions, err
+	}
+	if err := payload.CheckSkew(m.KubernetesVersion, server); err != nil {
+		return nil, "", versions, fmt.Errorf("%s: %w", chosen, err)
+	}
+	return m, chosen, versions, nil
 }

@@ -25,8 +25,8 @@ import (
 // there are several. versions lists every versioned payload found, highest
 // first, so the caller can say what it passed over.
 //
-// The choice ignores the cluster's version: picking the payload that fits
-// the control plane's version skew belongs to upgrades.
+// The highest version is not always the one to use: [SelectVersion]
+// picks among versions the one that fits the API server.
 func FindDir(dir string) (chosen string, versions []string, err error) {
 	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
 		return dir, nil, nil
