@@ -26,9 +26,17 @@ type Options struct {
 	Config core.Config
 	// Cluster is what kubelets need to know about the cluster.
 	Cluster nodeconfig.ClusterFacts
-	// Payload and the directory holding its files.
+	// Payloads the operator ships; the API server's version selects one.
+	Payloads *payload.Catalog
+	// Payload and PayloadDir make a catalog of one when Payloads is nil.
 	Payload    *payload.Manifest
 	PayloadDir string
+	// ServerVersion is the API server's version, kept current (a
+	// *cluster.VersionWatcher); default the fixed Cluster.KubernetesVersion.
+	ServerVersion instance.VersionSource
+	// OperatorConditionName names OLM's OperatorCondition of the operator
+	// ($OPERATOR_CONDITION_NAME), when installed by OLM.
+	OperatorConditionName string
 	// Dialer reaches hosts; default an SSH dialer that verifies uploads
 	// with the agent.
 	Dialer remote.Dialer
@@ -57,6 +65,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		}
 		o.Clientset = cs
 	}
+	if o.Payloads == nil {
+		if o.Payload == nil {
+			return fmt.Errorf("a payload is required")
+		}
+		o.Payloads = payload.NewCatalog(payload.Entry{Dir: o.PayloadDir, Manifest: o.Payload})
+	}
+	if o.ServerVersion == nil {
+		o.ServerVersion = instance.StaticVersion(o.Cluster.KubernetesVersion)
+	}
 	// Bootstrap ServiceAccounts are read live: one is created moments
 	// before the CSR it authenticates.
 	tokens := &bootstrap.Tokens{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Config.Namespace}
@@ -67,7 +84,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}
 	if err := (&instance.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,
-		Dialer: o.Dialer, Payload: o.Payload, PayloadDir: o.PayloadDir, Cluster: o.Cluster, Tokens: tokens,
+		Dialer: o.Dialer, Payloads: o.Payloads, ServerVersion: o.ServerVersion, Cluster: o.Cluster, Tokens: tokens,
 		Recorder: mgr.GetEventRecorder("wmco"), DrainTimeout: o.DrainTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the WindowsInstance controller: %w", err)
@@ -84,7 +101,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the ConfigMap controller: %w", err)
 	}
-	if err := (&wnc.Reconciler{Client: mgr.GetClient(), Cluster: o.Cluster, Payload: o.Payload}).SetupWithManager(mgr); err != nil {
+	if err := (&wnc.Reconciler{
+		Client: mgr.GetClient(), Cluster: o.Cluster, Payloads: o.Payloads, ServerVersion: o.ServerVersion,
+		Namespace: o.Config.Namespace, OperatorConditionName: o.OperatorConditionName,
+	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("WindowsNodeConfig status controller: %w", err)
 	}
 	if o.MachineAPI {

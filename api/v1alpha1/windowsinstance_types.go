@@ -121,8 +121,9 @@ const (
 	PhaseConfiguring    InstancePhase = "Configuring"
 	PhaseWaitingForNode InstancePhase = "WaitingForNode"
 	PhaseReady          InstancePhase = "Ready"
-	// PhaseUpgrading is reserved for rolling upgrades (not yet
-	// implemented): no code sets it today.
+	// PhaseUpgrading: the host holds an upgrade slot and moves to
+	// another payload (status.upgrade says from which to which), or is
+	// being rolled back.
 	PhaseUpgrading      InstancePhase = "Upgrading"
 	PhaseDeprovisioning InstancePhase = "Deprovisioning"
 	PhaseFailed         InstancePhase = "Failed"
@@ -140,12 +141,22 @@ const (
 	ConditionPreflightPassed = "PreflightPassed"
 	ConditionConfigured      = "Configured"
 	ConditionNodeReady       = "NodeReady"
-	// ConditionUpgrading is reserved for rolling upgrades (not yet
-	// implemented): no code sets it today.
-	ConditionUpgrading   = "Upgrading"
-	ConditionReady       = "Ready"
-	ConditionReconciling = "Reconciling"
-	ConditionStalled     = "Stalled"
+	// ConditionUpgrading is True while the host moves to another payload
+	// (reasons UpgradeWaitingForSlot, UpgradeDraining, UpgradeApplying,
+	// UpgradeWaitingForNode, RollingBack) and False once it runs the
+	// selected one (UpgradeSucceeded, UpToDate) or when an upgrade failed
+	// and was rolled back (UpgradeFailed, naming the payload and why; that
+	// payload is not tried again on this host until the selected payload
+	// or the instance's spec changes).
+	ConditionUpgrading = "Upgrading"
+	// ConditionPayloadCompatible is False (reason NoCompatiblePayload) when
+	// no payload the operator ships fits the API server's version under
+	// the kubelet version-skew policy; the message names the versions
+	// available and the API server's. No host is touched meanwhile.
+	ConditionPayloadCompatible = "PayloadCompatible"
+	ConditionReady             = "Ready"
+	ConditionReconciling       = "Reconciling"
+	ConditionStalled           = "Stalled"
 	// ConditionDraining reports the drain of the instance's Node before it
 	// is deconfigured (deletion, rename). True while pods are left to
 	// evict (reasons DrainInProgress, DrainBlockedByPDB, DrainTimedOut;
@@ -205,6 +216,16 @@ type WindowsInstanceStatus struct {
 	// +optional
 	KubeletVersion string `json:"kubeletVersion,omitempty"`
 
+	// Upgrade is present while the host holds an upgrade slot: at most
+	// WindowsNodeConfig spec.maxUnavailable instances have one at a time,
+	// and since it is recorded here a restarted operator keeps the bound.
+	// +optional
+	Upgrade *UpgradeStatus `json:"upgrade,omitempty"`
+	// FailedUpgrade records the last upgrade of this host that was rolled
+	// back. The operator does not try that payload on this host again
+	// until another payload is selected or the instance's spec changes.
+	// +optional
+	FailedUpgrade *FailedUpgrade `json:"failedUpgrade,omitempty"`
 	// ObservedGeneration is the generation last reconciled successfully.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -212,6 +233,64 @@ type WindowsInstanceStatus struct {
 	// Message is the last error or wait reason in words.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// UpgradeStep is where a rolling upgrade of one host stands.
+// +kubebuilder:validation:Enum=Draining;Applying;WaitingForNode;RollingBack
+type UpgradeStep string
+
+// Steps of a rolling upgrade, in order; RollingBack replaces the last two
+// when the new payload fails.
+const (
+	UpgradeStepDraining       UpgradeStep = "Draining"
+	UpgradeStepApplying       UpgradeStep = "Applying"
+	UpgradeStepWaitingForNode UpgradeStep = "WaitingForNode"
+	UpgradeStepRollingBack    UpgradeStep = "RollingBack"
+)
+
+// UpgradeStatus is a rolling upgrade in progress on one host.
+type UpgradeStatus struct {
+	// From is the payload version the host ran when the upgrade started.
+	From string `json:"from"`
+	// To is the payload version the host is upgraded to.
+	To string `json:"to"`
+	// Progress is "<from> → <to>" (shown by kubectl get wi).
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// Step the upgrade is at.
+	// +optional
+	Step UpgradeStep `json:"step,omitempty"`
+	// StartedAt is when the slot was taken.
+	StartedAt metav1.Time `json:"startedAt"`
+	// AppliedAt is when the new payload's plan was applied: the upgrade
+	// timeout (WindowsNodeConfig spec.upgradeTimeout) counts from it.
+	// +optional
+	AppliedAt *metav1.Time `json:"appliedAt,omitempty"`
+	// InPlace is true for a change of components that needs no drain
+	// (windows_exporter, csi-proxy, service settings): only the affected
+	// services restart, and it does not count against maxUnavailable.
+	// +optional
+	InPlace bool `json:"inPlace,omitempty"`
+	// Cordoned is true when the operator cordoned the Node for the
+	// upgrade (and so uncordons it after); false when it already was.
+	// +optional
+	Cordoned bool `json:"cordoned,omitempty"`
+	// Reason the upgrade is being rolled back (set with step RollingBack).
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// FailedUpgrade is an upgrade that was rolled back.
+type FailedUpgrade struct {
+	// Version is the payload version that failed on this host.
+	Version string `json:"version"`
+	// Reason in words: the service that did not start, or the Node that
+	// was not Ready with the new kubelet within the upgrade timeout.
+	Reason string `json:"reason"`
+	// Time the rollback completed.
+	Time metav1.Time `json:"time"`
+	// Generation of the instance when it failed; a newer spec tries again.
+	Generation int64 `json:"generation"`
 }
 
 // WindowsInstance is one Windows host that the operator turns into a node.
@@ -225,6 +304,7 @@ type WindowsInstanceStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Kubelet",type=string,JSONPath=`.status.kubeletVersion`
+// +kubebuilder:printcolumn:name="Upgrade",type=string,JSONPath=`.status.upgrade.progress`
 // +kubebuilder:printcolumn:name="Payload",type=string,priority=1,JSONPath=`.status.payloadVersion`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.message`

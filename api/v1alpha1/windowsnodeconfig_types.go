@@ -150,12 +150,23 @@ type WindowsNodeConfigSpec struct {
 	MaxParallelConfigurations int32 `json:"maxParallelConfigurations,omitempty"`
 
 	// MaxUnavailable is how many Windows nodes (a number, or a percentage
-	// such as "25%") may be upgrading at the same time.
+	// of the WindowsInstances, rounded down, at least 1) may be upgrading
+	// at the same time: cordoned, drained and restarted on a new payload.
+	// Changes that need no drain (a windows_exporter update, a service
+	// setting) do not count. The bound holds across ConfigMap, Machine and
+	// directly created instances together and across operator restarts.
 	// +optional
-	// +kubebuilder:default=1
+	// +kubebuilder:default="25%"
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",message="maxUnavailable must be a number of at least 1 or a percentage from 1% to 100%"
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// UpgradeTimeout is how long a host may take, after its new payload
+	// was applied, to be Ready with the new kubelet version before the
+	// upgrade is rolled back (UpgradeFailed).
+	// +optional
+	// +kubebuilder:default="10m"
+	UpgradeTimeout *metav1.Duration `json:"upgradeTimeout,omitempty"`
 
 	// LogRotation for the node services' logs.
 	// +optional

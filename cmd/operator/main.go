@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,6 +65,7 @@ type options struct {
 	clusterDNS      string
 	machineUsername string
 	drainTimeout    time.Duration
+	versionPoll     time.Duration
 }
 
 func main() {
@@ -85,7 +85,9 @@ func main() {
 		"Serve metrics over HTTP/2 as well (off by default: HTTP/2 Rapid Reset, CVE-2023-44487).")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	fs.StringVar(&o.payloadDir, "payload-dir", "/payload",
-		"Directory with the Windows payload (manifest.json and the files it lists), or with payloads in subdirectories named by Kubernetes version (v1.37.2/manifest.json, as make payload writes them; the highest is used); verified at start-up.")
+		"Directory with the Windows payload (manifest.json and the files it lists), or with payloads in subdirectories named by Kubernetes version (v1.37.2/manifest.json, as make payload writes them); all are verified at start-up, and hosts get the newest the API server's version allows.")
+	fs.DurationVar(&o.versionPoll, "version-poll-interval", cluster.DefaultVersionPollInterval,
+		"How often the API server's version is read; when the control plane is upgraded, hosts follow to the newest payload it allows.")
 	fs.StringVar(&o.apiServerURL, "api-server-url", "",
 		"API server URL the Windows kubelets use. Default: kube-public/cluster-info (kubeadm, kind), else the operator's own client config.")
 	fs.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/12",
@@ -156,11 +158,19 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	m, payloadDir, versions, err := loadPayload(o.payloadDir, info.Version)
+	payloads, err := payload.LoadCatalog(o.payloadDir)
 	if err != nil {
 		return fmt.Errorf("load payload: %w", err)
 	}
-	log.Info("Payload", "dir", payloadDir, "version", m.Version, "kubernetesVersion", m.KubernetesVersion, "apiServer", info.Version, "available", versions)
+	if sel, err := payloads.Select(info.Version); err != nil {
+		// Not fatal: every instance says so, no host is touched, and an
+		// upgraded control plane may fit a payload later.
+		log.Error(err, "No payload fits the API server; hosts are left alone", "apiServer", info.Version)
+	} else {
+		log.Info("Payload", "dir", sel.Dir, "version", sel.Manifest.Version, "kubernetesVersion", sel.Manifest.KubernetesVersion,
+			"apiServer", info.Version, "available", payloads.KubernetesVersions())
+	}
+	versions := cluster.NewVersionWatcher(cs.Discovery(), info.Version, o.versionPoll)
 	ep, err := cluster.DiscoverEndpoint(ctx, cs, cfg, o.apiServerURL)
 	if err != nil {
 		return err
@@ -171,7 +181,7 @@ func run(o options) error {
 		}
 	}
 	log.Info("Cluster", "platform", info.Platform, "version", info.Version, "machineAPI", info.MachineAPI,
-		"kubeletAPIServer", ep.URL, "from", ep.Source, "payload", m.Version)
+		"kubeletAPIServer", ep.URL, "from", ep.Source)
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -201,9 +211,14 @@ func run(o options) error {
 		return fmt.Errorf("add readiness check: %w", err)
 	}
 
+	if err := mgr.Add(versions); err != nil {
+		return fmt.Errorf("add the version watcher: %w", err)
+	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
-		Config:  core.Config{Namespace: o.namespace, Platform: info.Platform},
-		Payload: m, PayloadDir: payloadDir, Clientset: cs,
+		Config:   core.Config{Namespace: o.namespace, Platform: info.Platform},
+		Payloads: payloads, ServerVersion: versions, Clientset: cs,
+		// OLM names the operator's OperatorCondition in the Deployment.
+		OperatorConditionName: os.Getenv("OPERATOR_CONDITION_NAME"),
 		Cluster: nodeconfig.ClusterFacts{
 			APIServerURL: ep.URL, CACertPEM: ep.CACert, ServiceCIDR: o.serviceCIDR,
 			ClusterNetworkCIDR: o.clusterCIDR, DNSIP: o.clusterDNS, KubernetesVersion: info.Version,
@@ -225,33 +240,4 @@ func mustRequirement(key string) labels.Requirement {
 		panic(err)
 	}
 	return *r
-}
-
-// loadPayload loads and verifies the payload to configure hosts with: the
-// one in dir, or among dir's versioned payloads the newest whose kubelet
-// the version-skew policy allows against the API server at server. A
-// payload that does not fit is refused: a kubelet newer than the API
-// server, or too old, must not join. Choosing again when the control plane
-// is upgraded, and reporting on every instance instead of refusing to
-// start, come with upgrades.
-func loadPayload(dir, server string) (_ *payload.Manifest, chosen string, versions []string, _ error) {
-	chosen, versions, err := payload.FindDir(dir)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	if len(versions) > 0 {
-		v, err := payload.SelectVersion(versions, server)
-		if err != nil {
-			return nil, "", versions, err
-		}
-		chosen = filepath.Join(dir, v)
-	}
-	m, err := payload.Load(chosen)
-	if err != nil {
-		return nil, "", versions, err
-	}
-	if err := payload.CheckSkew(m.KubernetesVersion, server); err != nil {
-		return nil, "", versions, fmt.Errorf("%s: %w", chosen, err)
-	}
-	return m, chosen, versions, nil
 }

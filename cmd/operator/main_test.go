@@ -8,6 +8,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -17,15 +18,19 @@ import (
 	"github.com/openwmco/wmco/test/testpayload"
 )
 
-// The operator configures hosts with the newest payload the version-skew
-// policy allows against the API server, and refuses to start with none.
-func TestLoadPayloadBySkew(t *testing.T) {
+// The operator loads every payload of --payload-dir and configures hosts
+// with the newest the version-skew policy allows against the API server;
+// with none, it names the API server's version and every payload.
+func TestLoadCatalogBySkew(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()
 	for _, kv := range []string{"v1.38.0", "v1.37.2", "v1.33.1"} {
 		_, err := testpayload.Write(filepath.Join(dir, kv), testpayload.Options{Version: kv + "-test", KubernetesVersion: kv})
 		g.Expect(err).NotTo(HaveOccurred())
 	}
+	c, err := payload.LoadCatalog(dir)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(c.KubernetesVersions()).To(Equal([]string{"v1.38.0", "v1.37.2", "v1.33.1"}))
 	for _, tc := range []struct {
 		server, want string
 	}{
@@ -34,15 +39,14 @@ func TestLoadPayloadBySkew(t *testing.T) {
 		{"v1.36.0+k3s1", "v1.33.1"},
 		{"v1.39.0", "v1.38.0"},
 	} {
-		m, chosen, versions, err := loadPayload(dir, tc.server)
+		e, err := c.Select(tc.server)
 		g.Expect(err).NotTo(HaveOccurred(), tc.server)
-		g.Expect(m.KubernetesVersion).To(Equal(tc.want), tc.server)
-		g.Expect(chosen).To(Equal(filepath.Join(dir, tc.want)))
-		g.Expect(versions).To(Equal([]string{"v1.38.0", "v1.37.2", "v1.33.1"}))
+		g.Expect(e.Manifest.KubernetesVersion).To(Equal(tc.want), tc.server)
+		g.Expect(e.Dir).To(Equal(filepath.Join(dir, tc.want)))
 	}
 
-	// None fits: refused, naming the API server's version and every payload.
-	_, _, _, err := loadPayload(dir, "v1.32.4")
+	// None fits: named, with the API server's version and every payload.
+	_, err = c.Select("v1.32.4")
 	var se *payload.SkewError
 	g.Expect(errors.As(err, &se)).To(BeTrue(), "%v", err)
 	g.Expect(err.Error()).To(And(ContainSubstring("v1.32.4"), ContainSubstring("v1.38.0, v1.37.2, v1.33.1")))
@@ -51,10 +55,23 @@ func TestLoadPayloadBySkew(t *testing.T) {
 	single := t.TempDir()
 	_, err = testpayload.Write(single, testpayload.Options{KubernetesVersion: "v1.38.0"})
 	g.Expect(err).NotTo(HaveOccurred())
-	_, _, _, err = loadPayload(single, "v1.37.2")
-	g.Expect(err).To(MatchError(ContainSubstring("kubelet v1.38.0 is newer than the API server v1.37.2")))
-	m, chosen, _, err := loadPayload(single, "v1.38.0")
+	c, err = payload.LoadCatalog(single)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(chosen).To(Equal(single))
-	g.Expect(m.KubernetesVersion).To(Equal("v1.38.0"))
+	_, err = c.Select("v1.37.2")
+	g.Expect(err).To(MatchError(ContainSubstring("v1.37.2")))
+	e, err := c.Select("v1.38.0")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(e.Dir).To(Equal(single))
+
+	// A payload that does not verify is refused outright.
+	_, err = testpayload.Write(filepath.Join(dir, "v1.36.1"), testpayload.Options{KubernetesVersion: "v1.36.1"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(removeOneFile(filepath.Join(dir, "v1.36.1"))).To(Succeed())
+	_, err = payload.LoadCatalog(dir)
+	g.Expect(err).To(MatchError(ContainSubstring("v1.36.1")))
+}
+
+// removeOneFile deletes the payload's kubelet.exe.
+func removeOneFile(dir string) error {
+	return os.Remove(filepath.Join(dir, "kubelet.exe"))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -78,9 +79,12 @@ type Reconciler struct {
 	Clientset kubernetes.Interface
 	Config    core.Config
 	Dialer    remote.Dialer
-	// Payload is the manifest of the payload in PayloadDir.
-	Payload    *payload.Manifest
-	PayloadDir string
+	// Payloads are the payloads the operator ships; each reconcile
+	// selects the one the API server's version allows.
+	Payloads *payload.Catalog
+	// ServerVersion is the API server's version, kept current (a
+	// *cluster.VersionWatcher, whose changes wake every instance).
+	ServerVersion VersionSource
 	// Cluster holds what kubelets need to know about the cluster.
 	Cluster nodeconfig.ClusterFacts
 	// Tokens issues per-host bootstrap identities (plain Kubernetes).
@@ -96,6 +100,28 @@ type Reconciler struct {
 	// slots bounds the hosts worked on at once by WindowsNodeConfig's
 	// maxParallelConfigurations; set by SetupWithManager.
 	slots *slots
+	// upgradeMu serialises taking upgrade slots (recorded in instances'
+	// status.upgrade) among this process's workers.
+	upgradeMu sync.Mutex
+	// wakeAll enqueues every instance: the API server's version changed
+	// or an upgrade slot was freed.
+	wakeAll chan event.GenericEvent
+}
+
+// VersionSource tells the API server's version.
+type VersionSource interface {
+	Version() string
+}
+
+// StaticVersion is a VersionSource that never changes.
+type StaticVersion string
+
+// Version is v.
+func (v StaticVersion) Version() string { return string(v) }
+
+// versionNotifier is a VersionSource that reports changes.
+type versionNotifier interface {
+	OnChange(func(old, cur string))
 }
 
 // scope is the state of one reconcile of one instance. Phases read and
@@ -114,7 +140,19 @@ type scope struct {
 	node *corev1.Node
 	// waitingSlot: no configuration slot was free for this reconcile.
 	waitingSlot bool
-	log         logr.Logger
+	// server is the API server's version for this reconcile; selected the
+	// payload it allows.
+	server   string
+	selected payload.Entry
+	// target is the payload this reconcile converges the host to: the
+	// selected one, or the one the host runs while it waits for (or after
+	// a failure of) its upgrade. Its Manifest is nil when the host's
+	// payload is not in the catalog: the host is then left as it is.
+	target payload.Entry
+	// applied is the payload version the host's applied plan names (""
+	// before its first configuration).
+	applied string
+	log     logr.Logger
 }
 
 func (s *scope) close() {
@@ -152,6 +190,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, err
 	}
 	s.config = config
+	s.server = r.ServerVersion.Version()
+	s.selected, err = r.Payloads.Select(s.server)
+	setPayloadCompatibleCondition(wi, s.selected, err)
+	if err != nil && wi.DeletionTimestamp.IsZero() {
+		// No host is touched with a payload the cluster does not allow:
+		// the version watcher wakes every instance when the API
+		// server's version changes.
+		s.log.V(1).Info("No payload fits the API server", "server", s.server, "error", err.Error())
+		return ctrl.Result{}, nil
+	}
 
 	if wi.DeletionTimestamp.IsZero() && wi.Spec.Paused {
 		// Nothing to do: a change of spec.paused brings the next reconcile.
@@ -187,9 +235,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		{r.reconcileAgent, wmcov1.ConditionReachable},
 		{r.reconcileFeatures, wmcov1.ConditionPreflightPassed},
 		{r.reconcilePreflight, wmcov1.ConditionPreflightPassed},
+		{r.reconcileUpgrade, ""},
 		{r.reconcilePayload, wmcov1.ConditionConfigured},
 		{r.reconcilePlan, wmcov1.ConditionConfigured},
 		{r.reconcileNode, wmcov1.ConditionNodeReady},
+		{r.reconcileUpgradeDone, ""},
 	}
 	for _, p := range phases {
 		r.showProgress(ctx, s, p.step)
@@ -225,6 +275,10 @@ var progressMessages = map[string]outcome{
 // patched at once. A Ready host's resync publishes nothing.
 func (r *Reconciler) showProgress(ctx context.Context, s *scope, step string) {
 	wi := s.wi
+	if step == "" || wi.Status.Upgrade != nil {
+		// An upgrade publishes its own steps (setUpgradeStep).
+		return
+	}
 	if meta.IsStatusConditionTrue(wi.Status.Conditions, step) {
 		return
 	}
@@ -265,8 +319,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("WindowsInstance controller: Client, APIReader and Clientset are required")
 	case r.Dialer == nil:
 		return fmt.Errorf("WindowsInstance controller: Dialer is required")
-	case r.Payload == nil || r.PayloadDir == "":
+	case r.Payloads == nil || len(r.Payloads.Entries()) == 0:
 		return fmt.Errorf("WindowsInstance controller: a payload is required")
+	case r.ServerVersion == nil:
+		return fmt.Errorf("WindowsInstance controller: ServerVersion is required")
 	case r.Tokens == nil:
 		return fmt.Errorf("WindowsInstance controller: Tokens is required")
 	case r.Recorder == nil:
@@ -281,6 +337,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.Recorder = core.Recorder(r.Recorder)
 	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations)
+	r.wakeAll = make(chan event.GenericEvent, 1)
+	if n, ok := r.ServerVersion.(versionNotifier); ok {
+		n.OnChange(func(_, _ string) { r.wakeEveryInstance() })
+	}
 	specOrDeletion := predicate.Or(
 		predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
 		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
@@ -297,6 +357,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&wmcov1.WindowsNodeConfig{}, handler.EnqueueRequestsFromMapFunc(r.allInstances),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.slots.wake, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.wakeAll, handler.EnqueueRequestsFromMapFunc(r.allInstances))).
 		// Enough workers for the largest maxParallelConfigurations the
 		// API allows; the slots hold the configured bound.
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxWorkers}).
@@ -354,6 +415,15 @@ func (r *Reconciler) secretToInstances(ctx context.Context, o client.Object) []r
 		}
 	}
 	return out
+}
+
+// wakeEveryInstance enqueues every instance once; wake-ups that come
+// while one is pending are merged into it.
+func (r *Reconciler) wakeEveryInstance() {
+	select {
+	case r.wakeAll <- event.GenericEvent{Object: &wmcov1.WindowsNodeConfig{}}:
+	default:
+	}
 }
 
 func (r *Reconciler) allInstances(ctx context.Context, _ client.Object) []reconcile.Request {

@@ -27,6 +27,7 @@ import (
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/metrics"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/pkg/remote"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 )
@@ -144,7 +145,7 @@ func (r *Reconciler) runAgentAt(ctx context.Context, s *scope, path string, time
 // reconcileAgent makes sure the payload's agent answers on the host and
 // gathers the host's facts through it.
 func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result, error) {
-	agent, ok := r.Payload.File(payloadWICD)
+	agent, ok := s.selected.Manifest.File(payloadWICD)
 	if !ok {
 		return ctrl.Result{}, reconcile.TerminalError(errors.New("the payload has no wicd.exe"))
 	}
@@ -157,7 +158,7 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 		// the new agent goes to the staging path and replaces the old one
 		// itself (the upgrade protocol of package wicdapi).
 		s.log.Info("Uploading agent", "path", wicdapi.AgentStagingPath)
-		if err := r.upload(ctx, s, agent.Path, wicdapi.AgentStagingPath, agent.Size, agent.SHA256); err != nil {
+		if err := r.upload(ctx, s, s.selected.Dir, agent, wicdapi.AgentStagingPath); err != nil {
 			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
 			return ctrl.Result{}, err
 		}
@@ -178,6 +179,11 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 		s.facts = facts
 	}
 	wi := s.wi
+	s.applied = facts.AppliedPayloadVersion
+	if s.applied == "" && facts.Files[wicdapi.AppliedPlanPath] != "" {
+		// An agent that does not report it: the status knows.
+		s.applied = wi.Status.PayloadVersion
+	}
 	wi.Status.Host = wmcov1.HostFacts{Hostname: facts.Hostname, OSBuild: int32(facts.OSBuild), Addresses: facts.Addresses}
 	if want := core.DesiredNodeName(wi, facts.Hostname); wi.Status.NodeName != want {
 		if wi.Status.NodeName != "" && facts.Files[wicdapi.AppliedPlanPath] != "" {
@@ -260,51 +266,107 @@ func (r *Reconciler) reconcilePreflight(ctx context.Context, s *scope) (ctrl.Res
 	return ctrl.Result{}, nil
 }
 
-// reconcilePayload uploads the payload files whose sha256 differs on the
-// host.
+// reconcilePayload puts the target payload's files into its versioned
+// folder on the host: files whose content the host already has (in the
+// previous payload's folder) are copied there by the agent, and only the
+// others cross the wire.
 func (r *Reconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Result, error) {
-	have := map[string]string{}
-	for p, sum := range s.facts.Files {
-		have[strings.ToLower(p)] = strings.ToLower(sum)
-	}
-	var todo []string
-	var bytes int64
-	for _, f := range r.Payload.Files {
-		if have[strings.ToLower(r.Payload.HostPath(f.Path))] != f.SHA256 {
-			todo = append(todo, f.Path)
-			bytes += f.Size
-		}
-	}
-	if len(todo) == 0 {
+	m := s.target.Manifest
+	if m == nil {
 		return ctrl.Result{}, nil
 	}
-	setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: fmt.Sprintf("uploading %d payload files (%d bytes)", len(todo), bytes)})
-	s.log.Info("Uploading payload", "files", len(todo), "bytes", bytes, "version", r.Payload.Version)
-	for _, p := range todo {
-		f, _ := r.Payload.File(p)
-		if err := r.upload(ctx, s, f.Path, r.Payload.HostPath(f.Path), f.Size, f.SHA256); err != nil {
-			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: err.Error()})
-			var full *remote.DiskFullError
-			if errors.As(err, &full) {
-				metrics.SSHErrors.WithLabelValues("diskfull").Inc()
-				r.event(s, true, "DiskFull", "%v", err)
-			}
+	copies, uploads := stagePayload(m, s.facts.Files)
+	if len(copies) == 0 && len(uploads) == 0 {
+		return ctrl.Result{}, nil
+	}
+	var size int64
+	for _, f := range uploads {
+		size += f.Size
+	}
+	setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: fmt.Sprintf("uploading %d payload files (%d bytes), copying %d on the host", len(uploads), size, len(copies))})
+	if len(copies) > 0 {
+		s.log.Info("Staging payload from files on the host", "files", len(copies), "version", m.Version)
+		data, err := json.Marshal(wicdapi.StagePlan{Copies: copies})
+		if err != nil {
 			return ctrl.Result{}, err
 		}
+		sum := sha256.Sum256(data)
+		uctx, cancel := context.WithTimeout(ctx, commandTimeout)
+		err = s.session.Upload(uctx, wicdapi.StagePlanPath, bytes.NewReader(data), int64(len(data)), hex.EncodeToString(sum[:]))
+		cancel()
+		if err != nil {
+			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the staging plan: " + err.Error()})
+			return ctrl.Result{}, err
+		}
+		var res wicdapi.StageResult
+		if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, uploadTimeout, &res, "stage", "--plan", wicdapi.StagePlanPath); err != nil {
+			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: err.Error()})
+			return ctrl.Result{}, r.diskFull(s, err)
+		}
 	}
-	r.event(s, false, "PayloadUploaded", "Uploaded %d payload files (%d bytes) of version %s", len(todo), bytes, r.Payload.Version)
+	if len(uploads) > 0 {
+		s.log.Info("Uploading payload", "files", len(uploads), "bytes", size, "version", m.Version)
+	}
+	for _, f := range uploads {
+		if err := r.upload(ctx, s, s.target.Dir, f, payload.HostPath(m.Version, f.Path)); err != nil {
+			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: err.Error()})
+			return ctrl.Result{}, r.diskFull(s, err)
+		}
+	}
+	r.event(s, false, "PayloadUploaded", "Payload %s: uploaded %d files (%d bytes), copied %d already on the host", m.Version, len(uploads), size, len(copies))
 	return ctrl.Result{}, nil
 }
 
-func (r *Reconciler) upload(ctx context.Context, s *scope, src, dst string, size int64, sum string) error {
-	f, err := os.Open(filepath.Join(r.PayloadDir, filepath.FromSlash(src)))
-	if err != nil {
-		return fmt.Errorf("open payload file %s: %w", src, err)
+// diskFull counts and reports a full disk; it returns err.
+func (r *Reconciler) diskFull(s *scope, err error) error {
+	var full *remote.DiskFullError
+	var we *wicdapi.Error
+	if errors.As(err, &full) || (errors.As(err, &we) && we.Code == wicdapi.CodeDiskFull) {
+		metrics.SSHErrors.WithLabelValues("diskfull").Inc()
+		r.event(s, true, "DiskFull", "%v", err)
 	}
-	defer func() { _ = f.Close() }()
+	return err
+}
+
+// stagePayload sorts the files of m that the host lacks in m's folder
+// (hostFiles maps host paths to sha256, as facts report them) into local
+// copies of a file with the same content elsewhere under the payload
+// root, and uploads of the rest.
+func stagePayload(m *payload.Manifest, hostFiles map[string]string) (copies []wicdapi.StageCopy, uploads []payload.File) {
+	have := foldKeys(hostFiles)
+	bySum := map[string]string{}
+	root := strings.ToLower(wicdapi.PayloadRoot) + `\`
+	for p, sum := range hostFiles {
+		if strings.HasPrefix(strings.ToLower(p), root) {
+			sum = strings.ToLower(sum)
+			if cur, ok := bySum[sum]; !ok || p < cur {
+				bySum[sum] = p // the same choice on every run
+			}
+		}
+	}
+	for _, f := range m.Files {
+		dst := payload.HostPath(m.Version, f.Path)
+		if strings.EqualFold(have[strings.ToLower(dst)], f.SHA256) {
+			continue
+		}
+		if src, ok := bySum[strings.ToLower(f.SHA256)]; ok {
+			copies = append(copies, wicdapi.StageCopy{From: src, To: dst, SHA256: f.SHA256})
+			continue
+		}
+		uploads = append(uploads, f)
+	}
+	return copies, uploads
+}
+
+func (r *Reconciler) upload(ctx context.Context, s *scope, dir string, f payload.File, dst string) error {
+	src, err := os.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
+	if err != nil {
+		return fmt.Errorf("open payload file %s: %w", f.Path, err)
+	}
+	defer func() { _ = src.Close() }()
 	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
-	return s.session.Upload(uctx, dst, f, size, sum)
+	return s.session.Upload(uctx, dst, src, f.Size, f.SHA256)
 }
 
 // reconcilePlan renders the host's plan and applies it when the host's
@@ -317,6 +379,15 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	}
 	s.node = node
 	joined := node != nil && core.OwnsNode(wi, node)
+	m := s.target.Manifest
+	if m == nil {
+		// The host runs a payload the operator no longer ships, waiting
+		// for its upgrade: leave it as it is.
+		setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + s.applied + " (waiting for its upgrade)"})
+		return ctrl.Result{}, nil
+	}
+	cluster := r.Cluster
+	cluster.KubernetesVersion = s.server
 
 	token := placeholderToken
 	if !joined {
@@ -325,8 +396,8 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		}
 	}
 	in := nodeconfig.Inputs{
-		Config: s.config, Cluster: r.Cluster, Host: nodeconfig.HostFactsFrom(*s.facts),
-		NodeName: wi.Status.NodeName, Payload: r.Payload, BootstrapToken: token,
+		Config: s.config, Cluster: cluster, Host: nodeconfig.HostFactsFrom(*s.facts),
+		NodeName: wi.Status.NodeName, Payload: m, BootstrapToken: token,
 		NodeLabels: map[string]string{wmcov1.LabelInstance: wi.Name},
 	}
 	if s.config.Network.Type == wmcov1.NetworkOVNHybridOverlay && joined {
@@ -349,10 +420,11 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	}
 	sum := sha256.Sum256(data)
 	if strings.EqualFold(s.facts.Files[wicdapi.AppliedPlanPath], hex.EncodeToString(sum[:])) {
-		setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + r.Payload.Version})
-		return ctrl.Result{}, nil
+		setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + m.Version})
+		s.applied = m.Version
+		return ctrl.Result{}, r.upgradeApplied(ctx, s)
 	}
-	s.log.Info("Applying plan", "version", r.Payload.Version, "hostSubnet", in.HostSubnet)
+	s.log.Info("Applying plan", "version", m.Version, "hostSubnet", in.HostSubnet)
 	uctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	if err := s.session.Upload(uctx, wicdapi.PlanPath, bytes.NewReader(data), int64(len(data)), hex.EncodeToString(sum[:])); err != nil {
@@ -365,11 +437,12 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, wicdapi.ApplyTimeout(plan), &res, "apply", "--plan", wicdapi.PlanPath); err != nil {
 		setConfiguredCondition(wi, outcome{reason: ReasonApplyFailed, message: err.Error()})
 		r.event(s, true, ReasonApplyFailed, "%v", err)
-		return ctrl.Result{}, err
+		return r.upgradeApplyFailed(ctx, s, err)
 	}
-	r.event(s, false, "PlanApplied", "Applied payload %s: %d changes", r.Payload.Version, len(res.Changes))
-	setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + r.Payload.Version})
-	return ctrl.Result{}, nil
+	r.event(s, false, "PlanApplied", "Applied payload %s: %d changes", m.Version, len(res.Changes))
+	setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + m.Version})
+	s.applied = m.Version
+	return ctrl.Result{}, r.upgradeApplied(ctx, s)
 }
 
 // hostSubnet is the node's pod subnet: OVN-Kubernetes' hybrid overlay
@@ -407,6 +480,9 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, 
 	wi, node := s.wi, s.node
 	if node == nil {
 		setNodeReadyCondition(wi, outcome{reason: ReasonNodeNotFound, message: fmt.Sprintf("waiting for the kubelet to register Node %s", wi.Status.NodeName)})
+		if u := wi.Status.Upgrade; u != nil {
+			return r.upgradeNodeNotReady(ctx, s, u, "the Node does not exist")
+		}
 		// The Node watch brings the next reconcile; the requeue is a
 		// safety net for a kubelet that never registers.
 		return ctrl.Result{RequeueAfter: 2 * time.Minute}, nil
@@ -420,7 +496,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, 
 	if err := r.labelAndTaint(ctx, s, node); err != nil {
 		return ctrl.Result{}, err
 	}
-	wi.Status.PayloadVersion = r.Payload.Version
+	wi.Status.PayloadVersion = s.applied
 	wi.Status.KubeletVersion = node.Status.NodeInfo.KubeletVersion
 	ready := nodeReadyCondition(node)
 	if ready == nil || ready.Status != corev1.ConditionTrue {
@@ -429,6 +505,9 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, 
 			msg = "the Node is not Ready: " + ready.Message
 		}
 		setNodeReadyCondition(wi, outcome{reason: ReasonNodeNotReady, message: msg})
+		if u := wi.Status.Upgrade; u != nil {
+			return r.upgradeNodeNotReady(ctx, s, u, msg)
+		}
 		// The Node watch brings the next reconcile.
 		return ctrl.Result{RequeueAfter: 5 * time.Minute}, nil
 	}
@@ -476,11 +555,11 @@ func (r *Reconciler) labelAndTaint(ctx context.Context, s *scope, node *corev1.N
 			node.Labels[k], changed = v, true
 		}
 	}
-	if node.Annotations[wmcov1.AnnotationPayloadVersion] != r.Payload.Version {
+	if s.applied != "" && node.Annotations[wmcov1.AnnotationPayloadVersion] != s.applied {
 		if node.Annotations == nil {
 			node.Annotations = map[string]string{}
 		}
-		node.Annotations[wmcov1.AnnotationPayloadVersion], changed = r.Payload.Version, true
+		node.Annotations[wmcov1.AnnotationPayloadVersion], changed = s.applied, true
 	}
 	for _, t := range s.config.Taints {
 		i := slices.IndexFunc(node.Spec.Taints, func(n corev1.Taint) bool { return n.Key == t.Key && string(n.Effect) == string(t.Effect) })

@@ -200,6 +200,21 @@ func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
 		setSummary(wi, wmcov1.PhasePaused, outcome{reason: ReasonPaused, message: "spec.paused is set: the operator leaves the host alone"}, kstatusIdle)
 		return
 	}
+	if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionPayloadCompatible); c != nil && c.Status == metav1.ConditionFalse {
+		// Nothing is done until a payload fits; it is not the spec's
+		// fault, and resolves itself when the control plane or the
+		// operator changes.
+		setSummary(wi, wmcov1.PhasePending, outcome{reason: c.Reason, message: c.Message}, kstatusReconciling)
+		return
+	}
+	if u := wi.Status.Upgrade; u != nil {
+		o := outcome{reason: ReasonUpgradeApplying, message: "upgrading " + u.Progress}
+		if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading); c != nil && c.Status == metav1.ConditionTrue {
+			o = outcome{reason: c.Reason, message: c.Message}
+		}
+		setSummary(wi, wmcov1.PhaseUpgrading, o, kstatusReconciling)
+		return
+	}
 	steps := []struct {
 		cond    string
 		phase   wmcov1.InstancePhase

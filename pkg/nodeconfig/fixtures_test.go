@@ -10,6 +10,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -46,12 +49,13 @@ func testManifest() *payload.Manifest {
 // WindowsNodeConfig: every default applied.
 func apiDefaultedSpec() wmcov1alpha1.WindowsNodeConfigSpec {
 	port := int32(4789)
-	mu := intstr.FromInt32(1)
+	mu := intstr.FromString("25%")
 	return wmcov1alpha1.WindowsNodeConfigSpec{
 		Network:                   wmcov1alpha1.NetworkSpec{Type: wmcov1alpha1.NetworkOVNHybridOverlay, VXLANPort: &port},
 		Taints:                    []wmcov1alpha1.NodeTaint{{Key: "os", Value: "Windows", Effect: "NoSchedule"}},
 		MaxParallelConfigurations: 10,
 		MaxUnavailable:            &mu,
+		UpgradeTimeout:            &metav1.Duration{Duration: 10 * time.Minute},
 		LogRotation:               wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7},
 		Containerd:                wmcov1alpha1.ContainerdSpec{PauseImage: "registry.k8s.io/pause:3.10"},
 	}

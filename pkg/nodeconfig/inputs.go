@@ -8,6 +8,9 @@ package nodeconfig
 
 import (
 	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -118,14 +121,35 @@ const (
 	DefaultLogMaxFileSizeMiB         = 100
 	DefaultLogMaxAgeDays             = 7
 	DefaultMaxParallelConfigurations = 10
-	DefaultMaxUnavailable            = 1
-	DefaultClusterDomain             = "cluster.local"
+	// DefaultMaxUnavailable: a quarter of the Windows nodes upgrade at
+	// once (at least one).
+	DefaultMaxUnavailable = "25%"
+	// DefaultUpgradeTimeout is how long a host may take to be Ready on a
+	// new payload before it is rolled back.
+	DefaultUpgradeTimeout = 10 * time.Minute
+	DefaultClusterDomain  = "cluster.local"
 )
 
 // DefaultTaints returns the taint every Windows node gets unless the
 // config says otherwise: os=Windows:NoSchedule.
 func DefaultTaints() []wmcov1alpha1.NodeTaint {
 	return []wmcov1alpha1.NodeTaint{{Key: "os", Value: "Windows", Effect: "NoSchedule"}}
+}
+
+// MaxUnavailable is how many of instances hosts may upgrade at once under
+// spec.maxUnavailable (defaulted): a number, or a percentage of instances
+// rounded down; at least 1.
+func MaxUnavailable(spec wmcov1alpha1.WindowsNodeConfigSpec, instances int) int {
+	mu := spec.MaxUnavailable
+	if mu == nil {
+		d := intstr.FromString(DefaultMaxUnavailable)
+		mu = &d
+	}
+	n, err := intstr.GetScaledValueFromIntOrPercent(mu, instances, false)
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
 }
 
 // Defaulted returns a copy of spec with the API's defaults applied to
@@ -147,8 +171,11 @@ func Defaulted(spec wmcov1alpha1.WindowsNodeConfigSpec) wmcov1alpha1.WindowsNode
 		out.MaxParallelConfigurations = DefaultMaxParallelConfigurations
 	}
 	if out.MaxUnavailable == nil {
-		mu := intstr.FromInt32(DefaultMaxUnavailable)
+		mu := intstr.FromString(DefaultMaxUnavailable)
 		out.MaxUnavailable = &mu
+	}
+	if out.UpgradeTimeout == nil || out.UpgradeTimeout.Duration <= 0 {
+		out.UpgradeTimeout = &metav1.Duration{Duration: DefaultUpgradeTimeout}
 	}
 	if out.LogRotation.MaxFileSizeMiB == 0 {
 		out.LogRotation.MaxFileSizeMiB = DefaultLogMaxFileSizeMiB

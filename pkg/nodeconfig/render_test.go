@@ -17,6 +17,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/clientcmd"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
@@ -522,5 +523,29 @@ func TestUsesPayloadVersion(t *testing.T) {
 		if s.Name != wicdapi.AgentServiceName {
 			g.Expect(s.Binary).To(HavePrefix(payload.HostDir("v1.36.0-wmco.7")+`\`), s.Name)
 		}
+	}
+}
+
+func TestMaxUnavailable(t *testing.T) {
+	g := NewWithT(t)
+	spec := func(v intstr.IntOrString) wmcov1alpha1.WindowsNodeConfigSpec {
+		return wmcov1alpha1.WindowsNodeConfigSpec{MaxUnavailable: &v}
+	}
+	for _, tc := range []struct {
+		name      string
+		spec      wmcov1alpha1.WindowsNodeConfigSpec
+		instances int
+		want      int
+	}{
+		{"default of 8 hosts", wmcov1alpha1.WindowsNodeConfigSpec{}, 8, 2},
+		{"default of 3 hosts is at least 1", wmcov1alpha1.WindowsNodeConfigSpec{}, 3, 1},
+		{"default of none", wmcov1alpha1.WindowsNodeConfigSpec{}, 0, 1},
+		{"a number", spec(intstr.FromInt32(2)), 6, 2},
+		{"a number above the hosts", spec(intstr.FromInt32(9)), 6, 9},
+		{"a percentage rounds down", spec(intstr.FromString("50%")), 5, 2},
+		{"100%", spec(intstr.FromString("100%")), 7, 7},
+		{"a malformed percentage", spec(intstr.FromString("x%")), 7, 1},
+	} {
+		g.Expect(MaxUnavailable(tc.spec, tc.instances)).To(Equal(tc.want), tc.name)
 	}
 }

@@ -333,6 +333,14 @@ type Facts struct {
 	FileErrors map[string]string `json:"fileErrors,omitempty"`
 	// AgentVersion of the wicd that answered.
 	AgentVersion string `json:"agentVersion"`
+	// AppliedPayloadVersion is the PayloadVersion of the applied plan
+	// ("" when none).
+	AppliedPayloadVersion string `json:"appliedPayloadVersion,omitempty"`
+	// PreviousPayloadVersion is the PayloadVersion of the previous
+	// applied plan ("" when none).
+	PreviousPayloadVersion string `json:"previousPayloadVersion,omitempty"`
+	// PayloadVersions are the folders under PayloadRoot, sorted.
+	PayloadVersions []string `json:"payloadVersions,omitempty"`
 	// Time on the host (RFC 3339), for the clock check.
 	Time string `json:"time"`
 }

@@ -186,21 +186,35 @@ type OperatorOptions struct {
 	DrainTimeout time.Duration
 	// MachineSSHPort is where Machine hosts' SSH servers listen.
 	MachineSSHPort int32
+	// Payloads, when set, replace the one test payload.
+	Payloads *payload.Catalog
+	// ServerVersion, when set, is the API server's version the operator
+	// sees (default the local control plane's).
+	ServerVersion instance.VersionSource
 }
 
 // StartOperator runs every controller of the operator, wired as main wires
 // them, until the test ends. Its dialer counts sessions.
 func StartOperator(t *testing.T, o OperatorOptions) *CountingDialer {
 	t.Helper()
+	d, _ := StartStoppableOperator(t, o)
+	return d
+}
+
+// StartStoppableOperator is StartOperator with a function that stops the
+// operator before the test ends, as when it exits or is replaced.
+func StartStoppableOperator(t *testing.T, o OperatorOptions) (*CountingDialer, func()) {
+	t.Helper()
 	HostFixture(t)
 	if o.MaxParallel > 0 {
 		SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) { spec.MaxParallelConfigurations = int32(o.MaxParallel) })
 	}
 	dialer := &CountingDialer{Dialer: &remote.SSHDialer{Hash: instance.AgentHash}}
-	StartManager(t, func(mgr ctrl.Manager) error {
+	_, stop := StartStoppableManager(t, func(mgr ctrl.Manager) error {
 		return controllers.Setup(context.Background(), mgr, controllers.Options{
 			Config:  core.Config{Namespace: Namespace, Platform: cluster.Kubernetes},
-			Payload: Payload, PayloadDir: PayloadDir, Dialer: dialer, Clientset: Clientset,
+			Payload: Payload, PayloadDir: PayloadDir, Payloads: o.Payloads, ServerVersion: o.ServerVersion,
+			Dialer: dialer, Clientset: Clientset,
 			Cluster: nodeconfig.ClusterFacts{
 				APIServerURL: Cluster.Host, CACertPEM: Cluster.CACert, ServiceCIDR: localcluster.ServiceCIDR,
 				ClusterNetworkCIDR: localcluster.ClusterCIDR, DNSIP: "10.0.0.10", KubernetesVersion: localcluster.DefaultKubernetesVersion,
@@ -210,7 +224,7 @@ func StartOperator(t *testing.T, o OperatorOptions) *CountingDialer {
 			MachineSSHPort: o.MachineSSHPort,
 		})
 	})
-	return dialer
+	return dialer, stop
 }
 
 // WaitReady waits for the instance to be Ready and returns its Node.

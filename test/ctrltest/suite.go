@@ -98,6 +98,19 @@ func StartManager(t *testing.T, setup func(mgr ctrl.Manager) error) ctrl.Manager
 // StartManagerAs is StartManager authenticated with cfg.
 func StartManagerAs(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager) error) ctrl.Manager {
 	t.Helper()
+	mgr, _ := startManager(t, cfg, setup)
+	return mgr
+}
+
+// StartStoppableManager is StartManager that the test may also stop early
+// (as an operator that exits): stop cancels the manager and waits for it.
+func StartStoppableManager(t *testing.T, setup func(mgr ctrl.Manager) error) (ctrl.Manager, func()) {
+	t.Helper()
+	return startManager(t, Cluster.Config, setup)
+}
+
+func startManager(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager) error) (ctrl.Manager, func()) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -121,11 +134,12 @@ func StartManagerAs(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager)
 			t.Errorf("manager: %v", err)
 		}
 	}()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		wg.Wait()
 	})
-	return mgr
+	t.Cleanup(stop)
+	return mgr, stop
 }
 
 // GrantGeneratedRBAC gives user exactly what config/rbac/role.yaml grants

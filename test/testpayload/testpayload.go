@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/openwmco/wmco/pkg/payload"
 )
@@ -92,4 +93,47 @@ func writeTestFile(dir string, opts Options, path string) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return f.Close()
+}
+
+// Derive writes into dstDir a payload of version (Kubernetes version
+// kubernetesVersion) that is the payload in srcDir with the files at the
+// paths change given new content of the same size, and every other file
+// byte-identical: what a rebuild that changed only those components
+// produces.
+func Derive(srcDir, dstDir, version, kubernetesVersion string, change ...string) (*payload.Manifest, error) {
+	src, err := payload.Load(srcDir)
+	if err != nil {
+		return nil, fmt.Errorf("derive test payload: %w", err)
+	}
+	for _, f := range src.Files {
+		from := filepath.Join(srcDir, filepath.FromSlash(f.Path))
+		to := filepath.Join(dstDir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return nil, err
+		}
+		data, err := os.ReadFile(from)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(change, f.Path) {
+			seed := sha256.Sum256([]byte("wmco derived payload\x00" + version + "\x00" + f.Path))
+			if _, err := io.ReadFull(rand.NewChaCha8(seed), data); err != nil {
+				return nil, err
+			}
+			if len(data) == 0 {
+				data = []byte("changed " + f.Path + " of " + version + "\n")
+			}
+		}
+		if err := os.WriteFile(to, data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	m, err := payload.Create(dstDir, version, kubernetesVersion)
+	if err != nil {
+		return nil, fmt.Errorf("derive test payload: %w", err)
+	}
+	if err := m.WriteFile(dstDir); err != nil {
+		return nil, fmt.Errorf("derive test payload: %w", err)
+	}
+	return m, nil
 }

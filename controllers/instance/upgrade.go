@@ -1,0 +1,492 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/pkg/metrics"
+	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+)
+
+// Reasons of the Upgrading and PayloadCompatible conditions.
+const (
+	ReasonUpToDate          = "UpToDate"
+	ReasonUpgradeWaiting    = "UpgradeWaitingForSlot"
+	ReasonUpgradeDraining   = "UpgradeDraining"
+	ReasonUpgradeApplying   = "UpgradeApplying"
+	ReasonUpgradeNodeWait   = "UpgradeWaitingForNode"
+	ReasonRollingBack       = "RollingBack"
+	ReasonUpgradeSucceeded  = "UpgradeSucceeded"
+	ReasonUpgradeFailed     = "UpgradeFailed"
+	ReasonPayloadCompatible = "PayloadSelected"
+	ReasonNoPayload         = "NoCompatiblePayload"
+)
+
+// upgradeRequeue is how soon a host waiting for an upgrade slot looks
+// again if no freed slot wakes it first.
+const upgradeRequeue = 30 * time.Second
+
+// disruptive are the components whose change needs the Node drained: a
+// new kubelet, kube-proxy, container runtime or pod network restarts what
+// pods run on. The others (windows_exporter, csi-proxy, the agent) are
+// replaced in place, restarting only their own services.
+var disruptive = map[payload.Component]bool{
+	payload.ComponentKubelet: true, payload.ComponentKubeProxy: true, payload.ComponentContainerd: true,
+	payload.ComponentCNI: true, payload.ComponentHybridOverlay: true, payload.ComponentKubeLogRunner: true,
+}
+
+// upgradeKind is how a host moves from its applied payload to m, given
+// the sha256 of each file on the host (facts): changed lists the
+// components whose files differ, and drain is true when one of them is
+// disruptive (or the host's files of the applied payload are unknown).
+func upgradeKind(m *payload.Manifest, applied string, hostFiles map[string]string) (changed []payload.Component, drain bool) {
+	have := foldKeys(hostFiles)
+	for _, f := range m.Files {
+		old, ok := have[strings.ToLower(payload.HostPath(applied, f.Path))]
+		if ok && strings.EqualFold(old, f.SHA256) {
+			continue
+		}
+		if !slices.Contains(changed, f.Component) {
+			changed = append(changed, f.Component)
+		}
+		if !ok || disruptive[f.Component] {
+			drain = true
+		}
+	}
+	slices.Sort(changed)
+	return changed, drain
+}
+
+func foldKeys(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}
+
+// setPayloadCompatibleCondition records whether a payload fits the API
+// server.
+func setPayloadCompatibleCondition(wi *wmcov1.WindowsInstance, selected payload.Entry, err error) {
+	if err != nil {
+		setCondition(wi, wmcov1.ConditionPayloadCompatible, outcome{reason: ReasonNoPayload, message: err.Error() + "; no host is touched until a payload fits (upgrade the operator, or the control plane)"})
+		return
+	}
+	setCondition(wi, wmcov1.ConditionPayloadCompatible, outcome{ok: true, reason: ReasonPayloadCompatible, message: fmt.Sprintf(
+		"payload %s (Kubernetes %s) fits the API server", selected.Manifest.Version, selected.Manifest.KubernetesVersion)})
+}
+
+// setUpgradingCondition records an upgrade's progress: True while it
+// runs, False once done or failed.
+func setUpgradingCondition(wi *wmcov1.WindowsInstance, running bool, reason, message string) {
+	status := metav1.ConditionFalse
+	if running {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&wi.Status.Conditions, metav1.Condition{
+		Type: wmcov1.ConditionUpgrading, Status: status, Reason: reason,
+		Message: core.Truncate(message, core.MaxConditionMessageBytes), ObservedGeneration: wi.Generation,
+	})
+}
+
+// reconcileUpgrade chooses the payload this reconcile converges the host
+// to (s.target) and, when the host's applied payload differs from the
+// selected one, runs the steps of its upgrade that come before the new
+// payload is staged and applied:
+//   - a change of only non-disruptive components (see upgradeKind) is
+//     applied in place, restarting only the affected services;
+//   - otherwise the host takes an upgrade slot (at most maxUnavailable at
+//     once, recorded in status.upgrade), and its Node is cordoned and
+//     drained first. Without a free slot it keeps its applied payload.
+//
+// A payload that failed on this host and was rolled back is not tried
+// again until another is selected or the spec changes.
+func (r *Reconciler) reconcileUpgrade(ctx context.Context, s *scope) (ctrl.Result, error) {
+	wi := s.wi
+	sel := s.selected.Manifest
+	s.target = s.selected
+	if u := wi.Status.Upgrade; u != nil {
+		return r.continueUpgrade(ctx, s, u)
+	}
+	if s.applied == "" || s.applied == sel.Version {
+		if s.applied == sel.Version {
+			if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading); c == nil || c.Reason != ReasonUpgradeFailed || wi.Status.FailedUpgrade == nil || wi.Status.FailedUpgrade.Version != sel.Version {
+				setUpgradingCondition(wi, false, ReasonUpToDate, "the host runs the selected payload "+sel.Version)
+			}
+		}
+		return ctrl.Result{}, nil
+	}
+	// The host runs another payload than the selected one.
+	s.target = r.appliedEntry(s)
+	if f := wi.Status.FailedUpgrade; f != nil && f.Version == sel.Version && f.Generation == wi.Generation {
+		// Keep the host as it is: the failure is on record (condition
+		// UpgradeFailed, Event); retrying would fail the same way.
+		return ctrl.Result{}, nil
+	}
+	changed, drain := upgradeKind(sel, s.applied, s.facts.Files)
+	u := &wmcov1.UpgradeStatus{
+		From: s.applied, To: sel.Version, Progress: s.applied + " → " + sel.Version,
+		StartedAt: metav1.NewTime(r.Now()), InPlace: !drain,
+	}
+	if !drain {
+		s.log.Info("Upgrading in place", "from", u.From, "to", u.To, "components", changed)
+		u.Step = wmcov1.UpgradeStepApplying
+		if err := r.recordUpgrade(ctx, s, u); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.event(s, false, "UpgradeStarted", "Upgrading %s in place (changed: %s; no drain)", u.Progress, componentList(changed))
+		setUpgradingCondition(wi, true, ReasonUpgradeApplying, fmt.Sprintf("upgrading %s in place: %s", u.Progress, componentList(changed)))
+		s.target = s.selected
+		return ctrl.Result{}, nil
+	}
+	u.Step = wmcov1.UpgradeStepDraining
+	ok, holders, limit, err := r.takeUpgradeSlot(ctx, s, u)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !ok {
+		setUpgradingCondition(wi, true, ReasonUpgradeWaiting, fmt.Sprintf(
+			"waiting for an upgrade slot to go %s: %d of at most %d hosts are upgrading (%s; WindowsNodeConfig spec.maxUnavailable)",
+			u.Progress, len(holders), limit, strings.Join(holders, ", ")))
+		// A freed slot wakes every instance; the requeue is a safety net.
+		return ctrl.Result{RequeueAfter: upgradeRequeue}, nil
+	}
+	s.log.Info("Upgrading", "from", u.From, "to", u.To, "components", changed)
+	r.event(s, false, "UpgradeStarted", "Upgrading %s (changed: %s): cordoning and draining the Node", u.Progress, componentList(changed))
+	return r.continueUpgrade(ctx, s, wi.Status.Upgrade)
+}
+
+// appliedEntry is the catalog's entry of the host's applied payload, or
+// an empty entry (leave the host as it is) when the catalog lacks it.
+func (r *Reconciler) appliedEntry(s *scope) payload.Entry {
+	e, ok := r.Payloads.Get(s.applied)
+	if !ok {
+		return payload.Entry{}
+	}
+	return e
+}
+
+// continueUpgrade runs the step the upgrade u is at.
+func (r *Reconciler) continueUpgrade(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus) (ctrl.Result, error) {
+	wi := s.wi
+	target, ok := r.Payloads.Get(u.To)
+	if !ok {
+		// The operator no longer ships the payload the upgrade went to
+		// (it was itself replaced mid-upgrade): roll back if the host
+		// moved, else just give the slot up.
+		if s.applied == u.To {
+			return r.rollback(ctx, s, u, "payload "+u.To+" is no longer shipped by the operator")
+		}
+		return ctrl.Result{}, r.finishUpgrade(ctx, s, u, nil)
+	}
+	if u.Step != wmcov1.UpgradeStepRollingBack && u.To != s.selected.Manifest.Version && s.applied != u.To {
+		// Another payload was selected before this one was applied:
+		// go there instead, in the same slot.
+		s.log.Info("Retargeting upgrade", "from", u.To, "to", s.selected.Manifest.Version)
+		u.To, u.Progress = s.selected.Manifest.Version, u.From+" → "+s.selected.Manifest.Version
+		target = s.selected
+	}
+	s.target = target
+	switch u.Step {
+	case wmcov1.UpgradeStepRollingBack:
+		return r.rollback(ctx, s, u, u.Reason)
+	case wmcov1.UpgradeStepDraining:
+		setUpgradingCondition(wi, true, ReasonUpgradeDraining, "draining the Node to go "+u.Progress)
+		node, err := r.getNode(ctx, wi.Status.NodeName)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if node != nil && core.OwnsNode(wi, node) && !node.Spec.Unschedulable && !u.Cordoned {
+			// Record before cordoning that the operator did it, so that
+			// only its own cordon is undone.
+			u.Cordoned = true
+			if err := r.recordUpgrade(ctx, s, u); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+		if res, err := r.drain(ctx, s, wi.Status.NodeName); err != nil || !res.IsZero() {
+			return res, err
+		}
+		u.Step = wmcov1.UpgradeStepApplying
+		if err := r.recordUpgrade(ctx, s, u); err != nil {
+			return ctrl.Result{}, err
+		}
+		fallthrough
+	case wmcov1.UpgradeStepApplying:
+		setUpgradingCondition(wi, true, ReasonUpgradeApplying, "applying payload "+u.To+" ("+u.Progress+")")
+	case wmcov1.UpgradeStepWaitingForNode:
+		setUpgradingCondition(wi, true, ReasonUpgradeNodeWait, "waiting for the Node to be Ready with the new kubelet ("+u.Progress+")")
+	}
+	return ctrl.Result{}, nil
+}
+
+// upgradeApplied is called once the plan of the upgrade's payload is
+// applied: the Node is then waited for.
+func (r *Reconciler) upgradeApplied(ctx context.Context, s *scope) error {
+	u := s.wi.Status.Upgrade
+	if u == nil || u.Step != wmcov1.UpgradeStepApplying {
+		return nil
+	}
+	now := metav1.NewTime(r.Now())
+	u.Step, u.AppliedAt = wmcov1.UpgradeStepWaitingForNode, &now
+	setUpgradingCondition(s.wi, true, ReasonUpgradeNodeWait, "waiting for the Node to be Ready with the new kubelet ("+u.Progress+")")
+	return r.recordUpgrade(ctx, s, u)
+}
+
+// upgradeApplyFailed decides what a failed apply means during an upgrade:
+// a service of the new payload that does not start rolls the host back;
+// anything else (a dropped connection) is retried.
+func (r *Reconciler) upgradeApplyFailed(ctx context.Context, s *scope, applyErr error) (ctrl.Result, error) {
+	u := s.wi.Status.Upgrade
+	var we *wicdapi.Error
+	if u == nil || !errors.As(applyErr, &we) || we.Code != wicdapi.CodeServiceFailed {
+		return ctrl.Result{}, applyErr
+	}
+	return r.rollback(ctx, s, u, "a service of payload "+u.To+" failed: "+we.Message)
+}
+
+// reconcileUpgradeDone ends an upgrade once the Node is Ready with the
+// new kubelet, or rolls it back past the upgrade timeout. It runs after
+// reconcileNode, which returned early if the Node is not Ready.
+func (r *Reconciler) reconcileUpgradeDone(ctx context.Context, s *scope) (ctrl.Result, error) {
+	u := s.wi.Status.Upgrade
+	if u == nil {
+		return ctrl.Result{}, nil
+	}
+	want := kubeletVersion(s.target.Manifest)
+	if got := s.wi.Status.KubeletVersion; !u.InPlace && want != "" && got != want {
+		return r.upgradeNodeNotReady(ctx, s, u, fmt.Sprintf("the Node's kubelet reports %s, not %s", got, want))
+	}
+	return ctrl.Result{}, r.finishUpgrade(ctx, s, u, nil)
+}
+
+// upgradeNodeNotReady waits for the Node within the upgrade timeout, and
+// rolls back after it.
+func (r *Reconciler) upgradeNodeNotReady(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus, why string) (ctrl.Result, error) {
+	if u.AppliedAt == nil || u.Step != wmcov1.UpgradeStepWaitingForNode {
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
+	}
+	timeout := s.config.UpgradeTimeout.Duration
+	left := u.AppliedAt.Add(timeout).Sub(r.Now())
+	if left > 0 {
+		// The Node watch brings the next reconcile; the requeue makes
+		// the deadline.
+		return ctrl.Result{RequeueAfter: min(left, time.Minute)}, nil
+	}
+	return r.rollback(ctx, s, u, fmt.Sprintf("the Node was not Ready with payload %s within %s: %s", u.To, timeout, why))
+}
+
+// rollback points the host's services back at the previous payload's
+// folder (`wicd rollback`), waits for the Node to be Ready again, then
+// ends the upgrade as failed. It is idempotent across restarts: the
+// host's applied payload tells whether the agent already rolled back.
+func (r *Reconciler) rollback(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus, reason string) (ctrl.Result, error) {
+	wi := s.wi
+	if u.Step != wmcov1.UpgradeStepRollingBack {
+		s.log.Info("Rolling back upgrade", "from", u.To, "to", u.From, "reason", reason)
+		u.Step, u.Reason = wmcov1.UpgradeStepRollingBack, reason
+		if err := r.recordUpgrade(ctx, s, u); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.event(s, true, "UpgradeFailed", "Upgrade %s failed: %s; rolling back", u.Progress, reason)
+	}
+	setUpgradingCondition(wi, true, ReasonRollingBack, "rolling back to "+u.From+": "+reason)
+	s.target = payload.Entry{}
+	if s.applied != u.From && s.session != nil {
+		var res wicdapi.ApplyResult
+		if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, commandTimeout+wicdapi.DefaultStepTimeout*8, &res, "rollback"); err != nil {
+			var we *wicdapi.Error
+			if errors.As(err, &we) && we.Code == wicdapi.CodeNotFound {
+				// Nothing to go back to (the host had no earlier plan):
+				// give up the upgrade; the failure is on record.
+				return ctrl.Result{}, r.finishUpgrade(ctx, s, u, &reason)
+			}
+			setConfiguredCondition(wi, outcome{reason: ReasonApplyFailed, message: "roll back: " + err.Error()})
+			return ctrl.Result{}, err
+		}
+		s.applied = u.From
+		s.log.Info("Rolled back", "payload", u.From, "changes", len(res.Changes))
+		metrics.UpgradeRollbacks.Inc()
+	}
+	node, err := r.getNode(ctx, wi.Status.NodeName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if node == nil || readyStatus(node) != corev1.ConditionTrue {
+		// The Node watch brings the next reconcile.
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
+	}
+	wi.Status.KubeletVersion = node.Status.NodeInfo.KubeletVersion
+	return ctrl.Result{}, r.finishUpgrade(ctx, s, u, &reason)
+}
+
+// finishUpgrade ends the upgrade u: it uncordons the Node if the upgrade
+// cordoned it, records the outcome (failed when failure is set), removes
+// payload folders older than the previous one, frees the slot and wakes
+// the instances waiting for one.
+func (r *Reconciler) finishUpgrade(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus, failure *string) error {
+	wi := s.wi
+	if u.Cordoned {
+		if err := r.uncordon(ctx, s); err != nil {
+			return err
+		}
+	}
+	meta.RemoveStatusCondition(&wi.Status.Conditions, wmcov1.ConditionDraining)
+	took := r.Now().Sub(u.StartedAt.Time)
+	if failure != nil {
+		wi.Status.FailedUpgrade = &wmcov1.FailedUpgrade{Version: u.To, Reason: *failure, Time: metav1.NewTime(r.Now()), Generation: wi.Generation}
+		setUpgradingCondition(wi, false, ReasonUpgradeFailed, fmt.Sprintf("upgrade %s failed and was rolled back: %s; payload %s is not tried again on this host until another payload is selected or the spec changes", u.Progress, *failure, u.To))
+		r.event(s, true, "RolledBack", "Upgrade %s rolled back: the Node is Ready on payload %s again after %s", u.Progress, u.From, took.Round(time.Second))
+		metrics.UpgradeDuration.WithLabelValues("rolledback").Observe(took.Seconds())
+	} else {
+		wi.Status.FailedUpgrade = nil
+		setUpgradingCondition(wi, false, ReasonUpgradeSucceeded, fmt.Sprintf("upgraded %s in %s", u.Progress, took.Round(time.Second)))
+		r.event(s, false, "UpgradeSucceeded", "Upgraded %s in %s", u.Progress, took.Round(time.Second))
+		kind := "drained"
+		if u.InPlace {
+			kind = "inplace"
+		}
+		metrics.UpgradeDuration.WithLabelValues(kind).Observe(took.Seconds())
+		r.prune(ctx, s)
+	}
+	wi.Status.Upgrade = nil
+	if err := r.patchStatusNow(ctx, s, false); err != nil {
+		return err
+	}
+	r.wakeEveryInstance()
+	return nil
+}
+
+// prune removes payload folders other than the applied and the previous
+// one. Files a process still holds stay until the next upgrade; a
+// failure is only logged: nothing depends on it.
+func (r *Reconciler) prune(ctx context.Context, s *scope) {
+	if s.session == nil {
+		return
+	}
+	var res wicdapi.PruneResult
+	if err := r.runAgent(ctx, s, &res, "prune"); err != nil {
+		s.log.Info("Could not remove old payload folders", "error", err.Error())
+		return
+	}
+	if len(res.Removed) > 0 || len(res.Kept) > 0 {
+		s.log.V(1).Info("Removed old payload folders", "removed", res.Removed, "inUse", len(res.Kept))
+	}
+}
+
+// uncordon makes the instance's Node schedulable again.
+func (r *Reconciler) uncordon(ctx context.Context, s *scope) error {
+	node, err := r.getNode(ctx, s.wi.Status.NodeName)
+	if err != nil || node == nil || !core.OwnsNode(s.wi, node) || !node.Spec.Unschedulable {
+		return err
+	}
+	s.log.Info("Uncordoning node", "node", klog.KObj(node))
+	patch := client.MergeFrom(node.DeepCopy())
+	node.Spec.Unschedulable = false
+	if err := r.Client.Patch(ctx, node, patch); err != nil {
+		return fmt.Errorf("uncordon Node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
+// takeUpgradeSlot records u in the instance's status if fewer than
+// maxUnavailable instances hold an upgrade slot (status.upgrade of a
+// rolling upgrade), reading every instance live. Workers of this process
+// take slots one at a time; the status write carries the resourceVersion
+// it was computed from. It returns the holders and the limit when no slot
+// is free.
+func (r *Reconciler) takeUpgradeSlot(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus) (bool, []string, int, error) {
+	r.upgradeMu.Lock()
+	defer r.upgradeMu.Unlock()
+	var list wmcov1.WindowsInstanceList
+	if err := r.APIReader.List(ctx, &list); err != nil {
+		return false, nil, 0, fmt.Errorf("list instances for upgrade slots: %w", err)
+	}
+	limit := nodeconfig.MaxUnavailable(s.config, len(list.Items))
+	holders := slotHolders(list.Items, s.wi.Name)
+	if len(holders) >= limit {
+		return false, holders, limit, nil
+	}
+	if err := r.recordUpgradeLocked(ctx, s, u, true); err != nil {
+		return false, nil, 0, err
+	}
+	return true, nil, limit, nil
+}
+
+// slotHolders names the instances other than self holding an upgrade slot.
+func slotHolders(items []wmcov1.WindowsInstance, self string) []string {
+	var out []string
+	for _, wi := range items {
+		if wi.Name != self && wi.Status.Upgrade != nil && !wi.Status.Upgrade.InPlace {
+			out = append(out, wi.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// recordUpgrade writes status.upgrade at once: a step of an upgrade must
+// be on record before the operator acts on it, so that a restarted
+// operator resumes it.
+func (r *Reconciler) recordUpgrade(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus) error {
+	return r.recordUpgradeLocked(ctx, s, u, false)
+}
+
+func (r *Reconciler) recordUpgradeLocked(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus, optimistic bool) error {
+	s.wi.Status.Upgrade = u
+	return r.patchStatusNow(ctx, s, optimistic)
+}
+
+// patchStatusNow patches the status computed so far (summarised) and
+// makes it the base of the reconcile's final patch. With optimistic, it
+// fails on a conflict with a write it did not see.
+func (r *Reconciler) patchStatusNow(ctx context.Context, s *scope, optimistic bool) error {
+	summarize(s.wi, false, false)
+	var patch client.Patch = client.MergeFrom(s.base)
+	if optimistic {
+		patch = client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
+	}
+	if err := r.Client.Status().Patch(ctx, s.wi, patch); err != nil {
+		return fmt.Errorf("record upgrade status: %w", err)
+	}
+	s.base = s.wi.DeepCopy()
+	return nil
+}
+
+// kubeletVersion is the version m's kubelet reports: the manifest's
+// record of kubelet.exe, else the payload's Kubernetes version.
+func kubeletVersion(m *payload.Manifest) string {
+	if m == nil {
+		return ""
+	}
+	if f, ok := m.File(payload.KubeletPath); ok && f.Version != "" {
+		return f.Version
+	}
+	return m.KubernetesVersion
+}
+
+func componentList(cs []payload.Component) string {
+	if len(cs) == 0 {
+		return "service settings only"
+	}
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return strings.Join(out, ", ")
+}
