@@ -366,7 +366,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // nodeChangedPredicate lets through the Node events the controller acts
 // on: creation, deletion, a change of readiness, of labels, annotations or
-// taints, or of the pod subnet. A kubelet's routine status reports change
+// taints, of the pod subnet, or of the kubelet's version (an upgrade waits
+// for it). A kubelet's routine status reports change
 // none of these and cost the host no SSH connection.
 func nodeChangedPredicate() predicate.Funcs {
 	return predicate.Funcs{
@@ -378,7 +379,8 @@ func nodeChangedPredicate() predicate.Funcs {
 			}
 			return readyStatus(o) != readyStatus(n) ||
 				!maps.Equal(o.Labels, n.Labels) || !maps.Equal(o.Annotations, n.Annotations) ||
-				!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) || o.Spec.PodCIDR != n.Spec.PodCIDR
+				!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) || o.Spec.PodCIDR != n.Spec.PodCIDR ||
+				o.Status.NodeInfo.KubeletVersion != n.Status.NodeInfo.KubeletVersion
 		},
 	}
 }

@@ -225,4 +225,5 @@ func TestNodeChangedPredicate(t *testing.T) {
 	})).To(BeTrue())
 	g.Expect(update(func(n *corev1.Node) { n.Spec.PodCIDR = "10.132.2.0/24" })).To(BeTrue())
 	g.Expect(update(func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{{Key: "x", Effect: corev1.TaintEffectNoSchedule}} })).To(BeTrue())
+	g.Expect(update(func(n *corev1.Node) { n.Status.NodeInfo.KubeletVersion = "v1.37.2" })).To(BeTrue(), "an upgrade waits for the kubelet's version")
 }

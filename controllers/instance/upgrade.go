@@ -171,11 +171,13 @@ func (r *Reconciler) reconcileUpgrade(ctx context.Context, s *scope) (ctrl.Resul
 	return r.continueUpgrade(ctx, s, wi.Status.Upgrade)
 }
 
-// appliedEntry is the catalog's entry of the host's applied payload, or
-// an empty entry (leave the host as it is) when the catalog lacks it.
+// appliedEntry is the catalog's entry of the host's applied payload, to
+// keep the host's configuration current while it waits for its upgrade;
+// or an empty entry (leave the host as it is) when the catalog lacks it or
+// the API server no longer allows it (its plan would not render).
 func (r *Reconciler) appliedEntry(s *scope) payload.Entry {
 	e, ok := r.Payloads.Get(s.applied)
-	if !ok {
+	if !ok || payload.CheckSkew(e.Manifest.KubernetesVersion, s.server) != nil {
 		return payload.Entry{}
 	}
 	return e

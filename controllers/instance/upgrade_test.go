@@ -1,0 +1,423 @@
+package instance_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/instance"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/test/ctrltest"
+	"github.com/openwmco/wmco/test/testpayload"
+	"github.com/openwmco/wmco/test/winsim/simagent"
+)
+
+// payloads writes test payloads under one temporary directory.
+type payloads struct {
+	t   *testing.T
+	dir string
+}
+
+func newPayloads(t *testing.T) *payloads {
+	return &payloads{t: t, dir: t.TempDir()}
+}
+
+// write writes a fresh payload of Kubernetes version kube whose files
+// are size bytes each (0: one short line).
+func (p *payloads) write(kube string, size int64) payload.Entry {
+	p.t.Helper()
+	dir := filepath.Join(p.dir, kube+"-base")
+	m, err := testpayload.Write(dir, testpayload.Options{Version: kube + "-base", KubernetesVersion: kube, FileSize: size})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return payload.Entry{Dir: dir, Manifest: m}
+}
+
+// derive is from with the files at change given new content.
+func (p *payloads) derive(from payload.Entry, version, kube string, change ...string) payload.Entry {
+	p.t.Helper()
+	dir := filepath.Join(p.dir, version)
+	m, err := testpayload.Derive(from.Dir, dir, version, kube, change...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return payload.Entry{Dir: dir, Manifest: m}
+}
+
+// kubelets maps each entry's kubelet binary to its version, for the
+// simulated kubelet to report what is really installed.
+func kubelets(entries ...payload.Entry) map[string]string {
+	out := map[string]string{}
+	for _, e := range entries {
+		f, _ := e.Manifest.File(payload.KubeletPath)
+		out[f.SHA256] = e.Manifest.KubernetesVersion
+	}
+	return out
+}
+
+func sha(t *testing.T, e payload.Entry, path string) string {
+	f, ok := e.Manifest.File(path)
+	if !ok {
+		t.Fatalf("payload %s has no %s", e.Manifest.Version, path)
+	}
+	return f.SHA256
+}
+
+func getInstance(g Gomega, ctx context.Context, name string) *wmcov1.WindowsInstance {
+	wi := &wmcov1.WindowsInstance{}
+	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: name}, wi)).To(Succeed())
+	return wi
+}
+
+// waitOnPayload waits until the instance is Ready on payload version,
+// its kubelet reporting kube.
+func waitOnPayload(t *testing.T, name, version, kube string, timeout time.Duration) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		wi := getInstance(g, t.Context(), name)
+		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseReady), "phase %s: %s", wi.Status.Phase, wi.Status.Message)
+		g.Expect(wi.Status.PayloadVersion).To(Equal(version))
+		g.Expect(wi.Status.KubeletVersion).To(Equal(kube))
+		g.Expect(wi.Status.Upgrade).To(BeNil())
+	}).WithTimeout(timeout).WithPolling(250 * time.Millisecond).Should(Succeed())
+}
+
+// observer watches instances and Nodes for the whole test and records
+// the peak of instances holding an upgrade slot at once and every moment
+// a Node of theirs was not Ready.
+type observer struct {
+	mu       sync.Mutex
+	holding  map[string]bool
+	peak     int
+	notReady []string
+	drained  map[string]bool
+}
+
+func observe(t *testing.T) *observer {
+	t.Helper()
+	o := &observer{holding: map[string]bool{}, drained: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	wc, err := client.NewWithWatch(ctrltest.Cluster.Config, client.Options{Scheme: ctrltest.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wis, err := wc.Watch(ctx, &wmcov1.WindowsInstanceList{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := ctrltest.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: wmcov1.LabelInstance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer wis.Stop()
+		defer nodes.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-wis.ResultChan():
+				if !ok {
+					return
+				}
+				wi, isWI := ev.Object.(*wmcov1.WindowsInstance)
+				if !isWI {
+					continue
+				}
+				o.mu.Lock()
+				o.holding[wi.Name] = ev.Type != watch.Deleted && wi.Status.Upgrade != nil && !wi.Status.Upgrade.InPlace
+				n := 0
+				for _, h := range o.holding {
+					if h {
+						n++
+					}
+				}
+				o.peak = max(o.peak, n)
+				if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionDraining); c != nil {
+					o.drained[wi.Name] = true
+				}
+				o.mu.Unlock()
+			case ev, ok := <-nodes.ResultChan():
+				if !ok {
+					return
+				}
+				node, isNode := ev.Object.(*corev1.Node)
+				if !isNode || ev.Type == watch.Deleted {
+					continue
+				}
+				for _, c := range node.Status.Conditions {
+					if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+						o.mu.Lock()
+						o.notReady = append(o.notReady, node.Name+": "+string(c.Status)+" "+c.Message)
+						o.mu.Unlock()
+					}
+				}
+				if node.Spec.Unschedulable {
+					o.mu.Lock()
+					o.drained[node.Name] = true
+					o.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return o
+}
+
+func (o *observer) snapshot() (peak int, notReady []string, drained []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for n := range o.drained {
+		drained = append(drained, n)
+	}
+	slices.Sort(drained)
+	return o.peak, slices.Clone(o.notReady), drained
+}
+
+// With payloads for two Kubernetes versions, hosts land on the newest the
+// API server allows; a payload newer than the API server touches no host
+// and every instance names both versions.
+func TestPayloadSelectionBySkew(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ps := newPayloads(t)
+	older := ps.write("v1.36.9", 0)
+	newer := ps.write("v1.37.2", 0)
+	hosts := ctrltest.StartHosts(t, 1, simagent.Options{KubeletBinaries: kubelets(older, newer)})
+	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(older, newer), ServerVersion: instance.StaticVersion("v1.37.2"),
+	})
+	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(hosts[0]))).To(Succeed())
+	waitOnPayload(t, hosts[0].Name, newer.Manifest.Version, "v1.37.2", 90*time.Second)
+	stop()
+
+	tooNew := ps.write("v1.38.0", 0)
+	fresh := ctrltest.StartHosts(t, 1, simagent.Options{})
+	dialer := ctrltest.StartOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(tooNew), ServerVersion: instance.StaticVersion("v1.37.2"),
+	})
+	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(fresh[0]))).To(Succeed())
+	for _, name := range []string{fresh[0].Name, hosts[0].Name} {
+		g.Eventually(func(g Gomega) {
+			wi := getInstance(g, ctx, name)
+			c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionPayloadCompatible)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(c.Reason).To(Equal(instance.ReasonNoPayload))
+			g.Expect(c.Message).To(And(ContainSubstring("v1.37.2"), ContainSubstring("v1.38.0")))
+			g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhasePending))
+			g.Expect(wi.Status.Message).To(ContainSubstring("v1.38.0"))
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+	}
+	g.Consistently(dialer.Dials.Load).WithTimeout(3*time.Second).Should(BeZero(), "no host is connected to")
+	_, err := fresh[0].Host.Disk().Stat(`C:\k`)
+	g.Expect(err).To(HaveOccurred(), "nothing was put on the new host")
+}
+
+// Six hosts move to a new Kubernetes version with at most maxUnavailable
+// (2) cordoned and upgrading at once, also across an operator restart in
+// the middle of the rollout.
+func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ps := newPayloads(t)
+	older := ps.write("v1.36.9", 0)
+	newer := ps.derive(older, "v1.37.2-new", "v1.37.2", payload.KubeletPath, payload.KubeProxyPath)
+	hosts := ctrltest.StartHosts(t, 6, simagent.Options{KubeletBinaries: kubelets(older, newer)})
+	ctrltest.SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) {
+		mu := intstr.FromInt32(2)
+		spec.MaxUnavailable = &mu
+	})
+	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(older), ServerVersion: instance.StaticVersion("v1.37.2"),
+	})
+	for _, h := range hosts {
+		g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
+	}
+	for _, h := range hosts {
+		waitOnPayload(t, h.Name, older.Manifest.Version, "v1.36.9", 2*time.Minute)
+	}
+	stop()
+
+	obs := observe(t)
+	// The operator is upgraded: it now ships the newer payload too.
+	opts := ctrltest.OperatorOptions{Payloads: payload.NewCatalog(older, newer), ServerVersion: instance.StaticVersion("v1.37.2")}
+	_, stop = ctrltest.StartStoppableOperator(t, opts)
+	// Mid-rollout, once some host is upgraded and others are not, the
+	// operator stops and another starts.
+	g.Eventually(func(g Gomega) {
+		done := 0
+		for _, h := range hosts {
+			if getInstance(g, ctx, h.Name).Status.PayloadVersion == newer.Manifest.Version {
+				done++
+			}
+		}
+		g.Expect(done).To(BeNumerically(">=", 1))
+		g.Expect(done).To(BeNumerically("<", len(hosts)))
+	}).WithTimeout(2 * time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+	stop()
+	ctrltest.StartOperator(t, opts)
+	for _, h := range hosts {
+		waitOnPayload(t, h.Name, newer.Manifest.Version, "v1.37.2", 3*time.Minute)
+	}
+	peak, _, drained := obs.snapshot()
+	t.Logf("peak of hosts upgrading at once: %d; drained: %d", peak, len(drained))
+	g.Expect(peak).To(BeNumerically("<=", 2))
+	g.Expect(peak).To(BeNumerically(">=", 1))
+	for _, h := range hosts {
+		wi := getInstance(g, ctx, h.Name)
+		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading).Reason).To(Equal(instance.ReasonUpgradeSucceeded))
+		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionDraining)).To(BeNil())
+		node := &corev1.Node{}
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: wi.Status.NodeName}, node)).To(Succeed())
+		g.Expect(node.Spec.Unschedulable).To(BeFalse(), "uncordoned after the upgrade")
+		g.Expect(node.Annotations).To(HaveKeyWithValue(wmcov1.AnnotationPayloadVersion, newer.Manifest.Version))
+		// The new folder holds the new payload; the previous is kept.
+		disk := h.Host.Disk()
+		for _, f := range newer.Manifest.Files {
+			data, err := disk.ReadFile(payload.HostPath(newer.Manifest.Version, f.Path))
+			g.Expect(err).NotTo(HaveOccurred(), f.Path)
+			sum := sha256.Sum256(data)
+			g.Expect(hex.EncodeToString(sum[:])).To(Equal(f.SHA256), f.Path)
+		}
+		_, err := disk.Stat(payload.HostDir(older.Manifest.Version))
+		g.Expect(err).NotTo(HaveOccurred(), "the previous payload's folder is kept for rollback")
+	}
+	g.Expect(drained).To(HaveLen(len(hosts)), "every host was drained for its kubelet upgrade")
+}
+
+// A payload that changes only windows_exporter is applied in place: only
+// that file crosses the wire, nothing is drained and the Node stays Ready.
+func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ps := newPayloads(t)
+	const size = 4 << 20
+	base := ps.write("v1.37.2", size)
+	exporter := ps.derive(base, "v1.37.2-exporter", "v1.37.2", payload.WindowsExporterPath)
+	hosts := ctrltest.StartHosts(t, 2, simagent.Options{KubeletBinaries: kubelets(base)})
+	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(base), ServerVersion: instance.StaticVersion("v1.37.2"),
+	})
+	for _, h := range hosts {
+		g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
+	}
+	for _, h := range hosts {
+		waitOnPayload(t, h.Name, base.Manifest.Version, "v1.37.2", 2*time.Minute)
+	}
+	stop()
+	obs := observe(t)
+	before := map[string]int64{}
+	for _, h := range hosts {
+		before[h.Name] = h.Host.Stats().BytesReceived
+	}
+	kubeletStarts := map[string]int{}
+	for _, h := range hosts {
+		kubeletStarts[h.Name] = h.Services.Starts("kubelet")
+	}
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(exporter), ServerVersion: instance.StaticVersion("v1.37.2"),
+	})
+	for _, h := range hosts {
+		waitOnPayload(t, h.Name, exporter.Manifest.Version, "v1.37.2", 2*time.Minute)
+	}
+	_, notReady, drained := obs.snapshot()
+	g.Expect(notReady).To(BeEmpty(), "no Node was ever NotReady")
+	g.Expect(drained).To(BeEmpty(), "nothing was cordoned or drained")
+	for _, h := range hosts {
+		sent := h.Host.Stats().BytesReceived - before[h.Name]
+		t.Logf("host %s received %d bytes for a %d-byte windows_exporter.exe (%.3f×)", h.Name, sent, size, float64(sent)/size)
+		g.Expect(float64(sent)).To(BeNumerically("<=", 1.05*size))
+		g.Expect(h.Services.Starts("kubelet")).To(Equal(kubeletStarts[h.Name]), "the kubelet was not restarted")
+		wi := getInstance(g, ctx, h.Name)
+		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading).Reason).To(Equal(instance.ReasonUpgradeSucceeded))
+	}
+}
+
+// A payload whose kubelet does not start is rolled back: the Node is
+// Ready on the previous payload, the instance says UpgradeFailed with the
+// reason, and the payload is not tried again.
+func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ps := newPayloads(t)
+	good := ps.write("v1.37.2", 0)
+	bad := ps.derive(good, "v1.37.3-bad", "v1.37.3", payload.KubeletPath)
+	hosts := ctrltest.StartHosts(t, 1, simagent.Options{
+		KubeletBinaries: kubelets(good, bad),
+	})
+	h := hosts[0]
+	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(good), ServerVersion: instance.StaticVersion("v1.37.3"),
+	})
+	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
+	waitOnPayload(t, h.Name, good.Manifest.Version, "v1.37.2", 90*time.Second)
+	stop()
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(good, bad), ServerVersion: instance.StaticVersion("v1.37.3"),
+	})
+	g.Eventually(func(g Gomega) {
+		wi := getInstance(g, ctx, h.Name)
+		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(instance.ReasonUpgradeFailed))
+		g.Expect(c.Message).To(And(ContainSubstring(bad.Manifest.Version), ContainSubstring("kubelet")))
+		g.Expect(wi.Status.FailedUpgrade).NotTo(BeNil())
+		g.Expect(wi.Status.FailedUpgrade.Version).To(Equal(bad.Manifest.Version))
+	}).WithTimeout(2 * time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
+	waitOnPayload(t, h.Name, good.Manifest.Version, "v1.37.2", time.Minute)
+	g.Expect(eventReasons(g, h.Name)).To(ContainElements("UpgradeStarted", "UpgradeFailed", "RolledBack"))
+
+	// Every later reconcile leaves the host alone: no new attempt.
+	attempts := h.Services.Starts("kubelet")
+	for i := range 5 {
+		wi := getInstance(g, ctx, h.Name)
+		patch := client.MergeFrom(wi.DeepCopy())
+		if wi.Annotations == nil {
+			wi.Annotations = map[string]string{}
+		}
+		wi.Annotations["test.wmco.io/poke"] = strings.Repeat("x", i+1)
+		g.Expect(ctrltest.Client.Patch(ctx, wi, patch)).To(Succeed())
+	}
+	g.Consistently(func(g Gomega) {
+		g.Expect(h.Services.Starts("kubelet")).To(Equal(attempts))
+		wi := getInstance(g, ctx, h.Name)
+		g.Expect(wi.Status.Upgrade).To(BeNil())
+		g.Expect(wi.Status.PayloadVersion).To(Equal(good.Manifest.Version))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(countEvents(g, h.Name, "UpgradeStarted")).To(Equal(1), "the failed payload was tried once")
+}
+
+// countEvents counts the occurrences of Events with reason regarding the
+// instance, repeats of a series included.
+func countEvents(g Gomega, name, reason string) int {
+	var list eventsv1.EventList
+	g.Expect(ctrltest.Client.List(context.Background(), &list, client.InNamespace(metav1.NamespaceDefault))).To(Succeed())
+	n := 0
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "WindowsInstance" && e.Regarding.Name == name && e.Reason == reason {
+			n++
+			if e.Series != nil {
+				n += int(e.Series.Count) - 1
+			}
+		}
+	}
+	return n
+}
