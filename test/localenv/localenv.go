@@ -122,6 +122,10 @@ type Env struct {
 	signer   ssh.Signer
 	opts     Options
 	operator *Operator
+	// operatorBinary is the binary started last; operatorStarts counts
+	// the starts.
+	operatorBinary string
+	operatorStarts int
 }
 
 func (e *Env) logf(format string, args ...any) {
@@ -286,6 +290,9 @@ func (e *Env) AddHosts(n int) ([]*Host, error) {
 // it is ready.
 func (e *Env) startOperator(ctx context.Context) error {
 	bin := e.opts.OperatorBinary
+	if bin == "" && e.operatorBinary != "" {
+		bin = e.operatorBinary
+	}
 	if bin == "" {
 		bin = filepath.Join(e.Dir, "operator")
 		e.logf("Building the operator")
@@ -300,7 +307,14 @@ func (e *Env) startOperator(ctx context.Context) error {
 		}
 	}
 	e.logf("Starting the operator")
-	op, err := StartOperatorAs(ctx, bin, e.Kubeconfig, e.Namespace, e.PayloadDir, filepath.Join(e.Dir, "operator.log"), 60*time.Second, e.opts.OperatorArgs...)
+	e.operatorBinary = bin
+	e.operatorStarts++
+	logName := "operator.log"
+	if e.operatorStarts > 1 {
+		// Each run keeps its own log.
+		logName = fmt.Sprintf("operator.%d.log", e.operatorStarts)
+	}
+	op, err := StartOperatorAs(ctx, bin, e.Kubeconfig, e.Namespace, e.PayloadDir, filepath.Join(e.Dir, logName), 60*time.Second, e.opts.OperatorArgs...)
 	if err != nil {
 		return err
 	}
@@ -350,6 +364,22 @@ func (e *Env) Stop() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// KillOperator ends the operator process with SIGKILL.
+func (e *Env) KillOperator() {
+	if e.operator != nil {
+		e.operator.Kill()
+	}
+}
+
+// RestartOperator starts the operator again (after it exited or was
+// killed), with the same binary and flags, as a Deployment would.
+func (e *Env) RestartOperator(ctx context.Context) error {
+	if e.operator != nil && !e.operator.Exited() {
+		return errors.New("restart operator: it is still running")
+	}
+	return e.startOperator(ctx)
 }
 
 // OperatorExited reports whether the operator process has ended.

@@ -128,3 +128,15 @@ func (o *Operator) Stop() {
 		o.done <- err
 	}
 }
+
+// Kill ends the process with SIGKILL, as an OOM kill or a node failure
+// would: no deferred work runs, no lease is released. It returns once the
+// process is gone.
+func (o *Operator) Kill() {
+	if o.Exited() {
+		return
+	}
+	proc.Kill(o.cmd)
+	err := <-o.done
+	o.done <- err
+}
