@@ -173,7 +173,8 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.Client, err = client.New(e.Cluster.Config, client.Options{Scheme: scheme}); err != nil {
+	// A client that can also watch, for tests that follow objects.
+	if e.Client, err = client.NewWithWatch(e.Cluster.Config, client.Options{Scheme: scheme}); err != nil {
 		return nil, err
 	}
 	if e.Clientset, err = kubernetes.NewForConfig(e.Cluster.Config); err != nil {
