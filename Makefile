@@ -168,7 +168,7 @@ demo: setup-envtest operator ## Local control plane + simulated hosts + operator
 ##@ Test
 
 .PHONY: setup-envtest
-setup-envtest: ## Build etcd, kube-apiserver, kube-controller-manager and kubectl into bin/k8s/$(K8S_VERSION) (skipped when present).
+setup-envtest: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and kube-apiserver-as-<v> for APISERVER_REPORTED_VERSIONS (a relink) into bin/k8s/$(K8S_VERSION) (skipped when present).
 	K8S_VERSION=$(K8S_VERSION) hack/setup-envtest.sh
 
 .PHONY: test

@@ -5,6 +5,13 @@
 #
 #   K8S_VERSION   Kubernetes release to build (default v1.37.2)
 #   ETCD_VERSION  etcd server release (default: the one that Kubernetes release pins)
+#   APISERVER_REPORTED_VERSIONS
+#                 space-separated Kubernetes versions (default "v1.36.9 v1.38.0")
+#                 for which to build bin/k8s/<K8S_VERSION>/kube-apiserver-as-<version>:
+#                 the same kube-apiserver linked to report <version> (on /version,
+#                 and as its emulation version), for tests of a cluster whose
+#                 version changes. Only the link step runs again (the compiled
+#                 packages come from the Go build cache): about 10 s each.
 #
 # Prints the directory holding the binaries as its last line.
 set -euo pipefail
@@ -16,6 +23,14 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 BIN_DIR="$ROOT/bin/k8s/$K8S_VERSION"
 WRAP_DIR="$ROOT/hack/controlplane/$K8S_VERSION"
 BINARIES=(etcd kube-apiserver kube-controller-manager kubectl)
+REPORTED_VERSIONS=(${APISERVER_REPORTED_VERSIONS-v1.36.9 v1.38.0})
+for v in "${REPORTED_VERSIONS[@]}"; do
+  if ! [[ $v =~ ^v1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]]; then
+    echo "[setup-envtest] APISERVER_REPORTED_VERSIONS: $v is not a release such as v1.36.9" >&2
+    exit 1
+  fi
+  BINARIES+=("kube-apiserver-as-$v")
+done
 
 log() { printf '[setup-envtest] %s\n' "$*" >&2; }
 
@@ -31,7 +46,6 @@ fi
 
 mkdir -p "$BIN_DIR" "$WRAP_DIR/kubernetes" "$WRAP_DIR/etcd"
 
-minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 staging_version="v0.${K8S_VERSION#v1.}"
 
 # Kubernetes' own go.mod replaces every k8s.io/<m> with ./staging/src/k8s.io/<m>;
@@ -72,11 +86,16 @@ if [ ! -f "$WRAP_DIR/etcd/go.mod" ] || ! grep -q "go.etcd.io/etcd/server/v3 $ETC
   (cd "$WRAP_DIR/etcd" && go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
 fi
 
-vpkg() {
-  local p=$1
-  echo "-X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+# ldflags_for VERSION: the flags that make a binary report VERSION.
+ldflags_for() {
+  local v=$1 m p flags="-s -w"
+  m=${v#v1.}; m=${m%%.*}
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$m -X $p.gitTreeState=clean"
+  done
+  echo "$flags"
 }
-LDFLAGS="-s -w $(vpkg k8s.io/component-base/version) $(vpkg k8s.io/client-go/pkg/version)"
+LDFLAGS=$(ldflags_for "$K8S_VERSION")
 
 for b in kube-apiserver kube-controller-manager kubectl; do
   if [ ! -x "$BIN_DIR/$b" ]; then
@@ -95,6 +114,21 @@ if [ ! -x "$BIN_DIR/etcd" ]; then
   mv "$BIN_DIR/etcd.tmp" "$BIN_DIR/etcd"
   log "built etcd in $(( $(date +%s) - start ))s"
 fi
+
+# The same kube-apiserver, relinked to report another version. The name
+# holds both versions; a present file is never rebuilt, and a new one
+# appears only complete (renamed from a private temporary name), as bin/k8s
+# may be shared between clones.
+for v in "${REPORTED_VERSIONS[@]}"; do
+  out="$BIN_DIR/kube-apiserver-as-$v"
+  if [ ! -x "$out" ]; then
+    log "linking kube-apiserver $K8S_VERSION as $v"
+    start=$(date +%s)
+    (cd "$WRAP_DIR/kubernetes" && go build -trimpath -ldflags "$(ldflags_for "$v")" -o "$out.tmp.$$" k8s.io/kubernetes/cmd/kube-apiserver)
+    mv "$out.tmp.$$" "$out"
+    log "linked kube-apiserver-as-$v in $(( $(date +%s) - start ))s"
+  fi
+done
 
 echo "$ETCD_VERSION" > "$BIN_DIR/etcd.version"
 log "control plane $K8S_VERSION (etcd $ETCD_VERSION) ready in ${BIN_DIR#$ROOT/}"

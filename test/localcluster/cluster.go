@@ -16,13 +16,16 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -87,6 +90,23 @@ type Options struct {
 	// otherwise does exactly as kubeadm does (readable by system:anonymous
 	// only), for tests of a cluster that has none.
 	NoClusterInfo bool
+	// APIServerVersion, when set, runs the kube-apiserver linked to report
+	// this Kubernetes version (see [APIServerBinary]) instead of the
+	// normal one, e.g. "v1.36.9".
+	APIServerVersion string
+}
+
+// APIServerBinary is the kube-apiserver in binDir that reports version:
+// kube-apiserver-as-<version>, which hack/setup-envtest.sh links from the
+// same sources for each of APISERVER_REPORTED_VERSIONS (by default v1.36.9
+// and v1.38.0); the normal kube-apiserver when version is empty. The
+// reported version is also the server's emulation version, so a version
+// below the build's serves that release's APIs and feature defaults.
+func APIServerBinary(binDir, version string) string {
+	if version == "" {
+		return filepath.Join(binDir, "kube-apiserver")
+	}
+	return filepath.Join(binDir, "kube-apiserver-as-"+version)
 }
 
 // Cluster is a running control plane.
@@ -107,7 +127,15 @@ type Cluster struct {
 
 	ca      *certAuthority
 	tempDir bool
-	procs   []*process
+	timeout time.Duration
+	apiArgs []string
+	// kcmHealth is kube-controller-manager's /healthz URL.
+	kcmHealth string
+
+	// mu guards procs and apiVersion against a restart racing Stop.
+	mu         sync.Mutex
+	procs      []*process
+	apiVersion string
 }
 
 type process struct {
@@ -141,10 +169,13 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		}
 		binDir = d
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
-		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
-			return nil, fmt.Errorf("control-plane binary %s not found in %s: run `make setup-envtest` (hack/setup-envtest.sh) first", b, binDir)
+	for _, b := range []string{"etcd", "kube-controller-manager"} {
+		if err := checkBinary(filepath.Join(binDir, b)); err != nil {
+			return nil, err
 		}
+	}
+	if err := checkBinary(APIServerBinary(binDir, opts.APIServerVersion)); err != nil {
+		return nil, err
 	}
 	timeout := opts.StartTimeout
 	if timeout == 0 {
@@ -153,7 +184,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	c := &Cluster{Dir: opts.Dir, BinDir: binDir}
+	c := &Cluster{Dir: opts.Dir, BinDir: binDir, timeout: timeout, apiVersion: opts.APIServerVersion}
 	if c.Dir == "" {
 		d, err := os.MkdirTemp("", "wmco-localcluster-")
 		if err != nil {
@@ -219,9 +250,15 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		"--proxy-client-cert-file=" + p("front-proxy-client.crt"),
 		"--proxy-client-key-file=" + p("front-proxy-client.key"),
 		"--cert-dir=" + p("apiserver-certs"),
+		// On SIGTERM, answer new requests with 429 and Retry-After (which
+		// client-go honours) until the requests in flight are done, then
+		// give long-running watches 2s instead of the request timeout
+		// (60s): a stop or restart takes seconds.
+		"--shutdown-send-retry-after=true",
 	}
 	apiArgs = append(apiArgs, opts.ExtraAPIServerArgs...)
-	if err := c.run("kube-apiserver", filepath.Join(binDir, "kube-apiserver"), apiArgs...); err != nil {
+	c.apiArgs = apiArgs
+	if err := c.run("kube-apiserver", APIServerBinary(binDir, opts.APIServerVersion), c.apiArgs...); err != nil {
 		return nil, err
 	}
 
@@ -285,7 +322,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		return nil, err
 	}
 	insecure := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback health check of a self-signed endpoint
-	if err := c.waitHealthy(ctx, "kube-controller-manager", "https://127.0.0.1:"+strconv.Itoa(kcmPort)+"/healthz", insecure); err != nil {
+	c.kcmHealth = "https://127.0.0.1:" + strconv.Itoa(kcmPort) + "/healthz"
+	if err := c.waitHealthy(ctx, "kube-controller-manager", c.kcmHealth, insecure); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -307,9 +345,76 @@ func (c *Cluster) UserConfig(user string, groups ...string) (*rest.Config, error
 // Kubectl returns the path of the kubectl binary built with the plane.
 func (c *Cluster) Kubectl() string { return filepath.Join(c.BinDir, "kubectl") }
 
+// APIServerVersion is the version the running kube-apiserver was chosen to
+// report (Options.APIServerVersion or the last [Cluster.RestartAPIServer]);
+// empty for the normal binary.
+func (c *Cluster) APIServerVersion() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.apiVersion
+}
+
+// RestartAPIServer stops kube-apiserver and starts it again with the binary
+// that reports version (see [APIServerBinary]; empty for the normal one),
+// on the same address, with the same certificates, flags and etcd data,
+// and returns once it is ready. Clients keep their URL and CA: their
+// requests fail while it is down and succeed again after; watches end and
+// are re-established by informers. kube-controller-manager keeps running
+// and reconnects. As with an upgrade of a real control plane, the objects
+// stay; what the server serves follows the new version.
+func (c *Cluster) RestartAPIServer(ctx context.Context, version string) error {
+	bin := APIServerBinary(c.BinDir, version)
+	if err := checkBinary(bin); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.procs, func(pr *process) bool { return pr.name == "kube-apiserver" })
+	if i < 0 {
+		return errors.New("restart kube-apiserver: the control plane is not running")
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	// kube-controller-manager's /healthz answers before its controllers
+	// are built, and each one's check joins it once all are. Until then an
+	// API server outage makes it exit (it cannot create a controller's
+	// client), so the restart waits for them.
+	var built []string
+	for _, name := range DefaultControllers {
+		built = append(built, "[+]"+name+" ok")
+	}
+	insecure := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback health check of a self-signed endpoint
+	if err := c.waitHealthy(ctx, "kube-controller-manager", c.kcmHealth+"?verbose=1", insecure, built...); err != nil {
+		return err
+	}
+	if err := c.procs[i].stop(); err != nil {
+		return fmt.Errorf("stop kube-apiserver: %w", err)
+	}
+	pr, err := c.spawn("kube-apiserver", bin, true, c.apiArgs...)
+	if err != nil {
+		// The plane is left without an API server; Stop still ends the
+		// rest, and the stopped process is a no-op to stop again.
+		return err
+	}
+	c.procs[i] = pr
+	c.apiVersion = version
+	return c.waitHealthy(ctx, "kube-apiserver", c.Host+"/readyz", c.adminTransport())
+}
+
+// checkBinary reports a missing control-plane binary with the command that
+// builds it.
+func checkBinary(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("control-plane binary %s not found in %s: run `make setup-envtest` (hack/setup-envtest.sh; APISERVER_REPORTED_VERSIONS lists the kube-apiserver-as-<version> it links) first", filepath.Base(path), filepath.Dir(path))
+	}
+	return nil
+}
+
 // Stop ends the processes (controller-manager, API server, etcd, in that
 // order) and removes the directory when Start created it.
 func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var errs []error
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		if err := c.procs[i].stop(); err != nil {
@@ -403,17 +508,35 @@ type errTransport struct{ err error }
 func (t errTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, t.err }
 
 func (c *Cluster) run(name, bin string, args ...string) error {
-	logPath := filepath.Join(c.Dir, name+".log")
-	logFile, err := os.Create(logPath)
+	pr, err := c.spawn(name, bin, false, args...)
 	if err != nil {
 		return err
+	}
+	c.procs = append(c.procs, pr)
+	return nil
+}
+
+// spawn starts a process logging to <Dir>/<name>.log, after what the log
+// holds when appendLog is set (a restart), in place of it otherwise.
+func (c *Cluster) spawn(name, bin string, appendLog bool, args ...string) (*process, error) {
+	logPath := filepath.Join(c.Dir, name+".log")
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if appendLog {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(logPath, flags, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if appendLog {
+		_, _ = fmt.Fprintf(logFile, "=== restarted as %s\n", filepath.Base(bin))
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	proc.Detach(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
-		return fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	pr := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
@@ -421,14 +544,14 @@ func (c *Cluster) run(name, bin string, args ...string) error {
 		_ = logFile.Close()
 		close(pr.done)
 	}()
-	c.procs = append(c.procs, pr)
-	return nil
+	return pr, nil
 }
 
-// waitHealthy polls a health endpoint until it answers 200, a process
-// exits, or ctx ends. Start-up is the one place that has to poll: nothing
-// can be watched before the API server is up.
-func (c *Cluster) waitHealthy(ctx context.Context, name, url string, rt http.RoundTripper) error {
+// waitHealthy polls a health endpoint until it answers 200 with a body
+// holding each of want, a process exits, or ctx ends. Start-up is the one
+// place that has to poll: nothing can be watched before the API server is
+// up.
+func (c *Cluster) waitHealthy(ctx context.Context, name, url string, rt http.RoundTripper, want ...string) error {
 	client := &http.Client{Transport: rt, Timeout: 2 * time.Second}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -444,13 +567,16 @@ func (c *Cluster) waitHealthy(ctx context.Context, name, url string, rt http.Rou
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)
 		if err == nil {
-			body := make([]byte, 512)
-			n, _ := resp.Body.Read(body)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			missing := slices.IndexFunc(want, func(w string) bool { return !bytes.Contains(body, []byte(w)) })
+			if resp.StatusCode == http.StatusOK && missing < 0 {
 				return nil
 			}
-			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(body[:n]))
+			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(body[:min(len(body), 512)]))
+			if resp.StatusCode == http.StatusOK {
+				last = fmt.Sprintf("no %q in %s", want[missing], last)
+			}
 		} else {
 			last = err.Error()
 		}
