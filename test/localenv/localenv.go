@@ -69,6 +69,9 @@ type Options struct {
 	// --payload-dir (such as payload/ as make payload builds it) instead
 	// of a fake one written into Dir.
 	PayloadDir string
+	// APIServerVersion, when set, is the version kube-apiserver reports
+	// (see localcluster.Options.APIServerVersion).
+	APIServerVersion string
 	// Log receives progress lines; nil discards.
 	Log io.Writer
 	// Namespace is the operator's namespace (default Namespace).
@@ -154,7 +157,9 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	}()
 
 	e.logf("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)")
-	if e.Cluster, err = localcluster.Start(ctx, localcluster.Options{NodeMonitorGracePeriod: 10 * time.Second, NodeMonitorPeriod: 2 * time.Second}); err != nil {
+	if e.Cluster, err = localcluster.Start(ctx, localcluster.Options{
+		NodeMonitorGracePeriod: 10 * time.Second, NodeMonitorPeriod: 2 * time.Second, APIServerVersion: o.APIServerVersion,
+	}); err != nil {
 		return nil, err
 	}
 	e.Kubeconfig = e.Cluster.KubeconfigPath
