@@ -12,7 +12,11 @@
 //  2. idle: what one full resync of Ready hosts costs per host (bytes
 //     sent to the host, SSH connections), after the largest join run;
 //  3. csr: approval latency of a burst of kubelet client CSRs;
-//  4. rss: the operator's peak resident memory in a large cluster.
+//  4. rss: the operator's peak resident memory in a large cluster;
+//  5. upgrade: N Ready hosts moved to payloads that change one component
+//     each (windows_exporter in place; the kubelet with maxUnavailable 1,
+//     as upstream WMCO, and with the default): bytes sent per host against
+//     the changed file, Node NotReady time, time until all are upgraded.
 //
 // Progress goes to stderr, the table to stdout and to --out.
 package main
@@ -60,6 +64,8 @@ type config struct {
 	quiet        time.Duration
 
 	csrs int
+
+	upgradeHosts int
 
 	linuxNodes, windowsNodes, pods, namespaces, workers int
 	settleMin, settleMax                                time.Duration
@@ -115,7 +121,8 @@ func main() {
 	)
 	flag.StringVar(&c.operator, "operator", "bin/operator", "operator binary (built from cmd/operator into a temporary directory when empty)")
 	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "Markdown report to write (empty: stdout only)")
-	flag.StringVar(&phases, "phases", "join,idle,csr,rss", "phases to run: join, idle (needs join), csr, rss")
+	flag.StringVar(&phases, "phases", "join,idle,csr,rss,upgrade", "phases to run: join, idle (needs join), csr, rss, upgrade")
+	flag.IntVar(&c.upgradeHosts, "upgrade-hosts", 8, "hosts of the upgrade phase")
 	flag.StringVar(&hosts, "hosts", "1,10,50", "host counts N of the join phase")
 	flag.StringVar(&concurrency, "concurrency", "10,1", "maxParallelConfigurations values of the join phase; the first is the operator's default, 1 is the serial baseline")
 	flag.Float64Var(&c.bandwidthMB, "bandwidth", 100, "bandwidth limit per simulated host, MB/s (10^6 bytes)")
@@ -148,7 +155,7 @@ func main() {
 	for p := range strings.SplitSeq(phases, ",") {
 		p = strings.TrimSpace(p)
 		switch p {
-		case "join", "idle", "csr", "rss":
+		case "join", "idle", "csr", "rss", "upgrade":
 			c.phases[p] = true
 		case "":
 		default:
@@ -241,6 +248,7 @@ func run(c config) int {
 	phase("join", func() error { return runJoinPhase(ctx, c, r) })
 	phase("csr", func() error { return runCSRPhase(ctx, c, r, work) })
 	phase("rss", func() error { return runRSSPhase(ctx, c, r, work) })
+	phase("upgrade", func() error { return runUpgradePhase(ctx, c, r, work) })
 	if ctx.Err() != nil {
 		logf("Interrupted")
 		return 1
@@ -277,7 +285,7 @@ func freeMemory() {
 
 func sortedKeys(m map[string]bool) []string {
 	var out []string
-	for _, k := range []string{"join", "idle", "csr", "rss"} {
+	for _, k := range []string{"join", "idle", "csr", "rss", "upgrade"} {
 		if m[k] {
 			out = append(out, k)
 		}

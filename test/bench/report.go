@@ -18,8 +18,9 @@ type report struct {
 
 	joins  []joinResult
 	idle   []idleResult
-	csr    *csrResult
-	rss    *rssResult
+	csr      *csrResult
+	rss      *rssResult
+	upgrades []upgradeResult
 	errors []string
 }
 
@@ -204,6 +205,9 @@ func (r *report) results(heading string) string {
 	if r.rss != nil {
 		fmt.Fprintf(&b, "%s 4. Operator memory\n\n%s\n", heading, r.rssTable())
 	}
+	if r.upgrades != nil {
+		fmt.Fprintf(&b, "%s 5. Upgrades (N=%d)\n\n%s\n", heading, r.upgrades[0].hosts, r.upgradeTable())
+	}
 	if len(r.errors) > 0 {
 		fmt.Fprintf(&b, "%s Failures\n\n", heading)
 		for _, e := range r.errors {
@@ -327,7 +331,17 @@ func (r *report) markdown() string {
 	w("   operator is started again. Each time it settles at least %s and until\n", c.settleMin)
 	w("   its VmHWM has not grown for 20 s (at most %s); VmHWM and VmRSS are\n", c.settleMax)
 	w("   read from `/proc/<pid>/status`. The object counts are the API\n")
-	w("   server's.\n\n")
+	w("   server's.\n")
+	w("5. **Upgrades.** %d hosts join on a base payload (%d files of %d MiB);\n", c.upgradeHosts, payloadFiles(), c.fileSizeMiB)
+	w("   then the operator is stopped and started with a payload that changes\n")
+	w("   one file, as an operator upgrade ships a new payload: windows_exporter\n")
+	w("   (applied in place: no drain), then the kubelet with maxUnavailable 1\n")
+	w("   (one host at a time, as upstream WMCO), then the kubelet again with the\n")
+	w("   default maxUnavailable. Time runs from the operator's start until every\n")
+	w("   instance is Ready on the new payload; \"received per host\" is what the\n")
+	w("   hosts' SSH servers received meanwhile (TCP payload), against the\n")
+	w("   changed file's size; NotReady time is read from a watch of the Nodes;\n")
+	w("   \"peak upgrading\" from a watch of the instances' `status.upgrade`.\n\n")
 
 	w("## Notes\n\n")
 	w("- The kubelet emulator (`test/kubeletemu`) reports its Node Ready at the\n")
@@ -353,4 +367,18 @@ func joinInts(v []int) string {
 		s[i] = fmt.Sprint(n)
 	}
 	return strings.Join(s, ", ")
+}
+
+// upgradeTable is one row per upgrade of every host.
+func (r *report) upgradeTable() string {
+	t := &table{head: []string{"change", "maxUnavailable", "time to all upgraded", "peak upgrading", "received per host", "changed file", "received ÷ file", "Node NotReady (sum, longest)", "Nodes cordoned"}}
+	for _, u := range r.upgrades {
+		if u.err != "" {
+			t.add(u.change, u.maxUnavailable, fmt.Sprintf("failed: %d/%d upgraded", u.upgraded, u.hosts), "", "", "", "", "", "")
+			continue
+		}
+		t.add(u.change, u.maxUnavailable, fmtDur(u.duration), fmt.Sprint(u.peak), fmtBytesF(u.bytesPerHost), fmtBytes(u.fileSize),
+			fmt.Sprintf("%.3f", u.bytesPerHost/float64(u.fileSize)), fmtDur(u.notReady)+", "+fmtDur(u.notReadyMax), fmt.Sprintf("%d/%d", u.drained, u.hosts))
+	}
+	return t.String()
 }

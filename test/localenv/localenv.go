@@ -372,6 +372,13 @@ func (e *Env) Stop() error {
 	return errors.Join(errs...)
 }
 
+// StopOperator ends the operator process (SIGTERM, then SIGKILL).
+func (e *Env) StopOperator() {
+	if e.operator != nil {
+		e.operator.Stop()
+	}
+}
+
 // KillOperator ends the operator process with SIGKILL.
 func (e *Env) KillOperator() {
 	if e.operator != nil {

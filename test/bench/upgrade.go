@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/test/localenv"
+	"github.com/openwmco/wmco/test/testpayload"
+	"github.com/openwmco/wmco/test/winsim/simagent"
+)
+
+// upgradeResult is one upgrade of every host to a payload that changes
+// one component.
+type upgradeResult struct {
+	change         string // the changed file
+	maxUnavailable string
+	hosts          int
+	upgraded       int
+	duration       time.Duration
+	peak           int     // hosts holding an upgrade slot at once
+	bytesPerHost   float64 // received per host during the upgrade
+	fileSize       int64   // the changed file's size
+	notReady       time.Duration
+	notReadyMax    time.Duration // longest of one Node
+	drained        int           // Nodes cordoned at some point
+	err            string
+}
+
+// upgradeStep is a payload the operator is restarted with.
+type upgradeStep struct {
+	change, maxUnavailable string
+	dir                    string
+	m                      *payload.Manifest
+}
+
+// runUpgradePhase joins N hosts on a base payload, then restarts the
+// operator with payloads that change one component each: windows_exporter
+// (in place), then the kubelet with maxUnavailable 1 (one host at a time,
+// as upstream WMCO) and the kubelet again with the default maxUnavailable.
+func runUpgradePhase(ctx context.Context, c config, r *report, work string) error {
+	n := c.upgradeHosts
+	dir := filepath.Join(work, "upgrade-payloads")
+	size := c.fileSizeMiB << 20
+	base, err := testpayload.Write(filepath.Join(dir, "base"), testpayload.Options{Version: "v1.37.1-base", KubernetesVersion: "v1.37.1", FileSize: size})
+	if err != nil {
+		return err
+	}
+	derive := func(from, name, version, kube, change string) (upgradeStep, error) {
+		m, err := testpayload.Derive(filepath.Join(dir, from), filepath.Join(dir, name), version, kube, change)
+		return upgradeStep{dir: filepath.Join(dir, name), m: m}, err
+	}
+	exporter, err := derive("base", "exporter", "v1.37.1-exporter", "v1.37.1", payload.WindowsExporterPath)
+	if err != nil {
+		return err
+	}
+	exporter.change, exporter.maxUnavailable = payload.WindowsExporterPath, "default (25%)"
+	kubelet1, err := derive("exporter", "kubelet1", "v1.37.2-kubelet1", "v1.37.2", payload.KubeletPath)
+	if err != nil {
+		return err
+	}
+	kubelet1.change, kubelet1.maxUnavailable = payload.KubeletPath, "1 (as upstream WMCO)"
+	kubelet2, err := derive("kubelet1", "kubelet2", "v1.37.2-kubelet2", "v1.37.2", payload.KubeletPath)
+	if err != nil {
+		return err
+	}
+	kubelet2.change, kubelet2.maxUnavailable = payload.KubeletPath, "default (25%)"
+	kubelets := map[string]string{}
+	for _, m := range []*payload.Manifest{base, exporter.m, kubelet1.m, kubelet2.m} {
+		f, _ := m.File(payload.KubeletPath)
+		kubelets[f.SHA256] = m.KubernetesVersion
+	}
+
+	logf("Upgrade N=%d: starting the control plane, %d simulated hosts and the operator", n, n)
+	env, err := localenv.Start(ctx, localenv.Options{
+		Hosts: n, OperatorBinary: c.operator, PayloadDir: filepath.Join(dir, "base"),
+		BandwidthLimit: int64(c.bandwidthMB * 1e6),
+		Host: simagent.Options{
+			ServiceStartDelay: c.serviceDelay, KubeletStatusInterval: c.statusEvery, KubeletBinaries: kubelets,
+		},
+		Log: prefixWriter{prefix: fmt.Sprintf("  [upgrade N=%d] ", n)},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		logf("Upgrade N=%d: stopping the environment", n)
+		if err := env.Stop(); err != nil {
+			logf("stop: %v", err)
+		}
+	}()
+	if err := env.SetInventory(ctx, env.Hosts...); err != nil {
+		return err
+	}
+	stalls := &stallWatch{since: map[string]time.Time{}, flagged: map[string]bool{}}
+	if _, err := waitAllReady(ctx, env, n, time.Now(), c.joinTimeout, stalls); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	var errs []error
+	for _, step := range []upgradeStep{exporter, kubelet1, kubelet2} {
+		res, err := runUpgrade(ctx, c, env, step)
+		if err != nil {
+			logf("Upgrade to %s: %v", step.m.Version, err)
+			errs = append(errs, fmt.Errorf("upgrade to %s: %w", step.m.Version, err))
+			res.err = err.Error()
+		}
+		r.upgrades = append(r.upgrades, res)
+		if err != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runUpgrade restarts the operator with the payload of step (as an
+// operator upgrade ships a new one) and waits until every host runs it.
+func runUpgrade(ctx context.Context, c config, env *localenv.Env, step upgradeStep) (upgradeResult, error) {
+	n := len(env.Hosts)
+	res := upgradeResult{change: step.change, maxUnavailable: step.maxUnavailable, hosts: n}
+	f, _ := step.m.File(step.change)
+	res.fileSize = f.Size
+	if err := setMaxUnavailable(ctx, env.Client, step.maxUnavailable); err != nil {
+		return res, err
+	}
+	env.StopOperator()
+	watcher, err := watchUpgrade(ctx, env)
+	if err != nil {
+		return res, err
+	}
+	before := snapshot(env.Hosts)
+	logf("Upgrade N=%d to %s (%s changed, maxUnavailable %s): restarting the operator with it", n, step.m.Version, step.change, step.maxUnavailable)
+	t0 := time.Now()
+	env.PayloadDir = step.dir
+	if err := env.RestartOperator(ctx); err != nil {
+		return res, err
+	}
+	deadline := time.NewTimer(c.joinTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	last := -1
+	for {
+		var list wmcov1.WindowsInstanceList
+		if err := env.Client.List(ctx, &list); err == nil {
+			done := 0
+			for _, wi := range list.Items {
+				if wi.Status.PayloadVersion == step.m.Version && wi.Status.Upgrade == nil &&
+					meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionReady) {
+					done++
+				}
+			}
+			res.upgraded = done
+			if done != last {
+				logf("  %6.1fs  %d/%d upgraded", time.Since(t0).Seconds(), done, n)
+				last = done
+			}
+			if done >= n {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-deadline.C:
+			return res, fmt.Errorf("%d of %d upgraded within %s", res.upgraded, n, c.joinTimeout)
+		case <-tick.C:
+		}
+	}
+	res.duration = time.Since(t0)
+	after := snapshot(env.Hosts)
+	var bytes []int64
+	for i := range after {
+		bytes = append(bytes, after[i].BytesReceived-before[i].BytesReceived)
+	}
+	res.bytesPerHost = statOf(bytes).mean
+	res.peak, res.notReady, res.notReadyMax, res.drained = watcher.stop()
+	logf("Upgrade N=%d to %s: all upgraded in %s; %.2f MB received per host for a %.2f MB file; Node NotReady %s in total; peak %d upgrading",
+		n, step.m.Version, res.duration.Round(time.Millisecond), res.bytesPerHost/1e6, float64(res.fileSize)/1e6, res.notReady.Round(time.Millisecond), res.peak)
+	return res, nil
+}
+
+func setMaxUnavailable(ctx context.Context, c client.Client, v string) error {
+	mu := intstr.FromString("25%")
+	if v[0] == '1' && v[1] == ' ' {
+		mu = intstr.FromInt32(1)
+	}
+	cfg := &wmcov1.WindowsNodeConfig{}
+	err := c.Get(ctx, client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, cfg)
+	switch {
+	case err == nil:
+		cfg.Spec.MaxUnavailable = &mu
+		return c.Update(ctx, cfg)
+	case client.IgnoreNotFound(err) == nil:
+		cfg = &wmcov1.WindowsNodeConfig{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.WindowsNodeConfigName}, Spec: wmcov1.WindowsNodeConfigSpec{MaxUnavailable: &mu}}
+		return c.Create(ctx, cfg)
+	default:
+		return err
+	}
+}
+
+// upgradeWatch follows Nodes and instances during one upgrade.
+type upgradeWatch struct {
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	holding  map[string]bool
+	peak     int
+	since    map[string]time.Time // NotReady since
+	notReady map[string]time.Duration
+	drained  map[string]bool
+}
+
+func watchUpgrade(ctx context.Context, env *localenv.Env) (*upgradeWatch, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &upgradeWatch{cancel: cancel, holding: map[string]bool{}, since: map[string]time.Time{}, notReady: map[string]time.Duration{}, drained: map[string]bool{}}
+	wc, ok := env.Client.(client.WithWatch)
+	if !ok {
+		cancel()
+		return nil, errors.New("the environment's client cannot watch")
+	}
+	wis, err := wc.Watch(ctx, &wmcov1.WindowsInstanceList{})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	nodes, err := env.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: wmcov1.LabelInstance})
+	if err != nil {
+		cancel()
+		wis.Stop()
+		return nil, err
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer wis.Stop()
+		defer nodes.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-wis.ResultChan():
+				if !ok {
+					return
+				}
+				if wi, isWI := ev.Object.(*wmcov1.WindowsInstance); isWI {
+					w.instance(wi, ev.Type)
+				}
+			case ev, ok := <-nodes.ResultChan():
+				if !ok {
+					return
+				}
+				if node, isNode := ev.Object.(*corev1.Node); isNode && ev.Type != watch.Deleted {
+					w.node(node)
+				}
+			}
+		}
+	}()
+	return w, nil
+}
+
+func (w *upgradeWatch) instance(wi *wmcov1.WindowsInstance, t watch.EventType) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.holding[wi.Name] = t != watch.Deleted && wi.Status.Upgrade != nil && !wi.Status.Upgrade.InPlace
+	n := 0
+	for _, h := range w.holding {
+		if h {
+			n++
+		}
+	}
+	w.peak = max(w.peak, n)
+}
+
+func (w *upgradeWatch) node(node *corev1.Node) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ready := false
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			ready = c.Status == corev1.ConditionTrue
+		}
+	}
+	if node.Spec.Unschedulable {
+		w.drained[node.Name] = true
+	}
+	since, down := w.since[node.Name]
+	switch {
+	case !ready && !down:
+		w.since[node.Name] = time.Now()
+	case ready && down:
+		w.notReady[node.Name] += time.Since(since)
+		delete(w.since, node.Name)
+	}
+}
+
+// stop ends the watch and returns the peak of hosts upgrading at once,
+// the Nodes' NotReady time in total and the longest of one, and how many
+// Nodes were cordoned.
+func (w *upgradeWatch) stop() (peak int, total, longest time.Duration, drained int) {
+	w.cancel()
+	w.wg.Wait()
+	for name, since := range w.since {
+		w.notReady[name] += time.Since(since)
+	}
+	for _, d := range w.notReady {
+		total += d
+		longest = max(longest, d)
+	}
+	return w.peak, total, longest, len(w.drained)
+}
