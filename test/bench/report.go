@@ -16,12 +16,12 @@ type report struct {
 	total      time.Duration
 	loadEnd    string
 
-	joins  []joinResult
-	idle   []idleResult
+	joins    []joinResult
+	idle     []idleResult
 	csr      *csrResult
 	rss      *rssResult
 	upgrades []upgradeResult
-	errors []string
+	errors   []string
 }
 
 func fmtBytes(b int64) string { return fmtBytesF(float64(b)) }
