@@ -9,12 +9,8 @@ Licensed under the Apache License, Version 2.0.
 package testpayload
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
+	"strings"
 
 	"github.com/openwmco/wmco/pkg/payload"
 )
@@ -73,23 +69,8 @@ func Write(dir string, opts Options) (*payload.Manifest, error) {
 }
 
 func writeTestFile(dir string, opts Options, path string) error {
-	name := filepath.Join(dir, filepath.FromSlash(path))
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close() //nolint:errcheck // for the error paths; the success path returns Close's error
 	if opts.FileSize == 0 {
-		_, err = fmt.Fprintf(f, "fake %s of test payload %s\n", path, opts.Version)
-	} else {
-		seed := sha256.Sum256([]byte("wmco test payload\x00" + opts.Version + "\x00" + path))
-		_, err = io.CopyN(f, rand.NewChaCha8(seed), opts.FileSize)
+		return writeFile(dir, path, strings.NewReader(fmt.Sprintf("fake %s of test payload %s\n", path, opts.Version)))
 	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return f.Close()
+	return writeFile(dir, path, pseudoRandom("wmco test payload", opts.FileSize, opts.Version, path))
 }
