@@ -2,6 +2,7 @@ package instance_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"path/filepath"
@@ -32,6 +33,7 @@ import (
 type payloads struct {
 	t   *testing.T
 	dir string
+	n   int
 }
 
 func newPayloads(t *testing.T) *payloads {
@@ -50,11 +52,13 @@ func (p *payloads) write(kube string, size int64) payload.Entry {
 	return payload.Entry{Dir: dir, Manifest: m}
 }
 
-// derive is from with the files at change given new content.
-func (p *payloads) derive(from payload.Entry, version, kube string, change ...string) payload.Entry {
+// derive is from with the files at change given new content of size
+// bytes (0: testpayload's default), of Kubernetes version kube.
+func (p *payloads) derive(from payload.Entry, kube string, size int64, change ...string) payload.Entry {
 	p.t.Helper()
-	dir := filepath.Join(p.dir, version)
-	m, err := testpayload.Derive(from.Dir, dir, version, kube, change...)
+	p.n++
+	dir := filepath.Join(p.dir, fmt.Sprintf("derived-%d", p.n))
+	m, err := testpayload.Derive(from.Dir, dir, testpayload.DeriveOptions{Change: change, KubernetesVersion: kube, Size: size})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -64,12 +68,11 @@ func (p *payloads) derive(from payload.Entry, version, kube string, change ...st
 // kubelets maps each entry's kubelet binary to its version, for the
 // simulated kubelet to report what is really installed.
 func kubelets(entries ...payload.Entry) map[string]string {
-	out := map[string]string{}
+	var ms []*payload.Manifest
 	for _, e := range entries {
-		f, _ := e.Manifest.File(payload.KubeletPath)
-		out[f.SHA256] = e.Manifest.KubernetesVersion
+		ms = append(ms, e.Manifest)
 	}
-	return out
+	return testpayload.KubeletBinaries(ms...)
 }
 
 func sha(t *testing.T, e payload.Entry, path string) string {
@@ -239,7 +242,7 @@ func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
 	ctx := t.Context()
 	ps := newPayloads(t)
 	older := ps.write("v1.36.9", 0)
-	newer := ps.derive(older, "v1.37.2-new", "v1.37.2", payload.KubeletPath, payload.KubeProxyPath)
+	newer := ps.derive(older, "v1.37.2", 0, payload.KubeletPath, payload.KubeProxyPath)
 	hosts := ctrltest.StartHosts(t, 6, simagent.Options{KubeletBinaries: kubelets(older, newer)})
 	ctrltest.SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) {
 		mu := intstr.FromInt32(2)
@@ -311,7 +314,7 @@ func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
 	ps := newPayloads(t)
 	const size = 4 << 20
 	base := ps.write("v1.37.2", size)
-	exporter := ps.derive(base, "v1.37.2-exporter", "v1.37.2", payload.WindowsExporterPath)
+	exporter := ps.derive(base, "", size, payload.WindowsExporterPath)
 	hosts := ctrltest.StartHosts(t, 2, simagent.Options{KubeletBinaries: kubelets(base)})
 	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
 		Payloads: payload.NewCatalog(base), ServerVersion: instance.StaticVersion("v1.37.2"),
@@ -359,9 +362,10 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 	ctx := t.Context()
 	ps := newPayloads(t)
 	good := ps.write("v1.37.2", 0)
-	bad := ps.derive(good, "v1.37.3-bad", "v1.37.3", payload.KubeletPath)
+	bad := ps.derive(good, "v1.37.3", 0, payload.KubeletPath)
 	hosts := ctrltest.StartHosts(t, 1, simagent.Options{
 		KubeletBinaries: kubelets(good, bad),
+		FailingBinaries: map[string]string{sha(t, bad, payload.KubeletPath): "The process terminated unexpectedly."},
 	})
 	h := hosts[0]
 	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{

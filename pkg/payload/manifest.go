@@ -276,6 +276,20 @@ func Create(dir, version, kubernetesVersion string) (*Manifest, error) {
 	return m, nil
 }
 
+// ContentVersion is the payload version make payload gives a manifest:
+// its Kubernetes version, a dash and the first 12 hex digits of the
+// SHA-256 of one line "<path> <sha256>" per file, in the manifest's order.
+// Any change of a file's content or path gives another version (and so
+// another directory on the hosts); a file's Source and Version do not
+// count.
+func (m *Manifest) ContentVersion() string {
+	h := sha256.New()
+	for _, f := range m.Files {
+		fmt.Fprintf(h, "%s %s\n", f.Path, f.SHA256)
+	}
+	return m.KubernetesVersion + "-" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
 // WriteFile writes the manifest to dir/manifest.json.
 func (m *Manifest) WriteFile(dir string) error {
 	data, err := m.Encode()

@@ -331,3 +331,38 @@ func TestVerifyRefusesInvalidManifest(t *testing.T) {
 	m.Files[0].Path = "../../etc/passwd"
 	g.Expect(m.Verify(t.TempDir())).To(MatchError(ErrInvalidManifest))
 }
+
+func TestContentVersion(t *testing.T) {
+	base := validManifest().ContentVersion()
+	NewWithT(t).Expect(base).To(MatchRegexp(`^v1\.37\.2-[0-9a-f]{12}$`))
+	NewWithT(t).Expect(ValidateVersion(base)).To(Succeed())
+	for _, tc := range []struct {
+		name    string
+		change  func(m *Manifest)
+		changes bool
+	}{
+		{"same files", func(*Manifest) {}, false},
+		{"source and program version do not count", func(m *Manifest) {
+			m.Files[0].Source, m.Files[0].Version = "k8s.io/kubernetes@v1.37.2", "v1.37.2"
+		}, false},
+		{"payload version does not count", func(m *Manifest) { m.Version = "other" }, false},
+		{"content", func(m *Manifest) { m.Files[3].SHA256 = strings.Repeat("cd", 32) }, true},
+		{"path", func(m *Manifest) { m.Files[0].Path = "cni/other.exe" }, true},
+		{"order", func(m *Manifest) { m.Files[0], m.Files[1] = m.Files[1], m.Files[0] }, true},
+		{"one file more", func(m *Manifest) {
+			m.Files = append(m.Files, File{Path: "cni/extra.exe", Component: ComponentCNI, Size: 1, SHA256: strings.Repeat("ab", 32)})
+		}, true},
+		{"kubernetes version", func(m *Manifest) { m.KubernetesVersion = "v1.36.9" }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			m := validManifest()
+			tc.change(m)
+			if tc.changes {
+				g.Expect(m.ContentVersion()).NotTo(Equal(base))
+			} else {
+				g.Expect(m.ContentVersion()).To(Equal(base))
+			}
+		})
+	}
+}

@@ -58,30 +58,28 @@ func runUpgradePhase(ctx context.Context, c config, r *report, work string) erro
 	if err != nil {
 		return err
 	}
-	derive := func(from, name, version, kube, change string) (upgradeStep, error) {
-		m, err := testpayload.Derive(filepath.Join(dir, from), filepath.Join(dir, name), version, kube, change)
+	derive := func(from, name, kube, change string) (upgradeStep, error) {
+		m, err := testpayload.Derive(filepath.Join(dir, from), filepath.Join(dir, name), testpayload.DeriveOptions{
+			Change: []string{change}, KubernetesVersion: kube, Size: size,
+		})
 		return upgradeStep{dir: filepath.Join(dir, name), m: m}, err
 	}
-	exporter, err := derive("base", "exporter", "v1.37.1-exporter", "v1.37.1", payload.WindowsExporterPath)
+	exporter, err := derive("base", "exporter", "", payload.WindowsExporterPath)
 	if err != nil {
 		return err
 	}
 	exporter.change, exporter.maxUnavailable = payload.WindowsExporterPath, "default (25%)"
-	kubelet1, err := derive("exporter", "kubelet1", "v1.37.2-kubelet1", "v1.37.2", payload.KubeletPath)
+	kubelet1, err := derive("exporter", "kubelet1", "v1.37.2", payload.KubeletPath)
 	if err != nil {
 		return err
 	}
 	kubelet1.change, kubelet1.maxUnavailable = payload.KubeletPath, "1 (as upstream WMCO)"
-	kubelet2, err := derive("kubelet1", "kubelet2", "v1.37.2-kubelet2", "v1.37.2", payload.KubeletPath)
+	kubelet2, err := derive("kubelet1", "kubelet2", "", payload.KubeletPath)
 	if err != nil {
 		return err
 	}
 	kubelet2.change, kubelet2.maxUnavailable = payload.KubeletPath, "default (25%)"
-	kubelets := map[string]string{}
-	for _, m := range []*payload.Manifest{base, exporter.m, kubelet1.m, kubelet2.m} {
-		f, _ := m.File(payload.KubeletPath)
-		kubelets[f.SHA256] = m.KubernetesVersion
-	}
+	kubelets := testpayload.KubeletBinaries(base, exporter.m, kubelet1.m, kubelet2.m)
 
 	logf("Upgrade N=%d: starting the control plane, %d simulated hosts and the operator", n, n)
 	env, err := localenv.Start(ctx, localenv.Options{

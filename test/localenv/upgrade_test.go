@@ -43,14 +43,11 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 	dir := t.TempDir()
 	older, err := testpayload.Write(filepath.Join(dir, "v1.36.9"), testpayload.Options{Version: "v1.36.9-test", KubernetesVersion: "v1.36.9"})
 	g.Expect(err).NotTo(HaveOccurred())
-	newer, err := testpayload.Derive(filepath.Join(dir, "v1.36.9"), filepath.Join(dir, "v1.37.2"), "v1.37.2-test", "v1.37.2",
-		payload.KubeletPath, payload.KubeProxyPath)
+	newer, err := testpayload.Derive(filepath.Join(dir, "v1.36.9"), filepath.Join(dir, "v1.37.2"), testpayload.DeriveOptions{
+		Change: []string{payload.KubeletPath, payload.KubeProxyPath}, KubernetesVersion: "v1.37.2",
+	})
 	g.Expect(err).NotTo(HaveOccurred())
-	kubelets := map[string]string{}
-	for _, m := range []*payload.Manifest{older, newer} {
-		f, _ := m.File(payload.KubeletPath)
-		kubelets[f.SHA256] = m.KubernetesVersion
-	}
+	kubelets := testpayload.KubeletBinaries(older, newer)
 
 	env, err := localenv.Start(ctx, localenv.Options{
 		Hosts: 6, PayloadDir: dir, Log: testLog{t}, APIServerVersion: "v1.36.9",

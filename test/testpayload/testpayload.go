@@ -9,13 +9,8 @@ Licensed under the Apache License, Version 2.0.
 package testpayload
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"slices"
+	"strings"
 
 	"github.com/openwmco/wmco/pkg/payload"
 )
@@ -74,66 +69,8 @@ func Write(dir string, opts Options) (*payload.Manifest, error) {
 }
 
 func writeTestFile(dir string, opts Options, path string) error {
-	name := filepath.Join(dir, filepath.FromSlash(path))
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close() //nolint:errcheck // for the error paths; the success path returns Close's error
 	if opts.FileSize == 0 {
-		_, err = fmt.Fprintf(f, "fake %s of test payload %s\n", path, opts.Version)
-	} else {
-		seed := sha256.Sum256([]byte("wmco test payload\x00" + opts.Version + "\x00" + path))
-		_, err = io.CopyN(f, rand.NewChaCha8(seed), opts.FileSize)
+		return writeFile(dir, path, strings.NewReader(fmt.Sprintf("fake %s of test payload %s\n", path, opts.Version)))
 	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return f.Close()
-}
-
-// Derive writes into dstDir a payload of version (Kubernetes version
-// kubernetesVersion) that is the payload in srcDir with the files at the
-// paths change given new content of the same size, and every other file
-// byte-identical: what a rebuild that changed only those components
-// produces.
-func Derive(srcDir, dstDir, version, kubernetesVersion string, change ...string) (*payload.Manifest, error) {
-	src, err := payload.Load(srcDir)
-	if err != nil {
-		return nil, fmt.Errorf("derive test payload: %w", err)
-	}
-	for _, f := range src.Files {
-		from := filepath.Join(srcDir, filepath.FromSlash(f.Path))
-		to := filepath.Join(dstDir, filepath.FromSlash(f.Path))
-		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-			return nil, err
-		}
-		data, err := os.ReadFile(from)
-		if err != nil {
-			return nil, err
-		}
-		if slices.Contains(change, f.Path) {
-			seed := sha256.Sum256([]byte("wmco derived payload\x00" + version + "\x00" + f.Path))
-			if _, err := io.ReadFull(rand.NewChaCha8(seed), data); err != nil {
-				return nil, err
-			}
-			if len(data) == 0 {
-				data = []byte("changed " + f.Path + " of " + version + "\n")
-			}
-		}
-		if err := os.WriteFile(to, data, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	m, err := payload.Create(dstDir, version, kubernetesVersion)
-	if err != nil {
-		return nil, fmt.Errorf("derive test payload: %w", err)
-	}
-	if err := m.WriteFile(dstDir); err != nil {
-		return nil, fmt.Errorf("derive test payload: %w", err)
-	}
-	return m, nil
+	return writeFile(dir, path, pseudoRandom("wmco test payload", opts.FileSize, opts.Version, path))
 }

@@ -28,10 +28,8 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"debug/buildinfo"
 	"debug/pe"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -423,24 +421,23 @@ func check(name string, b binary, v string) error {
 	return fmt.Errorf("build information does not name %s", b.module)
 }
 
-// manifest describes the built payload. Its version is the Kubernetes
-// version and a digest of every file's path and SHA-256, so any change of
-// content gives a new version directory on the hosts.
+// manifest describes the built payload. Its version is the
+// [payload.Manifest.ContentVersion]: the Kubernetes version and a digest of
+// every file's path and SHA-256, so any change of content gives a new
+// version directory on the hosts.
 func manifest(dir, k8s string, results []result) (*payload.Manifest, error) {
 	m, err := payload.Create(dir, "x", k8s)
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.New()
 	for i, f := range m.Files {
 		j := slices.IndexFunc(results, func(r result) bool { return r.bin.path == f.Path })
 		if j < 0 {
 			return nil, fmt.Errorf("%s was not built by this run", f.Path)
 		}
 		m.Files[i].Source, m.Files[i].Version = results[j].source, results[j].version
-		fmt.Fprintf(h, "%s %s\n", f.Path, f.SHA256)
 	}
-	m.Version = k8s + "-" + hex.EncodeToString(h.Sum(nil))[:12]
+	m.Version = m.ContentVersion()
 	return m, m.Validate()
 }
 
