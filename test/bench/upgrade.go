@@ -74,7 +74,7 @@ func runUpgradePhase(ctx context.Context, c config, r *report, work string) erro
 		return err
 	}
 	kubelet1.change, kubelet1.maxUnavailable = payload.KubeletPath, "1 (as upstream WMCO)"
-	kubelet2, err := derive("kubelet1", "kubelet2", "", payload.KubeletPath)
+	kubelet2, err := derive("kubelet1", "kubelet2", "v1.37.3", payload.KubeletPath)
 	if err != nil {
 		return err
 	}
