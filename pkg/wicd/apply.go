@@ -21,28 +21,40 @@ var serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$`)
 
 // readPlan loads and validates a plan file.
 func readPlan(files Files, p string) (*wicdapi.Plan, error) {
-	data, err := files.ReadFile(p)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, codedError(wicdapi.CodeNotFound, "plan %s does not exist", p)
-		}
-		return nil, codedError(wicdapi.CodeFileSystem, "read plan %s: %v", p, err)
-	}
-	return decodePlan(data)
+	return readStrict(files, p, "plan", validatePlan)
 }
 
 // decodePlan parses a plan strictly and validates it.
 func decodePlan(data []byte) (*wicdapi.Plan, error) {
+	return decodeStrict(data, "plan", validatePlan)
+}
+
+// readStrict loads a JSON file the operator uploaded (what names it in
+// errors) and decodes it with decodeStrict.
+func readStrict[T any](files Files, p, what string, validate func(*T) error) (*T, error) {
+	data, err := files.ReadFile(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, codedError(wicdapi.CodeNotFound, "%s %s does not exist", what, p)
+		}
+		return nil, codedError(wicdapi.CodeFileSystem, "read %s %s: %v", what, p, err)
+	}
+	return decodeStrict(data, what, validate)
+}
+
+// decodeStrict parses JSON refusing unknown fields, then validates it;
+// both failures are CodeInvalidPlan.
+func decodeStrict[T any](data []byte, what string, validate func(*T) error) (*T, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	plan := &wicdapi.Plan{}
-	if err := dec.Decode(plan); err != nil {
-		return nil, codedError(wicdapi.CodeInvalidPlan, "decode plan: %v", err)
+	v := new(T)
+	if err := dec.Decode(v); err != nil {
+		return nil, codedError(wicdapi.CodeInvalidPlan, "decode %s: %v", what, err)
 	}
-	if err := validatePlan(plan); err != nil {
+	if err := validate(v); err != nil {
 		return nil, codedError(wicdapi.CodeInvalidPlan, "%v", err)
 	}
-	return plan, nil
+	return v, nil
 }
 
 func validatePlan(p *wicdapi.Plan) error {
@@ -270,7 +282,11 @@ func applyDefender(ctx context.Context, b *Backend, plan *wicdapi.Plan) ([]wicda
 // dependency order. Services whose configuration or files changed are
 // restarted (with their dependents); stopped services are started. Applying
 // the same plan again reports no changes. The plan is kept as the applied
-// plan for `wicd run` and `wicd cleanup`.
+// plan for `wicd run` and `wicd cleanup`; an applied plan of another
+// payload version is kept as the previous plan (for Rollback and Prune).
+// A running service that only moves to the new payload folder, whose
+// files there are the same, is repointed without a restart (the repoint
+// rule of package wicdapi).
 func Apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
 	if err := validatePlan(plan); err != nil {
 		return nil, codedError(wicdapi.CodeInvalidPlan, "%v", err)
@@ -283,12 +299,66 @@ func Apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 	return apply(ctx, b, plan)
 }
 
-// apply is Apply for a caller that holds the host lock.
+// apply is Apply for a caller that holds the host lock. Its outcome is
+// kept at wicdapi.ApplyErrorPath for facts (the applied plan is saved
+// before anything changes, so its presence does not mean success); an
+// apply cut short by ctx leaves the last outcome.
 func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
+	res, err := applySteps(ctx, b, plan)
+	if ctx.Err() != nil {
+		return res, err
+	}
+	if err != nil {
+		var we *wicdapi.Error
+		if !errors.As(err, &we) {
+			we = codedError(wicdapi.CodeInternal, "%v", err)
+		}
+		if data, jerr := json.Marshal(we); jerr == nil {
+			_ = b.Files.WriteFile(wicdapi.ApplyErrorPath, data) // best effort: the caller has the error
+		}
+		return res, err
+	}
+	if _, serr := b.Files.Stat(wicdapi.ApplyErrorPath); serr == nil {
+		if rerr := b.Files.Remove(wicdapi.ApplyErrorPath); rerr != nil {
+			return nil, fsError("remove the last apply's error "+wicdapi.ApplyErrorPath, rerr)
+		}
+	}
+	return res, nil
+}
+
+// lastApplyError is the error the last apply recorded, or nil.
+func lastApplyError(files Files) (*wicdapi.Error, error) {
+	data, err := files.ReadFile(wicdapi.ApplyErrorPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	we := &wicdapi.Error{}
+	if err := json.Unmarshal(data, we); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", wicdapi.ApplyErrorPath, err)
+	}
+	return we, nil
+}
+
+// applySteps makes the host match the plan.
+func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
 	res := &wicdapi.ApplyResult{Changes: []wicdapi.Change{}}
 	step := plan.StepTimeout()
 	note := func(kind, name, action string) {
 		res.Changes = append(res.Changes, wicdapi.Change{Kind: kind, Name: name, Action: action})
+	}
+
+	// The plan is the applied one from the start: should a step fail
+	// (a new kubelet that does not start), `wicd run` keeps trying it and
+	// `wicd rollback` finds the plan before it as the previous one.
+	prev, err := appliedPlan(b.Files)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveAppliedPlan(b.Files, prev, plan); err != nil {
+		return nil, err
 	}
 
 	for _, d := range plan.Directories {
@@ -335,10 +405,6 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		}
 	}
 
-	prev, err := appliedPlan(b.Files)
-	if err != nil {
-		return nil, err
-	}
 	changes, err := applyFirewall(ctx, b, prev, plan)
 	if err != nil {
 		return nil, err
@@ -374,11 +440,19 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		}
 		running[svc.Name] = st.Running
 		if !sameService(st.Config, svc) {
+			// The repoint rule (package wicdapi): only the payload folder
+			// changed and the files are the same, so the running process
+			// may keep running; Windows uses the new path at the next start.
+			repoint := st.Running && repointable(b.Files, st.Config, svc, plan.PayloadVersion)
 			if err := b.Services.Update(ctx, svc); err != nil {
 				return nil, svcError("update", svc.Name, err)
 			}
-			note("service", svc.Name, "updated")
-			restart[svc.Name] = st.Running
+			if repoint {
+				note("service", svc.Name, wicdapi.ActionRepointed)
+			} else {
+				note("service", svc.Name, "updated")
+				restart[svc.Name] = st.Running
+			}
 		}
 		if st.Running && usesAny(svc, changedFiles) {
 			restart[svc.Name] = true
@@ -417,9 +491,6 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		}
 	}
 
-	if err := saveAppliedPlan(b.Files, prev, plan); err != nil {
-		return nil, err
-	}
 	res.Changed = len(res.Changes) > 0
 	return res, nil
 }
@@ -440,8 +511,19 @@ func saveAppliedPlan(files Files, prev, plan *wicdapi.Plan) error {
 		return codedError(wicdapi.CodeInternal, "encode plan: %v", err)
 	}
 	if prev != nil {
-		if old, err := json.Marshal(prev); err == nil && bytes.Equal(old, data) {
+		old, err := json.Marshal(prev)
+		if err != nil {
+			return codedError(wicdapi.CodeInternal, "encode plan: %v", err)
+		}
+		if bytes.Equal(old, data) {
 			return nil
+		}
+		// Another payload version: the current plan becomes the previous
+		// one, for `wicd rollback` and `wicd prune`.
+		if !strings.EqualFold(prev.PayloadVersion, plan.PayloadVersion) {
+			if err := files.WriteFile(wicdapi.AppliedPlanPreviousPath, old); err != nil {
+				return fsError("keep the previous plan", err)
+			}
 		}
 	}
 	if err := files.WriteFile(wicdapi.AppliedPlanPath, data); err != nil {

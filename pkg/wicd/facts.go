@@ -47,6 +47,28 @@ func gatherFacts(b *Backend) (*wicdapi.Facts, error) {
 		return nil, codedError(wicdapi.CodeInternal, "read features: %v", err)
 	}
 	f.Files, f.FileErrors = hashInstallRoot(b.Files)
+	fail := func(p string, err error) {
+		if f.FileErrors == nil {
+			f.FileErrors = map[string]string{}
+		}
+		f.FileErrors[p] = err.Error()
+	}
+	if p, err := appliedPlan(b.Files); err != nil {
+		fail(wicdapi.AppliedPlanPath, err)
+	} else if p != nil {
+		f.AppliedPayloadVersion = p.PayloadVersion
+	}
+	if p, err := previousPlan(b.Files); err != nil {
+		fail(wicdapi.AppliedPlanPreviousPath, err)
+	} else if p != nil {
+		f.PreviousPayloadVersion = p.PayloadVersion
+	}
+	if f.ApplyError, err = lastApplyError(b.Files); err != nil {
+		fail(wicdapi.ApplyErrorPath, err)
+	}
+	if f.PayloadVersions, err = payloadVersions(b.Files); err != nil {
+		fail(wicdapi.PayloadRoot, err)
+	}
 	return f, nil
 }
 

@@ -23,6 +23,10 @@ Commands (each prints JSON on stdout; a failure prints {"error":{"code":...,"mes
   run                          as a service: re-applies the last plan, restarts stopped services
   cleanup [--file-wait D]      removes the last plan's services, files, networks and payload;
                                waits up to D for processes still holding files
+  stage [--plan FILE]          copies payload files already on the host into a new version's folder
+                               (C:\k\stage.json by default); only changed files need uploading
+  rollback                     applies the previous plan (the one before the last payload version change)
+  prune                        removes payload folders except the applied and the previous plan's
   self-upgrade                 run from C:\k\wicd.new.exe: replaces C:\k\wicd.exe with this agent
                                (stop the agent service, replace, start, check; rollback on failure)
   hash FILE                    sha256 and size of a file
@@ -82,6 +86,19 @@ func Main(ctx context.Context, b *Backend, args []string, stdout, stderr io.Writ
 			}
 			return Apply(ctx, b, p)
 		}
+	case wicdapi.StageArg:
+		planPath := fs.String("plan", wicdapi.StagePlanPath, "stage plan file to carry out")
+		run = func() (any, error) {
+			sp, err := readStagePlan(b.Files, *planPath)
+			if err != nil {
+				return nil, err
+			}
+			return Stage(ctx, b, sp)
+		}
+	case wicdapi.RollbackArg:
+		run = func() (any, error) { return Rollback(ctx, b) }
+	case wicdapi.PruneArg:
+		run = func() (any, error) { return Prune(ctx, b) }
 	case "run":
 		interval := fs.Duration("interval", DefaultRunInterval, "how often the last plan is re-applied")
 		run = func() (any, error) { return nil, RunLoop(ctx, b, *interval, stderr) }

@@ -19,8 +19,10 @@ const (
 	AgentPath = `C:\k\wicd.exe`
 	// PlanPath is where the operator uploads the Plan to apply.
 	PlanPath = `C:\k\plan.json`
-	// AppliedPlanPath is where the agent keeps the last plan it applied;
-	// `wicd run` re-applies it and `wicd cleanup` undoes it.
+	// AppliedPlanPath is where the agent keeps the last plan it applied:
+	// apply saves it before changing anything, so after a failed apply it
+	// is the failed plan (Facts.ApplyError says so; `wicd rollback`
+	// replaces it). `wicd run` re-applies it and `wicd cleanup` undoes it.
 	AppliedPlanPath = `C:\k\applied-plan.json`
 	// PayloadRoot holds one directory per payload version.
 	PayloadRoot = `C:\k\payload`
@@ -39,7 +41,136 @@ const (
 	AgentLogDir = `C:\var\log\wicd`
 	// AgentLogPath is the agent's log file.
 	AgentLogPath = AgentLogDir + `\wicd.log`
+	// AppliedPlanPreviousPath keeps the applied plan that the last apply
+	// of another payload version replaced; `wicd rollback` applies it.
+	AppliedPlanPreviousPath = `C:\k\applied-plan.prev.json`
+	// StagePlanPath is where the operator uploads the StagePlan that
+	// `wicd stage` carries out.
+	StagePlanPath = `C:\k\stage.json`
+	// ApplyErrorPath holds the Error of the last apply, rollback or `wicd
+	// run` re-apply that failed; a successful one removes it (Facts
+	// ApplyError).
+	ApplyErrorPath = `C:\k\apply-error.json`
 )
+
+// Payload versions on a host: the rolling upgrade protocol.
+//
+// Each payload version lives in its own folder, PayloadRoot\<version>
+// (the Plan's PayloadVersion); a plan's services run from its folder. To
+// move a host from the applied version to a new one, the operator:
+//
+//  1. reads Facts: AppliedPayloadVersion, PayloadVersions and the sha256
+//     of every file under InstallRoot (Files);
+//  2. uploads a StagePlan to StagePlanPath and runs exactly
+//     []string{AgentPath, StageArg, "--plan", StagePlanPath} with a deadline
+//     of StageTimeout(plan): the agent copies, on the host, every new
+//     file whose bytes some file already on the host has (usually the
+//     same file of the applied version), so that only changed files
+//     travel over the wire;
+//  3. uploads the remaining files into the new folder (SFTP, sha256
+//     verified, renamed into place);
+//  4. uploads the new Plan and runs `apply` (see the repoint rule below);
+//  5. once the node is Ready on the new version, runs
+//     []string{AgentPath, PruneArg} with a deadline of PruneTimeout to
+//     remove the folders no plan needs any more. Never between 2 and 4:
+//     prune keeps only the applied and the previous plan's folders.
+//
+// When the new version does not come up, the operator runs
+// []string{AgentPath, RollbackArg} with a deadline of ApplyTimeout of the
+// failed plan: the agent applies the previous plan (AppliedPlanPreviousPath)
+// exactly as apply would, which points the services back at the previous
+// folder and restarts those whose files differ. The failed plan becomes
+// the previous one, so its folder stays until pruned. Apply saves its
+// plan as the applied one before it changes anything, so a failed apply
+// is the applied plan (and `wicd run` keeps retrying it) until rollback:
+// roll back before applying yet another version, or the failed plan
+// becomes the previous one.
+//
+// The repoint rule of apply: a running service whose installed
+// configuration differs from the plan's only by the payload folder (every
+// occurrence of `PayloadRoot\<old>\` in its binary path and arguments,
+// compared case-insensitively, replaced by `PayloadRoot\<new>\`), and for
+// which every payload path its binary path and arguments name is the same
+// in both folders (a file with the same sha256, or a folder with the same
+// files and hashes), is repointed: its configuration is updated without a
+// restart (Windows uses the new binary path at the next start), and the
+// change is reported with Action ActionRepointed. A payload path is the
+// text from `PayloadRoot\<version>\` up to the end of the argument or the
+// first character that cannot be in a payload path (anything but
+// letters, digits and `._+~-\/`). Any other difference, a referenced path
+// that differs or is missing, or a changed plan file the service names,
+// restarts the service and its dependents as before. So a plan file whose
+// content names the payload folder (a configuration file pointing at the
+// version's programs) changes with every version and restarts the
+// services that name it, and their dependents.
+const (
+	// StageArg is the subcommand that copies payload files on the host.
+	StageArg = "stage"
+	// RollbackArg is the subcommand that applies the previous plan.
+	RollbackArg = "rollback"
+	// PruneArg is the subcommand that removes unneeded payload folders.
+	PruneArg = "prune"
+	// PruneTimeout bounds `wicd prune`: the host lock and the removals.
+	PruneTimeout = 2 * DefaultStepTimeout
+)
+
+// ActionRepointed is the Change.Action of a service that apply pointed at
+// another payload folder without restarting it (see the repoint rule).
+const ActionRepointed = "repointed"
+
+// StagePlan is what `wicd stage` reads from StagePlanPath.
+type StagePlan struct {
+	// Copies to make, in order.
+	Copies []StageCopy `json:"copies"`
+}
+
+// StageCopy copies a file already on the host into a payload folder. The
+// agent skips it when To already has SHA256; otherwise it checks that From
+// has SHA256 (CodeFileMismatch if not, CodeNotFound if From is missing),
+// writes a temporary file beside To, verifies it and renames it over To,
+// creating To's folders. From and To must be files under PayloadRoot
+// (CodeInvalidPlan otherwise).
+type StageCopy struct {
+	// From is an existing file, e.g. the same file in the applied
+	// version's folder.
+	From string `json:"from"`
+	// To is the file in the new version's folder.
+	To string `json:"to"`
+	// SHA256 (lower-case hex) both must have.
+	SHA256 string `json:"sha256"`
+}
+
+// StageResult is what `wicd stage` prints.
+type StageResult struct {
+	// Copied counts the files copied, Bytes their total size.
+	Copied int   `json:"copied"`
+	Bytes  int64 `json:"bytes"`
+	// Present counts the copies skipped because To already had SHA256.
+	Present int `json:"present"`
+}
+
+// StageTimeout is the deadline of `wicd stage` for a plan: one step for
+// the host lock and one for every 16 copies begun.
+func StageTimeout(p *StagePlan) time.Duration {
+	n := 0
+	if p != nil {
+		n = len(p.Copies)
+	}
+	return time.Duration(2+n/16) * DefaultStepTimeout
+}
+
+// PruneResult is what `wicd prune` prints. Prune removes every folder
+// under PayloadRoot except those of the applied and the previous plan's
+// PayloadVersion; with no applied plan it removes nothing. Files a process
+// holds (a service repointed without restart still runs its old binary)
+// stay and are listed in Kept, with the folders above them; prune run
+// again later removes them.
+type PruneResult struct {
+	// Removed lists the payload versions whose folders are gone.
+	Removed []string `json:"removed"`
+	// Kept lists the files left because processes held them.
+	Kept []HeldFile `json:"kept,omitempty"`
+}
 
 // The agent upgrade protocol. Windows refuses to replace or delete the
 // executable of a running process ("Access is denied"), so the operator
@@ -289,6 +420,9 @@ const (
 	CodeUpgradeFailed ErrorCode = "UpgradeFailed"
 	// CodeUnsupported: the host lacks an API the step needs.
 	CodeUnsupported ErrorCode = "Unsupported"
+	// CodeFileMismatch: a file did not have the sha256 the request
+	// names (StageCopy.From, or the copy written to the host).
+	CodeFileMismatch ErrorCode = "FileMismatch"
 )
 
 // Error is printed as {"error": {...}} with exit status 1 when a
@@ -334,12 +468,22 @@ type Facts struct {
 	// AgentVersion of the wicd that answered.
 	AgentVersion string `json:"agentVersion"`
 	// AppliedPayloadVersion is the PayloadVersion of the applied plan
-	// ("" when none).
+	// (AppliedPlanPath), "" when none was applied. It is the version the
+	// last apply or rollback began with, whether it succeeded or not (see
+	// ApplyError); the Node tells the kubelet version that runs.
 	AppliedPayloadVersion string `json:"appliedPayloadVersion,omitempty"`
-	// PreviousPayloadVersion is the PayloadVersion of the previous
-	// applied plan ("" when none).
+	// ApplyError is why the last apply, rollback or `wicd run` re-apply
+	// of the applied plan failed, nil when it succeeded. Apply saves its
+	// plan as the applied one before it changes anything, so the applied
+	// plan is in place only when its sha256 (Files[AppliedPlanPath]) is
+	// the plan's and ApplyError is nil.
+	ApplyError *Error `json:"applyError,omitempty"`
+	// PreviousPayloadVersion is the PayloadVersion of the previous plan
+	// (AppliedPlanPreviousPath), the one `wicd rollback` applies; "" when
+	// there is none.
 	PreviousPayloadVersion string `json:"previousPayloadVersion,omitempty"`
-	// PayloadVersions are the folders under PayloadRoot, sorted.
+	// PayloadVersions are the names of the folders under PayloadRoot,
+	// sorted.
 	PayloadVersions []string `json:"payloadVersions,omitempty"`
 	// Time on the host (RFC 3339), for the clock check.
 	Time string `json:"time"`
@@ -388,7 +532,8 @@ type Change struct {
 	// Kind: directory, file, service, network.
 	Kind string `json:"kind"`
 	Name string `json:"name"`
-	// Action: created, updated, started, restarted, stopped, removed.
+	// Action: created, updated, started, restarted, stopped, removed,
+	// or ActionRepointed.
 	Action string `json:"action"`
 }
 

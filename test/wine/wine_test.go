@@ -510,6 +510,70 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		g.Expect(res.Changed).To(BeFalse(), "a second run changes nothing")
 	})
 
+	t.Run("payload versions: stage, repoint without restart, prune keeps a running image, rollback", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		plan := func(version string) *wicdapi.Plan {
+			p := basePlan()
+			p.PayloadVersion = version
+			p.Services[0].Binary = `C:\k\payload\` + version + `\probe.exe`
+			return p
+		}
+		stage := func(from, to string) {
+			sp := wicdapi.StagePlan{Copies: []wicdapi.StageCopy{{From: `C:\k\payload\` + from + `\probe.exe`, To: `C:\k\payload\` + to + `\probe.exe`, SHA256: sha256Hex(probeExe)}}}
+			data, err := json.Marshal(sp)
+			g.Expect(err).NotTo(HaveOccurred())
+			w.put(t, wicdapi.StagePlanPath, data)
+			var res wicdapi.StageResult
+			code, out := w.agent(t, &res, wicdapi.AgentPath, wicdapi.StageArg)
+			g.Expect(code).To(Equal(0), out)
+			g.Expect(res).To(Equal(wicdapi.StageResult{Copied: 1, Bytes: int64(len(probeExe))}))
+			g.Expect(read(`C:\k\payload\` + to + `\probe.exe`)).To(Equal(probeExe))
+		}
+		apply := func(p *wicdapi.Plan) wicdapi.ApplyResult {
+			w.putPlan(t, p)
+			var res wicdapi.ApplyResult
+			code, out := w.agent(t, &res, wicdapi.AgentPath, "apply")
+			g.Expect(code).To(Equal(0), out)
+			return res
+		}
+		repointed := wicdapi.Change{Kind: "service", Name: probeService, Action: wicdapi.ActionRepointed}
+		started, err := os.Stat(w.host(`C:\k\probe-started.json`))
+		g.Expect(err).NotTo(HaveOccurred())
+
+		stage("v1", "v2")
+		g.Expect(apply(plan("v2")).Changes).To(Equal([]wicdapi.Change{repointed}))
+		stage("v2", "v3")
+		g.Expect(apply(plan("v3")).Changes).To(Equal([]wicdapi.Change{repointed}))
+		g.Expect(w.svcState(t, probeService)).To(Equal("running"))
+		again, err := os.Stat(w.host(`C:\k\probe-started.json`))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(again.ModTime()).To(Equal(started.ModTime()), "the probe was not started again")
+
+		// v1 is neither applied (v3) nor previous (v2), but the probe
+		// process still runs its image: Wine refuses to delete it, as
+		// Windows does, and prune leaves it.
+		var pruned wicdapi.PruneResult
+		code, out := w.agent(t, &pruned, wicdapi.AgentPath, wicdapi.PruneArg)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(pruned.Removed).To(BeEmpty())
+		g.Expect(pruned.Kept).To(ConsistOf(HaveField("Path", `C:\k\payload\v1\probe.exe`)))
+		g.Expect(read(`C:\k\payload\v1\probe.exe`)).To(Equal(probeExe))
+
+		var rolled wicdapi.ApplyResult
+		code, out = w.agent(t, &rolled, wicdapi.AgentPath, wicdapi.RollbackArg)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(rolled.Changes).To(Equal([]wicdapi.Change{repointed}))
+		var f wicdapi.Facts
+		code, out = w.agent(t, &f, wicdapi.AgentPath, "facts")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect([]string{f.AppliedPayloadVersion, f.PreviousPayloadVersion}).To(Equal([]string{"v2", "v3"}))
+		g.Expect(f.PayloadVersions).To(Equal([]string{"v1", "v2", "v3"}))
+
+		// Back to the base plan for the subtests that follow.
+		g.Expect(apply(basePlan()).Changes).To(Equal([]wicdapi.Change{repointed}))
+	})
+
 	t.Run("recovery settings", func(t *testing.T) {
 		record(t)
 		g := NewWithT(t)
@@ -613,4 +677,9 @@ func firstLine(s string) string {
 		s = s[:300] + "..."
 	}
 	return s
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -2,8 +2,11 @@ package simagent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sort"
@@ -39,7 +42,14 @@ var (
 	ErrHostDown         = errors.New("the host is not running")
 	ErrBinaryNotFound   = errors.New("the system cannot find the file specified")
 	ErrServiceStartFail = errors.New("the service did not respond to the start or control request in a timely fashion")
+	// ErrProcessAborted is ERROR_PROCESS_ABORTED (1067), the exit code
+	// the service manager records for a service whose process ended
+	// before it reported running.
+	ErrProcessAborted = errors.New("The process terminated unexpectedly.")
 )
+
+// processAbortedCode is ERROR_PROCESS_ABORTED.
+const processAbortedCode = 1067
 
 // ServiceManager is the simulated host's service control manager. Services
 // persist across reboots; automatic ones start at boot in dependency order;
@@ -54,6 +64,11 @@ type ServiceManager struct {
 	startDelay time.Duration
 	// recoveryScale multiplies recovery delays (tests shorten them).
 	recoveryScale float64
+	// failing maps the sha256 of binaries that exit at once to what they
+	// print (Options.FailingBinaries).
+	failing map[string]string
+	// log receives what failing binaries print.
+	log io.Writer
 
 	mu        sync.Mutex
 	services  map[string]*service // by lower-case name
@@ -72,9 +87,10 @@ type service struct {
 	lastErr  error
 }
 
-func newServiceManager(h *winsim.Host, processes map[string]Process, startDelay time.Duration, recoveryScale float64) *ServiceManager {
+func newServiceManager(h *winsim.Host, processes map[string]Process, opts Options) *ServiceManager {
 	return &ServiceManager{
-		host: h, processes: processes, startDelay: startDelay, recoveryScale: recoveryScale,
+		host: h, processes: processes, startDelay: opts.ServiceStartDelay, recoveryScale: opts.RecoveryScale,
+		failing: opts.FailingBinaries, log: opts.Log,
 		services: map[string]*service{}, failStart: map[string]error{}, starts: map[string]int{},
 	}
 }
@@ -239,6 +255,17 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 		m.mu.Unlock()
 		return fmt.Errorf("start %s: %s: %w", name, info.Binary, ErrBinaryNotFound)
 	}
+	if bin, msg, ok := m.failingBinary(s.cfg.Binary, info.Binary); ok {
+		// The process starts and exits at once: the service manager
+		// counts a start, reports the service stopped with exit code
+		// 1067, and applies the recovery actions as for any crash.
+		m.starts[key(name)]++
+		s.lastErr = fmt.Errorf("%s exited: %s", bin, msg)
+		fmt.Fprintf(m.log, "simagent: service %s: %s exited at once: %s\n", name, bin, msg)
+		m.scheduleRecovery(name, s)
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: stopped while starting: exit code %d: %w", name, processAbortedCode, ErrProcessAborted)
+	}
 	proc := m.processes[strings.ToLower(baseName(info.Binary))]
 	if proc == nil {
 		proc = idle
@@ -293,7 +320,35 @@ func (m *ServiceManager) exited(name string, s *service, err error) {
 	s.running = false
 	s.cancel()
 	s.lastErr = err
-	if s.stopping || m.bootCtx == nil || m.services[key(name)] != s {
+	if s.stopping {
+		return
+	}
+	m.scheduleRecovery(name, s)
+}
+
+// failingBinary returns the first of the binaries whose bytes
+// Options.FailingBinaries names, and what it prints. Callers hold m.mu.
+func (m *ServiceManager) failingBinary(binaries ...string) (string, string, bool) {
+	if len(m.failing) == 0 {
+		return "", "", false
+	}
+	for _, b := range slices.Compact(binaries) {
+		data, err := m.host.Disk().ReadFile(b)
+		if err != nil {
+			continue
+		}
+		sum := sha256.Sum256(data)
+		if msg, ok := m.failing[hex.EncodeToString(sum[:])]; ok {
+			return b, msg, true
+		}
+	}
+	return "", "", false
+}
+
+// scheduleRecovery restarts a service that ended unexpectedly after its
+// recovery delay. Callers hold m.mu.
+func (m *ServiceManager) scheduleRecovery(name string, s *service) {
+	if m.bootCtx == nil || m.services[key(name)] != s {
 		return
 	}
 	delay := time.Duration(float64(time.Duration(s.cfg.Recovery.RestartDelaySeconds)*time.Second) * m.recoveryScale)

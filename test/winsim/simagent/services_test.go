@@ -2,6 +2,8 @@ package simagent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -118,4 +120,34 @@ func TestEnableFeatureNeedsReboot(t *testing.T) {
 	g.Expect(n.Host.WaitUp(ctx)).To(Succeed())
 	f, _ = n.system.Features([]string{wicd.FeatureContainers})
 	g.Expect(f[wicd.FeatureContainers]).To(BeTrue())
+}
+
+// A binary whose bytes are known to fail starts and exits at once, as on
+// Windows: the start fails with 1067, recovery keeps restarting it (to
+// fail again), and another binary at the service's path runs.
+func TestFailingBinaryExitsAtOnce(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	broken := []byte("MZ broken kube-proxy")
+	sum := sha256.Sum256(broken)
+	n := startNode(t, Options{RecoveryScale: 0.01, FailingBinaries: map[string]string{hex.EncodeToString(sum[:]): "panic: boom"}})
+	m := n.Services
+	runner := binSvc(n, "kube-log-runner")
+	g.Expect(n.Host.Disk().WriteFile(`C:\k\payload\v2\kube-proxy.exe`, broken)).To(Succeed())
+	svc := wicdapi.Service{Name: "kube-proxy", Binary: runner.Binary, Args: []string{`-log-file=C:\k\log\kube-proxy.log`, `C:\k\payload\v2\kube-proxy.exe`},
+		Recovery: wicdapi.Recovery{RestartDelaySeconds: 5}}
+	g.Expect(m.Create(ctx, svc)).To(Succeed())
+
+	err := m.Start(ctx, "kube-proxy")
+	g.Expect(err).To(MatchError(ErrProcessAborted))
+	g.Expect(err).To(MatchError(ContainSubstring("exit code 1067: The process terminated unexpectedly.")))
+	g.Expect(m.Running("kube-proxy")).To(BeFalse())
+	g.Expect(m.LastError("kube-proxy")).To(MatchError(ContainSubstring("panic: boom")))
+	g.Expect(n.Host.Disk().Holders(`C:\k\payload\v2\kube-proxy.exe`)).To(BeEmpty(), "no process holds the binary")
+	g.Eventually(func() int { return m.Starts("kube-proxy") }).Should(BeNumerically(">=", 3), "recovery restarts it, and it fails again")
+	g.Expect(m.Running("kube-proxy")).To(BeFalse())
+
+	// Good bytes at the path: the next recovery start runs them.
+	g.Expect(n.Host.Disk().WriteFile(`C:\k\payload\v2\kube-proxy.exe`, []byte("MZ good kube-proxy"))).To(Succeed())
+	g.Eventually(func() bool { return m.Running("kube-proxy") }).Should(BeTrue())
 }

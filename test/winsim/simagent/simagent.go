@@ -73,6 +73,16 @@ type Options struct {
 	// the emulator reports the version of the bytes really installed
 	// (a payload manifest records it).
 	KubeletBinaries map[string]string
+	// FailingBinaries maps the SHA-256 (hex) of binaries that fail at
+	// once to what they print: a service whose binary (or, under
+	// kube-log-runner, wrapped program) has such bytes starts and exits
+	// immediately, as a broken build does on Windows. Starting it fails
+	// with ErrProcessAborted (exit code 1067, "The process terminated
+	// unexpectedly."), its LastError holds the message, and the recovery
+	// actions restart it (to fail again) as for any crash. A failing
+	// kubelet never runs the emulator, so no Node registers or
+	// heartbeats for it.
+	FailingBinaries map[string]string
 	// KubeletLeaseDuration of the emulated kubelet's Lease (default 40s).
 	KubeletLeaseDuration time.Duration
 	// KubeletStatusInterval between Node status posts (default 10s).
@@ -130,7 +140,7 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 		"kubelet.exe":             n.runKubelet,
 		"wicd.exe":                n.runAgentService,
 		"hybrid-overlay-node.exe": n.runHybridOverlay,
-	}, opts.ServiceStartDelay, opts.RecoveryScale)
+	}, opts)
 	n.backend = &wicd.Backend{
 		Services: n.Services, Files: diskFiles{h.Disk()}, System: n.system, Network: n.hns,
 		Locker: hostLock{ch: make(chan struct{}, 1)}, Exec: hostExec{h}, Firewall: n.firewall, Defender: n.defender,

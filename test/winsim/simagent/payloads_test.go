@@ -1,0 +1,343 @@
+package simagent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/openwmco/wmco/pkg/remote"
+	"github.com/openwmco/wmco/pkg/wicdapi"
+	"github.com/openwmco/wmco/test/winsim/simagent"
+)
+
+// randomBytes is n deterministic pseudo-random bytes (incompressible, as
+// binaries nearly are).
+func randomBytes(seed string, n int) []byte {
+	var s [32]byte
+	copy(s[:], seed)
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+func payloadPath(version, rel string) string { return wicdapi.PayloadRoot + `\` + version + `\` + rel }
+
+// runJSON runs the agent over SSH with args and decodes stdout into out;
+// it returns the exit code.
+func runJSON(ctx context.Context, g Gomega, s remote.Session, out any, args ...string) int {
+	stdout, code := runAgent(ctx, g, s, append([]string{wicdapi.AgentPath}, args...)...)
+	g.Expect(json.Unmarshal(stdout, out)).To(Succeed(), string(stdout))
+	return code
+}
+
+// agentError runs the agent, expects it to fail, and returns its error.
+func agentError(ctx context.Context, g Gomega, s remote.Session, args ...string) *wicdapi.Error {
+	var eo wicdapi.ErrorOutput
+	g.Expect(runJSON(ctx, g, s, &eo, args...)).To(Equal(1))
+	g.Expect(eo.Error).NotTo(BeNil())
+	return eo.Error
+}
+
+func uploadJSON(ctx context.Context, g Gomega, s remote.Session, dst string, v any) {
+	data, err := json.Marshal(v)
+	g.Expect(err).NotTo(HaveOccurred())
+	upload(ctx, g, s, dst, data)
+}
+
+func TestStageCopiesFilesOnTheHost(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{})
+	disk := node.Host.Disk()
+	upload(ctx, g, sess, wicdapi.AgentPath, simagent.AgentImage("v1"))
+	kubelet, cni := randomBytes("kubelet", 256<<10), randomBytes("cni", 64<<10)
+	upload(ctx, g, sess, payloadPath("v1", "kubelet.exe"), kubelet)
+	upload(ctx, g, sess, payloadPath("v1", `cni\host-local.exe`), cni)
+	upload(ctx, g, sess, payloadPath("v2", "kubelet.exe"), kubelet) // already there
+
+	plan := wicdapi.StagePlan{Copies: []wicdapi.StageCopy{
+		{From: payloadPath("v1", "kubelet.exe"), To: payloadPath("v2", "kubelet.exe"), SHA256: sha256Hex(kubelet)},
+		{From: payloadPath("v1", `cni\host-local.exe`), To: payloadPath("v2", `cni\host-local.exe`), SHA256: sha256Hex(cni)},
+	}}
+	uploadJSON(ctx, g, sess, wicdapi.StagePlanPath, plan)
+	var res wicdapi.StageResult
+	g.Expect(runJSON(ctx, g, sess, &res, wicdapi.StageArg, "--plan", wicdapi.StagePlanPath)).To(Equal(0))
+	g.Expect(res).To(Equal(wicdapi.StageResult{Copied: 1, Bytes: int64(len(cni)), Present: 1}))
+	g.Expect(disk.ReadFile(payloadPath("v2", `cni\host-local.exe`))).To(Equal(cni), "parent folders are created")
+	g.Expect(runJSON(ctx, g, sess, &res, wicdapi.StageArg)).To(Equal(0), "the plan path is the default")
+	g.Expect(res).To(Equal(wicdapi.StageResult{Present: 2}))
+
+	var facts wicdapi.Facts
+	run(ctx, g, sess, &facts, "facts")
+	g.Expect(facts.PayloadVersions).To(Equal([]string{"v1", "v2"}))
+	g.Expect(facts.AppliedPayloadVersion).To(BeEmpty())
+	g.Expect(facts.Files).To(HaveKeyWithValue(payloadPath("v2", `cni\host-local.exe`), sha256Hex(cni)))
+
+	// A source that does not have the bytes asked for is refused, and
+	// nothing is written.
+	other := randomBytes("other", 1000)
+	uploadJSON(ctx, g, sess, wicdapi.StagePlanPath, wicdapi.StagePlan{Copies: []wicdapi.StageCopy{
+		{From: payloadPath("v1", "kubelet.exe"), To: payloadPath("v3", "kubelet.exe"), SHA256: sha256Hex(other)},
+	}})
+	e := agentError(ctx, g, sess, wicdapi.StageArg)
+	g.Expect(e.Code).To(Equal(wicdapi.CodeFileMismatch), e.Message)
+	_, err := disk.Stat(payloadPath("v3", "kubelet.exe"))
+	g.Expect(err).To(MatchError(fs.ErrNotExist))
+
+	// A missing source.
+	uploadJSON(ctx, g, sess, wicdapi.StagePlanPath, wicdapi.StagePlan{Copies: []wicdapi.StageCopy{
+		{From: payloadPath("v1", "nothere.exe"), To: payloadPath("v3", "kubelet.exe"), SHA256: sha256Hex(other)},
+	}})
+	g.Expect(agentError(ctx, g, sess, wicdapi.StageArg).Code).To(Equal(wicdapi.CodeNotFound))
+
+	// Paths outside the payload folders are refused before anything.
+	for _, c := range []wicdapi.StageCopy{
+		{From: payloadPath("v1", "kubelet.exe"), To: wicdapi.AgentPath, SHA256: sha256Hex(kubelet)},
+		{From: `C:\k\bootstrap-kubeconfig`, To: payloadPath("v3", "x"), SHA256: sha256Hex(kubelet)},
+		{From: payloadPath("v1", "kubelet.exe"), To: payloadPath("v3", `..\..\wicd.exe`), SHA256: sha256Hex(kubelet)},
+	} {
+		uploadJSON(ctx, g, sess, wicdapi.StagePlanPath, wicdapi.StagePlan{Copies: []wicdapi.StageCopy{c}})
+		g.Expect(agentError(ctx, g, sess, wicdapi.StageArg).Code).To(Equal(wicdapi.CodeInvalidPlan), c.To)
+	}
+	g.Expect(disk.ReadFile(wicdapi.AgentPath)).To(Equal(simagent.AgentImage("v1")))
+
+	// A copy that does not fit leaves neither a broken target nor its
+	// temporary file behind.
+	uploadJSON(ctx, g, sess, wicdapi.StagePlanPath, wicdapi.StagePlan{Copies: []wicdapi.StageCopy{
+		{From: payloadPath("v1", "kubelet.exe"), To: payloadPath("v3", "kubelet.exe"), SHA256: sha256Hex(kubelet)},
+	}})
+	quota := disk.Quota()
+	disk.SetQuota(disk.Used() + int64(len(kubelet))/2)
+	g.Expect(agentError(ctx, g, sess, wicdapi.StageArg).Code).To(Equal(wicdapi.CodeDiskFull))
+	entries, err := disk.List(payloadPath("v3", ""))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(entries).To(BeEmpty())
+	disk.SetQuota(quota)
+	g.Expect(runJSON(ctx, g, sess, &res, wicdapi.StageArg)).To(Equal(0))
+	g.Expect(res.Copied).To(Equal(1))
+	g.Expect(disk.ReadFile(payloadPath("v3", "kubelet.exe"))).To(Equal(kubelet))
+}
+
+// An upgrade in which one file changed moves about that file's bytes over
+// the wire: the unchanged files are staged from the applied version's
+// folder on the host.
+func TestStagedUpgradeSendsOnlyTheChangedFile(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{})
+	upload(ctx, g, sess, wicdapi.AgentPath, simagent.AgentImage("v1"))
+	files := map[string][]byte{}
+	for _, rel := range []string{"kubelet.exe", "containerd.exe", "kube-proxy.exe", `cni\win-overlay.exe`, "windows_exporter.exe"} {
+		files[rel] = randomBytes("v1 "+rel, 1<<20)
+		upload(ctx, g, sess, payloadPath("v1", rel), files[rel])
+	}
+	changed := randomBytes("v2 windows_exporter.exe", 1<<20)
+
+	// What the operator does, given the facts' hashes and the new
+	// manifest: stage what the host has, upload the rest.
+	var facts wicdapi.Facts
+	run(ctx, g, sess, &facts, "facts")
+	before := node.Host.Stats().BytesReceived
+	var plan wicdapi.StagePlan
+	for rel, data := range files {
+		if rel == "windows_exporter.exe" {
+			continue
+		}
+		g.Expect(facts.Files).To(HaveKeyWithValue(payloadPath("v1", rel), sha256Hex(data)))
+		plan.Copies = append(plan.Copies, wicdapi.StageCopy{From: payloadPath("v1", rel), To: payloadPath("v2", rel), SHA256: sha256Hex(data)})
+	}
+	uploadJSON(ctx, g, sess, wicdapi.StagePlanPath, plan)
+	var res wicdapi.StageResult
+	g.Expect(runJSON(ctx, g, sess, &res, wicdapi.StageArg)).To(Equal(0))
+	g.Expect(res).To(Equal(wicdapi.StageResult{Copied: 4, Bytes: 4 << 20}))
+	upload(ctx, g, sess, payloadPath("v2", "windows_exporter.exe"), changed)
+	sent := node.Host.Stats().BytesReceived - before
+	t.Logf("bytes received by the host for the upgrade: %d (changed file: %d)", sent, len(changed))
+	g.Expect(sent).To(BeNumerically(">=", len(changed)))
+	g.Expect(sent).To(BeNumerically("<=", 1.05*float64(len(changed))))
+
+	facts = wicdapi.Facts{}
+	run(ctx, g, sess, &facts, "facts")
+	for rel, data := range files {
+		if rel != "windows_exporter.exe" {
+			g.Expect(facts.Files).To(HaveKeyWithValue(payloadPath("v2", rel), sha256Hex(data)))
+		}
+	}
+	g.Expect(facts.Files).To(HaveKeyWithValue(payloadPath("v2", "windows_exporter.exe"), sha256Hex(changed)))
+}
+
+// upgradeHost is a host with the agent service and three payload services:
+// containerd, kube-proxy under kube-log-runner (depending on containerd)
+// and windows_exporter.
+type upgradeHost struct {
+	node *simagent.Node
+	sess remote.Session
+}
+
+// stage puts version's payload on the host: the shared files of every
+// version, and a windows_exporter of its own.
+func (h upgradeHost) stage(ctx context.Context, g Gomega, version string) {
+	for _, rel := range []string{"containerd.exe", "kube-log-runner.exe", "kube-proxy.exe"} {
+		upload(ctx, g, h.sess, payloadPath(version, rel), []byte("MZ "+rel))
+	}
+	upload(ctx, g, h.sess, payloadPath(version, "windows_exporter.exe"), []byte("MZ windows_exporter "+version))
+}
+
+func upgradePlan(version string) *wicdapi.Plan {
+	rec := wicdapi.Recovery{RestartDelaySeconds: 5, ResetPeriodSeconds: 600}
+	return &wicdapi.Plan{
+		SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: version, NodeName: "win-upgrade",
+		Services: []wicdapi.Service{
+			{Name: wicdapi.AgentServiceName, Binary: wicdapi.AgentPath, Args: []string{"run"}, Recovery: rec},
+			{Name: "containerd", Binary: payloadPath(version, "containerd.exe"), Args: []string{`--config=C:\k\containerd\containerd.toml`}, Recovery: rec},
+			{Name: "kube-proxy", Binary: payloadPath(version, "kube-log-runner.exe"), Dependencies: []string{"containerd"}, Recovery: rec,
+				Args: []string{`-log-file=C:\k\log\kube-proxy.log`, payloadPath(version, "kube-proxy.exe"), "--windows-service"}},
+			{Name: "windows_exporter", Binary: payloadPath(version, "windows_exporter.exe"), Recovery: rec},
+		},
+	}
+}
+
+func (h upgradeHost) apply(ctx context.Context, g Gomega, version string) wicdapi.ApplyResult {
+	uploadJSON(ctx, g, h.sess, wicdapi.PlanPath, upgradePlan(version))
+	var res wicdapi.ApplyResult
+	run(ctx, g, h.sess, &res, "apply")
+	return res
+}
+
+func (h upgradeHost) starts() map[string]int {
+	out := map[string]int{}
+	for _, s := range []string{"containerd", "kube-proxy", "windows_exporter"} {
+		out[s] = h.node.Services.Starts(s)
+	}
+	return out
+}
+
+func (h upgradeHost) binaries(ctx context.Context, g Gomega) map[string]string {
+	out := map[string]string{}
+	for _, s := range []string{"containerd", "kube-proxy", "windows_exporter"} {
+		st, err := h.node.Services.Query(ctx, s)
+		g.Expect(err).NotTo(HaveOccurred())
+		out[s] = st.Config.Binary
+	}
+	return out
+}
+
+func TestUpgradeRepointsUnchangedServicesPrunesAndRollsBack(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{AgentRunInterval: 50 * time.Millisecond, RecoveryScale: 0.01})
+	h := upgradeHost{node: node, sess: sess}
+	disk := node.Host.Disk()
+	upload(ctx, g, sess, wicdapi.AgentPath, simagent.AgentImage("v1"))
+	h.stage(ctx, g, "v1")
+	res := h.apply(ctx, g, "v1")
+	g.Expect(res.Changes).To(ContainElement(wicdapi.Change{Kind: "service", Name: "kube-proxy", Action: "started"}))
+	g.Eventually(node.AgentServiceVersion).Should(Equal("v1"))
+	g.Expect(agentError(ctx, g, sess, wicdapi.RollbackArg).Code).To(Equal(wicdapi.CodeNotFound), "nothing to roll back to yet")
+
+	// v2 changes only windows_exporter: only it restarts; the others are
+	// pointed at v2 and keep running v1's binaries.
+	h.stage(ctx, g, "v2")
+	starts := h.starts()
+	res = h.apply(ctx, g, "v2")
+	g.Expect(res.Changes).To(ConsistOf(
+		wicdapi.Change{Kind: "service", Name: "containerd", Action: wicdapi.ActionRepointed},
+		wicdapi.Change{Kind: "service", Name: "kube-proxy", Action: wicdapi.ActionRepointed},
+		wicdapi.Change{Kind: "service", Name: "windows_exporter", Action: "updated"},
+		wicdapi.Change{Kind: "service", Name: "windows_exporter", Action: "restarted"},
+	))
+	starts["windows_exporter"]++
+	g.Expect(h.starts()).To(Equal(starts))
+	g.Expect(h.binaries(ctx, g)).To(Equal(map[string]string{
+		"containerd": payloadPath("v2", "containerd.exe"), "kube-proxy": payloadPath("v2", "kube-log-runner.exe"),
+		"windows_exporter": payloadPath("v2", "windows_exporter.exe"),
+	}))
+	g.Expect(disk.Holders(payloadPath("v1", "containerd.exe"))).To(Equal([]string{"containerd.exe (service containerd)"}),
+		"the repointed service still runs the old binary")
+	g.Consistently(h.starts).WithTimeout(300*time.Millisecond).Should(Equal(starts), "the agent service's re-applies change nothing")
+	var facts wicdapi.Facts
+	run(ctx, g, sess, &facts, "facts")
+	g.Expect([]string{facts.AppliedPayloadVersion, facts.PreviousPayloadVersion}).To(Equal([]string{"v2", "v1"}))
+	g.Expect(facts.ApplyError).To(BeNil())
+
+	// A stray old version, one of whose files a process holds.
+	upload(ctx, g, sess, payloadPath("v0", "kube-proxy.exe"), []byte("MZ old"))
+	upload(ctx, g, sess, payloadPath("v0", `cni\flannel.exe`), []byte("MZ old cni"))
+	pod, err := node.Host.StartProcess("kube-proxy.exe", payloadPath("v0", "kube-proxy.exe"))
+	g.Expect(err).NotTo(HaveOccurred())
+	var pruned wicdapi.PruneResult
+	g.Expect(runJSON(ctx, g, sess, &pruned, wicdapi.PruneArg)).To(Equal(0))
+	g.Expect(pruned).To(Equal(wicdapi.PruneResult{Removed: []string{},
+		Kept: []wicdapi.HeldFile{{Path: payloadPath("v0", "kube-proxy.exe"), Holders: []string{pod.Name()}}}}))
+	_, err = disk.Stat(payloadPath("v0", `cni\flannel.exe`))
+	g.Expect(err).To(MatchError(fs.ErrNotExist), "what nothing holds is removed")
+	pod.Exit()
+	pruned = wicdapi.PruneResult{}
+	g.Expect(runJSON(ctx, g, sess, &pruned, wicdapi.PruneArg)).To(Equal(0))
+	g.Expect(pruned).To(Equal(wicdapi.PruneResult{Removed: []string{"v0"}}))
+	facts = wicdapi.Facts{}
+	run(ctx, g, sess, &facts, "facts")
+	g.Expect(facts.PayloadVersions).To(Equal([]string{"v1", "v2"}), "the applied and the previous version stay")
+
+	// Rollback points everything back at v1: windows_exporter restarts
+	// with v1's binary, the others are repointed.
+	var rolled wicdapi.ApplyResult
+	g.Expect(runJSON(ctx, g, sess, &rolled, wicdapi.RollbackArg)).To(Equal(0))
+	g.Expect(rolled.Changes).To(ConsistOf(
+		wicdapi.Change{Kind: "service", Name: "containerd", Action: wicdapi.ActionRepointed},
+		wicdapi.Change{Kind: "service", Name: "kube-proxy", Action: wicdapi.ActionRepointed},
+		wicdapi.Change{Kind: "service", Name: "windows_exporter", Action: "updated"},
+		wicdapi.Change{Kind: "service", Name: "windows_exporter", Action: "restarted"},
+	))
+	g.Expect(h.binaries(ctx, g)).To(HaveKeyWithValue("windows_exporter", payloadPath("v1", "windows_exporter.exe")))
+	g.Expect(disk.Holders(payloadPath("v1", "windows_exporter.exe"))).To(HaveLen(1))
+	facts = wicdapi.Facts{}
+	run(ctx, g, sess, &facts, "facts")
+	g.Expect([]string{facts.AppliedPayloadVersion, facts.PreviousPayloadVersion}).To(Equal([]string{"v1", "v2"}))
+
+	// v3 after v1 (v2 was the failed one): pruning now removes v2, and
+	// leaves the old binaries the repointed services still run.
+	h.stage(ctx, g, "v3")
+	h.apply(ctx, g, "v3")
+	pruned = wicdapi.PruneResult{}
+	g.Expect(runJSON(ctx, g, sess, &pruned, wicdapi.PruneArg)).To(Equal(0))
+	g.Expect(pruned.Removed).To(Equal([]string{"v2"}))
+	g.Expect(pruned.Kept).To(BeEmpty(), "v1 is the previous version, so it stays whole")
+	g.Expect(h.apply(ctx, g, "v3").Changed).To(BeFalse())
+
+	// A service restarted for another reason runs the new folder's binary.
+	g.Expect(node.Services.Stop(ctx, "kube-proxy")).To(Succeed())
+	g.Eventually(func() []string { return disk.Holders(payloadPath("v3", "kube-proxy.exe")) }).Should(HaveLen(1),
+		"the agent service starts the stopped service from v3")
+}
+
+// A failed apply leaves its plan applied, with its error in the facts
+// until an apply of it succeeds (here the agent service's re-apply).
+func TestApplyErrorIsKeptUntilAnApplySucceeds(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{AgentRunInterval: 50 * time.Millisecond})
+	installAgent(ctx, g, node, sess)
+	upload(ctx, g, sess, payloadPath("v2", "csi-proxy.exe"), []byte("MZ csi-proxy 2"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, agentOnlyPlan("v2"))
+	node.Services.FailStart("csi-proxy", errors.New("the service did not start"))
+	g.Expect(agentError(ctx, g, sess, "apply").Code).To(Equal(wicdapi.CodeServiceFailed))
+	facts := func(g Gomega) wicdapi.Facts {
+		var f wicdapi.Facts
+		run(ctx, g, sess, &f, "facts")
+		return f
+	}
+	f := facts(g)
+	g.Expect(f.AppliedPayloadVersion).To(Equal("v2"))
+	g.Expect(f.ApplyError).To(HaveField("Message", ContainSubstring("start service csi-proxy")))
+
+	node.Services.FailStart("csi-proxy", nil)
+	g.Eventually(func(g Gomega) { g.Expect(facts(g).ApplyError).To(BeNil()) }).Should(Succeed())
+	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
+}
