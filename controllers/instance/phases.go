@@ -299,7 +299,8 @@ func (r *Reconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Resul
 			return ctrl.Result{}, err
 		}
 		var res wicdapi.StageResult
-		if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, uploadTimeout, &res, "stage", "--plan", wicdapi.StagePlanPath); err != nil {
+		plan := wicdapi.StagePlan{Copies: copies}
+		if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, wicdapi.StageTimeout(&plan), &res, wicdapi.StageArg, "--plan", wicdapi.StagePlanPath); err != nil {
 			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: err.Error()})
 			return ctrl.Result{}, r.diskFull(s, err)
 		}
@@ -419,7 +420,9 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		return ctrl.Result{}, err
 	}
 	sum := sha256.Sum256(data)
-	if strings.EqualFold(s.facts.Files[wicdapi.AppliedPlanPath], hex.EncodeToString(sum[:])) {
+	// Apply saves its plan before it changes anything: the plan is in
+	// place only if the last apply of it did not fail.
+	if strings.EqualFold(s.facts.Files[wicdapi.AppliedPlanPath], hex.EncodeToString(sum[:])) && s.facts.ApplyError == nil {
 		setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + m.Version})
 		s.applied = m.Version
 		return ctrl.Result{}, r.upgradeApplied(ctx, s)

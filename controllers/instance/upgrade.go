@@ -37,6 +37,10 @@ const (
 	ReasonNoPayload         = "NoCompatiblePayload"
 )
 
+// rollbackTimeout bounds `wicd rollback`: stopping and starting every
+// service of a plan, each within the default step deadline.
+const rollbackTimeout = 16 * wicdapi.DefaultStepTimeout
+
 // upgradeRequeue is how soon a host waiting for an upgrade slot looks
 // again if no freed slot wakes it first.
 const upgradeRequeue = 30 * time.Second
@@ -311,7 +315,8 @@ func (r *Reconciler) rollback(ctx context.Context, s *scope, u *wmcov1.UpgradeSt
 	s.target = payload.Entry{}
 	if s.applied != u.From && s.session != nil {
 		var res wicdapi.ApplyResult
-		if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, commandTimeout+wicdapi.DefaultStepTimeout*8, &res, "rollback"); err != nil {
+		// Rolling back restarts what the failed apply did: its deadline.
+		if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, rollbackTimeout, &res, wicdapi.RollbackArg); err != nil {
 			var we *wicdapi.Error
 			if errors.As(err, &we) && we.Code == wicdapi.CodeNotFound {
 				// Nothing to go back to (the host had no earlier plan):
@@ -382,7 +387,7 @@ func (r *Reconciler) prune(ctx context.Context, s *scope) {
 		return
 	}
 	var res wicdapi.PruneResult
-	if err := r.runAgent(ctx, s, &res, "prune"); err != nil {
+	if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, wicdapi.PruneTimeout, &res, wicdapi.PruneArg); err != nil {
 		s.log.Info("Could not remove old payload folders", "error", err.Error())
 		return
 	}
