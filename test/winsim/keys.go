@@ -2,6 +2,10 @@ package winsim
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -237,4 +241,43 @@ func grantsWrite(rights string) bool {
 		}
 	}
 	return false
+}
+
+// UserKey is an SSH key pair a client logs in with.
+type UserKey struct {
+	// PEM is the private key, PKCS #8 in PEM, as a credentials Secret
+	// holds it.
+	PEM []byte
+	// Signer signs with the private key.
+	Signer ssh.Signer
+	// Fingerprint is the public key's SHA256 fingerprint ("SHA256:...").
+	Fingerprint string
+}
+
+// PublicKey returns the public key.
+func (k UserKey) PublicKey() ssh.PublicKey { return k.Signer.PublicKey() }
+
+// AuthorizedKey returns the public key as an authorized_keys line
+// ("ssh-ed25519 AAAA...").
+func (k UserKey) AuthorizedKey() string { return authorizedKey(k.PublicKey()) }
+
+// NewUserKey generates an Ed25519 key pair for a client.
+func NewUserKey() (UserKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return UserKey{}, fmt.Errorf("winsim: generate user key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return UserKey{}, fmt.Errorf("winsim: encode user key: %w", err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return UserKey{}, fmt.Errorf("winsim: user key: %w", err)
+	}
+	return UserKey{
+		PEM:         pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		Signer:      signer,
+		Fingerprint: ssh.FingerprintSHA256(signer.PublicKey()),
+	}, nil
 }

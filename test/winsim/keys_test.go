@@ -1,8 +1,6 @@
 package winsim_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"strings"
 	"testing"
 
@@ -14,15 +12,11 @@ import (
 
 func newSigner(t *testing.T) ssh.Signer {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	k, err := winsim.NewUserKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return k.Signer
 }
 
 // login dials the host as user with signer and reports whether the server

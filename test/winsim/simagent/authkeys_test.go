@@ -2,12 +2,7 @@ package simagent_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
-	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -20,22 +15,15 @@ import (
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
-// newKey returns a fresh private key in PEM and its public key line.
+// newKey returns a fresh private key in PEM, its public key and its
+// authorized_keys line.
 func newKey(t *testing.T) (remote.PrivateKey, ssh.PublicKey, string) {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	k, err := winsim.NewUserKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), k, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+	return k.PEM, k.PublicKey(), k.AuthorizedKey()
 }
 
 func dial(ctx context.Context, h *winsim.Host, user string, key remote.PrivateKey) (remote.Session, error) {
