@@ -203,6 +203,14 @@ type WindowsInstanceStatus struct {
 	// +optional
 	HostKey string `json:"hostKey,omitempty"`
 
+	// AuthorizedKeyFingerprint is the SHA256 fingerprint ("SHA256:...",
+	// as ssh-keygen -l prints it) of the SSH public key the host is known
+	// to accept. When the credentials Secret's key differs, the operator
+	// rotates the host to it: it logs in with this key, installs the new
+	// one, checks a login with it and removes this one.
+	// +optional
+	AuthorizedKeyFingerprint string `json:"authorizedKeyFingerprint,omitempty"`
+
 	// Host facts observed over SSH.
 	// +optional
 	Host HostFacts `json:"host,omitempty"`

@@ -138,6 +138,9 @@ type scope struct {
 	facts *wicdapi.Facts
 	// node is the instance's Node, if it exists.
 	node *corev1.Node
+	// rotation is the SSH key rotation the connection phase found the
+	// host needs (keys.go), for the keys phase.
+	rotation *keyRotation
 	// waitingSlot: no configuration slot was free for this reconcile.
 	waitingSlot bool
 	// server is the API server's version for this reconcile; selected the
@@ -233,6 +236,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}{
 		{r.reconcileConnection, wmcov1.ConditionReachable},
 		{r.reconcileAgent, wmcov1.ConditionReachable},
+		{r.reconcileKeys, wmcov1.ConditionReachable},
 		{r.reconcileFeatures, wmcov1.ConditionPreflightPassed},
 		{r.reconcilePreflight, wmcov1.ConditionPreflightPassed},
 		{r.reconcileUpgrade, ""},

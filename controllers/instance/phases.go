@@ -65,9 +65,9 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 		target.TrustOnFirstUse = true
 	}
 	s.log.V(1).Info("Connecting", "address", wi.Spec.Address, "port", port)
-	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	sess, err := r.Dialer.Dial(dctx, target)
+	// While the Secret's key is rotated in, the host may accept only the
+	// key it accepted before: dialHost (keys.go) falls back to it.
+	sess, err := r.dialHost(ctx, s, target)
 	if err != nil {
 		metrics.SSHErrors.WithLabelValues(sshErrorType(err)).Inc()
 		o := classifyConnectError(err)

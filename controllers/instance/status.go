@@ -74,7 +74,7 @@ const (
 // WindowsNodeConfig changes (each is watched): the instance is Stalled.
 var terminalReasons = map[string]bool{
 	ReasonSecretNotFound: true, ReasonInvalidKey: true, ReasonAuthenticationFailed: true,
-	ReasonHostKeyMismatch: true, wicdapi.ReasonUnsupported: true, wicdapi.ReasonBadHostname: true,
+	ReasonHostKeyMismatch: true, ReasonKeyRotationFailed: true, wicdapi.ReasonUnsupported: true, wicdapi.ReasonBadHostname: true,
 	ReasonRenderFailed: true, ReasonNodeNameConflict: true, ReasonInvalidAddress: true,
 	ReasonCredentialsNamespaceNotAllowed: true,
 }
@@ -106,9 +106,12 @@ func classifyConnectError(err error) outcome {
 	var mismatch *remote.HostKeyMismatchError
 	var unreachable *remote.UnreachableError
 	var forbidden *remote.ForbiddenAddressError
+	var rotation *keyRotationError
 	switch {
 	case errors.As(err, &forbidden):
 		return outcome{reason: ReasonInvalidAddress, message: forbidden.Error() + ": change spec.address"}
+	case errors.As(err, &rotation):
+		return outcome{reason: ReasonKeyRotationFailed, message: rotation.Error()}
 	case errors.As(err, &auth):
 		return outcome{reason: ReasonAuthenticationFailed, message: fmt.Sprintf("the host refused the SSH key for user %s: fix the key in the credentials Secret or spec.username", auth.User)}
 	case errors.As(err, &mismatch):

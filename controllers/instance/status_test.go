@@ -28,6 +28,8 @@ func TestClassifyConnectError(t *testing.T) {
 		{&remote.HostKeyMismatchError{Address: "h:22", Expected: "SHA256:a", Actual: "SHA256:b"}, ReasonHostKeyMismatch, true, "hostkey"},
 		{&remote.UnreachableError{Address: "h:22", Err: errors.New("connection refused")}, ReasonUnreachable, false, "unreachable"},
 		{errors.New("kex failed"), ReasonConnectionFailed, false, "other"},
+		{&keyRotationError{User: "Administrator", Secret: "ns/key", Current: "SHA256:new", Previous: "SHA256:old", Err: &remote.AuthError{Address: "h:22", User: "Administrator"}},
+			ReasonKeyRotationFailed, true, "auth"},
 		{&remote.ForbiddenAddressError{Address: "169.254.169.254:22", Err: &hostaddr.ForbiddenError{Addr: "169.254.169.254", Reason: "it is link-local"}}, ReasonInvalidAddress, true, "forbidden"},
 	}
 	for _, c := range cases {

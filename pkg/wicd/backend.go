@@ -124,6 +124,36 @@ type Defender interface {
 	AddExclusion(ctx context.Context, path string) error
 }
 
+// Account is the Windows account the agent runs as.
+type Account struct {
+	// Name of the account ("Administrator").
+	Name string
+	// Admin is true when the process token is a member of
+	// BUILTIN\Administrators: sshd then reads the account's public keys
+	// from wicdapi.AdministratorsAuthorizedKeysPath.
+	Admin bool
+	// Profile is the account's profile directory
+	// (C:\Users\Administrator), which holds .ssh\authorized_keys.
+	Profile string
+}
+
+// Accounts tells who the agent runs as and guards the files sshd reads.
+type Accounts interface {
+	// Current returns the account of the running process.
+	Current() (Account, error)
+	// RestrictToAdministrators gives path the security descriptor
+	// AdministratorsKeysSDDL, which sshd requires of the administrators'
+	// authorized keys file.
+	RestrictToAdministrators(path string) error
+}
+
+// AdministratorsKeysSDDL is the security descriptor of
+// wicdapi.AdministratorsAuthorizedKeysPath that OpenSSH for Windows
+// accepts: owned by Administrators, full control for SYSTEM and
+// Administrators only, nothing inherited (as `icacls ... /inheritance:r
+// /grant Administrators:F /grant SYSTEM:F` leaves it).
+const AdministratorsKeysSDDL = "O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)"
+
 // ErrNotFound is returned by Firewall.Rule for a rule that does not
 // exist.
 var ErrNotFound = errors.New("not found")
@@ -146,6 +176,7 @@ type Backend struct {
 	Exec     Exec
 	Firewall Firewall
 	Defender Defender
+	Accounts Accounts
 	// Executable is the path of the running agent binary.
 	Executable string
 	// Version of the agent, reported by `wicd version` and facts.
@@ -156,7 +187,7 @@ type Backend struct {
 
 func (b *Backend) validate() error {
 	if b.Services == nil || b.Files == nil || b.System == nil || b.Network == nil || b.Locker == nil ||
-		b.Exec == nil || b.Firewall == nil || b.Defender == nil {
+		b.Exec == nil || b.Firewall == nil || b.Defender == nil || b.Accounts == nil {
 		return errors.New("wicd: backend is incomplete")
 	}
 	return nil

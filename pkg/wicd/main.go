@@ -30,6 +30,9 @@ Commands (each prints JSON on stdout; a failure prints {"error":{"code":...,"mes
   self-upgrade                 run from C:\k\wicd.new.exe: replaces C:\k\wicd.exe with this agent
                                (stop the agent service, replace, start, check; rollback on failure)
   hash FILE                    sha256 and size of a file
+  authorized-keys --change FILE
+                               adds and removes SSH public keys (JSON {"add":[...],"remove":[...]}) in
+                               the authorized keys file sshd reads for the account the agent runs as
 `
 
 // Exit statuses.
@@ -109,6 +112,15 @@ func Main(ctx context.Context, b *Backend, args []string, stdout, stderr io.Writ
 		step := fs.Duration("step-timeout", wicdapi.DefaultStepTimeout, "deadline of each step")
 		run = func() (any, error) {
 			return SelfUpgrade(ctx, b, SelfUpgradeOptions{StepTimeout: *step, Progress: stderr})
+		}
+	case wicdapi.AuthorizedKeysArg:
+		changePath := fs.String("change", wicdapi.AuthorizedKeysChangePath, "change file to apply")
+		run = func() (any, error) {
+			c, err := readAuthorizedKeysChange(b.Files, *changePath)
+			if err != nil {
+				return nil, err
+			}
+			return AuthorizedKeys(ctx, b, c)
 		}
 	case "hash":
 		run = func() (any, error) {

@@ -41,6 +41,13 @@ const (
 	AgentLogDir = `C:\var\log\wicd`
 	// AgentLogPath is the agent's log file.
 	AgentLogPath = AgentLogDir + `\wicd.log`
+	// AuthorizedKeysChangePath is where the operator uploads the
+	// AuthorizedKeysChange that `wicd authorized-keys` makes.
+	AuthorizedKeysChangePath = `C:\k\authorized-keys.json`
+	// AdministratorsAuthorizedKeysPath is where OpenSSH for Windows reads
+	// the public keys of every member of Administrators; a user who is
+	// not one has C:\Users\<user>\.ssh\authorized_keys.
+	AdministratorsAuthorizedKeysPath = `C:\ProgramData\ssh\administrators_authorized_keys`
 	// AppliedPlanPreviousPath keeps the applied plan that the last apply
 	// of another payload version replaced; `wicd rollback` applies it.
 	AppliedPlanPreviousPath = `C:\k\applied-plan.prev.json`
@@ -170,6 +177,44 @@ type PruneResult struct {
 	Removed []string `json:"removed"`
 	// Kept lists the files left because processes held them.
 	Kept []HeldFile `json:"kept,omitempty"`
+}
+
+// SSH key rotation. The operator changes the keys a host accepts for the
+// account it logs in as by uploading an AuthorizedKeysChange to
+// AuthorizedKeysChangePath and running exactly
+// []string{AgentPath, AuthorizedKeysArg, "--change", AuthorizedKeysChangePath}
+// over a session of that account; the agent prints AuthorizedKeysResult.
+// The agent edits the file sshd reads for its own account (the
+// administrators' file for a member of Administrators), keeps every line it
+// was not asked to remove, writes it aside and renames it into place, and
+// gives the administrators' file the security descriptor sshd requires
+// (owner Administrators, full control for SYSTEM and Administrators only,
+// nothing inherited). Running it again changes nothing.
+const (
+	// AuthorizedKeysArg is the subcommand that edits authorized keys.
+	AuthorizedKeysArg = "authorized-keys"
+)
+
+// AuthorizedKeysChange is the file `wicd authorized-keys` applies. Keys
+// are OpenSSH public key lines ("ssh-ed25519 AAAA... comment").
+type AuthorizedKeysChange struct {
+	// Add lists keys to authorize; a key the file has already stays as
+	// it is.
+	Add []string `json:"add,omitempty"`
+	// Remove lists keys to revoke: every line holding one of them goes.
+	Remove []string `json:"remove,omitempty"`
+}
+
+// AuthorizedKeysResult is what `wicd authorized-keys` prints.
+type AuthorizedKeysResult struct {
+	// File is the authorized keys file edited.
+	File string `json:"file"`
+	// Added and Removed are the SHA256 fingerprints ("SHA256:...") of the
+	// keys added and removed by this run.
+	Added   []string `json:"added,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	// Changed is false when the file already was as asked.
+	Changed bool `json:"changed"`
 }
 
 // The agent upgrade protocol. Windows refuses to replace or delete the
@@ -423,6 +468,9 @@ const (
 	// CodeFileMismatch: a file did not have the sha256 the request
 	// names (StageCopy.From, or the copy written to the host).
 	CodeFileMismatch ErrorCode = "FileMismatch"
+	// CodeInvalidKeys: an AuthorizedKeysChange holds a line that is not
+	// a public key, or a key both to add and to remove.
+	CodeInvalidKeys ErrorCode = "InvalidKeys"
 )
 
 // Error is printed as {"error": {...}} with exit status 1 when a

@@ -2,10 +2,6 @@ package ctrltest
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"os"
@@ -64,20 +60,12 @@ func HostFixture(t *testing.T) {
 		if Payload, fixtureErr = testpayload.Write(dir, testpayload.Options{}); fixtureErr != nil {
 			return
 		}
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		key, err := winsim.NewUserKey()
 		if err != nil {
 			fixtureErr = err
 			return
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
-		if err != nil {
-			fixtureErr = err
-			return
-		}
-		KeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		if Signer, fixtureErr = ssh.NewSignerFromKey(priv); fixtureErr != nil {
-			return
-		}
+		KeyPEM, Signer = key.PEM, key.Signer
 		fixtureErr = Client.Create(context.Background(), &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: wmcov1.DefaultCredentialsSecretName, Namespace: Namespace},
 			Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: KeyPEM},

@@ -627,6 +627,48 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		}
 	})
 
+	t.Run("authorized-keys edits the file sshd reads and protects it", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		admin, other := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl admin@corp",
+			"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBqYkRl8X5bKcDU3CqUbplBeQ3ZLLnqQhtV3w8Ju8bTr wmco"
+		change, err := json.Marshal(wicdapi.AuthorizedKeysChange{Add: []string{other}})
+		g.Expect(err).NotTo(HaveOccurred())
+		w.put(t, wicdapi.AuthorizedKeysChangePath, change)
+		w.put(t, wicdapi.AdministratorsAuthorizedKeysPath, []byte("# ops\r\n"+admin+"\r\n"))
+		var res wicdapi.AuthorizedKeysResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, wicdapi.AuthorizedKeysArg, "--change", wicdapi.AuthorizedKeysChangePath)
+		g.Expect(code).To(Equal(0), out)
+		if res.File != wicdapi.AdministratorsAuthorizedKeysPath {
+			// The account is not in BUILTIN\Administrators: its own file.
+			g.Expect(res.File).To(HaveSuffix(`\.ssh\authorized_keys`))
+			wineLacks(t, "an administrator's token (CheckTokenMembership of BUILTIN\\Administrators is false)", res.File)
+		}
+		g.Expect(string(read(res.File))).To(Equal("# ops\r\n" + admin + "\r\n" + other + "\r\n"))
+		g.Expect(res.Added).To(HaveLen(1))
+		left, err := filepath.Glob(w.host(`C:\ProgramData\ssh\*`))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(left).To(HaveLen(1), "no temporary file beside it")
+
+		// Again: nothing changes.
+		code, out = w.agent(t, &res, wicdapi.AgentPath, wicdapi.AuthorizedKeysArg, "--change", wicdapi.AuthorizedKeysChangePath)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res.Changed).To(BeFalse())
+		// The change file is the operator's to remove (cleanup would).
+		g.Expect(os.Remove(w.host(wicdapi.AuthorizedKeysChangePath))).To(Succeed())
+
+		// SetNamedSecurityInfo succeeded (the command did); whether the
+		// descriptor stuck is for GetNamedSecurityInfo to say.
+		sddl, code := w.probe(t, "file-sddl", res.File)
+		g.Expect(code).To(Equal(0), sddl)
+		if !strings.Contains(sddl, "D:P") {
+			wineLacks(t, "file security descriptors (SetNamedSecurityInfo succeeds, GetNamedSecurityInfo then reports one made up from the Unix file)", sddl)
+		}
+		g.Expect(sddl).To(HavePrefix("O:BA"))
+		g.Expect(sddl).To(And(ContainSubstring("(A;;FA;;;SY)"), ContainSubstring("(A;;FA;;;BA)")))
+		g.Expect(strings.Count(sddl, "(A;")).To(Equal(2), "nobody else: %s", sddl)
+	})
+
 	t.Run("cleanup leaves no service and no file", func(t *testing.T) {
 		record(t)
 		g := NewWithT(t)

@@ -51,6 +51,10 @@ type node struct {
 	removed  bool // unlinked; writes through open handles no longer count
 	// holds are the processes holding the file open (Disk.Hold).
 	holds map[*hold]struct{}
+	// security is the file's own security descriptor in SDDL, "" while
+	// it inherits its directory's (SetSecurity). It moves with the file
+	// on rename and survives rewriting the file, as on NTFS.
+	security string
 }
 
 func newDisk(quota int64) *Disk {
@@ -460,4 +464,32 @@ func (fi *fileInfo) Mode() fs.FileMode {
 		return fs.ModeDir | 0o755
 	}
 	return 0o644
+}
+
+// SetSecurity gives the file or directory at path its own security
+// descriptor, in SDDL ("O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)"), as
+// SetNamedSecurityInfo does; "" makes it inherit its directory's again.
+// The disk only records it: sshd checks it (see Host.AuthorizedKeysPath),
+// nothing else does.
+func (d *Disk) SetSecurity(path, sddl string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.lookup("setsecurity", path)
+	if err != nil {
+		return err
+	}
+	n.security = sddl
+	return nil
+}
+
+// Security returns the security descriptor SetSecurity gave the file at
+// path, "" when it inherits its directory's.
+func (d *Disk) Security(path string) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.lookup("getsecurity", path)
+	if err != nil {
+		return "", err
+	}
+	return n.security, nil
 }

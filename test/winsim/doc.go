@@ -25,8 +25,18 @@
 // Counters (Stats) and state (State, WaitUp, Disk) let tests observe the
 // host without sleeping.
 //
-// Deliberate simplifications: one drive (C:), no ACLs, no file locking, no
-// short (8.3) names, no alternate data streams, and exec requests are split
-// on spaces rather than parsed by cmd.exe (the operator only sends
-// allow-listed arguments, which contain no quotes or spaces).
+// The SSH server reads public keys as OpenSSH for Windows does, from the
+// authorized keys file on the virtual disk at every login:
+// AdministratorsAuthorizedKeysPath for members of Administrators (every
+// user unless SetAdmin says otherwise), the user's own
+// C:\Users\<user>\.ssh\authorized_keys for others. Lines that are not
+// keys are skipped, and the administrators' file is refused when its
+// security descriptor (Disk.SetSecurity) lets anyone but SYSTEM and
+// Administrators write to it. AuthorizeKey and RevokeKeys edit that file.
+//
+// Deliberate simplifications: one drive (C:), no ACLs beyond that recorded
+// descriptor, no file locking, no short (8.3) names, no alternate data
+// streams, and exec requests are split on spaces rather than parsed by
+// cmd.exe (the operator only sends allow-listed arguments, which contain no
+// quotes or spaces).
 package winsim

@@ -157,7 +157,7 @@ type Host struct {
 	boot       *bootSession
 	bootTime   time.Time
 	hostKeys   []ssh.Signer
-	authorized map[string][]ssh.PublicKey   // by lower-case user name
+	nonAdmins  map[string]bool              // by lower-case user name (SetAdmin)
 	programs   map[string]registeredProgram // by program key
 	components []Component
 	processes  []*Process // started by StartProcess, until the next shutdown
@@ -217,21 +217,21 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 
 	base, stop := context.WithCancel(context.WithoutCancel(ctx))
 	h := &Host{
-		opts:       opts,
-		log:        opts.Logger.With("host", opts.Hostname),
-		addr:       ap.String(),
-		disk:       newDisk(opts.DiskQuota),
-		base:       base,
-		stop:       stop,
-		closedCh:   make(chan struct{}),
-		state:      StateUp,
-		upCh:       make(chan struct{}),
-		ln:         ln,
-		bootTime:   time.Now(),
-		hostKeys:   slices.Clone(opts.HostKeys),
-		authorized: map[string][]ssh.PublicKey{},
-		programs:   map[string]registeredProgram{},
-		conns:      map[*simConn]struct{}{},
+		opts:      opts,
+		log:       opts.Logger.With("host", opts.Hostname),
+		addr:      ap.String(),
+		disk:      newDisk(opts.DiskQuota),
+		base:      base,
+		stop:      stop,
+		closedCh:  make(chan struct{}),
+		state:     StateUp,
+		upCh:      make(chan struct{}),
+		ln:        ln,
+		bootTime:  time.Now(),
+		hostKeys:  slices.Clone(opts.HostKeys),
+		nonAdmins: map[string]bool{},
+		programs:  map[string]registeredProgram{},
+		conns:     map[*simConn]struct{}{},
 	}
 	h.nw = &network{received: &h.received, sent: &h.sent}
 	h.boot = newBootSession(base)
@@ -314,34 +314,6 @@ func (h *Host) RotateHostKey() (string, error) {
 		return "", err
 	}
 	return authorizedKey(k.PublicKey()), nil
-}
-
-// AuthorizeKey lets user log in with key. User names are case-insensitive,
-// as Windows account names are.
-func (h *Host) AuthorizeKey(user string, key ssh.PublicKey) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	u := strings.ToLower(user)
-	h.authorized[u] = append(h.authorized[u], key)
-}
-
-// RevokeKeys removes every key of user.
-func (h *Host) RevokeKeys(user string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.authorized, strings.ToLower(user))
-}
-
-func (h *Host) isAuthorized(user string, key ssh.PublicKey) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	want := key.Marshal()
-	for _, k := range h.authorized[strings.ToLower(user)] {
-		if string(k.Marshal()) == string(want) {
-			return true
-		}
-	}
-	return false
 }
 
 // Facts returns the host's facts.

@@ -24,5 +24,6 @@ func New() (*wicd.Backend, error) {
 		Exec:     execer{},
 		Firewall: firewall{},
 		Defender: defender{},
+		Accounts: accounts{},
 	}, nil
 }

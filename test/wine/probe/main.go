@@ -46,6 +46,8 @@ func main() {
 		err = regExists(args[0])
 	case "mutex-hold": // mutex-hold NAME SDDL READY RELEASE: hold a named mutex until RELEASE exists
 		err = mutexHold(args[0], args[1], args[2], args[3])
+	case "file-sddl": // file-sddl PATH: the owner and DACL of a file in SDDL
+		err = fileSDDL(args[0])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -187,4 +189,16 @@ func mutexHold(name, sddl, ready, release string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// fileSDDL prints the owner and DACL of path, DACL flags included, as
+// GetNamedSecurityInfo reports them.
+func fileSDDL(path string) error {
+	sd, err := windows.GetNamedSecurityInfo(path, windows.SE_FILE_OBJECT,
+		windows.OWNER_SECURITY_INFORMATION|windows.DACL_SECURITY_INFORMATION)
+	if err != nil {
+		return fmt.Errorf("get the security of %s: %w", path, err)
+	}
+	fmt.Println(sd.String())
+	return nil
 }

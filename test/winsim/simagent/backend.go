@@ -333,7 +333,33 @@ func (d *defender) AddExclusion(_ context.Context, p string) error {
 	return nil
 }
 
+// accounts is the simulated user a program runs as: an SSH client's user,
+// or SYSTEM for services. Membership of Administrators is the host's
+// (winsim.Host.SetAdmin).
+type accounts struct {
+	host *winsim.Host
+	user string
+}
+
+func (a accounts) Current() (wicd.Account, error) {
+	profile := `C:\Users\` + a.user
+	if strings.EqualFold(a.user, "SYSTEM") {
+		profile = `C:\Windows\system32\config\systemprofile`
+	}
+	return wicd.Account{Name: a.user, Admin: a.host.IsAdmin(a.user), Profile: profile}, nil
+}
+
+// RestrictToAdministrators records the descriptor on the file, where the
+// host's sshd checks it; only an administrator may set it.
+func (a accounts) RestrictToAdministrators(p string) error {
+	if !a.host.IsAdmin(a.user) {
+		return fmt.Errorf("set security of %s: %w", p, winsim.ErrAccessDenied)
+	}
+	return a.host.Disk().SetSecurity(p, wicd.AdministratorsKeysSDDL)
+}
+
 var (
+	_ wicd.Accounts = accounts{}
 	_ wicd.Exec     = hostExec{}
 	_ wicd.Firewall = (*firewall)(nil)
 	_ wicd.Defender = (*defender)(nil)

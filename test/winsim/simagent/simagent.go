@@ -144,7 +144,8 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 	n.backend = &wicd.Backend{
 		Services: n.Services, Files: diskFiles{h.Disk()}, System: n.system, Network: n.hns,
 		Locker: hostLock{ch: make(chan struct{}, 1)}, Exec: hostExec{h}, Firewall: n.firewall, Defender: n.defender,
-		Version: opts.AgentVersion, OS: "windows", Arch: "amd64", Executable: wicdapi.AgentPath,
+		Accounts: accounts{host: h, user: "SYSTEM"},
+		Version:  opts.AgentVersion, OS: "windows", Arch: "amd64", Executable: wicdapi.AgentPath,
 	}
 	// The system first, so features enabled before a reboot are on when
 	// the services start.
@@ -185,9 +186,9 @@ func (n *Node) AgentServiceVersion() string {
 	return n.serviceVersion
 }
 
-// agentBackend is the backend of the agent binary at path: its version is
-// the one the binary's content names.
-func (n *Node) agentBackend(path string) (*wicd.Backend, error) {
+// agentBackend is the backend of the agent binary at path run by user:
+// its version is the one the binary's content names.
+func (n *Node) agentBackend(path, user string) (*wicd.Backend, error) {
 	image, err := n.Host.Disk().ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -195,6 +196,7 @@ func (n *Node) agentBackend(path string) (*wicd.Backend, error) {
 	b := *n.backend
 	b.Version = imageVersion(image, n.opts.AgentVersion)
 	b.Executable = path
+	b.Accounts = accounts{host: n.Host, user: user}
 	return &b, nil
 }
 
@@ -207,7 +209,7 @@ func (n *Node) Networks() []string {
 // execAgent runs `C:\k\wicd.exe ...` (or the staging agent) for an SSH
 // client, if the binary has been uploaded.
 func (n *Node) execAgent(ctx context.Context, inv *winsim.Invocation) int {
-	b, err := n.agentBackend(inv.Path)
+	b, err := n.agentBackend(inv.Path, inv.User)
 	if err != nil {
 		fmt.Fprintf(inv.Stderr, "'%s' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n", inv.Args[0])
 		return 1
@@ -221,7 +223,7 @@ func (n *Node) runAgentService(ctx context.Context, p ProcessInfo) error {
 	if n.opts.AgentRunInterval > 0 && !hasFlag(args, "--interval") {
 		args = append(append([]string(nil), args...), "--interval="+n.opts.AgentRunInterval.String())
 	}
-	b, err := n.agentBackend(p.Binary)
+	b, err := n.agentBackend(p.Binary, "SYSTEM")
 	if err != nil {
 		return err
 	}
