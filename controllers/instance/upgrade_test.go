@@ -83,18 +83,12 @@ func sha(t *testing.T, e payload.Entry, path string) string {
 	return f.SHA256
 }
 
-func getInstance(g Gomega, ctx context.Context, name string) *wmcov1.WindowsInstance {
-	wi := &wmcov1.WindowsInstance{}
-	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: name}, wi)).To(Succeed())
-	return wi
-}
-
 // waitOnPayload waits until the instance is Ready on payload version,
 // its kubelet reporting kube.
 func waitOnPayload(t *testing.T, name, version, kube string, timeout time.Duration) {
 	t.Helper()
 	NewWithT(t).Eventually(func(g Gomega) {
-		wi := getInstance(g, t.Context(), name)
+		wi := getInstance(g, name)
 		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseReady), "phase %s: %s", wi.Status.Phase, wi.Status.Message)
 		g.Expect(wi.Status.PayloadVersion).To(Equal(version))
 		g.Expect(wi.Status.KubeletVersion).To(Equal(kube))
@@ -219,7 +213,7 @@ func TestPayloadSelectionBySkew(t *testing.T) {
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(fresh[0]))).To(Succeed())
 	for _, name := range []string{fresh[0].Name, hosts[0].Name} {
 		g.Eventually(func(g Gomega) {
-			wi := getInstance(g, ctx, name)
+			wi := getInstance(g, name)
 			c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionPayloadCompatible)
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
@@ -268,7 +262,7 @@ func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		done := 0
 		for _, h := range hosts {
-			if getInstance(g, ctx, h.Name).Status.PayloadVersion == newer.Manifest.Version {
+			if getInstance(g, h.Name).Status.PayloadVersion == newer.Manifest.Version {
 				done++
 			}
 		}
@@ -285,7 +279,7 @@ func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
 	g.Expect(peak).To(BeNumerically("<=", 2))
 	g.Expect(peak).To(BeNumerically(">=", 1))
 	for _, h := range hosts {
-		wi := getInstance(g, ctx, h.Name)
+		wi := getInstance(g, h.Name)
 		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading).Reason).To(Equal(instance.ReasonUpgradeSucceeded))
 		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionDraining)).To(BeNil())
 		node := &corev1.Node{}
@@ -349,7 +343,7 @@ func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
 		t.Logf("host %s received %d bytes for a %d-byte windows_exporter.exe (%.3f×)", h.Name, sent, size, float64(sent)/size)
 		g.Expect(float64(sent)).To(BeNumerically("<=", 1.05*size))
 		g.Expect(h.Services.Starts("kubelet")).To(Equal(kubeletStarts[h.Name]), "the kubelet was not restarted")
-		wi := getInstance(g, ctx, h.Name)
+		wi := getInstance(g, h.Name)
 		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading).Reason).To(Equal(instance.ReasonUpgradeSucceeded))
 	}
 }
@@ -378,7 +372,7 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 		Payloads: payload.NewCatalog(good, bad), ServerVersion: instance.StaticVersion("v1.37.3"),
 	})
 	g.Eventually(func(g Gomega) {
-		wi := getInstance(g, ctx, h.Name)
+		wi := getInstance(g, h.Name)
 		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading)
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Reason).To(Equal(instance.ReasonUpgradeFailed))
@@ -392,7 +386,7 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 	// Every later reconcile leaves the host alone: no new attempt.
 	attempts := h.Services.Starts("kubelet")
 	for i := range 5 {
-		wi := getInstance(g, ctx, h.Name)
+		wi := getInstance(g, h.Name)
 		patch := client.MergeFrom(wi.DeepCopy())
 		if wi.Annotations == nil {
 			wi.Annotations = map[string]string{}
@@ -402,7 +396,7 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 	}
 	g.Consistently(func(g Gomega) {
 		g.Expect(h.Services.Starts("kubelet")).To(Equal(attempts))
-		wi := getInstance(g, ctx, h.Name)
+		wi := getInstance(g, h.Name)
 		g.Expect(wi.Status.Upgrade).To(BeNil())
 		g.Expect(wi.Status.PayloadVersion).To(Equal(good.Manifest.Version))
 	}).WithTimeout(10 * time.Second).Should(Succeed())

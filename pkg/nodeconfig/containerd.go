@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/openwmco/wmco/pkg/payload"
 )
 
 // renderContainerdConfig renders containerd's config.toml, format version
@@ -37,7 +36,7 @@ func renderContainerdConfig(r *resolved) []byte {
 	line("  sandbox_image = %s", tomlString(r.spec.Containerd.PauseImage))
 	line("")
 	line("[%s.cni]", cri)
-	line("  bin_dir = %s", tomlString(payload.HostDir(r.payload.Version)+`\`+payload.CNIDir))
+	line("  bin_dir = %s", tomlString(CNIBinDir))
 	line("  conf_dir = %s", tomlString(CNIConfigDir))
 	line("  max_conf_num = 1")
 	line("")

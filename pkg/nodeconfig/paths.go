@@ -46,6 +46,12 @@ const (
 	ContainerdState = `C:\ProgramData\containerd\state`
 	// CNIDir holds the CNI configuration directory.
 	CNIDir = wicdapi.InstallRoot + `\cni`
+	// CNIBinDir holds copies of the payload's CNI plugins, containerd's
+	// bin_dir: outside the versioned payload directories, so that
+	// containerd's configuration, and with it containerd and the kubelet,
+	// does not change with every payload version (wicdapi.Copy replaces a
+	// plugin a pod's setup still runs by renaming it aside).
+	CNIBinDir = CNIDir + `\bin`
 	// CNIConfigDir is the CNI configuration directory containerd reads.
 	CNIConfigDir = CNIDir + `\config`
 	// CNIConfigPath is the one CNI configuration the plan writes.

@@ -10,12 +10,24 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 )
+
+// copies are the payload files the plan places outside the versioned
+// payload directory: the runhcs shim and the CNI plugins, which run
+// outside the services (per pod) and must not move with each version.
+func copies(m *payload.Manifest) []wicdapi.Copy {
+	out := []wicdapi.Copy{{From: m.HostPath(payload.ContainerdShimPath), To: ContainerdShimPath}}
+	for _, f := range m.ComponentFiles(payload.ComponentCNI) {
+		out = append(out, wicdapi.Copy{From: m.HostPath(f.Path), To: CNIBinDir + `\` + path.Base(f.Path)})
+	}
+	return out
+}
 
 // Render returns the plan for one host. It validates the inputs first;
 // the error then wraps ErrInvalidInputs and lists every problem, and
@@ -31,7 +43,7 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 		SchemaVersion:      wicdapi.SchemaVersion,
 		PayloadVersion:     r.payload.Version,
 		NodeName:           r.nodeName,
-		Copies:             []wicdapi.Copy{{From: r.payload.HostPath(payload.ContainerdShimPath), To: ContainerdShimPath}},
+		Copies:             copies(r.payload),
 		FirewallRules:      FirewallRules(),
 		DefenderExclusions: DefenderExclusions(),
 		StepTimeoutSeconds: StepTimeoutSeconds,

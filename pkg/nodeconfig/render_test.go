@@ -194,8 +194,11 @@ func TestPlanStructure(t *testing.T) {
 	))
 	g.Expect(plan.DefenderExclusions).To(Equal([]string{`C:\ProgramData\containerd\root`, `C:\ProgramData\containerd\state`}))
 	g.Expect(plan.StepTimeoutSeconds).To(Equal(120))
-	g.Expect(plan.Copies).To(Equal([]wicdapi.Copy{{From: `C:\k\payload\v1.37.2-wmco.1\containerd-shim-runhcs-v1.exe`, To: `C:\k\containerd\containerd-shim-runhcs-v1.exe`}}),
-		"the runhcs shim runs outside the versioned payload directories")
+	g.Expect(plan.Copies).To(ConsistOf(
+		wicdapi.Copy{From: `C:\k\payload\v1.37.2-wmco.1\containerd-shim-runhcs-v1.exe`, To: `C:\k\containerd\containerd-shim-runhcs-v1.exe`},
+		wicdapi.Copy{From: `C:\k\payload\v1.37.2-wmco.1\cni\host-local.exe`, To: `C:\k\cni\bin\host-local.exe`},
+		wicdapi.Copy{From: `C:\k\payload\v1.37.2-wmco.1\cni\win-overlay.exe`, To: `C:\k\cni\bin\win-overlay.exe`},
+	), "the runhcs shim and the CNI plugins run outside the versioned payload directories")
 
 	g.Expect(plan.Directories).To(ContainElements(`C:\k`, `C:\k\log`, `C:\k\cni\config`, `C:\var\lib\kubelet`, `C:\var\lib\kubelet\pki`))
 	g.Expect(slices.IsSorted(plan.Directories)).To(BeTrue())
@@ -465,7 +468,11 @@ func TestContainerdConfig(t *testing.T) {
 	plan := mustRender(t, in)
 	conf := string(file(t, plan, ContainerdConfigPath).Content)
 	g.Expect(conf).To(ContainSubstring(`sandbox_image = "mirror.example.com/pause:3.10"`))
-	g.Expect(conf).To(ContainSubstring(`bin_dir = "C:\\k\\payload\\v1.37.2-wmco.1\\cni"`))
+	// The plugins are copied out of the versioned payload directory, so
+	// that containerd's configuration is the same for every version.
+	g.Expect(conf).To(ContainSubstring(`bin_dir = "C:\\k\\cni\\bin"`))
+	g.Expect(conf).NotTo(ContainSubstring(`payload`))
+	g.Expect(plan.Copies).To(ContainElement(wicdapi.Copy{From: `C:\k\payload\v1.37.2-wmco.1\cni\win-overlay.exe`, To: `C:\k\cni\bin\win-overlay.exe`}))
 	g.Expect(conf).To(ContainSubstring(`conf_dir = "C:\\k\\cni\\config"`))
 	g.Expect(conf).To(ContainSubstring(`config_path = "C:\\k\\containerd\\certs.d"`))
 	g.Expect(conf).To(ContainSubstring(`address = "\\\\.\\pipe\\containerd-containerd"`))
