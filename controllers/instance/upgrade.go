@@ -128,10 +128,10 @@ func (r *Reconciler) reconcileUpgrade(ctx context.Context, s *scope) (ctrl.Resul
 		return r.continueUpgrade(ctx, s, u)
 	}
 	if s.applied == "" || s.applied == sel.Version {
-		if s.applied == sel.Version {
-			if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading); c == nil || c.Reason != ReasonUpgradeFailed || wi.Status.FailedUpgrade == nil || wi.Status.FailedUpgrade.Version != sel.Version {
-				setUpgradingCondition(wi, false, ReasonUpToDate, "the host runs the selected payload "+sel.Version)
-			}
+		// The outcome of the last upgrade stays on record until another
+		// one; a host that never upgraded is up to date.
+		if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading); s.applied != "" && c == nil {
+			setUpgradingCondition(wi, false, ReasonUpToDate, "the host runs the selected payload "+sel.Version)
 		}
 		return ctrl.Result{}, nil
 	}
@@ -263,6 +263,8 @@ func (r *Reconciler) upgradeApplyFailed(ctx context.Context, s *scope, applyErr 
 	if u == nil || !errors.As(applyErr, &we) || we.Code != wicdapi.CodeServiceFailed {
 		return ctrl.Result{}, applyErr
 	}
+	// Apply saved the failed plan as the applied one before it began.
+	s.applied = u.To
 	return r.rollback(ctx, s, u, "a service of payload "+u.To+" failed: "+we.Message)
 }
 

@@ -107,8 +107,12 @@ type observer struct {
 	drained  map[string]bool
 }
 
-func observe(t *testing.T) *observer {
+func observe(t *testing.T, hosts []*ctrltest.SimHost) *observer {
 	t.Helper()
+	mine := map[string]bool{}
+	for _, h := range hosts {
+		mine[h.Name] = true
+	}
 	o := &observer{holding: map[string]bool{}, drained: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -136,7 +140,7 @@ func observe(t *testing.T) *observer {
 					return
 				}
 				wi, isWI := ev.Object.(*wmcov1.WindowsInstance)
-				if !isWI {
+				if !isWI || !mine[wi.Name] {
 					continue
 				}
 				o.mu.Lock()
@@ -157,7 +161,7 @@ func observe(t *testing.T) *observer {
 					return
 				}
 				node, isNode := ev.Object.(*corev1.Node)
-				if !isNode || ev.Type == watch.Deleted {
+				if !isNode || ev.Type == watch.Deleted || !mine[node.Labels[wmcov1.LabelInstance]] {
 					continue
 				}
 				for _, c := range node.Status.Conditions {
@@ -226,6 +230,8 @@ func TestPayloadSelectionBySkew(t *testing.T) {
 	g.Consistently(dialer.Dials.Load).WithTimeout(3*time.Second).Should(BeZero(), "no host is connected to")
 	_, err := fresh[0].Host.Disk().Stat(`C:\k`)
 	g.Expect(err).To(HaveOccurred(), "nothing was put on the new host")
+	// A deletion still cleans the hosts.
+	deleteAll(t, append(hosts, fresh...))
 }
 
 // Six hosts move to a new Kubernetes version with at most maxUnavailable
@@ -253,7 +259,7 @@ func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
 	}
 	stop()
 
-	obs := observe(t)
+	obs := observe(t, hosts)
 	// The operator is upgraded: it now ships the newer payload too.
 	opts := ctrltest.OperatorOptions{Payloads: payload.NewCatalog(older, newer), ServerVersion: instance.StaticVersion("v1.37.2")}
 	_, stop = ctrltest.StartStoppableOperator(t, opts)
@@ -298,6 +304,16 @@ func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred(), "the previous payload's folder is kept for rollback")
 	}
 	g.Expect(drained).To(HaveLen(len(hosts)), "every host was drained for its kubelet upgrade")
+	deleteAll(t, hosts)
+}
+
+// deleteAll deletes the hosts' instances and waits until they are gone,
+// so that later tests' operators do not find them.
+func deleteAll(t *testing.T, hosts []*ctrltest.SimHost) {
+	t.Helper()
+	for _, h := range hosts {
+		ctrltest.DeleteAndWait(t, h.Name, 2*time.Minute)
+	}
 }
 
 // A payload that changes only windows_exporter is applied in place: only
@@ -320,7 +336,7 @@ func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
 		waitOnPayload(t, h.Name, base.Manifest.Version, "v1.37.2", 2*time.Minute)
 	}
 	stop()
-	obs := observe(t)
+	obs := observe(t, hosts)
 	before := map[string]int64{}
 	for _, h := range hosts {
 		before[h.Name] = h.Host.Stats().BytesReceived
@@ -346,6 +362,7 @@ func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
 		wi := getInstance(g, h.Name)
 		g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading).Reason).To(Equal(instance.ReasonUpgradeSucceeded))
 	}
+	deleteAll(t, hosts)
 }
 
 // A payload whose kubelet does not start is rolled back: the Node is
@@ -401,6 +418,7 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 		g.Expect(wi.Status.PayloadVersion).To(Equal(good.Manifest.Version))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Expect(countEvents(g, h.Name, "UpgradeStarted")).To(Equal(1), "the failed payload was tried once")
+	deleteAll(t, hosts)
 }
 
 // countEvents counts the occurrences of Events with reason regarding the
