@@ -9,7 +9,6 @@ package nodeconfig
 import (
 	"fmt"
 	"strings"
-
 )
 
 // renderContainerdConfig renders containerd's config.toml, format version
