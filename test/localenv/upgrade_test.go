@@ -24,6 +24,7 @@ import (
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/localenv"
+	"github.com/openwmco/wmco/test/proc"
 	"github.com/openwmco/wmco/test/testpayload"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
@@ -56,6 +57,11 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = env.Stop() }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("operator log (last lines):\n%s", proc.TailFile(env.OperatorLog, 60))
+		}
+	}()
 	g.Expect(env.Client.Create(ctx, &wmcov1.WindowsNodeConfig{
 		ObjectMeta: metav1.ObjectMeta{Name: wmcov1.WindowsNodeConfigName},
 		Spec:       wmcov1.WindowsNodeConfigSpec{MaxUnavailable: ptrTo(intstr.FromInt32(2))},
