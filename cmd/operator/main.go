@@ -170,7 +170,11 @@ func run(o options) error {
 		log.Info("Payload", "dir", sel.Dir, "version", sel.Manifest.Version, "kubernetesVersion", sel.Manifest.KubernetesVersion,
 			"apiServer", info.Version, "available", payloads.KubernetesVersions())
 	}
-	versions := cluster.NewVersionWatcher(cs.Discovery(), info.Version, o.versionPoll)
+	vc, err := cluster.VersionClient(cfg)
+	if err != nil {
+		return err
+	}
+	versions := cluster.NewVersionWatcher(vc, info.Version, o.versionPoll)
 	ep, err := cluster.DiscoverEndpoint(ctx, cs, cfg, o.apiServerURL)
 	if err != nil {
 		return err

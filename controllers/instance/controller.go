@@ -172,7 +172,11 @@ type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
 // and patched once at the end.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	wi := &wmcov1.WindowsInstance{}
-	if err := r.Client.Get(ctx, req.NamespacedName, wi); err != nil {
+	// Read live, not from the cache: a reconcile that an event starts
+	// right after the previous one patched the status would otherwise
+	// see the status before that patch (an upgrade step, a slot) and act
+	// on it.
+	if err := r.APIReader.Get(ctx, req.NamespacedName, wi); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := &scope{wi: wi, base: wi.DeepCopy(), log: ctrl.LoggerFrom(ctx)}
@@ -245,10 +249,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		{r.reconcileNode, wmcov1.ConditionNodeReady},
 		{r.reconcileUpgradeDone, ""},
 	}
-	for _, p := range phases {
+	for i, p := range phases {
 		r.showProgress(ctx, s, p.step)
 		res, err := p.run(ctx, s)
 		if err != nil || !res.IsZero() {
+			s.log.V(2).Info("Reconcile ends early", "phase", i, "requeueAfter", res.RequeueAfter)
 			return res, err
 		}
 	}

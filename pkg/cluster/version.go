@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
@@ -28,7 +29,9 @@ type VersionWatcher struct {
 	listeners []func(old, cur string)
 }
 
-// NewVersionWatcher starts from the version read at start-up.
+// NewVersionWatcher starts from the version read at start-up. dc should
+// have a request timeout (see VersionClient): a request to an API server
+// that went away must not hang the watcher.
 func NewVersionWatcher(dc discovery.ServerVersionInterface, initial string, interval time.Duration) *VersionWatcher {
 	return &VersionWatcher{Discovery: dc, Interval: interval, version: initial}
 }
@@ -58,6 +61,7 @@ func (w *VersionWatcher) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("version-watcher")
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -66,9 +70,14 @@ func (w *VersionWatcher) Start(ctx context.Context) error {
 		}
 		v, err := w.Discovery.ServerVersion()
 		if err != nil {
-			log.V(1).Info("Could not read the API server's version", "error", err.Error())
+			if !failing {
+				// Once per outage: an API server restart is routine.
+				log.Info("Could not read the API server's version; trying again", "error", err.Error())
+			}
+			failing = true
 			continue
 		}
+		failing = false
 		w.set(ctx, v.GitVersion)
 	}
 }
@@ -91,3 +100,14 @@ func (w *VersionWatcher) set(ctx context.Context, cur string) {
 
 // NeedLeaderElection is false: every replica must know the version.
 func (w *VersionWatcher) NeedLeaderElection() bool { return false }
+
+// VersionTimeout bounds one read of the API server's version.
+const VersionTimeout = 10 * time.Second
+
+// VersionClient is a discovery client for the watcher: cfg with a
+// timeout on every request.
+func VersionClient(cfg *rest.Config) (discovery.ServerVersionInterface, error) {
+	c := rest.CopyConfig(cfg)
+	c.Timeout = VersionTimeout
+	return discovery.NewDiscoveryClientForConfig(c)
+}

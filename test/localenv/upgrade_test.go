@@ -8,8 +8,10 @@ package localenv_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +62,25 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			t.Logf("operator log (last lines):\n%s", proc.TailFile(env.OperatorLog, 60))
+			t.Logf("operator exited: %v", env.OperatorExited())
+			if pid := env.OperatorPID(); pid > 0 && os.Getenv("WMCO_KEEP_LOG") != "" {
+				_ = syscall.Kill(pid, syscall.SIGQUIT)
+				time.Sleep(2 * time.Second)
+			}
+			if data, err := os.ReadFile(env.OperatorLog); err == nil && os.Getenv("WMCO_KEEP_LOG") != "" {
+				_ = os.WriteFile(os.Getenv("WMCO_KEEP_LOG"), data, 0o644)
+			}
+			var list wmcov1.WindowsInstanceList
+			if env.Client.List(context.Background(), &list) == nil {
+				for _, wi := range list.Items {
+					t.Logf("instance %s: phase %s payload %s kubelet %s upgrade %+v: %s", wi.Name, wi.Status.Phase, wi.Status.PayloadVersion, wi.Status.KubeletVersion, wi.Status.Upgrade, wi.Status.Message)
+				}
+			}
+			if nodes, err := env.Clientset.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err == nil {
+				for _, n := range nodes.Items {
+					t.Logf("node %s: kubelet %s unschedulable %v conditions %v", n.Name, n.Status.NodeInfo.KubeletVersion, n.Spec.Unschedulable, n.Status.Conditions)
+				}
+			}
 		}
 	}()
 	g.Expect(env.Client.Create(ctx, &wmcov1.WindowsNodeConfig{
