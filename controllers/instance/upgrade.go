@@ -466,7 +466,7 @@ func (r *Reconciler) recordUpgradeLocked(ctx context.Context, s *scope, u *wmcov
 // fails on a conflict with a write it did not see.
 func (r *Reconciler) patchStatusNow(ctx context.Context, s *scope, optimistic bool) error {
 	summarize(s.wi, false, false)
-	var patch client.Patch = client.MergeFrom(s.base)
+	patch := client.MergeFrom(s.base)
 	if optimistic {
 		patch = client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
 	}

@@ -8,10 +8,8 @@ package localenv_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,13 +61,6 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 		if t.Failed() {
 			t.Logf("operator log (last lines):\n%s", proc.TailFile(env.OperatorLog, 60))
 			t.Logf("operator exited: %v", env.OperatorExited())
-			if pid := env.OperatorPID(); pid > 0 && os.Getenv("WMCO_KEEP_LOG") != "" {
-				_ = syscall.Kill(pid, syscall.SIGQUIT)
-				time.Sleep(2 * time.Second)
-			}
-			if data, err := os.ReadFile(env.OperatorLog); err == nil && os.Getenv("WMCO_KEEP_LOG") != "" {
-				_ = os.WriteFile(os.Getenv("WMCO_KEEP_LOG"), data, 0o644)
-			}
 			var list wmcov1.WindowsInstanceList
 			if env.Client.List(context.Background(), &list) == nil {
 				for _, wi := range list.Items {
