@@ -411,13 +411,20 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 		wi.Annotations["test.wmco.io/poke"] = strings.Repeat("x", i+1)
 		g.Expect(ctrltest.Client.Patch(ctx, wi, patch)).To(Succeed())
 	}
+	// WMCO_NO_RETRY_WINDOW stretches the watch (e.g. 5m) for a longer look.
+	window := 10 * time.Second
+	if w, err := time.ParseDuration(os.Getenv("WMCO_NO_RETRY_WINDOW")); err == nil {
+		window = w
+	}
+	t.Logf("watching for %s that the failed payload is not tried again", window)
 	g.Consistently(func(g Gomega) {
 		g.Expect(h.Services.Starts("kubelet")).To(Equal(attempts))
 		wi := getInstance(g, h.Name)
 		g.Expect(wi.Status.Upgrade).To(BeNil())
 		g.Expect(wi.Status.PayloadVersion).To(Equal(good.Manifest.Version))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	}).WithTimeout(window).WithPolling(time.Second).Should(Succeed())
 	g.Expect(countEvents(g, h.Name, "UpgradeStarted")).To(Equal(1), "the failed payload was tried once")
+	t.Logf("kubelet starts on the host: %d before and after the window; UpgradeStarted Events: %d", attempts, countEvents(g, h.Name, "UpgradeStarted"))
 	deleteAll(t, hosts)
 }
 
