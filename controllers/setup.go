@@ -33,7 +33,7 @@ type Options struct {
 	PayloadDir string
 	// ServerVersion is the API server's version, kept current (a
 	// *cluster.VersionWatcher); default the fixed Cluster.KubernetesVersion.
-	ServerVersion instance.VersionSource
+	ServerVersion core.VersionSource
 	// OperatorConditionName names OLM's OperatorCondition of the operator
 	// ($OPERATOR_CONDITION_NAME), when installed by OLM.
 	OperatorConditionName string
@@ -72,7 +72,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		o.Payloads = payload.NewCatalog(payload.Entry{Dir: o.PayloadDir, Manifest: o.Payload})
 	}
 	if o.ServerVersion == nil {
-		o.ServerVersion = instance.StaticVersion(o.Cluster.KubernetesVersion)
+		o.ServerVersion = core.StaticVersion(o.Cluster.KubernetesVersion)
 	}
 	// Bootstrap ServiceAccounts are read live: one is created moments
 	// before the CSR it authenticates.

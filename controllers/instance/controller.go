@@ -84,7 +84,7 @@ type Reconciler struct {
 	Payloads *payload.Catalog
 	// ServerVersion is the API server's version, kept current (a
 	// *cluster.VersionWatcher, whose changes wake every instance).
-	ServerVersion VersionSource
+	ServerVersion core.VersionSource
 	// Cluster holds what kubelets need to know about the cluster.
 	Cluster nodeconfig.ClusterFacts
 	// Tokens issues per-host bootstrap identities (plain Kubernetes).
@@ -107,17 +107,6 @@ type Reconciler struct {
 	// or an upgrade slot was freed.
 	wakeAll chan event.GenericEvent
 }
-
-// VersionSource tells the API server's version.
-type VersionSource interface {
-	Version() string
-}
-
-// StaticVersion is a VersionSource that never changes.
-type StaticVersion string
-
-// Version is v.
-func (v StaticVersion) Version() string { return string(v) }
 
 // versionNotifier is a VersionSource that reports changes.
 type versionNotifier interface {

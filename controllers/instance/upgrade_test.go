@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/ctrltest"
@@ -203,7 +205,7 @@ func TestPayloadSelectionBySkew(t *testing.T) {
 	newer := ps.write("v1.37.2", 0)
 	hosts := ctrltest.StartHosts(t, 1, simagent.Options{KubeletBinaries: kubelets(older, newer)})
 	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(older, newer), ServerVersion: instance.StaticVersion("v1.37.2"),
+		Payloads: payload.NewCatalog(older, newer), ServerVersion: core.StaticVersion("v1.37.2"),
 	})
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(hosts[0]))).To(Succeed())
 	waitOnPayload(t, hosts[0].Name, newer.Manifest.Version, "v1.37.2", 90*time.Second)
@@ -212,7 +214,7 @@ func TestPayloadSelectionBySkew(t *testing.T) {
 	tooNew := ps.write("v1.38.0", 0)
 	fresh := ctrltest.StartHosts(t, 1, simagent.Options{})
 	dialer := ctrltest.StartOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(tooNew), ServerVersion: instance.StaticVersion("v1.37.2"),
+		Payloads: payload.NewCatalog(tooNew), ServerVersion: core.StaticVersion("v1.37.2"),
 	})
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(fresh[0]))).To(Succeed())
 	for _, name := range []string{fresh[0].Name, hosts[0].Name} {
@@ -249,7 +251,7 @@ func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
 		spec.MaxUnavailable = &mu
 	})
 	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(older), ServerVersion: instance.StaticVersion("v1.37.2"),
+		Payloads: payload.NewCatalog(older), ServerVersion: core.StaticVersion("v1.37.2"),
 	})
 	for _, h := range hosts {
 		g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
@@ -261,7 +263,7 @@ func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
 
 	obs := observe(t, hosts)
 	// The operator is upgraded: it now ships the newer payload too.
-	opts := ctrltest.OperatorOptions{Payloads: payload.NewCatalog(older, newer), ServerVersion: instance.StaticVersion("v1.37.2")}
+	opts := ctrltest.OperatorOptions{Payloads: payload.NewCatalog(older, newer), ServerVersion: core.StaticVersion("v1.37.2")}
 	_, stop = ctrltest.StartStoppableOperator(t, opts)
 	// Mid-rollout, once some host is upgraded and others are not, the
 	// operator stops and another starts.
@@ -327,7 +329,7 @@ func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
 	exporter := ps.derive(base, "", size, payload.WindowsExporterPath)
 	hosts := ctrltest.StartHosts(t, 2, simagent.Options{KubeletBinaries: kubelets(base)})
 	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(base), ServerVersion: instance.StaticVersion("v1.37.2"),
+		Payloads: payload.NewCatalog(base), ServerVersion: core.StaticVersion("v1.37.2"),
 	})
 	for _, h := range hosts {
 		g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
@@ -346,7 +348,7 @@ func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
 		kubeletStarts[h.Name] = h.Services.Starts("kubelet")
 	}
 	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(exporter), ServerVersion: instance.StaticVersion("v1.37.2"),
+		Payloads: payload.NewCatalog(exporter), ServerVersion: core.StaticVersion("v1.37.2"),
 	})
 	for _, h := range hosts {
 		waitOnPayload(t, h.Name, exporter.Manifest.Version, "v1.37.2", 2*time.Minute)
@@ -380,13 +382,13 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 	})
 	h := hosts[0]
 	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(good), ServerVersion: instance.StaticVersion("v1.37.3"),
+		Payloads: payload.NewCatalog(good), ServerVersion: core.StaticVersion("v1.37.3"),
 	})
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
 	waitOnPayload(t, h.Name, good.Manifest.Version, "v1.37.2", 90*time.Second)
 	stop()
 	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(good, bad), ServerVersion: instance.StaticVersion("v1.37.3"),
+		Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3"),
 	})
 	g.Eventually(func(g Gomega) {
 		wi := getInstance(g, h.Name)

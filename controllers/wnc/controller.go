@@ -27,7 +27,6 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
-	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
 )
@@ -68,7 +67,7 @@ type Reconciler struct {
 	// with; ServerVersion selects the payload.
 	Cluster       nodeconfig.ClusterFacts
 	Payloads      *payload.Catalog
-	ServerVersion instance.VersionSource
+	ServerVersion core.VersionSource
 	// Namespace is the operator's; OperatorConditionName, when set (OLM
 	// sets $OPERATOR_CONDITION_NAME), names its OperatorCondition there.
 	Namespace             string

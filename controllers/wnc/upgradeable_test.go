@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
-	"github.com/openwmco/wmco/controllers/instance"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/wnc"
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/ctrltest"
@@ -38,7 +38,7 @@ func TestUpgradeableWhileHostsUpgrade(t *testing.T) {
 	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
 		return (&wnc.Reconciler{
 			Client: mgr.GetClient(), Payloads: payload.NewCatalog(payload.Entry{Dir: ctrltest.PayloadDir, Manifest: ctrltest.Payload}),
-			ServerVersion: instance.StaticVersion(localcluster.DefaultKubernetesVersion),
+			ServerVersion: core.StaticVersion(localcluster.DefaultKubernetesVersion),
 			Namespace:     ctrltest.Namespace, OperatorConditionName: oc.GetName(),
 		}).SetupWithManager(mgr)
 	})

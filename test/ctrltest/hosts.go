@@ -178,7 +178,7 @@ type OperatorOptions struct {
 	Payloads *payload.Catalog
 	// ServerVersion, when set, is the API server's version the operator
 	// sees (default the local control plane's).
-	ServerVersion instance.VersionSource
+	ServerVersion core.VersionSource
 }
 
 // StartOperator runs every controller of the operator, wired as main wires

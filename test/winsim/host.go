@@ -158,6 +158,7 @@ type Host struct {
 	bootTime   time.Time
 	hostKeys   []ssh.Signer
 	nonAdmins  map[string]bool              // by lower-case user name (SetAdmin)
+	accounts   map[string]bool              // local accounts, by lower-case name
 	programs   map[string]registeredProgram // by program key
 	components []Component
 	processes  []*Process // started by StartProcess, until the next shutdown
@@ -230,8 +231,10 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 		bootTime:  time.Now(),
 		hostKeys:  slices.Clone(opts.HostKeys),
 		nonAdmins: map[string]bool{},
-		programs:  map[string]registeredProgram{},
-		conns:     map[*simConn]struct{}{},
+		// The built-in administrator exists on every Windows host.
+		accounts: map[string]bool{"administrator": true},
+		programs: map[string]registeredProgram{},
+		conns:    map[*simConn]struct{}{},
 	}
 	h.nw = &network{received: &h.received, sent: &h.sent}
 	h.boot = newBootSession(base)

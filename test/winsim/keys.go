@@ -34,6 +34,22 @@ func (h *Host) SetAdmin(user string, admin bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.nonAdmins[strings.ToLower(user)] = !admin
+	h.accounts[strings.ToLower(user)] = true
+}
+
+// addAccount makes user a local account of the host.
+func (h *Host) addAccount(user string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.accounts[strings.ToLower(user)] = true
+}
+
+// hasAccount reports whether user is a local account: sshd refuses any
+// other user, whatever keys the administrators' file lists.
+func (h *Host) hasAccount(user string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.accounts[strings.ToLower(user)]
 }
 
 // IsAdmin reports whether user is a member of the Administrators group.
@@ -53,11 +69,13 @@ func (h *Host) AuthorizedKeysPath(user string) string {
 	return UserAuthorizedKeysPath(user)
 }
 
-// AuthorizeKey lets user log in with key: it appends the key to user's
+// AuthorizeKey lets user log in with key (creating the local account
+// user if the host lacks it): it appends the key to user's
 // authorized keys file (AuthorizedKeysPath), creating the file and its
 // directory, unless the file lists it already. For an administrator that
 // is the file all administrators share.
 func (h *Host) AuthorizeKey(user string, key ssh.PublicKey) {
+	h.addAccount(user)
 	p := h.AuthorizedKeysPath(user)
 	data, err := h.disk.ReadFile(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -124,6 +142,9 @@ func (h *Host) AuthorizedKeys(user string) []ssh.PublicKey {
 }
 
 func (h *Host) isAuthorized(user string, key ssh.PublicKey) bool {
+	if !h.hasAccount(user) {
+		return false
+	}
 	want := key.Marshal()
 	for _, k := range h.AuthorizedKeys(user) {
 		if bytes.Equal(k.Marshal(), want) {

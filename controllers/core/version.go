@@ -1,0 +1,13 @@
+package core
+
+// VersionSource tells the API server's version (a *cluster.VersionWatcher
+// keeps it current).
+type VersionSource interface {
+	Version() string
+}
+
+// StaticVersion is a VersionSource that never changes.
+type StaticVersion string
+
+// Version is v.
+func (v StaticVersion) Version() string { return string(v) }
