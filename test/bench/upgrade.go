@@ -99,6 +99,9 @@ func runUpgradePhase(ctx context.Context, c config, r *report, work string) erro
 			logf("stop: %v", err)
 		}
 	}()
+	if r.kubernetes == "" {
+		r.kubernetes = kubernetesVersion(env.Clientset)
+	}
 	if err := env.SetInventory(ctx, env.Hosts...); err != nil {
 		return err
 	}
@@ -198,8 +201,10 @@ func setMaxUnavailable(ctx context.Context, c client.Client, v string) error {
 	err := c.Get(ctx, client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, cfg)
 	switch {
 	case err == nil:
+		// A merge patch: the status controller writes the object too.
+		patch := client.MergeFrom(cfg.DeepCopy())
 		cfg.Spec.MaxUnavailable = &mu
-		return c.Update(ctx, cfg)
+		return c.Patch(ctx, cfg, patch)
 	case client.IgnoreNotFound(err) == nil:
 		cfg = &wmcov1.WindowsNodeConfig{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.WindowsNodeConfigName}, Spec: wmcov1.WindowsNodeConfigSpec{MaxUnavailable: &mu}}
 		return c.Create(ctx, cfg)
