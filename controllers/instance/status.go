@@ -215,6 +215,14 @@ func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
 		if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading); c != nil && c.Status == metav1.ConditionTrue {
 			o = outcome{reason: c.Reason, message: c.Message}
 		}
+		// A step that fails meanwhile (the host unreachable, an upload
+		// refused) is what holds the upgrade up: say it.
+		for _, cond := range []string{wmcov1.ConditionReachable, wmcov1.ConditionPreflightPassed, wmcov1.ConditionConfigured} {
+			if c := meta.FindStatusCondition(wi.Status.Conditions, cond); c != nil && c.Status == metav1.ConditionFalse && !progressReasons[c.Reason] {
+				o.message += ": " + c.Message
+				break
+			}
+		}
 		setSummary(wi, wmcov1.PhaseUpgrading, o, kstatusReconciling)
 		return
 	}
@@ -299,6 +307,13 @@ func setSummary(wi *wmcov1.WindowsInstance, phase wmcov1.InstancePhase, o outcom
 // stalled reports whether summarize found the instance stuck.
 func stalled(wi *wmcov1.WindowsInstance) bool {
 	return meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionStalled)
+}
+
+// progressReasons are condition reasons that say a step is under way, not
+// that it failed.
+var progressReasons = map[string]bool{
+	ReasonConnecting: true, ReasonCheckingHost: true, ReasonPayloadTransfer: true, ReasonNotObserved: true,
+	ReasonConfigNeeded: true, ReasonRebooting: true,
 }
 
 // maxStatusMessage bounds status.message, shown in kubectl get wi -o wide.

@@ -117,6 +117,13 @@ func TestSummarizeUpgradeAndPayload(t *testing.T) {
 	g.Expect(meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionReconciling)).To(BeTrue())
 	g.Expect(meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionReady)).To(BeFalse())
 
+	// A step that fails during the upgrade shows in the message.
+	setReachableCondition(wi, outcome{reason: ReasonUnreachable, message: "cannot reach the host's SSH server: connection refused"})
+	summarize(wi, false, false)
+	g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseUpgrading))
+	g.Expect(wi.Status.Message).To(Equal("draining the Node to go a → b: cannot reach the host's SSH server: connection refused"))
+	setReachableCondition(wi, outcome{ok: true, reason: ReasonConnected, message: "connected over SSH"})
+
 	wi.Status.Upgrade = nil
 	setUpgradingCondition(wi, false, ReasonUpgradeFailed, "upgrade a → b failed")
 	summarize(wi, false, false)
