@@ -11,3 +11,8 @@ type StaticVersion string
 
 // Version is v.
 func (v StaticVersion) Version() string { return string(v) }
+
+// VersionNotifier is a VersionSource that reports changes.
+type VersionNotifier interface {
+	OnChange(func(old, cur string))
+}

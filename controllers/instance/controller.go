@@ -108,11 +108,6 @@ type Reconciler struct {
 	wakeAll chan event.GenericEvent
 }
 
-// versionNotifier is a VersionSource that reports changes.
-type versionNotifier interface {
-	OnChange(func(old, cur string))
-}
-
 // scope is the state of one reconcile of one instance. Phases read and
 // fill it; nothing of it outlives the reconcile.
 type scope struct {
@@ -336,7 +331,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.Recorder = core.Recorder(r.Recorder)
 	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations)
 	r.wakeAll = make(chan event.GenericEvent, 1)
-	if n, ok := r.ServerVersion.(versionNotifier); ok {
+	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
 		n.OnChange(func(_, _ string) { r.wakeEveryInstance() })
 	}
 	specOrDeletion := predicate.Or(

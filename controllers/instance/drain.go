@@ -133,14 +133,24 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 
 // cordon marks the Node unschedulable.
 func (r *Reconciler) cordon(ctx context.Context, s *scope, node *corev1.Node) error {
-	if node.Spec.Unschedulable {
+	return r.setUnschedulable(ctx, s, node, true)
+}
+
+// setUnschedulable cordons (true) or uncordons (false) the Node, unless it
+// already is so.
+func (r *Reconciler) setUnschedulable(ctx context.Context, s *scope, node *corev1.Node, unschedulable bool) error {
+	if node.Spec.Unschedulable == unschedulable {
 		return nil
 	}
-	s.log.Info("Cordoning node", "node", klog.KObj(node))
+	verb, msg := "cordon", "Cordoning node"
+	if !unschedulable {
+		verb, msg = "uncordon", "Uncordoning node"
+	}
+	s.log.Info(msg, "node", klog.KObj(node))
 	patch := client.MergeFrom(node.DeepCopy())
-	node.Spec.Unschedulable = true
+	node.Spec.Unschedulable = unschedulable
 	if err := r.Client.Patch(ctx, node, patch); err != nil {
-		return fmt.Errorf("cordon Node %s: %w", node.Name, err)
+		return fmt.Errorf("%s Node %s: %w", verb, node.Name, err)
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -401,16 +400,10 @@ func (r *Reconciler) prune(ctx context.Context, s *scope) {
 // uncordon makes the instance's Node schedulable again.
 func (r *Reconciler) uncordon(ctx context.Context, s *scope) error {
 	node, err := r.getNode(ctx, s.wi.Status.NodeName)
-	if err != nil || node == nil || !core.OwnsNode(s.wi, node) || !node.Spec.Unschedulable {
+	if err != nil || node == nil || !core.OwnsNode(s.wi, node) {
 		return err
 	}
-	s.log.Info("Uncordoning node", "node", klog.KObj(node))
-	patch := client.MergeFrom(node.DeepCopy())
-	node.Spec.Unschedulable = false
-	if err := r.Client.Patch(ctx, node, patch); err != nil {
-		return fmt.Errorf("uncordon Node %s: %w", node.Name, err)
-	}
-	return nil
+	return r.setUnschedulable(ctx, s, node, false)
 }
 
 // takeUpgradeSlot records u in the instance's status if fewer than
@@ -431,7 +424,8 @@ func (r *Reconciler) takeUpgradeSlot(ctx context.Context, s *scope, u *wmcov1.Up
 	if len(holders) >= limit {
 		return false, holders, limit, nil
 	}
-	if err := r.recordUpgradeLocked(ctx, s, u, true); err != nil {
+	s.wi.Status.Upgrade = u
+	if err := r.patchStatusNow(ctx, s, true); err != nil {
 		return false, nil, 0, err
 	}
 	return true, nil, limit, nil
@@ -453,12 +447,8 @@ func slotHolders(items []wmcov1.WindowsInstance, self string) []string {
 // be on record before the operator acts on it, so that a restarted
 // operator resumes it.
 func (r *Reconciler) recordUpgrade(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus) error {
-	return r.recordUpgradeLocked(ctx, s, u, false)
-}
-
-func (r *Reconciler) recordUpgradeLocked(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus, optimistic bool) error {
 	s.wi.Status.Upgrade = u
-	return r.patchStatusNow(ctx, s, optimistic)
+	return r.patchStatusNow(ctx, s, false)
 }
 
 // patchStatusNow patches the status computed so far (summarised) and

@@ -233,7 +233,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				return !ok1 || !ok2 || (o.Status.Upgrade == nil) != (n.Status.Upgrade == nil)
 			},
 		}))
-	if n, ok := r.ServerVersion.(interface{ OnChange(func(old, cur string)) }); ok {
+	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
 		ch := make(chan event.GenericEvent, 1)
 		n.OnChange(func(_, _ string) {
 			select {
