@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -28,6 +25,7 @@ import (
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/testpayload"
+	"github.com/openwmco/wmco/test/upgradewatch"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
@@ -98,100 +96,20 @@ func waitOnPayload(t *testing.T, name, version, kube string, timeout time.Durati
 	}).WithTimeout(timeout).WithPolling(250 * time.Millisecond).Should(Succeed())
 }
 
-// observer watches instances and Nodes for the whole test and records
-// the peak of instances holding an upgrade slot at once and every moment
-// a Node of theirs was not Ready.
-type observer struct {
-	mu       sync.Mutex
-	holding  map[string]bool
-	peak     int
-	notReady []string
-	drained  map[string]bool
-}
-
-func observe(t *testing.T, hosts []*ctrltest.SimHost) *observer {
+// observe follows the hosts' instances and Nodes until the test ends.
+func observe(t *testing.T, hosts []*ctrltest.SimHost) *upgradewatch.Watch {
 	t.Helper()
-	mine := map[string]bool{}
-	for _, h := range hosts {
-		mine[h.Name] = true
-	}
-	o := &observer{holding: map[string]bool{}, drained: map[string]bool{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	wc, err := client.NewWithWatch(ctrltest.Cluster.Config, client.Options{Scheme: ctrltest.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wis, err := wc.Watch(ctx, &wmcov1.WindowsInstanceList{})
-	if err != nil {
-		t.Fatal(err)
+	var names []string
+	for _, h := range hosts {
+		names = append(names, h.Name)
 	}
-	nodes, err := ctrltest.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: wmcov1.LabelInstance})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer wis.Stop()
-		defer nodes.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-wis.ResultChan():
-				if !ok {
-					return
-				}
-				wi, isWI := ev.Object.(*wmcov1.WindowsInstance)
-				if !isWI || !mine[wi.Name] {
-					continue
-				}
-				o.mu.Lock()
-				o.holding[wi.Name] = ev.Type != watch.Deleted && wi.Status.Upgrade != nil && !wi.Status.Upgrade.InPlace
-				n := 0
-				for _, h := range o.holding {
-					if h {
-						n++
-					}
-				}
-				o.peak = max(o.peak, n)
-				if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionDraining); c != nil {
-					o.drained[wi.Name] = true
-				}
-				o.mu.Unlock()
-			case ev, ok := <-nodes.ResultChan():
-				if !ok {
-					return
-				}
-				node, isNode := ev.Object.(*corev1.Node)
-				if !isNode || ev.Type == watch.Deleted || !mine[node.Labels[wmcov1.LabelInstance]] {
-					continue
-				}
-				for _, c := range node.Status.Conditions {
-					if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
-						o.mu.Lock()
-						o.notReady = append(o.notReady, node.Name+": "+string(c.Status)+" "+c.Message)
-						o.mu.Unlock()
-					}
-				}
-				if node.Spec.Unschedulable {
-					o.mu.Lock()
-					o.drained[node.Name] = true
-					o.mu.Unlock()
-				}
-			}
-		}
-	}()
-	return o
-}
-
-func (o *observer) snapshot() (peak int, notReady []string, drained []string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for n := range o.drained {
-		drained = append(drained, n)
-	}
-	slices.Sort(drained)
-	return o.peak, slices.Clone(o.notReady), drained
+	w := upgradewatch.Start(context.Background(), wc, ctrltest.Clientset, names...)
+	t.Cleanup(func() { w.Stop() })
+	return w
 }
 
 // With payloads for two Kubernetes versions, hosts land on the newest the
@@ -282,7 +200,8 @@ func TestRollingUpgradeHoldsMaxUnavailable(t *testing.T) {
 	for _, h := range hosts {
 		waitOnPayload(t, h.Name, newer.Manifest.Version, "v1.37.2", 3*time.Minute)
 	}
-	peak, _, drained := obs.snapshot()
+	seen := obs.Result()
+	peak, drained := seen.Peak, seen.Cordoned
 	t.Logf("peak of hosts upgrading at once: %d; drained: %d", peak, len(drained))
 	g.Expect(peak).To(BeNumerically("<=", 2))
 	g.Expect(peak).To(BeNumerically(">=", 1))
@@ -353,7 +272,8 @@ func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
 	for _, h := range hosts {
 		waitOnPayload(t, h.Name, exporter.Manifest.Version, "v1.37.2", 2*time.Minute)
 	}
-	_, notReady, drained := obs.snapshot()
+	seen := obs.Result()
+	notReady, drained := seen.NotReady, seen.Cordoned
 	g.Expect(notReady).To(BeEmpty(), "no Node was ever NotReady")
 	g.Expect(drained).To(BeEmpty(), "nothing was cordoned or drained")
 	for _, h := range hosts {

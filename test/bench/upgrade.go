@@ -5,20 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/localenv"
 	"github.com/openwmco/wmco/test/testpayload"
+	"github.com/openwmco/wmco/test/upgradewatch"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
@@ -136,10 +134,12 @@ func runUpgrade(ctx context.Context, c config, env *localenv.Env, step upgradeSt
 		return res, err
 	}
 	env.StopOperator()
-	watcher, err := watchUpgrade(ctx, env)
-	if err != nil {
-		return res, err
+	wc, ok := env.Client.(client.WithWatch)
+	if !ok {
+		return res, errors.New("the environment's client cannot watch")
 	}
+	watcher := upgradewatch.Start(ctx, wc, env.Clientset)
+	defer watcher.Stop()
 	before := snapshot(env.Hosts)
 	logf("Upgrade N=%d to %s (%s changed, maxUnavailable %s): restarting the operator with it", n, step.m.Version, step.change, step.maxUnavailable)
 	t0 := time.Now()
@@ -186,7 +186,8 @@ func runUpgrade(ctx context.Context, c config, env *localenv.Env, step upgradeSt
 		bytes = append(bytes, after[i].BytesReceived-before[i].BytesReceived)
 	}
 	res.bytesPerHost = statOf(bytes).mean
-	res.peak, res.notReady, res.notReadyMax, res.drained = watcher.stop()
+	seen := watcher.Stop()
+	res.peak, res.notReady, res.notReadyMax, res.drained = seen.Peak, seen.NotReadyTotal, seen.NotReadyLongest, len(seen.Cordoned)
 	logf("Upgrade N=%d to %s: all upgraded in %s; %.2f MB received per host for a %.2f MB file; Node NotReady %s in total; peak %d upgrading",
 		n, step.m.Version, res.duration.Round(time.Millisecond), res.bytesPerHost/1e6, float64(res.fileSize)/1e6, res.notReady.Round(time.Millisecond), res.peak)
 	return res, nil
@@ -211,115 +212,4 @@ func setMaxUnavailable(ctx context.Context, c client.Client, v string) error {
 	default:
 		return err
 	}
-}
-
-// upgradeWatch follows Nodes and instances during one upgrade.
-type upgradeWatch struct {
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	holding  map[string]bool
-	peak     int
-	since    map[string]time.Time // NotReady since
-	notReady map[string]time.Duration
-	drained  map[string]bool
-}
-
-func watchUpgrade(ctx context.Context, env *localenv.Env) (*upgradeWatch, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	w := &upgradeWatch{cancel: cancel, holding: map[string]bool{}, since: map[string]time.Time{}, notReady: map[string]time.Duration{}, drained: map[string]bool{}}
-	wc, ok := env.Client.(client.WithWatch)
-	if !ok {
-		cancel()
-		return nil, errors.New("the environment's client cannot watch")
-	}
-	wis, err := wc.Watch(ctx, &wmcov1.WindowsInstanceList{})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	nodes, err := env.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: wmcov1.LabelInstance})
-	if err != nil {
-		cancel()
-		wis.Stop()
-		return nil, err
-	}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		defer wis.Stop()
-		defer nodes.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-wis.ResultChan():
-				if !ok {
-					return
-				}
-				if wi, isWI := ev.Object.(*wmcov1.WindowsInstance); isWI {
-					w.instance(wi, ev.Type)
-				}
-			case ev, ok := <-nodes.ResultChan():
-				if !ok {
-					return
-				}
-				if node, isNode := ev.Object.(*corev1.Node); isNode && ev.Type != watch.Deleted {
-					w.node(node)
-				}
-			}
-		}
-	}()
-	return w, nil
-}
-
-func (w *upgradeWatch) instance(wi *wmcov1.WindowsInstance, t watch.EventType) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.holding[wi.Name] = t != watch.Deleted && wi.Status.Upgrade != nil && !wi.Status.Upgrade.InPlace
-	n := 0
-	for _, h := range w.holding {
-		if h {
-			n++
-		}
-	}
-	w.peak = max(w.peak, n)
-}
-
-func (w *upgradeWatch) node(node *corev1.Node) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ready := false
-	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			ready = c.Status == corev1.ConditionTrue
-		}
-	}
-	if node.Spec.Unschedulable {
-		w.drained[node.Name] = true
-	}
-	since, down := w.since[node.Name]
-	switch {
-	case !ready && !down:
-		w.since[node.Name] = time.Now()
-	case ready && down:
-		w.notReady[node.Name] += time.Since(since)
-		delete(w.since, node.Name)
-	}
-}
-
-// stop ends the watch and returns the peak of hosts upgrading at once,
-// the Nodes' NotReady time in total and the longest of one, and how many
-// Nodes were cordoned.
-func (w *upgradeWatch) stop() (peak int, total, longest time.Duration, drained int) {
-	w.cancel()
-	w.wg.Wait()
-	for name, since := range w.since {
-		w.notReady[name] += time.Since(since)
-	}
-	for _, d := range w.notReady {
-		total += d
-		longest = max(longest, d)
-	}
-	return w.peak, total, longest, len(w.drained)
 }

@@ -9,7 +9,6 @@ package localenv_test
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -26,6 +24,7 @@ import (
 	"github.com/openwmco/wmco/test/localenv"
 	"github.com/openwmco/wmco/test/proc"
 	"github.com/openwmco/wmco/test/testpayload"
+	"github.com/openwmco/wmco/test/upgradewatch"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
@@ -102,7 +101,8 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 	t.Log("Restarting kube-apiserver as v1.37.2 (its own version)")
 	g.Expect(env.Cluster.RestartAPIServer(ctx, "")).To(Succeed())
 	// A watch starts with the current state of every instance.
-	peak := watchUpgradePeak(ctx, t, env.Client)
+	upgrades := upgradewatch.Start(ctx, env.Client.(client.WithWatch), env.Clientset)
+	defer upgrades.Stop()
 	// Hosts follow the control plane without an operator restart.
 	upgraded := func(g Gomega) int {
 		var list wmcov1.WindowsInstanceList
@@ -122,7 +122,7 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 	t.Logf("Killed the operator (PID %d) with SIGKILL after %d of 6 hosts upgraded", pid, upgraded(g))
 	g.Expect(env.RestartOperator(ctx)).To(Succeed())
 	waitAll(newer.Version, "v1.37.2", 4*time.Minute)
-	p := peak()
+	p := upgrades.Result().Peak
 	t.Logf("peak of hosts upgrading at once: %d (maxUnavailable 2)", p)
 	g.Expect(p).To(And(BeNumerically(">=", 1), BeNumerically("<=", 2)))
 
@@ -142,59 +142,3 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
-
-// watchUpgradePeak records, from a watch of every WindowsInstance, the
-// largest number holding an upgrade slot at once; the returned function
-// reads it.
-func watchUpgradePeak(ctx context.Context, t *testing.T, c client.Client) func() int {
-	t.Helper()
-	wc, ok := c.(client.WithWatch)
-	if !ok {
-		t.Fatal("the environment's client cannot watch")
-	}
-	var mu sync.Mutex
-	holding := map[string]bool{}
-	peak := 0
-	w, err := wc.Watch(ctx, &wmcov1.WindowsInstanceList{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for ctx.Err() == nil {
-			watchOnce(w, &mu, holding, &peak)
-			// The watch ended (a timeout of the API server's): watch
-			// again; it starts with the current state.
-			for ctx.Err() == nil {
-				if w, err = wc.Watch(ctx, &wmcov1.WindowsInstanceList{}); err == nil {
-					break
-				}
-				time.Sleep(100 * time.Millisecond) // back off a failed watch call
-			}
-		}
-	}()
-	return func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return peak
-	}
-}
-
-func watchOnce(w watch.Interface, mu *sync.Mutex, holding map[string]bool, peak *int) {
-	defer w.Stop()
-	for ev := range w.ResultChan() {
-		wi, ok := ev.Object.(*wmcov1.WindowsInstance)
-		if !ok {
-			continue
-		}
-		mu.Lock()
-		holding[wi.Name] = ev.Type != watch.Deleted && wi.Status.Upgrade != nil && !wi.Status.Upgrade.InPlace
-		n := 0
-		for _, h := range holding {
-			if h {
-				n++
-			}
-		}
-		*peak = max(*peak, n)
-		mu.Unlock()
-	}
-}
