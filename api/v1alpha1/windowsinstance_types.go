@@ -72,12 +72,31 @@ type WindowsInstanceSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,2}$')",message="hostKey must be '<type> <base64>' with type ssh-rsa, ssh-ed25519 or ecdsa-sha2-nistp256/384/521"
 	HostKey string `json:"hostKey,omitempty"`
 
-	// NodeName is the name the Node gets. When empty it is the host's
-	// hostname in lower case.
+	// NodeName is the name the Node gets (the kubelet's
+	// --hostname-override), a lower-case DNS subdomain such as
+	// ip-10-0-1-2.ec2.internal. When empty it is the host's hostname in
+	// lower case.
 	// +optional
-	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="nodeName must be a lower-case RFC 1123 label"
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="nodeName must be a lower-case RFC 1123 subdomain"
 	NodeName string `json:"nodeName,omitempty"`
+
+	// Hostname, when set, is the Windows computer name the operator gives
+	// the host before it joins (renaming it and rebooting it once). On
+	// vSphere the Machine controller sets it to the Machine's name, which
+	// the vSphere cloud controller manager finds the VM by. At most 15
+	// characters (the NetBIOS limit), a lower-case RFC 1123 label.
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="hostname must be a lower-case RFC 1123 label"
+	Hostname string `json:"hostname,omitempty"`
+
+	// CloudProvider is the kubelet's --cloud-provider: "external" where a
+	// cloud controller manager initialises the Node (the Machine
+	// controller sets it on AWS, Azure and vSphere), empty for none.
+	// +optional
+	// +kubebuilder:validation:Enum="";external
+	CloudProvider string `json:"cloudProvider,omitempty"`
 
 	// Paused stops the operator from touching the host until it is unset.
 	// +optional
