@@ -14,7 +14,6 @@ import (
 	"github.com/openwmco/wmco/controllers/inventory"
 	"github.com/openwmco/wmco/controllers/wnc"
 	"github.com/openwmco/wmco/pkg/bootstrap"
-	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/metrics"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
@@ -77,10 +76,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	// Bootstrap ServiceAccounts are read live: one is created moments
 	// before the CSR it authenticates.
 	tokens := &bootstrap.Tokens{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Config.Namespace}
-	if o.Config.Platform == cluster.Kubernetes {
-		if err := tokens.EnsureRBAC(ctx); err != nil {
-			return err
-		}
+	// Per-host bootstrap identities on every platform (on OpenShift too,
+	// where the approver also accepts the node-bootstrapper).
+	if err := tokens.EnsureRBAC(ctx); err != nil {
+		return err
 	}
 	if err := (&instance.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,

@@ -87,9 +87,10 @@ type Reconciler struct {
 	// Default: the manager's API reader.
 	APIReader client.Reader
 	Config    core.Config
-	// Tokens knows the bootstrap identities issued per host. Required on
-	// plain Kubernetes; on OpenShift every host bootstraps as
-	// CSROpenShiftBootstrapUser and Tokens is not used.
+	// Tokens knows the bootstrap identities issued per host (required).
+	// The operator issues them on every platform; on OpenShift
+	// CSROpenShiftBootstrapUser is accepted as well, the identity the
+	// cluster's own nodes bootstrap with.
 	Tokens *bootstrap.Tokens
 	// Recorder emits events.k8s.io/v1 Events on CSRs and instances, e.g.
 	// mgr.GetEventRecorder("wmco-csr-approver"). CSRs and instances are
@@ -112,21 +113,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return errors.New("CSR approver: Client is required")
 	case r.Recorder == nil:
 		return errors.New("CSR approver: Recorder is required")
-	case r.Config.Platform != cluster.OpenShift && r.Tokens == nil:
-		return errors.New("CSR approver: Tokens is required on plain Kubernetes")
+	case r.Tokens == nil:
+		return errors.New("CSR approver: Tokens is required")
 	}
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
 	// Notes over the API server's limit would lose the whole Event.
 	r.Recorder = core.Recorder(r.Recorder)
-	if r.Tokens != nil {
-		t := *r.Tokens
-		if t.Reader == nil {
-			t.Reader = r.APIReader
-		}
-		r.tokens = &t
+	t := *r.Tokens
+	if t.Reader == nil {
+		t.Reader = r.APIReader
 	}
+	r.tokens = &t
 	r.seen = newCSRDecisionMemory(metrics.CSRDecisions)
 
 	return ctrl.NewControllerManagedBy(mgr).
@@ -264,14 +263,13 @@ func (r *Reconciler) describe(ctx context.Context, reader client.Reader, wi *wmc
 		Addresses: wi.Status.Host.Addresses,
 		Hostname:  wi.Status.Host.Hostname,
 	}
+	users, err := r.tokens.Usernames(ctx, wi.Name)
+	if err != nil {
+		return csr.Instance{}, err
+	}
+	inst.BootstrapUsernames = users
 	if r.Config.Platform == cluster.OpenShift {
-		inst.BootstrapUsernames = []string{CSROpenShiftBootstrapUser}
-	} else {
-		users, err := r.tokens.Usernames(ctx, wi.Name)
-		if err != nil {
-			return csr.Instance{}, err
-		}
-		inst.BootstrapUsernames = users
+		inst.BootstrapUsernames = append(inst.BootstrapUsernames, CSROpenShiftBootstrapUser)
 	}
 	node := &corev1.Node{}
 	switch err := reader.Get(ctx, client.ObjectKey{Name: nodeName}, node); {

@@ -649,9 +649,10 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 	g.Eventually(isApproved(serving.Name)).WithTimeout(30 * time.Second).Should(Succeed())
 }
 
-// On OpenShift every kubelet bootstraps as the node-bootstrapper service
-// account; a bootstrap token, or a ServiceAccount the operator would issue
-// on plain Kubernetes, is not an identity it issued there.
+// On OpenShift a kubelet may bootstrap as the node-bootstrapper service
+// account, as the cluster's own nodes do, or with the identity the
+// operator issued for its host; a bootstrap token it did not issue is
+// neither.
 func TestCSRApproverOpenShiftBootstrapIdentity(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
@@ -665,20 +666,34 @@ func TestCSRApproverOpenShiftBootstrapIdentity(t *testing.T) {
 		return (&csrapproval.Reconciler{
 			Client:   mgr.GetClient(),
 			Config:   core.Config{Namespace: ctrltest.Namespace, Platform: cluster.OpenShift},
+			Tokens:   &bootstrap.Tokens{Client: mgr.GetClient(), Namespace: ctrltest.Namespace},
 			Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
 		}).SetupWithManager(mgr)
 	})
+	issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
+	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
+	_, err := issuer.Issue(ctx, wi.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
+	users, err := issuer.Usernames(ctx, wi.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(users).To(HaveLen(1))
+
 	subj := csrtNodeSubject(p + "win")
 	sa := csrtUser(t, csrapproval.CSROpenShiftBootstrapUser, "system:serviceaccounts", "system:serviceaccounts:openshift-machine-config-operator")
+	issued := csrtUser(t, users[0], "system:serviceaccounts", "system:serviceaccounts:"+ctrltest.Namespace)
 	token := csrtUser(t, "system:bootstrap:abcdef", "system:bootstrappers")
 	ok := csrtCreateCSR(t, sa, p+"sa", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
+	okIssued := csrtCreateCSR(t, issued, p+"issued", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
 	forged := csrtCreateCSR(t, token, p+"token", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
 
 	g.Eventually(func(g Gomega) {
 		got := &certificatesv1.CertificateSigningRequest{}
-		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(ok), got)).To(Succeed())
-		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil())
-		g.Expect(got.Status.Certificate).NotTo(BeEmpty())
+		for _, c := range []*certificatesv1.CertificateSigningRequest{ok, okIssued} {
+			g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(c), got)).To(Succeed())
+			g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil(), c.Name)
+			g.Expect(got.Status.Certificate).NotTo(BeEmpty())
+		}
 		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(forged), got)).To(Succeed())
 		g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
 		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).To(BeNil())
@@ -753,7 +768,7 @@ func TestCSRApproverSetupRequiresDependencies(t *testing.T) {
 		{"no recorder", &csrapproval.Reconciler{Client: mgr.GetClient(), Tokens: tokens}, "Recorder is required"},
 		{"no tokens on Kubernetes", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec, Config: core.Config{Platform: cluster.Kubernetes}}, "Tokens is required"},
 		{"no tokens, platform unset", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec}, "Tokens is required"},
-		{"no tokens on OpenShift", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec, Config: core.Config{Platform: cluster.OpenShift}}, ""},
+		{"no tokens on OpenShift", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec, Config: core.Config{Platform: cluster.OpenShift}}, "Tokens is required"},
 		{"complete", &csrapproval.Reconciler{Client: mgr.GetClient(), Recorder: rec, Tokens: tokens, Config: core.Config{Platform: cluster.Kubernetes}}, ""},
 	}
 	for _, tc := range cases {

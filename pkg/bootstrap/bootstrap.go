@@ -1,6 +1,9 @@
 // Package bootstrap issues the credential a host's kubelet uses for its
-// TLS bootstrap on plain Kubernetes, using nothing outside the operator's
-// own namespace but one ClusterRoleBinding.
+// TLS bootstrap, using nothing outside the operator's own namespace but
+// one ClusterRoleBinding. It does so on every platform: on OpenShift a
+// per-host identity is also narrower than the node-bootstrapper service
+// account the cluster's own nodes share (which the CSR approver accepts
+// there too).
 //
 // Each host being joined gets a ServiceAccount of its own in the
 // operator's namespace (generated name wmco-bootstrap-<random>, labelled
