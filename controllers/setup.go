@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	configv1 "github.com/openshift/api/config/v1"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/openwmco/wmco/controllers/csrapproval"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
+	"github.com/openwmco/wmco/controllers/userdata"
 	"github.com/openwmco/wmco/controllers/wnc"
 	"github.com/openwmco/wmco/pkg/bootstrap"
 	"github.com/openwmco/wmco/pkg/metrics"
@@ -46,8 +48,16 @@ type Options struct {
 	DrainTimeout time.Duration
 	// MachineAPI starts the Machine controller.
 	MachineAPI bool
-	// MachineUsername logs in to Machine hosts (default Administrator).
+	// MachinePlatform is the cluster's platform (cluster.InfrastructurePlatform):
+	// how Machines map to hosts and which userData they get.
+	MachinePlatform configv1.PlatformType
+	// MachineUsername logs in to Machine hosts (default the platform's:
+	// Administrator, or capi on Azure).
 	MachineUsername string
+	// MachineAccessTimeout is how long a Machine's host may refuse the
+	// operator before the Machine says so (default
+	// inventory.DefaultMachineAccessTimeout).
+	MachineAccessTimeout time.Duration
 	// MachineSSHPort is the SSH port of Machine hosts (default 22).
 	MachineSSHPort int32
 }
@@ -107,8 +117,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("WindowsNodeConfig status controller: %w", err)
 	}
 	if o.MachineAPI {
-		if err := (&inventory.MachineReconciler{Client: mgr.GetClient(), Username: o.MachineUsername, Port: o.MachineSSHPort}).SetupWithManager(mgr); err != nil {
+		if err := (&inventory.MachineReconciler{
+			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("wmco-machine-controller"), Platform: o.MachinePlatform,
+			Username: o.MachineUsername, Port: o.MachineSSHPort, AccessTimeout: o.MachineAccessTimeout,
+		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up the Machine controller: %w", err)
+		}
+		if err := (&userdata.Reconciler{
+			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("wmco-userdata"),
+			Namespace: o.Config.Namespace, Platform: o.MachinePlatform,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up the userData controller: %w", err)
 		}
 	}
 	metrics.SetInstanceReader(mgr.GetClient())

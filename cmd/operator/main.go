@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	configv1 "github.com/openshift/api/config/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -27,6 +28,7 @@ import (
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
+	userdatactl "github.com/openwmco/wmco/controllers/userdata"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
@@ -64,8 +66,12 @@ type options struct {
 	clusterCIDR     string
 	clusterDNS      string
 	machineUsername string
-	drainTimeout    time.Duration
-	versionPoll     time.Duration
+	machineSSHPort  int
+	// machineAccessTimeout bounds the wait for a Machine's host to let
+	// the operator in before the Machine says so.
+	machineAccessTimeout time.Duration
+	drainTimeout         time.Duration
+	versionPoll          time.Duration
 }
 
 func main() {
@@ -96,8 +102,12 @@ func main() {
 		"The pod network CIDR for the hybrid overlay (WindowsNodeConfig spec.network.clusterNetworkCIDR overrides it).")
 	fs.StringVar(&o.clusterDNS, "cluster-dns", "",
 		"Cluster DNS address for the kubelets. Default: the ClusterIP of kube-system/kube-dns.")
-	fs.StringVar(&o.machineUsername, "machine-username", inventory.DefaultMachineUsername,
-		"User the operator logs in as on hosts of Windows Machines.")
+	fs.StringVar(&o.machineUsername, "machine-username", "",
+		"User the operator logs in as on hosts of Windows Machines. Default: the platform's (Administrator; capi on Azure).")
+	fs.IntVar(&o.machineSSHPort, "machine-ssh-port", 22,
+		"SSH port of the hosts of Windows Machines.")
+	fs.DurationVar(&o.machineAccessTimeout, "machine-access-timeout", inventory.DefaultMachineAccessTimeout,
+		"How long the host of a Windows Machine may refuse or ignore the operator before the Machine reports WindowsHostAccessible=False with a Warning Event.")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", instance.DefaultDrainTimeout,
 		"How long draining a Node before deconfiguring it may take before the instance reports DrainTimedOut (the drain goes on; PodDisruptionBudgets are never overridden).")
 	zapOpts := zap.Options{}
@@ -184,14 +194,30 @@ func run(o options) error {
 			return err
 		}
 	}
+	// The platform type says how Windows Machines map to hosts; the
+	// uncached client reads it once (it never changes in a cluster's life).
+	var machinePlatform configv1.PlatformType
+	if info.Platform == cluster.OpenShift {
+		reader, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return err
+		}
+		if machinePlatform, err = cluster.InfrastructurePlatform(ctx, reader); err != nil {
+			return err
+		}
+	}
+	if o.machineSSHPort < 1 || o.machineSSHPort > 65535 {
+		return fmt.Errorf("--machine-ssh-port %d is not from 1 to 65535", o.machineSSHPort)
+	}
 	log.Info("Cluster", "platform", info.Platform, "version", info.Version, "machineAPI", info.MachineAPI,
-		"kubeletAPIServer", ep.URL, "from", ep.Source)
+		"infrastructure", machinePlatform, "kubeletAPIServer", ep.URL, "from", ep.Source)
 
+	// SSH keys live in the operator's namespace; of other Secrets only
+	// the userData Secrets of Windows Machines are its business.
+	secretNamespaces := userdatactl.SecretCache(o.namespace, info.MachineAPI)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// SSH keys live in the operator's namespace; other Secrets
-			// are none of its business.
-			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.namespace: {}}},
+			&corev1.Secret{}: {Namespaces: secretNamespaces},
 			// Only the Windows nodes the operator made are cached, so
 			// memory does not grow with the cluster's Linux nodes.
 			&corev1.Node{}: {Label: labels.SelectorFromSet(nil).Add(mustRequirement(wmcov1.LabelInstance))},
@@ -230,6 +256,8 @@ func run(o options) error {
 		DrainTimeout:    o.drainTimeout,
 		MachineAPI:      info.MachineAPI,
 		MachineUsername: o.machineUsername,
+		MachineSSHPort:  int32(o.machineSSHPort), //nolint:gosec // checked below to be a port number.
+		MachinePlatform: machinePlatform, MachineAccessTimeout: o.machineAccessTimeout,
 	}); err != nil {
 		return err
 	}

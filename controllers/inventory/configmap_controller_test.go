@@ -8,6 +8,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -434,7 +435,10 @@ func TestConfigMapAndMachineControllersRunWithTheGeneratedRBAC(t *testing.T) {
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
-		return (&inventory.MachineReconciler{Client: mgr.GetClient(), Port: 2222}).SetupWithManager(mgr)
+		return (&inventory.MachineReconciler{
+			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("wmco-machine-controller"), Port: 2222,
+			AccessTimeout: time.Second,
+		}).SetupWithManager(mgr)
 	})
 
 	// Another ConfigMap of the namespace stays out of reach.
@@ -457,6 +461,12 @@ func TestConfigMapAndMachineControllersRunWithTheGeneratedRBAC(t *testing.T) {
 		wi, err := inventoryInstance(inventory.MachineInstanceName(ns, m.Name))
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(wi.Spec.Port).To(Equal(int32(2222)))
+		// The hook, a condition (status) and an Event on the Machine.
+		got := &machinev1beta1.Machine{}
+		g.Expect(ctrltest.Client.Get(t.Context(), client.ObjectKeyFromObject(m), got)).To(Succeed())
+		g.Expect(got.Spec.LifecycleHooks.PreDrain).To(ContainElement(inventory.MachineDeconfigureHook))
+		g.Expect(got.Status.Conditions).To(ContainElement(HaveField("Type", inventory.MachineConditionAccessible)))
+		g.Expect(inventoryMachineEvents(g, ns, m.Name, inventory.EventMachineNotAccessible)).To(HaveLen(1))
 	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 }
 

@@ -33,7 +33,7 @@ func TestMachineAddress(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			addr, _ := machineAddress(c.addrs)
+			addr, _ := machineAddress(c.addrs, []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeInternalDNS})
 			NewWithT(t).Expect(addr).To(Equal(c.want))
 		})
 	}
@@ -44,7 +44,7 @@ func TestMachineAddressSaysWhyItRefusesEveryAddress(t *testing.T) {
 	addr, refused := machineAddress([]corev1.NodeAddress{
 		internalIP("169.254.169.254"), internalIP("fe80::1"), internalIP("224.0.0.1"),
 		internalIP("0.0.0.0"), internalIP("255.255.255.255"), internalIP("::ffff:169.254.0.9"),
-	})
+	}, []corev1.NodeAddressType{corev1.NodeInternalIP})
 	g.Expect(addr).To(BeEmpty())
 	g.Expect(refused).To(Equal([]string{
 		"address 169.254.169.254 is refused: it is the cloud instance metadata address (link-local, 169.254.0.0/16); the operator never connects to one",
@@ -54,4 +54,15 @@ func TestMachineAddressSaysWhyItRefusesEveryAddress(t *testing.T) {
 		"address 255.255.255.255 is refused: it is the IPv4 broadcast address, which names no host",
 		"address 169.254.0.9 is refused: it is a link-local address (169.254.0.0/16), where clouds serve instance metadata; the operator never connects to one",
 	}))
+}
+
+// A platform that dials only InternalIP addresses (Azure) never falls back
+// to a DNS name.
+func TestMachineAddressKeepsToThePlatformsTypes(t *testing.T) {
+	g := NewWithT(t)
+	dns := corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "win.example.com"}
+	addr, _ := machineAddress([]corev1.NodeAddress{dns}, []corev1.NodeAddressType{corev1.NodeInternalIP})
+	g.Expect(addr).To(BeEmpty())
+	addr, _ = machineAddress([]corev1.NodeAddress{dns, internalIP("10.0.0.5")}, []corev1.NodeAddressType{corev1.NodeInternalIP})
+	g.Expect(addr).To(Equal("10.0.0.5"))
 }

@@ -7,14 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
+	configv1 "github.com/openshift/api/config/v1"
 	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -25,13 +32,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/hostaddr"
+	"github.com/openwmco/wmco/pkg/platform"
 )
 
 const (
-	// DefaultMachineUsername is the user the operator logs in as on the
-	// hosts of Windows Machines, as WMCO does.
-	DefaultMachineUsername = "Administrator"
+	// DefaultMachineAccessTimeout is how long the host of a Machine with an
+	// address may refuse or ignore the operator before the Machine says so
+	// (condition WindowsHostAccessible=False and a Warning Event).
+	DefaultMachineAccessTimeout = 10 * time.Minute
 
 	// machineAPINamespace is where the machine-api keeps Machines.
 	machineAPINamespace = "openshift-machine-api"
@@ -43,41 +53,109 @@ const (
 	// machineAddressTakenRequeue is how soon a Machine whose address
 	// another WindowsInstance holds is looked at again.
 	machineAddressTakenRequeue = time.Minute
+	// machineFieldOwner is the field manager of the operator's
+	// server-side applies to Machines: its lifecycle hook and its
+	// conditions, nothing else.
+	machineFieldOwner = "wmco-machine-controller"
+)
+
+// MachineDeconfigureHook is the preDrain lifecycle hook the operator puts
+// on every Windows Machine it manages. The Machine API neither drains nor
+// terminates a Machine while a preDrain hook remains, so when the Machine
+// is deleted (a MachineSet scaled down) the operator drains the Node,
+// cleans the host and deletes the Node first, then removes the hook and
+// the VM goes.
+var MachineDeconfigureHook = machinev1beta1.LifecycleHook{Name: "wmco.io/DeconfigureWindowsHost", Owner: "wmco.io/machine-controller"}
+
+// Conditions the operator sets on Windows Machines (status.conditions,
+// server-side applied, so the Machine API's own conditions are left alone).
+const (
+	// MachineConditionAccessible says whether the operator can log in to
+	// the Machine's host: False once the host has refused or ignored it for
+	// AccessTimeout, or when the Machine cannot become a host at all (a
+	// Node name the platform cannot use).
+	MachineConditionAccessible machinev1beta1.ConditionType = "WindowsHostAccessible"
+	// MachineConditionNodeReady mirrors the WindowsInstance's Ready.
+	MachineConditionNodeReady machinev1beta1.ConditionType = "WindowsNodeReady"
+)
+
+// Events the Machine controller records on Machines.
+const (
+	EventMachineInstanceCreated = "WindowsInstanceCreated"
+	EventMachineNotAccessible   = "WindowsHostNotAccessible"
+	EventMachineInvalidName     = "InvalidNodeName"
+	EventMachineNodeReady       = "WindowsNodeReady"
+	EventMachineDeconfiguring   = "DeconfiguringWindowsHost"
+	EventMachineDeconfigured    = "WindowsHostDeconfigured"
 )
 
 // MachineReconciler gives every Windows Machine (machine.openshift.io/v1beta1,
 // labelled machine.openshift.io/os-id=Windows and not
 // windowsmachineconfig.openshift.io/ignore=true) a WindowsInstance labelled
-// wmco.io/source=machine, once the Machine reports an internal address. It
-// deletes that instance when the Machine goes away, is being deleted, or
-// stops being a Windows Machine the operator may manage. It only
-// translates: it never touches a host.
+// wmco.io/source=machine, once the Machine reports an address. How the
+// Machine maps to the instance (address, user, Node name, computer name,
+// kubelet cloud provider) is the platform's profile (package platform).
+//
+// It holds the Machine's deletion with MachineDeconfigureHook until the
+// instance (whose finalizer drains the Node, cleans the host and deletes
+// the Node) is gone. It deletes the instance when the Machine goes away, is
+// being deleted, or stops being a Windows Machine the operator may manage.
+// It reports on the Machine: conditions, and Events. It only translates:
+// it never touches a host.
 //
 // It needs the Machine API: main calls SetupWithManager only when
 // cluster.Info.MachineAPI is true (OpenShift with the machine-api), since
 // the watch on Machines cannot start where they are not served.
 type MachineReconciler struct {
-	// Client reads Machines and WindowsInstances from the manager's cache
-	// and writes WindowsInstances.
+	// Client reads Machines and WindowsInstances from the manager's cache,
+	// writes WindowsInstances and applies the hook and conditions to
+	// Machines.
 	Client client.Client
-	// Username to log in as on Machine hosts; DefaultMachineUsername when
-	// empty.
+	// Recorder records Events on Machines, e.g.
+	// mgr.GetEventRecorder("wmco-machine-controller").
+	Recorder events.EventRecorder
+	// Platform is the cluster's platform (the Infrastructure object's
+	// status); "" is None.
+	Platform configv1.PlatformType
+	// Username to log in as on Machine hosts; the platform's (see
+	// platform.Profile.Username) when empty.
 	Username string
 	// Port is the SSH port of Machine hosts; 0 means the API's default,
 	// 22.
 	Port int32
+	// AccessTimeout is how long a host may refuse or ignore the operator
+	// before its Machine says so; DefaultMachineAccessTimeout when 0.
+	AccessTimeout time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+
+	profile platform.Profile
 }
 
-// +kubebuilder:rbac:groups=machine.openshift.io,resources=machines,verbs=get;list;watch
+// machineScope is the state of one Reconcile.
+type machineScope struct {
+	m   *machinev1beta1.Machine
+	log logr.Logger
+	// owner is "namespace/name" of the Machine; name its instance's name.
+	owner, name string
+	// wi is the Machine's instance, nil when it has none.
+	wi *wmcov1.WindowsInstance
+	// conditions are what the Machine's operator-owned conditions should
+	// say; applied at the end of the Reconcile when they changed.
+	conditions []machinev1beta1.Condition
+}
+
+// +kubebuilder:rbac:groups=machine.openshift.io,resources=machines,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=machine.openshift.io,resources=machines/status,verbs=patch
+// +kubebuilder:rbac:groups=config.openshift.io,resources=infrastructures,verbs=get
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances,verbs=get;list;watch;create;update;patch;delete
 
-// Reconcile makes the WindowsInstance of one Machine match it. Requests
-// come from Machine events and from events of machine-sourced
-// WindowsInstances (mapped through their wmco.io/machine annotation), so an
-// instance whose Machine no longer exists is deleted when the manager
-// starts and on every resync.
+// Reconcile makes the WindowsInstance, the hook and the conditions of one
+// Machine match it. Requests come from Machine events and from events of
+// machine-sourced WindowsInstances (mapped through their wmco.io/machine
+// annotation), so an instance whose Machine no longer exists is deleted
+// when the manager starts and on every resync.
 func (r *MachineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
 	m := &machinev1beta1.Machine{}
 	if err := r.Client.Get(ctx, req.NamespacedName, m); err != nil {
 		if !apierrors.IsNotFound(err) {
@@ -85,33 +163,49 @@ func (r *MachineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		return ctrl.Result{}, r.deleteInstance(ctx, req.NamespacedName, "the Machine no longer exists")
 	}
-	if why := machineUnmanagedReason(m); why != "" {
-		return ctrl.Result{}, r.deleteInstance(ctx, req.NamespacedName, why)
+	s := &machineScope{
+		m: m, log: ctrl.LoggerFrom(ctx).WithValues("machine", klog.KObj(m)),
+		owner: m.Namespace + "/" + m.Name, name: MachineInstanceName(m.Namespace, m.Name),
 	}
-	addr, refused := machineAddress(m.Status.Addresses)
-	if addr == "" && len(refused) > 0 {
-		// No requeue: a status update with another address is an event of
-		// the Machine watch. An instance made earlier stays: the
-		// WindowsInstance controller refuses to connect to its address.
-		log.Info("Machine has no internal address the operator may connect to; it gets no WindowsInstance",
-			"machine", klog.KObj(m), "refused", refused)
-		return ctrl.Result{}, nil
+	wi := &wmcov1.WindowsInstance{}
+	switch err := r.Client.Get(ctx, client.ObjectKey{Name: s.name}, wi); {
+	case err == nil:
+		s.wi = wi
+	case !apierrors.IsNotFound(err):
+		return ctrl.Result{}, fmt.Errorf("get WindowsInstance %s: %w", s.name, err)
 	}
-	if addr == "" {
-		// No requeue: the Machine's status update with its address is an
-		// event of the Machine watch.
-		log.Info("Waiting for the Machine's internal address", "machine", klog.KObj(m))
-		return ctrl.Result{}, nil
+	for _, phase := range []func(context.Context, *machineScope) (ctrl.Result, bool, error){
+		r.reconcileUnmanaged, r.reconcileDeletion, r.reconcileHook, r.reconcileInstance, r.reconcileAccess,
+	} {
+		res, done, err := phase(ctx, s)
+		if err != nil || done || !res.IsZero() {
+			if cerr := r.applyConditions(ctx, s); cerr != nil && err == nil {
+				err = cerr
+			}
+			return res, err
+		}
 	}
-	return r.applyInstance(ctx, m, addr)
+	return ctrl.Result{}, r.applyConditions(ctx, s)
+}
+
+// reconcileUnmanaged removes the instance and the hook of a Machine the
+// operator must leave alone.
+func (r *MachineReconciler) reconcileUnmanaged(ctx context.Context, s *machineScope) (ctrl.Result, bool, error) {
+	why := machineUnmanagedReason(s.m)
+	if why == "" {
+		return ctrl.Result{}, false, nil
+	}
+	if err := r.deleteInstance(ctx, client.ObjectKeyFromObject(s.m), why); err != nil {
+		return ctrl.Result{}, true, err
+	}
+	return ctrl.Result{}, true, r.setHook(ctx, s, false)
 }
 
 // machineUnmanagedReason says why a Machine must have no WindowsInstance,
-// or "" when it must have one.
+// or "" when it must have one (or is being deleted: see
+// reconcileDeletion).
 func machineUnmanagedReason(m *machinev1beta1.Machine) string {
 	switch {
-	case !m.DeletionTimestamp.IsZero():
-		return "the Machine is being deleted"
 	case m.Labels[wmcov1.MachineOSIDLabel] != "Windows":
 		return fmt.Sprintf("the Machine is not labelled %s=Windows", wmcov1.MachineOSIDLabel)
 	case m.Labels[wmcov1.MachineIgnoreLabel] == "true":
@@ -120,62 +214,301 @@ func machineUnmanagedReason(m *machinev1beta1.Machine) string {
 	return ""
 }
 
-// applyInstance creates or updates the WindowsInstance of m.
-func (r *MachineReconciler) applyInstance(ctx context.Context, m *machinev1beta1.Machine, addr string) (ctrl.Result, error) {
-	owner := m.Namespace + "/" + m.Name
-	name := MachineInstanceName(m.Namespace, m.Name)
-	log := ctrl.LoggerFrom(ctx).WithValues("machine", klog.KObj(m), "windowsInstance", klog.KRef("", name))
+// reconcileDeletion deletes the instance of a Machine being deleted and,
+// once it is gone (the host cleaned, the Node deleted), removes the hook so
+// the Machine API drains and terminates the VM.
+func (r *MachineReconciler) reconcileDeletion(ctx context.Context, s *machineScope) (ctrl.Result, bool, error) {
+	if s.m.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, false, nil
+	}
+	if s.wi != nil && ownedByMachine(s.wi, s.owner) {
+		if s.wi.DeletionTimestamp.IsZero() {
+			if err := r.deleteInstance(ctx, client.ObjectKeyFromObject(s.m), "the Machine is being deleted"); err != nil {
+				return ctrl.Result{}, true, err
+			}
+			r.Recorder.Eventf(s.m, s.wi, corev1.EventTypeNormal, EventMachineDeconfiguring, "Deconfigure",
+				"Draining Node %q and cleaning the Windows host (WindowsInstance %s) before the VM is removed", s.wi.Status.NodeName, s.wi.Name)
+		}
+		// No requeue: the instance's deletion maps back to the Machine.
+		s.log.V(1).Info("Waiting for the WindowsInstance to be deconfigured", "windowsInstance", s.wi.Name)
+		return ctrl.Result{}, true, nil
+	}
+	if hasHook(s.m) {
+		if err := r.setHook(ctx, s, false); err != nil {
+			return ctrl.Result{}, true, err
+		}
+		s.log.Info("Host deconfigured; released the Machine's deletion")
+		r.Recorder.Eventf(s.m, nil, corev1.EventTypeNormal, EventMachineDeconfigured, "Deconfigure",
+			"The Windows host is clean and its Node deleted; removed lifecycle hook %s", MachineDeconfigureHook.Name)
+	}
+	return ctrl.Result{}, true, nil
+}
 
-	wi := &wmcov1.WindowsInstance{}
-	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, wi)
-	if apierrors.IsNotFound(err) {
+// reconcileHook puts MachineDeconfigureHook on the Machine.
+func (r *MachineReconciler) reconcileHook(ctx context.Context, s *machineScope) (ctrl.Result, bool, error) {
+	if hasHook(s.m) {
+		return ctrl.Result{}, false, nil
+	}
+	s.log.Info("Adding lifecycle hook", "hook", MachineDeconfigureHook.Name)
+	return ctrl.Result{}, false, r.setHook(ctx, s, true)
+}
+
+// hasHook reports whether the Machine carries MachineDeconfigureHook.
+func hasHook(m *machinev1beta1.Machine) bool {
+	for _, h := range m.Spec.LifecycleHooks.PreDrain {
+		if h.Name == MachineDeconfigureHook.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// setHook adds (on) or removes the operator's preDrain hook with a merge
+// patch under an optimistic lock, so a hook someone else adds meanwhile is
+// not lost (the patch then conflicts and the Reconcile is retried).
+func (r *MachineReconciler) setHook(ctx context.Context, s *machineScope, on bool) error {
+	if on == hasHook(s.m) {
+		return nil
+	}
+	before := s.m.DeepCopy()
+	hooks := slices.DeleteFunc(slices.Clone(s.m.Spec.LifecycleHooks.PreDrain), func(h machinev1beta1.LifecycleHook) bool {
+		return h.Name == MachineDeconfigureHook.Name
+	})
+	if on {
+		hooks = append(hooks, MachineDeconfigureHook)
+	}
+	s.m.Spec.LifecycleHooks.PreDrain = hooks
+	if err := r.Client.Patch(ctx, s.m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("set lifecycle hook %s on Machine %s: %w", MachineDeconfigureHook.Name, s.owner, err)
+	}
+	return nil
+}
+
+// machineApplyObject is the skeleton of a server-side apply to m.
+func machineApplyObject(m *machinev1beta1.Machine) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(machinev1beta1.GroupVersion.String())
+	u.SetKind("Machine")
+	u.SetNamespace(m.Namespace)
+	u.SetName(m.Name)
+	return u
+}
+
+// reconcileInstance creates or updates the Machine's instance from its
+// status and the platform's profile.
+func (r *MachineReconciler) reconcileInstance(ctx context.Context, s *machineScope) (ctrl.Result, bool, error) {
+	addr, refused := machineAddress(s.m.Status.Addresses, r.profile.AddressTypes)
+	if addr == "" && len(refused) > 0 {
+		// No requeue: a status update with another address is an event of
+		// the Machine watch. An instance made earlier stays: the
+		// WindowsInstance controller refuses to connect to its address.
+		s.log.Info("Machine has no internal address the operator may connect to; it gets no WindowsInstance", "refused", refused)
+		return ctrl.Result{}, true, nil
+	}
+	if addr == "" {
+		// No requeue: the Machine's status update with its address is an
+		// event of the Machine watch.
+		s.log.Info("Waiting for the Machine's internal address")
+		return ctrl.Result{}, true, nil
+	}
+	nodeName, err := r.profile.MachineNodeName(s.m.Name, s.m.Status.Addresses)
+	if err != nil {
+		if r.profile.NodeName == platform.NodeNameFromInternalDNS && !hasAddressType(s.m.Status.Addresses, corev1.NodeInternalDNS) {
+			s.log.Info("Waiting for the Machine's address the Node is named after", "error", err.Error())
+			return ctrl.Result{}, true, nil
+		}
+		// A name the platform cannot use never becomes usable: say so on
+		// the Machine, once.
+		msg := err.Error()
+		if r.setCondition(s, MachineConditionAccessible, corev1.ConditionFalse, EventMachineInvalidName, msg) {
+			r.Recorder.Eventf(s.m, nil, corev1.EventTypeWarning, EventMachineInvalidName, "CreateInstance", "%s", msg)
+		}
+		return ctrl.Result{}, true, nil
+	}
+	return r.applyInstance(ctx, s, addr, nodeName)
+}
+
+func hasAddressType(addrs []corev1.NodeAddress, t corev1.NodeAddressType) bool {
+	for _, a := range addrs {
+		if a.Type == t && a.Address != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// applyInstance creates or updates the WindowsInstance of the Machine.
+func (r *MachineReconciler) applyInstance(ctx context.Context, s *machineScope, addr, nodeName string) (ctrl.Result, bool, error) {
+	log := s.log.WithValues("windowsInstance", klog.KRef("", s.name))
+	if s.wi == nil {
 		holder, err := r.addressHolder(ctx, addr)
 		if err != nil {
-			return ctrl.Result{}, err
+			return ctrl.Result{}, true, err
 		}
 		if holder != "" {
 			// One host, one WindowsInstance. The holder's deletion is not
 			// watched here (it may be anyone's), hence the requeue.
 			log.Info("Another WindowsInstance already has the Machine's address; waiting for it to go",
 				"address", addr, "holder", holder)
-			return ctrl.Result{RequeueAfter: machineAddressTakenRequeue}, nil
+			return ctrl.Result{RequeueAfter: machineAddressTakenRequeue}, true, nil
 		}
-		wi = &wmcov1.WindowsInstance{}
-		wi.Name = name
+		wi := &wmcov1.WindowsInstance{}
+		wi.Name = s.name
 		wi.Labels = map[string]string{wmcov1.LabelSource: wmcov1.SourceMachine}
-		wi.Annotations = map[string]string{wmcov1.AnnotationMachine: owner}
-		r.setSpec(&wi.Spec, addr)
-		log.Info("Creating WindowsInstance", "address", addr)
+		wi.Annotations = map[string]string{wmcov1.AnnotationMachine: s.owner}
+		r.setSpec(&wi.Spec, addr, nodeName)
+		log.Info("Creating WindowsInstance", "address", addr, "nodeName", nodeName, "platform", r.profile.Type)
 		if err := r.Client.Create(ctx, wi); err != nil {
 			// AlreadyExists means the cache lags: the error retries.
-			return ctrl.Result{}, fmt.Errorf("create WindowsInstance %s for Machine %s: %w", name, owner, err)
+			return ctrl.Result{}, true, fmt.Errorf("create WindowsInstance %s for Machine %s: %w", s.name, s.owner, err)
 		}
-		return ctrl.Result{}, nil
+		r.Recorder.Eventf(s.m, wi, corev1.EventTypeNormal, EventMachineInstanceCreated, "CreateInstance",
+			"Created WindowsInstance %s for host %s (platform %s, user %s)", wi.Name, addr, r.profile.Type, wi.Spec.Username)
+		s.wi = wi
+		return ctrl.Result{}, false, nil
 	}
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("get WindowsInstance %s: %w", name, err)
-	}
-	if !ownedByMachine(wi, owner) {
+	wi := s.wi
+	if !ownedByMachine(wi, s.owner) {
 		log.Info("WindowsInstance exists and does not belong to this Machine; leaving it alone",
 			"source", wi.Labels[wmcov1.LabelSource], "annotation", wi.Annotations[wmcov1.AnnotationMachine])
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, true, nil
 	}
 	if !wi.DeletionTimestamp.IsZero() {
 		// No requeue: the instance's delete event maps back to the Machine.
 		log.Info("WindowsInstance is being deleted; it is created again once it is gone")
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, true, nil
 	}
 	before := wi.DeepCopy()
-	r.setSpec(&wi.Spec, addr)
+	r.setSpec(&wi.Spec, addr, nodeName)
 	if equality.Semantic.DeepEqual(before.Spec, wi.Spec) {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, false, nil
 	}
-	log.Info("Updating WindowsInstance", "address", addr)
+	log.Info("Updating WindowsInstance", "address", addr, "nodeName", nodeName)
 	// A merge patch of the Machine's fields only; status is left alone.
 	if err := r.Client.Patch(ctx, wi, client.MergeFrom(before)); err != nil {
-		return ctrl.Result{}, fmt.Errorf("update WindowsInstance %s for Machine %s: %w", name, owner, err)
+		return ctrl.Result{}, true, fmt.Errorf("update WindowsInstance %s for Machine %s: %w", s.name, s.owner, err)
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, false, nil
+}
+
+// reconcileAccess reports on the Machine whether its host lets the
+// operator in and whether its Node is Ready. A host that refused or
+// ignored the operator for AccessTimeout since its instance was created
+// (typically a VM that did not run the windows-user-data Secret, or whose
+// key is not the operator's) turns WindowsHostAccessible False with a
+// Warning Event.
+func (r *MachineReconciler) reconcileAccess(_ context.Context, s *machineScope) (ctrl.Result, bool, error) {
+	wi := s.wi
+	if wi == nil {
+		return ctrl.Result{}, true, nil
+	}
+	reach := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReachable)
+	var res ctrl.Result
+	switch {
+	case reach != nil && reach.Status == metav1.ConditionTrue:
+		r.setCondition(s, MachineConditionAccessible, corev1.ConditionTrue, reach.Reason, "the operator logs in to the host as "+wi.Spec.Username)
+	default:
+		waited := r.now().Sub(wi.CreationTimestamp.Time)
+		if left := r.AccessTimeout - waited; left > 0 {
+			// Nothing to watch for the time passing: look again then.
+			res.RequeueAfter = left + time.Second
+			break
+		}
+		reason, detail := "NotConnected", "the operator has not connected yet"
+		if reach != nil {
+			reason, detail = reach.Reason, reach.Message
+		}
+		msg := fmt.Sprintf("the host at %s has not let the operator log in as %s within %s: %s. New VMs authorize the operator's key from the %s Secret at first boot: check that the MachineSet's providerSpec names it and that the image runs it",
+			wi.Spec.Address, wi.Spec.Username, r.AccessTimeout, detail, "windows-user-data")
+		if r.setCondition(s, MachineConditionAccessible, corev1.ConditionFalse, reason, msg) {
+			r.Recorder.Eventf(s.m, wi, corev1.EventTypeWarning, EventMachineNotAccessible, "Connect", "%s", msg)
+		}
+	}
+	ready := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReady)
+	if ready != nil && ready.Status == metav1.ConditionTrue {
+		if r.setCondition(s, MachineConditionNodeReady, corev1.ConditionTrue, ready.Reason, "Node "+wi.Status.NodeName+" is Ready") {
+			r.Recorder.Eventf(s.m, wi, corev1.EventTypeNormal, EventMachineNodeReady, "Join", "Node %s is Ready", wi.Status.NodeName)
+		}
+	} else if ready != nil {
+		r.setCondition(s, MachineConditionNodeReady, corev1.ConditionFalse, ready.Reason, ready.Message)
+	}
+	return res, false, nil
+}
+
+// setCondition records what the Machine's condition t should say; it
+// returns true when that changes its status (a transition, or a first
+// report), which is when an Event is due.
+func (r *MachineReconciler) setCondition(s *machineScope, t machinev1beta1.ConditionType, status corev1.ConditionStatus, reason, msg string) bool {
+	c := machinev1beta1.Condition{
+		Type: t, Status: status, Reason: reason, Message: core.Truncate(msg, core.MaxConditionMessageBytes),
+		LastTransitionTime: metav1.NewTime(r.now()),
+	}
+	if status == corev1.ConditionFalse {
+		c.Severity = machinev1beta1.ConditionSeverityWarning
+	}
+	transition := true
+	for _, old := range s.m.Status.Conditions {
+		if old.Type == t && old.Status == status {
+			c.LastTransitionTime, transition = old.LastTransitionTime, false
+		}
+	}
+	s.conditions = append(s.conditions, c)
+	return transition
+}
+
+// applyConditions server-side applies the conditions the Reconcile set,
+// when any differs from the Machine's.
+func (r *MachineReconciler) applyConditions(ctx context.Context, s *machineScope) error {
+	changed := false
+	for _, c := range s.conditions {
+		old := findMachineCondition(s.m.Status.Conditions, c.Type)
+		if old == nil || old.Status != c.Status || old.Reason != c.Reason || old.Message != c.Message || old.Severity != c.Severity {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	conds := make([]any, 0, len(s.conditions))
+	for _, c := range s.conditions {
+		m := map[string]any{
+			"type": string(c.Type), "status": string(c.Status), "reason": c.Reason, "message": c.Message,
+			"lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339),
+		}
+		if c.Severity != "" {
+			m["severity"] = string(c.Severity)
+		}
+		conds = append(conds, m)
+	}
+	u := machineApplyObject(s.m)
+	u.Object["status"] = map[string]any{"conditions": conds}
+	//nolint:staticcheck // see setHook.
+	if err := r.Client.Status().Patch(ctx, u, client.Apply, client.FieldOwner(machineFieldOwner), client.ForceOwnership); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("set conditions of Machine %s: %w", s.owner, err)
+	}
+	return nil
+}
+
+func findMachineCondition(conds []machinev1beta1.Condition, t machinev1beta1.ConditionType) *machinev1beta1.Condition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+func (r *MachineReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 // addressHolder returns the name of a WindowsInstance whose address is
@@ -193,15 +526,22 @@ func (r *MachineReconciler) addressHolder(ctx context.Context, addr string) (str
 	return "", nil
 }
 
-// setSpec sets the fields of spec that a Machine owns. Credentials stay
-// as defaulted (the cloud-private-key Secret, as in WMCO).
-func (r *MachineReconciler) setSpec(spec *wmcov1.WindowsInstanceSpec, addr string) {
+// setSpec sets the fields of spec that a Machine owns, from its address,
+// the Node name the platform gives it and the platform's profile.
+// Credentials stay as defaulted (the cloud-private-key Secret, as in WMCO).
+func (r *MachineReconciler) setSpec(spec *wmcov1.WindowsInstanceSpec, addr, nodeName string) {
 	spec.Address = addr
 	spec.Username = r.Username
 	if spec.Username == "" {
-		spec.Username = DefaultMachineUsername
+		spec.Username = r.profile.Username
 	}
 	spec.Port = wmcov1.PortOrDefault(r.Port)
+	spec.NodeName = nodeName
+	spec.Hostname = ""
+	if r.profile.SetHostname {
+		spec.Hostname = nodeName
+	}
+	spec.CloudProvider = r.profile.KubeletCloudProvider
 }
 
 // deleteInstance deletes the WindowsInstance of the Machine key when it is
@@ -253,15 +593,15 @@ func MachineInstanceName(namespace, name string) string {
 	return strings.TrimRight(full, "-.") + suffix
 }
 
-// machineAddress picks the host address of a Machine, normalised: an
-// InternalIP, IPv4 first, else an InternalDNS name; "" when it has none
-// yet. refused says why each address the operator never connects to
-// (link-local, multicast, ...: see pkg/hostaddr) was passed over; it is
-// complete when addr is "".
-func machineAddress(addrs []corev1.NodeAddress) (addr string, refused []string) {
+// machineAddress picks the host address of a Machine among the address
+// types the platform allows, normalised: an InternalIP, IPv4 first, else
+// an InternalDNS name; "" when it has none yet. refused says why each
+// address the operator never connects to (link-local, multicast, ...: see
+// pkg/hostaddr) was passed over; it is complete when addr is "".
+func machineAddress(addrs []corev1.NodeAddress, types []corev1.NodeAddressType) (addr string, refused []string) {
 	var v6, dns string
 	for _, a := range addrs {
-		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeInternalDNS {
+		if (a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeInternalDNS) || !slices.Contains(types, a.Type) {
 			continue
 		}
 		n, err := hostaddr.Normalize(a.Address)
@@ -297,14 +637,24 @@ func machineAddress(addrs []corev1.NodeAddress) (addr string, refused []string) 
 // cluster serves machine.openshift.io/v1beta1 Machines
 // (cluster.Info.MachineAPI).
 func (r *MachineReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Client == nil {
+	switch {
+	case r.Client == nil:
 		return errors.New("MachineReconciler: Client is nil")
-	}
-	if r.Port < 0 || r.Port > 65535 {
+	case r.Recorder == nil:
+		return errors.New("MachineReconciler: Recorder is nil")
+	case r.Port < 0 || r.Port > 65535:
 		return fmt.Errorf("MachineReconciler: Port %d is not from 1 to 65535", r.Port)
+	case r.AccessTimeout < 0:
+		return fmt.Errorf("MachineReconciler: AccessTimeout %s is negative", r.AccessTimeout)
 	}
-	if r.Username == "" {
-		r.Username = DefaultMachineUsername
+	if r.AccessTimeout == 0 {
+		r.AccessTimeout = DefaultMachineAccessTimeout
+	}
+	r.Recorder = core.Recorder(r.Recorder)
+	var known bool
+	if r.profile, known = platform.Lookup(r.Platform); !known {
+		mgr.GetLogger().Info("The cluster's platform has no profile of its own; Windows Machines are handled as on None",
+			"platform", r.Platform)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("machine-inventory").
@@ -327,11 +677,25 @@ func windowsMachineChanged() predicate.Funcs {
 }
 
 // machineInstanceChanged passes events of machine-sourced WindowsInstances
-// except status-only updates. Creates include the initial list when the
-// manager starts, and updates with an unchanged resourceVersion are
+// except status updates that change nothing the Machine reports (its
+// Reachable and Ready conditions). Creates include the initial list when
+// the manager starts, and updates with an unchanged resourceVersion are
 // resyncs: both let orphans be found.
 func machineInstanceChanged() predicate.Funcs {
 	ours := func(o client.Object) bool { return o.GetLabels()[wmcov1.LabelSource] == wmcov1.SourceMachine }
+	reported := func(o client.Object) []string {
+		wi, ok := o.(*wmcov1.WindowsInstance)
+		if !ok {
+			return nil
+		}
+		var out []string
+		for _, t := range []string{wmcov1.ConditionReachable, wmcov1.ConditionReady} {
+			if c := meta.FindStatusCondition(wi.Status.Conditions, t); c != nil {
+				out = append(out, t+"="+string(c.Status)+"/"+c.Reason)
+			}
+		}
+		return out
+	}
 	return predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool { return ours(e.Object) },
 		DeleteFunc: func(e event.DeleteEvent) bool { return ours(e.Object) },
@@ -342,7 +706,9 @@ func machineInstanceChanged() predicate.Funcs {
 			return e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion() ||
 				e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
 				!equality.Semantic.DeepEqual(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) ||
-				!equality.Semantic.DeepEqual(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations())
+				!equality.Semantic.DeepEqual(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()) ||
+				!slices.Equal(reported(e.ObjectOld), reported(e.ObjectNew)) ||
+				!e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp())
 		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}

@@ -28,7 +28,7 @@ import (
 func inventoryStartMachineController(t *testing.T) {
 	t.Helper()
 	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
-		return (&inventory.MachineReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+		return (&inventory.MachineReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("wmco-machine-controller")}).SetupWithManager(mgr)
 	})
 }
 
@@ -43,10 +43,8 @@ func inventoryMachine(t *testing.T, namespace, name string, labels map[string]st
 	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), m) })
 	inventoryDeleteInstancesAtEnd(t, inventory.MachineInstanceName(namespace, name))
 	if len(addrs) > 0 {
-		m.Status.Addresses = addrs
-		if err := ctrltest.Client.Status().Update(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
+		// The Machine controller may have added its hook meanwhile.
+		inventoryUpdateMachine(NewWithT(t), m, true, func(m *machinev1beta1.Machine) { m.Status.Addresses = addrs })
 	}
 	return m
 }
@@ -97,7 +95,7 @@ func TestMachineInstanceFollowsItsMachine(t *testing.T) {
 		g.Expect(wi.Spec).To(Equal(wmcov1.WindowsInstanceSpec{
 			Address:  "10.78.1.13",
 			Port:     wmcov1.DefaultSSHPort,
-			Username: inventory.DefaultMachineUsername,
+			Username: "Administrator",
 			CredentialsSecretRef: wmcov1.SecretKeyReference{
 				Name: wmcov1.DefaultCredentialsSecretName,
 				Key:  wmcov1.DefaultCredentialsSecretKey,
@@ -258,7 +256,10 @@ func TestMachineReconcilerSetupChecksItsFields(t *testing.T) {
 	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
 		g := NewWithT(t)
 		g.Expect((&inventory.MachineReconciler{}).SetupWithManager(mgr)).NotTo(Succeed())
-		g.Expect((&inventory.MachineReconciler{Client: mgr.GetClient(), Port: 70000}).SetupWithManager(mgr)).NotTo(Succeed())
+		g.Expect((&inventory.MachineReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)).To(MatchError(ContainSubstring("Recorder")))
+		rec := mgr.GetEventRecorder("wmco-machine-controller")
+		g.Expect((&inventory.MachineReconciler{Client: mgr.GetClient(), Recorder: rec, Port: 70000}).SetupWithManager(mgr)).NotTo(Succeed())
+		g.Expect((&inventory.MachineReconciler{Client: mgr.GetClient(), Recorder: rec, AccessTimeout: -time.Second}).SetupWithManager(mgr)).NotTo(Succeed())
 		return nil
 	})
 }

@@ -3,10 +3,14 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 
+	configv1 "github.com/openshift/api/config/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/discovery"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Platform is the kind of cluster.
@@ -67,4 +71,24 @@ func serves(dc discovery.DiscoveryInterface, groupVersion, resource string) (boo
 		}
 	}
 	return false, nil
+}
+
+// InfrastructurePlatform returns the platform type in the status of the
+// cluster's Infrastructure object (config.openshift.io/v1, named cluster):
+// AWS, Azure, VSphere, None, ... It is "" where the object or its kind does
+// not exist (plain Kubernetes); callers treat that as None.
+func InfrastructurePlatform(ctx context.Context, c client.Reader) (configv1.PlatformType, error) {
+	infra := &configv1.Infrastructure{}
+	err := c.Get(ctx, client.ObjectKey{Name: "cluster"}, infra)
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("read the Infrastructure object cluster: %w", err)
+	}
+	if s := infra.Status.PlatformStatus; s != nil && s.Type != "" {
+		return s.Type, nil
+	}
+	//nolint:staticcheck // status.platform is deprecated for platformStatus.type, which old clusters may lack.
+	return infra.Status.Platform, nil
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	configv1 "github.com/openshift/api/config/v1"
+
 	. "github.com/onsi/gomega"
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
@@ -174,6 +176,12 @@ type OperatorOptions struct {
 	DrainTimeout time.Duration
 	// MachineSSHPort is where Machine hosts' SSH servers listen.
 	MachineSSHPort int32
+	// MachinePlatform is the cluster's platform for Windows Machines
+	// (default None).
+	MachinePlatform configv1.PlatformType
+	// MachineAccessTimeout bounds the wait for a Machine's host to let
+	// the operator in (default the operator's).
+	MachineAccessTimeout time.Duration
 	// Payloads, when set, replace the one test payload.
 	Payloads *payload.Catalog
 	// ServerVersion, when set, is the API server's version the operator
@@ -207,9 +215,10 @@ func StartStoppableOperator(t *testing.T, o OperatorOptions) (*CountingDialer, f
 				APIServerURL: Cluster.Host, CACertPEM: Cluster.CACert, ServiceCIDR: localcluster.ServiceCIDR,
 				ClusterNetworkCIDR: localcluster.ClusterCIDR, DNSIP: "10.0.0.10", KubernetesVersion: localcluster.DefaultKubernetesVersion,
 			},
-			DrainTimeout:   o.DrainTimeout,
-			MachineAPI:     true,
-			MachineSSHPort: o.MachineSSHPort,
+			DrainTimeout:    o.DrainTimeout,
+			MachineAPI:      true,
+			MachineSSHPort:  o.MachineSSHPort,
+			MachinePlatform: o.MachinePlatform, MachineAccessTimeout: o.MachineAccessTimeout,
 		})
 	})
 	return dialer, stop

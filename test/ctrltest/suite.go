@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -109,9 +110,23 @@ func StartStoppableManager(t *testing.T, setup func(mgr ctrl.Manager) error) (ct
 	return startManager(t, Cluster.Config, setup)
 }
 
+// StartManagerWithCache is StartManagerAs with the manager's cache
+// limited as the operator's main limits it.
+func StartManagerWithCache(t *testing.T, cfg *rest.Config, c cache.Options, setup func(mgr ctrl.Manager) error) ctrl.Manager {
+	t.Helper()
+	mgr, _ := startManagerWith(t, cfg, c, setup)
+	return mgr
+}
+
 func startManager(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager) error) (ctrl.Manager, func()) {
 	t.Helper()
+	return startManagerWith(t, cfg, cache.Options{}, setup)
+}
+
+func startManagerWith(t *testing.T, cfg *rest.Config, c cache.Options, setup func(mgr ctrl.Manager) error) (ctrl.Manager, func()) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Cache:                  c,
 		Scheme:                 Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
