@@ -35,6 +35,9 @@ const (
 	ReasonCheckingHost    = "CheckingHost"
 	ReasonPreflightPassed = "PreflightPassed"
 	ReasonRebooting       = "Rebooting"
+	// ReasonRenamingHost: the host reboots to take the computer name
+	// spec.hostname asks for (also the Event's reason).
+	ReasonRenamingHost = "RenamingHost"
 
 	ReasonPayloadTransfer = "PayloadTransfer"
 	ReasonApplyFailed     = "ApplyFailed"
