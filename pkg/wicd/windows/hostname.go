@@ -40,9 +40,12 @@ func (system) SetHostname(name string) error {
 	return nil
 }
 
-// PendingHostname is the "NV Hostname" of the TCP/IP parameters when it
-// differs (case-insensitively) from their "Hostname", the name in effect;
-// "" when they agree or no name was ever set for the next boot.
+// PendingHostname is the DNS host name configured for the next boot, the
+// TCP/IP parameters' "NV Hostname" that SetComputerNameEx writes, when it
+// differs (case-insensitively) from the one in effect (GetComputerNameEx,
+// which keeps the name the host booted with); "" otherwise. (Wine 8 keeps
+// no name for the next boot: it writes "Hostname" alone and its name in
+// effect is the Linux host's.)
 func (system) PendingHostname() (string, error) {
 	k, err := registry.OpenKey(registry.LOCAL_MACHINE, tcpipParametersKey, registry.QUERY_VALUE)
 	if errors.Is(err, registry.ErrNotExist) {
@@ -53,22 +56,17 @@ func (system) PendingHostname() (string, error) {
 	}
 	defer func() { _ = k.Close() }()
 	next, _, err := k.GetStringValue("NV Hostname")
-	if errors.Is(err, registry.ErrNotExist) {
+	if errors.Is(err, registry.ErrNotExist) || (err == nil && next == "") {
 		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("read HKLM\\%s NV Hostname: %w", tcpipParametersKey, err)
 	}
-	cur, _, err := k.GetStringValue("Hostname")
-	if errors.Is(err, registry.ErrNotExist) {
-		// No name in effect recorded there: compare with the one the
-		// host reports.
-		cur, err = system{}.Hostname()
-	}
+	cur, err := system{}.Hostname()
 	if err != nil {
-		return "", fmt.Errorf("read HKLM\\%s Hostname: %w", tcpipParametersKey, err)
+		return "", fmt.Errorf("read the computer name in effect: %w", err)
 	}
-	if next == "" || strings.EqualFold(next, cur) {
+	if strings.EqualFold(next, cur) {
 		return "", nil
 	}
 	return next, nil
