@@ -238,9 +238,11 @@ const rebootRequeue = 20 * time.Second
 // first (reconcileAgent), as for a node rename.
 func (r *Reconciler) reconcileHostname(ctx context.Context, s *scope) (ctrl.Result, error) {
 	want := s.wi.Spec.Hostname
-	if want == "" || strings.EqualFold(s.facts.Hostname, want) {
+	if want == "" || (strings.EqualFold(s.facts.Hostname, want) && s.facts.PendingHostname == "") {
 		return ctrl.Result{}, nil
 	}
+	// With the name in effect and another pending (set by someone
+	// else), set-hostname cancels the pending one without a reboot.
 	var res wicdapi.SetHostnameResult
 	if err := r.runAgent(ctx, s, &res, wicdapi.SetHostnameArg, "--name="+want); err != nil {
 		setPreflightCondition(s.wi, outcome{reason: ReasonAgentFailed, message: err.Error()})
@@ -254,8 +256,9 @@ func (r *Reconciler) reconcileHostname(ctx context.Context, s *scope) (ctrl.Resu
 		// one reboot per name, never a loop of them. The host has not
 		// rebooted yet (a reboot is on its way) or Windows kept the old
 		// name; either way a person has to look.
-		msg := fmt.Sprintf("the computer name %s is set for the next boot, but the host still runs as %s after the reboot the operator asked for: reboot the host", want, s.facts.Hostname)
-		setPreflightCondition(s.wi, outcome{reason: ReasonRenamingHost, message: msg})
+		msg := stuckRenameMessage(want, s.facts.Hostname)
+		setPreflightCondition(s.wi, outcome{reason: ReasonHostnameNotApplied, message: msg})
+		r.event(s, true, ReasonHostnameNotApplied, "%s", msg)
 		return ctrl.Result{RequeueAfter: 5 * time.Minute}, nil
 	}
 	if !s.facts.Features[featureContainers] {
@@ -278,12 +281,27 @@ func renamingMessage(name string) string {
 	return "setting the computer name to " + name + "; rebooting"
 }
 
+// stuckRenameMessage is the PreflightPassed message when the host still
+// runs as current after the reboot for the computer name name.
+func stuckRenameMessage(name, current string) string {
+	return "rebooted for the computer name " + name + "; the host still runs as " + current +
+		" (the name waits for the next boot): reboot the host"
+}
+
 // rebootedFor reports whether the instance's status says the host was
 // rebooted to take the computer name name.
 func rebootedFor(wi *wmcov1.WindowsInstance, name string) bool {
 	c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionPreflightPassed)
-	return c != nil && (c.Reason == ReasonRenamingHost || c.Reason == ReasonRebooting) &&
-		strings.Contains(c.Message, renamingMessage(name))
+	if c == nil {
+		return false
+	}
+	switch c.Reason {
+	case ReasonRenamingHost, ReasonRebooting:
+		return strings.Contains(c.Message, renamingMessage(name))
+	case ReasonHostnameNotApplied:
+		return strings.Contains(c.Message, "computer name "+name+";")
+	}
+	return false
 }
 
 // reboot restarts the host with `shutdown.exe /r /t 5`; a connection lost
