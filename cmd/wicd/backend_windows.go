@@ -30,7 +30,7 @@ const serviceFlag = "--service"
 
 // loggedCommands change the host; they write what they do to the agent's
 // log file as well as to stderr.
-var loggedCommands = []string{"apply", "cleanup", "enable-features", "run", wicdapi.SelfUpgradeArg}
+var loggedCommands = []string{"apply", "cleanup", "enable-features", "run", wicdapi.SelfUpgradeArg, wicdapi.SetHostnameArg}
 
 // newBackend is the Windows host the agent runs on.
 func newBackend() (*wicd.Backend, error) {

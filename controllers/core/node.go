@@ -10,12 +10,15 @@ import (
 )
 
 // DesiredNodeName is the name an instance's host should register as:
-// spec.nodeName when set, else the host's hostname in lower case, else
-// (hostname not known) the name recorded in status.
+// spec.nodeName when set, else spec.hostname (the computer name the
+// operator gives the host before it joins), else the host's hostname in
+// lower case, else (hostname not known) the name recorded in status.
 func DesiredNodeName(wi *wmcov1.WindowsInstance, hostname string) string {
 	switch {
 	case wi.Spec.NodeName != "":
 		return wi.Spec.NodeName
+	case wi.Spec.Hostname != "":
+		return wi.Spec.Hostname
 	case hostname != "":
 		return strings.ToLower(hostname)
 	default:

@@ -37,3 +37,24 @@ func TestOwnsNode(t *testing.T) {
 		NewWithT(t).Expect(OwnsNode(inst, tc.node)).To(Equal(tc.want), tc.name)
 	}
 }
+
+func TestDesiredNodeName(t *testing.T) {
+	cases := []struct {
+		name                  string
+		nodeName, hostname    string
+		statusName, hostFacts string
+		want                  string
+	}{
+		{"spec.nodeName first", "ip-10-0-1-2.ec2.internal", "vm-abc12", "old", "WIN-X", "ip-10-0-1-2.ec2.internal"},
+		{"then spec.hostname, before the host is renamed", "", "vm-abc12", "", "WIN-X", "vm-abc12"},
+		{"then the host's name in lower case", "", "", "old", "WIN-X", "win-x"},
+		{"then the recorded name", "", "", "old", "", "old"},
+	}
+	for _, tc := range cases {
+		wi := &wmcov1.WindowsInstance{
+			Spec:   wmcov1.WindowsInstanceSpec{NodeName: tc.nodeName, Hostname: tc.hostname},
+			Status: wmcov1.WindowsInstanceStatus{NodeName: tc.statusName},
+		}
+		NewWithT(t).Expect(DesiredNodeName(wi, tc.hostFacts)).To(Equal(tc.want), tc.name)
+	}
+}

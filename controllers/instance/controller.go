@@ -125,6 +125,9 @@ type scope struct {
 	// rotation is the SSH key rotation the connection phase found the
 	// host needs (keys.go), for the keys phase.
 	rotation *keyRotation
+	// hostnamePending is the computer name reconcileHostname set for the
+	// next boot, for the features phase to reboot for it too.
+	hostnamePending string
 	// waitingSlot: no configuration slot was free for this reconcile.
 	waitingSlot bool
 	// server is the API server's version for this reconcile; selected the
@@ -225,6 +228,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		{r.reconcileConnection, wmcov1.ConditionReachable},
 		{r.reconcileAgent, wmcov1.ConditionReachable},
 		{r.reconcileKeys, wmcov1.ConditionReachable},
+		{r.reconcileHostname, wmcov1.ConditionPreflightPassed},
 		{r.reconcileFeatures, wmcov1.ConditionPreflightPassed},
 		{r.reconcilePreflight, wmcov1.ConditionPreflightPassed},
 		{r.reconcileUpgrade, ""},

@@ -185,14 +185,25 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 		s.applied = wi.Status.PayloadVersion
 	}
 	wi.Status.Host = wmcov1.HostFacts{Hostname: facts.Hostname, OSBuild: int32(facts.OSBuild), Addresses: facts.Addresses}
-	if want := core.DesiredNodeName(wi, facts.Hostname); wi.Status.NodeName != want {
+	want := core.DesiredNodeName(wi, facts.Hostname)
+	// A joined host whose spec.hostname changed is renamed like a node:
+	// deconfigured here, renamed and rebooted by reconcileHostname, then
+	// joined again. Once deconfigured it has no applied plan, so this
+	// happens once per change.
+	renameHost := wi.Spec.Hostname != "" && !strings.EqualFold(facts.Hostname, wi.Spec.Hostname)
+	if wi.Status.NodeName != want || renameHost {
 		if wi.Status.NodeName != "" && facts.Files[wicdapi.AppliedPlanPath] != "" {
 			// The kubelet's certificate names the old Node and it may
 			// register no other: start over under the new name, once
 			// the old Node is drained (which may take reconciles).
 			if !meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionDraining) {
-				s.log.Info("Renaming node", "from", wi.Status.NodeName, "to", want)
-				r.event(s, false, "RenamingNode", "Node name changes from %s to %s: deconfiguring the host to join again", wi.Status.NodeName, want)
+				if wi.Status.NodeName != want {
+					s.log.Info("Renaming node", "from", wi.Status.NodeName, "to", want)
+					r.event(s, false, "RenamingNode", "Node name changes from %s to %s: deconfiguring the host to join again", wi.Status.NodeName, want)
+				} else {
+					s.log.Info("Renaming host", "from", facts.Hostname, "to", wi.Spec.Hostname)
+					r.event(s, false, ReasonRenamingHost, "Computer name changes from %s to %s: deconfiguring the host to join again", facts.Hostname, wi.Spec.Hostname)
+				}
 			}
 			for _, c := range []string{wmcov1.ConditionConfigured, wmcov1.ConditionNodeReady} {
 				setCondition(wi, c, outcome{reason: ReasonConfigNeeded, message: "joining again as " + want})
@@ -214,8 +225,99 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 	return ctrl.Result{}, nil
 }
 
+// rebootRequeue is how soon a rebooting host is looked at again: nothing
+// can be watched on it.
+const rebootRequeue = 20 * time.Second
+
+// reconcileHostname gives the host the computer name spec.hostname asks
+// for (on vSphere the Machine's name) before it joins: `wicd set-hostname`
+// sets it for the next boot, and the host is rebooted once, by this phase
+// or, when the Containers feature is to be enabled too, by the features
+// phase for both. Once the host runs under the name, facts say so and the
+// phase passes. A host that has joined under another name was deconfigured
+// first (reconcileAgent), as for a node rename.
+func (r *Reconciler) reconcileHostname(ctx context.Context, s *scope) (ctrl.Result, error) {
+	want := s.wi.Spec.Hostname
+	if want == "" || (strings.EqualFold(s.facts.Hostname, want) && s.facts.PendingHostname == "") {
+		return ctrl.Result{}, nil
+	}
+	// With the name in effect and another pending (set by someone
+	// else), set-hostname cancels the pending one without a reboot.
+	var res wicdapi.SetHostnameResult
+	if err := r.runAgent(ctx, s, &res, wicdapi.SetHostnameArg, "--name="+want); err != nil {
+		setPreflightCondition(s.wi, outcome{reason: ReasonAgentFailed, message: err.Error()})
+		return ctrl.Result{}, err
+	}
+	if !res.RebootRequired {
+		return ctrl.Result{}, nil
+	}
+	if !res.Changed && rebootedFor(s.wi, want) {
+		// The name was pending already and the host was rebooted for it:
+		// one reboot per name, never a loop of them. The host has not
+		// rebooted yet (a reboot is on its way) or Windows kept the old
+		// name; either way a person has to look.
+		msg := stuckRenameMessage(want, s.facts.Hostname)
+		setPreflightCondition(s.wi, outcome{reason: ReasonHostnameNotApplied, message: msg})
+		r.event(s, true, ReasonHostnameNotApplied, "%s", msg)
+		return ctrl.Result{RequeueAfter: 5 * time.Minute}, nil
+	}
+	if !s.facts.Features[featureContainers] {
+		// The features phase reboots for both.
+		s.hostnamePending = want
+		return ctrl.Result{}, nil
+	}
+	s.log.Info("Rebooting host to set its computer name", "from", s.facts.Hostname, "to", want)
+	r.event(s, false, ReasonRenamingHost, "Set the computer name to %s (was %s); rebooting the host", want, s.facts.Hostname)
+	if err := r.reboot(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	setPreflightCondition(s.wi, outcome{reason: ReasonRenamingHost, message: renamingMessage(want)})
+	return ctrl.Result{RequeueAfter: rebootRequeue}, nil
+}
+
+// renamingMessage is the PreflightPassed message while the host reboots
+// to take the computer name name.
+func renamingMessage(name string) string {
+	return "setting the computer name to " + name + "; rebooting"
+}
+
+// stuckRenameMessage is the PreflightPassed message when the host still
+// runs as current after the reboot for the computer name name.
+func stuckRenameMessage(name, current string) string {
+	return "rebooted for the computer name " + name + "; the host still runs as " + current +
+		" (the name waits for the next boot): reboot the host"
+}
+
+// rebootedFor reports whether the instance's status says the host was
+// rebooted to take the computer name name.
+func rebootedFor(wi *wmcov1.WindowsInstance, name string) bool {
+	c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionPreflightPassed)
+	if c == nil {
+		return false
+	}
+	switch c.Reason {
+	case ReasonRenamingHost, ReasonRebooting:
+		return strings.Contains(c.Message, renamingMessage(name))
+	case ReasonHostnameNotApplied:
+		return strings.Contains(c.Message, "computer name "+name+";")
+	}
+	return false
+}
+
+// reboot restarts the host with `shutdown.exe /r /t 5`; a connection lost
+// under the command is the reboot under way.
+func (r *Reconciler) reboot(ctx context.Context, s *scope) error {
+	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	if _, err := s.session.Run(cctx, []string{"shutdown.exe", "/r", "/t", "5"}); err != nil && !errors.Is(err, remote.ErrConnectionLost) {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	return nil
+}
+
 // reconcileFeatures enables the Containers feature, rebooting the host when
-// Windows asks for it; the reboot is waited out with a requeue.
+// Windows asks for it (or a computer name set by reconcileHostname waits
+// for a boot); the reboot is waited out with a requeue.
 func (r *Reconciler) reconcileFeatures(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if s.facts.Features[featureContainers] {
 		return ctrl.Result{}, nil
@@ -225,20 +327,27 @@ func (r *Reconciler) reconcileFeatures(ctx context.Context, s *scope) (ctrl.Resu
 		setPreflightCondition(s.wi, outcome{reason: ReasonAgentFailed, message: err.Error()})
 		return ctrl.Result{}, err
 	}
-	if !res.RebootRequired {
+	if !res.RebootRequired && s.hostnamePending == "" {
 		return ctrl.Result{}, nil
 	}
-	s.log.Info("Rebooting host to enable Windows features", "features", res.Enabled)
-	r.event(s, false, "Rebooting", "Enabled %s; rebooting the host", strings.Join(res.Enabled, ", "))
-	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	if _, err := s.session.Run(cctx, []string{"shutdown.exe", "/r", "/t", "5"}); err != nil && !errors.Is(err, remote.ErrConnectionLost) {
-		return ctrl.Result{}, fmt.Errorf("reboot: %w", err)
+	why := "enable " + strings.Join(res.Enabled, ", ")
+	if !res.RebootRequired {
+		why = ""
 	}
-	// A connection lost under the command is the reboot under way.
-	setPreflightCondition(s.wi, outcome{reason: ReasonRebooting, message: "rebooting to enable " + strings.Join(res.Enabled, ", ")})
-	// Nothing can be watched on a rebooting host: look again shortly.
-	return ctrl.Result{RequeueAfter: 20 * time.Second}, nil
+	if s.hostnamePending != "" {
+		if why != "" {
+			why += " and "
+		}
+		why += renamingMessage(s.hostnamePending)
+		r.event(s, false, ReasonRenamingHost, "Set the computer name to %s (was %s); rebooting the host", s.hostnamePending, s.facts.Hostname)
+	}
+	s.log.Info("Rebooting host", "features", res.Enabled, "hostname", s.hostnamePending)
+	r.event(s, false, "Rebooting", "Rebooting the host to %s", why)
+	if err := r.reboot(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	setPreflightCondition(s.wi, outcome{reason: ReasonRebooting, message: "rebooting to " + why})
+	return ctrl.Result{RequeueAfter: rebootRequeue}, nil
 }
 
 // reconcilePreflight runs the agent's checks. Terminal failures (an
@@ -251,7 +360,8 @@ func (r *Reconciler) reconcilePreflight(ctx context.Context, s *scope) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	for _, c := range res.Checks {
-		if c.Passed || (c.Name == wicdapi.CheckHostname && s.wi.Spec.NodeName != "") {
+		// The hostname matters only when the Node is named after it.
+		if c.Passed || (c.Name == wicdapi.CheckHostname && (s.wi.Spec.NodeName != "" || s.wi.Spec.Hostname != "")) {
 			continue
 		}
 		o := outcome{reason: c.Reason, message: c.Message}
@@ -399,7 +509,8 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	in := nodeconfig.Inputs{
 		Config: s.config, Cluster: cluster, Host: nodeconfig.HostFactsFrom(*s.facts),
 		NodeName: wi.Status.NodeName, Payload: m, BootstrapToken: token,
-		NodeLabels: map[string]string{wmcov1.LabelInstance: wi.Name},
+		NodeLabels:    map[string]string{wmcov1.LabelInstance: wi.Name},
+		CloudProvider: wi.Spec.CloudProvider,
 	}
 	if s.config.Network.Type == wmcov1.NetworkOVNHybridOverlay && joined {
 		in.HostSubnet = hostSubnet(node)
@@ -539,7 +650,9 @@ func nodeReadyCondition(node *corev1.Node) *corev1.NodeCondition {
 
 // labelAndTaint puts the operator's labels, annotation and the configured
 // taints on the Node; the kubelet may set none of them itself after
-// registration.
+// registration. Taints it does not own (the cloud controller manager's
+// node.cloudprovider.kubernetes.io/uninitialized, the node lifecycle
+// controller's) are kept as they are.
 func (r *Reconciler) labelAndTaint(ctx context.Context, s *scope, node *corev1.Node) error {
 	source := s.wi.Labels[wmcov1.LabelSource]
 	if source == "" {
@@ -548,8 +661,8 @@ func (r *Reconciler) labelAndTaint(ctx context.Context, s *scope, node *corev1.N
 	want := map[string]string{
 		wmcov1.LabelOSID: "Windows", wmcov1.LabelWorkerRole: "", wmcov1.LabelInstance: s.wi.Name, wmcov1.LabelSource: source,
 	}
-	patch := client.MergeFrom(node.DeepCopy())
-	changed := false
+	base := node.DeepCopy()
+	changed, taintsChanged := false, false
 	if node.Labels == nil {
 		node.Labels = map[string]string{}
 	}
@@ -569,13 +682,22 @@ func (r *Reconciler) labelAndTaint(ctx context.Context, s *scope, node *corev1.N
 		switch {
 		case i < 0:
 			node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
-			changed = true
+			changed, taintsChanged = true, true
 		case node.Spec.Taints[i].Value != t.Value:
-			node.Spec.Taints[i].Value, changed = t.Value, true
+			node.Spec.Taints[i].Value, changed, taintsChanged = t.Value, true, true
 		}
 	}
 	if !changed {
 		return nil
+	}
+	patch := client.MergeFrom(base)
+	if taintsChanged {
+		// A merge patch replaces the whole taint list with the one read
+		// from the cache: a taint another controller removed or added
+		// meanwhile (the cloud controller manager's uninitialized
+		// taint) would come back or go. The resourceVersion makes such
+		// a patch fail with a conflict instead, and it is retried.
+		patch = client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
 	}
 	if err := r.Client.Patch(ctx, node, patch); err != nil {
 		return fmt.Errorf("label and taint Node %s: %w", node.Name, err)

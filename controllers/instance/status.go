@@ -35,6 +35,13 @@ const (
 	ReasonCheckingHost    = "CheckingHost"
 	ReasonPreflightPassed = "PreflightPassed"
 	ReasonRebooting       = "Rebooting"
+	// ReasonRenamingHost: the host reboots to take the computer name
+	// spec.hostname asks for (also the Event's reason).
+	ReasonRenamingHost = "RenamingHost"
+	// ReasonHostnameNotApplied: the host was rebooted for the computer
+	// name spec.hostname asks for and still runs under another; the
+	// operator does not reboot it again.
+	ReasonHostnameNotApplied = "HostnameNotApplied"
 
 	ReasonPayloadTransfer = "PayloadTransfer"
 	ReasonApplyFailed     = "ApplyFailed"
@@ -313,7 +320,7 @@ func stalled(wi *wmcov1.WindowsInstance) bool {
 // that it failed.
 var progressReasons = map[string]bool{
 	ReasonConnecting: true, ReasonCheckingHost: true, ReasonPayloadTransfer: true, ReasonNotObserved: true,
-	ReasonConfigNeeded: true, ReasonRebooting: true,
+	ReasonConfigNeeded: true, ReasonRebooting: true, ReasonRenamingHost: true,
 }
 
 // maxStatusMessage bounds status.message, shown in kubectl get wi -o wide.

@@ -111,6 +111,11 @@ var goldenCases = map[string]func(in *Inputs){
 		in.NodeLabels["example.com/team"] = "payments"
 		in.HostSubnet = "10.132.8.0/23"
 	},
+	// A cloud controller manager initialises the Node (AWS, Azure, vSphere).
+	"cloud-provider-external": func(in *Inputs) {
+		in.CloudProvider = CloudProviderExternal
+		in.NodeName = "ip-10-0-12-34.ec2.internal"
+	},
 	// An explicitly empty taint list: no taint at all.
 	"no-taints": func(in *Inputs) { in.Config.Taints = []wmcov1alpha1.NodeTaint{} },
 }

@@ -50,7 +50,16 @@ type Inputs struct {
 	// configuration and no kube-proxy, and the Node stays NotReady.
 	// Must be empty for network type None.
 	HostSubnet string
+	// CloudProvider is the kubelet's --cloud-provider: CloudProviderExternal
+	// where a cloud controller manager initialises the Node (the kubelet
+	// then registers it with the node.cloudprovider.kubernetes.io/uninitialized
+	// taint), "" for none.
+	CloudProvider string
 }
+
+// CloudProviderExternal is the only kubelet --cloud-provider the operator
+// sets: the in-tree cloud providers are gone from the kubelet.
+const CloudProviderExternal = "external"
 
 // ClusterFacts are facts about the cluster the node joins.
 type ClusterFacts struct {

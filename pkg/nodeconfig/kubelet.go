@@ -121,6 +121,12 @@ func kubeletArgs(r *resolved) []string {
 		"--hostname-override=" + r.nodeName,
 		"--node-ip=" + r.nodeIP.String(),
 	}
+	if r.cloudProvider != "" {
+		// The kubelet registers the Node with the uninitialized taint
+		// and leaves its addresses to the cloud controller manager once
+		// it has set them.
+		args = append(args, "--cloud-provider="+r.cloudProvider)
+	}
 	if len(r.labels) > 0 {
 		pairs := make([]string, 0, len(r.labels))
 		for _, k := range sortedKeys(r.labels) {

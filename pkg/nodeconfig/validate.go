@@ -56,23 +56,24 @@ type mirror struct {
 
 // resolved is the validated, defaulted view of Inputs that rendering uses.
 type resolved struct {
-	spec        wmcov1alpha1.WindowsNodeConfigSpec
-	network     wmcov1alpha1.NetworkType
-	vxlanPort   int32
-	apiServer   string
-	caPEM       []byte
-	serviceCIDR netip.Prefix
-	clusterCIDR netip.Prefix // invalid when not known (network None)
-	dnsIP       netip.Addr
-	domain      string
-	nodeName    string
-	nodeIP      netip.Addr
-	hostSubnet  netip.Prefix // invalid when not known
-	payload     *payload.Manifest
-	token       string
-	labels      map[string]string
-	taints      []wmcov1alpha1.NodeTaint
-	mirrors     []mirror
+	spec          wmcov1alpha1.WindowsNodeConfigSpec
+	network       wmcov1alpha1.NetworkType
+	vxlanPort     int32
+	apiServer     string
+	caPEM         []byte
+	serviceCIDR   netip.Prefix
+	clusterCIDR   netip.Prefix // invalid when not known (network None)
+	dnsIP         netip.Addr
+	domain        string
+	nodeName      string
+	nodeIP        netip.Addr
+	hostSubnet    netip.Prefix // invalid when not known
+	cloudProvider string
+	payload       *payload.Manifest
+	token         string
+	labels        map[string]string
+	taints        []wmcov1alpha1.NodeTaint
+	mirrors       []mirror
 }
 
 func (r *resolved) ovn() bool { return r.network == wmcov1alpha1.NetworkOVNHybridOverlay }
@@ -186,6 +187,12 @@ func resolve(in Inputs) (*resolved, error) {
 		fail("nodeName", "%q: %s", in.NodeName, strings.Join(msgs, "; "))
 	}
 	r.labels = validateLabels(in.NodeLabels, fail)
+	switch in.CloudProvider {
+	case "", CloudProviderExternal:
+		r.cloudProvider = in.CloudProvider
+	default:
+		fail("cloudProvider", "%q: only %q (a cloud controller manager initialises the Node) or empty", in.CloudProvider, CloudProviderExternal)
+	}
 	validateToken(in.BootstrapToken, fail)
 	r.token = in.BootstrapToken
 

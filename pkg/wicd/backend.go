@@ -83,6 +83,13 @@ type System interface {
 	Features(names []string) (map[string]bool, error)
 	// EnableFeature turns a feature on and says whether a reboot is needed.
 	EnableFeature(name string) (rebootRequired bool, err error)
+	// PendingHostname is the computer name that takes effect at the next
+	// boot, "" when none is pending (the name in effect stays).
+	PendingHostname() (string, error)
+	// SetHostname sets the computer name (its DNS host name and, as
+	// Windows derives it, the NetBIOS name); it takes effect at the next
+	// boot.
+	SetHostname(name string) error
 }
 
 // Network manages HNS networks.

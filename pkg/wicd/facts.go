@@ -34,6 +34,9 @@ func gatherFacts(b *Backend) (*wicdapi.Facts, error) {
 	if f.Hostname, err = b.System.Hostname(); err != nil {
 		return nil, codedError(wicdapi.CodeInternal, "read hostname: %v", err)
 	}
+	if f.PendingHostname, err = b.System.PendingHostname(); err != nil {
+		return nil, codedError(wicdapi.CodeInternal, "read the pending hostname: %v", err)
+	}
 	if f.OSBuild, err = b.System.OSBuild(); err != nil {
 		return nil, codedError(wicdapi.CodeInternal, "read OS build: %v", err)
 	}

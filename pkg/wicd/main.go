@@ -29,6 +29,8 @@ Commands (each prints JSON on stdout; a failure prints {"error":{"code":...,"mes
   prune                        removes payload folders except the applied and the previous plan's
   self-upgrade                 run from C:\k\wicd.new.exe: replaces C:\k\wicd.exe with this agent
                                (stop the agent service, replace, start, check; rollback on failure)
+  set-hostname --name=NAME     sets the computer name (a lower-case RFC 1123 label, at most 15 characters)
+                               for the next boot; says whether a reboot is needed
   hash FILE                    sha256 and size of a file
   authorized-keys --change FILE
                                adds and removes SSH public keys (JSON {"add":[...],"remove":[...]}) in
@@ -122,6 +124,9 @@ func Main(ctx context.Context, b *Backend, args []string, stdout, stderr io.Writ
 			}
 			return AuthorizedKeys(ctx, b, c)
 		}
+	case wicdapi.SetHostnameArg:
+		name := fs.String("name", "", "the computer name to set")
+		run = func() (any, error) { return SetHostname(b, *name) }
 	case "hash":
 		run = func() (any, error) {
 			if fs.NArg() != 1 {

@@ -498,9 +498,14 @@ type Version struct {
 
 // Facts is what `wicd facts` prints.
 type Facts struct {
-	Hostname  string   `json:"hostname"`
-	OSBuild   int      `json:"osBuild"`
-	Addresses []string `json:"addresses"`
+	// Hostname is the computer name in effect (the DNS host name).
+	Hostname string `json:"hostname"`
+	// PendingHostname is the computer name that takes effect at the next
+	// boot (set by `wicd set-hostname` or otherwise), "" when none is
+	// pending.
+	PendingHostname string   `json:"pendingHostname,omitempty"`
+	OSBuild         int      `json:"osBuild"`
+	Addresses       []string `json:"addresses"`
 	// FreeDiskBytes on the system drive.
 	FreeDiskBytes int64 `json:"freeDiskBytes"`
 	// Features maps Windows features the node needs (Containers) to
@@ -604,6 +609,37 @@ type CleanupResult struct {
 	// cleanup again; cleanup is idempotent and removes networks last, so
 	// a run that changes nothing means the host is clean.
 	Reconnect bool `json:"reconnect,omitempty"`
+}
+
+// Renaming a host. The operator gives a host the computer name a platform
+// needs (on vSphere the Machine's name) by running exactly
+// []string{AgentPath, SetHostnameArg, "--name=" + name}: the name is a
+// lower-case RFC 1123 label of at most MaxHostnameLength characters, so it
+// can be on a command line (the agent checks it again and refuses anything
+// else with CodeUsage). Windows applies a new computer name at the next
+// boot only; the operator reboots the host when the result says
+// RebootRequired. Names are compared case-insensitively, as Windows does.
+const (
+	// SetHostnameArg is the subcommand that sets the computer name.
+	SetHostnameArg = "set-hostname"
+	// MaxHostnameLength is the longest computer name (the NetBIOS
+	// limit, which Windows applies to the DNS host name it sets too).
+	MaxHostnameLength = 15
+)
+
+// SetHostnameResult is what `wicd set-hostname` prints.
+type SetHostnameResult struct {
+	// Hostname is the computer name in effect now.
+	Hostname string `json:"hostname"`
+	// Pending is the name that takes effect at the next boot, "" when
+	// none is pending.
+	Pending string `json:"pending,omitempty"`
+	// Changed is true when this run set the name (it was neither in
+	// effect nor pending).
+	Changed bool `json:"changed"`
+	// RebootRequired is true when the asked-for name is pending: only a
+	// reboot puts it in effect. False when it already is in effect.
+	RebootRequired bool `json:"rebootRequired"`
 }
 
 // HashResult is what `wicd hash <path>` prints.

@@ -6,7 +6,13 @@
 // CSR with signer kubernetes.io/kube-apiserver-client-kubelet, then its own
 // kubeconfig), registers its Node with the labels and taints a kubelet
 // would, asks for a serving certificate, keeps its Lease fresh and reports
-// Ready only while a CNI configuration exists on the disk. Everything after
+// Ready only while a CNI configuration exists on the disk. With
+// --cloud-provider=external it behaves as a kubelet whose Node a cloud
+// controller manager initialises: the Node registers with the
+// node.cloudprovider.kubernetes.io/uninitialized taint and the
+// provided-node-ip annotation, and addresses the Node has are left to the
+// cloud controller manager (which tests must play: nothing here removes the
+// taint). Everything after
 // the bootstrap uses the node's own credentials, so the Node authorizer and
 // NodeRestriction apply as they do to a real kubelet.
 //
@@ -48,6 +54,8 @@ import (
 	"k8s.io/client-go/util/keyutil"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/openwmco/wmco/pkg/platform"
 )
 
 // Disk is the part of the host's file system the kubelet uses.
@@ -90,6 +98,7 @@ type Config struct {
 type flags struct {
 	config, bootstrapKubeconfig, kubeconfig, certDir string
 	hostnameOverride, nodeIP                         string
+	cloudProvider                                    string
 	nodeLabels                                       map[string]string
 }
 
@@ -106,6 +115,7 @@ func parseArgs(args []string) (flags, error) {
 		needsVal := map[string]*string{
 			"config": &f.config, "bootstrap-kubeconfig": &f.bootstrapKubeconfig, "kubeconfig": &f.kubeconfig,
 			"cert-dir": &f.certDir, "hostname-override": &f.hostnameOverride, "node-ip": &f.nodeIP,
+			"cloud-provider": &f.cloudProvider,
 		}
 		dst, known := needsVal[name]
 		if !known && name != "node-labels" {
@@ -135,6 +145,10 @@ func parseArgs(args []string) (flags, error) {
 	}
 	if f.config == "" || f.kubeconfig == "" {
 		return f, errors.New("--config and --kubeconfig are required")
+	}
+	if f.cloudProvider != "" && f.cloudProvider != platform.External {
+		// The kubelet has no in-tree cloud providers any more.
+		return f, fmt.Errorf("--cloud-provider=%s: only %q is supported", f.cloudProvider, platform.External)
 	}
 	return f, nil
 }
@@ -360,14 +374,32 @@ func (k *kubelet) labels() map[string]string {
 	return l
 }
 
+// providedNodeIPAnnotation is where a kubelet with --cloud-provider=external
+// and --node-ip records the node IP for the cloud controller manager
+// (k8s.io/cloud-provider/api AnnotationAlphaProvidedIPAddr).
+const providedNodeIPAnnotation = "alpha.kubernetes.io/provided-node-ip"
+
+// externalCloud reports whether a cloud controller manager initialises
+// the Node (--cloud-provider=external).
+func (k *kubelet) externalCloud() bool { return k.flags.cloudProvider == platform.External }
+
 // registerNode creates the Node as its kubelet would, or adopts the one
-// that exists (a restart after a reboot).
+// that exists (a restart after a reboot). With --cloud-provider=external
+// the Node gets the uninitialized taint besides --register-with-taints'
+// (the kubelet's initialNode); an existing Node's taints are left alone,
+// so a taint the cloud controller manager removed does not come back.
 func (k *kubelet) registerNode(ctx context.Context) error {
 	taints := append([]corev1.Taint(nil), k.kc.RegisterWithTaints...)
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: k.nodeName, Labels: k.labels()},
-		Spec:       corev1.NodeSpec{Taints: taints},
 	}
+	if k.externalCloud() {
+		taints = append(taints, corev1.Taint{Key: platform.UninitializedTaint, Value: "true", Effect: corev1.TaintEffectNoSchedule})
+		if k.flags.nodeIP != "" {
+			node.Annotations = map[string]string{providedNodeIPAnnotation: k.flags.nodeIP}
+		}
+	}
+	node.Spec.Taints = taints
 	_, err := k.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	switch {
 	case err == nil:
@@ -423,12 +455,7 @@ func (k *kubelet) updateStatus(ctx context.Context) error {
 			}
 		}
 	}
-	var addrs []corev1.NodeAddress
-	for _, a := range k.addresses() {
-		addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
-	}
-	addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeHostName, Address: strings.ToLower(k.cfg.Host.Hostname)})
-	status := corev1.NodeStatus{Conditions: conds, Addresses: addrs}
+	status := corev1.NodeStatus{Conditions: conds, Addresses: k.nodeAddresses(node)}
 	status.NodeInfo = corev1.NodeSystemInfo{
 		OperatingSystem: "windows", Architecture: "amd64", KubeletVersion: k.cfg.Version,
 		OSImage: "Windows Server", KernelVersion: "10.0." + strconv.Itoa(k.cfg.Host.OSBuild) + ".1",
@@ -448,6 +475,31 @@ func (k *kubelet) updateStatus(ctx context.Context) error {
 	}
 	_, err = k.client.CoreV1().Nodes().Patch(ctx, k.nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	return err
+}
+
+// nodeAddresses are the addresses a status update posts; nil leaves the
+// Node's as they are. As the kubelet's NodeAddress setter
+// (pkg/kubelet/nodestatus/setters.go, v1.37): with --cloud-provider=external
+// the addresses a Node already has are the cloud controller manager's
+// and are never replaced (the kubelet only fills them in until the CCM
+// does: the --node-ip addresses and the host name, or the host name
+// alone without --node-ip); without it the kubelet posts its own at
+// every update.
+func (k *kubelet) nodeAddresses(node *corev1.Node) []corev1.NodeAddress {
+	hostname := corev1.NodeAddress{Type: corev1.NodeHostName, Address: strings.ToLower(k.cfg.Host.Hostname)}
+	if k.externalCloud() {
+		if len(node.Status.Addresses) > 0 {
+			return nil
+		}
+		if k.flags.nodeIP == "" {
+			return []corev1.NodeAddress{hostname}
+		}
+	}
+	var addrs []corev1.NodeAddress
+	for _, a := range k.addresses() {
+		addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
+	}
+	return append(addrs, hostname)
 }
 
 // heartbeat renews the Lease and posts status until ctx ends.

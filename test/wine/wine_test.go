@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -393,6 +394,46 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		}
 		g.Expect(names).To(ContainElements(wicdapi.CheckOSBuild, wicdapi.CheckFirewall))
 		g.Expect(pre.Passed).To(BeFalse(), "build 7601 is not supported")
+	})
+
+	t.Run("set-hostname sets the name for the next boot (SetComputerNameExW, NV Hostname)", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		var before wicdapi.Facts
+		code, out := w.agent(t, &before, wicdapi.AgentPath, "facts")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(before.PendingHostname).To(BeEmpty())
+		var res wicdapi.SetHostnameResult
+		code, out = w.agent(t, &res, wicdapi.AgentPath, wicdapi.SetHostnameArg, "--name=vm-wine1")
+		if code != 0 && strings.Contains(out, "SetComputerNameExW") {
+			wineLacks(t, "SetComputerNameExW(ComputerNamePhysicalDnsHostname)", firstLine(out))
+		}
+		if code != 0 && strings.Contains(out, "but the name for the next boot is") {
+			// SetComputerNameExW returned success, and the agent's read
+			// back caught that no name waits for the next boot.
+			wineLacks(t, "a computer name pending for the next boot",
+				"SetComputerNameExW succeeds but writes the Tcpip \"Hostname\" as in effect, no \"NV Hostname\", and the name in effect stays the Linux host's: "+firstLine(out))
+		}
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res).To(Equal(wicdapi.SetHostnameResult{Hostname: before.Hostname, Pending: "vm-wine1", Changed: true, RebootRequired: true}))
+		var after wicdapi.Facts
+		code, out = w.agent(t, &after, wicdapi.AgentPath, "facts")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(after.Hostname).To(Equal(before.Hostname), "the name in effect stays until the next boot")
+		g.Expect(after.PendingHostname).To(Equal("vm-wine1"))
+		// Again: already pending, nothing set.
+		res = wicdapi.SetHostnameResult{}
+		code, out = w.agent(t, &res, wicdapi.AgentPath, wicdapi.SetHostnameArg, "--name=vm-wine1")
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res).To(Equal(wicdapi.SetHostnameResult{Hostname: before.Hostname, Pending: "vm-wine1", RebootRequired: true}))
+		// Setting the name in effect cancels the pending one (when the
+		// machine's name is one the agent may set).
+		if regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$`).MatchString(before.Hostname) {
+			res = wicdapi.SetHostnameResult{}
+			code, out = w.agent(t, &res, wicdapi.AgentPath, wicdapi.SetHostnameArg, "--name="+before.Hostname)
+			g.Expect(code).To(Equal(0), out)
+			g.Expect(res).To(Equal(wicdapi.SetHostnameResult{Hostname: before.Hostname, Changed: true}))
+		}
 	})
 
 	t.Run("apply creates, configures and starts services", func(t *testing.T) {

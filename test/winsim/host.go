@@ -29,6 +29,29 @@ const (
 // ErrClosed is returned by methods of a Host after Close.
 var ErrClosed = errors.New("winsim: host closed")
 
+// ErrInvalidComputerName is Windows' ERROR_INVALID_COMPUTERNAME, returned
+// by SetHostname for a name Windows refuses as a DNS host name.
+var ErrInvalidComputerName = errors.New("The format of the specified computer name is invalid.")
+
+// validDNSHostname is what SetComputerNameEx accepts as a DNS host name:
+// 1 to 63 letters, digits and hyphens, not only digits.
+func validDNSHostname(name string) bool {
+	if name == "" || len(name) > 63 {
+		return false
+	}
+	digits := true
+	for _, r := range name {
+		switch {
+		case r >= '0' && r <= '9':
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '-':
+			digits = false
+		default:
+			return false
+		}
+	}
+	return !digits
+}
+
 // ErrNotUp is returned by Reboot when the host is already down.
 var ErrNotUp = errors.New("winsim: host is not up")
 
@@ -37,6 +60,11 @@ var ErrNotUp = errors.New("winsim: host is not up")
 type Options struct {
 	// Hostname is the computer name; default "WINSIM-<port>".
 	Hostname string
+	// Accounts are the host's local accounts, the only users sshd lets
+	// in; default Administrator alone. An image whose built-in
+	// Administrator is disabled (Azure's) lists only its own account,
+	// e.g. "capi". AddAccount, SetAdmin and AuthorizeKey add more.
+	Accounts []string
 	// OSBuild is the Windows build number, e.g. BuildServer2019 (17763),
 	// BuildServer2022 (20348, the default) or BuildServer2025 (26100).
 	OSBuild int
@@ -150,20 +178,23 @@ type Host struct {
 	// lifecycle serialises power transitions and component calls.
 	lifecycle sync.Mutex
 
-	mu         sync.Mutex
-	state      State
-	upCh       chan struct{} // closed when the host is up
-	ln         net.Listener
-	boot       *bootSession
-	bootTime   time.Time
-	hostKeys   []ssh.Signer
-	nonAdmins  map[string]bool              // by lower-case user name (SetAdmin)
-	accounts   map[string]bool              // local accounts, by lower-case name
-	programs   map[string]registeredProgram // by program key
-	components []Component
-	processes  []*Process // started by StartProcess, until the next shutdown
-	conns      map[*simConn]struct{}
-	downTimer  *time.Timer
+	mu       sync.Mutex
+	state    State
+	upCh     chan struct{} // closed when the host is up
+	ln       net.Listener
+	boot     *bootSession
+	bootTime time.Time
+	// pendingHostname takes effect at the next boot (SetHostname); ""
+	// when none is pending.
+	pendingHostname string
+	hostKeys        []ssh.Signer
+	nonAdmins       map[string]bool              // by lower-case user name (SetAdmin)
+	accounts        map[string]bool              // local accounts, by lower-case name
+	programs        map[string]registeredProgram // by program key
+	components      []Component
+	processes       []*Process // started by StartProcess, until the next shutdown
+	conns           map[*simConn]struct{}
+	downTimer       *time.Timer
 
 	received, sent                                       atomic.Int64
 	connections, sessions, commands, authFailures, boots atomic.Int64
@@ -231,10 +262,18 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 		bootTime:  time.Now(),
 		hostKeys:  slices.Clone(opts.HostKeys),
 		nonAdmins: map[string]bool{},
-		// The built-in administrator exists on every Windows host.
-		accounts: map[string]bool{"administrator": true},
-		programs: map[string]registeredProgram{},
-		conns:    map[*simConn]struct{}{},
+		accounts:  map[string]bool{},
+		programs:  map[string]registeredProgram{},
+		conns:     map[*simConn]struct{}{},
+	}
+	accounts := opts.Accounts
+	if len(accounts) == 0 {
+		// The built-in administrator exists on every Windows host
+		// whose image does not disable it.
+		accounts = []string{"Administrator"}
+	}
+	for _, a := range accounts {
+		h.accounts[strings.ToLower(a)] = true
 	}
 	h.nw = &network{received: &h.received, sent: &h.sent}
 	h.boot = newBootSession(base)
@@ -329,6 +368,37 @@ func (h *Host) Facts() Facts {
 		IPAddresses: slices.Clone(h.opts.IPAddresses),
 		BootTime:    h.bootTime,
 	}
+}
+
+// SetHostname sets the computer name for the next boot, as
+// SetComputerNameEx does on Windows: Facts().Hostname keeps the name in
+// effect until the host boots again (Reboot). Setting the name in effect
+// cancels a pending one. Names compare case-insensitively; the name is
+// kept as given.
+func (h *Host) SetHostname(name string) error {
+	if !validDNSHostname(name) {
+		return fmt.Errorf("winsim: computer name %q: %w", name, ErrInvalidComputerName)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state == StateClosed {
+		return ErrClosed
+	}
+	if strings.EqualFold(name, h.opts.Hostname) {
+		h.pendingHostname = ""
+	} else {
+		h.pendingHostname = name
+	}
+	h.log.Info("Computer name set for the next boot", "name", name)
+	return nil
+}
+
+// PendingHostname is the computer name the host takes at its next boot,
+// "" when none is pending.
+func (h *Host) PendingHostname() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pendingHostname
 }
 
 // Disk returns the host's C: drive.
@@ -513,6 +583,9 @@ func (h *Host) powerOn() {
 	boot := newBootSession(h.base)
 	h.boot = boot
 	h.bootTime = time.Now()
+	if h.pendingHostname != "" {
+		h.opts.Hostname, h.pendingHostname = h.pendingHostname, ""
+	}
 	comps := slices.Clone(h.components)
 	h.mu.Unlock()
 

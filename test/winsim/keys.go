@@ -37,8 +37,9 @@ func (h *Host) SetAdmin(user string, admin bool) {
 	h.accounts[strings.ToLower(user)] = true
 }
 
-// addAccount makes user a local account of the host.
-func (h *Host) addAccount(user string) {
+// AddAccount makes user a local account of the host (an administrator
+// unless SetAdmin says otherwise); sshd lets in only local accounts.
+func (h *Host) AddAccount(user string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.accounts[strings.ToLower(user)] = true
@@ -75,7 +76,7 @@ func (h *Host) AuthorizedKeysPath(user string) string {
 // directory, unless the file lists it already. For an administrator that
 // is the file all administrators share.
 func (h *Host) AuthorizeKey(user string, key ssh.PublicKey) {
-	h.addAccount(user)
+	h.AddAccount(user)
 	p := h.AuthorizedKeysPath(user)
 	data, err := h.disk.ReadFile(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -171,6 +171,28 @@ func (s *system) EnableFeature(name string) (bool, error) {
 	return true, nil
 }
 
+// PendingHostname is the name the host takes at its next boot.
+func (s *system) PendingHostname() (string, error) { return s.host.PendingHostname(), nil }
+
+// SetHostname sets the computer name for the next boot; as the account
+// of the agent's service (LocalSystem) it may.
+func (s *system) SetHostname(name string) error { return s.host.SetHostname(name) }
+
+// userSystem is the system as seen by a program an SSH user runs: only an
+// administrator may rename the computer, as SetComputerNameEx requires.
+type userSystem struct {
+	*system
+	host *winsim.Host
+	user string
+}
+
+func (s userSystem) SetHostname(name string) error {
+	if !strings.EqualFold(s.user, "SYSTEM") && !s.host.IsAdmin(s.user) {
+		return fmt.Errorf("set the computer name: %w", winsim.ErrAccessDenied)
+	}
+	return s.system.SetHostname(name)
+}
+
 // Boot implements winsim.Component: features enabled before the reboot
 // are on now.
 func (s *system) Boot(context.Context) error {
@@ -365,6 +387,7 @@ var (
 	_ wicd.Defender = (*defender)(nil)
 	_ wicd.Files    = diskFiles{}
 	_ wicd.System   = (*system)(nil)
+	_ wicd.System   = userSystem{}
 	_ wicd.Network  = (*hns)(nil)
 	_ wicd.Locker   = hostLock{}
 )

@@ -197,6 +197,7 @@ func (n *Node) agentBackend(path, user string) (*wicd.Backend, error) {
 	b.Version = imageVersion(image, n.opts.AgentVersion)
 	b.Executable = path
 	b.Accounts = accounts{host: n.Host, user: user}
+	b.System = userSystem{system: n.system, host: n.Host, user: user}
 	return &b, nil
 }
 
