@@ -29,22 +29,47 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config, dirs ...string) error {
 	if err != nil {
 		return err
 	}
+	var files []string
+	for _, d := range dirs {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(root, d)
+		}
+		found, err := yamlFiles(d)
+		if err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			return fmt.Errorf("no CustomResourceDefinition in %s", d)
+		}
+		files = append(files, found...)
+	}
+	return InstallCRDFiles(ctx, cfg, files...)
+}
+
+// InstallCRDFiles creates (or updates) the CRDs in the YAML files named
+// (relative paths are taken from the repository root) and waits until each
+// is Established. A file without a CustomResourceDefinition is an error.
+func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) error {
+	root, err := proc.RepoRoot()
+	if err != nil {
+		return err
+	}
 	cs, err := apiextensionsclient.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
 	crds := cs.ApiextensionsV1().CustomResourceDefinitions()
 	var names []string
-	for _, d := range dirs {
-		if !filepath.IsAbs(d) {
-			d = filepath.Join(root, d)
+	for _, f := range files {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(root, f)
 		}
-		found, err := readCRDs(d)
+		found, err := readCRDFile(f)
 		if err != nil {
 			return err
 		}
 		if len(found) == 0 {
-			return fmt.Errorf("no CustomResourceDefinition in %s", d)
+			return fmt.Errorf("no CustomResourceDefinition in %s", f)
 		}
 		for _, crd := range found {
 			existing, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
@@ -86,36 +111,48 @@ func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
 	return false
 }
 
-// readCRDs decodes every CustomResourceDefinition in the .yaml files of dir.
-func readCRDs(dir string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+// yamlFiles lists the .yaml and .yml files of dir, those holding a
+// CustomResourceDefinition or not.
+func yamlFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var out []*apiextensionsv1.CustomResourceDefinition
+	var out []string
 	for _, e := range entries {
 		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
 			continue
 		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
+		found, err := readCRDFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-		for {
-			crd := &apiextensionsv1.CustomResourceDefinition{}
-			if err := dec.Decode(crd); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				_ = f.Close()
-				return nil, fmt.Errorf("decode %s: %w", e.Name(), err)
-			}
-			if crd.Kind == "CustomResourceDefinition" {
-				out = append(out, crd)
-			}
+		if len(found) > 0 {
+			out = append(out, filepath.Join(dir, e.Name()))
 		}
-		_ = f.Close()
 	}
 	return out, nil
+}
+
+// readCRDFile decodes every CustomResourceDefinition in the YAML file p.
+func readCRDFile(p string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var out []*apiextensionsv1.CustomResourceDefinition
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := dec.Decode(crd); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("decode %s: %w", filepath.Base(p), err)
+		}
+		if crd.Kind == "CustomResourceDefinition" {
+			out = append(out, crd)
+		}
+	}
 }
