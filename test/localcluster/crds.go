@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,6 +61,8 @@ func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) err
 	}
 	crds := cs.ApiextensionsV1().CustomResourceDefinitions()
 	var names []string
+	// served are the group versions each CRD's plural must show in.
+	served := map[string][]string{}
 	for _, f := range files {
 		if !filepath.IsAbs(f) {
 			f = filepath.Join(root, f)
@@ -84,10 +87,18 @@ func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) err
 				return fmt.Errorf("install CRD %s: %w", crd.Name, err)
 			}
 			names = append(names, crd.Name)
+			for _, v := range crd.Spec.Versions {
+				if v.Served {
+					gv := crd.Spec.Group + "/" + v.Name
+					served[gv] = append(served[gv], crd.Spec.Names.Plural)
+				}
+			}
 		}
 	}
 	// Waiting for a freshly created CRD has nothing to watch before it
 	// exists in the informer caches; a short poll is the simple way.
+	// Established is not enough: a client that maps kinds through
+	// discovery right after must find them there too.
 	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		for _, n := range names {
 			crd, err := crds.Get(ctx, n, metav1.GetOptions{})
@@ -96,6 +107,17 @@ func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) err
 			}
 			if !established(crd) {
 				return false, nil
+			}
+		}
+		for gv, plurals := range served {
+			list, err := cs.Discovery().ServerResourcesForGroupVersion(gv)
+			if err != nil {
+				return false, nil //nolint:nilerr // not served yet: poll again
+			}
+			for _, p := range plurals {
+				if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == p }) {
+					return false, nil
+				}
 			}
 		}
 		return true, nil

@@ -9,7 +9,9 @@
 //     the node agent, test/winsim/simagent) for each Machine from the real
 //     first-boot userData of its providerSpec's userDataSecret, interpreted
 //     by test/firstboot, and reports providerID, addresses and phase as the
-//     platform's Machine API provider does. Deleting a Machine follows the
+//     platform's Machine API provider does: phase Provisioning, then
+//     Provisioned once the VM is up, Running once a Node is linked.
+//     Deleting a Machine follows the
 //     Machine API: the preDrain hooks hold it, the Node is drained, the
 //     preTerminate hooks hold it, the VM is destroyed (its disk and
 //     services recorded first, for clean-before-destroy assertions), the
@@ -21,15 +23,20 @@
 //
 // Every VM's sshd listens on the same port (Options.SSHPort), each on its
 // own loopback address (Options.IPPrefix + N, N from 2), like port 22 on
-// a cloud's private network. Start reserves the port by listening on
-// IPPrefix + "1" for the Cloud's life: no other socket can then take the
-// port on any loopback address, so Clouds of parallel test binaries (and
-// of one binary) never collide even with the same prefix.
+// a cloud's private network. Start picks the port by listening on
+// IPPrefix + "1" port 0 and keeps that listener for the Cloud's life: the
+// kernel then gives that port to no other socket bound to IPPrefix + "1"
+// or to a wildcard address, so another Cloud (of this test binary or of a
+// parallel one) with the same prefix picks another port, and the VMs'
+// address:port pairs never collide. Within a process, Clouds that run at
+// the same time also never share a VM address.
 //
 // The Cloud owns one namespace (Options.Namespace); tests that share a
 // control plane give each Cloud its own. It creates the cluster's
 // Infrastructure object (named cluster) with the platform in its status
-// if there is none, and deletes it on Stop if it made it.
+// if there is none, and deletes it on Stop if it made it; Start fails if
+// there is one of another platform, so Clouds of different platforms
+// sharing a control plane run one after the other.
 package machinesim
 
 import (
@@ -128,8 +135,6 @@ type Cloud struct {
 
 	mu        sync.Mutex
 	vms       map[string]*vm // by Machine name
-	usedIPs   map[int]bool   // last octets in use
-	nextIP    int
 	events    []Event
 	snapshots map[string]HostSnapshot // by Machine name
 	seen      map[string]bool         // events recorded once, by key
@@ -185,8 +190,8 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	log := zap.New(zap.UseDevMode(true), zap.WriteTo(opts.Log)).WithName("machinesim")
 	c := &Cloud{
 		opts: opts, profile: profile, log: log, reserve: reserve, port: port,
-		slog: slog.New(slog.NewTextHandler(opts.Log, nil)),
-		vms:  map[string]*vm{}, usedIPs: map[int]bool{}, nextIP: 2,
+		slog:      slog.New(slog.NewTextHandler(opts.Log, nil)),
+		vms:       map[string]*vm{},
 		snapshots: map[string]HostSnapshot{}, seen: map[string]bool{},
 		done: make(chan struct{}),
 	}
@@ -266,7 +271,7 @@ func (c *Cloud) Stop() {
 	c.vms = map[string]*vm{}
 	c.mu.Unlock()
 	for _, v := range vms {
-		_ = v.node.Host.Close()
+		_ = c.destroy(v)
 	}
 	_ = c.reserve.Close()
 	if c.madeInfra {

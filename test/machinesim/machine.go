@@ -27,6 +27,10 @@ import (
 // providers report the instance's state.
 const InstanceStateAnnotation = "machine.openshift.io/instance-state"
 
+// ExcludeNodeDrainingAnnotation on a Machine makes its deletion skip the
+// drain, as in the Machine API.
+const ExcludeNodeDrainingAnnotation = "machine.openshift.io/exclude-node-draining"
+
 // machineReconciler is the Machine actuator.
 type machineReconciler struct{ c *Cloud }
 
@@ -96,9 +100,10 @@ func (r *machineReconciler) forgetOrphan(name string, uid types.UID) {
 // provision boots the Machine's VM if it has none and reports it.
 func (r *machineReconciler) provision(ctx context.Context, m *machinev1beta1.Machine) (ctrl.Result, error) {
 	v := r.c.vmOf(m)
-	if v == nil && ptr.Deref(m.Spec.ProviderID, "") != "" {
-		// An instance this cloud does not know: the Cloud was restarted.
-		r.c.recordOnce("lost/"+string(m.UID), m.Name, EventInstanceLost, "no VM for providerID %s", *m.Spec.ProviderID)
+	if v == nil && (ptr.Deref(m.Spec.ProviderID, "") != "" || len(m.Status.Addresses) > 0) {
+		// Provisioned by a Cloud before this one: its instance is gone.
+		r.c.recordOnce("lost/"+string(m.UID), m.Name, EventInstanceLost, "no VM for providerID %q, addresses %v",
+			ptr.Deref(m.Spec.ProviderID, ""), m.Status.Addresses)
 		return ctrl.Result{}, r.setStatus(ctx, m, machinev1beta1.PhaseFailed, func(s *machinev1beta1.MachineStatus) {
 			s.ErrorReason = ptr.To(machinev1beta1.CreateMachineError)
 			s.ErrorMessage = ptr.To("Can't find created instance.")
@@ -209,6 +214,9 @@ func (r *machineReconciler) delete(ctx context.Context, m *machinev1beta1.Machin
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if _, skip := m.Annotations[ExcludeNodeDrainingAnnotation]; skip && node != nil {
+		r.c.recordOnce("drained/"+uid, m.Name, EventNodeDrained, "%s: skipped (%s)", node.Name, ExcludeNodeDrainingAnnotation)
+	}
 	if node != nil && !r.c.seenOnce("drained/"+uid) {
 		left, err := r.drain(ctx, node)
 		if err != nil {
@@ -250,12 +258,17 @@ func (r *machineReconciler) delete(ctx context.Context, m *machinev1beta1.Machin
 			r.c.recordOnce("nodegone/"+uid, m.Name, EventNodeAlreadyGone, "")
 		}
 	}
+	// Recorded first: whoever sees the Machine gone finds every event of
+	// its deletion recorded.
+	r.c.recordOnce("releasing/"+uid, m.Name, EventMachineReleased, "")
 	patch := client.MergeFrom(m.DeepCopy())
 	controllerutil.RemoveFinalizer(m, machinev1beta1.MachineFinalizer)
 	if err := r.c.client.Patch(ctx, m, patch); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	r.c.recordOnce("released/"+uid, m.Name, EventMachineReleased, "")
+	r.c.mu.Lock()
+	r.c.seen["released/"+uid] = true
+	r.c.mu.Unlock()
 	return ctrl.Result{}, nil
 }
 

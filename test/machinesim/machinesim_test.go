@@ -573,3 +573,39 @@ func TestVSphereCCMMatchesTheHostName(t *testing.T) {
 	g.Expect(n.Spec.Taints).To(ContainElement(HaveField("Key", platform.UninitializedTaint)))
 	g.Expect(regexp.MustCompile(`^WIN-TEMPLATE$`).MatchString(c.Host("vs-template").Facts().Hostname)).To(BeTrue())
 }
+
+// A Machine provisioned by a Cloud that was stopped has no instance in the
+// next one: it is Failed, as the Machine API marks a Machine whose
+// instance is gone, and its deletion still completes.
+func TestInstanceLostWithTheCloud(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := uniqueNamespace("lost")
+	first := startCloud(t, configv1.NonePlatformType, ns)
+	createUserDataSecret(t, ns, "windows-user-data", userData(newKey(t).AuthorizedKey()))
+	m := &machinev1beta1.Machine{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"},
+		Spec:       machinev1beta1.MachineSpec{ProviderSpec: providerSpec("windows-user-data")},
+	}
+	g.Expect(k8s.Create(ctx, m)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+		g.Expect(m.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseProvisioned)))
+	}).Should(Succeed())
+	h := first.Host(m.Name)
+	first.Stop()
+	g.Expect(h.State()).To(Equal(winsim.StateClosed))
+
+	second := startCloud(t, configv1.NonePlatformType, ns)
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+		g.Expect(m.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseFailed)))
+		g.Expect(m.Status.ErrorMessage).To(HaveValue(Equal("Can't find created instance.")))
+	}).Should(Succeed())
+	g.Expect(second.VM(m.Name)).To(BeNil(), "no second VM for it")
+	g.Expect(k8s.Delete(ctx, m)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(m), &machinev1beta1.Machine{}))
+	}).Should(BeTrue())
+	g.Expect(kinds(second.EventsOf(m.Name))).To(Equal([]string{"InstanceLost", "DeletionStarted", "NodeAlreadyGone", "MachineReleased"}))
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	configv1 "github.com/openshift/api/config/v1"
 	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
@@ -78,28 +79,43 @@ func userDataSecretName(m *machinev1beta1.Machine) (string, error) {
 	return ps.UserDataSecret.Name, nil
 }
 
-// allocateIP takes the next free address.
+// addresses are the VM addresses in use in this process, by IPPrefix and
+// last octet: Clouds that run at the same time never share one, even with
+// the same prefix (their Nodes would otherwise match each other's
+// Machines by address).
+var addresses = struct {
+	sync.Mutex
+	used map[string]map[int]bool
+	next map[string]int
+}{used: map[string]map[int]bool{}, next: map[string]int{}}
+
+// allocateIP takes the next free address, from IPPrefix + "2" to
+// IPPrefix + "254" and round again.
 func (c *Cloud) allocateIP() (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	addresses.Lock()
+	defer addresses.Unlock()
+	p := c.opts.IPPrefix
+	if addresses.used[p] == nil {
+		addresses.used[p] = map[int]bool{}
+	}
 	for range 253 {
-		o := c.nextIP
-		c.nextIP++
-		if c.nextIP > 254 {
-			c.nextIP = 2
+		o := max(addresses.next[p], 2)
+		addresses.next[p] = o + 1
+		if o+1 > 254 {
+			addresses.next[p] = 2
 		}
-		if !c.usedIPs[o] {
-			c.usedIPs[o] = true
+		if !addresses.used[p][o] {
+			addresses.used[p][o] = true
 			return o, nil
 		}
 	}
-	return 0, fmt.Errorf("machinesim: no free address in %s2-254", c.opts.IPPrefix)
+	return 0, fmt.Errorf("machinesim: no free address in %s2-254", p)
 }
 
 func (c *Cloud) releaseIP(o int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.usedIPs, o)
+	addresses.Lock()
+	defer addresses.Unlock()
+	delete(addresses.used[c.opts.IPPrefix], o)
 }
 
 // hostname is the computer name a Machine's VM boots with.
