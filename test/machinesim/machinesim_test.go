@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -517,8 +516,8 @@ func TestUserData(t *testing.T) {
 
 // On vSphere the cloud controller manager finds a Node's VM by the
 // guest's host name: a VM still named after the template leaves its Node
-// uninitialised, saying why; a VM whose computer name is the Machine's
-// (in any case) gets its Node initialised.
+// uninitialised, saying why, until it is renamed and rebooted; a VM whose
+// computer name is the Machine's (in any case) gets its Node initialised.
 func TestVSphereCCMMatchesTheHostName(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
@@ -571,7 +570,44 @@ func TestVSphereCCMMatchesTheHostName(t *testing.T) {
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: "vs-template"}, n)).To(Succeed())
 	g.Expect(n.Spec.ProviderID).To(BeEmpty())
 	g.Expect(n.Spec.Taints).To(ContainElement(HaveField("Key", platform.UninitializedTaint)))
-	g.Expect(regexp.MustCompile(`^WIN-TEMPLATE$`).MatchString(c.Host("vs-template").Facts().Hostname)).To(BeTrue())
+
+	// Renamed, the name takes effect at the next boot: only then does
+	// the cloud controller manager find the VM.
+	h := c.Host("vs-template")
+	g.Expect(h.SetHostname("vs-template")).To(Succeed())
+	g.Expect(h.Facts().Hostname).To(Equal(machinesim.VSphereTemplateHostname))
+	g.Expect(h.Reboot(ctx, 0)).To(Succeed())
+	g.Expect(h.WaitUp(ctx)).To(Succeed())
+	g.Expect(h.Facts().Hostname).To(Equal("vs-template"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: "vs-template"}, n)).To(Succeed())
+		g.Expect(n.Spec.ProviderID).To(Equal(*ms[0].Spec.ProviderID))
+		g.Expect(n.Spec.Taints).To(BeEmpty())
+	}).Should(Succeed())
+}
+
+// Azure's images disable the built-in Administrator: the VM lets in capi,
+// which the userData's key is for, and nobody else.
+func TestAzureVMLetsInCapiOnly(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := uniqueNamespace("azure")
+	c := startCloud(t, configv1.AzurePlatformType, ns)
+	key := newKey(t)
+	createUserDataSecret(t, ns, "windows-user-data", userData(key.AuthorizedKey()))
+	m := &machinev1beta1.Machine{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "winworker-abcde"},
+		Spec:       machinev1beta1.MachineSpec{ProviderSpec: providerSpec("windows-user-data")},
+	}
+	g.Expect(k8s.Create(ctx, m)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), m) })
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+		g.Expect(m.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseProvisioned)))
+	}).Should(Succeed())
+	g.Expect(c.Host(m.Name).Facts().Hostname).To(Equal("WINWORKER-ABCDE"))
+	g.Expect(login(c, m, "capi", key)).To(Succeed())
+	g.Expect(login(c, m, "Administrator", key)).NotTo(Succeed(), "no such account, though the key is in the administrators' file")
 }
 
 // A Machine provisioned by a Cloud that was stopped has no instance in the

@@ -187,7 +187,7 @@ func (c *Cloud) boot(ctx context.Context, m *machinev1beta1.Machine, userData []
 	}
 	hostname := c.hostname(m.Name)
 	h, err := winsim.Start(context.WithoutCancel(ctx), winsim.Options{
-		Hostname: hostname, OSBuild: c.opts.OSBuild, ListenAddress: listen,
+		Hostname: hostname, OSBuild: c.opts.OSBuild, ListenAddress: listen, Accounts: c.accounts(),
 		IPAddresses: []netip.Addr{netip.MustParseAddr(ip)},
 		Logger:      c.slog.With("machine", m.Name),
 	})
@@ -201,8 +201,7 @@ func (c *Cloud) boot(ctx context.Context, m *machinev1beta1.Machine, userData []
 		c.releaseIP(octet)
 		return nil, fmt.Errorf("machinesim: install the node software on the VM of Machine %s: %w", m.Name, err)
 	}
-	// What the first-boot script did. TODO(winsim Options.Accounts): on
-	// Azure the built-in Administrator must not exist as a usable account.
+	// What the first-boot script did.
 	user := res.EnabledUser
 	if user == "" {
 		user = c.accounts()[0]
