@@ -61,11 +61,14 @@ func (r *nodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 	if r.c.profile.KubeletCloudProvider == platform.External && hasTaint(node, platform.UninitializedTaint) {
 		done, err := r.initialize(ctx, node, machines.Items)
-		if err != nil || !done {
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if !done {
 			// The cloud controller manager retries Nodes it could not
 			// initialise; nothing the Cloud watches says when a VM's
 			// host name changes.
-			return ctrl.Result{RequeueAfter: r.c.opts.RetryInterval}, err
+			return ctrl.Result{RequeueAfter: r.c.opts.RetryInterval}, nil
 		}
 	}
 	return ctrl.Result{}, r.link(ctx, node, machines.Items)
