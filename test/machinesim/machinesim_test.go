@@ -167,6 +167,29 @@ func newMachineSet(ns, name, secret string, replicas int32) *machinev1beta1.Mach
 	}
 }
 
+// createMachine creates a Machine whose userData is in the Secret named
+// secret (deleted when the test ends if still there).
+func createMachine(t *testing.T, g Gomega, ns, name, secret string, mutate ...func(*machinev1beta1.Machine)) *machinev1beta1.Machine {
+	m := &machinev1beta1.Machine{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       machinev1beta1.MachineSpec{ProviderSpec: providerSpec(secret)},
+	}
+	for _, f := range mutate {
+		f(m)
+	}
+	g.Expect(k8s.Create(t.Context(), m)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), m) })
+	return m
+}
+
+// waitForPhase waits until m (refreshed) is in phase.
+func waitForPhase(ctx context.Context, g Gomega, m *machinev1beta1.Machine, phase string) {
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+		g.Expect(m.Status.Phase).To(HaveValue(Equal(phase)))
+	}).Should(Succeed())
+}
+
 func machines(ctx context.Context, g Gomega, ns string) []machinev1beta1.Machine {
 	var list machinev1beta1.MachineList
 	g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
@@ -368,21 +391,13 @@ func TestLifecycleHooksHoldDeletion(t *testing.T) {
 	c := startCloud(t, configv1.NonePlatformType, ns)
 	key := newKey(t)
 	createUserDataSecret(t, ns, "windows-user-data", userData(key.AuthorizedKey()))
-	m := &machinev1beta1.Machine{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held", Labels: map[string]string{osIDLabel: "Windows"}},
-		Spec: machinev1beta1.MachineSpec{
-			ProviderSpec: providerSpec("windows-user-data"),
-			LifecycleHooks: machinev1beta1.LifecycleHooks{
-				PreDrain:     []machinev1beta1.LifecycleHook{{Name: "deconfigure", Owner: "wmco"}},
-				PreTerminate: []machinev1beta1.LifecycleHook{{Name: "cleanup", Owner: "wmco"}},
-			},
-		},
-	}
-	g.Expect(k8s.Create(ctx, m)).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
-		g.Expect(m.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseProvisioned)))
-	}).Should(Succeed())
+	m := createMachine(t, g, ns, "held", "windows-user-data", func(m *machinev1beta1.Machine) {
+		m.Spec.LifecycleHooks = machinev1beta1.LifecycleHooks{
+			PreDrain:     []machinev1beta1.LifecycleHook{{Name: "deconfigure", Owner: "wmco"}},
+			PreTerminate: []machinev1beta1.LifecycleHook{{Name: "cleanup", Owner: "wmco"}},
+		}
+	})
+	waitForPhase(ctx, g, m, machinev1beta1.PhaseProvisioned)
 	g.Expect(m.Spec.ProviderID).To(BeNil(), "no provider ID on None")
 	h := c.Host(m.Name)
 	g.Expect(h.Facts().Hostname).To(MatchRegexp(`^WIN-[A-Z0-9]{11}$`))
@@ -474,16 +489,7 @@ func TestUserData(t *testing.T) {
 	ctx := t.Context()
 	ns := uniqueNamespace("userdata")
 	c := startCloud(t, configv1.NonePlatformType, ns)
-	newMachine := func(name, secret string) *machinev1beta1.Machine {
-		m := &machinev1beta1.Machine{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec:       machinev1beta1.MachineSpec{ProviderSpec: providerSpec(secret)},
-		}
-		g.Expect(k8s.Create(ctx, m)).To(Succeed())
-		t.Cleanup(func() { _ = k8s.Delete(context.Background(), m) })
-		return m
-	}
-	waiting := newMachine("waiting", "late-user-data")
+	waiting := createMachine(t, g, ns, "waiting", "late-user-data")
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(waiting), waiting)).To(Succeed())
 		g.Expect(waiting.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseProvisioning)))
@@ -502,11 +508,8 @@ func TestUserData(t *testing.T) {
 	g.Expect(login(c, waiting, "Administrator", key)).To(Succeed())
 
 	createUserDataSecret(t, ns, "no-key", []byte("<powershell>\nStart-Service sshd\n</powershell>\n"))
-	keyless := newMachine("keyless", "no-key")
-	g.Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(keyless), keyless)).To(Succeed())
-		g.Expect(keyless.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseProvisioned)))
-	}).Should(Succeed())
+	keyless := createMachine(t, g, ns, "keyless", "no-key")
+	waitForPhase(ctx, g, keyless, machinev1beta1.PhaseProvisioned)
 	h := c.Host(keyless.Name)
 	g.Expect(h).NotTo(BeNil())
 	g.Expect(h.AuthorizedKeys("Administrator")).To(BeEmpty())
@@ -534,19 +537,10 @@ func TestVSphereCCMMatchesTheHostName(t *testing.T) {
 	createUserDataSecret(t, ns, "windows-user-data", userData(key.AuthorizedKey()))
 	var ms []*machinev1beta1.Machine
 	for _, name := range []string{"vs-template", "vs-named"} {
-		m := &machinev1beta1.Machine{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec:       machinev1beta1.MachineSpec{ProviderSpec: providerSpec("windows-user-data")},
-		}
-		g.Expect(k8s.Create(ctx, m)).To(Succeed())
-		t.Cleanup(func() { _ = k8s.Delete(context.Background(), m) })
-		ms = append(ms, m)
+		ms = append(ms, createMachine(t, g, ns, name, "windows-user-data"))
 	}
 	for _, m := range ms {
-		g.Eventually(func(g Gomega) {
-			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
-			g.Expect(m.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseProvisioned)))
-		}).Should(Succeed())
+		waitForPhase(ctx, g, m, machinev1beta1.PhaseProvisioned)
 		g.Expect(m.Spec.ProviderID).To(HaveValue(MatchRegexp(`^vsphere://[0-9a-f-]{36}$`)))
 		g.Expect(address(m, corev1.NodeInternalDNS)).To(Equal(m.Name))
 		registerNode(t, g, m.Name, uninitialized, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: address(m, corev1.NodeInternalIP)})
@@ -595,16 +589,8 @@ func TestAzureVMLetsInCapiOnly(t *testing.T) {
 	c := startCloud(t, configv1.AzurePlatformType, ns)
 	key := newKey(t)
 	createUserDataSecret(t, ns, "windows-user-data", userData(key.AuthorizedKey()))
-	m := &machinev1beta1.Machine{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "winworker-abcde"},
-		Spec:       machinev1beta1.MachineSpec{ProviderSpec: providerSpec("windows-user-data")},
-	}
-	g.Expect(k8s.Create(ctx, m)).To(Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), m) })
-	g.Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
-		g.Expect(m.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseProvisioned)))
-	}).Should(Succeed())
+	m := createMachine(t, g, ns, "winworker-abcde", "windows-user-data")
+	waitForPhase(ctx, g, m, machinev1beta1.PhaseProvisioned)
 	g.Expect(c.Host(m.Name).Facts().Hostname).To(Equal("WINWORKER-ABCDE"))
 	g.Expect(login(c, m, "capi", key)).To(Succeed())
 	g.Expect(login(c, m, "Administrator", key)).NotTo(Succeed(), "no such account, though the key is in the administrators' file")
@@ -619,15 +605,8 @@ func TestInstanceLostWithTheCloud(t *testing.T) {
 	ns := uniqueNamespace("lost")
 	first := startCloud(t, configv1.NonePlatformType, ns)
 	createUserDataSecret(t, ns, "windows-user-data", userData(newKey(t).AuthorizedKey()))
-	m := &machinev1beta1.Machine{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orphan"},
-		Spec:       machinev1beta1.MachineSpec{ProviderSpec: providerSpec("windows-user-data")},
-	}
-	g.Expect(k8s.Create(ctx, m)).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
-		g.Expect(m.Status.Phase).To(HaveValue(Equal(machinev1beta1.PhaseProvisioned)))
-	}).Should(Succeed())
+	m := createMachine(t, g, ns, "orphan", "windows-user-data")
+	waitForPhase(ctx, g, m, machinev1beta1.PhaseProvisioned)
 	h := first.Host(m.Name)
 	first.Stop()
 	g.Expect(h.State()).To(Equal(winsim.StateClosed))
