@@ -1,6 +1,7 @@
 // Package ctrltest is the harness of the controller tests: one real local
 // control plane per test binary (etcd, kube-apiserver,
-// kube-controller-manager) with the CRDs installed, managers that run the
+// kube-controller-manager) with the CRDs installed (the operator's and
+// OpenShift's Machine, MachineSet and Infrastructure), managers that run the
 // controllers a test needs, and simulated Windows hosts. Each test uses
 // object names no other test uses.
 package ctrltest
@@ -37,6 +38,7 @@ import (
 
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/openshiftcrds"
 	"github.com/openwmco/wmco/test/proc"
 )
 
@@ -65,7 +67,13 @@ func Run(m *testing.M) int {
 	}
 	defer func() { _ = c.Stop() }()
 	Cluster = c
-	if err := localcluster.InstallCRDs(ctx, c.Config, "config/crd/bases", "test/testdata/crds"); err != nil {
+	if err := localcluster.InstallCRDs(ctx, c.Config, "config/crd/bases"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// OpenShift's Machine, MachineSet and Infrastructure CRDs, as the
+	// pinned github.com/openshift/api module ships them.
+	if err := openshiftcrds.Install(ctx, c.Config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

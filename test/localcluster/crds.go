@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,22 +30,49 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config, dirs ...string) error {
 	if err != nil {
 		return err
 	}
+	var files []string
+	for _, d := range dirs {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(root, d)
+		}
+		found, err := yamlFiles(d)
+		if err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			return fmt.Errorf("no CustomResourceDefinition in %s", d)
+		}
+		files = append(files, found...)
+	}
+	return InstallCRDFiles(ctx, cfg, files...)
+}
+
+// InstallCRDFiles creates (or updates) the CRDs in the YAML files named
+// (relative paths are taken from the repository root) and waits until each
+// is Established. A file without a CustomResourceDefinition is an error.
+func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) error {
+	root, err := proc.RepoRoot()
+	if err != nil {
+		return err
+	}
 	cs, err := apiextensionsclient.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
 	crds := cs.ApiextensionsV1().CustomResourceDefinitions()
 	var names []string
-	for _, d := range dirs {
-		if !filepath.IsAbs(d) {
-			d = filepath.Join(root, d)
+	// served are the group versions each CRD's plural must show in.
+	served := map[string][]string{}
+	for _, f := range files {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(root, f)
 		}
-		found, err := readCRDs(d)
+		found, err := readCRDFile(f)
 		if err != nil {
 			return err
 		}
 		if len(found) == 0 {
-			return fmt.Errorf("no CustomResourceDefinition in %s", d)
+			return fmt.Errorf("no CustomResourceDefinition in %s", f)
 		}
 		for _, crd := range found {
 			existing, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
@@ -59,10 +87,18 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config, dirs ...string) error {
 				return fmt.Errorf("install CRD %s: %w", crd.Name, err)
 			}
 			names = append(names, crd.Name)
+			for _, v := range crd.Spec.Versions {
+				if v.Served {
+					gv := crd.Spec.Group + "/" + v.Name
+					served[gv] = append(served[gv], crd.Spec.Names.Plural)
+				}
+			}
 		}
 	}
 	// Waiting for a freshly created CRD has nothing to watch before it
 	// exists in the informer caches; a short poll is the simple way.
+	// Established is not enough: a client that maps kinds through
+	// discovery right after must find them there too.
 	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		for _, n := range names {
 			crd, err := crds.Get(ctx, n, metav1.GetOptions{})
@@ -71,6 +107,17 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config, dirs ...string) error {
 			}
 			if !established(crd) {
 				return false, nil
+			}
+		}
+		for gv, plurals := range served {
+			list, err := cs.Discovery().ServerResourcesForGroupVersion(gv)
+			if err != nil {
+				return false, nil //nolint:nilerr // not served yet: poll again
+			}
+			for _, p := range plurals {
+				if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == p }) {
+					return false, nil
+				}
 			}
 		}
 		return true, nil
@@ -86,36 +133,48 @@ func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
 	return false
 }
 
-// readCRDs decodes every CustomResourceDefinition in the .yaml files of dir.
-func readCRDs(dir string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+// yamlFiles lists the .yaml and .yml files of dir, those holding a
+// CustomResourceDefinition or not.
+func yamlFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var out []*apiextensionsv1.CustomResourceDefinition
+	var out []string
 	for _, e := range entries {
 		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
 			continue
 		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
+		found, err := readCRDFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-		for {
-			crd := &apiextensionsv1.CustomResourceDefinition{}
-			if err := dec.Decode(crd); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				_ = f.Close()
-				return nil, fmt.Errorf("decode %s: %w", e.Name(), err)
-			}
-			if crd.Kind == "CustomResourceDefinition" {
-				out = append(out, crd)
-			}
+		if len(found) > 0 {
+			out = append(out, filepath.Join(dir, e.Name()))
 		}
-		_ = f.Close()
 	}
 	return out, nil
+}
+
+// readCRDFile decodes every CustomResourceDefinition in the YAML file p.
+func readCRDFile(p string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var out []*apiextensionsv1.CustomResourceDefinition
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := dec.Decode(crd); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("decode %s: %w", filepath.Base(p), err)
+		}
+		if crd.Kind == "CustomResourceDefinition" {
+			out = append(out, crd)
+		}
+	}
 }
