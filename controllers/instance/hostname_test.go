@@ -153,27 +153,35 @@ func TestCloudProviderExternal(t *testing.T) {
 		n.Status.Addresses = ccmAddrs
 		return ctrltest.Client.Status().Update(ctx, n)
 	}).WithTimeout(10 * time.Second).Should(Succeed())
-	initialised := time.Now()
-
-	// Two status updates of the kubelet later, the Node is as the CCM
-	// left it.
-	g.Eventually(func(g Gomega) {
+	// Status updates of the kubelet after the CCM's changes leave the
+	// Node as the CCM left it; so does the kubelet started again by a
+	// reboot, which adopts the existing Node.
+	expectInitialised := func(after time.Time) {
+		t.Helper()
+		g.Eventually(func(g Gomega) {
+			n := &corev1.Node{}
+			g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: node.Name}, n)).To(Succeed())
+			var ready *corev1.NodeCondition
+			for i := range n.Status.Conditions {
+				if n.Status.Conditions[i].Type == corev1.NodeReady {
+					ready = &n.Status.Conditions[i]
+				}
+			}
+			g.Expect(ready).NotTo(BeNil())
+			// Heartbeats have a resolution of a second.
+			g.Expect(ready.LastHeartbeatTime.Time).To(BeTemporally(">", after.Add(3*time.Second)), "a status update after the CCM's")
+		}).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
 		n := &corev1.Node{}
 		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: node.Name}, n)).To(Succeed())
-		var ready *corev1.NodeCondition
-		for i := range n.Status.Conditions {
-			if n.Status.Conditions[i].Type == corev1.NodeReady {
-				ready = &n.Status.Conditions[i]
-			}
-		}
-		g.Expect(ready).NotTo(BeNil())
-		g.Expect(ready.LastHeartbeatTime.Time).To(BeTemporally(">", initialised.Add(3*time.Second)), "a status update after the CCM's")
-	}).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
-	n := &corev1.Node{}
-	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: node.Name}, n)).To(Succeed())
-	g.Expect(n.Spec.Taints).NotTo(ContainElement(HaveField("Key", platform.UninitializedTaint)))
-	g.Expect(n.Spec.Taints).To(ContainElement(corev1.Taint{Key: "os", Value: "Windows", Effect: corev1.TaintEffectNoSchedule}))
-	g.Expect(n.Status.Addresses).To(Equal(ccmAddrs), "addresses set by the CCM are the CCM's")
+		g.Expect(n.Spec.Taints).NotTo(ContainElement(HaveField("Key", platform.UninitializedTaint)))
+		g.Expect(n.Spec.Taints).To(ContainElement(corev1.Taint{Key: "os", Value: "Windows", Effect: corev1.TaintEffectNoSchedule}))
+		g.Expect(n.Status.Addresses).To(Equal(ccmAddrs), "addresses set by the CCM are the CCM's")
+	}
+	expectInitialised(time.Now())
+	restarted := time.Now()
+	g.Expect(h.Host.Reboot(ctx, 100*time.Millisecond)).To(Succeed())
+	g.Expect(h.Host.WaitUp(ctx)).To(Succeed())
+	expectInitialised(restarted)
 	ctrltest.WaitReady(t, h.Name, 10*time.Second)
 
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
