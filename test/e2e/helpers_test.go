@@ -4,12 +4,12 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/openwmco/wmco/test/ctrltest"
 
 	. "github.com/onsi/gomega"
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -168,7 +168,9 @@ func expectKubeletCSRsApproved(ctx context.Context, nodeName string) {
 		var client int
 		var names []string
 		for _, csr := range list.Items {
-			if !csrNamesNode(g, &csr, nodeName) {
+			ours, err := ctrltest.CSRNamesNode(&csr, nodeName)
+			g.Expect(err).NotTo(HaveOccurred())
+			if !ours {
 				continue
 			}
 			names = append(names, csr.Name)
@@ -179,20 +181,6 @@ func expectKubeletCSRsApproved(ctx context.Context, nodeName string) {
 		}
 		g.Expect(client).To(BeNumerically(">=", 1), "no kubelet client CSR of Node %s among %v", nodeName, names)
 	}).WithTimeout(time.Minute).WithPolling(poll).Should(Succeed())
-}
-
-// csrNamesNode reports whether the CSR was sent by the node or asks for a
-// certificate of it.
-func csrNamesNode(g Gomega, csr *certificatesv1.CertificateSigningRequest, nodeName string) bool {
-	want := "system:node:" + nodeName
-	if csr.Spec.Username == want {
-		return true
-	}
-	block, _ := pem.Decode(csr.Spec.Request)
-	g.Expect(block).NotTo(BeNil(), "CSR %s has no PEM request", csr.Name)
-	req, err := x509.ParseCertificateRequest(block.Bytes)
-	g.Expect(err).NotTo(HaveOccurred(), "CSR %s", csr.Name)
-	return req.Subject.CommonName == want
 }
 
 // approvedReason is the reason of the CSR's Approved condition, or a note

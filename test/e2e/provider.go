@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"time"
 
+	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
+
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -96,6 +98,13 @@ type Provider interface {
 	// ExpectClean asserts, through g, that nothing the operator installs
 	// is left on the host. It is meant to be called inside Eventually.
 	ExpectClean(g Gomega, h Host)
+	// MachineSet is the Windows MachineSet the machineset spec scales, or
+	// nil when the provider has none (the spec is then skipped).
+	MachineSet(ctx context.Context) (*machinev1beta1.MachineSet, error)
+	// ExpectMachineCleaned asserts, through g, that the VM of a Machine
+	// scaled away was clean, and its Node gone, before the VM was
+	// destroyed, as far as the provider can see a VM that is gone.
+	ExpectMachineCleaned(g Gomega, machine, node string)
 	// MetricsText is the operator's Prometheus metrics in text format, or
 	// an error wrapping ErrMetricsUnavailable.
 	MetricsText(ctx context.Context) (string, error)

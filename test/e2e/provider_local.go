@@ -13,11 +13,16 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	configv1 "github.com/openshift/api/config/v1"
+	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/openwmco/wmco/pkg/userdata"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/localenv"
+	"github.com/openwmco/wmco/test/machinesim"
 	"github.com/openwmco/wmco/test/proc"
 )
 
@@ -50,7 +55,8 @@ func startLocal(ctx context.Context, log io.Writer) (*localProvider, error) {
 			bin = p
 		}
 	}
-	env, err := localenv.Start(ctx, localenv.Options{Hosts: localHosts, OperatorBinary: bin, Log: log})
+	platform := configv1.PlatformType(envOr("WMCO_E2E_MACHINE_PLATFORM", string(configv1.AWSPlatformType)))
+	env, err := localenv.Start(ctx, localenv.Options{Hosts: localHosts, OperatorBinary: bin, Log: log, MachinePlatform: platform})
 	if err != nil {
 		return nil, err
 	}
@@ -154,4 +160,37 @@ func getText(req *http.Request, c *http.Client) (string, error) {
 		return "", fmt.Errorf("GET %s: %s: %s", req.URL, resp.Status, body)
 	}
 	return string(body), nil
+}
+
+// localMachineSet is the name of the local provider's Windows MachineSet.
+const localMachineSet = "e2e-windows"
+
+// MachineSet creates (once) a Windows MachineSet of the simulated cloud,
+// at zero replicas, whose VMs get the operator's windows-user-data.
+func (p *localProvider) MachineSet(ctx context.Context) (*machinev1beta1.MachineSet, error) {
+	ms := machinesim.WindowsMachineSet(p.env.Cloud.Namespace(), localMachineSet, userdata.SecretName)
+	if err := p.env.Client.Create(ctx, ms); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, err
+		}
+		if err := p.env.Client.Get(ctx, client.ObjectKeyFromObject(ms), ms); err != nil {
+			return nil, err
+		}
+	}
+	return ms, nil
+}
+
+// ExpectMachineCleaned checks the simulated cloud's record of the VM: its
+// state just before it was destroyed has nothing of the operator's left,
+// and the Node was gone by then (the cloud found none to delete).
+func (p *localProvider) ExpectMachineCleaned(g Gomega, machine, node string) {
+	snap, ok := p.env.Cloud.Snapshot(machine)
+	g.Expect(ok).To(BeTrue(), "the VM of Machine %s was destroyed", machine)
+	g.Expect(snap.Leftovers()).To(BeEmpty(), "left on the VM of Machine %s", machine)
+	var kinds []machinesim.EventKind
+	for _, ev := range p.env.Cloud.EventsOf(machine) {
+		kinds = append(kinds, ev.Kind)
+	}
+	g.Expect(kinds).To(ContainElement(machinesim.EventNodeAlreadyGone), "Node %s was deleted before the VM went", node)
+	g.Expect(kinds).NotTo(ContainElement(machinesim.EventNodeDeletedByCloud), "the cloud had to delete Node %s", node)
 }

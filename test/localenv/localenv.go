@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	configv1 "github.com/openshift/api/config/v1"
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,6 +34,8 @@ import (
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/machinesim"
+	"github.com/openwmco/wmco/test/openshiftcrds"
 	"github.com/openwmco/wmco/test/proc"
 	"github.com/openwmco/wmco/test/testpayload"
 	"github.com/openwmco/wmco/test/winsim"
@@ -74,6 +77,12 @@ type Options struct {
 	APIServerVersion string
 	// Log receives progress lines; nil discards.
 	Log io.Writer
+	// MachinePlatform, when set, makes the cluster serve the Machine API
+	// and run a simulated cloud of that platform (Env.Cloud: AWS, Azure,
+	// VSphere or None) whose Windows MachineSets the operator serves.
+	MachinePlatform configv1.PlatformType
+	// CloudLog receives the simulated cloud's log; nil discards.
+	CloudLog io.Writer
 	// Namespace is the operator's namespace (default Namespace).
 	Namespace string
 	// Install, when set, installs the operator's CRDs, namespace and RBAC
@@ -121,6 +130,8 @@ type Env struct {
 	Namespace string
 	// Kubeconfig is what the operator authenticates with.
 	Kubeconfig string
+	// Cloud is the simulated cloud (Options.MachinePlatform), or nil.
+	Cloud *machinesim.Cloud
 
 	signer   ssh.Signer
 	opts     Options
@@ -214,6 +225,11 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if _, err := e.AddHosts(o.Hosts); err != nil {
 		return nil, err
 	}
+	if o.MachinePlatform != "" {
+		if err := e.startCloud(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := e.startOperator(ctx); err != nil {
 		return nil, err
 	}
@@ -261,25 +277,7 @@ func (e *Env) AddHosts(n int) ([]*Host, error) {
 		if e.opts.BandwidthLimit > 0 {
 			h.SetBandwidth(e.opts.BandwidthLimit)
 		}
-		opts := e.opts.Host
-		if opts.AgentRunInterval == 0 {
-			opts.AgentRunInterval = 2 * time.Second
-		}
-		if opts.KubeletLeaseDuration == 0 {
-			opts.KubeletLeaseDuration = 8 * time.Second
-		}
-		if opts.KubeletStatusInterval == 0 {
-			opts.KubeletStatusInterval = 4 * time.Second
-		}
-		if opts.RebootDownTime == 0 {
-			opts.RebootDownTime = 2 * time.Second
-		}
-		// The kubelet reports the version the payload's kubelet.exe was
-		// built with, as it would on Windows.
-		if f, ok := e.Payload.File(payload.KubeletPath); ok && f.Version != "" && opts.KubeletBinaries == nil {
-			opts.KubeletBinaries = map[string]string{f.SHA256: f.Version}
-		}
-		node, err := simagent.Install(h, opts)
+		node, err := simagent.Install(h, e.hostOptions())
 		if err != nil {
 			_ = h.Close()
 			return nil, err
@@ -290,6 +288,52 @@ func (e *Env) AddHosts(n int) ([]*Host, error) {
 		e.logf("Simulated Windows host %s listening on %s:%d (Windows Server build %d)", name, ip, h.Port(), h.Facts().OSBuild)
 	}
 	return added, nil
+}
+
+// hostOptions tune the node software of every simulated host and VM.
+func (e *Env) hostOptions() simagent.Options {
+	opts := e.opts.Host
+	if opts.AgentRunInterval == 0 {
+		opts.AgentRunInterval = 2 * time.Second
+	}
+	if opts.KubeletLeaseDuration == 0 {
+		opts.KubeletLeaseDuration = 8 * time.Second
+	}
+	if opts.KubeletStatusInterval == 0 {
+		opts.KubeletStatusInterval = 4 * time.Second
+	}
+	if opts.RebootDownTime == 0 {
+		opts.RebootDownTime = 2 * time.Second
+	}
+	// The kubelet reports the version the payload's kubelet.exe was built
+	// with, as it would on Windows.
+	if f, ok := e.Payload.File(payload.KubeletPath); ok && f.Version != "" && opts.KubeletBinaries == nil {
+		opts.KubeletBinaries = map[string]string{f.SHA256: f.Version}
+	}
+	return opts
+}
+
+// startCloud installs the Machine API's and the Infrastructure CRDs and
+// starts a simulated cloud of the platform, before the operator, which
+// reads the platform once at start.
+func (e *Env) startCloud(ctx context.Context) error {
+	e.logf("Starting a simulated %s cloud (Machine API, cloud controller manager)", e.opts.MachinePlatform)
+	if err := openshiftcrds.Install(ctx, e.Cluster.Config); err != nil {
+		return err
+	}
+	w := e.opts.CloudLog
+	if w == nil {
+		w = io.Discard
+	}
+	cloud, err := machinesim.Start(ctx, machinesim.Options{
+		Config: e.Cluster.Config, Platform: e.opts.MachinePlatform, Host: e.hostOptions(), Log: w,
+	})
+	if err != nil {
+		return err
+	}
+	e.Cloud = cloud
+	e.opts.OperatorArgs = append(e.opts.OperatorArgs, "--machine-ssh-port="+strconv.Itoa(cloud.SSHPort()))
+	return nil
 }
 
 // startOperator runs the operator binary with a kubeconfig and waits until
@@ -355,6 +399,9 @@ func (e *Env) Stop() error {
 	var errs []error
 	if e.operator != nil {
 		e.operator.Stop()
+	}
+	if e.Cloud != nil {
+		e.Cloud.Stop()
 	}
 	for _, h := range e.Hosts {
 		if err := h.Host.Close(); err != nil && !errors.Is(err, winsim.ErrClosed) {

@@ -31,6 +31,12 @@
 // address:port pairs never collide. Within a process, Clouds that run at
 // the same time also never share a VM address.
 //
+// The Machine's InternalIP is that loopback address, which the operator
+// dials; the VM's network card (the agent's facts, the kubelet's node IP,
+// the Node's addresses the cloud controller manager sets) reports
+// NICAddress instead, a documentation address never dialled: a real VM
+// has one address for both.
+//
 // The Cloud owns one namespace (Options.Namespace); tests that share a
 // control plane give each Cloud its own. It creates the cluster's
 // Infrastructure object (named cluster) with the platform in its status
@@ -41,6 +47,7 @@ package machinesim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -376,4 +383,40 @@ func platformOf(infra *configv1.Infrastructure) configv1.PlatformType {
 		return infra.Status.PlatformStatus.Type
 	}
 	return infra.Status.Platform //nolint:staticcheck // an object written by an older installer
+}
+
+// WindowsMachineSet is a Windows MachineSet of zero replicas, shaped as an
+// admin writes one for WMCO: its Machines are labelled
+// machine.openshift.io/os-id=Windows and their providerSpec names the
+// userData Secret userDataSecret (normally windows-user-data, which the
+// operator keeps).
+func WindowsMachineSet(namespace, name, userDataSecret string) *machinev1beta1.MachineSet {
+	raw, err := json.Marshal(map[string]any{"userDataSecret": map[string]string{"name": userDataSecret}})
+	if err != nil {
+		panic(err) // a map of strings always marshals
+	}
+	sel := map[string]string{"machine.openshift.io/cluster-api-machineset": name}
+	labels := map[string]string{"machine.openshift.io/cluster-api-machineset": name, "machine.openshift.io/os-id": "Windows"}
+	zero := int32(0)
+	return &machinev1beta1.MachineSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: machinev1beta1.MachineSetSpec{
+			Replicas: &zero,
+			Selector: metav1.LabelSelector{MatchLabels: sel},
+			Template: machinev1beta1.MachineTemplateSpec{
+				ObjectMeta: machinev1beta1.ObjectMeta{Labels: labels},
+				Spec:       machinev1beta1.MachineSpec{ProviderSpec: machinev1beta1.ProviderSpec{Value: &runtime.RawExtension{Raw: raw}}},
+			},
+		},
+	}
+}
+
+// MachineAddress is the Machine's first status address of type t, or "".
+func MachineAddress(m *machinev1beta1.Machine, t corev1.NodeAddressType) string {
+	for _, a := range m.Status.Addresses {
+		if a.Type == t {
+			return a.Address
+		}
+	}
+	return ""
 }

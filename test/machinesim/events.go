@@ -211,3 +211,23 @@ func diskFiles(d *winsim.Disk, root string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Leftovers lists what the operator installs that the snapshot still
+// shows: services, HNS networks, and files under C:\k and
+// C:\var\lib\kubelet. A host cleaned before its VM went has none.
+func (s HostSnapshot) Leftovers() []string {
+	var out []string
+	for _, svc := range s.Services {
+		out = append(out, "service "+svc.Name)
+	}
+	for _, n := range s.Networks {
+		out = append(out, "HNS network "+n)
+	}
+	for _, f := range s.Files {
+		l := strings.ToLower(f)
+		if strings.HasPrefix(l, `c:\k\`) || strings.HasPrefix(l, `c:\var\lib\kubelet\`) {
+			out = append(out, "file "+f)
+		}
+	}
+	return out
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,15 +193,6 @@ func machines(ctx context.Context, g Gomega, ns string) []machinev1beta1.Machine
 	return list.Items
 }
 
-func address(m *machinev1beta1.Machine, t corev1.NodeAddressType) string {
-	for _, a := range m.Status.Addresses {
-		if a.Type == t {
-			return a.Address
-		}
-	}
-	return ""
-}
-
 // registerNode creates a Node as a kubelet registers it: with taints, and
 // a Ready status with the given addresses. It is deleted when the test
 // ends, if it is still there.
@@ -230,7 +223,7 @@ func login(c *machinesim.Cloud, m *machinev1beta1.Machine, user string, key wins
 	if err != nil {
 		return err
 	}
-	conn, err := ssh.Dial("tcp", fmt.Sprintf("%s:%d", address(m, corev1.NodeInternalIP), c.SSHPort()), &ssh.ClientConfig{
+	conn, err := ssh.Dial("tcp", fmt.Sprintf("%s:%d", machinesim.MachineAddress(m, corev1.NodeInternalIP), c.SSHPort()), &ssh.ClientConfig{
 		User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key.Signer)}, HostKeyCallback: ssh.FixedHostKey(hostKey), Timeout: 10 * time.Second,
 	})
 	if err != nil {
@@ -298,12 +291,12 @@ func TestMachineSetScalesUpAndDownOnAWS(t *testing.T) {
 		g.Expect(metav1.GetControllerOf(m).Name).To(Equal("win"))
 		g.Expect(m.Finalizers).To(ContainElement(machinev1beta1.MachineFinalizer))
 		g.Expect(m.Spec.ProviderID).To(HaveValue(MatchRegexp(`^aws:///us-east-1b/i-[0-9a-f]{17}$`)))
-		ip := address(m, corev1.NodeInternalIP)
+		ip := machinesim.MachineAddress(m, corev1.NodeInternalIP)
 		g.Expect(ip).To(HavePrefix("127.0.200."))
 		ips[ip] = true
 		dns := "ip-" + strings.ReplaceAll(ip, ".", "-") + ".ec2.internal"
-		g.Expect(address(m, corev1.NodeInternalDNS)).To(Equal(dns))
-		g.Expect(address(m, corev1.NodeHostName)).To(Equal(dns))
+		g.Expect(machinesim.MachineAddress(m, corev1.NodeInternalDNS)).To(Equal(dns))
+		g.Expect(machinesim.MachineAddress(m, corev1.NodeHostName)).To(Equal(dns))
 		h := c.Host(m.Name)
 		g.Expect(h).NotTo(BeNil())
 		g.Expect(h.Facts().Hostname).To(MatchRegexp(`^EC2AMAZ-[A-Z0-9]{7}$`))
@@ -317,7 +310,7 @@ func TestMachineSetScalesUpAndDownOnAWS(t *testing.T) {
 	// the uninitialized taint and (as external cloud providers' kubelets
 	// may) no addresses; another Node matches no instance.
 	first := &ms2[0]
-	nodeName := address(first, corev1.NodeInternalDNS)
+	nodeName := machinesim.MachineAddress(first, corev1.NodeInternalDNS)
 	registerNode(t, g, nodeName, uninitialized)
 	registerNode(t, g, "ip-10-9-9-9.ec2.internal", uninitialized)
 	g.Eventually(func(g Gomega) {
@@ -325,7 +318,18 @@ func TestMachineSetScalesUpAndDownOnAWS(t *testing.T) {
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodeName}, n)).To(Succeed())
 		g.Expect(n.Spec.ProviderID).To(Equal(*first.Spec.ProviderID))
 		g.Expect(n.Spec.Taints).NotTo(ContainElement(HaveField("Key", platform.UninitializedTaint)))
-		g.Expect(n.Status.Addresses).To(Equal(first.Status.Addresses))
+		// The Node has the VM card's address, the Machine the one the VM
+		// listens on.
+		ip := machinesim.MachineAddress(first, corev1.NodeInternalIP)
+		octet, err := strconv.Atoi(ip[strings.LastIndex(ip, ".")+1:])
+		g.Expect(err).NotTo(HaveOccurred())
+		want := slices.Clone(first.Status.Addresses)
+		for i := range want {
+			if want[i].Type == corev1.NodeInternalIP {
+				want[i].Address = machinesim.NICAddress(octet)
+			}
+		}
+		g.Expect(n.Status.Addresses).To(Equal(want))
 		g.Expect(n.Labels).To(HaveKey("node-role.kubernetes.io/worker"), "nodelink copies the Machine's labels")
 		m := &machinev1beta1.Machine{}
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(first), m)).To(Succeed())
@@ -400,7 +404,7 @@ func TestLifecycleHooksHoldDeletion(t *testing.T) {
 
 	// On None the kubelet names the Node after the host and reports its
 	// address; nodelink links it by that address.
-	ip := address(m, corev1.NodeInternalIP)
+	ip := machinesim.MachineAddress(m, corev1.NodeInternalIP)
 	node := registerNode(t, g, "held-node", nil, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
@@ -537,8 +541,8 @@ func TestVSphereCCMMatchesTheHostName(t *testing.T) {
 	for _, m := range ms {
 		waitForPhase(ctx, g, m, machinev1beta1.PhaseProvisioned)
 		g.Expect(m.Spec.ProviderID).To(HaveValue(MatchRegexp(`^vsphere://[0-9a-f-]{36}$`)))
-		g.Expect(address(m, corev1.NodeInternalDNS)).To(Equal(m.Name))
-		registerNode(t, g, m.Name, uninitialized, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: address(m, corev1.NodeInternalIP)})
+		g.Expect(machinesim.MachineAddress(m, corev1.NodeInternalDNS)).To(Equal(m.Name))
+		registerNode(t, g, m.Name, uninitialized, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: machinesim.MachineAddress(m, corev1.NodeInternalIP)})
 	}
 	g.Eventually(func(g Gomega) {
 		n := &corev1.Node{}

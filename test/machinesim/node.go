@@ -105,7 +105,7 @@ func (r *nodeReconciler) initialize(ctx context.Context, node *corev1.Node, mach
 		// A kubelet with --cloud-provider=external may leave them to the
 		// cloud controller manager.
 		before := node.DeepCopy()
-		node.Status.Addresses = v.addresses
+		node.Status.Addresses = v.nodeAddresses
 		if err := r.c.client.Status().Patch(ctx, node, client.MergeFrom(before)); err != nil {
 			return false, fmt.Errorf("set the addresses of Node %s: %w", node.Name, err)
 		}

@@ -47,7 +47,13 @@ type vm struct {
 	ip         string
 	node       *simagent.Node
 	providerID string
-	addresses  []corev1.NodeAddress
+	// addresses are the Machine's (status.addresses): the InternalIP is
+	// the loopback address the VM's sshd listens on.
+	addresses []corev1.NodeAddress
+	// nodeAddresses are what the VM's network card has, as the cloud
+	// controller manager reports them on the Node: the InternalIP is
+	// NICAddress (a documentation address, never dialled).
+	nodeAddresses []corev1.NodeAddress
 	// baseline holds the files on the disk right after first boot, in
 	// lower case.
 	baseline map[string]bool
@@ -188,7 +194,7 @@ func (c *Cloud) boot(ctx context.Context, m *machinev1beta1.Machine, userData []
 	hostname := c.hostname(m.Name)
 	h, err := winsim.Start(context.WithoutCancel(ctx), winsim.Options{
 		Hostname: hostname, OSBuild: c.opts.OSBuild, ListenAddress: listen, Accounts: c.accounts(),
-		IPAddresses: []netip.Addr{netip.MustParseAddr(ip)},
+		IPAddresses: []netip.Addr{netip.MustParseAddr(NICAddress(octet))},
 		Logger:      c.slog.With("machine", m.Name),
 	})
 	if err != nil {
@@ -225,7 +231,10 @@ func (c *Cloud) boot(ctx context.Context, m *machinev1beta1.Machine, userData []
 			len(res.AuthorizedKeys), user, sshd, res.KeyOnly, res.KeysACLRestricted, res.FirewallPorts)
 	}
 	providerID, addrs := c.identity(m, ip)
-	v := &vm{machine: m.Name, uid: m.UID, octet: octet, ip: ip, node: node, providerID: providerID, addresses: addrs, baseline: map[string]bool{}}
+	v := &vm{
+		machine: m.Name, uid: m.UID, octet: octet, ip: ip, node: node, providerID: providerID, addresses: addrs,
+		nodeAddresses: nicAddresses(addrs, NICAddress(octet)), baseline: map[string]bool{},
+	}
 	for _, f := range diskFiles(h.Disk(), `C:\`) {
 		v.baseline[strings.ToLower(f)] = true
 	}
@@ -286,4 +295,26 @@ func uuid() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b)
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// NICAddress is the address a VM's network card reports (what programs on
+// it, the kubelet and the agent's facts see), for the VM whose sshd
+// listens on IPPrefix + octet. A real VM has one address for both; a
+// simulated one cannot have a loopback address on its card (the operator
+// refuses a loopback node IP, as a real host never has one), so its card
+// reports 192.0.2.<octet> (TEST-NET-1: data only, never dialled), as
+// test/localenv's hosts do.
+func NICAddress(octet int) string { return "192.0.2." + strconv.Itoa(octet) }
+
+// nicAddresses are the Machine's addresses with the InternalIP replaced by
+// the card's.
+func nicAddresses(machine []corev1.NodeAddress, nic string) []corev1.NodeAddress {
+	out := make([]corev1.NodeAddress, 0, len(machine))
+	for _, a := range machine {
+		if a.Type == corev1.NodeInternalIP {
+			a.Address = nic
+		}
+		out = append(out, a)
+	}
+	return out
 }
