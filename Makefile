@@ -27,6 +27,9 @@ KUSTOMIZE := $(CURDIR)/bin/kustomize-$(KUSTOMIZE_VERSION)
 NAMESPACE ?= wmco-system
 # Packages with tests; the timeout covers the integration suites.
 TEST_FLAGS ?= -count=1 -timeout 20m
+# How long make fuzz and make fuzz-short run each fuzz target.
+FUZZTIME ?= 10m
+FUZZ_SHORT_TIME ?= 10s
 # The OLM bundle (make bundle): its version is VERSION's, semver; the CSV
 # runs the operator image of that release. The oldest Kubernetes it installs
 # on is the payload's minor (a kubelet may not be newer than the API server).
@@ -183,6 +186,14 @@ test-real-payload: setup-envtest ## Join a simulated host with the payload make 
 .PHONY: test-race
 test-race: setup-envtest ## Run the tests with the race detector.
 	$(GO) test -race $(TEST_FLAGS) ./...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target (func FuzzX in the module's tests) for FUZZTIME each, one after the other (default 10m: about 3.5 h for the 20 targets).
+	GO=$(GO) hack/fuzz.sh $(FUZZTIME)
+
+.PHONY: fuzz-short
+fuzz-short: ## Run every fuzz target for FUZZ_SHORT_TIME each (default 10s), for CI.
+	GO=$(GO) hack/fuzz.sh $(FUZZ_SHORT_TIME)
 
 .PHONY: test-e2e
 test-e2e: setup-envtest operator ## Run the e2e suite (test/e2e) on the local provider; WMCO_E2E_PROVIDER=byoh for a real cluster and hosts.
