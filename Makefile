@@ -27,6 +27,9 @@ KUSTOMIZE := $(CURDIR)/bin/kustomize-$(KUSTOMIZE_VERSION)
 NAMESPACE ?= wmco-system
 # Packages with tests; the timeout covers the integration suites.
 TEST_FLAGS ?= -count=1 -timeout 20m
+# How long make fuzz and make fuzz-short run each fuzz target.
+FUZZTIME ?= 10m
+FUZZ_SHORT_TIME ?= 10s
 # The OLM bundle (make bundle): its version is VERSION's, semver; the CSV
 # runs the operator image of that release. The oldest Kubernetes it installs
 # on is the payload's minor (a kubelet may not be newer than the API server).
@@ -181,8 +184,19 @@ test-real-payload: setup-envtest ## Join a simulated host with the payload make 
 	WMCO_REAL_PAYLOAD=1 $(GO) test -count=1 -timeout 10m -run TestRealPayload -v ./test/localenv/
 
 .PHONY: test-race
-test-race: setup-envtest ## Run the tests with the race detector.
+test-race: setup-envtest $(KUSTOMIZE) ## Run what make test runs, the module's tests with the race detector (about 26 min on 2 busy cores, controllers/instance 8 of them); CI runs it instead of make test.
 	$(GO) test -race $(TEST_FLAGS) ./...
+	# The bundle validator (no concurrency of ours) without -race: its
+	# operator-framework dependencies take about 10 min to build with it.
+	$(GO) test -C hack/bundle $(TEST_FLAGS) ./...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target (func FuzzX in the module's tests) for FUZZTIME each, one after the other (default 10m: about 3.5 h for the 20 targets).
+	GO=$(GO) hack/fuzz.sh $(FUZZTIME)
+
+.PHONY: fuzz-short
+fuzz-short: ## Run every fuzz target for FUZZ_SHORT_TIME each (default 10s), for CI.
+	GO=$(GO) hack/fuzz.sh $(FUZZ_SHORT_TIME)
 
 .PHONY: test-e2e
 test-e2e: setup-envtest operator ## Run the e2e suite (test/e2e) on the local provider; WMCO_E2E_PROVIDER=byoh for a real cluster and hosts.

@@ -511,3 +511,38 @@ func TestFactsAndDefaults(t *testing.T) {
 	g.Expect(s2.Address()).NotTo(Equal(s.Address()))
 	g.Expect(s2.HostKey()).NotTo(Equal(s.HostKey()))
 }
+
+// TestQuickCommandResultsAreNeverLost runs many commands that finish at
+// once: each must deliver its output and exit status, as sshd always does
+// (it replies to exec before the command can write or exit).
+func TestQuickCommandResultsAreNeverLost(t *testing.T) {
+	g := NewWithT(t)
+	s := start(t, winsim.Options{})
+	g.Expect(s.RegisterProgram(`C:\k\quick.exe`, winsim.ProgramFunc(func(ctx context.Context, inv *winsim.Invocation) int {
+		fmt.Fprint(inv.Stdout, "out")
+		return 3
+	}))).To(Succeed())
+	c := s.connect(t)
+	const workers, each = 8, 125
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				sess, err := c.NewSession()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				out, err := sess.Output(`C:\k\quick.exe`)
+				_ = sess.Close()
+				var ee *ssh.ExitError
+				if !errors.As(err, &ee) || ee.ExitStatus() != 3 || string(out) != "out" {
+					t.Errorf("got %q, %v; want \"out\" and exit status 3", out, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	g.Expect(s.Stats().Commands).To(BeEquivalentTo(workers * each))
+}

@@ -123,13 +123,19 @@ func (h *Host) handleSession(boot *bootSession, user string, ch ssh.Channel, req
 	started := false
 	for req := range reqs {
 		ok := false
+		// replied lets the command or subsystem start once the request's
+		// reply is on the wire. sshd replies before the child can write:
+		// a quick program's output, exit-status and close must never
+		// overtake the reply, or the client's exec request sees the
+		// channel closed (io.EOF) instead of its answer.
+		replied := make(chan struct{})
 		switch req.Type {
 		case "exec":
 			var payload struct{ Command string }
 			if started || ssh.Unmarshal(req.Payload, &payload) != nil {
 				break
 			}
-			if !h.startProgram(boot, func() { h.exec(ctx, user, ch, payload.Command) }) {
+			if !h.startProgram(boot, func() { <-replied; h.exec(ctx, user, ch, payload.Command) }) {
 				break
 			}
 			started, ok = true, true
@@ -139,12 +145,13 @@ func (h *Host) handleSession(boot *bootSession, user string, ch ssh.Channel, req
 				break
 			}
 			started, ok = true, true
-			go h.serveSFTP(user, ch)
+			go func() { <-replied; h.serveSFTP(user, ch) }()
 		}
 		// pty-req, env, shell, signal and anything else are refused.
 		if req.WantReply {
 			_ = req.Reply(ok, nil)
 		}
+		close(replied)
 	}
 }
 
