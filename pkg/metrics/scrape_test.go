@@ -3,11 +3,15 @@ package metrics_test
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
+	dto "github.com/prometheus/client_model/go"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/metrics"
@@ -70,4 +74,38 @@ func TestScrapeReadsTheAPIServer(t *testing.T) {
 	for k := range got {
 		g.Expect(k).NotTo(ContainSubstring("metrics-scrape-linux"), fmt.Sprintf("series %s names another node's CSR", k))
 	}
+	checkMetricNamesFile(t)
+}
+
+// checkMetricNamesFile keeps hack/monitoring's list of the operator's
+// metric names (what the dashboard and rule tests check their queries
+// against) equal to a real scrape of the registry; the caller has objects
+// in place so that every collector reports.
+func checkMetricNamesFile(t *testing.T) {
+	g := NewWithT(t)
+	families, err := crmetrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	var names []string
+	for _, f := range families {
+		name := f.GetName()
+		if !strings.HasPrefix(name, "wmco_") {
+			continue
+		}
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			names = append(names, name+"_bucket", name+"_count", name+"_sum")
+			continue
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	const file = "../../hack/monitoring/testdata/operator-metrics.txt"
+	want := "# The operator's metric names, from a scrape of its registry\n" +
+		"# (pkg/metrics TestScrapeReadsTheAPIServer keeps this file equal to it).\n" +
+		strings.Join(names, "\n") + "\n"
+	if os.Getenv("WMCO_UPDATE_METRIC_NAMES") == "1" {
+		g.Expect(os.WriteFile(file, []byte(want), 0o644)).To(Succeed())
+	}
+	got, err := os.ReadFile(file)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(got)).To(Equal(want), "rerun with WMCO_UPDATE_METRIC_NAMES=1 to update %s", file)
 }
