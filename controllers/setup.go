@@ -13,6 +13,8 @@ import (
 	"github.com/openwmco/wmco/controllers/csrapproval"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
+	"github.com/openwmco/wmco/controllers/nodemetrics"
+	"github.com/openwmco/wmco/controllers/runtimeclass"
 	"github.com/openwmco/wmco/controllers/userdata"
 	"github.com/openwmco/wmco/controllers/wnc"
 	"github.com/openwmco/wmco/pkg/bootstrap"
@@ -115,6 +117,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Namespace: o.Config.Namespace, OperatorConditionName: o.OperatorConditionName,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("WindowsNodeConfig status controller: %w", err)
+	}
+	if err := (&runtimeclass.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the RuntimeClass controller: %w", err)
+	}
+	if err := (&nodemetrics.Reconciler{Client: mgr.GetClient(), Namespace: o.Config.Namespace}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the node metrics controller: %w", err)
 	}
 	if o.MachineAPI {
 		if err := (&inventory.MachineReconciler{

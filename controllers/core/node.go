@@ -5,6 +5,9 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 )
@@ -60,4 +63,27 @@ func OwnsNode(wi *wmcov1.WindowsInstance, node *corev1.Node) bool {
 		}
 	}
 	return false
+}
+
+// OperatorNodes passes the events of the Nodes the operator made (labelled
+// wmco.io/instance): creation, deletion, and an update that gives or takes
+// the label or for which changed says yes.
+func OperatorNodes(changed func(old, cur *corev1.Node) bool) predicate.Funcs {
+	ours := func(o client.Object) bool {
+		_, ok := o.GetLabels()[wmcov1.LabelInstance]
+		return ok
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return ours(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return ours(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return ours(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if !ours(e.ObjectOld) && !ours(e.ObjectNew) {
+				return false
+			}
+			o, ok1 := e.ObjectOld.(*corev1.Node)
+			n, ok2 := e.ObjectNew.(*corev1.Node)
+			return !ok1 || !ok2 || ours(o) != ours(n) || changed(o, n)
+		},
+	}
 }

@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 )
@@ -57,4 +58,33 @@ func TestDesiredNodeName(t *testing.T) {
 		}
 		NewWithT(t).Expect(DesiredNodeName(wi, tc.hostFacts)).To(Equal(tc.want), tc.name)
 	}
+}
+
+func TestOperatorNodes(t *testing.T) {
+	ours := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "a", Labels: map[string]string{wmcov1.LabelInstance: "a"}}}
+	oursChanged := ours.DeepCopy()
+	oursChanged.Labels["x"] = "y"
+	other := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "b", Labels: map[string]string{"x": "y"}}}
+	otherChanged := other.DeepCopy()
+	otherChanged.Labels["x"] = "z"
+	xChanged := func(o, n *corev1.Node) bool { return o.Labels["x"] != n.Labels["x"] }
+	p := OperatorNodes(xChanged)
+	for _, tc := range []struct {
+		name     string
+		old, cur *corev1.Node
+		want     bool
+	}{
+		{"ours, unchanged", ours, ours, false},
+		{"ours, changed", ours, oursChanged, true},
+		{"other, changed", other, otherChanged, false},
+		{"labelled ours", other, ours, true},
+		{"no longer ours", ours, other, true},
+	} {
+		NewWithT(t).Expect(p.Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.cur})).To(Equal(tc.want), tc.name)
+	}
+	g := NewWithT(t)
+	g.Expect(p.Create(event.CreateEvent{Object: ours})).To(BeTrue())
+	g.Expect(p.Create(event.CreateEvent{Object: other})).To(BeFalse())
+	g.Expect(p.Delete(event.DeleteEvent{Object: ours})).To(BeTrue())
+	g.Expect(p.Delete(event.DeleteEvent{Object: other})).To(BeFalse())
 }

@@ -89,6 +89,13 @@ type SimHost struct {
 // authorizing the test key for Administrator.
 func StartHosts(t *testing.T, n int, opts simagent.Options) []*SimHost {
 	t.Helper()
+	return StartHostsOfBuild(t, n, 0, opts)
+}
+
+// StartHostsOfBuild is StartHosts with hosts of Windows build osBuild
+// (winsim's default, Server 2022, when 0).
+func StartHostsOfBuild(t *testing.T, n, osBuild int, opts simagent.Options) []*SimHost {
+	t.Helper()
 	HostFixture(t)
 	hosts := make([]*SimHost, n)
 	for i := range hosts {
@@ -96,7 +103,7 @@ func StartHosts(t *testing.T, n int, opts simagent.Options) []*SimHost {
 		ip := fmt.Sprintf("127.0.%d.%d", 10+seq/200, 1+seq%200)
 		name := fmt.Sprintf("win-t%d", seq)
 		h, err := winsim.Start(context.Background(), winsim.Options{
-			Hostname: strings.ToUpper(name), ListenAddress: ip + ":0",
+			Hostname: strings.ToUpper(name), ListenAddress: ip + ":0", OSBuild: osBuild,
 			IPAddresses: []netip.Addr{netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", seq%250+1))},
 		})
 		if err != nil {

@@ -23,7 +23,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -36,6 +38,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/openshiftcrds"
@@ -124,6 +127,26 @@ func StartManagerWithCache(t *testing.T, cfg *rest.Config, c cache.Options, setu
 	t.Helper()
 	mgr, _ := startManagerWith(t, cfg, c, setup)
 	return mgr
+}
+
+// StartManagerWithGeneratedRBAC runs a manager with the controllers setup
+// adds, authenticated as user holding exactly the generated RBAC
+// (GrantGeneratedRBAC), with the Node cache limited to the operator's
+// Nodes as the operator's main limits it.
+func StartManagerWithGeneratedRBAC(t *testing.T, user string, setup func(mgr ctrl.Manager) error) ctrl.Manager {
+	t.Helper()
+	GrantGeneratedRBAC(t, user, user, Namespace)
+	cfg, err := Cluster.UserConfig(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := labels.NewRequirement(wmcov1.LabelInstance, selection.Exists, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StartManagerWithCache(t, cfg, cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Node{}: {Label: labels.NewSelector().Add(*ours)},
+	}}, setup)
 }
 
 func startManager(t *testing.T, cfg *rest.Config, setup func(mgr ctrl.Manager) error) (ctrl.Manager, func()) {
