@@ -62,9 +62,11 @@ type acceptedWarning struct {
 }
 
 var acceptedWarnings = []acceptedWarning{{
-	reason: "RBAC rules name resources, not versions: the validator warns on any rule for events.k8s.io events or policy " +
-		"poddisruptionbudgets; the operator uses events.k8s.io/v1 (controller-runtime's recorder) and policy/v1 (drain)",
-	match: onlyRBACRulesFor("events", "poddisruptionbudgets"),
+	reason: "RBAC rules name resources, not versions: the validator warns on any rule for events.k8s.io events, policy " +
+		"poddisruptionbudgets, discovery.k8s.io endpointslices or node.k8s.io runtimeclasses (their v1beta1 versions went in 1.25); " +
+		"the operator uses events.k8s.io/v1 (controller-runtime's recorder), policy/v1 (drain), discovery.k8s.io/v1 " +
+		"(the windows-exporter EndpointSlices) and node.k8s.io/v1 (RuntimeClasses)",
+	match: onlyRBACRulesFor("events", "poddisruptionbudgets", "endpointslices", "runtimeclasses"),
 }}
 
 // removedAPIs parses the removed-APIs warning's "Migrate the API(s) for
