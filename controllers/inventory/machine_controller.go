@@ -316,7 +316,7 @@ func (r *MachineReconciler) reconcileInstance(ctx context.Context, s *machineSco
 	}
 	nodeName, err := r.profile.MachineNodeName(s.m.Name, s.m.Status.Addresses)
 	if err != nil {
-		if r.profile.NodeName == platform.NodeNameFromInternalDNS && !hasAddressType(s.m.Status.Addresses, corev1.NodeInternalDNS) {
+		if errors.Is(err, platform.ErrNodeNamePending) {
 			s.log.Info("Waiting for the Machine's address the Node is named after", "error", err.Error())
 			return ctrl.Result{}, true, nil
 		}
@@ -329,15 +329,6 @@ func (r *MachineReconciler) reconcileInstance(ctx context.Context, s *machineSco
 		return ctrl.Result{}, true, nil
 	}
 	return r.applyInstance(ctx, s, addr, nodeName)
-}
-
-func hasAddressType(addrs []corev1.NodeAddress, t corev1.NodeAddressType) bool {
-	for _, a := range addrs {
-		if a.Type == t && a.Address != "" {
-			return true
-		}
-	}
-	return false
 }
 
 // applyInstance creates or updates the WindowsInstance of the Machine.

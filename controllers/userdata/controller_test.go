@@ -2,10 +2,6 @@ package userdata_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"testing"
 	"time"
@@ -27,26 +23,20 @@ import (
 	"github.com/openwmco/wmco/pkg/userdata"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/firstboot"
+	"github.com/openwmco/wmco/test/winsim"
 )
 
 // The tests share one local control plane: see ctrltest.
 func TestMain(m *testing.M) { os.Exit(ctrltest.Run(m)) }
 
+// newKey is a fresh key pair: its PEM and public key.
 func newKey(t *testing.T) ([]byte, ssh.PublicKey) {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	k, err := winsim.NewUserKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), sshPub
+	return k.PEM, k.Signer.PublicKey()
 }
 
 func userDataSecret(g Gomega, ns string) *corev1.Secret {

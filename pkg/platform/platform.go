@@ -11,6 +11,7 @@
 package platform
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -47,6 +48,11 @@ func (s NodeNameSource) String() string {
 	}
 	return fmt.Sprintf("NodeNameSource(%d)", int(s))
 }
+
+// ErrNodeNamePending is wrapped by MachineNodeName's error when the Machine
+// lacks, for now, the address its Node is named after: it may come with a
+// later status update. Any other error is for good.
+var ErrNodeNamePending = errors.New("node name not known yet")
 
 // Profile is how one platform behaves.
 type Profile struct {
@@ -163,7 +169,7 @@ func (p Profile) MachineNodeName(machineName string, addrs []corev1.NodeAddress)
 			}
 		}
 		if name == "" {
-			return "", fmt.Errorf("the Machine has no %s address yet; on %s the Node is named after it", corev1.NodeInternalDNS, p.Type)
+			return "", fmt.Errorf("%w: the Machine has no %s address yet; on %s the Node is named after it", ErrNodeNamePending, corev1.NodeInternalDNS, p.Type)
 		}
 	}
 	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {

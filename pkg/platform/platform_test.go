@@ -1,6 +1,7 @@
 package platform_test
 
 import (
+	"errors"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -78,6 +79,7 @@ func TestMachineNodeName(t *testing.T) {
 			got, err := p.MachineNodeName(c.machine, c.addrs)
 			if c.err != "" {
 				g.Expect(err).To(MatchError(ContainSubstring(c.err)))
+				g.Expect(errors.Is(err, platform.ErrNodeNamePending)).To(Equal(c.name == "aws without DNS yet"), "pending only while an address may still come")
 				return
 			}
 			g.Expect(err).NotTo(HaveOccurred())
