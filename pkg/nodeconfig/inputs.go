@@ -84,6 +84,57 @@ type ClusterFacts struct {
 	// KubernetesVersion of the API server, e.g. v1.37.2. The payload's
 	// kubelet may be up to three minor versions older, never newer.
 	KubernetesVersion string
+	// PodNetworkCIDRs are the cluster's other pod networks (on OpenShift
+	// the OVN-Kubernetes clusterNetwork CIDRs of the Linux nodes): Windows
+	// pods reach them without outbound NAT, like ClusterNetworkCIDR.
+	PodNetworkCIDRs []string
+	// VXLANPort of the hybrid overlay as the cluster configures it
+	// (OVN-Kubernetes' hybridOverlayVXLANPort); 0 when the cluster says
+	// nothing. Config.Network.VXLANPort overrides it, DefaultVXLANPort
+	// applies when neither is set.
+	VXLANPort int32
+	// Proxy the host's containerd and kubelet use (the cluster Proxy's
+	// status on OpenShift). Config.Proxy, when set, overrides it.
+	Proxy Proxy
+	// TrustedCAPEM is the bundle of CAs (PEM certificates) the host
+	// trusts besides its own roots, imported into its LocalMachine Root
+	// store: OpenShift's injected trusted-ca ConfigMap, or the ConfigMap
+	// WindowsNodeConfig names. Empty: nothing is imported, and what an
+	// earlier plan imported is removed.
+	TrustedCAPEM []byte
+	// KubeletClientCAPEM is the CA bundle the kubelet verifies client
+	// certificates with (the API server's kubelet client certificate:
+	// OpenShift's kube-apiserver-to-kubelet-client-ca). CACertPEM when
+	// empty.
+	KubeletClientCAPEM []byte
+	// ImageMirrors from the cluster's ImageDigestMirrorSets and
+	// ImageTagMirrorSets; Config.Containerd.RegistryMirrors are added.
+	ImageMirrors []ImageMirror
+}
+
+// Proxy is the HTTP proxy of a host's services. All empty: no proxy.
+type Proxy struct {
+	// HTTPProxy and HTTPSProxy are proxy URLs.
+	HTTPProxy  string
+	HTTPSProxy string
+	// NoProxy is a comma-separated list of hosts, domains and CIDRs
+	// reached directly; the cluster's internal names and networks are
+	// added to it.
+	NoProxy string
+}
+
+// ImageMirror is where images of one source are pulled from instead.
+type ImageMirror struct {
+	// Source is the registry, or a repository in it
+	// (registry.example.com/team/app), whose images are mirrored.
+	Source string
+	// Mirrors in order of preference, each a registry or repository.
+	Mirrors []string
+	// Resolve: the mirrors may also resolve tags (an ImageTagMirrorSet);
+	// else they serve pulls by digest only (an ImageDigestMirrorSet).
+	Resolve bool
+	// NeverContactSource: pulls fail rather than fall back to Source.
+	NeverContactSource bool
 }
 
 // HostFacts are facts the agent reported about the host.

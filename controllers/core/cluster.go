@@ -1,0 +1,27 @@
+package core
+
+import "github.com/openwmco/wmco/pkg/nodeconfig"
+
+// ClusterSource tells what kubelets need to know about the cluster, kept
+// current from the cluster's configuration (controllers/clusterconfig).
+type ClusterSource interface {
+	// ClusterFacts returns the current facts, and a problem when the
+	// cluster's configuration does not let a Windows host join: then the
+	// problem is a sentence saying what to configure where, and no host
+	// is touched until it is fixed.
+	ClusterFacts() (facts nodeconfig.ClusterFacts, problem string)
+}
+
+// ClusterNotifier is a ClusterSource that reports changes of its facts or
+// problem.
+type ClusterNotifier interface {
+	OnChange(func())
+}
+
+// StaticCluster is a ClusterSource that never changes and has no problem.
+type StaticCluster nodeconfig.ClusterFacts
+
+// ClusterFacts returns c.
+func (c StaticCluster) ClusterFacts() (nodeconfig.ClusterFacts, string) {
+	return nodeconfig.ClusterFacts(c), ""
+}
