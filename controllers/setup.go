@@ -29,6 +29,9 @@ type Options struct {
 	Config core.Config
 	// Cluster is what kubelets need to know about the cluster.
 	Cluster nodeconfig.ClusterFacts
+	// ClusterSource keeps Cluster current from the cluster's
+	// configuration; default Cluster, fixed.
+	ClusterSource core.ClusterSource
 	// Payloads the operator ships; the API server's version selects one.
 	Payloads *payload.Catalog
 	// Payload and PayloadDir make a catalog of one when Payloads is nil.
@@ -95,7 +98,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}
 	if err := (&instance.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,
-		Dialer: o.Dialer, Payloads: o.Payloads, ServerVersion: o.ServerVersion, Cluster: o.Cluster, Tokens: tokens,
+		Dialer: o.Dialer, Payloads: o.Payloads, ServerVersion: o.ServerVersion, Cluster: o.Cluster, ClusterSource: o.ClusterSource, Tokens: tokens,
 		Recorder: mgr.GetEventRecorder("wmco"), DrainTimeout: o.DrainTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the WindowsInstance controller: %w", err)
@@ -113,7 +116,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("set up the ConfigMap controller: %w", err)
 	}
 	if err := (&wnc.Reconciler{
-		Client: mgr.GetClient(), Cluster: o.Cluster, Payloads: o.Payloads, ServerVersion: o.ServerVersion,
+		Client: mgr.GetClient(), Cluster: o.Cluster, ClusterSource: o.ClusterSource, Payloads: o.Payloads, ServerVersion: o.ServerVersion,
 		Namespace: o.Config.Namespace, OperatorConditionName: o.OperatorConditionName,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("WindowsNodeConfig status controller: %w", err)

@@ -173,6 +173,12 @@ const (
 	// the kubelet version-skew policy; the message names the versions
 	// available and the API server's. No host is touched meanwhile.
 	ConditionPayloadCompatible = "PayloadCompatible"
+	// ConditionClusterConfigCompatible is False (reason
+	// ClusterConfigIncomplete) when the cluster's configuration does not
+	// let a Windows host join, e.g. OVN-Kubernetes without a hybrid
+	// overlay; the message says what to configure where. No host is
+	// touched meanwhile.
+	ConditionClusterConfigCompatible = "ClusterConfigCompatible"
 	ConditionReady             = "Ready"
 	ConditionReconciling       = "Reconciling"
 	ConditionStalled           = "Stalled"

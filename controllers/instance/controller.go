@@ -85,8 +85,13 @@ type Reconciler struct {
 	// ServerVersion is the API server's version, kept current (a
 	// *cluster.VersionWatcher, whose changes wake every instance).
 	ServerVersion core.VersionSource
-	// Cluster holds what kubelets need to know about the cluster.
+	// Cluster holds what kubelets need to know about the cluster, when
+	// ClusterSource is nil.
 	Cluster nodeconfig.ClusterFacts
+	// ClusterSource keeps those facts current from the cluster's
+	// configuration (OpenShift's config objects, WindowsNodeConfig); its
+	// changes wake every instance. Default: Cluster, fixed.
+	ClusterSource core.ClusterSource
 	// Tokens issues per-host bootstrap identities (plain Kubernetes).
 	Tokens *bootstrap.Tokens
 	// Recorder emits events.k8s.io/v1 Events on instances.
@@ -130,6 +135,9 @@ type scope struct {
 	hostnamePending string
 	// waitingSlot: no configuration slot was free for this reconcile.
 	waitingSlot bool
+	// cluster is what kubelets need to know about the cluster, as the
+	// cluster source told at the start of this reconcile.
+	cluster nodeconfig.ClusterFacts
 	// server is the API server's version for this reconcile; selected the
 	// payload it allows.
 	server   string
@@ -192,6 +200,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		// the version watcher wakes every instance when the API
 		// server's version changes.
 		s.log.V(1).Info("No payload fits the API server", "server", s.server, "error", err.Error())
+		return ctrl.Result{}, nil
+	}
+
+	var problem string
+	s.cluster, problem = r.ClusterSource.ClusterFacts()
+	setClusterConfigCondition(wi, problem)
+	if problem != "" && wi.DeletionTimestamp.IsZero() {
+		// No host is touched with settings the cluster does not support:
+		// the source wakes every instance when its facts change.
+		s.log.V(1).Info("The cluster's configuration does not let hosts join", "problem", problem)
 		return ctrl.Result{}, nil
 	}
 
@@ -326,8 +344,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("WindowsInstance controller: Recorder is required")
 	case r.Config.Namespace == "":
 		return fmt.Errorf("WindowsInstance controller: Config.Namespace is required")
-	case r.Cluster.APIServerURL == "" || len(r.Cluster.CACertPEM) == 0:
+	case r.ClusterSource == nil && (r.Cluster.APIServerURL == "" || len(r.Cluster.CACertPEM) == 0):
 		return fmt.Errorf("WindowsInstance controller: the API server URL and CA for kubelets are required")
+	}
+	if r.ClusterSource == nil {
+		r.ClusterSource = core.StaticCluster(r.Cluster)
 	}
 	if r.Now == nil {
 		r.Now = time.Now
@@ -337,6 +358,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.wakeAll = make(chan event.GenericEvent, 1)
 	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
 		n.OnChange(func(_, _ string) { r.wakeEveryInstance() })
+	}
+	if n, ok := r.ClusterSource.(core.ClusterNotifier); ok {
+		n.OnChange(r.wakeEveryInstance)
 	}
 	specOrDeletion := predicate.Or(
 		predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},

@@ -497,7 +497,7 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + s.applied + " (waiting for its upgrade)"})
 		return ctrl.Result{}, nil
 	}
-	cluster := r.Cluster
+	cluster := s.cluster
 	cluster.KubernetesVersion = s.server
 
 	token := placeholderToken

@@ -61,6 +61,12 @@ const (
 	ReasonNotObserved  = "NotObservedYet"
 	ReasonWaitingSlot  = "WaitingForSlot"
 	ReasonConfigNeeded = "ConfigurationNeeded"
+	// ReasonClusterConfigIncomplete: the cluster's configuration does not
+	// let a Windows host join (ClusterConfigCompatible).
+	ReasonClusterConfigIncomplete = "ClusterConfigIncomplete"
+	// ReasonClusterConfigRead: the cluster's configuration was read and
+	// lets Windows hosts join.
+	ReasonClusterConfigRead = "ClusterConfigRead"
 )
 
 // Reasons of the Draining condition.
@@ -210,12 +216,15 @@ func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
 		setSummary(wi, wmcov1.PhasePaused, outcome{reason: ReasonPaused, message: "spec.paused is set: the operator leaves the host alone"}, kstatusIdle)
 		return
 	}
-	if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionPayloadCompatible); c != nil && c.Status == metav1.ConditionFalse {
-		// Nothing is done until a payload fits; it is not the spec's
-		// fault, and resolves itself when the control plane or the
-		// operator changes.
-		setSummary(wi, wmcov1.PhasePending, outcome{reason: c.Reason, message: c.Message}, kstatusReconciling)
-		return
+	for _, cond := range []string{wmcov1.ConditionPayloadCompatible, wmcov1.ConditionClusterConfigCompatible} {
+		if c := meta.FindStatusCondition(wi.Status.Conditions, cond); c != nil && c.Status == metav1.ConditionFalse {
+			// Nothing is done until a payload fits and the cluster's
+			// configuration is complete; it is not the spec's fault, and
+			// resolves itself when the control plane, the operator or the
+			// cluster's configuration changes.
+			setSummary(wi, wmcov1.PhasePending, outcome{reason: c.Reason, message: c.Message}, kstatusReconciling)
+			return
+		}
 	}
 	if u := wi.Status.Upgrade; u != nil {
 		o := outcome{reason: ReasonUpgradeApplying, message: "upgrading " + u.Progress}
@@ -325,3 +334,15 @@ var progressReasons = map[string]bool{
 
 // maxStatusMessage bounds status.message, shown in kubectl get wi -o wide.
 const maxStatusMessage = 1024
+
+// setClusterConfigCondition records whether the cluster's configuration
+// lets a Windows host join: problem is what to configure, "" when nothing.
+func setClusterConfigCondition(wi *wmcov1.WindowsInstance, problem string) {
+	if problem != "" {
+		setCondition(wi, wmcov1.ConditionClusterConfigCompatible, outcome{reason: ReasonClusterConfigIncomplete,
+			message: problem + "; no host is touched until it is"})
+		return
+	}
+	setCondition(wi, wmcov1.ConditionClusterConfigCompatible, outcome{ok: true, reason: ReasonClusterConfigRead,
+		message: "the cluster's configuration lets Windows hosts join"})
+}

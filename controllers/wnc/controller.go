@@ -65,7 +65,10 @@ type Reconciler struct {
 	Client client.Client
 	// Cluster and the payloads are what the instance controller renders
 	// with; ServerVersion selects the payload.
-	Cluster       nodeconfig.ClusterFacts
+	Cluster nodeconfig.ClusterFacts
+	// ClusterSource, when set, keeps the cluster facts current instead of
+	// Cluster, and its changes re-check the spec.
+	ClusterSource core.ClusterSource
 	Payloads      *payload.Catalog
 	ServerVersion core.VersionSource
 	// Namespace is the operator's; OperatorConditionName, when set (OLM
@@ -98,7 +101,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		setNoPayload(cfg, err)
 	} else {
-		cluster := r.Cluster
+		cluster, _ := r.ClusterSource.ClusterFacts()
 		cluster.KubernetesVersion = server
 		setStatus(cfg, nodeconfig.CheckConfig(cfg.Spec, cluster, sel.Manifest))
 	}
@@ -233,15 +236,21 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				return !ok1 || !ok2 || (o.Status.Upgrade == nil) != (n.Status.Upgrade == nil)
 			},
 		}))
-	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
-		ch := make(chan event.GenericEvent, 1)
-		n.OnChange(func(_, _ string) {
-			select {
-			case ch <- event.GenericEvent{Object: &wmcov1.WindowsNodeConfig{}}:
-			default:
-			}
-		})
-		b = b.WatchesRawSource(source.Channel(ch, singleton))
+	if r.ClusterSource == nil {
+		r.ClusterSource = core.StaticCluster(r.Cluster)
 	}
-	return b.Complete(r)
+	ch := make(chan event.GenericEvent, 1)
+	wake := func() {
+		select {
+		case ch <- event.GenericEvent{Object: &wmcov1.WindowsNodeConfig{}}:
+		default:
+		}
+	}
+	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
+		n.OnChange(func(_, _ string) { wake() })
+	}
+	if n, ok := r.ClusterSource.(core.ClusterNotifier); ok {
+		n.OnChange(wake)
+	}
+	return b.WatchesRawSource(source.Channel(ch, singleton)).Complete(r)
 }

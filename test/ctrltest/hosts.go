@@ -1,6 +1,7 @@
 package ctrltest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -194,6 +195,12 @@ type OperatorOptions struct {
 	// ServerVersion, when set, is the API server's version the operator
 	// sees (default the local control plane's).
 	ServerVersion core.VersionSource
+	// Platform is the kind of cluster the operator is told it runs in
+	// (default plain Kubernetes).
+	Platform cluster.Platform
+	// ClusterSource, when set, tells the cluster facts instead of the
+	// local control plane's fixed ones.
+	ClusterSource core.ClusterSource
 }
 
 // StartOperator runs every controller of the operator, wired as main wires
@@ -215,8 +222,9 @@ func StartStoppableOperator(t *testing.T, o OperatorOptions) (*CountingDialer, f
 	dialer := &CountingDialer{Dialer: &remote.SSHDialer{Hash: instance.AgentHash}}
 	_, stop := StartStoppableManager(t, func(mgr ctrl.Manager) error {
 		return controllers.Setup(context.Background(), mgr, controllers.Options{
-			Config:  core.Config{Namespace: Namespace, Platform: cluster.Kubernetes},
-			Payload: Payload, PayloadDir: PayloadDir, Payloads: o.Payloads, ServerVersion: o.ServerVersion,
+			Config:        core.Config{Namespace: Namespace, Platform: cmp.Or(o.Platform, cluster.Kubernetes)},
+			ClusterSource: o.ClusterSource,
+			Payload:       Payload, PayloadDir: PayloadDir, Payloads: o.Payloads, ServerVersion: o.ServerVersion,
 			Dialer: dialer, Clientset: Clientset,
 			Cluster: nodeconfig.ClusterFacts{
 				APIServerURL: Cluster.Host, CACertPEM: Cluster.CACert, ServiceCIDR: localcluster.ServiceCIDR,
