@@ -11,6 +11,7 @@ import (
 	"time"
 
 	configv1 "github.com/openshift/api/config/v1"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -121,6 +122,9 @@ func main() {
 	if o.showVersion {
 		fmt.Println(version.Get())
 		return
+	}
+	if zapOpts.Level != nil {
+		zapOpts.Level = cappedLevel{zapOpts.Level}
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if err := run(o); err != nil {
@@ -272,4 +276,17 @@ func mustRequirement(key string) labels.Requirement {
 		panic(err)
 	}
 	return *r
+}
+
+// maxVerbosity is the most verbose level the operator logs at, whatever
+// --zap-log-level asks: from V(8) on, client-go logs the bodies of
+// requests and responses, which hold Secrets (SSH keys, bootstrap tokens).
+const maxVerbosity = 7
+
+// cappedLevel enables what its LevelEnabler does, down to V(maxVerbosity).
+type cappedLevel struct{ zapcore.LevelEnabler }
+
+// Enabled reports whether entries at l are logged.
+func (c cappedLevel) Enabled(l zapcore.Level) bool {
+	return l >= -maxVerbosity && c.LevelEnabler.Enabled(l)
 }

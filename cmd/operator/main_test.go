@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/testpayload"
@@ -74,4 +75,26 @@ func TestLoadCatalogBySkew(t *testing.T) {
 // removeOneFile deletes the payload's kubelet.exe.
 func removeOneFile(dir string) error {
 	return os.Remove(filepath.Join(dir, "kubelet.exe"))
+}
+
+// However verbose --zap-log-level asks for, client-go's body dumps (V(8)
+// and beyond) stay off, and the levels below stay as asked.
+func TestVerbosityIsCapped(t *testing.T) {
+	for _, tc := range []struct {
+		asked   zapcore.Level
+		level   zapcore.Level
+		enabled bool
+	}{
+		{asked: -10, level: -8, enabled: false},
+		{asked: -10, level: -7, enabled: true},
+		{asked: -10, level: zapcore.InfoLevel, enabled: true},
+		{asked: zapcore.DebugLevel, level: -2, enabled: false},
+		{asked: zapcore.DebugLevel, level: zapcore.DebugLevel, enabled: true},
+		{asked: zapcore.ErrorLevel, level: zapcore.InfoLevel, enabled: false},
+	} {
+		got := cappedLevel{zapcore.Level(tc.asked)}.Enabled(tc.level)
+		if got != tc.enabled {
+			t.Errorf("asked for %v: level %v enabled = %v, want %v", tc.asked, tc.level, got, tc.enabled)
+		}
+	}
 }

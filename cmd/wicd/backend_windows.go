@@ -28,10 +28,6 @@ const stopWaitHint = 30_000 // milliseconds
 // when svc.IsWindowsService cannot tell (Wine's service manager).
 const serviceFlag = "--service"
 
-// loggedCommands change the host; they write what they do to the agent's
-// log file as well as to stderr.
-var loggedCommands = []string{"apply", "cleanup", "enable-features", "run", wicdapi.SelfUpgradeArg, wicdapi.SetHostnameArg}
-
 // newBackend is the Windows host the agent runs on.
 func newBackend() (*wicd.Backend, error) {
 	return wicdwindows.New()
@@ -42,7 +38,7 @@ func newBackend() (*wicd.Backend, error) {
 // from a console, runs directly.
 func run(ctx context.Context, b *wicd.Backend, args []string) int {
 	var stderr io.Writer = os.Stderr
-	if len(args) > 0 && slices.Contains(loggedCommands, args[0]) {
+	if wicd.Logged(args) {
 		if l, err := wicd.OpenRotatingLog(wicdapi.AgentLogPath, wicd.DefaultLogMaxBytes, wicd.DefaultLogKeep); err == nil {
 			defer func() { _ = l.Close() }()
 			fmt.Fprintf(l, "wicd %s %s: started", b.Version, strings.Join(args, " "))

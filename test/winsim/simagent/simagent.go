@@ -7,6 +7,7 @@ package simagent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -215,7 +216,9 @@ func (n *Node) execAgent(ctx context.Context, inv *winsim.Invocation) int {
 		fmt.Fprintf(inv.Stderr, "'%s' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n", inv.Args[0])
 		return 1
 	}
-	return wicd.Main(ctx, b, inv.Args[1:], inv.Stdout, inv.Stderr)
+	stderr, done := n.logged(inv.Args[1:], b.Version, inv.Stderr)
+	defer done()
+	return wicd.Main(ctx, b, inv.Args[1:], inv.Stdout, stderr)
 }
 
 // runAgentService is the agent's Windows service: `wicd run`.
@@ -237,7 +240,9 @@ func (n *Node) runAgentService(ctx context.Context, p ProcessInfo) error {
 		n.mu.Unlock()
 	}()
 	var stdout bytes.Buffer
-	if code := wicd.Main(ctx, b, args, &stdout, n.opts.Log); code != 0 && ctx.Err() == nil {
+	stderr, done := n.logged(args, b.Version, cmp.Or[io.Writer](n.opts.Log, io.Discard))
+	defer done()
+	if code := wicd.Main(ctx, b, args, &stdout, stderr); code != 0 && ctx.Err() == nil {
 		return fmt.Errorf("wicd %s exited with status %d: %s", strings.Join(args, " "), code, stdout.String())
 	}
 	return nil
