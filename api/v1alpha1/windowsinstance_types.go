@@ -179,9 +179,9 @@ const (
 	// overlay; the message says what to configure where. No host is
 	// touched meanwhile.
 	ConditionClusterConfigCompatible = "ClusterConfigCompatible"
-	ConditionReady             = "Ready"
-	ConditionReconciling       = "Reconciling"
-	ConditionStalled           = "Stalled"
+	ConditionReady                   = "Ready"
+	ConditionReconciling             = "Reconciling"
+	ConditionStalled                 = "Stalled"
 	// ConditionDraining reports the drain of the instance's Node before it
 	// is deconfigured (deletion, rename). True while pods are left to
 	// evict (reasons DrainInProgress, DrainBlockedByPDB, DrainTimedOut;
