@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	configv1 "github.com/openshift/api/config/v1"
@@ -140,7 +141,33 @@ type Env struct {
 	// the starts.
 	operatorBinary string
 	operatorStarts int
+
+	// The supervisor restarts the operator when it dies, as a
+	// Deployment's kubelet would; mu guards what it shares with callers.
+	mu sync.Mutex
+	// stopped: the operator was stopped on purpose (StopOperator, Stop):
+	// no restart until RestartOperator.
+	stopped bool
+	// killedAt is operatorStarts when KillOperator last ran: the
+	// supervisor's restart is the start after it.
+	killedAt int
+	// restarts counts the supervisor's restarts.
+	restarts int
+	// started is closed and replaced at each start.
+	started chan struct{}
+	// done ends the supervisor (Stop).
+	done chan struct{}
 }
+
+// Restart back-off of the supervisor, as a kubelet's CrashLoopBackOff but
+// shorter (a Deployment's starts at 10 s and doubles to 5 min): the first
+// restart after supervisorBackoff, doubling up to supervisorMaxBackoff; a
+// process that ran supervisorResetAfter starts the back-off anew.
+const (
+	supervisorBackoff    = time.Second
+	supervisorMaxBackoff = 30 * time.Second
+	supervisorResetAfter = time.Minute
+)
 
 func (e *Env) logf(format string, args ...any) {
 	if e.opts.Log != nil {
@@ -357,20 +384,82 @@ func (e *Env) startOperator(ctx context.Context) error {
 		}
 	}
 	e.logf("Starting the operator")
+	e.mu.Lock()
 	e.operatorBinary = bin
 	e.operatorStarts++
+	starts := e.operatorStarts
+	e.mu.Unlock()
 	logName := "operator.log"
-	if e.operatorStarts > 1 {
+	if starts > 1 {
 		// Each run keeps its own log.
-		logName = fmt.Sprintf("operator.%d.log", e.operatorStarts)
+		logName = fmt.Sprintf("operator.%d.log", starts)
 	}
 	op, err := StartOperatorAs(ctx, bin, e.Kubeconfig, e.Namespace, e.PayloadDir, filepath.Join(e.Dir, logName), 60*time.Second, e.opts.OperatorArgs...)
 	if err != nil {
 		return err
 	}
+	e.mu.Lock()
 	e.operator, e.MetricsURL, e.OperatorLog = op, op.MetricsURL, op.Log
+	e.stopped = false
+	if e.started == nil {
+		e.started, e.done = make(chan struct{}), make(chan struct{})
+	}
+	close(e.started)
+	e.started = make(chan struct{})
+	done := e.done
+	e.mu.Unlock()
 	e.logf("Operator ready: %s (log: %s)", op.Args(), e.OperatorLog)
+	go e.supervise(op, done)
 	return nil
+}
+
+// supervise waits for op to end and, unless it was stopped on purpose,
+// starts the operator again after a back-off, as the kubelet restarts a
+// Deployment's container that dies: the same binary and flags, a new log
+// file. It tries until a start succeeds or the environment stops.
+func (e *Env) supervise(op *Operator, done chan struct{}) {
+	began := time.Now()
+	select {
+	case <-op.exited():
+	case <-done:
+		return
+	}
+	e.mu.Lock()
+	if e.stopped || e.operator != op {
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Unlock()
+	backoff := supervisorBackoff
+	if ran := time.Since(began); ran < supervisorResetAfter {
+		// A crash loop: back off longer with each quick death.
+		e.mu.Lock()
+		for range min(e.restarts, 5) {
+			backoff = min(2*backoff, supervisorMaxBackoff)
+		}
+		e.mu.Unlock()
+	}
+	for {
+		e.logf("Operator exited (%v) after %s; restarting it in %s, as a Deployment would", op.ExitErr(), time.Since(began).Round(time.Second), backoff)
+		select {
+		case <-time.After(backoff):
+		case <-done:
+			return
+		}
+		e.mu.Lock()
+		if e.stopped {
+			e.mu.Unlock()
+			return
+		}
+		e.restarts++
+		e.mu.Unlock()
+		if err := e.startOperator(context.Background()); err != nil {
+			e.logf("Operator restart failed: %v", err)
+			backoff = min(2*backoff, supervisorMaxBackoff)
+			continue
+		}
+		return
+	}
 }
 
 // SetInventory writes the windows-instances ConfigMap listing hosts.
@@ -397,9 +486,13 @@ func (e *Env) SetInventory(ctx context.Context, hosts ...*Host) error {
 // work directory.
 func (e *Env) Stop() error {
 	var errs []error
-	if e.operator != nil {
-		e.operator.Stop()
+	e.StopOperator()
+	e.mu.Lock()
+	if e.done != nil {
+		close(e.done)
+		e.done = nil
 	}
+	e.mu.Unlock()
 	if e.Cloud != nil {
 		e.Cloud.Stop()
 	}
@@ -419,36 +512,90 @@ func (e *Env) Stop() error {
 	return errors.Join(errs...)
 }
 
-// StopOperator ends the operator process (SIGTERM, then SIGKILL).
+// StopOperator ends the operator process (SIGTERM, then SIGKILL) on
+// purpose: it is not restarted until RestartOperator.
 func (e *Env) StopOperator() {
-	if e.operator != nil {
-		e.operator.Stop()
+	e.mu.Lock()
+	e.stopped = true
+	op := e.operator
+	e.mu.Unlock()
+	if op != nil {
+		op.Stop()
 	}
 }
 
-// KillOperator ends the operator process with SIGKILL.
+// KillOperator ends the operator process with SIGKILL, as an OOM kill or
+// a node failure would; the supervisor restarts it after its back-off
+// (RestartOperator waits for that).
 func (e *Env) KillOperator() {
-	if e.operator != nil {
-		e.operator.Kill()
+	e.mu.Lock()
+	e.killedAt = e.operatorStarts
+	op := e.operator
+	e.mu.Unlock()
+	if op != nil {
+		op.Kill()
 	}
 }
 
-// RestartOperator starts the operator again (after it exited or was
-// killed), with the same binary and flags, as a Deployment would.
+// RestartOperator starts the operator again with the same binary and
+// flags: after StopOperator it starts it; after KillOperator it waits for
+// the supervisor's restart, as a Deployment's pod comes back.
 func (e *Env) RestartOperator(ctx context.Context) error {
-	if e.operator != nil && !e.operator.Exited() {
+	e.mu.Lock()
+	stopped, killed := e.stopped, e.killedAt == e.operatorStarts && e.operatorStarts > 0
+	running := e.operator != nil && !e.operator.Exited()
+	e.mu.Unlock()
+	switch {
+	case stopped:
+		return e.startOperator(ctx)
+	case killed:
+		for {
+			e.mu.Lock()
+			restarted, started := e.operatorStarts > e.killedAt && e.operator != nil && !e.operator.Exited(), e.started
+			e.mu.Unlock()
+			if restarted {
+				return nil
+			}
+			select {
+			case <-started:
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the operator's restart: %w", ctx.Err())
+			}
+		}
+	case running:
 		return errors.New("restart operator: it is still running")
+	default:
+		// It died on its own: the supervisor brings it back.
+		e.mu.Lock()
+		e.killedAt = e.operatorStarts
+		e.mu.Unlock()
+		return e.RestartOperator(ctx)
 	}
-	return e.startOperator(ctx)
 }
 
-// OperatorExited reports whether the operator process has ended.
-func (e *Env) OperatorExited() bool { return e.operator == nil || e.operator.Exited() }
+// OperatorExited reports whether the operator is down for good: stopped
+// on purpose (a death is followed by the supervisor's restart).
+func (e *Env) OperatorExited() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.operator == nil || (e.stopped && e.operator.Exited())
+}
+
+// OperatorRestarts counts the supervisor's restarts of the operator after
+// it died.
+func (e *Env) OperatorRestarts() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.restarts
+}
 
 // OperatorPID is the operator process's ID (0 when it is not running).
 func (e *Env) OperatorPID() int {
-	if e.operator == nil {
+	e.mu.Lock()
+	op := e.operator
+	e.mu.Unlock()
+	if op == nil {
 		return 0
 	}
-	return e.operator.PID()
+	return op.PID()
 }

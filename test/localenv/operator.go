@@ -23,6 +23,9 @@ type Operator struct {
 	Log  string
 	cmd  *exec.Cmd
 	done chan error
+	// finished is closed when the process has ended, with exitErr set.
+	finished chan struct{}
+	exitErr  error
 }
 
 // StartOperator runs bin against the cluster as its admin, in Namespace,
@@ -55,7 +58,7 @@ func StartOperatorAs(ctx context.Context, bin, kubeconfig, namespace, payloadDir
 	if err != nil {
 		return nil, err
 	}
-	o := &Operator{MetricsURL: "http://" + metricsAddr + "/metrics", Log: logPath, cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	o := &Operator{MetricsURL: "http://" + metricsAddr + "/metrics", Log: logPath, cmd: exec.Command(bin, args...), done: make(chan error, 1), finished: make(chan struct{})}
 	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
 	proc.Detach(o.cmd)
 	if err := o.cmd.Start(); err != nil {
@@ -63,7 +66,10 @@ func StartOperatorAs(ctx context.Context, bin, kubeconfig, namespace, payloadDir
 		return nil, fmt.Errorf("start operator: %w", err)
 	}
 	go func() {
-		o.done <- o.cmd.Wait()
+		err := o.cmd.Wait()
+		o.exitErr = err
+		close(o.finished)
+		o.done <- err
 		_ = logFile.Close()
 	}()
 	deadline := time.Now().Add(readyWithin)
@@ -88,6 +94,20 @@ func StartOperatorAs(ctx context.Context, bin, kubeconfig, namespace, payloadDir
 			o.Stop()
 			return nil, fmt.Errorf("operator not ready within %s; see %s", readyWithin, logPath)
 		}
+	}
+}
+
+// exited is closed once the process has ended.
+func (o *Operator) exited() <-chan struct{} { return o.finished }
+
+// ExitErr is how the process ended (nil while it runs, or after a clean
+// exit).
+func (o *Operator) ExitErr() error {
+	select {
+	case <-o.finished:
+		return o.exitErr
+	default:
+		return nil
 	}
 }
 
