@@ -315,13 +315,6 @@ func (r *ConfigMapReconciler) prune(ctx context.Context, s *inventoryScope) erro
 	return kerrors.NewAggregate(errs)
 }
 
-// inventoryConfigMapCache is the cache that holds only the inventory
-// ConfigMap. GetCache makes the manager start it with its other caches and
-// wait for it to sync before it starts controllers.
-type inventoryConfigMapCache struct{ cache.Cache }
-
-func (c inventoryConfigMapCache) GetCache() cache.Cache { return c.Cache }
-
 // SetupWithManager checks the reconciler's dependencies and registers it
 // with mgr: it watches the windows-instances ConfigMap in Config.Namespace
 // (through a cache of its own restricted to that one object) and the
@@ -342,19 +335,12 @@ func (r *ConfigMapReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// whole Event would be lost.
 	r.Recorder = core.Recorder(r.Recorder)
 	key := client.ObjectKey{Namespace: r.Config.Namespace, Name: wmcov1.InventoryConfigMapName}
-	cmCache, err := cache.New(mgr.GetConfig(), cache.Options{
-		HTTPClient:                  mgr.GetHTTPClient(),
-		Scheme:                      mgr.GetScheme(),
-		Mapper:                      mgr.GetRESTMapper(),
-		DefaultNamespaces:           map[string]cache.Config{key.Namespace: {}},
-		DefaultFieldSelector:        fields.OneTermEqualSelector("metadata.name", key.Name),
-		ReaderFailOnMissingInformer: true,
+	cmCache, err := core.AddCache(mgr, "ConfigMap "+key.String(), cache.Options{
+		DefaultNamespaces:    map[string]cache.Config{key.Namespace: {}},
+		DefaultFieldSelector: fields.OneTermEqualSelector("metadata.name", key.Name),
 	})
 	if err != nil {
-		return fmt.Errorf("create cache for ConfigMap %s: %w", key, err)
-	}
-	if err := mgr.Add(inventoryConfigMapCache{cmCache}); err != nil {
-		return fmt.Errorf("add cache for ConfigMap %s: %w", key, err)
+		return err
 	}
 	r.configMaps = cmCache
 

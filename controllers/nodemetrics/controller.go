@@ -170,13 +170,6 @@ func (r *Reconciler) applySlice(ctx context.Context, want, have *discoveryv1.End
 	return nil
 }
 
-// namespacedCache is the cache of the Service and EndpointSlices. GetCache
-// makes the manager start it with its other caches and wait for it to
-// sync before it starts controllers.
-type namespacedCache struct{ cache.Cache }
-
-func (c namespacedCache) GetCache() cache.Cache { return c.Cache }
-
 // SetupWithManager registers the controller: it watches the operator's
 // Nodes (creation, deletion, a change of readiness or addresses) and,
 // through a cache of its own restricted to Namespace, the Service and the
@@ -188,22 +181,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	case r.Namespace == "":
 		return errors.New("node metrics controller: Namespace is empty")
 	}
-	c, err := cache.New(mgr.GetConfig(), cache.Options{
-		HTTPClient:        mgr.GetHTTPClient(),
-		Scheme:            mgr.GetScheme(),
-		Mapper:            mgr.GetRESTMapper(),
+	c, err := core.AddCache(mgr, "the node metrics Service", cache.Options{
 		DefaultNamespaces: map[string]cache.Config{r.Namespace: {}},
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Service{}:            {Field: fields.OneTermEqualSelector("metadata.name", ServiceName)},
 			&discoveryv1.EndpointSlice{}: {Label: labels.SelectorFromSet(labels.Set{discoveryv1.LabelManagedBy: ManagedBy})},
 		},
-		ReaderFailOnMissingInformer: true,
 	})
 	if err != nil {
-		return fmt.Errorf("create cache for the node metrics Service: %w", err)
-	}
-	if err := mgr.Add(namespacedCache{c}); err != nil {
-		return fmt.Errorf("add cache for the node metrics Service: %w", err)
+		return err
 	}
 	r.objects = c
 	request := reconcile.Request{NamespacedName: client.ObjectKey{Namespace: r.Namespace, Name: ServiceName}}

@@ -34,10 +34,34 @@ const (
 	MachineSet = "machine/v1beta1/zz_generated.crd-manifests/0000_10_machine-api_01_machinesets-Default.crd.yaml"
 	// Infrastructure is infrastructures.config.openshift.io.
 	Infrastructure = "config/v1/zz_generated.crd-manifests/0000_10_config-operator_01_infrastructures-Default.crd.yaml"
+	// Network is networks.config.openshift.io: the cluster's pod and
+	// service networks and its network type.
+	Network = "config/v1/zz_generated.crd-manifests/0000_10_config-operator_01_networks-Default.crd.yaml"
+	// OperatorNetwork is networks.operator.openshift.io: the Cluster
+	// Network Operator's configuration (OVN-Kubernetes' hybrid overlay).
+	OperatorNetwork = "operator/v1/zz_generated.crd-manifests/0000_70_network_01_networks-Default.crd.yaml"
+	// Proxy is proxies.config.openshift.io (one manifest for every
+	// feature set).
+	Proxy = "config/v1/zz_generated.crd-manifests/0000_03_config-operator_01_proxies.crd.yaml"
+	// ImageDigestMirrorSet is imagedigestmirrorsets.config.openshift.io
+	// (one manifest for every feature set).
+	ImageDigestMirrorSet = "config/v1/zz_generated.crd-manifests/0000_10_config-operator_01_imagedigestmirrorsets.crd.yaml"
+	// ImageTagMirrorSet is imagetagmirrorsets.config.openshift.io (one
+	// manifest for every feature set).
+	ImageTagMirrorSet = "config/v1/zz_generated.crd-manifests/0000_10_config-operator_01_imagetagmirrorsets.crd.yaml"
+	// ClusterVersion is clusterversions.config.openshift.io.
+	ClusterVersion = "config/v1/zz_generated.crd-manifests/0000_00_cluster-version-operator_01_clusterversions-Default.crd.yaml"
+	// DNS is dnses.config.openshift.io.
+	DNS = "config/v1/zz_generated.crd-manifests/0000_10_config-operator_01_dnses-Default.crd.yaml"
 )
 
 // Files are the manifests Install installs when given none.
 var Files = []string{Machine, MachineSet, Infrastructure}
+
+// ClusterConfigFiles are the manifests of the cluster configuration the
+// operator reads on OpenShift (see OVNCluster): Install(ctx, cfg,
+// ClusterConfigFiles...) after Files.
+var ClusterConfigFiles = []string{Infrastructure, Network, OperatorNetwork, Proxy, ImageDigestMirrorSet, ImageTagMirrorSet, ClusterVersion, DNS}
 
 var (
 	dirOnce sync.Once
