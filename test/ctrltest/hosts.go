@@ -194,6 +194,9 @@ type OperatorOptions struct {
 	// ServerVersion, when set, is the API server's version the operator
 	// sees (default the local control plane's).
 	ServerVersion core.VersionSource
+	// Platform is the platform the operator runs on (default plain
+	// Kubernetes).
+	Platform cluster.Platform
 }
 
 // StartOperator runs every controller of the operator, wired as main wires
@@ -212,10 +215,13 @@ func StartStoppableOperator(t *testing.T, o OperatorOptions) (*CountingDialer, f
 	if o.MaxParallel > 0 {
 		SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) { spec.MaxParallelConfigurations = int32(o.MaxParallel) })
 	}
+	if o.Platform == "" {
+		o.Platform = cluster.Kubernetes
+	}
 	dialer := &CountingDialer{Dialer: &remote.SSHDialer{Hash: instance.AgentHash}}
 	_, stop := StartStoppableManager(t, func(mgr ctrl.Manager) error {
 		return controllers.Setup(context.Background(), mgr, controllers.Options{
-			Config:  core.Config{Namespace: Namespace, Platform: cluster.Kubernetes},
+			Config:  core.Config{Namespace: Namespace, Platform: o.Platform},
 			Payload: Payload, PayloadDir: PayloadDir, Payloads: o.Payloads, ServerVersion: o.ServerVersion,
 			Dialer: dialer, Clientset: Clientset,
 			Cluster: nodeconfig.ClusterFacts{
