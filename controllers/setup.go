@@ -18,6 +18,7 @@ import (
 	"github.com/openwmco/wmco/controllers/userdata"
 	"github.com/openwmco/wmco/controllers/wnc"
 	"github.com/openwmco/wmco/pkg/bootstrap"
+	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/metrics"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
@@ -88,13 +89,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if o.ServerVersion == nil {
 		o.ServerVersion = core.StaticVersion(o.Cluster.KubernetesVersion)
 	}
-	// Bootstrap ServiceAccounts are read live: one is created moments
-	// before the CSR it authenticates.
-	tokens := &bootstrap.Tokens{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Config.Namespace}
-	// Per-host bootstrap identities on every platform (on OpenShift too,
-	// where the approver also accepts the node-bootstrapper).
-	if err := tokens.EnsureRBAC(ctx); err != nil {
-		return err
+	// Bootstrap credentials are read live: one is issued moments before
+	// the CSR it authenticates. OpenShift's nodes bootstrap as its
+	// node-bootstrapper service account; elsewhere each host gets a
+	// ServiceAccount of its own.
+	var tokens bootstrap.Issuer
+	if o.Config.Platform == cluster.OpenShift {
+		tokens = &bootstrap.NodeBootstrapper{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Config.Namespace}
+	} else {
+		t := &bootstrap.Tokens{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Config.Namespace}
+		if err := t.EnsureRBAC(ctx); err != nil {
+			return err
+		}
+		tokens = t
 	}
 	if err := (&instance.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,

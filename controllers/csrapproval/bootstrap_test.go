@@ -17,25 +17,33 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/bootstrap"
+	"github.com/openwmco/wmco/pkg/csr"
 	"github.com/openwmco/wmco/test/ctrltest"
+	"github.com/openwmco/wmco/test/openshiftcrds"
 )
 
 // whoAmI is the user a bearer token authenticates as, or the error of the
 // API server (Unauthorized for a dead token).
 func whoAmI(ctx context.Context, token string) (string, error) {
+	u, err := userOf(ctx, token)
+	return u.Username, err
+}
+
+// userOf is the user a bearer token authenticates as, extra included.
+func userOf(ctx context.Context, token string) (authenticationv1.UserInfo, error) {
 	cs, err := kubernetes.NewForConfig(&rest.Config{
 		Host:            ctrltest.Cluster.Host,
 		TLSClientConfig: rest.TLSClientConfig{CAData: ctrltest.Cluster.CACert},
 		BearerToken:     token,
 	})
 	if err != nil {
-		return "", err
+		return authenticationv1.UserInfo{}, err
 	}
 	r, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err != nil {
-		return "", err
+		return authenticationv1.UserInfo{}, err
 	}
-	return r.Status.UserInfo.Username, nil
+	return r.Status.UserInfo, nil
 }
 
 // bindingSubjects are the subjects of the bootstrap ClusterRoleBinding.
@@ -116,4 +124,88 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	users, err = tokens.Usernames(ctx, instance)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(users).To(BeEmpty())
+}
+
+// On OpenShift a host's bootstrap credential is a short-lived token of the
+// machine-config-operator's node-bootstrapper, kept with its credential ID
+// in a Secret of the operator's namespace; the operator creates no
+// ServiceAccount and no bootstrap-token Secret. The credential ID it
+// records is the one the API server gives the token's user. Issue returns
+// the same token until it is half spent; a renewal keeps the earlier
+// credential until it expires; Revoke deletes the Secrets.
+func TestNodeBootstrapperLifecycle(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	instance := "nb-" + csrtSuffix(t)
+	g.Expect(openshiftcrds.InstallNodeBootstrapper(ctx, ctrltest.Cluster.Config)).To(Succeed())
+	nb := &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
+	t.Cleanup(func() { _ = nb.Revoke(context.Background(), instance) })
+	records := func(g Gomega) []corev1.Secret {
+		var l corev1.SecretList
+		g.Expect(ctrltest.Client.List(ctx, &l, client.InNamespace(ctrltest.Namespace), client.MatchingLabels{wmcov1.LabelInstance: instance})).To(Succeed())
+		return l.Items
+	}
+	credentialIDs := func(g Gomega) []string {
+		ids, err := nb.Identities(ctx, instance)
+		g.Expect(err).NotTo(HaveOccurred())
+		var out []string
+		for _, id := range ids {
+			g.Expect(id.Username).To(Equal(bootstrap.Username(openshiftcrds.MCONamespace, openshiftcrds.NodeBootstrapper)))
+			out = append(out, id.CredentialID)
+		}
+		return out
+	}
+
+	token, err := nb.Issue(ctx, instance)
+	g.Expect(err).NotTo(HaveOccurred())
+	user, err := userOf(ctx, token)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(user.Username).To(Equal(nb.Username()))
+	g.Expect(user.Extra).To(HaveKeyWithValue(csr.CredentialIDKey, HaveExactElements(HavePrefix("JTI="))))
+	first := user.Extra[csr.CredentialIDKey][0]
+	g.Expect(credentialIDs(g)).To(Equal([]string{first}))
+	recs := records(g)
+	g.Expect(recs).To(HaveLen(1))
+	g.Expect(recs[0].Name).To(HavePrefix(bootstrap.NamePrefix))
+	g.Expect(recs[0].Type).To(Equal(bootstrap.SecretType))
+	g.Expect(recs[0].Annotations).To(HaveKeyWithValue(bootstrap.AnnotationCredentialID, first))
+
+	// Nothing else was created: no ServiceAccount, no bootstrap-token
+	// Secret anywhere.
+	var sas corev1.ServiceAccountList
+	g.Expect(ctrltest.Client.List(ctx, &sas, client.InNamespace(ctrltest.Namespace), client.MatchingLabels{wmcov1.LabelInstance: instance})).To(Succeed())
+	g.Expect(sas.Items).To(BeEmpty())
+	var bootstrapTokens corev1.SecretList
+	g.Expect(ctrltest.Client.List(ctx, &bootstrapTokens, client.MatchingFields{"type": string(corev1.SecretTypeBootstrapToken)})).To(Succeed())
+	g.Expect(bootstrapTokens.Items).To(BeEmpty())
+
+	// Issued again while fresh: the same token.
+	again, err := nb.Issue(ctx, instance)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(again).To(Equal(token))
+	// Half spent: a new token of another credential ID; the first stays
+	// tied to the host until it expires.
+	late := &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace, Now: func() time.Time { return time.Now().Add(40 * time.Minute) }}
+	renewed, err := late.Issue(ctx, instance)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(renewed).NotTo(Equal(token))
+	second, err := bootstrap.CredentialID(renewed, nb.Username())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(second).NotTo(Equal(first))
+	g.Expect(credentialIDs(g)).To(ConsistOf(first, second))
+	// Both expired: their Secrets go, a third token is kept.
+	expired := &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}
+	third, err := expired.Issue(ctx, instance)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(third).NotTo(BeElementOf(token, renewed))
+	g.Expect(credentialIDs(g)).To(HaveLen(1))
+	g.Expect(credentialIDs(g)).NotTo(ContainElements(first, second))
+
+	// Revoked: no Secret, no identity. The token itself authenticates
+	// until it expires; the approver is what refuses its CSRs (see
+	// TestCSRApproverForgedAndLegitimateRequests/OpenShift).
+	g.Expect(nb.Revoke(ctx, instance)).To(Succeed())
+	g.Expect(records(g)).To(BeEmpty())
+	g.Expect(credentialIDs(g)).To(BeEmpty())
+	g.Expect(whoAmI(ctx, third)).To(Equal(nb.Username()))
 }

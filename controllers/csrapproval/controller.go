@@ -30,7 +30,6 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/bootstrap"
-	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/csr"
 	"github.com/openwmco/wmco/pkg/metrics"
 )
@@ -40,16 +39,14 @@ import (
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,verbs=approve,resourceNames=kubernetes.io/kube-apiserver-client-kubelet;kubernetes.io/kubelet-serving
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances,verbs=get;list;watch
-// The bootstrap ServiceAccounts issued per host (pkg/bootstrap), read live:
+// The bootstrap credentials issued per host (pkg/bootstrap), read live:
+// ServiceAccounts (plain Kubernetes), Secrets keeping node-bootstrapper
+// tokens with their credential IDs (OpenShift).
 // +kubebuilder:rbac:groups="",namespace=wmco-system,resources=serviceaccounts,verbs=list
+// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=secrets,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 const (
-	// CSROpenShiftBootstrapUser is the identity every kubelet bootstraps
-	// with on OpenShift: the machine-config-operator's node-bootstrapper
-	// service account.
-	CSROpenShiftBootstrapUser = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper"
-
 	// CSRConditionReasonApproved is the reason of the approver's Approved
 	// condition on a CSR.
 	CSRConditionReasonApproved = "WMCOApproved"
@@ -83,24 +80,25 @@ type Reconciler struct {
 	// APIReader reads without the cache. Approval and denial are final,
 	// so they are decided again on a live view before they are written:
 	// a cache can lag a Node that has just registered. It also reads the
-	// bootstrap ServiceAccounts when Tokens has no Reader of its own.
+	// bootstrap credentials when Tokens has no Reader of its own.
 	// Default: the manager's API reader.
 	APIReader client.Reader
 	Config    core.Config
-	// Tokens knows the bootstrap identities issued per host (required).
-	// The operator issues them on every platform; on OpenShift
-	// CSROpenShiftBootstrapUser is accepted as well, the identity the
-	// cluster's own nodes bootstrap with.
-	Tokens *bootstrap.Tokens
+	// Tokens knows the bootstrap credentials issued per host (required):
+	// the issuer the WindowsInstance controller uses (per-host
+	// ServiceAccounts on plain Kubernetes, node-bootstrapper tokens told
+	// apart by credential ID on OpenShift). No identity is accepted for
+	// a host beyond what it issued for that host.
+	Tokens bootstrap.Issuer
 	// Recorder emits events.k8s.io/v1 Events on CSRs and instances, e.g.
 	// mgr.GetEventRecorder("wmco-csr-approver"). CSRs and instances are
 	// cluster-scoped: their Events land in the default namespace.
 	Recorder events.EventRecorder
 
 	// tokens is Tokens reading through APIReader unless it names a Reader:
-	// a bootstrap ServiceAccount is created moments before the CSR it
+	// a bootstrap credential is issued moments before the CSR it
 	// authenticates, and a lagging cache would deny that CSR for good.
-	tokens *bootstrap.Tokens
+	tokens bootstrap.Issuer
 	// seen remembers the last decision per pending CSR, across reconciles,
 	// so each verdict is counted and announced once.
 	seen *csrDecisionMemory
@@ -121,11 +119,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	// Notes over the API server's limit would lose the whole Event.
 	r.Recorder = core.Recorder(r.Recorder)
-	t := *r.Tokens
-	if t.Reader == nil {
-		t.Reader = r.APIReader
-	}
-	r.tokens = &t
+	r.tokens = r.Tokens.ReadingFrom(r.APIReader)
 	r.seen = newCSRDecisionMemory(metrics.CSRDecisions)
 
 	return ctrl.NewControllerManagedBy(mgr).
@@ -263,14 +257,11 @@ func (r *Reconciler) describe(ctx context.Context, reader client.Reader, wi *wmc
 		Addresses: wi.Status.Host.Addresses,
 		Hostname:  wi.Status.Host.Hostname,
 	}
-	users, err := r.tokens.Usernames(ctx, wi.Name)
+	ids, err := r.tokens.Identities(ctx, wi.Name)
 	if err != nil {
 		return csr.Instance{}, err
 	}
-	inst.BootstrapUsernames = users
-	if r.Config.Platform == cluster.OpenShift {
-		inst.BootstrapUsernames = append(inst.BootstrapUsernames, CSROpenShiftBootstrapUser)
-	}
+	inst.BootstrapIdentities = ids
 	node := &corev1.Node{}
 	switch err := reader.Get(ctx, client.ObjectKey{Name: nodeName}, node); {
 	case apierrors.IsNotFound(err):

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -37,6 +38,7 @@ import (
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/csr"
 	"github.com/openwmco/wmco/test/ctrltest"
+	"github.com/openwmco/wmco/test/openshiftcrds"
 )
 
 // The CSR approver's tests create every CSR with a client authenticated as
@@ -265,16 +267,36 @@ func csrtHaveEvent(eventType, reason, text string) OmegaMatcher {
 	))
 }
 
-// csrtApprover starts a manager with a CSR approver on plain Kubernetes.
-func csrtApprover(t *testing.T) *csrapproval.Reconciler {
+// csrtIssuer is the bootstrap credential issuer of the platform, writing
+// with c: per-host ServiceAccounts (with their binding ensured) on plain
+// Kubernetes, node-bootstrapper tokens on OpenShift (with the
+// ServiceAccount and binding the machine-config-operator creates).
+func csrtIssuer(t *testing.T, platform cluster.Platform, c client.Client) bootstrap.Issuer {
+	t.Helper()
+	if platform == cluster.OpenShift {
+		if err := openshiftcrds.InstallNodeBootstrapper(t.Context(), ctrltest.Cluster.Config); err != nil {
+			t.Fatal(err)
+		}
+		return &bootstrap.NodeBootstrapper{Client: c, Namespace: ctrltest.Namespace}
+	}
+	// The binding, written live (c may be a manager's client whose cache
+	// has not started).
+	if err := (&bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}).EnsureRBAC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return &bootstrap.Tokens{Client: c, Namespace: ctrltest.Namespace}
+}
+
+// csrtApprover starts a manager with a CSR approver on the platform.
+func csrtApprover(t *testing.T, platform cluster.Platform) *csrapproval.Reconciler {
 	t.Helper()
 	r := &csrapproval.Reconciler{}
 	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
 		r.Client = mgr.GetClient()
-		r.Config = core.Config{Namespace: ctrltest.Namespace, Platform: cluster.Kubernetes}
-		// As the operator wires it: Tokens reads through the manager's
-		// client; the approver reads tokens live.
-		r.Tokens = &bootstrap.Tokens{Client: mgr.GetClient(), Namespace: ctrltest.Namespace}
+		r.Config = core.Config{Namespace: ctrltest.Namespace, Platform: platform}
+		// As the operator wires it: the issuer reads through the
+		// manager's client; the approver reads it live.
+		r.Tokens = csrtIssuer(t, platform, mgr.GetClient())
 		r.Recorder = mgr.GetEventRecorder("wmco-csr-approver")
 		return r.SetupWithManager(mgr)
 	})
@@ -304,14 +326,32 @@ func (e csrtExpect) verdict() csr.Verdict {
 // Legitimate requests of known Windows hosts are approved and signed;
 // forged ones never are: those that name a known host but contradict the
 // rules are denied, those that may become valid stay pending, and those of
-// other nodes are left alone, all with the Events that say why.
+// other nodes are left alone, all with the Events that say why. On both
+// platforms: with per-host ServiceAccounts (plain Kubernetes) and with
+// node-bootstrapper tokens told apart by credential ID (OpenShift).
 func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
+	for _, platform := range []cluster.Platform{cluster.Kubernetes, cluster.OpenShift} {
+		t.Run(string(platform), func(t *testing.T) { csrtForgedAndLegitimate(t, platform) })
+	}
+}
+
+// csrtCase is a CSR one requester creates and what should become of it.
+type csrtCase struct {
+	name   string
+	as     client.Client
+	signer string
+	usages []certificatesv1.KeyUsage
+	subj   csrtSubject
+	want   csrtExpect
+	why    string // in the condition message and the Event
+}
+
+func csrtForgedAndLegitimate(t *testing.T, platform cluster.Platform) {
 	g := NewWithT(t)
 	ctx := t.Context()
 	sfx := csrtSuffix(t)
 	p := "csrt-" + sfx + "-"
-	issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
-	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
+	issuer := csrtIssuer(t, platform, ctrltest.Client)
 	csrtAllowCSRCreation(t, p+"nodes", rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: csr.NodesGroup})
 
 	// Hosts. A: no Node yet. B: its Node carries its label. C: a Node of
@@ -349,13 +389,14 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 	f := hosts["f"]
 	csrtInstance(t, f.wi, f.node, wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Hostname: f.name, Addresses: f.ips}})
 
-	// An identity of A issued and revoked first: the next issuance gets
-	// a ServiceAccount of another name.
-	_, err := issuer.Issue(ctx, hosts["a"].wi)
+	// A credential of A issued and revoked first: the next issuance gets
+	// a ServiceAccount of another name, or a token of another credential
+	// ID.
+	revokedToken, err := issuer.Issue(ctx, hosts["a"].wi)
 	g.Expect(err).NotTo(HaveOccurred())
-	revokedUsers, err := issuer.Usernames(ctx, hosts["a"].wi)
+	revokedIDs, err := issuer.Identities(ctx, hosts["a"].wi)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(revokedUsers).To(HaveLen(1))
+	g.Expect(revokedIDs).To(HaveLen(1))
 	g.Expect(issuer.Revoke(ctx, hosts["a"].wi)).To(Succeed())
 	for _, h := range hosts {
 		h.token, err = issuer.Issue(ctx, h.wi)
@@ -368,11 +409,11 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 			}
 		}
 	})
-	usersA, err := issuer.Usernames(ctx, hosts["a"].wi)
+	idsA, err := issuer.Identities(ctx, hosts["a"].wi)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(usersA).To(HaveLen(1))
-	g.Expect(usersA).NotTo(ContainElement(revokedUsers[0]))
-	_, saA, _ := strings.Cut(strings.TrimPrefix(usersA[0], bootstrap.ServiceAccountUserPrefix), ":")
+	g.Expect(idsA).To(HaveLen(1))
+	g.Expect(idsA).NotTo(ContainElement(revokedIDs[0]))
+	_, saA, _ := strings.Cut(strings.TrimPrefix(idsA[0].Username, bootstrap.ServiceAccountUserPrefix), ":")
 	saGroups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ctrltest.Namespace}
 	neverIssuedUser := bootstrap.Username(ctrltest.Namespace, bootstrap.NamePrefix+"zz"+sfx[:4])
 	otherNamespaceUser := bootstrap.Username("default", saA)
@@ -380,7 +421,7 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 	// here, so that the approver is what refuses them.
 	csrtAllowCSRCreation(t, p+"forgers",
 		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: neverIssuedUser},
-		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: revokedUsers[0]},
+		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: revokedIDs[0].Username},
 		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: otherNamespaceUser})
 
 	linux := p + "linux"
@@ -389,7 +430,7 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 	csrtNode(t, f.node, nil, "10.98.0.1", f.ips[1]) // IPv6, written another way below
 	csrtNode(t, linux, map[string]string{corev1.LabelOSStable: "linux"}, "10.99.0.50")
 
-	r := csrtApprover(t)
+	r := csrtApprover(t, platform)
 
 	// Requesters.
 	var (
@@ -405,25 +446,23 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 		nodeF          = csrtUser(t, csr.NodeUserPrefix+f.node, csr.NodesGroup)
 		nodeLinux      = csrtUser(t, csr.NodeUserPrefix+linux, csr.NodesGroup)
 		neverIssued    = csrtUser(t, neverIssuedUser, saGroups...)
-		revokedA       = csrtUser(t, revokedUsers[0], saGroups...)
 		otherNamespace = csrtUser(t, otherNamespaceUser, "system:serviceaccounts", "system:serviceaccounts:default")
 		admin          = ctrltest.Client
 	)
+	// Why a credential of another host (or none the operator issued) is
+	// refused: a user name not issued for the host, or, where the user
+	// name is shared, a credential ID not issued for it.
+	notIssuedFor := func(wi string) string { return "is neither the bootstrap identity issued for instance " + wi }
+	if platform == cluster.OpenShift {
+		notIssuedFor = func(wi string) string { return "not one issued for instance " + wi }
+	}
 	subjA, subjB, subjC := csrtNodeSubject(a.node), csrtNodeSubject(b.node), csrtNodeSubject(c.node)
 	servingB := subjB.with(func(s *csrtSubject) {
 		s.dns = []string{b.node, strings.ToLower(b.name)}
 		s.ips = []string{b.ips[0], b.ips[1]}
 	})
 
-	cases := []struct {
-		name   string
-		as     client.Client
-		signer string
-		usages []certificatesv1.KeyUsage
-		subj   csrtSubject
-		want   csrtExpect
-		why    string // in the condition message and the Event
-	}{
+	cases := []csrtCase{
 		// Legitimate.
 		{"bootstrap-client", bootA, csrtClientSigner, csrtClientUsages, subjA, csrtApproved, "kubelet client certificate for instance " + a.wi},
 		{"bootstrap-by-hostname", bootE, csrtClientSigner, csrtClientUsages, csrtNodeSubject(e.node), csrtApproved, "kubelet client certificate for instance " + e.wi},
@@ -460,14 +499,35 @@ func TestCSRApproverForgedAndLegitimateRequests(t *testing.T) {
 		{"client-organizational-unit", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.ou = []string{"ops"} }), csrtDenied, "beyond CN and O"},
 		{"client-with-dns-san", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.dns = []string{a.node} }), csrtDenied, "must not carry subject alternative names"},
 		{"client-with-uri-san", bootA, csrtClientSigner, csrtClientUsages, subjA.with(func(s *csrtSubject) { s.uris = []string{"spiffe://cluster/ns/x"} }), csrtDenied, "email or URI subject alternative names"},
-		{"other-hosts-bootstrap-token", bootB, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
+		{"other-hosts-bootstrap-token", bootB, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, notIssuedFor(a.wi)},
 		{"never-issued-bootstrap-identity", neverIssued, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
-		{"revoked-bootstrap-identity", revokedA, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
 		{"same-name-other-namespace", otherNamespace, csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "is neither the bootstrap identity issued for instance " + a.wi},
 		{"admin-for-a-node", admin, csrtClientSigner, csrtClientUsages, subjB, csrtDenied, "is neither the bootstrap identity issued for instance " + b.wi},
 		{"renewal-before-node-known", nodeA, csrtClientSigner, csrtClientUsages, subjA, csrtPending, "its Node is not known to belong to instance " + a.wi},
 		{"node-name-held-by-foreign-node", bootC, csrtClientSigner, csrtClientUsages, subjC, csrtDenied, "exists and does not belong to instance " + c.wi},
 		{"renewal-as-foreign-node", nodeC, csrtClientSigner, csrtClientUsages, subjC, csrtPending, "its Node is not known to belong to instance " + c.wi},
+	}
+	switch platform {
+	case cluster.OpenShift:
+		// The revoked token still authenticates (until it expires) as
+		// the shared user; its credential ID is no longer A's. Nor are
+		// those of a node-bootstrapper token the operator never recorded
+		// and of a client certificate of the shared user (the API server
+		// gives it the credential ID X509SHA256=<fingerprint>).
+		shared := revokedIDs[0].Username
+		unrecorded, err := ctrltest.Clientset.CoreV1().ServiceAccounts(openshiftcrds.MCONamespace).CreateToken(ctx, openshiftcrds.NodeBootstrapper,
+			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(600))}}, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		cases = append(cases, []csrtCase{
+			{"revoked-credential", csrtBootstrapClient(t, revokedToken), csrtClientSigner, csrtClientUsages, subjA, csrtDenied, "presented credential [\"" + revokedIDs[0].CredentialID + "\"], not one issued for instance " + a.wi},
+			{"unrecorded-node-bootstrapper-token", csrtBootstrapClient(t, unrecorded.Status.Token), csrtClientSigner, csrtClientUsages, subjA, csrtDenied, notIssuedFor(a.wi)},
+			{"node-bootstrapper-by-client-certificate", csrtUser(t, shared, "system:serviceaccounts", "system:serviceaccounts:"+openshiftcrds.MCONamespace),
+				csrtClientSigner, csrtClientUsages, subjA, csrtDenied, `presented credential ["X509SHA256=`},
+		}...)
+	default:
+		// The revoked ServiceAccount's name, as a client certificate
+		// (its tokens no longer authenticate).
+		cases = append(cases, csrtCase{"revoked-bootstrap-identity", csrtUser(t, revokedIDs[0].Username, saGroups...), csrtClientSigner, csrtClientUsages, subjA, csrtDenied, notIssuedFor(a.wi)})
 	}
 
 	names := map[string]csrtExpect{}
@@ -599,7 +659,7 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
 
-	r := csrtApprover(t)
+	r := csrtApprover(t, cluster.Kubernetes)
 	kubelet := csrtUser(t, csr.NodeUserPrefix+nodeName, csr.NodesGroup)
 	renewal := csrtCreateCSR(t, kubelet, p+"renewal", csrtClientSigner, csrtClientUsages, csrtPEM(t, csrtNodeSubject(nodeName)))
 	serving := csrtCreateCSR(t, kubelet, p+"serving", csrtServingSigner, csrtServingUsages,
@@ -649,102 +709,72 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 	g.Eventually(isApproved(serving.Name)).WithTimeout(30 * time.Second).Should(Succeed())
 }
 
-// On OpenShift a kubelet may bootstrap as the node-bootstrapper service
-// account, as the cluster's own nodes do, or with the identity the
-// operator issued for its host; a bootstrap token it did not issue is
-// neither.
-func TestCSRApproverOpenShiftBootstrapIdentity(t *testing.T) {
-	g := NewWithT(t)
-	ctx := t.Context()
-	p := "csrt-" + csrtSuffix(t) + "-"
-	wi := csrtInstance(t, p+"o", "", wmcov1.WindowsInstanceStatus{NodeName: p + "win"})
-	csrtAllowCSRCreation(t, p+"bootstrappers",
-		rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: csrapproval.CSROpenShiftBootstrapUser},
-		rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:bootstrappers"})
-
-	ctrltest.StartManager(t, func(mgr ctrl.Manager) error {
-		return (&csrapproval.Reconciler{
-			Client:   mgr.GetClient(),
-			Config:   core.Config{Namespace: ctrltest.Namespace, Platform: cluster.OpenShift},
-			Tokens:   &bootstrap.Tokens{Client: mgr.GetClient(), Namespace: ctrltest.Namespace},
-			Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
-		}).SetupWithManager(mgr)
-	})
-	issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
-	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
-	_, err := issuer.Issue(ctx, wi.Name)
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
-	users, err := issuer.Usernames(ctx, wi.Name)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(users).To(HaveLen(1))
-
-	subj := csrtNodeSubject(p + "win")
-	sa := csrtUser(t, csrapproval.CSROpenShiftBootstrapUser, "system:serviceaccounts", "system:serviceaccounts:openshift-machine-config-operator")
-	issued := csrtUser(t, users[0], "system:serviceaccounts", "system:serviceaccounts:"+ctrltest.Namespace)
-	token := csrtUser(t, "system:bootstrap:abcdef", "system:bootstrappers")
-	ok := csrtCreateCSR(t, sa, p+"sa", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
-	okIssued := csrtCreateCSR(t, issued, p+"issued", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
-	forged := csrtCreateCSR(t, token, p+"token", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
-
-	g.Eventually(func(g Gomega) {
-		got := &certificatesv1.CertificateSigningRequest{}
-		for _, c := range []*certificatesv1.CertificateSigningRequest{ok, okIssued} {
-			g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(c), got)).To(Succeed())
-			g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil(), c.Name)
-			g.Expect(got.Status.Certificate).NotTo(BeEmpty())
-		}
-		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(forged), got)).To(Succeed())
-		g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
-		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).To(BeNil())
-	}).WithTimeout(30 * time.Second).Should(Succeed())
-	g.Eventually(func(g Gomega) {
-		g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(
-			csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, "is neither the bootstrap identity issued for instance "+wi.Name))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
-}
-
-// The approver works with nothing but the permissions config/rbac grants
-// (make manifests output), bound to an operator identity.
+// The approver, and the issuer of each platform, work with nothing but
+// the permissions config/rbac grants (make manifests output), bound to an
+// operator identity.
 func TestCSRApproverRunsWithGeneratedRBAC(t *testing.T) {
-	g := NewWithT(t)
-	ctx := t.Context()
-	sfx := csrtSuffix(t)
-	p := "csrt-" + sfx + "-"
-	user := p + "operator"
-	ctrltest.GrantGeneratedRBAC(t, p+"manager", user, ctrltest.Namespace)
+	for _, platform := range []cluster.Platform{cluster.Kubernetes, cluster.OpenShift} {
+		t.Run(string(platform), func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := t.Context()
+			sfx := csrtSuffix(t)
+			p := "csrt-" + sfx + "-"
+			user := p + "operator"
+			ctrltest.GrantGeneratedRBAC(t, p+"manager", user, ctrltest.Namespace)
+			cfg, err := ctrltest.Cluster.UserConfig(user)
+			g.Expect(err).NotTo(HaveOccurred())
+			asOperator := csrtClient(t, cfg)
 
-	wi := csrtInstance(t, p+"r", "", wmcov1.WindowsInstanceStatus{NodeName: p + "win"})
-	issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
-	g.Expect(issuer.EnsureRBAC(ctx)).To(Succeed())
-	token, err := issuer.Issue(ctx, wi.Name)
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
+			wi := csrtInstance(t, p+"r", "", wmcov1.WindowsInstanceStatus{NodeName: p + "win"})
+			// The RBAC authorizer may not have seen the new binding yet.
+			var issuer bootstrap.Issuer
+			g.Eventually(func() error {
+				if platform == cluster.OpenShift {
+					if err := openshiftcrds.InstallNodeBootstrapper(ctx, ctrltest.Cluster.Config); err != nil {
+						return err
+					}
+					issuer = &bootstrap.NodeBootstrapper{Client: asOperator, Namespace: ctrltest.Namespace}
+					return nil
+				}
+				tokens := &bootstrap.Tokens{Client: asOperator, Namespace: ctrltest.Namespace}
+				if err := tokens.EnsureRBAC(ctx); err != nil {
+					return err
+				}
+				issuer = tokens
+				return nil
+			}).WithTimeout(10 * time.Second).Should(Succeed())
+			var token string
+			g.Eventually(func() (err error) {
+				token, err = issuer.Issue(ctx, wi.Name)
+				return err
+			}).WithTimeout(10 * time.Second).Should(Succeed())
+			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
 
-	cfg, err := ctrltest.Cluster.UserConfig(user)
-	g.Expect(err).NotTo(HaveOccurred())
-	ctrltest.StartManagerAs(t, cfg, func(mgr ctrl.Manager) error {
-		return (&csrapproval.Reconciler{
-			Client:   mgr.GetClient(),
-			Config:   core.Config{Namespace: ctrltest.Namespace, Platform: cluster.Kubernetes},
-			Tokens:   &bootstrap.Tokens{Client: mgr.GetClient(), Namespace: ctrltest.Namespace},
-			Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
-		}).SetupWithManager(mgr)
-	})
+			ctrltest.StartManagerAs(t, cfg, func(mgr ctrl.Manager) error {
+				return (&csrapproval.Reconciler{
+					Client:   mgr.GetClient(),
+					Config:   core.Config{Namespace: ctrltest.Namespace, Platform: platform},
+					Tokens:   issuer,
+					Recorder: mgr.GetEventRecorder("wmco-csr-approver"),
+				}).SetupWithManager(mgr)
+			})
 
-	subj := csrtNodeSubject(p + "win")
-	good := csrtCreateCSR(t, csrtBootstrapClient(t, token), p+"bootstrap", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
-	bad := csrtCreateCSR(t, ctrltest.Client, p+"admin", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
-	g.Eventually(func(g Gomega) {
-		got := &certificatesv1.CertificateSigningRequest{}
-		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(good), got)).To(Succeed())
-		g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil())
-		g.Expect(got.Status.Certificate).NotTo(BeEmpty())
-		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(bad), got)).To(Succeed())
-		g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
-		g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", good.Name)).To(csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, wi.Name))
-		g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, bad.Name))
-	}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+			subj := csrtNodeSubject(p + "win")
+			good := csrtCreateCSR(t, csrtBootstrapClient(t, token), p+"bootstrap", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
+			bad := csrtCreateCSR(t, ctrltest.Client, p+"admin", csrtClientSigner, csrtClientUsages, csrtPEM(t, subj))
+			g.Eventually(func(g Gomega) {
+				got := &certificatesv1.CertificateSigningRequest{}
+				g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(good), got)).To(Succeed())
+				g.Expect(csrtCondition(got, certificatesv1.CertificateApproved)).NotTo(BeNil())
+				g.Expect(got.Status.Certificate).NotTo(BeEmpty())
+				g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(bad), got)).To(Succeed())
+				g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
+				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", good.Name)).To(csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, wi.Name))
+				g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, bad.Name))
+			}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+			g.Expect(issuer.Revoke(ctx, wi.Name)).To(Succeed())
+		})
+	}
 }
 
 func TestCSRApproverSetupRequiresDependencies(t *testing.T) {
@@ -788,5 +818,6 @@ func TestCSRApproverSetupRequiresDependencies(t *testing.T) {
 	g.Expect(tokens.Reader).To(BeNil())
 	r := cases[len(cases)-1].r
 	g.Expect(csrapproval.TokensOf(r)).NotTo(BeIdenticalTo(tokens))
-	g.Expect(csrapproval.TokensOf(r).Reader).To(BeIdenticalTo(mgr.GetAPIReader()))
+	g.Expect(csrapproval.TokensOf(r)).To(BeAssignableToTypeOf(tokens))
+	g.Expect(csrapproval.TokensOf(r).(*bootstrap.Tokens).Reader).To(BeIdenticalTo(mgr.GetAPIReader()))
 }

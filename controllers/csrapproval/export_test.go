@@ -9,4 +9,4 @@ import (
 func LastDecision(r *Reconciler, name string) (csr.Decision, bool) { return r.seen.lastDecision(name) }
 
 // TokensOf is the token reader r decides with.
-func TokensOf(r *Reconciler) *bootstrap.Tokens { return r.tokens }
+func TokensOf(r *Reconciler) bootstrap.Issuer { return r.tokens }

@@ -49,6 +49,9 @@ import (
 // Per-host bootstrap ServiceAccounts and their tokens (pkg/bootstrap):
 // +kubebuilder:rbac:groups="",namespace=wmco-system,resources=serviceaccounts,verbs=list;create;delete
 // +kubebuilder:rbac:groups="",namespace=wmco-system,resources=serviceaccounts/token,verbs=create
+// On OpenShift, tokens of the machine-config-operator's node-bootstrapper
+// (the name only; a ClusterServiceVersion cannot name its namespace):
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create,resourceNames=node-bootstrapper
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // The one ClusterRoleBinding binding system:node-bootstrapper to them
 // (create cannot be limited to a name; everything else is):
@@ -92,8 +95,9 @@ type Reconciler struct {
 	// configuration (OpenShift's config objects, WindowsNodeConfig); its
 	// changes wake every instance. Default: Cluster, fixed.
 	ClusterSource core.ClusterSource
-	// Tokens issues per-host bootstrap identities (plain Kubernetes).
-	Tokens *bootstrap.Tokens
+	// Tokens issues and revokes hosts' bootstrap credentials (per-host
+	// ServiceAccounts, or node-bootstrapper tokens on OpenShift).
+	Tokens bootstrap.Issuer
 	// Recorder emits events.k8s.io/v1 Events on instances.
 	Recorder events.EventRecorder
 	// Now is the clock (tests may replace it).

@@ -1,16 +1,16 @@
 // Package bootstrap issues the credential a host's kubelet uses for its
-// TLS bootstrap, using nothing outside the operator's own namespace but
-// one ClusterRoleBinding. It does so on every platform: on OpenShift a
-// per-host identity is also narrower than the node-bootstrapper service
-// account the cluster's own nodes share (which the CSR approver accepts
-// there too).
+// TLS bootstrap, revokes it once the host has joined, and tells the CSR
+// approver which credentials are live for each host (Issuer). The
+// operator picks one of two issuers by platform.
+//
+// # Plain Kubernetes: a ServiceAccount per host (Tokens)
 //
 // Each host being joined gets a ServiceAccount of its own in the
 // operator's namespace (generated name wmco-bootstrap-<random>, labelled
 // wmco.io/instance=<instance>) and a short-lived token for it from the
 // TokenRequest API. The kubelet presents that token and its CSR carries
 // the requester system:serviceaccount:<namespace>:<name>, which the CSR
-// approver ties to the host (Usernames). Once the host has joined, or when
+// approver ties to the host (Identities). Once the host has joined, or when
 // its instance is deleted, the ServiceAccount is deleted: every token of
 // it stops authenticating at once, and a pending CSR of the old identity
 // can never be tied to a later issuance, whose ServiceAccount has another
@@ -37,6 +37,34 @@
 // namespace (type wmco.io/bootstrap-token, owned by the ServiceAccount):
 // TokenRequest tokens are not stored by the API server, and the host's
 // plan must render the same token on every reconcile until it has joined.
+//
+// # OpenShift: the node-bootstrapper service account (NodeBootstrapper)
+//
+// OpenShift's own nodes bootstrap as the machine-config-operator's
+// node-bootstrapper service account, which the cluster already binds to
+// system:node-bootstrapper; the operator creates no ServiceAccount, no
+// binding and no bootstrap-token Secret there. For each host being
+// joined it requests a short-lived token of that service account
+// (TokenRequest, create on serviceaccounts/token limited to the name
+// node-bootstrapper) and keeps it in a Secret of its own namespace
+// (generated name wmco-bootstrap-<random>, type wmco.io/bootstrap-token,
+// label wmco.io/instance=<instance>), annotated with the token's
+// credential ID: the API server gives every token a unique jti claim and
+// puts "JTI=<jti>" into the authenticated user's extra under
+// authentication.kubernetes.io/credential-id, and so into the spec.extra
+// of every CSR the token creates. The user name is shared by every node
+// of the cluster; the credential ID ties a CSR to exactly one host.
+//
+// Revocation deletes the Secrets: the approver then ties no CSR of those
+// credential IDs to any host. The tokens themselves stay valid until they
+// expire (DefaultTTL at most), able to do what any node-bootstrapper
+// token may (create and read CSRs) but never to get one approved. The API
+// server would revoke a token bound to a Secret (boundObjectRef) when the
+// Secret is deleted, but only to a Secret in the service account's own
+// namespace, openshift-machine-config-operator: writing Secrets there
+// would take a cluster-wide grant to create Secrets (an OLM
+// ClusterServiceVersion cannot grant a Role in another namespace), which
+// is far more than the approver-side revocation is worth.
 package bootstrap
 
 import (
@@ -58,6 +86,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/csr"
 )
 
 const (
@@ -88,7 +117,31 @@ func Username(namespace, name string) string {
 	return ServiceAccountUserPrefix + namespace + ":" + name
 }
 
-// Tokens issues and revokes per-host bootstrap credentials.
+// Issuer issues and revokes the bootstrap credentials of hosts.
+type Issuer interface {
+	// Issue returns a valid bootstrap token for the instance's host: the
+	// one already issued while it is fresh, else a new one. It is a
+	// credential: never log it.
+	Issue(ctx context.Context, instance string) (string, error)
+	// Revoke ends every credential issued for the instance: from then on
+	// no CSR they create is tied to the host.
+	Revoke(ctx context.Context, instance string) error
+	// Identities are the credentials issued for the instance and not
+	// revoked, as the CSR approver matches them.
+	Identities(ctx context.Context, instance string) ([]csr.BootstrapIdentity, error)
+	// ReadingFrom is the issuer reading through reader, unless it was
+	// given a Reader of its own. Whoever decides on a CSR must read live:
+	// a credential is issued moments before the CSR it authenticates.
+	ReadingFrom(reader client.Reader) Issuer
+}
+
+var (
+	_ Issuer = &Tokens{}
+	_ Issuer = &NodeBootstrapper{}
+)
+
+// Tokens issues and revokes per-host bootstrap ServiceAccounts and their
+// tokens: the Issuer on plain Kubernetes.
 type Tokens struct {
 	// Client writes ServiceAccounts, token requests, Secrets and the
 	// ClusterRoleBinding.
@@ -100,8 +153,19 @@ type Tokens struct {
 	// Namespace is the operator's namespace, where the ServiceAccounts and
 	// their token Secrets live. Required.
 	Namespace string
-	TTL       time.Duration
-	Now       func() time.Time
+	// TTL is how long a token is valid (default DefaultTTL).
+	TTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// ReadingFrom is a copy of t reading through reader unless t has a Reader.
+func (t *Tokens) ReadingFrom(reader client.Reader) Issuer {
+	c := *t
+	if c.Reader == nil {
+		c.Reader = reader
+	}
+	return &c
 }
 
 func (t *Tokens) reader() client.Reader {
@@ -196,9 +260,8 @@ func (t *Tokens) Issue(ctx context.Context, instance string) (string, error) {
 		err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: sa.Name}, sec)
 		switch {
 		case err == nil:
-			exp, perr := time.Parse(time.RFC3339, string(sec.Data[expirationKey]))
-			if perr == nil && exp.Sub(now) > t.ttl()/2 && len(sec.Data[tokenKey]) > 0 && sec.Type == SecretType {
-				return string(sec.Data[tokenKey]), nil
+			if token, ok := freshToken(sec, now, t.ttl()); ok {
+				return token, nil
 			}
 		case !apierrors.IsNotFound(err):
 			return "", fmt.Errorf("read bootstrap token of %s: %w", instance, err)
@@ -238,7 +301,7 @@ func (t *Tokens) Issue(ctx context.Context, instance string) (string, error) {
 
 // store keeps the token in the ServiceAccount's Secret.
 func (t *Tokens) store(ctx context.Context, sa *corev1.ServiceAccount, instance, token string, exp time.Time) error {
-	data := map[string][]byte{tokenKey: []byte(token), expirationKey: []byte(exp.UTC().Format(time.RFC3339))}
+	data := tokenData(token, exp)
 	sec := &corev1.Secret{}
 	err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: sa.Name}, sec)
 	if err == nil {
@@ -265,6 +328,21 @@ func (t *Tokens) store(ctx context.Context, sa *corev1.ServiceAccount, instance,
 		return fmt.Errorf("store bootstrap token of %s: %w", instance, err)
 	}
 	return nil
+}
+
+// Identities are the user names of the instance's bootstrap
+// ServiceAccounts (Usernames); each is the host's alone, so it needs no
+// credential ID.
+func (t *Tokens) Identities(ctx context.Context, instance string) ([]csr.BootstrapIdentity, error) {
+	users, err := t.Usernames(ctx, instance)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]csr.BootstrapIdentity, 0, len(users))
+	for _, u := range users {
+		out = append(out, csr.BootstrapIdentity{Username: u})
+	}
+	return out, nil
 }
 
 // Usernames are the identities issued for the instance and not revoked:
@@ -328,16 +406,45 @@ func (t *Tokens) serviceAccounts(ctx context.Context, instance *string) ([]corev
 	return out, nil
 }
 
-func (t *Tokens) ttl() time.Duration {
-	if t.TTL > 0 {
-		return t.TTL
+func (t *Tokens) ttl() time.Duration { return ttlOr(t.TTL) }
+
+func (t *Tokens) now() time.Time { return nowOr(t.Now) }
+
+func ttlOr(ttl time.Duration) time.Duration {
+	if ttl > 0 {
+		return ttl
 	}
 	return DefaultTTL
 }
 
-func (t *Tokens) now() time.Time {
-	if t.Now != nil {
-		return t.Now()
+func nowOr(now func() time.Time) time.Time {
+	if now != nil {
+		return now()
 	}
 	return time.Now()
+}
+
+// tokenData is the content of a Secret keeping a token.
+func tokenData(token string, exp time.Time) map[string][]byte {
+	return map[string][]byte{tokenKey: []byte(token), expirationKey: []byte(exp.UTC().Format(time.RFC3339))}
+}
+
+// tokenExpiration is when the token a Secret keeps expires; false when the
+// Secret keeps none.
+func tokenExpiration(sec *corev1.Secret) (time.Time, bool) {
+	if sec.Type != SecretType || len(sec.Data[tokenKey]) == 0 {
+		return time.Time{}, false
+	}
+	exp, err := time.Parse(time.RFC3339, string(sec.Data[expirationKey]))
+	return exp, err == nil
+}
+
+// freshToken is the token a Secret keeps while more than half its
+// lifetime is left.
+func freshToken(sec *corev1.Secret, now time.Time, ttl time.Duration) (string, bool) {
+	exp, ok := tokenExpiration(sec)
+	if !ok || exp.Sub(now) <= ttl/2 {
+		return "", false
+	}
+	return string(sec.Data[tokenKey]), true
 }

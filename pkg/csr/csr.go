@@ -27,6 +27,36 @@ const NodeUserPrefix = "system:node:"
 // NodesGroup is the only organization a kubelet certificate may carry.
 const NodesGroup = "system:nodes"
 
+// CredentialIDKey is the key of a user's extra, and so of a CSR's
+// spec.extra, under which the API server puts the identifier of the
+// credential the user authenticated with: "JTI=<jti>" for a service
+// account token (k8s.io/apiserver's user.CredentialIDKey).
+const CredentialIDKey = "authentication.kubernetes.io/credential-id"
+
+// BootstrapIdentity is one credential the operator issued a host for its
+// TLS bootstrap.
+type BootstrapIdentity struct {
+	// Username is the user the credential authenticates as.
+	Username string
+	// CredentialID, when set, is the value the credential puts into the
+	// requester's extra under CredentialIDKey. The CSR must then carry
+	// exactly that one value there: it is how a CSR of a user name that
+	// several hosts share (OpenShift's node-bootstrapper service
+	// account) is tied to one host.
+	CredentialID string
+}
+
+// matches tells whether the CSR was created with this credential.
+func (b BootstrapIdentity) matches(spec *certificatesv1.CertificateSigningRequestSpec) bool {
+	if b.Username == "" || spec.Username != b.Username {
+		return false
+	}
+	if b.CredentialID == "" {
+		return true
+	}
+	return slices.Equal([]string(spec.Extra[CredentialIDKey]), []string{b.CredentialID})
+}
+
 // NodeState is what is known of the Node a CSR names.
 type NodeState int
 
@@ -45,11 +75,13 @@ type Instance struct {
 	Name string
 	// NodeName the host registers as.
 	NodeName string
-	// BootstrapUsernames are the identities the operator issued this host
-	// for its TLS bootstrap (its bootstrap ServiceAccount,
-	// system:serviceaccount:<operator namespace>:wmco-bootstrap-<x>; on
-	// OpenShift the node-bootstrapper service account).
-	BootstrapUsernames []string
+	// BootstrapIdentities are the credentials the operator issued this
+	// host for its TLS bootstrap and has not revoked: on plain Kubernetes
+	// its bootstrap ServiceAccount
+	// (system:serviceaccount:<operator namespace>:wmco-bootstrap-<x>), on
+	// OpenShift the node-bootstrapper service account with the credential
+	// ID of the token issued for this host.
+	BootstrapIdentities []BootstrapIdentity
 	// Addresses and Hostname observed on the host: a serving certificate
 	// may name these and nothing else.
 	Addresses []string
@@ -159,10 +191,14 @@ func Evaluate(spec *certificatesv1.CertificateSigningRequestSpec, lookup Lookup)
 			if inst.Node != NodeOwned {
 				return pending("renewal by %s, but its Node is not known to belong to instance %s", cn, inst.Name)
 			}
-		case slices.Contains(inst.BootstrapUsernames, spec.Username):
+		case slices.ContainsFunc(inst.BootstrapIdentities, func(b BootstrapIdentity) bool { return b.matches(spec) }):
 			if inst.Node == NodeForeign {
 				return deny("Node %s exists and does not belong to instance %s", nodeName, inst.Name)
 			}
+		case slices.ContainsFunc(inst.BootstrapIdentities, func(b BootstrapIdentity) bool { return b.Username == spec.Username }):
+			// A shared user name: the credential was issued for
+			// another host, or revoked, or not by the operator.
+			return deny("requester %q presented credential %q, not one issued for instance %s", spec.Username, []string(spec.Extra[CredentialIDKey]), inst.Name)
 		default:
 			return deny("requester %q is neither the bootstrap identity issued for instance %s nor %s", spec.Username, inst.Name, cn)
 		}

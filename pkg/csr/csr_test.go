@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -19,13 +20,23 @@ import (
 const (
 	boot1 = "system:bootstrap:aaaaaa"
 	boot2 = "system:bootstrap:bbbbbb"
+	// shared is a user name every host's credential authenticates as
+	// (OpenShift's node-bootstrapper); a credential ID tells them apart.
+	shared = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper"
+	jtiO1  = "JTI=0d1f1e8a-0001-4000-8000-000000000001"
+	jtiO2  = "JTI=0d1f1e8a-0002-4000-8000-000000000002"
 )
 
 var instances = map[string]Instance{
-	"win-1": {Name: "10.1.42.1", NodeName: "win-1", BootstrapUsernames: []string{boot1}, Addresses: []string{"10.1.42.1"}, Hostname: "WIN-1", Node: NodeAbsent},
-	"win-10": {Name: "10.1.42.10", NodeName: "win-10", BootstrapUsernames: []string{boot2}, Addresses: []string{"10.1.42.10", "fd00::10"}, Hostname: "WIN-10",
+	"win-1": {Name: "10.1.42.1", NodeName: "win-1", BootstrapIdentities: []BootstrapIdentity{{Username: boot1}}, Addresses: []string{"10.1.42.1"}, Hostname: "WIN-1", Node: NodeAbsent},
+	"win-10": {Name: "10.1.42.10", NodeName: "win-10", BootstrapIdentities: []BootstrapIdentity{{Username: boot2}}, Addresses: []string{"10.1.42.10", "fd00::10"}, Hostname: "WIN-10",
 		Node: NodeOwned},
-	"win-taken": {Name: "10.1.42.3", NodeName: "win-taken", BootstrapUsernames: []string{"system:bootstrap:cccccc"}, Node: NodeForeign},
+	"win-taken": {Name: "10.1.42.3", NodeName: "win-taken", BootstrapIdentities: []BootstrapIdentity{{Username: "system:bootstrap:cccccc"}}, Node: NodeForeign},
+	// OpenShift: one user name, a credential ID per host (win-o1 has two,
+	// an earlier token and its renewal); win-o3 has none issued.
+	"win-o1": {Name: "o1", NodeName: "win-o1", BootstrapIdentities: []BootstrapIdentity{{Username: shared, CredentialID: "JTI=old"}, {Username: shared, CredentialID: jtiO1}}, Node: NodeAbsent},
+	"win-o2": {Name: "o2", NodeName: "win-o2", BootstrapIdentities: []BootstrapIdentity{{Username: shared, CredentialID: jtiO2}}, Node: NodeAbsent},
+	"win-o3": {Name: "o3", NodeName: "win-o3", Node: NodeAbsent},
 }
 
 func lookup(name string) (Instance, bool) { i, ok := instances[name]; return i, ok }
@@ -184,6 +195,52 @@ func TestEvaluate(t *testing.T) {
 		})
 	}
 	NewWithT(t).Expect(approved).To(Equal(5), "exactly the five legitimate requests are approved")
+}
+
+// A user name several hosts share ties a CSR to a host only through the
+// credential ID the API server put into spec.extra: exactly one value,
+// exactly one issued for that host.
+func TestEvaluateSharedBootstrapUser(t *testing.T) {
+	ext := func(v ...string) map[string]certificatesv1.ExtraValue {
+		return map[string]certificatesv1.ExtraValue{CredentialIDKey: v}
+	}
+	cases := []struct {
+		name     string
+		node     string
+		username string
+		extra    map[string]certificatesv1.ExtraValue
+		want     Verdict
+		reason   string
+	}{
+		{"the host's credential", "win-o1", shared, ext(jtiO1), Approve, "client certificate for instance o1"},
+		{"the host's earlier credential, not revoked", "win-o1", shared, ext("JTI=old"), Approve, ""},
+		{"the other host's", "win-o2", shared, ext(jtiO2), Approve, ""},
+		{"another host's credential", "win-o1", shared, ext(jtiO2), Deny, `presented credential ["` + jtiO2 + `"], not one issued for instance o1`},
+		{"no credential ID", "win-o1", shared, nil, Deny, "presented credential [], not one issued"},
+		{"empty credential ID", "win-o1", shared, ext(""), Deny, "not one issued"},
+		{"two credential IDs", "win-o1", shared, ext(jtiO1, jtiO2), Deny, "not one issued"},
+		{"credential ID under another key", "win-o1", shared,
+			map[string]certificatesv1.ExtraValue{"authentication.kubernetes.io/pod-uid": {jtiO1}}, Deny, "not one issued"},
+		{"case variant of the credential ID", "win-o1", shared, ext(strings.ToLower(jtiO1)), Deny, "not one issued"},
+		{"prefix of the credential ID", "win-o1", shared, ext(jtiO1[:10]), Deny, "not one issued"},
+		{"the host's credential ID from another user", "win-o1", boot1, ext(jtiO1), Deny, "is neither the bootstrap identity"},
+		{"a host with nothing issued", "win-o3", shared, ext(jtiO1), Deny, "is neither the bootstrap identity issued for instance o3"},
+		{"a host issued per-host identities", "win-1", shared, ext(jtiO1), Deny, "is neither the bootstrap identity"},
+		// A per-host identity needs no credential ID and ignores one.
+		{"a per-host identity with a credential ID", "win-1", boot1, ext("JTI=x"), Approve, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			spec := &certificatesv1.CertificateSigningRequestSpec{
+				SignerName: clientSigner, Username: tc.username, Extra: tc.extra, Usages: []certificatesv1.KeyUsage{ds, ca},
+				Request: pemCSR(t, req{cn: NodeUserPrefix + tc.node, orgs: []string{NodesGroup}}),
+			}
+			d := Evaluate(spec, lookup)
+			g.Expect(d.Verdict).To(Equal(tc.want), d.Reason)
+			g.Expect(d.Reason).To(ContainSubstring(tc.reason))
+		})
+	}
 }
 
 func TestVerdictString(t *testing.T) {

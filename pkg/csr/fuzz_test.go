@@ -41,20 +41,27 @@ func splitList(s string) []string {
 // fuzzed subjects, SANs, usages, signers and requesters, and checks that
 // whatever Evaluate approves satisfies every rule the package states, and
 // that it never judges (approves or denies) a CSR that names no known
-// instance.
+// instance. The requester's credential IDs (comma-separated, "" for no
+// extra) tie a shared bootstrap user to a host.
 func FuzzEvaluateGenerated(f *testing.F) {
 	const nodes = "system:nodes"
 	// Seeds: the approvable shapes of TestEvaluate and near misses.
-	f.Add("system:node:win-1", nodes, "", "", "", "", boot1, false, uint8(0b0101), false)
-	f.Add("system:node:win-1", nodes, "", "", "", "", boot1, false, uint8(0b0111), false)
-	f.Add("system:node:win-10", nodes, "", "", "", "", "system:node:win-10", false, uint8(0b0101), false)
-	f.Add("system:node:win-10", nodes, "", "", "", "", boot2, false, uint8(0b0101), false)
-	f.Add("system:node:win-10", nodes, "", "win-10,WIN-10", "10.1.42.10,fd00::10", "", "system:node:win-10", true, uint8(0b1011), false)
-	f.Add("system:node:win-10", nodes, "", "win-10", "192.0.2.7", "", "system:node:win-10", true, uint8(0b1001), false)
-	f.Add("system:node:win-taken", nodes, "", "", "", "", "system:bootstrap:cccccc", false, uint8(0b0101), false)
-	f.Add("system:node:win-1", nodes+",system:masters", "x", "", "", "a@b.c", boot1, false, uint8(0b0101), true)
-	f.Add("system:node:win-10", nodes, "", "", "10.1.42.10", "spiffe://x", "system:node:win-10", true, uint8(0b11001), false)
-	f.Fuzz(func(t *testing.T, cn, orgs, ous, dns, ips, emailOrURI, username string, serving bool, usageMask uint8, extra bool) {
+	f.Add("system:node:win-1", nodes, "", "", "", "", boot1, false, uint8(0b0101), false, "")
+	f.Add("system:node:win-1", nodes, "", "", "", "", boot1, false, uint8(0b0111), false, "")
+	f.Add("system:node:win-10", nodes, "", "", "", "", "system:node:win-10", false, uint8(0b0101), false, "")
+	f.Add("system:node:win-10", nodes, "", "", "", "", boot2, false, uint8(0b0101), false, "")
+	f.Add("system:node:win-10", nodes, "", "win-10,WIN-10", "10.1.42.10,fd00::10", "", "system:node:win-10", true, uint8(0b1011), false, "")
+	f.Add("system:node:win-10", nodes, "", "win-10", "192.0.2.7", "", "system:node:win-10", true, uint8(0b1001), false, "")
+	f.Add("system:node:win-taken", nodes, "", "", "", "", "system:bootstrap:cccccc", false, uint8(0b0101), false, "")
+	f.Add("system:node:win-1", nodes+",system:masters", "x", "", "", "a@b.c", boot1, false, uint8(0b0101), true, "")
+	f.Add("system:node:win-10", nodes, "", "", "10.1.42.10", "spiffe://x", "system:node:win-10", true, uint8(0b11001), false, "")
+	// A shared bootstrap user: the host's credential ID, another host's,
+	// two, none.
+	f.Add("system:node:win-o1", nodes, "", "", "", "", shared, false, uint8(0b0101), false, jtiO1)
+	f.Add("system:node:win-o1", nodes, "", "", "", "", shared, false, uint8(0b0101), false, jtiO2)
+	f.Add("system:node:win-o1", nodes, "", "", "", "", shared, false, uint8(0b0101), false, jtiO1+","+jtiO1)
+	f.Add("system:node:win-o2", nodes, "", "", "", "", shared, false, uint8(0b0101), false, "")
+	f.Fuzz(func(t *testing.T, cn, orgs, ous, dns, ips, emailOrURI, username string, serving bool, usageMask uint8, extra bool, credentialIDs string) {
 		tmpl := &x509.CertificateRequest{
 			Subject:  pkix.Name{CommonName: cn, Organization: splitList(orgs), OrganizationalUnit: splitList(ous)},
 			DNSNames: splitList(dns),
@@ -88,6 +95,9 @@ func FuzzEvaluateGenerated(f *testing.F) {
 		}
 		spec := &certificatesv1.CertificateSigningRequestSpec{SignerName: signer, Username: username, Usages: usages,
 			Request: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})}
+		if credentialIDs != "" {
+			spec.Extra = map[string]certificatesv1.ExtraValue{CredentialIDKey: strings.Split(credentialIDs, ",")}
+		}
 		d := Evaluate(spec, lookup)
 
 		// What the request says once encoded (the encoder may normalise).
@@ -141,12 +151,14 @@ func FuzzEvaluateGenerated(f *testing.F) {
 				if inst.Node != NodeOwned {
 					fail("a renewal for a Node the instance does not own")
 				}
-			case slices.Contains(inst.BootstrapUsernames, username):
+			case slices.ContainsFunc(inst.BootstrapIdentities, func(b BootstrapIdentity) bool {
+				return b.Username == username && (b.CredentialID == "" || credentialIDs == b.CredentialID)
+			}):
 				if inst.Node == NodeForeign {
 					fail("the bootstrap identity claims a foreign Node")
 				}
 			default:
-				fail("the requester is neither the node nor its bootstrap identity")
+				fail("the requester is neither the node nor its bootstrap identity (with its credential ID)")
 			}
 			return
 		}

@@ -219,6 +219,9 @@ func StartStoppableOperator(t *testing.T, o OperatorOptions) (*CountingDialer, f
 	if o.MaxParallel > 0 {
 		SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) { spec.MaxParallelConfigurations = int32(o.MaxParallel) })
 	}
+	if o.Platform == "" {
+		o.Platform = cluster.Kubernetes
+	}
 	dialer := &CountingDialer{Dialer: &remote.SSHDialer{Hash: instance.AgentHash}}
 	_, stop := StartStoppableManager(t, func(mgr ctrl.Manager) error {
 		return controllers.Setup(context.Background(), mgr, controllers.Options{

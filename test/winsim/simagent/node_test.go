@@ -174,7 +174,7 @@ func (e *joinEnv) approveCSRs(ctx context.Context, g Gomega) {
 		if _, err := e.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil {
 			state = csr.NodeOwned
 		}
-		return csr.Instance{Name: "agent-test", NodeName: nodeName, BootstrapUsernames: []string{"system:bootstrap:" + tokenID},
+		return csr.Instance{Name: "agent-test", NodeName: nodeName, BootstrapIdentities: []csr.BootstrapIdentity{{Username: "system:bootstrap:" + tokenID}},
 			Addresses: []string{hostIP}, Hostname: "WIN-AGENT-1", Node: state}, true
 	}
 	approved := map[string]bool{}
