@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/openwmco/wmco/controllers/clusterconfig"
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/csrapproval"
 	"github.com/openwmco/wmco/controllers/instance"
@@ -31,7 +32,7 @@ type Options struct {
 	// Cluster is what kubelets need to know about the cluster.
 	Cluster nodeconfig.ClusterFacts
 	// ClusterSource keeps Cluster current from the cluster's
-	// configuration; default Cluster, fixed.
+	// configuration; default a clusterconfig.Source started from Cluster.
 	ClusterSource core.ClusterSource
 	// Payloads the operator ships; the API server's version selects one.
 	Payloads *payload.Catalog
@@ -88,6 +89,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}
 	if o.ServerVersion == nil {
 		o.ServerVersion = core.StaticVersion(o.Cluster.KubernetesVersion)
+	}
+	if o.ClusterSource == nil {
+		// The cluster's configuration (OpenShift's config objects, the
+		// WindowsNodeConfig) completes and overrides the facts from flags
+		// and discovery, and keeps them current.
+		src := clusterconfig.New(o.Cluster, o.Config)
+		if err := src.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up the cluster configuration controller: %w", err)
+		}
+		o.ClusterSource = src
 	}
 	// Bootstrap credentials are read live: one is issued moments before
 	// the CSR it authenticates. OpenShift's nodes bootstrap as its
