@@ -61,7 +61,8 @@ func csrtRecord[T any](t *testing.T, w watch.Interface) *csrtRecorder[T] {
 func TestOpenShiftHostJoinsAsNodeBootstrapper(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	g.Expect(openshiftcrds.InstallNodeBootstrapper(ctx, ctrltest.Cluster.Config)).To(Succeed())
+	hybrid := openshiftcrds.DefaultHybridOverlay
+	ctrltest.OpenShift(t, openshiftcrds.OVNOptions{HybridOverlay: &hybrid})
 	hosts := ctrltest.StartHosts(t, 1, simagent.Options{})
 	h := hosts[0]
 	selector := metav1.ListOptions{LabelSelector: wmcov1.LabelInstance + "=" + h.Name}
