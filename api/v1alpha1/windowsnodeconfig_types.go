@@ -122,17 +122,19 @@ type RegistryMirror struct {
 // DNS names, localhost and the API server's host are added to noProxy.
 // A URL may hold credentials (http://user:password@proxy:3128): the
 // operator and its agent never print them, but they are readable on the
-// hosts by administrators, as every service's environment is.
+// hosts by administrators, as every service's environment is. The URL
+// rules sit on the object, not on the fields, so that the API server's
+// error does not echo a URL (and a password in it).
+// +kubebuilder:validation:XValidation:rule="!has(self.httpProxy) || (isURL(self.httpProxy) && url(self.httpProxy).getScheme() in ['http', 'https'] && url(self.httpProxy).getHostname() != '')",message="httpProxy must be an http:// or https:// URL"
+// +kubebuilder:validation:XValidation:rule="!has(self.httpsProxy) || (isURL(self.httpsProxy) && url(self.httpsProxy).getScheme() in ['http', 'https'] && url(self.httpsProxy).getHostname() != '')",message="httpsProxy must be an http:// or https:// URL"
 type ProxySpec struct {
 	// HTTPProxy is the proxy URL for http:// requests.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="httpProxy must be an http:// or https:// URL"
 	HTTPProxy string `json:"httpProxy,omitempty"`
 	// HTTPSProxy is the proxy URL for https:// requests.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="httpsProxy must be an http:// or https:// URL"
 	HTTPSProxy string `json:"httpsProxy,omitempty"`
 	// NoProxy is a comma-separated list of host names, domains (.example.com),
 	// IP addresses and CIDRs reached without the proxy.
