@@ -125,8 +125,8 @@ type RegistryMirror struct {
 // hosts by administrators, as every service's environment is. The URL
 // rules sit on the object, not on the fields, so that the API server's
 // error does not echo a URL (and a password in it).
-// +kubebuilder:validation:XValidation:rule="!has(self.httpProxy) || (isURL(self.httpProxy) && url(self.httpProxy).getScheme() in ['http', 'https'] && url(self.httpProxy).getHostname() != '')",message="httpProxy must be an http:// or https:// URL"
-// +kubebuilder:validation:XValidation:rule="!has(self.httpsProxy) || (isURL(self.httpsProxy) && url(self.httpsProxy).getScheme() in ['http', 'https'] && url(self.httpsProxy).getHostname() != '')",message="httpsProxy must be an http:// or https:// URL"
+// +kubebuilder:validation:XValidation:rule="!has(self.httpProxy) || (isURL(self.httpProxy) && url(self.httpProxy).getScheme() in ['http', 'https'] && size(url(self.httpProxy).getHostname()) > 0)",message="httpProxy must be an http:// or https:// URL"
+// +kubebuilder:validation:XValidation:rule="!has(self.httpsProxy) || (isURL(self.httpsProxy) && url(self.httpsProxy).getScheme() in ['http', 'https'] && size(url(self.httpsProxy).getHostname()) > 0)",message="httpsProxy must be an http:// or https:// URL"
 type ProxySpec struct {
 	// HTTPProxy is the proxy URL for http:// requests.
 	// +optional
