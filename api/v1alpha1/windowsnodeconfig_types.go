@@ -121,8 +121,8 @@ type RegistryMirror struct {
 // Proxy's status). The cluster's service and pod networks, its internal
 // DNS names, localhost and the API server's host are added to noProxy.
 // A URL may hold credentials (http://user:password@proxy:3128): the
-// operator and its agent never print them, but they are readable on the
-// hosts by administrators, as every service's environment is. The URL
+// operator and its agent never print them, and on the hosts only
+// administrators can read the services' environment that holds them. The URL
 // rules sit on the object, not on the fields, so that the API server's
 // error does not echo a URL (and a password in it).
 // +kubebuilder:validation:XValidation:rule="!has(self.httpProxy) || (isURL(self.httpProxy) && url(self.httpProxy).getScheme() in ['http', 'https'] && size(url(self.httpProxy).getHostname()) > 0)",message="httpProxy must be an http:// or https:// URL"

@@ -470,7 +470,9 @@ type Service struct {
 	Env map[string]string `json:"env,omitempty"`
 	// SensitiveEnv marks Env values as credentials (a proxy URL with
 	// user:password): the agent never prints them, in output, errors or
-	// logs.
+	// logs, and restricts the service's registry key, which holds them, to
+	// LocalSystem and Administrators (every user may read a service's key
+	// otherwise).
 	SensitiveEnv bool `json:"sensitiveEnv,omitempty"`
 	// StartType is automatic unless set.
 	StartType StartType `json:"startType,omitempty"`
