@@ -215,6 +215,24 @@ func TestWindowsNodeConfigSingletonAndDefaults(t *testing.T) {
 	g.Expect(got.Spec.MaxUnavailable).To(Equal(ptr(intstr.FromString("25%"))))
 	g.Expect(got.Spec.LogRotation).To(Equal(wmcov1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7}))
 	g.Expect(got.Spec.Containerd.PauseImage).To(Equal("registry.k8s.io/pause:3.10"))
+	g.Expect(got.Spec.Proxy).To(BeNil())
+	g.Expect(got.Spec.TrustedCA).To(BeNil())
+}
+
+func TestWindowsNodeConfigAcceptsProxyAndTrustedCA(t *testing.T) {
+	g := NewWithT(t)
+	cfg := &wmcov1.WindowsNodeConfig{}
+	g.Expect(k8s.Get(t.Context(), client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, cfg)).To(Succeed())
+	cfg.Spec.Proxy = &wmcov1.ProxySpec{
+		HTTPProxy:  "http://user:secret@proxy.local:3128",
+		HTTPSProxy: "https://proxy.local:3129",
+		NoProxy:    ".example.com,10.0.0.0/8,registry.local",
+	}
+	cfg.Spec.TrustedCA = &wmcov1.TrustedCASpec{ConfigMapName: "user-ca"}
+	cfg.Spec.Containerd.RegistryMirrors = []wmcov1.RegistryMirror{{Registry: "docker.io", Endpoints: []string{"https://mirror.local"}, NeverContactSource: true}}
+	g.Expect(k8s.Update(t.Context(), cfg, client.DryRunAll)).To(Succeed())
+	g.Expect(cfg.Spec.TrustedCA.Key).To(Equal(wmcov1.DefaultTrustedCAKey), "the key defaults")
+	g.Expect(cfg.Spec.Containerd.RegistryMirrors[0].NeverContactSource).To(BeTrue())
 }
 
 func TestWindowsNodeConfigRejectsBadSpecs(t *testing.T) {
@@ -237,6 +255,21 @@ func TestWindowsNodeConfigRejectsBadSpecs(t *testing.T) {
 		{"mirror without scheme", func(s *wmcov1.WindowsNodeConfigSpec) {
 			s.Containerd.RegistryMirrors = []wmcov1.RegistryMirror{{Registry: "docker.io", Endpoints: []string{"mirror.local"}}}
 		}, "mirror endpoints must be http:// or https:// URLs"},
+		{"proxy without scheme", func(s *wmcov1.WindowsNodeConfigSpec) {
+			s.Proxy = &wmcov1.ProxySpec{HTTPProxy: "proxy.local:3128"}
+		}, "httpProxy must be an http:// or https:// URL"},
+		{"https proxy of another scheme", func(s *wmcov1.WindowsNodeConfigSpec) {
+			s.Proxy = &wmcov1.ProxySpec{HTTPSProxy: "socks5://user:secret@proxy.local:1080"}
+		}, "httpsProxy must be an http:// or https:// URL"},
+		{"noProxy with spaces", func(s *wmcov1.WindowsNodeConfigSpec) {
+			s.Proxy = &wmcov1.ProxySpec{HTTPProxy: "http://proxy.local:3128", NoProxy: "a.example.com, b.example.com"}
+		}, "spec.proxy.noProxy"},
+		{"trusted CA without ConfigMap", func(s *wmcov1.WindowsNodeConfigSpec) {
+			s.TrustedCA = &wmcov1.TrustedCASpec{}
+		}, "spec.trustedCA.configMapName"},
+		{"trusted CA key with a slash", func(s *wmcov1.WindowsNodeConfigSpec) {
+			s.TrustedCA = &wmcov1.TrustedCASpec{ConfigMapName: "user-ca", Key: "a/b"}
+		}, "spec.trustedCA.key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,6 +282,7 @@ func TestWindowsNodeConfigRejectsBadSpecs(t *testing.T) {
 			err := k8s.Update(t.Context(), cfg, client.DryRunAll)
 			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
 			g.Expect(err.Error()).To(ContainSubstring(tc.want))
+			g.Expect(err.Error()).NotTo(ContainSubstring("secret"), "a proxy password is never echoed")
 		})
 	}
 }

@@ -29,7 +29,8 @@ type NetworkSpec struct {
 	// +kubebuilder:default=OVNHybridOverlay
 	Type NetworkType `json:"type,omitempty"`
 
-	// VXLANPort for the hybrid overlay; 4789 when unset.
+	// VXLANPort for the hybrid overlay. When unset, the cluster's (on
+	// OpenShift, OVN-Kubernetes' hybridOverlayVXLANPort), else 4789.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
@@ -109,6 +110,62 @@ type RegistryMirror struct {
 	// +kubebuilder:validation:items:MaxLength=2048
 	// +kubebuilder:validation:items:XValidation:rule="self.startsWith('https://') || self.startsWith('http://')",message="mirror endpoints must be http:// or https:// URLs"
 	Endpoints []string `json:"endpoints"`
+	// NeverContactSource: pulls from the registry use the endpoints only
+	// and fail rather than fall back to the registry itself.
+	// +optional
+	NeverContactSource bool `json:"neverContactSource,omitempty"`
+}
+
+// ProxySpec is the HTTP proxy the hosts' containerd and kubelet use. Any
+// field set overrides the cluster's proxy (on OpenShift, the cluster
+// Proxy's status). The cluster's service and pod networks, its internal
+// DNS names, localhost and the API server's host are added to noProxy.
+// A URL may hold credentials (http://user:password@proxy:3128): the
+// operator and its agent never print them, and on the hosts only
+// administrators can read the services' environment that holds them. The URL
+// rules sit on the object, not on the fields, so that the API server's
+// error does not echo a URL (and a password in it).
+// +kubebuilder:validation:XValidation:rule="!has(self.httpProxy) || (isURL(self.httpProxy) && url(self.httpProxy).getScheme() in ['http', 'https'] && size(url(self.httpProxy).getHostname()) > 0)",message="httpProxy must be an http:// or https:// URL"
+// +kubebuilder:validation:XValidation:rule="!has(self.httpsProxy) || (isURL(self.httpsProxy) && url(self.httpsProxy).getScheme() in ['http', 'https'] && size(url(self.httpsProxy).getHostname()) > 0)",message="httpsProxy must be an http:// or https:// URL"
+type ProxySpec struct {
+	// HTTPProxy is the proxy URL for http:// requests.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	HTTPProxy string `json:"httpProxy,omitempty"`
+	// HTTPSProxy is the proxy URL for https:// requests.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	HTTPSProxy string `json:"httpsProxy,omitempty"`
+	// NoProxy is a comma-separated list of host names, domains (.example.com),
+	// IP addresses and CIDRs reached without the proxy.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:Pattern=`^[^\s"';]*$`
+	NoProxy string `json:"noProxy,omitempty"`
+}
+
+// DefaultTrustedCAKey is the ConfigMap key TrustedCASpec reads by default.
+const DefaultTrustedCAKey = "ca-bundle.crt"
+
+// TrustedCASpec names a ConfigMap in the operator's namespace holding a
+// bundle of PEM certificates that every host imports into its
+// LocalMachine Root store (and removes from it when they leave the
+// bundle). On OpenShift the operator's injected trusted-ca ConfigMap is
+// used when this is unset.
+type TrustedCASpec struct {
+	// ConfigMapName in the operator's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	ConfigMapName string `json:"configMapName"`
+	// Key of the ConfigMap holding the bundle.
+	// +optional
+	// +kubebuilder:default="ca-bundle.crt"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
 }
 
 // ContainerdSpec configures containerd on the hosts.
@@ -177,6 +234,16 @@ type WindowsNodeConfigSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Containerd ContainerdSpec `json:"containerd,omitempty"`
+
+	// Proxy for the hosts' containerd and kubelet; overrides the
+	// cluster's.
+	// +optional
+	Proxy *ProxySpec `json:"proxy,omitempty"`
+
+	// TrustedCA names the bundle of CAs the hosts trust besides their own
+	// roots.
+	// +optional
+	TrustedCA *TrustedCASpec `json:"trustedCA,omitempty"`
 
 	// CredentialNamespaces are the namespaces, besides the operator's own,
 	// whose Secrets a WindowsInstance's spec.credentialsSecretRef may name.

@@ -52,19 +52,6 @@ func renderContainerdConfig(r *resolved) []byte {
 	return []byte(b.String())
 }
 
-// renderHostsTOML renders the hosts.toml of one registry: its mirrors,
-// tried in order before the registry itself.
-func renderHostsTOML(m mirror) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Rendered by the Windows Machine Config Operator; changes are overwritten.\n")
-	fmt.Fprintf(&b, "# Mirrors of %s, tried in order before the registry itself.\n", m.registry)
-	for _, e := range m.endpoints {
-		fmt.Fprintf(&b, "\n[host.%s]\n", tomlString(e))
-		fmt.Fprintf(&b, "  capabilities = [%s, %s]\n", tomlString("pull"), tomlString("resolve"))
-	}
-	return []byte(b.String())
-}
-
 // tomlString quotes s as a TOML basic string.
 func tomlString(s string) string {
 	var b strings.Builder

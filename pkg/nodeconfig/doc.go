@@ -17,15 +17,28 @@ Licensed under the Apache License, Version 2.0.
 // # What a plan holds
 //
 //   - Directories under C:\k and C:\var\lib\kubelet.
-//   - Files: the kubelet's configuration (C:\k\kubelet.conf), the cluster
-//     CA (C:\k\ca.crt), the bootstrap kubeconfig carrying the bootstrap
-//     token (C:\k\bootstrap-kubeconfig, marked Sensitive), containerd's
+//   - Files: the kubelet's configuration (C:\k\kubelet.conf) and its
+//     client CA (C:\var\lib\kubelet\pki\kubelet-client-ca.crt, which the
+//     kubelet reloads by itself), the cluster CA (C:\k\ca.crt), the
+//     bootstrap kubeconfig carrying the bootstrap token
+//     (C:\k\bootstrap-kubeconfig, marked Sensitive), containerd's
 //     configuration (C:\k\containerd\containerd.toml) and one hosts.toml
-//     per registry mirror, and, for the OVNHybridOverlay network once the
-//     host's pod subnet is known, the CNI configuration
-//     (C:\k\cni\config\cni.conf) and kube-proxy's configuration
-//     (C:\k\kube-proxy.conf). The kubelet's own kubeconfig, C:\k\kubeconfig,
-//     is written by the kubelet after TLS bootstrap and is not rendered.
+//     per mirrored registry host (see the image mirror rules in
+//     mirrors.go), and, for the OVNHybridOverlay network,
+//     hybrid-overlay-node's own kubeconfig (C:\k\hybrid-overlay\kubeconfig,
+//     the kubelet's rotated client certificate) and, once the host's pod
+//     subnet is known, the CNI configuration (C:\k\cni\config\cni.conf)
+//     and kube-proxy's configuration (C:\k\kube-proxy.conf). The kubelet's
+//     own kubeconfig, C:\k\kubeconfig, is written by the kubelet after TLS
+//     bootstrap and is not rendered.
+//   - Trusted root certificates (the cluster's trusted CA bundle, one
+//     certificate each), which the agent imports into the LocalMachine
+//     Root store.
+//   - The proxy (HTTP_PROXY, HTTPS_PROXY, NO_PROXY with the cluster's
+//     networks and internal names added) in the environment of containerd
+//     and the kubelet only, marked SensitiveEnv when a URL holds
+//     credentials. Without proxy, trusted CAs and mirrors a plan holds no
+//     trace of them.
 //   - Services running from the payload's versioned directory
 //     C:\k\payload\<version>: containerd, kubelet, hybrid-overlay-node and
 //     kube-proxy (OVNHybridOverlay only), csi-proxy, windows_exporter, and

@@ -48,10 +48,9 @@ func testManifest() *payload.Manifest {
 // apiDefaultedSpec is the spec as the API server returns it for an empty
 // WindowsNodeConfig: every default applied.
 func apiDefaultedSpec() wmcov1alpha1.WindowsNodeConfigSpec {
-	port := int32(4789)
 	mu := intstr.FromString("25%")
 	return wmcov1alpha1.WindowsNodeConfigSpec{
-		Network:                   wmcov1alpha1.NetworkSpec{Type: wmcov1alpha1.NetworkOVNHybridOverlay, VXLANPort: &port},
+		Network:                   wmcov1alpha1.NetworkSpec{Type: wmcov1alpha1.NetworkOVNHybridOverlay},
 		Taints:                    []wmcov1alpha1.NodeTaint{{Key: "os", Value: "Windows", Effect: "NoSchedule"}},
 		MaxParallelConfigurations: 10,
 		MaxUnavailable:            &mu,

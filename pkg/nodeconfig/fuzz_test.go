@@ -184,3 +184,65 @@ func FuzzHostFacts(f *testing.F) {
 		}
 	})
 }
+
+// fuzzProxyPassword is the password of every fuzzed proxy URL; no error
+// may quote it.
+const fuzzProxyPassword = "Fuzz-Proxy-Password-7c1e"
+
+// FuzzClusterSettings renders plans with a fuzzed proxy, trusted CA
+// bundle and image mirror: Render never panics, rejects with
+// ErrInvalidInputs only, never quotes the proxy password or a certificate,
+// puts the proxy on containerd and the kubelet only, and never lets a
+// registry that must not be contacted be containerd's fallback.
+func FuzzClusterSettings(f *testing.F) {
+	base := testInputs(f)
+	ca := testCA(f)
+	f.Add("proxy.local:3128", "https", ".corp,10.0.0.0/8", "quay.io/team/app", "mirror.local/x/team/app", true, true, ca)
+	f.Add("", "http", "", "docker.io", "mirror.local:5000", false, false, []byte("# none\n"))
+	f.Add("[::1]:3128/p?q", "socks5", "a b,*", "Quay.IO:5000", "m/a/../b", false, true, append(slices.Clone(ca), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"...))
+	f.Fuzz(func(t *testing.T, proxyHost, scheme, noProxy, source, mirrorRef string, resolve, never bool, bundle []byte) {
+		in := base
+		in.Payload = testManifest()
+		proxyURL := ""
+		if proxyHost != "" {
+			proxyURL = scheme + "://user:" + fuzzProxyPassword + "@" + proxyHost
+		}
+		in.Cluster.Proxy = Proxy{HTTPProxy: proxyURL, NoProxy: noProxy}
+		in.Cluster.TrustedCAPEM = bundle
+		in.Cluster.ImageMirrors = []ImageMirror{{Source: source, Mirrors: []string{mirrorRef}, Resolve: resolve, NeverContactSource: never}}
+		plan, err := Render(in)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidInputs) {
+				t.Fatalf("not ErrInvalidInputs: %v", err)
+			}
+			if strings.Contains(err.Error(), fuzzProxyPassword) {
+				t.Fatalf("the error quotes the proxy password: %v", err)
+			}
+			if strings.Contains(err.Error(), "BEGIN CERTIFICATE") {
+				t.Fatalf("the error quotes a certificate: %v", err)
+			}
+			return
+		}
+		checkRendered(t, in, false)
+		for _, s := range plan.Services {
+			proxied := s.Name == ServiceContainerd || s.Name == ServiceKubelet
+			if (len(s.Env) > 0) != (proxied && proxyURL != "") {
+				t.Fatalf("service %s has environment %d variables (proxy %v)", s.Name, len(s.Env), proxyURL != "")
+			}
+			if len(s.Env) > 0 && !s.SensitiveEnv {
+				t.Fatalf("service %s: a proxy URL with a password is not marked sensitive", s.Name)
+			}
+		}
+		for _, fl := range plan.Files {
+			if strings.Contains(string(fl.Content), fuzzProxyPassword) {
+				t.Fatalf("%s holds the proxy password", fl.Path)
+			}
+			if never && strings.HasSuffix(fl.Path, `\hosts.toml`) {
+				host, _, _ := strings.Cut(source, "/")
+				if strings.Contains(string(fl.Content), `server = "https://`+strings.ToLower(host)+`"`) {
+					t.Fatalf("%s falls back to the source registry:\n%s", fl.Path, fl.Content)
+				}
+			}
+		}
+	})
+}

@@ -36,6 +36,8 @@ type goldenPlan struct {
 	FirewallRules      []wicdapi.FirewallRule `json:"firewallRules"`
 	DefenderExclusions []string               `json:"defenderExclusions"`
 	StepTimeoutSeconds int                    `json:"stepTimeoutSeconds"`
+	// TrustedRootCertificates as lines of PEM each.
+	TrustedRootCertificates [][]string `json:"trustedRootCertificates,omitempty"`
 }
 
 type goldenFile struct {
@@ -56,6 +58,9 @@ func toGolden(p *wicdapi.Plan) goldenPlan {
 		FirewallRules:      p.FirewallRules,
 		DefenderExclusions: p.DefenderExclusions,
 		StepTimeoutSeconds: p.StepTimeoutSeconds,
+	}
+	for _, c := range p.TrustedRootCertificates {
+		g.TrustedRootCertificates = append(g.TrustedRootCertificates, strings.Split(strings.TrimSuffix(c, "\n"), "\n"))
 	}
 	for _, f := range p.Files {
 		g.Files = append(g.Files, goldenFile{
@@ -115,6 +120,22 @@ var goldenCases = map[string]func(in *Inputs){
 	"cloud-provider-external": func(in *Inputs) {
 		in.CloudProvider = CloudProviderExternal
 		in.NodeName = "ip-10-0-12-34.ec2.internal"
+	},
+	// An OpenShift cluster's settings: pod networks, VXLAN port, proxy,
+	// trusted CAs, kubelet client CA, image digest and tag mirrors.
+	"openshift-cluster-settings": withOpenShiftSettings,
+	// The same features on plain Kubernetes through WindowsNodeConfig (the
+	// trusted CA bundle read from the ConfigMap it names).
+	"config-proxy-trusted-ca-mirrors": func(in *Inputs) {
+		in.Config.Proxy = &wmcov1alpha1.ProxySpec{HTTPProxy: "http://user:password@proxy.local:3128", HTTPSProxy: "http://user:password@proxy.local:3128"}
+		in.Config.Containerd.RegistryMirrors = []wmcov1alpha1.RegistryMirror{
+			{Registry: "docker.io", Endpoints: []string{"https://mirror-a.example.com", "https://mirror-b.example.com"}, NeverContactSource: true},
+		}
+		bundle, err := os.ReadFile("testdata/trusted-ca.pem")
+		if err != nil {
+			panic(err)
+		}
+		in.Cluster.TrustedCAPEM = bundle
 	},
 	// An explicitly empty taint list: no taint at all.
 	"no-taints": func(in *Inputs) { in.Config.Taints = []wmcov1alpha1.NodeTaint{} },

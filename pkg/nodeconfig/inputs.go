@@ -214,15 +214,12 @@ func MaxUnavailable(spec wmcov1alpha1.WindowsNodeConfigSpec, instances int) int 
 
 // Defaulted returns a copy of spec with the API's defaults applied to
 // zero values. Taints follow the API: nil means the default taint, an
-// empty non-nil list means no taint.
+// empty non-nil list means no taint. The VXLAN port stays unset: the
+// cluster's (ClusterFacts.VXLANPort) applies then, else DefaultVXLANPort.
 func Defaulted(spec wmcov1alpha1.WindowsNodeConfigSpec) wmcov1alpha1.WindowsNodeConfigSpec {
 	out := *spec.DeepCopy()
 	if out.Network.Type == "" {
 		out.Network.Type = DefaultNetworkType
-	}
-	if out.Network.VXLANPort == nil && out.Network.Type == wmcov1alpha1.NetworkOVNHybridOverlay {
-		port := int32(DefaultVXLANPort)
-		out.Network.VXLANPort = &port
 	}
 	if out.Taints == nil {
 		out.Taints = DefaultTaints()

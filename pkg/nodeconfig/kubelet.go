@@ -104,7 +104,9 @@ func renderKubeletConfig(r *resolved) ([]byte, error) {
 	}
 	c.Authentication.Anonymous.Enabled = false
 	c.Authentication.Webhook.Enabled = true
-	c.Authentication.X509.ClientCAFile = CACertPath
+	// A file of its own, which the kubelet reloads when it changes: a
+	// rotated client CA needs no restart.
+	c.Authentication.X509.ClientCAFile = KubeletClientCAPath
 	for _, t := range r.taints {
 		c.RegisterWithTaints = append(c.RegisterWithTaints, taint{Key: t.Key, Value: t.Value, Effect: string(t.Effect)})
 	}
@@ -191,6 +193,63 @@ func renderBootstrapKubeconfig(r *resolved) ([]byte, error) {
 	ctx.Context.User = name
 	k.Clusters = []kubeconfigEntry{cl}
 	k.Users = []kubeconfigUser{u}
+	k.Contexts = []kubeconfigContxt{ctx}
+	return marshal(k)
+}
+
+// fileKubeconfig is a client-go v1 Config whose credentials are files:
+// the kubelet's rotated client certificate, which client-go reloads.
+type fileKubeconfig struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Clusters   []struct {
+		Name    string `json:"name"`
+		Cluster struct {
+			Server               string `json:"server"`
+			CertificateAuthority string `json:"certificate-authority"`
+		} `json:"cluster"`
+	} `json:"clusters"`
+	Users []struct {
+		Name string `json:"name"`
+		User struct {
+			ClientCertificate string `json:"client-certificate"`
+			ClientKey         string `json:"client-key"`
+		} `json:"user"`
+	} `json:"users"`
+	Contexts       []kubeconfigContxt `json:"contexts"`
+	CurrentContext string             `json:"current-context"`
+}
+
+// renderHybridOverlayKubeconfig renders hybrid-overlay-node's kubeconfig:
+// the node's identity (the kubelet's rotated client certificate and key,
+// one PEM file) against the API server, trusting the cluster CA file. It
+// names files only, so it changes with the API server URL alone.
+func renderHybridOverlayKubeconfig(r *resolved) ([]byte, error) {
+	const name = "hybrid-overlay"
+	k := fileKubeconfig{APIVersion: "v1", Kind: "Config", CurrentContext: name}
+	k.Clusters = make([]struct {
+		Name    string `json:"name"`
+		Cluster struct {
+			Server               string `json:"server"`
+			CertificateAuthority string `json:"certificate-authority"`
+		} `json:"cluster"`
+	}, 1)
+	k.Clusters[0].Name = name
+	k.Clusters[0].Cluster.Server = r.apiServer
+	k.Clusters[0].Cluster.CertificateAuthority = CACertPath
+	k.Users = make([]struct {
+		Name string `json:"name"`
+		User struct {
+			ClientCertificate string `json:"client-certificate"`
+			ClientKey         string `json:"client-key"`
+		} `json:"user"`
+	}, 1)
+	k.Users[0].Name = name
+	k.Users[0].User.ClientCertificate = KubeletClientCertPath
+	k.Users[0].User.ClientKey = KubeletClientCertPath
+	ctx := kubeconfigContxt{Name: name}
+	ctx.Context.Cluster = name
+	ctx.Context.User = name
 	k.Contexts = []kubeconfigContxt{ctx}
 	return marshal(k)
 }

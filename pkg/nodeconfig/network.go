@@ -58,6 +58,14 @@ func sourceVIP(subnet netip.Prefix) (vip, lastPod netip.Addr) {
 // win-overlay looks the network up by name.
 func renderCNIConfig(r *resolved) ([]byte, error) {
 	_, lastPod := sourceVIP(r.hostSubnet)
+	// No NAT for traffic to pods, on any of the cluster's pod networks,
+	// and to services.
+	noNAT := []string{r.clusterCIDR.String(), r.serviceCIDR.String()}
+	for _, p := range r.podCIDRs {
+		if p.Addr().Is4() {
+			noNAT = append(noNAT, p.String())
+		}
+	}
 	c := cniConfig{
 		CNIVersion:   "0.2.0",
 		Name:         HybridOverlayNetwork,
@@ -68,9 +76,8 @@ func renderCNIConfig(r *resolved) ([]byte, error) {
 		// kube-proxy's source VIP.
 		IPAM: cniIPAM{Type: "host-local", Subnet: r.hostSubnet.String(), RangeEnd: lastPod.String()},
 		Policies: []cniPolicy{
-			// No NAT for traffic to pods and services.
 			{Name: "EndpointPolicy", Value: cniPolicyValue{Type: "OutBoundNAT", Settings: map[string]any{
-				"exceptionList": []string{r.clusterCIDR.String(), r.serviceCIDR.String()},
+				"exceptionList": noNAT,
 			}}},
 			// Service traffic goes through the overlay, where kube-proxy's
 			// load balancers are.

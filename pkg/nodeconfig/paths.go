@@ -12,16 +12,20 @@ import "github.com/openwmco/wmco/pkg/wicdapi"
 const (
 	// KubeletConfigPath is the kubelet's KubeletConfiguration.
 	KubeletConfigPath = wicdapi.InstallRoot + `\kubelet.conf`
-	// CACertPath is the cluster CA: the kubelet's client CA for
-	// authenticating the API server's requests.
+	// CACertPath is the cluster CA bundle, which kubeconfigs naming a CA
+	// file (hybrid-overlay-node's) trust.
 	CACertPath = wicdapi.InstallRoot + `\ca.crt`
 	// BootstrapKubeconfigPath is the kubeconfig with the bootstrap token
 	// the kubelet uses for its first certificate request.
 	BootstrapKubeconfigPath = wicdapi.InstallRoot + `\bootstrap-kubeconfig`
 	// KubeconfigPath is the kubelet's own kubeconfig, written by the
-	// kubelet after TLS bootstrap; kube-proxy and hybrid-overlay-node use
-	// it too. Not rendered.
+	// kubelet after TLS bootstrap; kube-proxy uses it too. Not rendered.
 	KubeconfigPath = wicdapi.InstallRoot + `\kubeconfig`
+	// HybridOverlayDir holds hybrid-overlay-node's configuration.
+	HybridOverlayDir = wicdapi.InstallRoot + `\hybrid-overlay`
+	// HybridOverlayKubeconfigPath is hybrid-overlay-node's own kubeconfig:
+	// the node's rotated client certificate (KubeletClientCertPath).
+	HybridOverlayKubeconfigPath = HybridOverlayDir + `\kubeconfig`
 	// KubeProxyConfigPath is kube-proxy's KubeProxyConfiguration.
 	KubeProxyConfigPath = wicdapi.InstallRoot + `\kube-proxy.conf`
 	// ContainerdDir holds containerd's configuration.
@@ -60,6 +64,13 @@ const (
 	KubeletDir = `C:\var\lib\kubelet`
 	// KubeletPKIDir is where the kubelet keeps its certificates.
 	KubeletPKIDir = KubeletDir + `\pki`
+	// KubeletClientCAPath is the CA bundle the kubelet verifies client
+	// certificates with (its clientCAFile); the kubelet reloads it when
+	// it changes.
+	KubeletClientCAPath = KubeletPKIDir + `\kubelet-client-ca.crt`
+	// KubeletClientCertPath is the kubelet's current client certificate
+	// and key (one PEM file), which the kubelet rotates. Not rendered.
+	KubeletClientCertPath = KubeletPKIDir + `\kubelet-client-current.pem`
 )
 
 // HybridOverlayNetwork is the HNS network hybrid-overlay-node creates and

@@ -72,6 +72,7 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 	files := []wicdapi.File{
 		{Path: KubeletConfigPath, Content: kubeletConf},
 		{Path: CACertPath, Content: r.caPEM},
+		{Path: KubeletClientCAPath, Content: r.clientCAPEM},
 		{Path: BootstrapKubeconfigPath, Content: bootstrap, Sensitive: true},
 		{Path: ContainerdConfigPath, Content: renderContainerdConfig(r)},
 	}
@@ -80,11 +81,20 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 		dirs = append(dirs, dir)
 		files = append(files, wicdapi.File{Path: dir + `\hosts.toml`, Content: renderHostsTOML(m)})
 	}
+	if len(r.trustedRoots) > 0 {
+		plan.TrustedRootCertificates = slices.Clone(r.trustedRoots)
+	}
 
 	if r.ovn() {
 		// hybrid-overlay creates the base network first; removing the
 		// overlay first keeps the order HNS needs.
 		plan.Networks = []string{HybridOverlayNetwork, BaseHybridOverlayNetwork}
+		hoKubeconfig, err := renderHybridOverlayKubeconfig(r)
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", HybridOverlayKubeconfigPath, err)
+		}
+		dirs = append(dirs, HybridOverlayDir)
+		files = append(files, wicdapi.File{Path: HybridOverlayKubeconfigPath, Content: hoKubeconfig})
 		if r.hostSubnet.IsValid() {
 			cni, err := renderCNIConfig(r)
 			if err != nil {

@@ -103,7 +103,7 @@ func TestKubeletConfig(t *testing.T) {
 	g.Expect(kc.ContainerRuntimeEndpoint).To(Equal("npipe://./pipe/containerd-containerd"))
 	g.Expect(kc.ClusterDNS).To(Equal([]string{"172.30.0.10"}))
 	g.Expect(kc.ClusterDomain).To(Equal("cluster.local"))
-	g.Expect(kc.Authentication.X509.ClientCAFile).To(Equal(`C:\k\ca.crt`))
+	g.Expect(kc.Authentication.X509.ClientCAFile).To(Equal(`C:\var\lib\kubelet\pki\kubelet-client-ca.crt`))
 	g.Expect(kc.Authentication.Webhook.Enabled).To(HaveValue(BeTrue()))
 	g.Expect(kc.Authentication.Anonymous.Enabled).To(HaveValue(BeFalse()))
 	g.Expect(kc.Authorization.Mode).To(Equal(kubeletv1beta1.KubeletAuthorizationModeWebhook))
@@ -303,7 +303,7 @@ func TestServices(t *testing.T) {
 
 	bin, args = Command(serviceByName(t, plan, ServiceHybridOverlay))
 	g.Expect(bin).To(Equal(payloadDir + "hybrid-overlay-node.exe"))
-	g.Expect(strings.Join(args, " ")).To(ContainSubstring(`--node win-2022-a --k8s-kubeconfig C:\k\kubeconfig`))
+	g.Expect(strings.Join(args, " ")).To(ContainSubstring(`--node win-2022-a --k8s-kubeconfig C:\k\hybrid-overlay\kubeconfig`))
 	g.Expect(strings.Join(args, " ")).To(ContainSubstring(`--hybrid-overlay-vxlan-port 4789`))
 
 	bin, args = Command(serviceByName(t, plan, ServiceKubeProxy))

@@ -8,6 +8,7 @@ package nodeconfig
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +37,8 @@ type service struct {
 	// Only for programs that register with the service control manager
 	// whatever their parent process is (see the package documentation).
 	logRunner bool
+	// proxy: the service gets the proxy environment.
+	proxy bool
 }
 
 // services returns the plan's services, sorted by dependency depth, then
@@ -51,6 +54,7 @@ func services(r *resolved) []wicdapi.Service {
 			// containerd registers with the service control manager only
 			// when its parent is services.exe, and with --run-service its
 			// output goes to --log-file or nowhere: no kube-log-runner.
+			proxy: true,
 			args: []string{
 				"--config=" + ContainerdConfigPath,
 				"--log-file=" + LogPath(ServiceContainerd),
@@ -66,6 +70,7 @@ func services(r *resolved) []wicdapi.Service {
 			args:        kubeletArgs(r),
 			deps:        []string{ServiceContainerd},
 			logRunner:   true,
+			proxy:       true,
 		},
 		{
 			name:        ServiceCSIProxy,
@@ -107,7 +112,7 @@ func services(r *resolved) []wicdapi.Service {
 			binary:      bin(payload.HybridOverlayPath),
 			args: []string{
 				"--node", r.nodeName,
-				"--k8s-kubeconfig", KubeconfigPath,
+				"--k8s-kubeconfig", HybridOverlayKubeconfigPath,
 				"--hybrid-overlay-vxlan-port", strconv.Itoa(int(r.vxlanPort)),
 				"--windows-service",
 			},
@@ -142,6 +147,10 @@ func services(r *resolved) []wicdapi.Service {
 				RestartDelaySeconds: RestartDelaySeconds,
 				ResetPeriodSeconds:  ResetPeriodSeconds,
 			},
+		}
+		if s.proxy && r.proxy != nil {
+			ws.Env = maps.Clone(r.proxy.env)
+			ws.SensitiveEnv = r.proxy.sensitive
 		}
 		slices.Sort(ws.Dependencies)
 		if s.logRunner {

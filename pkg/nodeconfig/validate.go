@@ -44,16 +44,6 @@ var (
 	imageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
 )
 
-// mirror is a validated registry mirror configuration.
-type mirror struct {
-	// registry as given, e.g. docker.io or registry.local:5000.
-	registry string
-	// dir is the registry's directory under ContainerdHostsDir, as
-	// containerd looks it up: lower case, ":port" turned into "_port_".
-	dir       string
-	endpoints []string
-}
-
 // resolved is the validated, defaulted view of Inputs that rendering uses.
 type resolved struct {
 	spec          wmcov1alpha1.WindowsNodeConfigSpec
@@ -74,6 +64,16 @@ type resolved struct {
 	labels        map[string]string
 	taints        []wmcov1alpha1.NodeTaint
 	mirrors       []mirror
+	// podCIDRs are the cluster's other pod networks, without those
+	// already in clusterCIDR or serviceCIDR.
+	podCIDRs []netip.Prefix
+	// proxy is the services' proxy environment, nil for none.
+	proxy *proxyEnv
+	// trustedRoots are the PEM certificates of the trusted CA bundle,
+	// one each, sorted by thumbprint.
+	trustedRoots []string
+	// clientCAPEM is the kubelet's client CA bundle.
+	clientCAPEM []byte
 }
 
 func (r *resolved) ovn() bool { return r.network == wmcov1alpha1.NetworkOVNHybridOverlay }
@@ -91,12 +91,21 @@ func resolve(in Inputs) (*resolved, error) {
 	spec := &r.spec
 
 	// Network type and VXLAN port.
+	vxlanField := "config.network.vxlanPort"
 	r.network = spec.Network.Type
 	switch r.network {
 	case wmcov1alpha1.NetworkOVNHybridOverlay:
-		r.vxlanPort = *spec.Network.VXLANPort
+		// The config, else the cluster, else the default.
+		switch {
+		case spec.Network.VXLANPort != nil:
+			r.vxlanPort = *spec.Network.VXLANPort
+		case in.Cluster.VXLANPort != 0:
+			vxlanField, r.vxlanPort = "cluster.vxlanPort", in.Cluster.VXLANPort
+		default:
+			r.vxlanPort = DefaultVXLANPort
+		}
 		if r.vxlanPort < 1 || r.vxlanPort > 65535 {
-			fail("config.network.vxlanPort", "%d must be between 1 and 65535", r.vxlanPort)
+			fail(vxlanField, "%d must be between 1 and 65535", r.vxlanPort)
 		}
 	case wmcov1alpha1.NetworkNone:
 		if spec.Network.VXLANPort != nil {
@@ -108,7 +117,12 @@ func resolve(in Inputs) (*resolved, error) {
 
 	// Cluster facts, with the config's overrides.
 	r.apiServer = validateAPIServerURL(in.Cluster.APIServerURL, fail)
-	r.caPEM = validateCA(in.Cluster.CACertPEM, fail)
+	r.caPEM = validateCA("cluster.caCertPEM", in.Cluster.CACertPEM, fail)
+	r.clientCAPEM = r.caPEM
+	if len(in.Cluster.KubeletClientCAPEM) > 0 {
+		r.clientCAPEM = validateCA("cluster.kubeletClientCAPEM", in.Cluster.KubeletClientCAPEM, fail)
+	}
+	r.trustedRoots = validateTrustedCAs(in.Cluster.TrustedCAPEM, fail)
 
 	serviceField, serviceCIDR := "cluster.serviceCIDR", in.Cluster.ServiceCIDR
 	if spec.Network.ServiceNetworkCIDR != "" {
@@ -124,6 +138,7 @@ func resolve(in Inputs) (*resolved, error) {
 	if r.serviceCIDR.IsValid() && r.clusterCIDR.IsValid() && r.serviceCIDR.Overlaps(r.clusterCIDR) {
 		fail(clusterField, "%s overlaps the service network %s", r.clusterCIDR, r.serviceCIDR)
 	}
+	r.podCIDRs = validatePodCIDRs(in.Cluster.PodNetworkCIDRs, r, fail)
 
 	dnsField, dns := "cluster.dnsIP", in.Cluster.DNSIP
 	if spec.Network.DNSServer != "" {
@@ -174,7 +189,7 @@ func resolve(in Inputs) (*resolved, error) {
 	if !slices.Contains(SupportedOSBuilds(), in.Host.OSBuild) {
 		fail("host.osBuild", "Windows build %d is not supported (supported: %s)", in.Host.OSBuild, joinInts(SupportedOSBuilds()))
 	} else if in.Host.OSBuild == OSBuildServer2019 && r.ovn() && r.vxlanPort != DefaultVXLANPort {
-		fail("config.network.vxlanPort", "%d is not supported on Windows Server 2019 (build %d), which only uses VXLAN port %d",
+		fail(vxlanField, "%d is not supported on Windows Server 2019 (build %d), which only uses VXLAN port %d",
 			r.vxlanPort, OSBuildServer2019, DefaultVXLANPort)
 	}
 	r.nodeIP = validateAddresses(in.Host.Addresses, r.ovn(), fail)
@@ -214,7 +229,8 @@ func resolve(in Inputs) (*resolved, error) {
 
 	// The rest of the config.
 	r.taints = validateTaints(spec.Taints, fail)
-	r.mirrors = validateMirrors(spec.Containerd.RegistryMirrors, fail)
+	r.mirrors = validateMirrors(in.Cluster.ImageMirrors, spec.Containerd.RegistryMirrors, fail)
+	r.proxy = resolveProxy(in.Cluster.Proxy, spec.Proxy, r, fail)
 	if img := spec.Containerd.PauseImage; len(img) > 512 || !imageRE.MatchString(img) {
 		fail("config.containerd.pauseImage", "%q is not an image reference", img)
 	}
@@ -259,8 +275,7 @@ func validateAPIServerURL(s string, fail failFunc) string {
 	return ""
 }
 
-func validateCA(data []byte, fail failFunc) []byte {
-	const field = "cluster.caCertPEM"
+func validateCA(field string, data []byte, fail failFunc) []byte {
 	if len(data) == 0 {
 		fail(field, "must be set")
 		return nil
@@ -414,42 +429,6 @@ func validateTaints(taints []wmcov1alpha1.NodeTaint, fail failFunc) []wmcov1alph
 		seen[ke] = i
 	}
 	return taints
-}
-
-func validateMirrors(in []wmcov1alpha1.RegistryMirror, fail failFunc) []mirror {
-	var out []mirror
-	seen := map[string]int{}
-	for i, m := range in {
-		field := fmt.Sprintf("config.containerd.registryMirrors[%d]", i)
-		dir, err := registryDir(m.Registry)
-		if err != nil {
-			fail(field, "registry %q: %v", m.Registry, err)
-			continue
-		}
-		if j, dup := seen[dir]; dup {
-			fail(field, "registry %q is the same as registryMirrors[%d]", m.Registry, j)
-			continue
-		}
-		seen[dir] = i
-		switch n := len(m.Endpoints); {
-		case n == 0:
-			fail(field, "registry %q: endpoints must list at least one mirror", m.Registry)
-		case n > 16:
-			fail(field, "registry %q: %d endpoints, at most 16 allowed", m.Registry, n)
-		}
-		ok := true
-		for j, e := range m.Endpoints {
-			if err := validateMirrorURL(e); err != nil {
-				fail(fmt.Sprintf("%s.endpoints[%d]", field, j), "%v", err)
-				ok = false
-			}
-		}
-		if ok && len(m.Endpoints) > 0 && len(m.Endpoints) <= 16 {
-			out = append(out, mirror{registry: m.Registry, dir: dir, endpoints: slices.Clone(m.Endpoints)})
-		}
-	}
-	slices.SortFunc(out, func(a, b mirror) int { return strings.Compare(a.dir, b.dir) })
-	return out
 }
 
 // registryDir checks a registry host[:port] and returns the directory

@@ -129,6 +129,9 @@ func validatePlan(p *wicdapi.Plan) error {
 	if p.StepTimeoutSeconds < 0 {
 		return fmt.Errorf("step timeout %ds is negative", p.StepTimeoutSeconds)
 	}
+	if _, err := parseTrustedRoots(p.TrustedRootCertificates); err != nil {
+		return err
+	}
 	_, err := startOrder(p.Services)
 	return err
 }
@@ -411,6 +414,13 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 	}
 	res.Changes = append(res.Changes, changes...)
 	changes, err = applyDefender(ctx, b, plan)
+	if err != nil {
+		return nil, err
+	}
+	res.Changes = append(res.Changes, changes...)
+	// No service restarts for a certificate: Windows reads the store at
+	// every verification.
+	changes, err = applyTrustedRoots(ctx, b, plan)
 	if err != nil {
 		return nil, err
 	}

@@ -173,6 +173,19 @@ var ErrFileInUse = errors.New("the file is in use by a process")
 // ErrUnsupported is wrapped by backends for an API the host lacks.
 var ErrUnsupported = errors.New("not supported on this host")
 
+// Certificates is the host's LocalMachine Root certificate store (the
+// trusted root CAs). Certificates are named by thumbprint
+// (wicdapi.Thumbprint).
+type Certificates interface {
+	// HasRoot reports whether the store holds the certificate.
+	HasRoot(ctx context.Context, thumbprint string) (bool, error)
+	// AddRoot imports a DER certificate; one already there is not an
+	// error.
+	AddRoot(ctx context.Context, der []byte) error
+	// DeleteRoot removes the certificate; a missing one is not an error.
+	DeleteRoot(ctx context.Context, thumbprint string) error
+}
+
 // Backend is everything the agent needs from a host.
 type Backend struct {
 	Services Services
@@ -184,6 +197,8 @@ type Backend struct {
 	Firewall Firewall
 	Defender Defender
 	Accounts Accounts
+	// Certificates is the LocalMachine Root store.
+	Certificates Certificates
 	// Executable is the path of the running agent binary.
 	Executable string
 	// Version of the agent, reported by `wicd version` and facts.
@@ -194,7 +209,7 @@ type Backend struct {
 
 func (b *Backend) validate() error {
 	if b.Services == nil || b.Files == nil || b.System == nil || b.Network == nil || b.Locker == nil ||
-		b.Exec == nil || b.Firewall == nil || b.Defender == nil || b.Accounts == nil {
+		b.Exec == nil || b.Firewall == nil || b.Defender == nil || b.Accounts == nil || b.Certificates == nil {
 		return errors.New("wicd: backend is incomplete")
 	}
 	return nil

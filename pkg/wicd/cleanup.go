@@ -24,7 +24,8 @@ type CleanupOptions struct {
 
 // Cleanup undoes the last applied plan (or, when none was applied, the
 // uploaded plan): it stops and deletes the plan's services, dependents
-// first; removes its firewall rules, files and directories, every payload
+// first; removes its firewall rules, the trusted root certificates the
+// agent imported, its files and directories, every payload
 // version, and everything under the install root except the agent binary
 // itself, which the caller removes once the agent has exited; and last its
 // HNS networks, because removing them can reset the connection the caller
@@ -80,6 +81,13 @@ func Cleanup(ctx context.Context, b *Backend, o CleanupOptions) (*wicdapi.Cleanu
 			return nil, codedError(wicdapi.CodeNetwork, "delete firewall rule %s: %v", r.Name, err)
 		}
 		note("firewallRule", r.Name)
+	}
+
+	// Before the files: the record of what the agent imported is one.
+	changes, err = cleanupTrustedRoots(ctx, b)
+	res.Changes = append(res.Changes, changes...)
+	if err != nil {
+		return nil, err
 	}
 
 	// One deadline for every file a process still holds: they are

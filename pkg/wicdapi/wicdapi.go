@@ -7,7 +7,12 @@
 // so an agent can refuse a plan newer than it understands.
 package wicdapi
 
-import "time"
+import (
+	"crypto/sha1" //nolint:gosec // Windows names certificates by their SHA-1 thumbprint.
+	"encoding/hex"
+	"strings"
+	"time"
+)
 
 // Fixed locations on the host. The operator never passes variable data on a
 // command line: it uploads files to these places and runs the agent with
@@ -58,6 +63,11 @@ const (
 	// run` re-apply that failed; a successful one removes it (Facts
 	// ApplyError).
 	ApplyErrorPath = `C:\k\apply-error.json`
+	// TrustedRootsRecordPath is where the agent records the thumbprints
+	// of the certificates it imported into the LocalMachine Root store
+	// (Plan.TrustedRootCertificates), so that it removes those, and only
+	// those, once no plan lists them.
+	TrustedRootsRecordPath = `C:\k\trusted-roots.json`
 )
 
 // Payload versions on a host: the rolling upgrade protocol.
@@ -336,6 +346,34 @@ type Plan struct {
 	// StepTimeoutSeconds bounds each step of applying or cleaning up the
 	// plan; zero means DefaultStepTimeout.
 	StepTimeoutSeconds int `json:"stepTimeoutSeconds,omitempty"`
+	// TrustedRootCertificates are CA certificates (one PEM CERTIFICATE
+	// each) the host trusts: apply imports each into the LocalMachine Root
+	// store unless it is there already, and removes those it imported
+	// before that the plan no longer lists (it keeps a record at
+	// TrustedRootsRecordPath; a certificate it did not import is never
+	// removed). Cleanup removes every certificate it imported. No service
+	// restarts for a change: Windows reads the store at each verification.
+	// Changes name a certificate by its thumbprint (Kind
+	// ChangeKindCertificate).
+	TrustedRootCertificates []string `json:"trustedRootCertificates,omitempty"`
+}
+
+// ChangeKindCertificate is the Change.Kind of a certificate apply imported
+// into or removed from the LocalMachine Root store; Change.Name is its
+// thumbprint (the SHA-1 of its DER, upper-case hex, as Windows shows it).
+const ChangeKindCertificate = "certificate"
+
+// Thumbprint is a certificate's thumbprint as Windows shows it: the SHA-1
+// of its DER encoding, upper-case hex.
+func Thumbprint(der []byte) string {
+	sum := sha1.Sum(der) //nolint:gosec // an identifier, not a security check
+	return strings.ToUpper(hex.EncodeToString(sum[:]))
+}
+
+// TrustedRootsRecord is what the agent keeps at TrustedRootsRecordPath.
+type TrustedRootsRecord struct {
+	// Thumbprints of the certificates the agent imported, sorted.
+	Thumbprints []string `json:"thumbprints"`
 }
 
 // StepTimeout is the deadline of one step of applying the plan.
@@ -426,8 +464,16 @@ type Service struct {
 	Args []string `json:"args,omitempty"`
 	// Dependencies are services that must run before this one.
 	Dependencies []string `json:"dependencies,omitempty"`
-	// Env sets environment variables of the service.
+	// Env sets environment variables of the service (on Windows the
+	// Environment value of the service's registry key). A change restarts
+	// the service and its dependents.
 	Env map[string]string `json:"env,omitempty"`
+	// SensitiveEnv marks Env values as credentials (a proxy URL with
+	// user:password): the agent never prints them, in output, errors or
+	// logs, and restricts the service's registry key, which holds them, to
+	// LocalSystem and Administrators (every user may read a service's key
+	// otherwise).
+	SensitiveEnv bool `json:"sensitiveEnv,omitempty"`
 	// StartType is automatic unless set.
 	StartType StartType `json:"startType,omitempty"`
 	// Recovery is what the service manager does when the service fails.
@@ -582,7 +628,8 @@ type EnableFeaturesResult struct {
 
 // Change is one thing `wicd apply` or `wicd cleanup` did.
 type Change struct {
-	// Kind: directory, file, service, network.
+	// Kind: directory, file, service, network, firewallRule,
+	// defenderExclusion, ChangeKindCertificate.
 	Kind string `json:"kind"`
 	Name string `json:"name"`
 	// Action: created, updated, started, restarted, stopped, removed,

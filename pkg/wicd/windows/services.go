@@ -183,7 +183,39 @@ func configure(s *mgr.Service, spec wicdapi.Service) error {
 	if err := setRecovery(s, spec.Recovery); err != nil {
 		return err
 	}
+	if spec.SensitiveEnv && len(spec.Env) > 0 {
+		// Before the value is written: it is never readable by others.
+		if err := protectServiceKey(spec.Name); err != nil {
+			return err
+		}
+	}
 	return writeEnv(spec.Name, spec.Env)
+}
+
+// sensitiveKeySDDL is the DACL of a service's registry key whose
+// Environment holds credentials (wicdapi.Service.SensitiveEnv): full
+// control for LocalSystem (the service manager) and Administrators only,
+// inherited by its subkeys, nothing inherited from the Services key, which
+// lets every user read it.
+const sensitiveKeySDDL = "D:P(A;CI;KA;;;SY)(A;CI;KA;;;BA)"
+
+// protectServiceKey gives a service's registry key sensitiveKeySDDL. The
+// key stays so: a later plan without credentials needs no wider access.
+func protectServiceKey(name string) error {
+	sd, err := windows.SecurityDescriptorFromString(sensitiveKeySDDL)
+	if err != nil {
+		return fmt.Errorf("parse %s: %w", sensitiveKeySDDL, err)
+	}
+	dacl, _, err := sd.DACL()
+	if err != nil {
+		return fmt.Errorf("DACL of %s: %w", sensitiveKeySDDL, err)
+	}
+	err = windows.SetNamedSecurityInfo(`MACHINE\`+serviceKey(name), windows.SE_REGISTRY_KEY,
+		windows.DACL_SECURITY_INFORMATION|windows.PROTECTED_DACL_SECURITY_INFORMATION, nil, nil, dacl, nil)
+	if err != nil {
+		return fmt.Errorf("restrict HKLM\\%s to administrators: %w", serviceKey(name), err)
+	}
+	return nil
 }
 
 // Start starts a service and waits until it runs; a service that stops

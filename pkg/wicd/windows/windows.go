@@ -16,14 +16,15 @@ import "github.com/openwmco/wmco/pkg/wicd"
 // commands that need no privileges (`wicd version`) work for any user.
 func New() (*wicd.Backend, error) {
 	return &wicd.Backend{
-		Services: services{},
-		Files:    files{},
-		System:   system{},
-		Network:  network{},
-		Locker:   locker{},
-		Exec:     execer{},
-		Firewall: firewall{},
-		Defender: defender{},
-		Accounts: accounts{},
+		Services:     services{},
+		Files:        files{},
+		System:       system{},
+		Network:      network{},
+		Locker:       locker{},
+		Exec:         execer{},
+		Firewall:     firewall{},
+		Defender:     defender{},
+		Accounts:     accounts{},
+		Certificates: certStore{},
 	}, nil
 }

@@ -8,6 +8,9 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +51,14 @@ func main() {
 		err = mutexHold(args[0], args[1], args[2], args[3])
 	case "file-sddl": // file-sddl PATH: the owner and DACL of a file in SDDL
 		err = fileSDDL(args[0])
+	case "reg-sddl": // reg-sddl KEY: the DACL of a key under HKLM in SDDL
+		err = regSDDL(args[0])
+	case "root-has": // root-has THUMBPRINT: present or absent in LocalMachine\Root
+		err = rootHas(args[0])
+	case "root-del": // root-del THUMBPRINT: delete from LocalMachine\Root by enumeration
+		err = rootDel(args[0])
+	case "root-add": // root-add DERFILE: add a certificate to LocalMachine\Root, as an administrator would
+		err = rootAdd(args[0])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -200,5 +211,100 @@ func fileSDDL(path string) error {
 		return fmt.Errorf("get the security of %s: %w", path, err)
 	}
 	fmt.Println(sd.String())
+	return nil
+}
+
+// openRootStore opens LocalMachine\Root through crypt32's system store
+// provider, independently of the agent's code.
+func openRootStore() (windows.Handle, error) {
+	return windows.CertOpenStore(windows.CERT_STORE_PROV_SYSTEM, 0, 0, windows.CERT_SYSTEM_STORE_LOCAL_MACHINE,
+		uintptr(unsafe.Pointer(utf16("ROOT"))))
+}
+
+func rootHas(thumbprint string) error {
+	store, err := openRootStore()
+	if err != nil {
+		return fmt.Errorf("CertOpenStore: %w", err)
+	}
+	defer func() { _ = windows.CertCloseStore(store, 0) }()
+	ctx, err := findByEnum(store, thumbprint)
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		fmt.Println("absent")
+		return nil
+	}
+	_ = windows.CertFreeCertificateContext(ctx)
+	fmt.Println("present")
+	return nil
+}
+
+func rootDel(thumbprint string) error {
+	store, err := openRootStore()
+	if err != nil {
+		return fmt.Errorf("CertOpenStore: %w", err)
+	}
+	defer func() { _ = windows.CertCloseStore(store, 0) }()
+	ctx, err := findByEnum(store, thumbprint)
+	if err != nil || ctx == nil {
+		return err
+	}
+	if err := windows.CertDeleteCertificateFromStore(ctx); err != nil {
+		return fmt.Errorf("CertDeleteCertificateFromStore: %w", err)
+	}
+	fmt.Println("deleted")
+	return nil
+}
+
+// findByEnum enumerates the store and compares the SHA-1 of each encoding,
+// rather than asking CertFindCertificateInStore as the agent does.
+func findByEnum(store windows.Handle, thumbprint string) (*windows.CertContext, error) {
+	hash, err := hex.DecodeString(thumbprint)
+	if err != nil || len(hash) != 20 {
+		return nil, fmt.Errorf("bad thumbprint %q", thumbprint)
+	}
+	var ctx *windows.CertContext
+	for {
+		ctx, err = windows.CertEnumCertificatesInStore(store, ctx)
+		if err != nil {
+			return nil, nil
+		}
+		der := unsafe.Slice(ctx.EncodedCert, ctx.Length)
+		sum := sha1.Sum(der) //nolint:gosec // a thumbprint
+		if bytes.Equal(sum[:], hash) {
+			return ctx, nil
+		}
+	}
+}
+
+func regSDDL(key string) error {
+	sd, err := windows.GetNamedSecurityInfo(`MACHINE\`+key, windows.SE_REGISTRY_KEY, windows.DACL_SECURITY_INFORMATION)
+	if err != nil {
+		return fmt.Errorf("get the security of HKLM\\%s: %w", key, err)
+	}
+	fmt.Println(sd.String())
+	return nil
+}
+
+func rootAdd(file string) error {
+	der, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	cert, err := windows.CertCreateCertificateContext(windows.X509_ASN_ENCODING|windows.PKCS_7_ASN_ENCODING, &der[0], uint32(len(der)))
+	if err != nil {
+		return fmt.Errorf("CertCreateCertificateContext: %w", err)
+	}
+	defer func() { _ = windows.CertFreeCertificateContext(cert) }()
+	store, err := openRootStore()
+	if err != nil {
+		return fmt.Errorf("CertOpenStore: %w", err)
+	}
+	defer func() { _ = windows.CertCloseStore(store, 0) }()
+	if err := windows.CertAddCertificateContextToStore(store, cert, windows.CERT_STORE_ADD_REPLACE_EXISTING, nil); err != nil {
+		return fmt.Errorf("CertAddCertificateContextToStore: %w", err)
+	}
+	fmt.Println("added")
 	return nil
 }

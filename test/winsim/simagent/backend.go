@@ -3,6 +3,7 @@ package simagent
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -380,14 +381,90 @@ func (a accounts) RestrictToAdministrators(p string) error {
 	return a.host.Disk().SetSecurity(p, wicd.AdministratorsKeysSDDL)
 }
 
+// rootStore is the host's LocalMachine Root certificate store. It
+// outlives reboots, as the registry-backed store does.
+type rootStore struct {
+	mu    sync.Mutex
+	certs map[string][]byte // DER by thumbprint
+}
+
+func (s *rootStore) HasRoot(_ context.Context, thumbprint string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.certs[strings.ToUpper(thumbprint)]
+	return ok, nil
+}
+
+// AddRoot refuses bytes that are not a certificate, as
+// CertCreateCertificateContext does.
+func (s *rootStore) AddRoot(_ context.Context, der []byte) error {
+	if _, err := x509.ParseCertificate(der); err != nil {
+		return fmt.Errorf("CertCreateCertificateContext: ASN1 bad tag value met")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.certs[wicdapi.Thumbprint(der)] = slices.Clone(der)
+	return nil
+}
+
+func (s *rootStore) DeleteRoot(_ context.Context, thumbprint string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.certs, strings.ToUpper(thumbprint))
+	return nil
+}
+
+// thumbprints lists the store's certificates, sorted.
+func (s *rootStore) thumbprints() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.certs))
+	for t := range s.certs {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// userRoots is the store as a program an SSH user runs sees it: only an
+// administrator (or SYSTEM) may change LocalMachine stores.
+type userRoots struct {
+	*rootStore
+	host *winsim.Host
+	user string
+}
+
+func (u userRoots) mayWrite() error {
+	if strings.EqualFold(u.user, "SYSTEM") || u.host.IsAdmin(u.user) {
+		return nil
+	}
+	return fmt.Errorf("open the LocalMachine Root store for writing: %w", winsim.ErrAccessDenied)
+}
+
+func (u userRoots) AddRoot(ctx context.Context, der []byte) error {
+	if err := u.mayWrite(); err != nil {
+		return err
+	}
+	return u.rootStore.AddRoot(ctx, der)
+}
+
+func (u userRoots) DeleteRoot(ctx context.Context, thumbprint string) error {
+	if err := u.mayWrite(); err != nil {
+		return err
+	}
+	return u.rootStore.DeleteRoot(ctx, thumbprint)
+}
+
 var (
-	_ wicd.Accounts = accounts{}
-	_ wicd.Exec     = hostExec{}
-	_ wicd.Firewall = (*firewall)(nil)
-	_ wicd.Defender = (*defender)(nil)
-	_ wicd.Files    = diskFiles{}
-	_ wicd.System   = (*system)(nil)
-	_ wicd.System   = userSystem{}
-	_ wicd.Network  = (*hns)(nil)
-	_ wicd.Locker   = hostLock{}
+	_ wicd.Certificates = (*rootStore)(nil)
+	_ wicd.Certificates = userRoots{}
+	_ wicd.Accounts     = accounts{}
+	_ wicd.Exec         = hostExec{}
+	_ wicd.Firewall     = (*firewall)(nil)
+	_ wicd.Defender     = (*defender)(nil)
+	_ wicd.Files        = diskFiles{}
+	_ wicd.System       = (*system)(nil)
+	_ wicd.System       = userSystem{}
+	_ wicd.Network      = (*hns)(nil)
+	_ wicd.Locker       = hostLock{}
 )

@@ -111,6 +111,7 @@ type Node struct {
 	hns      *hns
 	firewall *firewall
 	defender *defender
+	roots    *rootStore
 	backend  *wicd.Backend
 
 	mu sync.Mutex
@@ -136,6 +137,7 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 		hns:      &hns{networks: map[string]bool{}, host: h, resets: opts.NetworkDeleteResetsConnections},
 		firewall: &firewall{rules: map[string]wicdapi.FirewallRule{}},
 		defender: &defender{present: opts.DefenderPresent},
+		roots:    &rootStore{certs: map[string][]byte{}},
 	}
 	n.Services = newServiceManager(h, map[string]Process{
 		"kubelet.exe":             n.runKubelet,
@@ -145,8 +147,8 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 	n.backend = &wicd.Backend{
 		Services: n.Services, Files: diskFiles{h.Disk()}, System: n.system, Network: n.hns,
 		Locker: hostLock{ch: make(chan struct{}, 1)}, Exec: hostExec{h}, Firewall: n.firewall, Defender: n.defender,
-		Accounts: accounts{host: h, user: "SYSTEM"},
-		Version:  opts.AgentVersion, OS: "windows", Arch: "amd64", Executable: wicdapi.AgentPath,
+		Accounts: accounts{host: h, user: "SYSTEM"}, Certificates: n.roots,
+		Version: opts.AgentVersion, OS: "windows", Arch: "amd64", Executable: wicdapi.AgentPath,
 	}
 	// The system first, so features enabled before a reboot are on when
 	// the services start.
@@ -179,6 +181,16 @@ func (n *Node) DefenderExclusions() []string {
 	return l
 }
 
+// RootCertificates lists the thumbprints (wicdapi.Thumbprint) of the
+// certificates in the host's LocalMachine Root store, sorted.
+func (n *Node) RootCertificates() []string { return n.roots.thumbprints() }
+
+// AddRootCertificate puts a certificate (DER) into the LocalMachine Root
+// store as an administrator would, outside the agent.
+func (n *Node) AddRootCertificate(der []byte) error {
+	return n.roots.AddRoot(context.Background(), der)
+}
+
 // AgentServiceVersion is the version the agent service's running process
 // reports, or "" while the service does not run.
 func (n *Node) AgentServiceVersion() string {
@@ -199,6 +211,7 @@ func (n *Node) agentBackend(path, user string) (*wicd.Backend, error) {
 	b.Executable = path
 	b.Accounts = accounts{host: n.Host, user: user}
 	b.System = userSystem{system: n.system, host: n.Host, user: user}
+	b.Certificates = userRoots{rootStore: n.roots, host: n.Host, user: user}
 	return &b, nil
 }
 
