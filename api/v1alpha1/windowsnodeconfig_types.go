@@ -153,12 +153,13 @@ const DefaultTrustedCAKey = "ca-bundle.crt"
 // bundle). On OpenShift the operator's injected trusted-ca ConfigMap is
 // used when this is unset.
 type TrustedCASpec struct {
-	// ConfigMapName in the operator's namespace.
-	// +required
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
-	ConfigMapName string `json:"configMapName"`
+	// ConfigMapName in the operator's namespace: trusted-ca, the one
+	// ConfigMap there besides the inventory that the operator may read
+	// (its RBAC names the ConfigMaps it reads).
+	// +optional
+	// +kubebuilder:default="trusted-ca"
+	// +kubebuilder:validation:XValidation:rule="self == 'trusted-ca'",message="the operator reads the trusted CA bundle only from the ConfigMap trusted-ca of its namespace"
+	ConfigMapName string `json:"configMapName,omitempty"`
 	// Key of the ConfigMap holding the bundle.
 	// +optional
 	// +kubebuilder:default="ca-bundle.crt"

@@ -192,14 +192,19 @@ func openShiftKind(obj client.Object) (schema.GroupKind, bool) {
 
 // trustedCARef names the trusted CA bundle: on OpenShift the operator's
 // trusted-ca ConfigMap, into which the Cluster Network Operator injects
-// the cluster's bundle. On plain Kubernetes it is to be the ConfigMap of
-// the operator's namespace that WindowsNodeConfig spec.trustedCA names
-// (configMapName, key); until the API has that field, none. The cache
-// and the RBAC hold only the ConfigMap named trusted-ca (a name an admin
-// could pick on plain Kubernetes too): another name needs both widened.
-func trustedCARef(cfg core.Config, _ *wmcov1.WindowsNodeConfig) cluster.ConfigMapKey {
+// the cluster's bundle; on plain Kubernetes the same ConfigMap, filled by
+// the admin, when WindowsNodeConfig spec.trustedCA asks for it (with its
+// key). The cache and the RBAC hold only that ConfigMap of the namespace.
+func trustedCARef(cfg core.Config, wnc *wmcov1.WindowsNodeConfig) cluster.ConfigMapKey {
 	if cfg.Platform == cluster.OpenShift {
 		return cluster.ConfigMapKey{Namespace: cfg.Namespace, Name: cluster.TrustedCAName, Key: cluster.CABundleKey}
+	}
+	if wnc != nil && wnc.Spec.TrustedCA != nil {
+		key := wnc.Spec.TrustedCA.Key
+		if key == "" {
+			key = cluster.CABundleKey
+		}
+		return cluster.ConfigMapKey{Namespace: cfg.Namespace, Name: cluster.TrustedCAName, Key: key}
 	}
 	return cluster.ConfigMapKey{}
 }
