@@ -326,7 +326,7 @@ func (h *hostRun) cleanup(ctx context.Context) error {
 	defer cancel()
 	var errs []error
 	if h.uploaded != "" {
-		if err := h.sess.Remove(ctx, h.uploaded); err != nil {
+		if err := removeExited(ctx, h.sess, h.uploaded); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -353,6 +353,31 @@ func (h *hostRun) cleanup(ctx context.Context) error {
 		return fmt.Errorf("clean up %s on the host: %w", h.o.HostDir, err)
 	}
 	return nil
+}
+
+// removeAttempts and removePause bound how long cleanup waits for the
+// agent's image to be released: Windows refuses to delete the executable
+// of a process until it has fully exited, and a virus scanner may hold a
+// new executable for a moment.
+const (
+	removeAttempts = 10
+	removePause    = 500 * time.Millisecond
+)
+
+// removeExited removes the agent binary, retrying while it is held.
+func removeExited(ctx context.Context, s remote.Session, path string) error {
+	var err error
+	for range removeAttempts {
+		if err = s.Remove(ctx, path); err == nil || errors.Is(err, remote.ErrConnectionLost) || errors.Is(err, remote.ErrSessionClosed) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(removePause):
+		}
+	}
+	return err
 }
 
 // hostChecks are the agent's checks, in the order it reports them; they
