@@ -96,7 +96,7 @@ verify: ## Fail when generated files or formatting drift from the sources, or li
 ##@ Build
 
 .PHONY: build
-build: operator wicd ## Build the operator (linux) and the agent (windows).
+build: operator wicd kubectl-wmco ## Build the operator (linux), the agent (windows) and the kubectl plugin.
 
 .PHONY: operator
 operator: ## Build bin/operator for linux.
@@ -105,6 +105,10 @@ operator: ## Build bin/operator for linux.
 .PHONY: wicd
 wicd: ## Build bin/wicd.exe for windows/amd64.
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/wicd.exe ./cmd/wicd
+
+.PHONY: kubectl-wmco
+kubectl-wmco: ## Build bin/kubectl-wmco, the kubectl plugin (kubectl wmco preflight|status|logs), for this machine; copy it onto PATH.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-wmco ./cmd/kubectl-wmco
 
 .PHONY: image
 image: ## Build the operator image with the Windows payload of $(K8S_VERSION) in /payload (needs a container engine).

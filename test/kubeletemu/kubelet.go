@@ -16,8 +16,14 @@
 // the bootstrap uses the node's own credentials, so the Node authorizer and
 // NodeRestriction apply as they do to a real kubelet.
 //
+// The kubelet's HTTPS port serves the node log query (/logs/, see
+// serveLogs) with the kubelet's authentication and authorization; it
+// listens on a loopback port of its own (Config.ListenAddress) that the
+// Node reports in its daemon endpoints.
+//
 // Not emulated: pods, containers, client certificate rotation, volume and
-// image management.
+// image management, the kubelet's other HTTPS endpoints, and the Windows
+// event log (every service's log is looked up in files).
 package kubeletemu
 
 import (
@@ -92,6 +98,13 @@ type Config struct {
 	CNIConfDir string
 	// Log receives one line per step; nil discards.
 	Log io.Writer
+	// ListenAddress is where the kubelet's HTTPS port (the node log query,
+	// /logs/) listens; default "127.0.0.1:0", a port of its own, which
+	// the Node reports in status.daemonEndpoints.kubeletEndpoint as a
+	// kubelet reports its --port. The API server reaches it through the
+	// local control plane's kubelet proxy (localcluster
+	// Options.KubeletProxy).
+	ListenAddress string
 }
 
 // flags are the kubelet command-line flags the emulator understands.
@@ -160,6 +173,10 @@ type kubelet struct {
 	kc       kubeletv1beta1.KubeletConfiguration
 	nodeName string
 	client   kubernetes.Interface
+	// port is the kubelet's HTTPS port.
+	port int32
+	// clientCAs verify client certificates (authentication.x509).
+	clientCAs *x509.CertPool
 }
 
 func (k *kubelet) logf(format string, args ...any) {
@@ -202,12 +219,31 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := k.ensureClientCert(ctx); err != nil {
 		return err
 	}
+	if cfg.ListenAddress == "" {
+		cfg.ListenAddress = "127.0.0.1:0"
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ListenAddress, err)
+	}
+	defer func() { _ = ln.Close() }()
+	k.port = int32(ln.Addr().(*net.TCPAddr).Port) //nolint:gosec // a TCP port fits
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- k.serve(ctx, ln) }()
 	if err := k.registerNode(ctx); err != nil {
 		return err
 	}
 	if k.kc.ServerTLSBootstrap {
 		go k.requestServingCert(ctx)
 	}
+	go func() {
+		if err := <-served; err != nil && ctx.Err() == nil {
+			k.logf("HTTPS server: %v", err)
+		}
+	}()
 	return k.heartbeat(ctx)
 }
 
@@ -456,6 +492,7 @@ func (k *kubelet) updateStatus(ctx context.Context) error {
 		}
 	}
 	status := corev1.NodeStatus{Conditions: conds, Addresses: k.nodeAddresses(node)}
+	status.DaemonEndpoints.KubeletEndpoint.Port = k.port
 	status.NodeInfo = corev1.NodeSystemInfo{
 		OperatingSystem: "windows", Architecture: "amd64", KubeletVersion: k.cfg.Version,
 		OSImage: "Windows Server", KernelVersion: "10.0." + strconv.Itoa(k.cfg.Host.OSBuild) + ".1",

@@ -94,6 +94,18 @@ type Options struct {
 	// this Kubernetes version (see [APIServerBinary]) instead of the
 	// normal one, e.g. "v1.36.9".
 	APIServerVersion string
+	// KubeletProxy lets the API server reach kubelets, as `kubectl logs`,
+	// `exec` and the node proxy (`/api/v1/nodes/<node>/proxy/...`) need:
+	// kube-apiserver gets a kubelet client certificate
+	// (CN=kube-apiserver-kubelet-client, O=system:masters, signed by the
+	// cluster CA, as kubeadm issues it), prefers InternalIP addresses,
+	// and dials kubelets through an HTTP CONNECT egress proxy (its
+	// EgressSelectorConfiguration) that delivers every connection to the
+	// same port on 127.0.0.1. The API server refuses to proxy to a Node
+	// whose address is not global unicast (loopback included), so a
+	// simulated Node reports a documentation address (192.0.2.0/24) and
+	// its kubelet listens on a port of its own on 127.0.0.1.
+	KubeletProxy bool
 }
 
 // APIServerBinary is the kube-apiserver in binDir that reports version:
@@ -131,6 +143,9 @@ type Cluster struct {
 	apiArgs []string
 	// kcmHealth is kube-controller-manager's /healthz URL.
 	kcmHealth string
+	// kubeletProxy is the egress proxy of Options.KubeletProxy, nil
+	// without it.
+	kubeletProxy *kubeletProxy
 
 	// mu guards procs and apiVersion against a restart racing Stop.
 	mu         sync.Mutex
@@ -255,6 +270,18 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		// give long-running watches 2s instead of the request timeout
 		// (60s): a stop or restart takes seconds.
 		"--shutdown-send-retry-after=true",
+	}
+	if opts.KubeletProxy {
+		kp, err := startKubeletProxy(c.Dir)
+		if err != nil {
+			return nil, err
+		}
+		c.kubeletProxy = kp
+		apiArgs = append(apiArgs,
+			"--kubelet-client-certificate="+p("apiserver-kubelet-client.crt"),
+			"--kubelet-client-key="+p("apiserver-kubelet-client.key"),
+			"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+			"--egress-selector-config-file="+kp.configPath)
 	}
 	apiArgs = append(apiArgs, opts.ExtraAPIServerArgs...)
 	c.apiArgs = apiArgs
@@ -422,6 +449,10 @@ func (c *Cluster) Stop() error {
 		}
 	}
 	c.procs = nil
+	if c.kubeletProxy != nil {
+		c.kubeletProxy.close()
+		c.kubeletProxy = nil
+	}
 	if c.tempDir {
 		if err := os.RemoveAll(c.Dir); err != nil {
 			errs = append(errs, err)
@@ -463,6 +494,8 @@ func (c *Cluster) writePKI() error {
 		{"admin", ca, leafOptions{commonName: "wmco-admin", organization: []string{"system:masters"}, client: true}},
 		{"kcm", ca, leafOptions{commonName: "system:kube-controller-manager", client: true}},
 		{"front-proxy-client", frontCA, leafOptions{commonName: "front-proxy-client", client: true}},
+		// The API server's identity towards kubelets (Options.KubeletProxy).
+		{"apiserver-kubelet-client", ca, leafOptions{commonName: "kube-apiserver-kubelet-client", organization: []string{"system:masters"}, client: true}},
 	}
 	for _, l := range leaves {
 		kp, err := l.ca.issue(l.opts)
