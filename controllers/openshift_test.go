@@ -8,16 +8,22 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/sha1" //nolint:gosec // Windows names certificates by their SHA-1 thumbprint.
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	configv1 "github.com/openshift/api/config/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -25,6 +31,7 @@ import (
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/openshiftcrds"
 	"github.com/openwmco/wmco/test/ovnsim"
@@ -175,4 +182,154 @@ func TestOpenShiftWithoutHybridOverlayTouchesNoHost(t *testing.T) {
 	g.Expect(oc.SetHybridOverlay(context.Background(), &hybrid)).To(Succeed())
 	ctrltest.WaitReady(t, hosts[0].Name, 2*time.Minute)
 	ctrltest.DeleteAndWait(t, hosts[0].Name, 2*time.Minute)
+}
+
+// The cluster's Proxy, its trusted CA bundle and an ImageDigestMirrorSet
+// change one after the other while two hosts run: every host's plan is
+// rendered again and applied; the proxy restarts containerd and the
+// kubelet (and the services that depend on them) and nothing else, the
+// CA and the mirrors restart nothing; no Node is ever NotReady.
+func TestOpenShiftSettingsChangesRestartOnlyAffectedServices(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hybrid := openshiftcrds.DefaultHybridOverlay
+	oc := ctrltest.OpenShift(t, openshiftcrds.OVNOptions{HybridOverlay: &hybrid})
+	hosts := ctrltest.StartHosts(t, 2, simagent.Options{})
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{Platform: cluster.OpenShift})
+	for _, h := range hosts {
+		g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
+	}
+	for _, h := range hosts {
+		ctrltest.WaitReady(t, h.Name, 2*time.Minute)
+	}
+	notReady := watchNodesNotReady(t, hosts)
+
+	services := []string{nodeconfig.ServiceContainerd, nodeconfig.ServiceKubelet, nodeconfig.ServiceKubeProxy,
+		nodeconfig.ServiceHybridOverlay, nodeconfig.ServiceCSIProxy, nodeconfig.ServiceWindowsExporter, wicdapi.AgentServiceName}
+	starts := func() map[string]int {
+		out := map[string]int{}
+		for _, h := range hosts {
+			for _, s := range services {
+				out[h.Name+"/"+s] = h.Services.Starts(s)
+			}
+		}
+		return out
+	}
+	restarted := func(before, after map[string]int) []string {
+		var out []string
+		for k, n := range after {
+			if n != before[k] {
+				out = append(out, k)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	// The proxy.
+	before := starts()
+	proxyURL := "http://proxy.example.test:3128"
+	g.Expect(oc.SetProxy(ctx, configv1.ProxyStatus{HTTPProxy: proxyURL, HTTPSProxy: proxyURL, NoProxy: ".corp.example.test"})).To(Succeed())
+	var want []string
+	for _, h := range hosts {
+		for _, s := range []string{nodeconfig.ServiceContainerd, nodeconfig.ServiceKubelet} {
+			g.Eventually(func(g Gomega) {
+				st, err := h.Services.Query(ctx, s)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(st.Config.Env).To(HaveKeyWithValue("HTTPS_PROXY", proxyURL), s)
+				g.Expect(st.Config.Env["NO_PROXY"]).To(And(ContainSubstring(".corp.example.test"), ContainSubstring(oc.Options.ServiceNetwork[0])), s)
+				g.Expect(h.Services.Starts(s)).To(Equal(before[h.Name+"/"+s]+1), "%s restarted once", s)
+			}).WithTimeout(time.Minute).Should(Succeed())
+		}
+		for _, s := range []string{nodeconfig.ServiceCSIProxy, nodeconfig.ServiceWindowsExporter} {
+			st, err := h.Services.Query(ctx, s)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(st.Config.Env).NotTo(HaveKey("HTTPS_PROXY"), s)
+		}
+		// kube-proxy and hybrid-overlay depend on the kubelet: Windows
+		// stops them to stop it.
+		for _, s := range []string{nodeconfig.ServiceContainerd, nodeconfig.ServiceHybridOverlay, nodeconfig.ServiceKubeProxy, nodeconfig.ServiceKubelet} {
+			want = append(want, h.Name+"/"+s)
+		}
+	}
+	slices.Sort(want)
+	g.Eventually(func() []string { return restarted(before, starts()) }).WithTimeout(30 * time.Second).Should(Equal(want))
+	g.Consistently(func() []string { return restarted(before, starts()) }).WithTimeout(2 * time.Second).Should(Equal(want))
+	t.Logf("proxy set: restarted %v", want)
+
+	// The trusted CA bundle, injected as the Cluster Network Operator does.
+	before = starts()
+	caPEM, err := openshiftcrds.NewCAPEM("corp-root")
+	g.Expect(err).NotTo(HaveOccurred())
+	block, _ := pem.Decode(caPEM)
+	thumb := sha1.Sum(block.Bytes)
+	g.Expect(oc.InjectTrustedCA(ctx, ctrltest.Namespace, cluster.TrustedCAName, caPEM)).To(Succeed())
+	for _, h := range hosts {
+		g.Eventually(h.RootCertificates).WithTimeout(time.Minute).Should(ContainElement(MatchRegexp("(?i)^" + hex.EncodeToString(thumb[:]) + "$")))
+	}
+	g.Consistently(func() []string { return restarted(before, starts()) }).WithTimeout(2 * time.Second).Should(BeEmpty())
+	t.Log("trusted CA injected: imported on every host, nothing restarted")
+
+	// An ImageDigestMirrorSet.
+	idms := &configv1.ImageDigestMirrorSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "corp-mirror"},
+		Spec: configv1.ImageDigestMirrorSetSpec{ImageDigestMirrors: []configv1.ImageDigestMirrors{{
+			Source: "registry.example.test/team/app", Mirrors: []configv1.ImageMirror{"mirror.example.test/team/app"},
+		}}},
+	}
+	g.Expect(oc.Client.Create(ctx, idms)).To(Succeed())
+	t.Cleanup(func() { _ = oc.Client.Delete(context.Background(), idms) })
+	hostsTOML := nodeconfig.ContainerdHostsDir + `\registry.example.test\hosts.toml`
+	for _, h := range hosts {
+		g.Eventually(func() string {
+			data, _ := h.Host.Disk().ReadFile(hostsTOML)
+			return string(data)
+		}).WithTimeout(time.Minute).Should(And(ContainSubstring("mirror.example.test"), ContainSubstring(`"pull"`)))
+	}
+	g.Consistently(func() []string { return restarted(before, starts()) }).WithTimeout(2 * time.Second).Should(BeEmpty())
+	t.Log("mirror set created: hosts.toml on every host, nothing restarted")
+
+	g.Expect(notReady()).To(BeEmpty(), "no Node was ever NotReady")
+	for _, h := range hosts {
+		ctrltest.DeleteAndWait(t, h.Name, 2*time.Minute)
+	}
+}
+
+// watchNodesNotReady watches the hosts' Nodes until the test ends and
+// returns what reports every moment one of them was not Ready.
+func watchNodesNotReady(t *testing.T, hosts []*ctrltest.SimHost) func() []string {
+	t.Helper()
+	names := map[string]bool{}
+	for _, h := range hosts {
+		names[h.Name] = true
+	}
+	w, err := ctrltest.Clientset.CoreV1().Nodes().Watch(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("watch Nodes: %v", err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			n, ok := ev.Object.(*corev1.Node)
+			if !ok || !names[n.Name] || ev.Type == watch.Deleted {
+				continue
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+					mu.Lock()
+					seen = append(seen, n.Name+": "+string(c.Status)+" "+c.Reason)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { w.Stop(); <-done })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
 }
