@@ -205,8 +205,8 @@ type fileKubeconfig struct {
 	Clusters   []struct {
 		Name    string `json:"name"`
 		Cluster struct {
-			Server               string `json:"server"`
-			CertificateAuthority string `json:"certificate-authority"`
+			Server                   string `json:"server"`
+			CertificateAuthorityData string `json:"certificate-authority-data"`
 		} `json:"cluster"`
 	} `json:"clusters"`
 	Users []struct {
@@ -222,21 +222,23 @@ type fileKubeconfig struct {
 
 // renderHybridOverlayKubeconfig renders hybrid-overlay-node's kubeconfig:
 // the node's identity (the kubelet's rotated client certificate and key,
-// one PEM file) against the API server, trusting the cluster CA file. It
-// names files only, so it changes with the API server URL alone.
+// one PEM file, which client-go reloads) against the API server, trusting
+// the cluster CA. The CA is embedded rather than named, so that a new CA
+// changes the file and restarts hybrid-overlay-node (client-go reads a CA
+// only at start). It holds no credential.
 func renderHybridOverlayKubeconfig(r *resolved) ([]byte, error) {
 	const name = "hybrid-overlay"
 	k := fileKubeconfig{APIVersion: "v1", Kind: "Config", CurrentContext: name}
 	k.Clusters = make([]struct {
 		Name    string `json:"name"`
 		Cluster struct {
-			Server               string `json:"server"`
-			CertificateAuthority string `json:"certificate-authority"`
+			Server                   string `json:"server"`
+			CertificateAuthorityData string `json:"certificate-authority-data"`
 		} `json:"cluster"`
 	}, 1)
 	k.Clusters[0].Name = name
 	k.Clusters[0].Cluster.Server = r.apiServer
-	k.Clusters[0].Cluster.CertificateAuthority = CACertPath
+	k.Clusters[0].Cluster.CertificateAuthorityData = base64.StdEncoding.EncodeToString(r.caPEM)
 	k.Users = make([]struct {
 		Name string `json:"name"`
 		User struct {

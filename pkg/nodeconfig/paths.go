@@ -12,8 +12,7 @@ import "github.com/openwmco/wmco/pkg/wicdapi"
 const (
 	// KubeletConfigPath is the kubelet's KubeletConfiguration.
 	KubeletConfigPath = wicdapi.InstallRoot + `\kubelet.conf`
-	// CACertPath is the cluster CA bundle, which kubeconfigs naming a CA
-	// file (hybrid-overlay-node's) trust.
+	// CACertPath is the cluster CA bundle.
 	CACertPath = wicdapi.InstallRoot + `\ca.crt`
 	// BootstrapKubeconfigPath is the kubeconfig with the bootstrap token
 	// the kubelet uses for its first certificate request.

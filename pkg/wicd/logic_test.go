@@ -1,7 +1,10 @@
 package wicd
 
 import (
+	"crypto/x509"
 	"errors"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -199,6 +202,34 @@ func FuzzDecodePlan(f *testing.F) {
 				if part == ".." {
 					t.Fatalf("accepted escaping path %q", path)
 				}
+			}
+		}
+	})
+}
+
+// trustedRootErrRE is every error parseTrustedRoots may return: an index
+// and a reason, never the certificate's content.
+var trustedRootErrRE = regexp.MustCompile(`^trusted root certificate [0-9]+ (is not a PEM CERTIFICATE|holds more than one PEM block|is not a valid X\.509 certificate)$`)
+
+func FuzzParseTrustedRoots(f *testing.F) {
+	ca, err := os.ReadFile("../nodeconfig/testdata/ca.crt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(ca), "")
+	f.Add(string(ca), string(ca)+string(ca))
+	f.Add("-----BEGIN CERTIFICATE-----\nU0VDUkVU\n-----END CERTIFICATE-----\n", "x")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		roots, err := parseTrustedRoots([]string{a, b})
+		if err != nil {
+			if !trustedRootErrRE.MatchString(err.Error()) {
+				t.Fatalf("unexpected error text %q", err)
+			}
+			return
+		}
+		for _, r := range roots {
+			if _, err := x509.ParseCertificate(r.der); err != nil || r.thumbprint != wicdapi.Thumbprint(r.der) {
+				t.Fatalf("accepted a root that is not a certificate or misnamed: %v", err)
 			}
 		}
 	})
