@@ -289,6 +289,23 @@ func TestOpenShiftSettingsChangesRestartOnlyAffectedServices(t *testing.T) {
 	g.Consistently(func() []string { return restarted(before, starts()) }).WithTimeout(2 * time.Second).Should(BeEmpty())
 	t.Log("mirror set created: hosts.toml on every host, nothing restarted")
 
+	// The kubelet client CA rotates: the kubelet reloads the file.
+	rotated, err := openshiftcrds.NewCAPEM("kube-apiserver-to-kubelet-signer-2")
+	g.Expect(err).NotTo(HaveOccurred())
+	bundle := append(append([]byte(nil), oc.KubeletClientCAPEM...), rotated...)
+	clientCA := &corev1.ConfigMap{}
+	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Namespace: cluster.KubeletClientCANamespace, Name: cluster.KubeletClientCAName}, clientCA)).To(Succeed())
+	clientCA.Data[cluster.CABundleKey] = string(bundle)
+	g.Expect(ctrltest.Client.Update(ctx, clientCA)).To(Succeed())
+	for _, h := range hosts {
+		g.Eventually(func() []byte {
+			data, _ := h.Host.Disk().ReadFile(nodeconfig.KubeletClientCAPath)
+			return data
+		}).WithTimeout(time.Minute).Should(Equal(bundle))
+	}
+	g.Consistently(func() []string { return restarted(before, starts()) }).WithTimeout(2 * time.Second).Should(BeEmpty())
+	t.Log("kubelet client CA rotated: the new bundle on every host, nothing restarted")
+
 	g.Expect(notReady()).To(BeEmpty(), "no Node was ever NotReady")
 	for _, h := range hosts {
 		ctrltest.DeleteAndWait(t, h.Name, 2*time.Minute)
