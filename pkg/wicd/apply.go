@@ -363,6 +363,13 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 	if err := saveAppliedPlan(b.Files, prev, plan); err != nil {
 		return nil, err
 	}
+	// Plans carry credentials (the bootstrap token, a proxy's password):
+	// only SYSTEM and Administrators may read them.
+	for _, p := range []string{wicdapi.PlanPath, wicdapi.AppliedPlanPath, wicdapi.AppliedPlanPreviousPath} {
+		if err := restrict(b, p); err != nil {
+			return nil, err
+		}
+	}
 
 	for _, d := range plan.Directories {
 		if _, err := b.Files.Stat(d); err == nil {
@@ -379,6 +386,12 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 		old, err := b.Files.ReadFile(f.Path)
 		switch {
 		case err == nil && bytes.Equal(old, f.Content):
+			if f.Sensitive {
+				// Also a file an older agent left readable.
+				if err := restrict(b, f.Path); err != nil {
+					return nil, err
+				}
+			}
 			continue
 		case err != nil && !errors.Is(err, fs.ErrNotExist):
 			return nil, fsError("read "+f.Path, err)
@@ -388,6 +401,11 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 		}
 		if err := b.Files.WriteFile(f.Path, f.Content); err != nil {
 			return nil, fsError("write "+f.Path, err)
+		}
+		if f.Sensitive {
+			if err := restrict(b, f.Path); err != nil {
+				return nil, err
+			}
 		}
 		changedFiles = append(changedFiles, f.Path)
 		if old == nil {
@@ -661,3 +679,15 @@ func svcError(verb, name string, err error) *wicdapi.Error {
 
 // ErrDiskFull is wrapped by Files implementations when a volume is full.
 var ErrDiskFull = errors.New("there is not enough space on the disk")
+
+// restrict lets only SYSTEM and Administrators read the file at path, if
+// it exists: a file holding credentials.
+func restrict(b *Backend, path string) error {
+	if _, err := b.Files.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := b.Accounts.RestrictToAdministrators(path); err != nil {
+		return fsError("restrict "+path+" to administrators", err)
+	}
+	return nil
+}

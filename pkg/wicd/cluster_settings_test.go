@@ -307,7 +307,8 @@ func TestTrustedRootsNeedAnAdministrator(t *testing.T) {
 	code, err := s.node.Host.Exec(context.Background(), "jdoe", []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath}, &stdout, &stderr)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(code).To(Equal(1))
-	g.Expect(stdout.String()).To(ContainSubstring("import certificate " + wicdapi.Thumbprint(ders[0])))
+	// It fails as soon as it guards the plan's credentials, before the
+	// store: both are an administrator's.
 	g.Expect(stdout.String()).To(ContainSubstring("Access is denied"))
 	g.Expect(s.node.RootCertificates()).To(BeEmpty())
 	_, err = s.node.Host.Disk().Stat(wicdapi.TrustedRootsRecordPath)
@@ -334,4 +335,37 @@ func TestPlanWithBadTrustedRootIsRefused(t *testing.T) {
 		g.Expect(err.Error()).NotTo(ContainSubstring("SECRET"))
 	}
 	g.Expect(s.node.RootCertificates()).To(BeEmpty())
+}
+
+// TestPlansAndSensitiveFilesOnlyForAdministrators: the plans (the
+// bootstrap token, a proxy's password are in them) and the files the plan
+// marks sensitive get the administrators-only security descriptor.
+func TestPlansAndSensitiveFilesOnlyForAdministrators(t *testing.T) {
+	g := NewWithT(t)
+	s := startSettingsHost(t)
+	plan, err := nodeconfig.Render(s.inputs())
+	g.Expect(err).NotTo(HaveOccurred())
+	data, err := json.Marshal(plan)
+	g.Expect(err).NotTo(HaveOccurred())
+	disk := s.node.Host.Disk()
+	g.Expect(disk.WriteFile(wicdapi.PlanPath, data)).To(Succeed())
+	var stdout, stderr bytes.Buffer
+	code, err := s.node.Host.Exec(context.Background(), "Administrator", []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath}, &stdout, &stderr)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(code).To(Equal(0), stdout.String()+stderr.String())
+	sensitive := []string{wicdapi.PlanPath, wicdapi.AppliedPlanPath}
+	for _, f := range plan.Files {
+		if f.Sensitive {
+			sensitive = append(sensitive, f.Path)
+		}
+	}
+	g.Expect(sensitive).To(ContainElement(nodeconfig.BootstrapKubeconfigPath))
+	for _, p := range sensitive {
+		sd, err := disk.Security(p)
+		g.Expect(err).NotTo(HaveOccurred(), p)
+		g.Expect(sd).To(Equal(wicd.AdministratorsKeysSDDL), p)
+	}
+	sd, err := disk.Security(nodeconfig.KubeletConfigPath)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(sd).NotTo(Equal(wicd.AdministratorsKeysSDDL), "a file without credentials keeps its inherited security")
 }
