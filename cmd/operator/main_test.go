@@ -92,7 +92,7 @@ func TestVerbosityIsCapped(t *testing.T) {
 		{asked: zapcore.DebugLevel, level: zapcore.DebugLevel, enabled: true},
 		{asked: zapcore.ErrorLevel, level: zapcore.InfoLevel, enabled: false},
 	} {
-		got := cappedLevel{zapcore.Level(tc.asked)}.Enabled(tc.level)
+		got := cappedLevel{tc.asked}.Enabled(tc.level)
 		if got != tc.enabled {
 			t.Errorf("asked for %v: level %v enabled = %v, want %v", tc.asked, tc.level, got, tc.enabled)
 		}

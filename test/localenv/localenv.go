@@ -37,6 +37,7 @@ import (
 	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/machinesim"
 	"github.com/openwmco/wmco/test/openshiftcrds"
+	"github.com/openwmco/wmco/test/ovnsim"
 	"github.com/openwmco/wmco/test/proc"
 	"github.com/openwmco/wmco/test/testpayload"
 	"github.com/openwmco/wmco/test/winsim"
@@ -157,6 +158,8 @@ type Env struct {
 	started chan struct{}
 	// done ends the supervisor (Stop).
 	done chan struct{}
+	// stopOVN stops the hybrid overlay subnet allocator, if started.
+	stopOVN func()
 }
 
 // Restart back-off of the supervisor, as a kubelet's CrashLoopBackOff but
@@ -360,6 +363,32 @@ func (e *Env) startCloud(ctx context.Context) error {
 	}
 	e.Cloud = cloud
 	e.opts.OperatorArgs = append(e.opts.OperatorArgs, "--machine-ssh-port="+strconv.Itoa(cloud.SSHPort()))
+	return e.openShiftConfig(ctx)
+}
+
+// openShiftConfig gives the cluster, which the Infrastructure CRD makes
+// OpenShift in the operator's eyes, the rest of an OVN-Kubernetes
+// OpenShift cluster's configuration (networks with a hybrid overlay, the
+// DNS operator's Service, the kubelet client CA, the node-bootstrapper),
+// and a stand-in for OVN's hybrid overlay subnet allocator.
+func (e *Env) openShiftConfig(ctx context.Context) error {
+	if err := openshiftcrds.Install(ctx, e.Cluster.Config, openshiftcrds.ClusterConfigFiles...); err != nil {
+		return err
+	}
+	if err := openshiftcrds.InstallNodeBootstrapper(ctx, e.Cluster.Config); err != nil {
+		return err
+	}
+	hybrid := openshiftcrds.DefaultHybridOverlay
+	if _, err := openshiftcrds.NewOVNCluster(ctx, e.Cluster.Config, openshiftcrds.OVNOptions{
+		APIServerInternalURL: e.Cluster.Host, HybridOverlay: &hybrid, DNSIP: DNSIP,
+	}); err != nil {
+		return err
+	}
+	stop, err := ovnsim.Start(ctx, e.Cluster.Config, ovnsim.Options{})
+	if err != nil {
+		return err
+	}
+	e.stopOVN = stop
 	return nil
 }
 
@@ -495,6 +524,9 @@ func (e *Env) Stop() error {
 	e.mu.Unlock()
 	if e.Cloud != nil {
 		e.Cloud.Stop()
+	}
+	if e.stopOVN != nil {
+		e.stopOVN()
 	}
 	for _, h := range e.Hosts {
 		if err := h.Host.Close(); err != nil && !errors.Is(err, winsim.ErrClosed) {
