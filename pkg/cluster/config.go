@@ -3,8 +3,6 @@ package cluster
 import (
 	"bytes"
 	"cmp"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -223,24 +221,12 @@ func bundle(ref ConfigMapKey, cm *corev1.ConfigMap, required bool) ([]byte, stri
 // a private key above all, must never travel to hosts as a CA bundle.
 // Errors never quote the data.
 func ValidateCABundle(data []byte) error {
-	n := 0
-	rest := data
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return fmt.Errorf("block %d is a %q, not a CERTIFICATE", n+1, block.Type)
-		}
-		n++
-	}
-	if n == 0 {
-		return errors.New("no PEM certificate in it")
+	ders, rest, err := nodeconfig.Certificates(data)
+	if err != nil {
+		return err
 	}
 	if bytes.Contains(rest, []byte("-----BEGIN")) {
-		return fmt.Errorf("a PEM block after certificate %d is malformed", n)
+		return fmt.Errorf("a PEM block after certificate %d is malformed", len(ders))
 	}
 	return nil
 }

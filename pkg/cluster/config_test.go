@@ -176,7 +176,7 @@ func TestFactsFrom(t *testing.T) {
 			change: func(in *cluster.ConfigObjects) {
 				in.TrustedCA.Data[cluster.CABundleKey] += "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"
 			},
-			problem: `ConfigMap wmco-system/trusted-ca key ca-bundle.crt is not a CA bundle: block 2 is a "EC PRIVATE KEY", not a CERTIFICATE`,
+			problem: `ConfigMap wmco-system/trusted-ca key ca-bundle.crt is not a CA bundle: PEM block 2 is a "EC PRIVATE KEY", not a CERTIFICATE`,
 		},
 		{
 			name:    "kubelet client CA without its key",
@@ -186,7 +186,7 @@ func TestFactsFrom(t *testing.T) {
 		{
 			name:    "kubelet client CA not PEM",
 			change:  func(in *cluster.ConfigObjects) { in.KubeletClientCA.Data[cluster.CABundleKey] = "not a certificate" },
-			problem: "ConfigMap openshift-kube-apiserver-operator/kube-apiserver-to-kubelet-client-ca key ca-bundle.crt is not a CA bundle: no PEM certificate in it",
+			problem: "ConfigMap openshift-kube-apiserver-operator/kube-apiserver-to-kubelet-client-ca key ca-bundle.crt is not a CA bundle: holds no PEM certificate",
 		},
 		{
 			name:     "plain Kubernetes: OpenShift's objects are not read",
@@ -285,9 +285,9 @@ func TestValidateCABundle(t *testing.T) {
 	}{
 		{"one", one, ""},
 		{"two with comments", "# Root one\n" + one + "\n# Root two\n" + two, ""},
-		{"empty", "", "no PEM certificate in it"},
-		{"text", "hello", "no PEM certificate in it"},
-		{"private key", strings.Replace(one, "CERTIFICATE", "PRIVATE KEY", 2), `block 1 is a "PRIVATE KEY", not a CERTIFICATE`},
+		{"empty", "", "holds no PEM certificate"},
+		{"text", "hello", "holds no PEM certificate"},
+		{"private key", strings.Replace(one, "CERTIFICATE", "PRIVATE KEY", 2), `PEM block 1 is a "PRIVATE KEY", not a CERTIFICATE`},
 		{"broken second block", one + "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n", "a PEM block after certificate 1 is malformed"},
 	}
 	for _, tc := range cases {

@@ -9,6 +9,7 @@ package nodeconfig
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -131,32 +132,45 @@ func validateTrustedCAs(data []byte, fail failFunc) []string {
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return nil
 	}
-	byThumb := map[string]string{}
-	n := 0
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		n++
-		if block.Type != "CERTIFICATE" {
-			fail(field, "PEM block %d is a %q, not a CERTIFICATE", n, block.Type)
-			return nil
-		}
-		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			fail(field, "certificate %d is not a valid X.509 certificate", n)
-			return nil
-		}
-		byThumb[wicdapi.Thumbprint(block.Bytes)] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: block.Bytes}))
-	}
-	if n == 0 {
-		fail(field, "holds no PEM certificate")
+	ders, _, err := Certificates(data)
+	if err != nil {
+		fail(field, "%v", err)
 		return nil
+	}
+	byThumb := map[string]string{}
+	for _, der := range ders {
+		byThumb[wicdapi.Thumbprint(der)] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	}
 	out := make([]string, 0, len(byThumb))
 	for _, t := range sortedKeys(byThumb) {
 		out = append(out, byThumb[t])
 	}
 	return out
+}
+
+// Certificates returns the DER bytes of each PEM certificate in data, in
+// order, and what follows the last PEM block. Text between blocks (the
+// comments of a system bundle) is skipped. It fails on a PEM block that is
+// not a valid X.509 certificate, and when there is none; its errors name a
+// block by its position, never by its content.
+func Certificates(data []byte) (ders [][]byte, rest []byte, err error) {
+	rest = data
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, nil, fmt.Errorf("PEM block %d is a %q, not a CERTIFICATE", n, block.Type)
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return nil, nil, fmt.Errorf("certificate %d is not a valid X.509 certificate", n)
+		}
+		ders = append(ders, block.Bytes)
+	}
+	if len(ders) == 0 {
+		return nil, nil, errors.New("holds no PEM certificate")
+	}
+	return ders, rest, nil
 }

@@ -7,8 +7,6 @@ Licensed under the Apache License, Version 2.0.
 package nodeconfig
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -280,26 +278,9 @@ func validateCA(field string, data []byte, fail failFunc) []byte {
 		fail(field, "must be set")
 		return nil
 	}
-	var n int
-	rest := data
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		n++
-		if block.Type != "CERTIFICATE" {
-			fail(field, "PEM block %d is a %q, not a CERTIFICATE", n, block.Type)
-			return nil
-		}
-		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			fail(field, "certificate %d: %v", n, err)
-			return nil
-		}
-	}
-	if n == 0 {
-		fail(field, "holds no PEM certificate")
+	_, rest, err := Certificates(data)
+	if err != nil {
+		fail(field, "%v", err)
 		return nil
 	}
 	if len(strings.TrimSpace(string(rest))) > 0 {

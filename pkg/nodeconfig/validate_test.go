@@ -68,7 +68,7 @@ func TestValidation(t *testing.T) {
 		}, want: []string{`cluster.caCertPEM: PEM block 1 is a "PRIVATE KEY", not a CERTIFICATE`}},
 		{name: "CA garbage certificate", mutate: func(in *Inputs) {
 			in.Cluster.CACertPEM = []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-		}, want: []string{"cluster.caCertPEM: certificate 1:"}},
+		}, want: []string{"cluster.caCertPEM: certificate 1 is not a valid X.509 certificate"}},
 		{name: "CA with trailing data", mutate: func(in *Inputs) { in.Cluster.CACertPEM = append(testCA(t), "junk"...) },
 			want: []string{"cluster.caCertPEM: holds data after the last PEM certificate"}},
 		{name: "no service CIDR", mutate: func(in *Inputs) { in.Cluster.ServiceCIDR = "" },
