@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -29,7 +28,6 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/bootstrap"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
-	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/localenv"
 	"github.com/openwmco/wmco/test/proc"
@@ -48,13 +46,7 @@ func TestNoSecretsAnywhere(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	dir := t.TempDir()
-	older, err := testpayload.Write(filepath.Join(dir, "v1.36.9"), testpayload.Options{Version: "v1.36.9-test", KubernetesVersion: "v1.36.9"})
-	g.Expect(err).NotTo(HaveOccurred())
-	newer, err := testpayload.Derive(filepath.Join(dir, "v1.36.9"), filepath.Join(dir, "v1.37.2"), testpayload.DeriveOptions{
-		Change: []string{payload.KubeletPath, payload.KubeProxyPath}, KubernetesVersion: "v1.37.2",
-	})
-	g.Expect(err).NotTo(HaveOccurred())
+	dir, older, newer := twoPayloads(t)
 	env, err := localenv.Start(ctx, localenv.Options{
 		Hosts: 2, PayloadDir: dir, Log: testLog{t}, APIServerVersion: "v1.36.9",
 		Host:         simagent.Options{KubeletBinaries: testpayload.KubeletBinaries(older, newer)},

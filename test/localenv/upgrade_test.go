@@ -40,13 +40,7 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	dir := t.TempDir()
-	older, err := testpayload.Write(filepath.Join(dir, "v1.36.9"), testpayload.Options{Version: "v1.36.9-test", KubernetesVersion: "v1.36.9"})
-	g.Expect(err).NotTo(HaveOccurred())
-	newer, err := testpayload.Derive(filepath.Join(dir, "v1.36.9"), filepath.Join(dir, "v1.37.2"), testpayload.DeriveOptions{
-		Change: []string{payload.KubeletPath, payload.KubeProxyPath}, KubernetesVersion: "v1.37.2",
-	})
-	g.Expect(err).NotTo(HaveOccurred())
+	dir, older, newer := twoPayloads(t)
 	kubelets := testpayload.KubeletBinaries(older, newer)
 
 	env, err := localenv.Start(ctx, localenv.Options{
@@ -142,3 +136,22 @@ func TestControlPlaneUpgradeRollsHostsAcrossOperatorKill(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// twoPayloads writes payloads for Kubernetes v1.36.9 and v1.37.2 (a new
+// kubelet and kube-proxy) into a directory of payloads, as the operator's
+// --payload-dir.
+func twoPayloads(t *testing.T) (dir string, older, newer *payload.Manifest) {
+	t.Helper()
+	dir = t.TempDir()
+	older, err := testpayload.Write(filepath.Join(dir, "v1.36.9"), testpayload.Options{Version: "v1.36.9-test", KubernetesVersion: "v1.36.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer, err = testpayload.Derive(filepath.Join(dir, "v1.36.9"), filepath.Join(dir, "v1.37.2"), testpayload.DeriveOptions{
+		Change: []string{payload.KubeletPath, payload.KubeProxyPath}, KubernetesVersion: "v1.37.2",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, older, newer
+}
