@@ -29,6 +29,8 @@ type kubeletConfiguration struct {
 	ClusterDNS               []string              `json:"clusterDNS"`
 	ClusterDomain            string                `json:"clusterDomain"`
 	ContainerRuntimeEndpoint string                `json:"containerRuntimeEndpoint"`
+	EnableSystemLogHandler   bool                  `json:"enableSystemLogHandler"`
+	EnableSystemLogQuery     bool                  `json:"enableSystemLogQuery"`
 	EnforceNodeAllocatable   []string              `json:"enforceNodeAllocatable"`
 	EvictionHard             map[string]string     `json:"evictionHard"`
 	RegisterNode             bool                  `json:"registerNode"`
@@ -82,6 +84,11 @@ func renderKubeletConfig(r *resolved) ([]byte, error) {
 		ContainerRuntimeEndpoint: ContainerRuntimeEndpoint,
 		RotateCertificates:       true,
 		ServerTLSBootstrap:       true,
+		// The node log query (/api/v1/nodes/<node>/proxy/logs/?query=,
+		// what `oc adm node-logs` and `kubectl wmco logs` use): the
+		// kubelet reads C:\var\log\<service>\<service>.log (LogPath).
+		EnableSystemLogHandler: true,
+		EnableSystemLogQuery:   true,
 		RegisterNode:             true,
 		RegisterWithTaints:       []taint{},
 		TLSMinVersion:            "VersionTLS12",

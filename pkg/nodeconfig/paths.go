@@ -108,7 +108,14 @@ const (
 	ServiceWindowsExporter = "windows_exporter"
 )
 
-// LogPath is the log file of a service: C:\k\log\<service>.log.
+// LogPath is the log file of a service,
+// C:\var\log\<service>\<service>.log: where the kubelet's node log query
+// (enableSystemLogQuery) finds it on Windows.
 func LogPath(service string) string {
-	return wicdapi.LogDir + `\` + service + ".log"
+	return LogDir(service) + `\` + service + ".log"
+}
+
+// LogDir is the folder of a service's log and its rotated predecessors.
+func LogDir(service string) string {
+	return wicdapi.ServiceLogRoot + `\` + service
 }

@@ -51,7 +51,7 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 
 	dirs := []string{
 		wicdapi.InstallRoot,
-		wicdapi.LogDir,
+		wicdapi.ServiceLogRoot,
 		CNIDir,
 		CNIConfigDir,
 		ContainerdDir,
@@ -111,12 +111,18 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 		}
 	}
 
+	plan.Services = services(r)
+	for _, svc := range plan.Services {
+		// A folder of logs for each service that logs to LogPath.
+		if slices.ContainsFunc(svc.Args, func(a string) bool { return strings.HasSuffix(a, LogPath(svc.Name)) }) {
+			dirs = append(dirs, LogDir(svc.Name))
+		}
+	}
 	// Lexical order puts every directory after its parent.
 	slices.Sort(dirs)
 	plan.Directories = slices.Compact(dirs)
 	slices.SortFunc(files, func(a, b wicdapi.File) int { return strings.Compare(a.Path, b.Path) })
 	plan.Files = files
-	plan.Services = services(r)
 	return plan, nil
 }
 

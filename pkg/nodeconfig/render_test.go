@@ -200,7 +200,7 @@ func TestPlanStructure(t *testing.T) {
 		wicdapi.Copy{From: `C:\k\payload\v1.37.2-wmco.1\cni\win-overlay.exe`, To: `C:\k\cni\bin\win-overlay.exe`},
 	), "the runhcs shim and the CNI plugins run outside the versioned payload directories")
 
-	g.Expect(plan.Directories).To(ContainElements(`C:\k`, `C:\k\log`, `C:\k\cni\config`, `C:\var\lib\kubelet`, `C:\var\lib\kubelet\pki`))
+	g.Expect(plan.Directories).To(ContainElements(`C:\k`, `C:\var\log\kubelet`, `C:\k\cni\config`, `C:\var\lib\kubelet`, `C:\var\lib\kubelet\pki`))
 	g.Expect(slices.IsSorted(plan.Directories)).To(BeTrue())
 	// Every file's directory is created by the plan.
 	for _, f := range plan.Files {
@@ -273,7 +273,7 @@ func TestServices(t *testing.T) {
 		g.Expect(bin).To(HavePrefix(payloadDir), s.Name)
 		if IsLogRunner(s.Binary) {
 			g.Expect(s.Binary).To(Equal(payloadDir + "kube-log-runner.exe"))
-			g.Expect(runnerFlag(s.Args, "log-file")).To(Equal(`C:\k\log\`+s.Name+".log"), s.Name)
+			g.Expect(runnerFlag(s.Args, "log-file")).To(Equal(`C:\var\log\`+s.Name+`\`+s.Name+".log"), s.Name)
 			g.Expect(runnerFlag(s.Args, "log-file-size")).To(Equal("25Mi"), s.Name)
 			g.Expect(runnerFlag(s.Args, "log-file-age")).To(Equal("720h"), s.Name)
 		}
@@ -312,7 +312,7 @@ func TestServices(t *testing.T) {
 
 	bin, args = Command(serviceByName(t, plan, ServiceContainerd))
 	g.Expect(bin).To(Equal(payloadDir + "containerd.exe"))
-	g.Expect(args).To(ContainElements(`--config=C:\k\containerd\containerd.toml`, `--log-file=C:\k\log\containerd.log`, "--run-service"))
+	g.Expect(args).To(ContainElements(`--config=C:\k\containerd\containerd.toml`, `--log-file=C:\var\log\containerd\containerd.log`, "--run-service"))
 
 	// No labels: no --node-labels at all.
 	in.NodeLabels = nil

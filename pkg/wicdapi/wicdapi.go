@@ -31,8 +31,13 @@ const (
 	AppliedPlanPath = `C:\k\applied-plan.json`
 	// PayloadRoot holds one directory per payload version.
 	PayloadRoot = `C:\k\payload`
-	// LogDir holds the services' logs.
+	// LogDir held the services' logs before they moved to
+	// ServiceLogRoot; facts still leaves it out.
 	LogDir = `C:\k\log`
+	// ServiceLogRoot holds a folder of logs per service,
+	// ServiceLogRoot\<service>\<service>.log: where the kubelet's node
+	// log query looks on Windows.
+	ServiceLogRoot = `C:\var\log`
 	// AgentServiceName is the Windows service that runs `wicd run`.
 	AgentServiceName = "windows-instance-config-daemon"
 	// AgentStagingPath is where the operator uploads a new agent before
