@@ -228,10 +228,11 @@ func TestWindowsNodeConfigAcceptsProxyAndTrustedCA(t *testing.T) {
 		HTTPSProxy: "https://proxy.local:3129",
 		NoProxy:    ".example.com,10.0.0.0/8,registry.local",
 	}
-	cfg.Spec.TrustedCA = &wmcov1.TrustedCASpec{ConfigMapName: "user-ca"}
+	cfg.Spec.TrustedCA = &wmcov1.TrustedCASpec{}
 	cfg.Spec.Containerd.RegistryMirrors = []wmcov1.RegistryMirror{{Registry: "docker.io", Endpoints: []string{"https://mirror.local"}, NeverContactSource: true}}
 	g.Expect(k8s.Update(t.Context(), cfg, client.DryRunAll)).To(Succeed())
 	g.Expect(cfg.Spec.TrustedCA.Key).To(Equal(wmcov1.DefaultTrustedCAKey), "the key defaults")
+	g.Expect(cfg.Spec.TrustedCA.ConfigMapName).To(Equal("trusted-ca"), "the ConfigMap defaults")
 	g.Expect(cfg.Spec.Containerd.RegistryMirrors[0].NeverContactSource).To(BeTrue())
 }
 
@@ -264,11 +265,11 @@ func TestWindowsNodeConfigRejectsBadSpecs(t *testing.T) {
 		{"noProxy with spaces", func(s *wmcov1.WindowsNodeConfigSpec) {
 			s.Proxy = &wmcov1.ProxySpec{HTTPProxy: "http://proxy.local:3128", NoProxy: "a.example.com, b.example.com"}
 		}, "spec.proxy.noProxy"},
-		{"trusted CA without ConfigMap", func(s *wmcov1.WindowsNodeConfigSpec) {
-			s.TrustedCA = &wmcov1.TrustedCASpec{}
+		{"trusted CA in a ConfigMap the operator may not read", func(s *wmcov1.WindowsNodeConfigSpec) {
+			s.TrustedCA = &wmcov1.TrustedCASpec{ConfigMapName: "user-ca"}
 		}, "spec.trustedCA.configMapName"},
 		{"trusted CA key with a slash", func(s *wmcov1.WindowsNodeConfigSpec) {
-			s.TrustedCA = &wmcov1.TrustedCASpec{ConfigMapName: "user-ca", Key: "a/b"}
+			s.TrustedCA = &wmcov1.TrustedCASpec{Key: "a/b"}
 		}, "spec.trustedCA.key"},
 	}
 	for _, tc := range cases {
