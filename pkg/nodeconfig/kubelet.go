@@ -89,10 +89,10 @@ func renderKubeletConfig(r *resolved) ([]byte, error) {
 		// kubelet reads C:\var\log\<service>\<service>.log (LogPath).
 		EnableSystemLogHandler: true,
 		EnableSystemLogQuery:   true,
-		RegisterNode:             true,
-		RegisterWithTaints:       []taint{},
-		TLSMinVersion:            "VersionTLS12",
-		Authorization:            kubeletAuthorization{Mode: "Webhook"},
+		RegisterNode:           true,
+		RegisterWithTaints:     []taint{},
+		TLSMinVersion:          "VersionTLS12",
+		Authorization:          kubeletAuthorization{Mode: "Webhook"},
 		// Windows supports the memory.available, nodefs.available and
 		// imagefs.available signals. Hard thresholds are also subtracted
 		// from capacity to compute allocatable.
