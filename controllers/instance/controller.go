@@ -2,8 +2,12 @@ package instance
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -115,6 +119,12 @@ type Reconciler struct {
 	// wakeAll enqueues every instance: the API server's version changed
 	// or an upgrade slot was freed.
 	wakeAll chan event.GenericEvent
+	// wakeCluster enqueues the instances whose last reconcile saw other
+	// cluster facts than the source's current ones (clusterSeen).
+	wakeCluster chan event.GenericEvent
+	// clusterSeen maps an instance to the clusterKey of the facts its
+	// last reconcile started with.
+	clusterSeen sync.Map
 }
 
 // scope is the state of one reconcile of one instance. Phases read and
@@ -176,6 +186,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	// see the status before that patch (an upgrade step, a slot) and act
 	// on it.
 	if err := r.APIReader.Get(ctx, req.NamespacedName, wi); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.clusterSeen.Delete(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := &scope{wi: wi, base: wi.DeepCopy(), log: ctrl.LoggerFrom(ctx)}
@@ -209,12 +222,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 	var problem string
 	s.cluster, problem = r.ClusterSource.ClusterFacts()
+	r.clusterSeen.Store(req.Name, clusterKey(s.cluster, problem))
 	setClusterConfigCondition(wi, problem)
 	if problem != "" && wi.DeletionTimestamp.IsZero() {
 		// No host is touched with settings the cluster does not support:
-		// the source wakes every instance when its facts change.
+		// the source wakes the instances when its facts change; the
+		// requeue is a safety net.
 		s.log.V(1).Info("The cluster's configuration does not let hosts join", "problem", problem)
-		return ctrl.Result{}, nil
+		return ctrl.Result{RequeueAfter: clusterProblemRequeue}, nil
 	}
 
 	if wi.DeletionTimestamp.IsZero() && wi.Spec.Paused {
@@ -363,8 +378,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
 		n.OnChange(func(_, _ string) { r.wakeEveryInstance() })
 	}
+	r.wakeCluster = make(chan event.GenericEvent, 1)
 	if n, ok := r.ClusterSource.(core.ClusterNotifier); ok {
-		n.OnChange(r.wakeEveryInstance)
+		n.OnChange(func() {
+			select {
+			case r.wakeCluster <- event.GenericEvent{Object: &wmcov1.WindowsNodeConfig{}}:
+			default:
+			}
+		})
 	}
 	specOrDeletion := predicate.Or(
 		predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
@@ -383,6 +404,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.slots.wake, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.wakeAll, handler.EnqueueRequestsFromMapFunc(r.allInstances))).
+		WatchesRawSource(source.Channel(r.wakeCluster, handler.EnqueueRequestsFromMapFunc(r.instancesBehindCluster))).
 		// Enough workers for the largest maxParallelConfigurations the
 		// API allows; the slots hold the configured bound.
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxWorkers}).
@@ -464,6 +486,32 @@ func (r *Reconciler) allInstances(ctx context.Context, _ client.Object) []reconc
 	}
 	return out
 }
+
+// instancesBehindCluster are the instances whose last reconcile started
+// with other cluster facts than the current ones: an instance reconciled
+// since the change (its creation at start-up, say) is not woken again,
+// which would cost it another SSH connection.
+func (r *Reconciler) instancesBehindCluster(ctx context.Context, o client.Object) []reconcile.Request {
+	current := clusterKey(r.ClusterSource.ClusterFacts())
+	return slices.DeleteFunc(r.allInstances(ctx, o), func(req reconcile.Request) bool {
+		seen, ok := r.clusterSeen.Load(req.Name)
+		return ok && seen == current
+	})
+}
+
+// clusterKey identifies cluster facts and a problem.
+func clusterKey(facts nodeconfig.ClusterFacts, problem string) string {
+	data, err := json.Marshal(facts)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(append(data, problem...))
+	return hex.EncodeToString(sum[:])
+}
+
+// clusterProblemRequeue is how soon an instance held by a problem of the
+// cluster's configuration is looked at again if no change wakes it first.
+const clusterProblemRequeue = 15 * time.Second
 
 // secretRef is the instance's credentials reference with defaults applied.
 func (r *Reconciler) secretRef(wi *wmcov1.WindowsInstance) wmcov1.SecretKeyReference {
