@@ -180,6 +180,10 @@ type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
 // an error when it cannot finish, and the status is computed (summarize)
 // and patched once at the end.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	// The cluster facts this reconcile works with, noted at once so that
+	// a change of them wakes this instance only if it started before.
+	cluster, problem := r.ClusterSource.ClusterFacts()
+	r.clusterSeen.Store(req.Name, clusterKey(cluster, problem))
 	wi := &wmcov1.WindowsInstance{}
 	// Read live, not from the cache: a reconcile that an event starts
 	// right after the previous one patched the status would otherwise
@@ -220,9 +224,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, nil
 	}
 
-	var problem string
-	s.cluster, problem = r.ClusterSource.ClusterFacts()
-	r.clusterSeen.Store(req.Name, clusterKey(s.cluster, problem))
+	s.cluster = cluster
 	setClusterConfigCondition(wi, problem)
 	if problem != "" && wi.DeletionTimestamp.IsZero() {
 		// No host is touched with settings the cluster does not support:
