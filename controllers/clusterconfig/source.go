@@ -25,7 +25,7 @@ import (
 // ProblemReading is the problem the Source tells until the controller has
 // read the cluster's configuration once: no host is configured with
 // settings that may be wrong.
-const ProblemReading = "Reading the cluster's configuration"
+const ProblemReading = core.ClusterProblemReading
 
 // Source holds the cluster facts last computed; safe for concurrent use.
 // It implements core.ClusterSource and core.ClusterNotifier.

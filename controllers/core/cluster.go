@@ -12,6 +12,11 @@ type ClusterSource interface {
 	ClusterFacts() (facts nodeconfig.ClusterFacts, problem string)
 }
 
+// ClusterProblemReading is the problem of a ClusterSource that has not
+// read the cluster's configuration yet: a moment at start-up, not a
+// problem to report.
+const ClusterProblemReading = "Reading the cluster's configuration"
+
 // ClusterNotifier is a ClusterSource that reports changes of its facts or
 // problem.
 type ClusterNotifier interface {

@@ -225,6 +225,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 
 	s.cluster = cluster
+	if problem == core.ClusterProblemReading && wi.DeletionTimestamp.IsZero() {
+		// A moment at start-up: look again soon, saying nothing.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	setClusterConfigCondition(wi, problem)
 	if problem != "" && wi.DeletionTimestamp.IsZero() {
 		// No host is touched with settings the cluster does not support:
