@@ -30,7 +30,7 @@ while read -r dir name; do
     failed=$((failed + 1))
     cat "$log"
   fi
-  execs=$(grep -Eo 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  execs=$(grep -Eo 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
   line=$(printf '%-6s %-28s %-22s execs=%s' "$result" "$name" "./$dir" "${execs:-?}")
   echo "$line"
   summary+="$line"$'\n'
