@@ -9,36 +9,50 @@ import (
 const WindowsNodeConfigName = "cluster"
 
 // NetworkType selects how Windows pods are networked.
-// +kubebuilder:validation:Enum=OVNHybridOverlay;None
+// +kubebuilder:validation:Enum=OVNHybridOverlay;Flannel;None
 type NetworkType string
 
 const (
 	// NetworkOVNHybridOverlay runs hybrid-overlay on the host and a VXLAN
 	// overlay to the cluster network (OVN-Kubernetes hybrid networking).
 	NetworkOVNHybridOverlay NetworkType = "OVNHybridOverlay"
+	// NetworkFlannel runs flanneld on the host (plain Kubernetes with
+	// kube-flannel on the Linux nodes): a VXLAN overlay with the win-overlay
+	// CNI plugin, or host-gw routes with win-bridge. Pods get addresses
+	// from the Node's spec.podCIDR.
+	NetworkFlannel NetworkType = "Flannel"
 	// NetworkNone leaves pod networking to something outside the operator;
 	// the operator writes no CNI configuration.
 	NetworkNone NetworkType = "None"
 )
 
 // NetworkSpec configures Windows pod and service networking.
-// +kubebuilder:validation:XValidation:rule="!has(self.vxlanPort) || self.type == 'OVNHybridOverlay'",message="vxlanPort applies only to network type OVNHybridOverlay"
+// +kubebuilder:validation:XValidation:rule="!has(self.vxlanPort) || self.type == 'OVNHybridOverlay' || (self.type == 'Flannel' && (!has(self.flannel) || !has(self.flannel.backend) || self.flannel.backend == 'VXLAN'))",message="vxlanPort applies only to network type OVNHybridOverlay, or Flannel with the VXLAN backend"
+// +kubebuilder:validation:XValidation:rule="!has(self.flannel) || self.type == 'Flannel'",message="flannel applies only to network type Flannel"
 type NetworkSpec struct {
 	// Type of the pod network.
 	// +optional
 	// +kubebuilder:default=OVNHybridOverlay
 	Type NetworkType `json:"type,omitempty"`
 
-	// VXLANPort for the hybrid overlay. When unset, the cluster's (on
-	// OpenShift, OVN-Kubernetes' hybridOverlayVXLANPort), else 4789.
+	// VXLANPort of the VXLAN overlay (the hybrid overlay's, or flannel's
+	// VXLAN backend's). When unset, the cluster's (on OpenShift,
+	// OVN-Kubernetes' hybridOverlayVXLANPort; with Flannel, kube-flannel's
+	// net-conf.json Backend.Port), else 4789.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	VXLANPort *int32 `json:"vxlanPort,omitempty"`
 
+	// Flannel settings; only with type Flannel.
+	// +optional
+	Flannel *FlannelSpec `json:"flannel,omitempty"`
+
 	// ClusterNetworkCIDR is the CIDR Windows pods get addresses from (the
-	// hybrid overlay's cluster network). On OpenShift it is read from the
-	// cluster when unset.
+	// hybrid overlay's cluster network; with Flannel, the cluster's pod
+	// network). Read from the cluster when unset: on OpenShift from
+	// OVN-Kubernetes' configuration, on plain Kubernetes from kube-flannel's
+	// net-conf.json or the Nodes' podCIDRs.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="clusterNetworkCIDR must be a CIDR such as 10.132.0.0/14"
@@ -55,6 +69,39 @@ type NetworkSpec struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="dnsServer must be an IP address"
 	DNSServer string `json:"dnsServer,omitempty"`
+}
+
+// FlannelBackend is how flannel carries pod traffic between nodes.
+// +kubebuilder:validation:Enum=VXLAN;HostGW
+type FlannelBackend string
+
+const (
+	// FlannelBackendVXLAN encapsulates pod traffic in VXLAN (flannel's
+	// "vxlan" backend, the win-overlay CNI plugin). Works across subnets.
+	FlannelBackendVXLAN FlannelBackend = "VXLAN"
+	// FlannelBackendHostGW routes pod traffic through the nodes' addresses
+	// (flannel's "host-gw" backend, the win-bridge CNI plugin). Every node
+	// must be on one layer-2 network.
+	FlannelBackendHostGW FlannelBackend = "HostGW"
+)
+
+// FlannelSpec configures flanneld on Windows hosts. It must match the
+// cluster's kube-flannel configuration (net-conf.json), which is read
+// when present: a difference is reported as a condition, not applied.
+// +kubebuilder:validation:XValidation:rule="!has(self.vni) || !has(self.backend) || self.backend == 'VXLAN'",message="vni applies only to the VXLAN backend"
+type FlannelSpec struct {
+	// Backend of flannel. When unset, the cluster's kube-flannel backend,
+	// else VXLAN.
+	// +optional
+	Backend FlannelBackend `json:"backend,omitempty"`
+
+	// VNI of the VXLAN backend. When unset, the cluster's (kube-flannel's
+	// net-conf.json Backend.VNI), else 4096 (what Windows flannel
+	// deployments configure).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16777215
+	VNI *int32 `json:"vni,omitempty"`
 }
 
 // TaintEffect is the effect of a node taint.

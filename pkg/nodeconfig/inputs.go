@@ -44,11 +44,12 @@ type Inputs struct {
 	// on its own Node; others, such as node-role.kubernetes.io/worker,
 	// must be set by the operator after the join.
 	NodeLabels map[string]string
-	// HostSubnet is the pod subnet OVN-Kubernetes assigned to this node
-	// (its k8s.ovn.org/hybrid-overlay-node-subnet annotation), e.g.
-	// 10.132.1.0/24. Empty until known: the plan then has no CNI
-	// configuration and no kube-proxy, and the Node stays NotReady.
-	// Must be empty for network type None.
+	// HostSubnet is the pod subnet the cluster assigned to this node, e.g.
+	// 10.132.1.0/24: for OVNHybridOverlay the Node's
+	// k8s.ovn.org/hybrid-overlay-node-subnet annotation, for Flannel the
+	// Node's spec.podCIDR (node IPAM). Empty until known: the plan then
+	// has no CNI configuration and no kube-proxy, and the Node stays
+	// NotReady. Must be empty for network type None.
 	HostSubnet string
 	// CloudProvider is the kubelet's --cloud-provider: CloudProviderExternal
 	// where a cloud controller manager initialises the Node (the kubelet
@@ -110,7 +111,36 @@ type ClusterFacts struct {
 	// ImageMirrors from the cluster's ImageDigestMirrorSets and
 	// ImageTagMirrorSets; Config.Containerd.RegistryMirrors are added.
 	ImageMirrors []ImageMirror
+	// Flannel is the cluster's kube-flannel configuration; zero when none
+	// was found. Config.Network.Flannel and VXLANPort override it (a
+	// difference is a mismatch the operator reports, see
+	// cluster.NetworkMismatches).
+	Flannel FlannelFacts
 }
+
+// FlannelFacts are what the cluster's kube-flannel ConfigMap
+// (kube-flannel-cfg in kube-flannel or kube-system, key net-conf.json)
+// says.
+type FlannelFacts struct {
+	// Source names the ConfigMap read, namespace/name; empty when none
+	// was found (then every other field is zero).
+	Source string
+	// Network is net-conf.json's Network: the cluster's pod CIDR.
+	Network string
+	// Backend is net-conf.json's Backend.Type as flannel spells it:
+	// FlannelBackendTypeVXLAN or FlannelBackendTypeHostGW.
+	Backend string
+	// VNI and Port are net-conf.json's Backend.VNI and Backend.Port
+	// (vxlan); 0 when unset there.
+	VNI  int32
+	Port int32
+}
+
+// Backend types as kube-flannel's net-conf.json spells them.
+const (
+	FlannelBackendTypeVXLAN  = "vxlan"
+	FlannelBackendTypeHostGW = "host-gw"
+)
 
 // Proxy is the HTTP proxy of a host's services. All empty: no proxy.
 type Proxy struct {
@@ -175,8 +205,12 @@ func SupportedOSBuilds() []int {
 // Defaults applied to zero values of the WindowsNodeConfig spec and the
 // cluster facts; the spec's are the same as the API's.
 const (
-	DefaultNetworkType               = wmcov1alpha1.NetworkOVNHybridOverlay
-	DefaultVXLANPort                 = 4789
+	DefaultNetworkType = wmcov1alpha1.NetworkOVNHybridOverlay
+	DefaultVXLANPort   = 4789
+	// DefaultFlannelVNI is the VNI of flannel's VXLAN backend when neither
+	// the config nor the cluster sets one: what sig-windows-tools' kube-flannel
+	// configuration for Windows uses.
+	DefaultFlannelVNI                = 4096
 	DefaultPauseImage                = "registry.k8s.io/pause:3.10"
 	DefaultLogMaxFileSizeMiB         = 100
 	DefaultLogMaxAgeDays             = 7
