@@ -23,6 +23,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/openwmco/wmco/pkg/bounded"
 )
 
 // MaxLength is the longest address: a DNS name has at most 253 characters.
@@ -92,17 +94,17 @@ func canonical(s string) (string, netip.Addr, error) {
 	}
 	if ip, err := netip.ParseAddr(s); err == nil {
 		if ip.Zone() != "" {
-			return "", netip.Addr{}, fmt.Errorf("host %q has an IPv6 zone, which cannot be reached from the cluster", s)
+			return "", netip.Addr{}, fmt.Errorf("host %s has an IPv6 zone, which cannot be reached from the cluster", bounded.Quote(s))
 		}
 		ip = ip.Unmap()
 		return ip.String(), ip, nil
 	}
 	name := strings.TrimSuffix(strings.ToLower(s), ".")
 	if !dnsName.MatchString(name) {
-		return "", netip.Addr{}, fmt.Errorf("host %q is neither an IP address nor a DNS name", s)
+		return "", netip.Addr{}, fmt.Errorf("host %s is neither an IP address nor a DNS name", bounded.Quote(s))
 	}
 	if looksNumeric(name) {
-		return "", netip.Addr{}, fmt.Errorf("host %q is not a valid IPv4 address", s)
+		return "", netip.Addr{}, fmt.Errorf("host %s is not a valid IPv4 address", bounded.Quote(s))
 	}
 	return name, netip.Addr{}, nil
 }

@@ -29,8 +29,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/openwmco/wmco/pkg/bounded"
 	"github.com/openwmco/wmco/pkg/hostaddr"
 )
 
@@ -73,23 +73,6 @@ const (
 	maxUsername = 256
 	maxHostKey  = 8192
 )
-
-// maxQuoted is how much of a value a problem's reason quotes: reasons
-// end up in Events, whose notes the API server bounds.
-const maxQuoted = 64
-
-// quote quotes s for a reason, cut to maxQuoted bytes at a rune boundary
-// and followed by its length when cut.
-func quote(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	cut := maxQuoted
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
-}
 
 // Parse reads the ConfigMap's data. Entries come back sorted by address;
 // problems sorted by key. Hosts listed more than once (under keys that
@@ -153,7 +136,7 @@ func parseValue(key, addr, value string) (Entry, error) {
 		k, v, ok := strings.Cut(line, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !ok {
-			return e, fmt.Errorf("line %s is not key=value", quote(line))
+			return e, fmt.Errorf("line %s is not key=value", bounded.Quote(line))
 		}
 		if seen[k] {
 			return e, fmt.Errorf("%s is given more than once", k)
@@ -165,21 +148,21 @@ func parseValue(key, addr, value string) (Entry, error) {
 				return e, fmt.Errorf("username is empty")
 			}
 			if len(v) > maxUsername {
-				return e, fmt.Errorf("username %s is longer than %d characters", quote(v), maxUsername)
+				return e, fmt.Errorf("username %s is longer than %d characters", bounded.Quote(v), maxUsername)
 			}
 			if !usernameRe.MatchString(v) {
-				return e, fmt.Errorf("username %s has spaces or any of \" / [ ] : ; | = , + * ? < >", quote(v))
+				return e, fmt.Errorf("username %s has spaces or any of \" / [ ] : ; | = , + * ? < >", bounded.Quote(v))
 			}
 			e.Username = v
 		case "port":
 			p, err := strconv.ParseUint(v, 10, 16)
 			if err != nil || p == 0 {
-				return e, fmt.Errorf("port %s is not a number from 1 to 65535", quote(v))
+				return e, fmt.Errorf("port %s is not a number from 1 to 65535", bounded.Quote(v))
 			}
 			e.Port = int32(p)
 		case "nodeName":
 			if len(v) > 63 || !nodeNameRe.MatchString(v) {
-				return e, fmt.Errorf("nodeName %s is not a lower-case RFC 1123 label", quote(v))
+				return e, fmt.Errorf("nodeName %s is not a lower-case RFC 1123 label", bounded.Quote(v))
 			}
 			e.NodeName = v
 		case "hostKey":
@@ -191,7 +174,7 @@ func parseValue(key, addr, value string) (Entry, error) {
 			}
 			e.HostKey = v
 		default:
-			return e, fmt.Errorf("unknown key %s (known: username, port, nodeName, hostKey)", quote(k))
+			return e, fmt.Errorf("unknown key %s (known: username, port, nodeName, hostKey)", bounded.Quote(k))
 		}
 	}
 	if e.Username == "" {
