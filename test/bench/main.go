@@ -16,7 +16,10 @@
 //  5. upgrade: N Ready hosts moved to payloads that change one component
 //     each (windows_exporter in place; the kubelet with maxUnavailable 1,
 //     as upstream WMCO, and with the default): bytes sent per host against
-//     the changed file, Node NotReady time, time until all are upgraded.
+//     the changed file, Node NotReady time, time until all are upgraded;
+//  6. unreachable: one good host's join time alone, listed together with
+//     --dead-hosts addresses that refuse connections or never answer, and
+//     added while those are being retried.
 //
 // Progress goes to stderr, the table to stdout and to --out.
 package main
@@ -64,6 +67,8 @@ type config struct {
 	quiet        time.Duration
 
 	csrs int
+
+	deadHosts int
 
 	upgradeHosts int
 
@@ -121,7 +126,7 @@ func main() {
 	)
 	flag.StringVar(&c.operator, "operator", "bin/operator", "operator binary (built from cmd/operator into a temporary directory when empty)")
 	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "Markdown report to write (empty: stdout only)")
-	flag.StringVar(&phases, "phases", "join,idle,csr,rss,upgrade", "phases to run: join, idle (needs join), csr, rss, upgrade")
+	flag.StringVar(&phases, "phases", "join,idle,csr,rss,upgrade,unreachable", "phases to run: join, idle (needs join), csr, rss, upgrade, unreachable")
 	flag.IntVar(&c.upgradeHosts, "upgrade-hosts", 8, "hosts of the upgrade phase")
 	flag.StringVar(&hosts, "hosts", "1,10,50", "host counts N of the join phase")
 	flag.StringVar(&concurrency, "concurrency", "10,1", "maxParallelConfigurations values of the join phase; the first is the operator's default, 1 is the serial baseline")
@@ -134,6 +139,7 @@ func main() {
 	flag.DurationVar(&c.idleWindow, "idle-window", 20*time.Second, "how long the background traffic of Ready hosts is observed before the resync")
 	flag.DurationVar(&c.quiet, "quiet", 5*time.Second, "a resync is over when no host's counters moved for this long")
 	flag.IntVar(&c.csrs, "csrs", 200, "CSRs in the approval burst")
+	flag.IntVar(&c.deadHosts, "dead-hosts", 50, "unreachable hosts of the unreachable phase (half refusing connections, half accepting and never answering)")
 	flag.IntVar(&c.linuxNodes, "linux-nodes", 5000, "Linux Nodes of the memory phase")
 	flag.IntVar(&c.windowsNodes, "windows-nodes", 500, "Windows Nodes (labelled as the operator's) of the memory phase")
 	flag.IntVar(&c.pods, "pods", 20000, "Pods of the memory phase, bound to the Nodes round-robin")
@@ -154,10 +160,10 @@ func main() {
 	c.phases = map[string]bool{}
 	for p := range strings.SplitSeq(phases, ",") {
 		p = strings.TrimSpace(p)
-		switch p {
-		case "join", "idle", "csr", "rss", "upgrade":
+		switch {
+		case slices.Contains(phaseNames, p):
 			c.phases[p] = true
-		case "":
+		case p == "":
 		default:
 			fatalf("--phases: unknown phase %q", p)
 		}
@@ -249,6 +255,7 @@ func run(c config) int {
 	phase("csr", func() error { return runCSRPhase(ctx, c, r, work) })
 	phase("rss", func() error { return runRSSPhase(ctx, c, r, work) })
 	phase("upgrade", func() error { return runUpgradePhase(ctx, c, r, work) })
+	phase("unreachable", func() error { return runUnreachablePhase(ctx, c, r) })
 	if ctx.Err() != nil {
 		logf("Interrupted")
 		return 1
@@ -283,9 +290,12 @@ func freeMemory() {
 	debug.FreeOSMemory()
 }
 
+// phaseNames are the phases in the order they run.
+var phaseNames = []string{"join", "idle", "csr", "rss", "upgrade", "unreachable"}
+
 func sortedKeys(m map[string]bool) []string {
 	var out []string
-	for _, k := range []string{"join", "idle", "csr", "rss", "upgrade"} {
+	for _, k := range phaseNames {
 		if m[k] {
 			out = append(out, k)
 		}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/openwmco/wmco/pkg/nodeconfig"
 )
 
 // report collects the figures of one run.
@@ -21,7 +23,9 @@ type report struct {
 	csr      *csrResult
 	rss      *rssResult
 	upgrades []upgradeResult
-	errors   []string
+	// unreachable are the runs of the unreachable phase.
+	unreachable []unreachableResult
+	errors      []string
 }
 
 func fmtBytes(b int64) string { return fmtBytesF(float64(b)) }
@@ -207,6 +211,9 @@ func (r *report) results(heading string) string {
 	}
 	if r.upgrades != nil {
 		fmt.Fprintf(&b, "%s 5. Upgrades (N=%d)\n\n%s\n", heading, r.upgrades[0].hosts, r.upgradeTable())
+	}
+	if r.unreachable != nil {
+		fmt.Fprintf(&b, "%s 6. A good host among unreachable ones (%s)\n\n%s\n", heading, concName(nodeconfig.DefaultMaxParallelConfigurations), r.unreachableTable())
 	}
 	if len(r.errors) > 0 {
 		fmt.Fprintf(&b, "%s Failures\n\n", heading)
