@@ -418,3 +418,62 @@ func FuzzLoadCluster(f *testing.F) {
 		}
 	})
 }
+
+// kindCreate runs kind's `create cluster` on config with a docker on PATH
+// that answers kind's provider checks, reports the node image present and
+// refuses to create kind's network: kind has loaded and validated the
+// configuration with its own internal code (pkg/internal/apis/config)
+// before that, so the output says which of the two stopped it.
+func kindCreate(t *testing.T, kind string, config []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	docker := `#!/bin/sh
+case "$1" in
+info) echo '{"Rootless":false,"CgroupDriver":"systemd","CgroupVersion":"2","SecurityOptions":[]}' ;;
+inspect) [ "$2" = --type=image ] && exit 0; exit 1 ;;
+network) echo "no networks here" >&2; exit 1 ;;
+pull|run|create|exec|rm) exit 1 ;;
+esac
+exit 0
+`
+	if err := os.WriteFile(filepath.Join(dir, "docker"), []byte(docker), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(cfg, config, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), kind, "create", "cluster", "--config", cfg, "--kubeconfig", filepath.Join(dir, "kubeconfig"))
+	cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"), "KIND_EXPERIMENTAL_PROVIDER=docker")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("kind create cluster succeeded with a docker that cannot create a network:\n%s", out)
+	}
+	return string(out)
+}
+
+// kind's own validation, internal to its module, accepts the rendered
+// configuration and refuses what it must refuse: the checks above are
+// not the only judge. kind is the version hack/kind/go.mod pins, the one
+// make e2e-kind-windows runs.
+func TestKindValidatesRendered(t *testing.T) {
+	g := NewWithT(t)
+	kind := filepath.Join(t.TempDir(), "kind")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", kind, "sigs.k8s.io/kind")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build kind: %v\n%s", err, out)
+	}
+	c, _ := committed(t)
+	rendered, err := Render(readFile(t, ClusterFile), netip.MustParseAddr("10.0.0.4"), 6443)
+	g.Expect(err).NotTo(HaveOccurred())
+	out := kindCreate(t, kind, rendered)
+	g.Expect(out).To(ContainSubstring("Ensuring node image (" + strings.Split(c.Nodes[0].Image, "@")[0] + ")"))
+	g.Expect(out).To(ContainSubstring("no networks here"), "kind stopped before creating its network")
+
+	bad := bytes.Replace(rendered, []byte("podSubnet: 10.244.0.0/16"), []byte("podSubnet: 10.244.0.0/33"), 1)
+	g.Expect(bad).NotTo(Equal(rendered))
+	g.Expect(kindCreate(t, kind, bad)).To(ContainSubstring("invalid pod subnet"))
+	unknown := bytes.Replace(rendered, []byte("kubeProxyMode: iptables"), []byte("kubeProxyMode: ipvs-ish"), 1)
+	g.Expect(unknown).NotTo(Equal(rendered))
+	g.Expect(kindCreate(t, kind, unknown)).To(ContainSubstring("invalid kubeProxyMode"))
+}
