@@ -216,7 +216,7 @@ setup-envtest: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl a
 	K8S_VERSION=$(K8S_VERSION) hack/setup-envtest.sh
 
 .PHONY: test
-test: setup-envtest $(KUSTOMIZE) ## Run unit and integration tests (local control plane, simulated hosts, the kustomize install), the bundle's validator tests and the monitoring tests.
+test: setup-envtest $(KUSTOMIZE) ## Run unit and integration tests (local control plane, simulated hosts, the kustomize install), the bundle's validator tests, the monitoring tests and the kind configuration's (test-kind).
 	$(GO) test $(TEST_FLAGS) ./...
 	$(GO) test -C hack/bundle $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-monitoring
@@ -227,7 +227,7 @@ test-monitoring: ## Run promtool's unit tests of config/prometheus/rules.yaml an
 	$(GO) test -C hack/monitoring $(TEST_FLAGS) ./...
 
 .PHONY: test-kind
-test-kind: $(KUSTOMIZE) ## Check hack/kind/cluster.yaml with kind's config types against kube-flannel's net-conf.json (the overlay rendered by kustomize), and the vendored kube-flannel.yml against flannel $(FLANNEL_VERSION)'s module.
+test-kind: $(KUSTOMIZE) ## Check hack/kind/cluster.yaml with kind's config types against kube-flannel's net-conf.json (the overlay rendered by kustomize), and the vendored kube-flannel.yml against the flannel module of its version.
 	@dir=$$($(GO) mod download -json github.com/flannel-io/flannel@$(FLANNEL_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 	if [ ! -d "$$dir" ]; then echo "test-kind: go mod download github.com/flannel-io/flannel@$(FLANNEL_VERSION) failed" >&2; exit 1; fi; \
 	echo "WMCO_FLANNEL_MODULE_DIR=$$dir go test -C hack/kind $(TEST_FLAGS) ./..."; \
