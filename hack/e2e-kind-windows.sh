@@ -169,6 +169,8 @@ on_host() {
 check_hosts() {
 	[[ -n ${SSH_KEY:-} ]] || die "SSH_KEY is not set: the path of the private key the Windows VMs accept"
 	[[ -r $SSH_KEY ]] || die "SSH_KEY=$SSH_KEY cannot be read"
+	# The suite runs in test/e2e: a relative path would not be found there.
+	SSH_KEY=$(realpath "$SSH_KEY")
 	ssh_opts=(-i "$SSH_KEY" -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=20
 		-o StrictHostKeyChecking=accept-new -o "UserKnownHostsFile=$WORK_DIR/known_hosts")
 	local h addr port reachable=()
