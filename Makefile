@@ -23,6 +23,16 @@ GOLANGCI_LINT := $(CURDIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # kustomize, pinned the same way (hack/tools/go.mod), for deploy and installer.
 KUSTOMIZE_VERSION := $(shell awk '$$1 == "sigs.k8s.io/kustomize/kustomize/v5" && $$2 ~ /^v/ { print $$2 }' hack/tools/go.mod)
 KUSTOMIZE := $(CURDIR)/bin/kustomize-$(KUSTOMIZE_VERSION)
+# actionlint (make lint-scripts), pinned by hack/tools/actionlint/go.mod (a
+# module of its own: its YAML library conflicts with golangci-lint's).
+ACTIONLINT_VERSION := $(shell awk '$$1 == "github.com/rhysd/actionlint" { print $$2 }' hack/tools/actionlint/go.mod)
+ACTIONLINT := $(CURDIR)/bin/actionlint-$(ACTIONLINT_VERSION)
+# kind, pinned by hack/kind/go.mod, whose tests check hack/kind/cluster.yaml
+# against that version's config types (make e2e-kind-windows).
+KIND_VERSION := $(shell awk '$$1 == "sigs.k8s.io/kind" && $$2 ~ /^v/ { print $$2 }' hack/kind/go.mod)
+KIND := $(CURDIR)/bin/kind-$(KIND_VERSION)
+# The flannel release whose kube-flannel.yml hack/kind/kube-flannel vendors.
+FLANNEL_VERSION := $(shell sed -n 's|^ *image: ghcr.io/flannel-io/flannel:\(v[0-9.]*\)$$|\1|p' hack/kind/kube-flannel/kube-flannel.yml | head -1)
 # Where make deploy installs the operator.
 NAMESPACE ?= wmco-system
 # Packages with tests; the timeout covers the integration suites.
@@ -71,18 +81,34 @@ vet: ## Run go vet for Linux and build every package for Windows.
 	$(GO) vet ./...
 	$(GO) vet -C hack/bundle ./...
 	$(GO) vet -C hack/monitoring ./...
+	$(GO) vet -C hack/kind ./...
 	GOOS=windows $(GO) build ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml) for linux and windows, test/e2e, hack/bundle and hack/monitoring included.
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml) for linux and windows, test/e2e, hack/bundle, hack/monitoring and hack/kind included.
 	$(GOLANGCI_LINT) run ./...
 	GOOS=windows $(GOLANGCI_LINT) run ./...
 	cd hack/bundle && $(GOLANGCI_LINT) run ./...
 	cd hack/monitoring && $(GOLANGCI_LINT) run ./...
+	cd hack/kind && $(GOLANGCI_LINT) run ./...
+
+.PHONY: lint-scripts
+lint-scripts: $(ACTIONLINT) ## Run actionlint on .github/workflows (shellcheck on their run: blocks included) and shellcheck on the shell scripts; needs shellcheck on PATH (Debian's; .ci/run installs it).
+	@command -v shellcheck >/dev/null || { echo "shellcheck is not on PATH: apt-get install shellcheck" >&2; exit 1; }
+	$(ACTIONLINT) -shellcheck "$$(command -v shellcheck)" .github/workflows/*.yaml
+	shellcheck .ci/run hack/*.sh
+
+$(ACTIONLINT):
+	@mkdir -p $(@D)
+	$(GO) build -C hack/tools/actionlint -o $@ github.com/rhysd/actionlint/cmd/actionlint
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(@D)
 	$(GO) build -C hack/tools -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+$(KIND):
+	@mkdir -p $(@D)
+	$(GO) build -C hack/kind -o $@ sigs.k8s.io/kind
 
 $(KUSTOMIZE):
 	@mkdir -p $(@D)
@@ -168,6 +194,15 @@ installer: $(KUSTOMIZE) ## Render everything deploy installs, for IMG and NAMESP
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Build the pinned kustomize into bin/.
 
+.PHONY: kind
+kind: $(KIND) ## Build the pinned kind (hack/kind/go.mod) into bin/.
+
+# The recipe's settings, passed through from the environment (see the
+# script's header and README "Try it on kind with Windows VMs").
+.PHONY: e2e-kind-windows
+e2e-kind-windows: $(KIND) $(KUSTOMIZE) ## Create a kind cluster with flannel, deploy the operator image and run the e2e suite against your Windows VMs (WINDOWS_HOSTS, SSH_KEY; needs docker). ARGS=--keep keeps the cluster.
+	KIND=$(KIND) KUSTOMIZE=$(KUSTOMIZE) K8S_VERSION=$(K8S_VERSION) GO=$(GO) hack/e2e-kind-windows.sh $(ARGS)
+
 ##@ Demo
 
 .PHONY: demo
@@ -181,14 +216,22 @@ setup-envtest: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl a
 	K8S_VERSION=$(K8S_VERSION) hack/setup-envtest.sh
 
 .PHONY: test
-test: setup-envtest $(KUSTOMIZE) ## Run unit and integration tests (local control plane, simulated hosts, the kustomize install), the bundle's validator tests and the monitoring tests.
+test: setup-envtest $(KUSTOMIZE) ## Run unit and integration tests (local control plane, simulated hosts, the kustomize install), the bundle's validator tests, the monitoring tests and the kind configuration's (test-kind).
 	$(GO) test $(TEST_FLAGS) ./...
 	$(GO) test -C hack/bundle $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-monitoring
+	$(MAKE) --no-print-directory test-kind
 
 .PHONY: test-monitoring
 test-monitoring: ## Run promtool's unit tests of config/prometheus/rules.yaml and check the Grafana dashboard's queries against the exported metric names (hack/monitoring; builds promtool once, a few minutes cold).
 	$(GO) test -C hack/monitoring $(TEST_FLAGS) ./...
+
+.PHONY: test-kind
+test-kind: $(KUSTOMIZE) ## Check hack/kind/cluster.yaml with kind's config types against kube-flannel's net-conf.json (the overlay rendered by kustomize), and the vendored kube-flannel.yml against the flannel module of its version.
+	@dir=$$($(GO) mod download -json github.com/flannel-io/flannel@$(FLANNEL_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	if [ ! -d "$$dir" ]; then echo "test-kind: go mod download github.com/flannel-io/flannel@$(FLANNEL_VERSION) failed" >&2; exit 1; fi; \
+	echo "WMCO_FLANNEL_MODULE_DIR=$$dir go test -C hack/kind $(TEST_FLAGS) ./..."; \
+	WMCO_KUSTOMIZE=$(KUSTOMIZE) WMCO_FLANNEL_MODULE_DIR="$$dir" $(GO) test -C hack/kind $(TEST_FLAGS) ./...
 
 .PHONY: test-real-payload
 test-real-payload: setup-envtest ## Join a simulated host with the payload make payload built (fails, not skips, when it is missing).

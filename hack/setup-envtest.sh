@@ -23,7 +23,7 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 BIN_DIR="$ROOT/bin/k8s/$K8S_VERSION"
 WRAP_DIR="$ROOT/hack/controlplane/$K8S_VERSION"
 BINARIES=(etcd kube-apiserver kube-controller-manager kubectl)
-REPORTED_VERSIONS=(${APISERVER_REPORTED_VERSIONS-v1.36.9 v1.38.0})
+read -ra REPORTED_VERSIONS <<<"${APISERVER_REPORTED_VERSIONS-v1.36.9 v1.38.0}"
 for v in "${REPORTED_VERSIONS[@]}"; do
   if ! [[ $v =~ ^v1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]]; then
     echo "[setup-envtest] APISERVER_REPORTED_VERSIONS: $v is not a release such as v1.36.9" >&2
@@ -39,7 +39,7 @@ have_all() {
 }
 
 if have_all; then
-  log "control plane $K8S_VERSION already built in ${BIN_DIR#$ROOT/}"
+  log "control plane $K8S_VERSION already built in ${BIN_DIR#"$ROOT"/}"
   echo "$BIN_DIR"
   exit 0
 fi
@@ -131,5 +131,5 @@ for v in "${REPORTED_VERSIONS[@]}"; do
 done
 
 echo "$ETCD_VERSION" > "$BIN_DIR/etcd.version"
-log "control plane $K8S_VERSION (etcd $ETCD_VERSION) ready in ${BIN_DIR#$ROOT/}"
+log "control plane $K8S_VERSION (etcd $ETCD_VERSION) ready in ${BIN_DIR#"$ROOT"/}"
 echo "$BIN_DIR"

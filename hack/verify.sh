@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export GOTOOLCHAIN=local
 
-unformatted=$(gofmt -s -l $(git ls-files --cached --others --exclude-standard '*.go' | grep -v '^hack/controlplane/'))
+unformatted=$(git ls-files -z --cached --others --exclude-standard '*.go' | grep -zv '^hack/controlplane/' | xargs -0 -r gofmt -s -l)
 if [ -n "$unformatted" ]; then
   echo "gofmt -s needed on:" >&2
   echo "$unformatted" >&2
