@@ -113,6 +113,10 @@ type Reconciler struct {
 	// slots bounds the hosts worked on at once by WindowsNodeConfig's
 	// maxParallelConfigurations; set by SetupWithManager.
 	slots *slots
+	// conns keeps the SSH connection of a reconcile that ended well for
+	// the instance's next reconcile (conncache.go); set by
+	// SetupWithManager.
+	conns *connCache
 	// upgradeMu serialises taking upgrade slots (recorded in instances'
 	// status.upgrade) among this process's workers.
 	upgradeMu sync.Mutex
@@ -135,8 +139,13 @@ type scope struct {
 	base *wmcov1.WindowsInstance
 	// config is the WindowsNodeConfig spec, defaulted.
 	config wmcov1.WindowsNodeConfigSpec
-	// session to the host, opened by the connection phase.
+	// session to the host, opened (or taken from the connection cache)
+	// by the connection phase.
 	session remote.Session
+	// connKey is what session was opened with, for the connection cache.
+	connKey connKey
+	// dropSession: the host was told to reboot, the session is not kept.
+	dropSession bool
 	// facts the agent reported in this reconcile.
 	facts *wicdapi.Facts
 	// node is the instance's Node, if it exists.
@@ -167,11 +176,21 @@ type scope struct {
 	log     logr.Logger
 }
 
-func (s *scope) close() {
-	if s.session != nil {
-		_ = s.session.Close()
-		s.session = nil
+// endSession keeps the reconcile's connection for the instance's next
+// reconcile (the connection cache) when the reconcile ended without an
+// error and the host is neither rebooting nor being deleted; otherwise it
+// closes it.
+func (r *Reconciler) endSession(s *scope, err error) {
+	sess := s.session
+	if sess == nil {
+		return
 	}
+	s.session = nil
+	if err != nil || s.dropSession || s.connKey == "" || !s.wi.DeletionTimestamp.IsZero() || !remote.Alive(sess) {
+		_ = sess.Close()
+		return
+	}
+	r.conns.put(s.wi.Name, s.connKey, sess, time.Now())
 }
 
 type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
@@ -192,12 +211,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if err := r.APIReader.Get(ctx, req.NamespacedName, wi); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.clusterSeen.Delete(req.Name)
+			r.conns.drop(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := &scope{wi: wi, base: wi.DeepCopy(), log: ctrl.LoggerFrom(ctx)}
 	defer func() {
-		s.close()
+		r.endSession(s, retErr)
 		summarize(wi, !wi.DeletionTimestamp.IsZero(), s.waitingSlot)
 		if stalled(wi) {
 			// Terminal: this generation was observed and is stuck.
@@ -240,6 +260,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 	if wi.DeletionTimestamp.IsZero() && wi.Spec.Paused {
 		// Nothing to do: a change of spec.paused brings the next reconcile.
+		r.conns.drop(wi.Name)
 		return ctrl.Result{}, nil
 	}
 	if wi.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(wi, wmcov1.Finalizer) {
@@ -380,6 +401,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.Recorder = core.Recorder(r.Recorder)
 	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations)
+	r.conns = newConnCache(connIdleTimeout, connCacheSize)
 	r.wakeAll = make(chan event.GenericEvent, 1)
 	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
 		n.OnChange(func(_, _ string) { r.wakeEveryInstance() })

@@ -31,6 +31,9 @@ func TestInstanceJoinsAndLeaves(t *testing.T) {
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
 	node := ctrltest.WaitReady(t, h.Name, 90*time.Second)
 	t.Logf("host %s joined as a Ready node in %s", h.Name, time.Since(start).Round(time.Millisecond))
+	// Every reconcile of the join (payload and plan, the Node's
+	// registration, readiness and labels) used the first one's connection.
+	g.Expect(h.Host.Stats().Connections).To(BeEquivalentTo(1), "one SSH connection for the whole join")
 
 	g.Expect(node.Name).To(Equal(h.Name), "the node name is the host's hostname in lower case")
 	g.Expect(node.Labels).To(HaveKeyWithValue(wmcov1.LabelOSID, "Windows"))

@@ -64,6 +64,15 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 	default:
 		target.TrustOnFirstUse = true
 	}
+	ckey := newConnKey(target)
+	if sess := r.conns.take(wi.Name, ckey, target.HostKey); sess != nil {
+		// The previous reconcile's connection, opened with the same
+		// address, user and key, to the pinned host key.
+		s.log.V(1).Info("Reusing the connection", "address", wi.Spec.Address, "port", port)
+		s.session, s.connKey = sess, ckey
+		setReachableCondition(wi, outcome{ok: true, reason: ReasonConnected, message: "connected over SSH"})
+		return ctrl.Result{}, nil
+	}
 	s.log.V(1).Info("Connecting", "address", wi.Spec.Address, "port", port)
 	// While the Secret's key is rotated in, the host may accept only the
 	// key it accepted before: dialHost (keys.go) falls back to it.
@@ -78,7 +87,7 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 		}
 		return ctrl.Result{}, fmt.Errorf("connect to %s: %w", wi.Spec.Address, err)
 	}
-	s.session = sess
+	s.session, s.connKey = sess, ckey
 	if wi.Status.HostKey != sess.HostKey() {
 		if target.TrustOnFirstUse {
 			r.event(s, false, "HostKeyPinned", "Trusting the host key seen on first connection: %s", sess.HostKey())
@@ -307,6 +316,7 @@ func rebootedFor(wi *wmcov1.WindowsInstance, name string) bool {
 // reboot restarts the host with `shutdown.exe /r /t 5`; a connection lost
 // under the command is the reboot under way.
 func (r *Reconciler) reboot(ctx context.Context, s *scope) error {
+	s.dropSession = true
 	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	if _, err := s.session.Run(cctx, []string{"shutdown.exe", "/r", "/t", "5"}); err != nil && !errors.Is(err, remote.ErrConnectionLost) {
@@ -442,13 +452,15 @@ func (r *Reconciler) diskFull(s *scope, err error) error {
 // stagePayload sorts the files of m that the host lacks in m's folder
 // (hostFiles maps host paths to sha256, as facts report them) into local
 // copies of a file with the same content elsewhere under the payload
-// root, and uploads of the rest.
+// root or at the agent's path, and uploads of the rest.
 func stagePayload(m *payload.Manifest, hostFiles map[string]string) (copies []wicdapi.StageCopy, uploads []payload.File) {
 	have := foldKeys(hostFiles)
 	bySum := map[string]string{}
 	root := strings.ToLower(wicdapi.PayloadRoot) + `\`
 	for p, sum := range hostFiles {
-		if strings.HasPrefix(strings.ToLower(p), root) {
+		// The agent is the payload's wicd.exe once reconcileAgent has
+		// made it current: a copy on the host, not a second upload.
+		if strings.HasPrefix(strings.ToLower(p), root) || strings.EqualFold(p, wicdapi.AgentPath) {
 			sum = strings.ToLower(sum)
 			if cur, ok := bySum[sum]; !ok || p < cur {
 				bySum[sum] = p // the same choice on every run

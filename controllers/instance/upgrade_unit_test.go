@@ -67,17 +67,26 @@ func TestStagePayload(t *testing.T) {
 	g := NewWithT(t)
 	old := manifestOf("v1", map[string]string{payload.KubeletPath: "a", payload.WindowsExporterPath: "b"})
 	host := hostWith(old)
-	host[`C:\k\wicd.exe`] = strings.Repeat("c", 64) // outside the payload root: never a source
-	next := manifestOf("v2", map[string]string{payload.KubeletPath: "a", payload.WindowsExporterPath: "d", payload.WICDPath: "c"})
+	// The current agent is a source (the payload's wicd.exe is not sent
+	// twice); the staged agent, or any other file outside the payload
+	// root, is not.
+	host[`C:\k\wicd.exe`] = strings.Repeat("c", 64)
+	host[wicdapi.AgentStagingPath] = strings.Repeat("e", 64)
+	host[`C:\k\other.exe`] = strings.Repeat("f", 64)
+	next := manifestOf("v2", map[string]string{
+		payload.KubeletPath: "a", payload.WindowsExporterPath: "d", payload.WICDPath: "c", payload.CSIProxyPath: "e", payload.KubeProxyPath: "f",
+	})
 	copies, uploads := stagePayload(next, host)
 	g.Expect(copies).To(ConsistOf(wicdapi.StageCopy{
 		From: strings.ToUpper(payload.HostPath("v1", payload.KubeletPath)), To: payload.HostPath("v2", payload.KubeletPath), SHA256: strings.Repeat("a", 64),
+	}, wicdapi.StageCopy{
+		From: `C:\k\wicd.exe`, To: payload.HostPath("v2", payload.WICDPath), SHA256: strings.Repeat("c", 64),
 	}))
 	var up []string
 	for _, f := range uploads {
 		up = append(up, f.Path)
 	}
-	g.Expect(up).To(ConsistOf(payload.WindowsExporterPath, payload.WICDPath))
+	g.Expect(up).To(ConsistOf(payload.WindowsExporterPath, payload.CSIProxyPath, payload.KubeProxyPath))
 
 	// Once staged, nothing is left to do.
 	for _, f := range next.Files {

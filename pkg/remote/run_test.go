@@ -159,3 +159,21 @@ func TestClosedSession(t *testing.T) {
 	err = s.Upload(t.Context(), `C:\k\x`, strings.NewReader(""), 0, sha256Hex(nil))
 	g.Expect(err).To(MatchError(remote.ErrSessionClosed))
 }
+
+func TestAlive(t *testing.T) {
+	g := NewWithT(t)
+	f := newFixture(t, winsim.Options{})
+
+	s := f.dial(t)
+	g.Expect(remote.Alive(s)).To(BeTrue(), "a fresh session")
+	g.Expect(s.Close()).To(Succeed())
+	g.Expect(remote.Alive(s)).To(BeFalse(), "a closed session")
+
+	// The host drops every connection: the session notices without being
+	// used.
+	s = f.dial(t)
+	f.host.ResetConnections()
+	g.Eventually(func() bool { return remote.Alive(s) }).WithTimeout(10 * time.Second).Should(BeFalse())
+	_, err := s.Run(t.Context(), []string{"hostname"})
+	g.Expect(err).To(MatchError(remote.ErrConnectionLost))
+}

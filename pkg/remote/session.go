@@ -340,3 +340,15 @@ func (l *pathLocks) lock(ctx context.Context, key string) (func(), error) {
 		}
 	}
 }
+
+// Alive reports whether s can still be used as far as it knows: false once
+// it was closed, or once its connection failed (an I/O error, the host
+// closing it, an unanswered keepalive). A connection that died silently is
+// only found out by the next operation. Sessions of other implementations
+// are taken to be alive.
+func Alive(s Session) bool {
+	if u, ok := s.(interface{ usable() error }); ok {
+		return u.usable() == nil
+	}
+	return true
+}

@@ -505,18 +505,18 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 			running[svc.Name] = false
 		}
 	}
-	for _, svc := range order {
-		if running[svc.Name] {
-			continue
-		}
-		if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Start(ctx, svc.Name) }); err != nil {
-			return nil, svcError("start", svc.Name, err)
-		}
-		if restart[svc.Name] {
-			note("service", svc.Name, "restarted")
+	started, err := startTogether(ctx, order, running, func(ctx context.Context, name string) error {
+		return stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Start(ctx, name) })
+	})
+	for _, name := range started {
+		if restart[name] {
+			note("service", name, "restarted")
 		} else {
-			note("service", svc.Name, "started")
+			note("service", name, "started")
 		}
+	}
+	if err != nil {
+		return nil, err
 	}
 
 	res.Changed = len(res.Changes) > 0

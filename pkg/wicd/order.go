@@ -1,8 +1,10 @@
 package wicd
 
 import (
+	"context"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/openwmco/wmco/pkg/wicdapi"
 )
@@ -84,4 +86,75 @@ func dependentsClosure(svcs []wicdapi.Service, names map[string]bool) map[string
 		}
 	}
 	return out
+}
+
+// startTogether starts the services of order (a startOrder) that do not
+// run yet, each as soon as every service it depends on runs: services
+// that do not depend on each other start at the same time, and the
+// dependency order is kept (a service's start is asked for only once its
+// dependencies' starts have returned). After a failed start no further
+// start is asked for; starts under way finish. It returns the services
+// started, in order, and the error of the first failed start in order.
+func startTogether(ctx context.Context, order []wicdapi.Service, running map[string]bool, start func(ctx context.Context, name string) error) ([]string, error) {
+	type result struct {
+		done    chan struct{}
+		started bool
+		err     error
+	}
+	results := make(map[string]*result, len(order))
+	for _, svc := range order {
+		results[svc.Name] = &result{done: make(chan struct{})}
+	}
+	var (
+		mu     sync.Mutex
+		failed bool
+		wg     sync.WaitGroup
+	)
+	for _, svc := range order {
+		r := results[svc.Name]
+		if running[svc.Name] {
+			close(r.done)
+			continue
+		}
+		wg.Go(func() {
+			defer close(r.done)
+			for _, d := range svc.Dependencies {
+				dep := results[d]
+				if dep == nil {
+					continue // not in the plan: startOrder refused that
+				}
+				<-dep.done
+				if dep.err != nil || (!dep.started && !running[d]) {
+					return // not started: neither is this one
+				}
+			}
+			mu.Lock()
+			stop := failed
+			mu.Unlock()
+			if stop {
+				return
+			}
+			if err := start(ctx, svc.Name); err != nil {
+				r.err = svcError("start", svc.Name, err)
+				mu.Lock()
+				failed = true
+				mu.Unlock()
+				return
+			}
+			r.started = true
+		})
+	}
+	wg.Wait()
+	var started []string
+	var first error
+	for _, svc := range order {
+		r := results[svc.Name]
+		if r.started {
+			started = append(started, svc.Name)
+		}
+		if r.err != nil && first == nil {
+			first = r.err
+		}
+	}
+	return started, first
 }

@@ -49,8 +49,8 @@ func inVersionFolder(p string) bool {
 func validateStagePlan(sp *wicdapi.StagePlan) error {
 	seen := map[string]bool{}
 	for _, c := range sp.Copies {
-		if !inVersionFolder(c.From) || !inVersionFolder(c.To) {
-			return fmt.Errorf("copy %q to %q: both must be files in a payload version's folder under %s", c.From, c.To, wicdapi.PayloadRoot)
+		if (!inVersionFolder(c.From) && !samePath(c.From, wicdapi.AgentPath)) || !inVersionFolder(c.To) {
+			return fmt.Errorf("copy %q to %q: both must be files in a payload version's folder under %s (the source may be %s)", c.From, c.To, wicdapi.PayloadRoot, wicdapi.AgentPath)
 		}
 		if samePath(c.From, c.To) {
 			return fmt.Errorf("copy %q onto itself", c.From)

@@ -103,6 +103,8 @@ func TestValidateStagePlan(t *testing.T) {
 	}{
 		{"empty", nil, ""},
 		{"valid", []wicdapi.StageCopy{ok, {From: ok.From, To: `C:\k\payload\v2\cni\host-local.exe`, SHA256: sum}}, ""},
+		{"the agent as the source", []wicdapi.StageCopy{{From: `c:\K\WICD.exe`, To: `C:\k\payload\v2\wicd.exe`, SHA256: sum}}, ""},
+		{"the staged agent as the source", []wicdapi.StageCopy{{From: wicdapi.AgentStagingPath, To: ok.To, SHA256: sum}}, "payload version's folder"},
 		{"target outside the payload", []wicdapi.StageCopy{{From: ok.From, To: `C:\Windows\System32\x.dll`, SHA256: sum}}, "payload version's folder"},
 		{"source outside the payload", []wicdapi.StageCopy{{From: `C:\k\bootstrap-kubeconfig`, To: ok.To, SHA256: sum}}, "payload version's folder"},
 		{"target is a version folder", []wicdapi.StageCopy{{From: ok.From, To: `C:\k\payload\v2`, SHA256: sum}}, "payload version's folder"},

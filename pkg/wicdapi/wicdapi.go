@@ -151,7 +151,9 @@ type StagePlan struct {
 // has SHA256 (CodeFileMismatch if not, CodeNotFound if From is missing),
 // writes a temporary file beside To, verifies it and renames it over To,
 // creating To's folders. From and To must be files under PayloadRoot
-// (CodeInvalidPlan otherwise).
+// (CodeInvalidPlan otherwise); From may also be AgentPath, whose bytes
+// are those of the payload's wicd.exe once the agent is current (an agent
+// before this rule refuses such a copy with CodeInvalidPlan).
 type StageCopy struct {
 	// From is an existing file, e.g. the same file in the applied
 	// version's folder.
