@@ -42,6 +42,10 @@ type joinResult struct {
 	// stalled counts hosts whose kubelet emulator did not report its
 	// Node Ready in time (see stallWatch).
 	stalled int
+	// phases split T(1) (N=1 runs only); floor is the least T(1) the
+	// settings allow.
+	phases []phaseShare
+	floor  joinFloor
 }
 
 // stallWatch notices hosts whose Node stays NotReady for 8s although the
@@ -174,7 +178,9 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 		fmt.Fprintf(f, "=== N=%d concurrency=%d %s\n", n, conc, time.Now().UTC().Format(time.RFC3339))
 		hostLog = &stampWriter{w: f}
 	}
+	tl := &timelines{}
 	env, err := localenv.Start(ctx, localenv.Options{
+		HostLogger:                tl.logger,
 		Hosts:                     n,
 		OperatorBinary:            c.operator,
 		MaxParallelConfigurations: int32(conc),
@@ -208,7 +214,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	}
 	res := &joinResult{hosts: n, concurrency: conc}
 	stalls := &stallWatch{since: map[string]time.Time{}, flagged: map[string]bool{}}
-	res.ready, err = waitAllReady(ctx, env, n, t0, c.joinTimeout, stalls)
+	res.ready, err = waitAllReady(ctx, env, n, t0, c.joinTimeout, stalls, tl)
 	res.stalled = len(stalls.flagged)
 	res.duration = time.Since(t0)
 	res.timedOut = err != nil
@@ -219,6 +225,17 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 		conns = append(conns, after[i].Connections-before[i].Connections)
 	}
 	res.bytesPerHost, res.connsPerHost = statOf(bytes).mean, statOf(conns).mean
+	if n == 1 && err == nil {
+		res.phases = joinPhases(tl.host(env.Hosts[0].Name), t0)
+		if res.floor, err = computeFloor(c, env); err != nil {
+			logf("Join N=%d concurrency=%d: floor: %v", n, conc, err)
+			err = nil
+		}
+		for _, p := range res.phases {
+			logf("  phase %-60s %8s  %3.0f %%", p.name, fmtDur(p.duration), 100*p.duration.Seconds()/res.duration.Seconds())
+		}
+		logf("  floor %s (transfer %s + %d sequential service starts %s)", fmtDur(res.floor.total()), fmtDur(res.floor.transfer), len(res.floor.chain), fmtDur(res.floor.starts))
+	}
 	if m, merr := readMemStatus(env.OperatorPID()); merr == nil {
 		res.operatorHWM = m.HWM
 	}
@@ -236,7 +253,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 
 // waitAllReady polls the WindowsInstances until n have a true Ready
 // condition. A benchmark's display loop, not a controller.
-func waitAllReady(ctx context.Context, env *localenv.Env, n int, t0 time.Time, timeout time.Duration, stalls *stallWatch) (int, error) {
+func waitAllReady(ctx context.Context, env *localenv.Env, n int, t0 time.Time, timeout time.Duration, stalls *stallWatch, tl *timelines) (int, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -251,6 +268,9 @@ func waitAllReady(ctx context.Context, env *localenv.Env, n int, t0 time.Time, t
 					ready++
 				}
 			}
+		}
+		if n == 1 && tl != nil {
+			noteProgress(ctx, env, list.Items, tl.host(env.Hosts[0].Name))
 		}
 		if ready != lastReady || time.Since(lastLog) > 15*time.Second {
 			phases := map[wmcov1.InstancePhase]int{}

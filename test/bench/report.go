@@ -189,6 +189,9 @@ func (r *report) results(heading string) string {
 	var b strings.Builder
 	if r.joins != nil {
 		fmt.Fprintf(&b, "%s 1. Join time\n\n%s\n%s\n", heading, r.joinTable(), r.joinDetails())
+		if p := r.phaseTable(); p != "" {
+			fmt.Fprintf(&b, "%s\n", p)
+		}
 	}
 	if r.idle != nil {
 		fmt.Fprintf(&b, "%s 2. Idle cost (N=%d, %s)\n\n%s\n", heading, r.idle[0].hosts, concName(r.cfg.concurrency[0]), r.idleTable())

@@ -104,7 +104,7 @@ func runUpgradePhase(ctx context.Context, c config, r *report, work string) erro
 		return err
 	}
 	stalls := &stallWatch{since: map[string]time.Time{}, flagged: map[string]bool{}}
-	if _, err := waitAllReady(ctx, env, n, time.Now(), c.joinTimeout, stalls); err != nil {
+	if _, err := waitAllReady(ctx, env, n, time.Now(), c.joinTimeout, stalls, nil); err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
 	var errs []error

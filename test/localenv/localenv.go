@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -85,6 +86,11 @@ type Options struct {
 	MachinePlatform configv1.PlatformType
 	// CloudLog receives the simulated cloud's log; nil discards.
 	CloudLog io.Writer
+	// HostLogger, when set, gives the logger of the simulated host of
+	// each name (winsim.Options.Logger): connections, commands and
+	// uploads at debug level (the benchmark times the join's phases by
+	// them).
+	HostLogger func(name string) *slog.Logger
 	// Namespace is the operator's namespace (default Namespace).
 	Namespace string
 	// Install, when set, installs the operator's CRDs, namespace and RBAC
@@ -296,9 +302,14 @@ func (e *Env) AddHosts(n int) ([]*Host, error) {
 		i := len(e.Hosts) + 1
 		ip := fmt.Sprintf("127.0.%d.%d", 100+i/250, 1+i%250)
 		name := fmt.Sprintf("win-%d", i)
+		var logger *slog.Logger
+		if e.opts.HostLogger != nil {
+			logger = e.opts.HostLogger(name)
+		}
 		h, err := winsim.Start(context.Background(), winsim.Options{
 			Hostname: strings.ToUpper(name), ListenAddress: ip + ":0",
 			IPAddresses: []netip.Addr{netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i%250+1))},
+			Logger:      logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start simulated host %s: %w", name, err)

@@ -175,6 +175,7 @@ func (h *Host) startProgram(boot *bootSession, fn func()) bool {
 // except that the line is simply split on spaces.
 func (h *Host) exec(ctx context.Context, user string, ch ssh.Channel, command string) {
 	h.commands.Add(1)
+	h.log.Debug("Command started", "command", command)
 	argv := strings.FieldsFunc(command, func(r rune) bool { return r == ' ' })
 	code := 0
 	if len(argv) > 0 {
@@ -220,7 +221,7 @@ func (h *Host) runProgram(ctx context.Context, p Program, inv *Invocation) (code
 
 // serveSFTP runs the SFTP subsystem on ch.
 func (h *Host) serveSFTP(user string, ch ssh.Channel) {
-	fsys := &sftpFS{disk: h.disk, noSpace: h.opts.ReportNoSpace, noPosixRename: h.opts.DisablePosixRename, home: "/C:/Users/" + user}
+	fsys := &sftpFS{disk: h.disk, noSpace: h.opts.ReportNoSpace, noPosixRename: h.opts.DisablePosixRename, home: "/C:/Users/" + user, log: h.log}
 	srv := sftp.NewRequestServer(ch, sftp.Handlers{FileGet: fsys, FilePut: fsys, FileCmd: fsys, FileList: fsys},
 		sftp.WithStartDirectory(fsys.home))
 	if err := srv.Serve(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"strings"
@@ -33,6 +34,7 @@ type sftpFS struct {
 	noSpace       bool   // report a full disk with SSH_FX_NO_SPACE_ON_FILESYSTEM
 	noPosixRename bool   // refuse posix-rename@openssh.com
 	home          string // the user's home directory, "/C:/Users/<user>"
+	log           *slog.Logger
 }
 
 var (
@@ -121,6 +123,9 @@ func (f *sftpFS) open(r *sftp.Request) (*handle, error) {
 	if err != nil {
 		return nil, f.status(err)
 	}
+	if flags.Write {
+		f.log.Debug("File opened for writing", "path", f.path(r.Filepath))
+	}
 	return &handle{fs: f, n: n, path: f.path(r.Filepath)}, nil
 }
 
@@ -180,7 +185,11 @@ func (f *sftpFS) PosixRename(r *sftp.Request) error {
 	if f.noPosixRename {
 		return sftp.ErrSSHFxOpUnsupported
 	}
-	return f.status(f.disk.Rename(f.path(r.Filepath), f.path(r.Target), true))
+	err := f.disk.Rename(f.path(r.Filepath), f.path(r.Target), true)
+	if err == nil {
+		f.log.Debug("File renamed", "from", f.path(r.Filepath), "to", f.path(r.Target))
+	}
+	return f.status(err)
 }
 
 // StatVFS implements sftp.StatVFSFileCmder.
