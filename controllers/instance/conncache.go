@@ -43,6 +43,14 @@ func newConnKey(t remote.Target) connKey {
 // connCache holds at most one idle connection per instance. A reconcile
 // takes its instance's connection out (so it is never used by two at
 // once) and puts it back when it ends well; everything else closes it.
+// A kept connection was authenticated with the pinned host key: a host
+// key that changes later (a reinstalled host, an sshd restarted with a
+// new key) is seen at the next connection, at most connIdleTimeout
+// after the last reconcile. Kept connections count against
+// maxParallelConfigurations: a
+// reconcile that has to dial first closes the least recently used ones
+// (reconcileConnection), so no more connections are open than hosts may
+// be configured at once.
 // The zero value is not usable; a nil *connCache keeps nothing.
 type connCache struct {
 	idle time.Duration
@@ -101,7 +109,22 @@ func (c *connCache) put(instance string, key connKey, s remote.Session, now time
 		closing = append(closing, old.session)
 	}
 	c.entries[instance] = e
-	for len(c.entries) > c.size {
+	c.mu.Unlock()
+	for _, s := range closing {
+		_ = s.Close()
+	}
+	c.trim(c.size)
+}
+
+// trim closes the least recently used kept connections until at most keep
+// are left.
+func (c *connCache) trim(keep int) {
+	if c == nil {
+		return
+	}
+	var closing []remote.Session
+	c.mu.Lock()
+	for len(c.entries) > max(keep, 0) {
 		var oldest string
 		for name, x := range c.entries {
 			if oldest == "" || x.used.Before(c.entries[oldest].used) {

@@ -120,6 +120,22 @@ func TestConnCacheCloses(t *testing.T) {
 	g.Expect(c.take("b", key, "")).To(BeIdenticalTo(b))
 	g.Expect(c.take("d", key, "")).To(BeIdenticalTo(d))
 
+	// trim keeps the most recently used ones.
+	c = newConnCache(time.Hour, 4)
+	a, b, d = cacheDial(t, target), cacheDial(t, target), cacheDial(t, target)
+	c.put("a", key, a, now)
+	c.put("b", key, b, now.Add(time.Second))
+	c.put("d", key, d, now.Add(2*time.Second))
+	c.trim(1)
+	g.Expect(c.len()).To(Equal(1))
+	g.Expect(remote.Alive(a)).To(BeFalse())
+	g.Expect(remote.Alive(b)).To(BeFalse())
+	g.Expect(c.take("d", key, "")).To(BeIdenticalTo(d))
+	c.put("d", key, d, now)
+	c.trim(-1)
+	g.Expect(c.len()).To(BeZero())
+	g.Expect(remote.Alive(d)).To(BeFalse())
+
 	// Putting a second connection for an instance closes the first.
 	c = newConnCache(time.Hour, 4)
 	a, b = cacheDial(t, target), cacheDial(t, target)

@@ -217,8 +217,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	s := &scope{wi: wi, base: wi.DeepCopy(), log: ctrl.LoggerFrom(ctx)}
 	defer func() {
-		r.endSession(s, retErr)
 		summarize(wi, !wi.DeletionTimestamp.IsZero(), s.waitingSlot)
+		r.endSession(s, retErr)
 		if stalled(wi) {
 			// Terminal: this generation was observed and is stuck.
 			wi.Status.ObservedGeneration = wi.Generation

@@ -207,6 +207,9 @@ func TestChangedHostKeyIsNotTrusted(t *testing.T) {
 
 	_, err := h.Host.RotateHostKey()
 	g.Expect(err).NotTo(HaveOccurred())
+	// A new host key takes an sshd restart (or another machine at the
+	// address): the connection the operator kept from the join ends.
+	h.Host.ResetConnections()
 	commands := h.Host.Stats().Commands
 	// Any spec-level change brings a reconcile; a label is the least.
 	wi := &wmcov1.WindowsInstance{}

@@ -73,6 +73,10 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 		setReachableCondition(wi, outcome{ok: true, reason: ReasonConnected, message: "connected over SSH"})
 		return ctrl.Result{}, nil
 	}
+	// Kept connections and the ones in use stay within the hosts that
+	// may be configured at once (this reconcile's slot included).
+	held, limit := r.slots.usage()
+	r.conns.trim(limit - held)
 	s.log.V(1).Info("Connecting", "address", wi.Spec.Address, "port", port)
 	// While the Secret's key is rotated in, the host may accept only the
 	// key it accepted before: dialHost (keys.go) falls back to it.

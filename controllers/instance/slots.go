@@ -63,6 +63,13 @@ func (s *slots) tryAcquire(name string) bool {
 
 // release frees the instance's slot and wakes as many waiters as there
 // are free slots.
+// usage is how many slots are held and the limit.
+func (s *slots) usage() (held, limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held), s.limit
+}
+
 func (s *slots) release(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
