@@ -57,17 +57,19 @@ var weights = []struct {
 	op string
 	w  int
 }{
-	{opAdd, 4}, {opRemove, 3}, {opRename, 2}, {opReboot, 3}, {opDrop, 4},
+	{opAdd, 5}, {opRemove, 3}, {opRename, 2}, {opReboot, 3}, {opDrop, 4},
 	{opOperator, 2}, {opAPIServer, 1}, {opTouchConfig, 2}, {opForeignCSR, 2},
 }
 
-// Bounds of the schedule: at most this many of a disruptive kind in a
-// window, and the pause between two operations.
+// Bounds of the schedule: the pause between two operations, and how many
+// operations at least come between two restarts of the operator or of the
+// API server (counted in operations, not time, so that the schedule
+// depends on the seed alone).
 const (
 	minPause          = 3 * time.Second
 	maxPause          = 9 * time.Second
-	operatorEvery     = 45 * time.Second
-	apiServerEvery    = 90 * time.Second
+	operatorEvery     = 8
+	apiServerEvery    = 15
 	maxRebootingHosts = 2
 	settleTimeout     = 5 * time.Minute
 )
@@ -88,8 +90,9 @@ type soak struct {
 
 	ops            map[string]int
 	skipped        map[string]int
-	lastOperator   time.Time
-	lastAPIServer  time.Time
+	n              int // operations drawn
+	lastOperator   int
+	lastAPIServer  int
 	graceful       int
 	wncToggle      bool
 	peakRSS        int64
@@ -264,6 +267,7 @@ func (s *soak) do(ctx context.Context, op string) error {
 	// Draw from the random source the same way whatever the state, so
 	// the schedule depends on the seed alone.
 	pickN := s.rng.IntN(1 << 20)
+	s.n++
 	skip := func() error { s.skipped[op]++; return nil }
 	choose := func(l []*localenv.Host) *localenv.Host { return l[pickN%len(l)] }
 	switch op {
@@ -271,10 +275,9 @@ func (s *soak) do(ctx context.Context, op string) error {
 		var h *localenv.Host
 		switch {
 		case len(unlisted) > 0:
+			// Possibly one still being deconfigured: listed again
+			// meanwhile, it must join again once that is done.
 			h = choose(unlisted)
-			if gone, err := s.instanceGone(ctx, h); err != nil || !gone {
-				return skip() // still being deconfigured
-			}
 		case len(s.hosts) < 2*len(s.env.Hosts) && len(s.hosts) < 12:
 			added, err := s.env.AddHosts(1)
 			if err != nil {
@@ -292,7 +295,7 @@ func (s *soak) do(ctx context.Context, op string) error {
 		s.mu.Unlock()
 		logf("%s %s", op, h.Name)
 	case opRemove:
-		if len(listed) <= 1 {
+		if len(listed) <= 2 {
 			return skip()
 		}
 		h := choose(listed)
@@ -354,10 +357,10 @@ func (s *soak) do(ctx context.Context, op string) error {
 		s.ops[op]++
 		return nil
 	case opOperator:
-		if time.Since(s.lastOperator) < operatorEvery {
+		if s.n-s.lastOperator < operatorEvery {
 			return skip()
 		}
-		s.lastOperator = time.Now()
+		s.lastOperator = s.n
 		if pickN%2 == 0 {
 			logf("%s: SIGKILL (the supervisor restarts it)", op)
 			s.env.KillOperator()
@@ -372,10 +375,10 @@ func (s *soak) do(ctx context.Context, op string) error {
 		s.ops[op]++
 		return nil
 	case opAPIServer:
-		if time.Since(s.lastAPIServer) < apiServerEvery {
+		if s.n-s.lastAPIServer < apiServerEvery {
 			return skip()
 		}
-		s.lastAPIServer = time.Now()
+		s.lastAPIServer = s.n
 		logf("%s", op)
 		if err := s.env.Cluster.RestartAPIServer(ctx, s.env.Cluster.APIServerVersion()); err != nil {
 			return err
@@ -407,24 +410,6 @@ func (s *soak) do(ctx context.Context, op string) error {
 	}
 	s.ops[op]++
 	return s.writeInventory(ctx)
-}
-
-// instanceGone reports whether the host's instance no longer exists.
-func (s *soak) instanceGone(ctx context.Context, h *localenv.Host) (bool, error) {
-	err := s.env.Client.Get(ctx, client.ObjectKey{Name: h.IP}, &wmcov1.WindowsInstance{})
-	if err == nil {
-		return false, nil
-	}
-	var list wmcov1.WindowsInstanceList
-	if err := s.env.Client.List(ctx, &list); err != nil {
-		return false, err
-	}
-	for _, wi := range list.Items {
-		if wi.Spec.Address == h.IP {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // writeInventory writes the listed hosts into the windows-instances
