@@ -256,6 +256,17 @@ fuzz-short: ## Run every fuzz target for FUZZ_SHORT_TIME each (default 10s), for
 test-e2e: setup-envtest operator ## Run the e2e suite (test/e2e) on the local provider; WMCO_E2E_PROVIDER=byoh for a real cluster and hosts.
 	$(GO) test -tags e2e ./test/e2e/... $(E2E_FLAGS)
 
+.PHONY: test-faults
+test-faults: setup-envtest operator ## Run the fault matrix (test/faults): each fault mid-join and mid-upgrade on simulated hosts, invariants checked throughout; prints the table.
+	$(GO) test -tags faults -count=1 -v -timeout 15m ./test/faults/... -run TestFaultMatrix $(FAULTS_FLAGS)
+
+.PHONY: soak
+SOAK_DURATION ?= 30m
+SOAK_SEED ?= 1
+SOAK_HOSTS ?= 6
+soak: setup-envtest operator ## Churn soak (test/soak, not in CI): SOAK_HOSTS hosts under a random schedule from SOAK_SEED for SOAK_DURATION (default 30m), invariants checked throughout; prints operations, violations, restarts, RSS and goroutines.
+	$(GO) run ./test/soak --operator bin/operator --duration $(SOAK_DURATION) --seed $(SOAK_SEED) --hosts $(SOAK_HOSTS)
+
 .PHONY: test-windows-api
 test-windows-api: ## Run the agent's Windows backend under Wine (needs wine64 and gcc-mingw-w64-x86-64; about 1-2 min warm).
 	WMCO_WINE_REQUIRED=1 $(GO) test -tags wine -count=1 -v -timeout 10m ./test/wine/...

@@ -196,6 +196,9 @@ type Host struct {
 	conns           map[*simConn]struct{}
 	downTimer       *time.Timer
 
+	// obs hears of requests as they run (Observe).
+	obs observers
+
 	received, sent                                       atomic.Int64
 	connections, sessions, commands, authFailures, boots atomic.Int64
 }

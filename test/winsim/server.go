@@ -181,6 +181,7 @@ func (h *Host) exec(ctx context.Context, user string, ch ssh.Channel, command st
 	if len(argv) > 0 {
 		prog, path, ok := h.lookupProgram(argv[0])
 		if ok {
+			ended := h.obs.request(Request{Kind: "exec", User: user, Args: argv})
 			code = h.runProgram(ctx, prog, &Invocation{
 				Host:   h,
 				User:   user,
@@ -190,6 +191,7 @@ func (h *Host) exec(ctx context.Context, user string, ch ssh.Channel, command st
 				Stdout: ch,
 				Stderr: ch.Stderr(),
 			})
+			ended()
 		} else {
 			_, _ = ch.Stderr().Write([]byte(notRecognized(argv[0])))
 			code = 1
@@ -221,7 +223,8 @@ func (h *Host) runProgram(ctx context.Context, p Program, inv *Invocation) (code
 
 // serveSFTP runs the SFTP subsystem on ch.
 func (h *Host) serveSFTP(user string, ch ssh.Channel) {
-	fsys := &sftpFS{disk: h.disk, noSpace: h.opts.ReportNoSpace, noPosixRename: h.opts.DisablePosixRename, home: "/C:/Users/" + user, log: h.log}
+	defer h.obs.request(Request{Kind: "sftp", User: user})()
+	fsys := &sftpFS{obs: &h.obs, disk: h.disk, noSpace: h.opts.ReportNoSpace, noPosixRename: h.opts.DisablePosixRename, home: "/C:/Users/" + user, log: h.log}
 	srv := sftp.NewRequestServer(ch, sftp.Handlers{FileGet: fsys, FilePut: fsys, FileCmd: fsys, FileList: fsys},
 		sftp.WithStartDirectory(fsys.home))
 	if err := srv.Serve(); err != nil {

@@ -30,6 +30,7 @@ func (noSpaceError) Unwrap() error { return fxNoSpaceOnFilesystem }
 // sftpFS serves the SFTP request server from a Disk, as Windows OpenSSH's
 // sftp-server serves NTFS.
 type sftpFS struct {
+	obs           *observers
 	disk          *Disk
 	noSpace       bool   // report a full disk with SSH_FX_NO_SPACE_ON_FILESYSTEM
 	noPosixRename bool   // refuse posix-rename@openssh.com
@@ -100,6 +101,14 @@ func (f *sftpFS) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 }
 
 func (f *sftpFS) open(r *sftp.Request) (*handle, error) {
+	h, err := f.openLocked(r)
+	if err == nil && r.Pflags().Creat && f.obs != nil {
+		f.obs.fileCreated(h.path)
+	}
+	return h, err
+}
+
+func (f *sftpFS) openLocked(r *sftp.Request) (*handle, error) {
 	flags := r.Pflags()
 	d := f.disk
 	d.mu.Lock()

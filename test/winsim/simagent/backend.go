@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openwmco/wmco/pkg/wicd"
@@ -129,8 +130,8 @@ func (f diskFiles) Walk(root string, fn func(string, fs.FileInfo) error) error {
 // system answers from the host's facts and keeps feature state.
 type system struct {
 	host *winsim.Host
-	// clockSkew is added to the real clock.
-	clockSkew time.Duration
+	// clockSkew is added to the real clock (nanoseconds; SetClockSkew).
+	clockSkew atomic.Int64
 
 	mu       sync.Mutex
 	features map[string]bool
@@ -140,7 +141,7 @@ type system struct {
 
 func (s *system) Hostname() (string, error) { return s.host.Facts().Hostname, nil }
 func (s *system) OSBuild() (int, error)     { return s.host.Facts().OSBuild, nil }
-func (s *system) Now() time.Time            { return time.Now().Add(s.clockSkew) }
+func (s *system) Now() time.Time            { return time.Now().Add(time.Duration(s.clockSkew.Load())) }
 
 func (s *system) Addresses() ([]string, error) {
 	addrs := slices.Clone(s.host.Facts().IPAddresses)

@@ -133,12 +133,13 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 		opts.Log = io.Discard
 	}
 	n := &Node{Host: h, opts: opts,
-		system:   &system{host: h, clockSkew: opts.ClockSkew, features: map[string]bool{wicd.FeatureContainers: !opts.ContainersFeatureDisabled}, pending: map[string]bool{}},
+		system:   &system{host: h, features: map[string]bool{wicd.FeatureContainers: !opts.ContainersFeatureDisabled}, pending: map[string]bool{}},
 		hns:      &hns{networks: map[string]bool{}, host: h, resets: opts.NetworkDeleteResetsConnections},
 		firewall: &firewall{rules: map[string]wicdapi.FirewallRule{}},
 		defender: &defender{present: opts.DefenderPresent},
 		roots:    &rootStore{certs: map[string][]byte{}},
 	}
+	n.system.clockSkew.Store(int64(opts.ClockSkew))
 	n.Services = newServiceManager(h, map[string]Process{
 		"kubelet.exe":             n.runKubelet,
 		"wicd.exe":                n.runAgentService,
@@ -167,6 +168,13 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 	}
 	return n, nil
 }
+
+// SetClockSkew sets the host's clock off the real one by d from now on
+// (Options.ClockSkew at install), as a host whose time service lost its
+// source drifts: what the agent reads as the time (its facts and
+// preflight's clock check) follows. The kubelet emulator keeps the real
+// clock.
+func (n *Node) SetClockSkew(d time.Duration) { n.system.clockSkew.Store(int64(d)) }
 
 // Backend is the agent's view of this host, for tests that call pkg/wicd
 // directly.

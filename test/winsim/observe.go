@@ -1,0 +1,89 @@
+package winsim
+
+import (
+	"slices"
+	"sync"
+)
+
+// Request is one client request the host serves: an exec'd command line or
+// an SFTP session.
+type Request struct {
+	// Kind is "exec" or "sftp".
+	Kind string
+	// User is the account the client logged in as.
+	User string
+	// Args is the command line split as the host runs it (exec only).
+	Args []string
+}
+
+// Observer hears of a host's activity as it happens, so that a test can
+// inject a fault at a precise moment (reboot while the agent applies a
+// plan, fill the disk once the payload transfer has begun) or count what
+// runs at once. Its functions run on the host's serving goroutines and
+// must return promptly: one that takes the host down (Reboot, Close) must
+// do so from a goroutine of its own, since Reboot waits for the running
+// programs, the caller among them.
+type Observer struct {
+	// Request, when set, is called as an exec request's program or an
+	// SFTP session starts; the function it returns (nil for none) is
+	// called when the program has returned (before its exit status is
+	// sent) or the session has ended.
+	Request func(Request) (ended func())
+	// FileCreated, when set, is called when an SFTP client has created a
+	// file (the path as the client named it, e.g. `C:/k/x.tmp`), before
+	// any of its content is written.
+	FileCreated func(path string)
+}
+
+// observers is the host's list of observers.
+type observers struct {
+	mu   sync.Mutex
+	list []*Observer
+}
+
+// Observe adds o to the host's observers until the returned function is
+// called.
+func (h *Host) Observe(o Observer) (remove func()) {
+	p := &o
+	h.obs.mu.Lock()
+	h.obs.list = append(h.obs.list, p)
+	h.obs.mu.Unlock()
+	return func() {
+		h.obs.mu.Lock()
+		defer h.obs.mu.Unlock()
+		h.obs.list = slices.DeleteFunc(h.obs.list, func(x *Observer) bool { return x == p })
+	}
+}
+
+func (o *observers) snapshot() []*Observer {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.list)
+}
+
+// request tells the observers a request starts and returns what to call
+// when it ends.
+func (o *observers) request(r Request) (ended func()) {
+	var ends []func()
+	for _, ob := range o.snapshot() {
+		if ob.Request != nil {
+			if end := ob.Request(r); end != nil {
+				ends = append(ends, end)
+			}
+		}
+	}
+	return func() {
+		for _, end := range ends {
+			end()
+		}
+	}
+}
+
+// fileCreated tells the observers an SFTP client created a file.
+func (o *observers) fileCreated(path string) {
+	for _, ob := range o.snapshot() {
+		if ob.FileCreated != nil {
+			ob.FileCreated(path)
+		}
+	}
+}
