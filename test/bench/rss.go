@@ -78,7 +78,7 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 // settleMin, then until VmHWM has not grown for 20s, at most settleMax),
 // reads its memory and stops it.
 func measureOperator(ctx context.Context, c config, p *plane) (memStatus, time.Duration, error) {
-	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir)
+	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir, c.operatorArgs...)
 	if err != nil {
 		return memStatus{}, 0, err
 	}
