@@ -285,28 +285,47 @@ func (r *Reconciler) describe(ctx context.Context, wi *wmcov1.WindowsInstance, n
 		Addresses: wi.Status.Host.Addresses,
 		Hostname:  wi.Status.Host.Hostname,
 	}
-	ids, err := r.tokens.Identities(ctx, wi.Name)
-	if err != nil {
-		return csr.Instance{}, err
+	// The two live reads go out together: a decision waits for the
+	// slower, not for both in turn.
+	var (
+		ids    []csr.BootstrapIdentity
+		idsErr error
+		done   = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		ids, idsErr = r.tokens.Identities(ctx, wi.Name)
+	}()
+	state, nodeErr := r.nodeState(ctx, wi, nodeName)
+	<-done
+	if idsErr != nil {
+		return csr.Instance{}, idsErr
 	}
-	inst.BootstrapIdentities = ids
+	if nodeErr != nil {
+		return csr.Instance{}, nodeErr
+	}
+	inst.BootstrapIdentities, inst.Node = ids, state
+	return inst, nil
+}
+
+// nodeState is what is known of the Node named nodeName: owned when the
+// cache holds it labelled as the instance's, else what a live read says.
+func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, nodeName string) (csr.NodeState, error) {
 	node := &corev1.Node{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: nodeName}, node); err == nil && node.Labels[wmcov1.LabelInstance] == wi.Name {
-		inst.Node = csr.NodeOwned
-		return inst, nil
+		return csr.NodeOwned, nil
 	}
 	node = &corev1.Node{}
 	switch err := r.APIReader.Get(ctx, client.ObjectKey{Name: nodeName}, node); {
 	case apierrors.IsNotFound(err):
-		inst.Node = csr.NodeAbsent
+		return csr.NodeAbsent, nil
 	case err != nil:
-		return csr.Instance{}, fmt.Errorf("get Node %s: %w", nodeName, err)
+		return csr.NodeAbsent, fmt.Errorf("get Node %s: %w", nodeName, err)
 	case core.OwnsNode(wi, node):
-		inst.Node = csr.NodeOwned
+		return csr.NodeOwned, nil
 	default:
-		inst.Node = csr.NodeForeign
+		return csr.NodeForeign, nil
 	}
-	return inst, nil
 }
 
 // announce records the decision as an Event on the CSR and, when the
