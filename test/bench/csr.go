@@ -19,7 +19,10 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -196,7 +199,12 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	if err != nil {
 		return nil, err
 	}
-	w, err := p.clientset.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	// A retrying watch: a burst of 1,000 outlasts a single watch request
+	// on a loaded API server; it resumes from the last event seen.
+	csrs := p.clientset.CertificatesV1().CertificateSigningRequests()
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return csrs.Watch(ctx, o) },
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -67,13 +67,17 @@ type config struct {
 
 	// profile has the operator serve pprof and fetches CPU and heap
 	// profiles of the CSR bursts and the join runs (profile.go).
-	profile        bool
+	profile    bool
 	profileFor time.Duration
 	// operatorArgs are added to the operator's flags in the CSR and
 	// memory phases.
 	operatorArgs []string
 
 	upgradeHosts int
+
+	// rssJoinHosts is the join whose operator peak the memory phase
+	// reports (0: none).
+	rssJoinHosts int
 
 	linuxNodes, windowsNodes, pods, namespaces, workers int
 	settleMin, settleMax                                time.Duration
@@ -146,6 +150,7 @@ func main() {
 	flag.BoolVar(&c.profile, "profile", os.Getenv("BENCH_PROFILE") == "1", "have the operator serve pprof on loopback and keep CPU and heap profiles of each CSR burst and the 10-host join runs in "+profileDir+"/, with their top entries in the report (also BENCH_PROFILE=1)")
 	flag.DurationVar(&c.profileFor, "profile-for", 20*time.Second, "length of each CPU profile, from the start of the burst or join")
 	flag.StringVar(&operatorArgs, "operator-args", "", "extra operator flags for the CSR and memory phases, space-separated (e.g. --kube-api-qps=0)")
+	flag.IntVar(&c.rssJoinHosts, "rss-join-hosts", 50, "the memory phase also reports the operator's peak RSS during a join of this many hosts (a fresh environment; 0 skips it)")
 	flag.IntVar(&c.linuxNodes, "linux-nodes", 5000, "Linux Nodes of the memory phase")
 	flag.IntVar(&c.windowsNodes, "windows-nodes", 500, "Windows Nodes (labelled as the operator's) of the memory phase")
 	flag.IntVar(&c.pods, "pods", 20000, "Pods of the memory phase, bound to the Nodes round-robin")

@@ -179,6 +179,9 @@ func (r *report) rssTable() string {
 	t := &table{head: []string{"cluster", "Linux Nodes", "Windows Nodes", "Pods", "operator VmHWM (peak RSS)", "VmRSS after settling", "settled for"}}
 	t.add("empty", "0", "0", "0", fmtBytes(m.empty.HWM), fmtBytes(m.empty.RSS), fmtDur(m.settleEmpty))
 	t.add("loaded", fmt.Sprint(m.linuxNodes), fmt.Sprint(m.windowsNodes), fmt.Sprint(m.pods), fmtBytes(m.loaded.HWM), fmtBytes(m.loaded.RSS), fmtDur(m.settleLoaded))
+	if j := m.join; j != nil {
+		t.add(fmt.Sprintf("joining %d hosts (%d/%d Ready after %s)", j.hosts, j.ready, j.hosts, fmtDur(j.duration)), "0", fmt.Sprint(j.ready), "0", fmtBytes(j.operatorHWM), "", "")
+	}
 	return t.String()
 }
 
