@@ -6,6 +6,8 @@ import (
 	"time"
 
 	configv1 "github.com/openshift/api/config/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -67,6 +69,37 @@ type Options struct {
 	MachineAccessTimeout time.Duration
 	// MachineSSHPort is the SSH port of Machine hosts (default 22).
 	MachineSSHPort int32
+}
+
+// CacheTransform trims every object the manager's cache keeps to what the
+// operator reads: managed fields and the last-applied-configuration
+// annotation go from every object, and from Nodes also the status
+// fields no controller reads (images, volumes, daemon endpoints,
+// capacity). The cached copies are read-only: every write is a patch
+// computed between two such copies, or a status write of the operator's
+// own objects, so nothing is written back without the fields dropped.
+// Set it as the cache's DefaultTransform.
+func CacheTransform(obj any) (any, error) {
+	// An informer hands over tombstones of deleted objects too.
+	if acc, err := meta.Accessor(obj); err == nil {
+		acc.SetManagedFields(nil)
+		if a := acc.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+				acc.SetAnnotations(a)
+			}
+		}
+	}
+	if n, ok := obj.(*corev1.Node); ok {
+		n.Status.Images = nil
+		n.Status.VolumesInUse = nil
+		n.Status.VolumesAttached = nil
+		n.Status.DaemonEndpoints = corev1.NodeDaemonEndpoints{}
+		n.Status.Capacity = nil
+		n.Status.Allocatable = nil
+		n.Status.Config = nil
+	}
+	return obj, nil
 }
 
 // Setup adds every controller of the operator to the manager.

@@ -14,6 +14,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/rest"
 
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/testpayload"
@@ -96,5 +97,68 @@ func TestVerbosityIsCapped(t *testing.T) {
 		if got != tc.enabled {
 			t.Errorf("asked for %v: level %v enabled = %v, want %v", tc.asked, tc.level, got, tc.enabled)
 		}
+	}
+}
+
+// Profiles are served on loopback only: a profile is not authenticated.
+func TestCheckLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"", true},
+		{"0", true},
+		{"127.0.0.1:6060", true},
+		{"127.8.0.1:6060", true},
+		{"[::1]:6060", true},
+		{"localhost:6060", true},
+		{":6060", false},
+		{"0.0.0.0:6060", false},
+		{"[::]:6060", false},
+		{"10.0.0.1:6060", false},
+		{"example.com:6060", false},
+		{"localhost.example.com:6060", false},
+		{"127.0.0.1", false},
+	} {
+		t.Run(tc.addr, func(t *testing.T) {
+			g := NewWithT(t)
+			err := checkLoopback(tc.addr)
+			if tc.ok {
+				g.Expect(err).NotTo(HaveOccurred())
+			} else {
+				g.Expect(err).To(HaveOccurred())
+			}
+		})
+	}
+}
+
+// --kube-api-qps 0 leaves the limit to the API server; otherwise both
+// flags land in the client config.
+func TestApplyClientLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		qps       float64
+		burst     int
+		wantQPS   float32
+		wantBurst int
+		wantErr   bool
+	}{
+		{name: "defaults", qps: defaultKubeQPS, burst: defaultKubeBurst, wantQPS: defaultKubeQPS, wantBurst: defaultKubeBurst},
+		{name: "no client limit", qps: 0, burst: 50, wantQPS: -1, wantBurst: 0},
+		{name: "negative rate", qps: -1, burst: 10, wantErr: true},
+		{name: "no burst", qps: 10, burst: 0, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			cfg := &rest.Config{QPS: -1}
+			err := applyClientLimits(cfg, tc.qps, tc.burst)
+			if tc.wantErr {
+				g.Expect(err).To(HaveOccurred())
+				return
+			}
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(cfg.QPS).To(Equal(tc.wantQPS))
+			g.Expect(cfg.Burst).To(Equal(tc.wantBurst))
+		})
 	}
 }

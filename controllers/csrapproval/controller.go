@@ -73,14 +73,23 @@ const (
 // condition, and re-evaluates them when a WindowsInstance learns its node
 // name or addresses and when a Node appears or changes owner, so nothing
 // waits for a resync.
+//
+// A decision reads the CSR and the instance from the manager's cache (the
+// instance through an index by node name, so a burst of CSRs costs no list
+// of every instance) and makes live reads only where a cache could turn
+// the verdict: the bootstrap credentials of the one instance the CSR names
+// (issued moments before the CSR they authenticate), and the Node of that
+// name unless the cache holds it labelled as this instance's (the cache
+// holds only the operator's labelled Nodes, so it cannot tell a Node that
+// does not exist from a foreign or just registered one).
 type Reconciler struct {
 	// Client reads CSRs, WindowsInstances and Nodes from the manager's
-	// cache and writes approvals.
+	// cache and writes approvals. It must be the manager's client: the
+	// instances are looked up through the cache's node-name index.
 	Client client.Client
-	// APIReader reads without the cache. Approval and denial are final,
-	// so they are decided again on a live view before they are written:
-	// a cache can lag a Node that has just registered. It also reads the
-	// bootstrap credentials when Tokens has no Reader of its own.
+	// APIReader reads without the cache: the Node a CSR names when the
+	// cache does not hold it as the instance's, and the bootstrap
+	// credentials when Tokens has no Reader of its own.
 	// Default: the manager's API reader.
 	APIReader client.Reader
 	Config    core.Config
@@ -121,6 +130,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.Recorder = core.Recorder(r.Recorder)
 	r.tokens = r.Tokens.ReadingFrom(r.APIReader)
 	r.seen = newCSRDecisionMemory(metrics.CSRDecisions)
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &wmcov1.WindowsInstance{}, instanceNodeNameIndex, indexInstanceNodeName); err != nil {
+		return fmt.Errorf("CSR approver: index WindowsInstances by node name: %w", err)
+	}
 
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("csr-approver").
@@ -129,15 +141,33 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(csrInstanceChangedPredicate())).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRs),
 			builder.WithPredicates(csrNodeChangedPredicate())).
-		// Each decision makes a few live reads; a burst of joining hosts
-		// should not queue behind one worker. Decisions on one CSR are
-		// still serialised by the workqueue.
+		// Each decision waits on two or three API requests; a burst of
+		// joining hosts should not queue behind a few workers. Decisions
+		// on one CSR are still serialised by the workqueue.
 		WithOptions(controller.Options{MaxConcurrentReconciles: csrWorkers}).
 		Complete(r)
 }
 
-// csrWorkers is how many CSRs are decided at once.
-const csrWorkers = 8
+// csrWorkers is how many CSRs are decided at once: enough to keep the
+// API server busy with a burst of a few hundred (make bench), while each
+// worker mostly waits on the network.
+const csrWorkers = 32
+
+// instanceNodeNameIndex indexes WindowsInstances by the node name they
+// register as (core.NodeName); instances being deleted are left out, as
+// they get no certificates.
+const instanceNodeNameIndex = "wmco.io/csr-node-name"
+
+func indexInstanceNodeName(o client.Object) []string {
+	wi, ok := o.(*wmcov1.WindowsInstance)
+	if !ok || !wi.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	if n := core.NodeName(wi); n != "" {
+		return []string{n}
+	}
+	return nil
+}
 
 // Reconcile evaluates one pending kubelet CSR and approves it, denies it
 // or leaves it pending with an Event saying why.
@@ -157,14 +187,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 
-	d, wi, err := r.evaluate(ctx, c, r.Client)
+	d, wi, err := r.evaluate(ctx, c)
 	if err != nil {
 		return ctrl.Result{}, err
-	}
-	if d.Verdict == csr.Approve || d.Verdict == csr.Deny {
-		if d, wi, err = r.evaluate(ctx, c, r.APIReader); err != nil {
-			return ctrl.Result{}, err
-		}
 	}
 	log = log.WithValues("verdict", d.Verdict.String(), "instance", d.Instance, "username", c.Spec.Username)
 
@@ -210,18 +235,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
-// evaluate applies the rules to the CSR with what reader knows of the
-// WindowsInstances and Nodes. It returns the instance the decision names.
-func (r *Reconciler) evaluate(ctx context.Context, c *certificatesv1.CertificateSigningRequest, reader client.Reader) (csr.Decision, *wmcov1.WindowsInstance, error) {
-	var list wmcov1.WindowsInstanceList
-	if err := reader.List(ctx, &list); err != nil {
-		return csr.Decision{}, nil, fmt.Errorf("list WindowsInstances: %w", err)
-	}
+// evaluate applies the rules to the CSR with what is known of the
+// WindowsInstance and Node it names. It returns the instance the decision
+// names.
+func (r *Reconciler) evaluate(ctx context.Context, c *certificatesv1.CertificateSigningRequest) (csr.Decision, *wmcov1.WindowsInstance, error) {
 	var (
 		matched   *wmcov1.WindowsInstance
 		lookupErr error
 	)
 	lookup := func(nodeName string) (csr.Instance, bool) {
+		var list wmcov1.WindowsInstanceList
+		if err := r.Client.List(ctx, &list, client.MatchingFields{instanceNodeNameIndex: nodeName}); err != nil {
+			lookupErr = fmt.Errorf("list WindowsInstances of node %s: %w", nodeName, err)
+			return csr.Instance{}, false
+		}
 		wi, err := csrInstanceFor(list.Items, nodeName)
 		if err != nil {
 			ctrl.LoggerFrom(ctx).Info("Cannot tie CSR to one WindowsInstance", "node", nodeName, "reason", err.Error())
@@ -230,7 +257,7 @@ func (r *Reconciler) evaluate(ctx context.Context, c *certificatesv1.Certificate
 		if wi == nil {
 			return csr.Instance{}, false
 		}
-		inst, err := r.describe(ctx, reader, wi, nodeName)
+		inst, err := r.describe(ctx, wi, nodeName)
 		if err != nil {
 			lookupErr = err
 			return csr.Instance{}, false
@@ -249,31 +276,56 @@ func (r *Reconciler) evaluate(ctx context.Context, c *certificatesv1.Certificate
 }
 
 // describe is what the rules need to know of the instance that registers
-// as nodeName.
-func (r *Reconciler) describe(ctx context.Context, reader client.Reader, wi *wmcov1.WindowsInstance, nodeName string) (csr.Instance, error) {
+// as nodeName: its bootstrap credentials read live, its Node from the
+// cache when the cache holds it as this instance's, else read live.
+func (r *Reconciler) describe(ctx context.Context, wi *wmcov1.WindowsInstance, nodeName string) (csr.Instance, error) {
 	inst := csr.Instance{
 		Name:      wi.Name,
 		NodeName:  nodeName,
 		Addresses: wi.Status.Host.Addresses,
 		Hostname:  wi.Status.Host.Hostname,
 	}
-	ids, err := r.tokens.Identities(ctx, wi.Name)
-	if err != nil {
-		return csr.Instance{}, err
+	// The two live reads go out together: a decision waits for the
+	// slower, not for both in turn.
+	var (
+		ids    []csr.BootstrapIdentity
+		idsErr error
+		done   = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		ids, idsErr = r.tokens.Identities(ctx, wi.Name)
+	}()
+	state, nodeErr := r.nodeState(ctx, wi, nodeName)
+	<-done
+	if idsErr != nil {
+		return csr.Instance{}, idsErr
 	}
-	inst.BootstrapIdentities = ids
-	node := &corev1.Node{}
-	switch err := reader.Get(ctx, client.ObjectKey{Name: nodeName}, node); {
-	case apierrors.IsNotFound(err):
-		inst.Node = csr.NodeAbsent
-	case err != nil:
-		return csr.Instance{}, fmt.Errorf("get Node %s: %w", nodeName, err)
-	case core.OwnsNode(wi, node):
-		inst.Node = csr.NodeOwned
-	default:
-		inst.Node = csr.NodeForeign
+	if nodeErr != nil {
+		return csr.Instance{}, nodeErr
 	}
+	inst.BootstrapIdentities, inst.Node = ids, state
 	return inst, nil
+}
+
+// nodeState is what is known of the Node named nodeName: owned when the
+// cache holds it labelled as the instance's, else what a live read says.
+func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, nodeName string) (csr.NodeState, error) {
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: nodeName}, node); err == nil && node.Labels[wmcov1.LabelInstance] == wi.Name {
+		return csr.NodeOwned, nil
+	}
+	node = &corev1.Node{}
+	switch err := r.APIReader.Get(ctx, client.ObjectKey{Name: nodeName}, node); {
+	case apierrors.IsNotFound(err):
+		return csr.NodeAbsent, nil
+	case err != nil:
+		return csr.NodeAbsent, fmt.Errorf("get Node %s: %w", nodeName, err)
+	case core.OwnsNode(wi, node):
+		return csr.NodeOwned, nil
+	default:
+		return csr.NodeForeign, nil
+	}
 }
 
 // announce records the decision as an Event on the CSR and, when the

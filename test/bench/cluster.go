@@ -29,6 +29,7 @@ type plane struct {
 	clientset  *kubernetes.Clientset
 	payloadDir string
 	dir        string
+	stopped    bool
 }
 
 func startPlane(ctx context.Context, work, name string, opts localcluster.Options) (*plane, error) {
@@ -65,7 +66,12 @@ func startPlane(ctx context.Context, work, name string, opts localcluster.Option
 	return p, nil
 }
 
+// stop stops the control plane; once.
 func (p *plane) stop() {
+	if p.stopped {
+		return
+	}
+	p.stopped = true
 	if err := p.cluster.Stop(); err != nil {
 		logf("stop control plane: %v", err)
 	}

@@ -19,7 +19,10 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -62,31 +65,49 @@ type csrRequest struct {
 	err      error
 }
 
+// runCSRPhase runs one burst per --csrs value, each in a fresh control
+// plane with a fresh operator.
 func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
-	p, err := startPlane(ctx, work, "csr", localcluster.Options{})
+	for _, n := range c.csrs {
+		res, err := runCSRBurst(ctx, c, r, work, n)
+		if res != nil {
+			r.csrs = append(r.csrs, res)
+		}
+		if err != nil {
+			return fmt.Errorf("burst of %d: %w", n, err)
+		}
+	}
+	return nil
+}
+
+func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (*csrResult, error) {
+	p, err := startPlane(ctx, work, fmt.Sprintf("csr-%d", n), localcluster.Options{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer p.stop()
 	if r.kubernetes == "" {
 		r.kubernetes = kubernetesVersion(p.clientset)
 	}
-	logf("CSR: starting the operator")
-	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir)
+	args, pprofBase, err := pprofArgs(c)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	logf("CSR: starting the operator")
+	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir, append(args, c.operatorArgs...)...)
+	if err != nil {
+		return nil, err
 	}
 	defer op.Stop()
 
 	tokens := &bootstrap.Tokens{Client: p.client, Namespace: localenv.Namespace}
 	if err := tokens.EnsureRBAC(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	ports, err := proc.FreePorts(1) // closed again: nothing listens there
 	if err != nil {
-		return err
+		return nil, err
 	}
-	n := c.csrs
 	reqs := make([]*csrRequest, n)
 	logf("CSR: creating %d paused WindowsInstances with node names, host facts and bootstrap tokens", n)
 	err = parallel(ctx, "instances", 8, n, 50, func(ctx context.Context, i int) error {
@@ -142,12 +163,12 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	logf("CSR: waiting until the operator has seen every instance (phase Paused)")
 	if err := waitPaused(ctx, p.client, n); err != nil {
-		return err
+		return nil, err
 	}
 	logf("CSR: opening each host's connection and checking it may create CSRs (dry run)")
 	err = parallel(ctx, "clients", 8, n, 0, func(ctx context.Context, i int) error {
@@ -159,7 +180,7 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -168,7 +189,7 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 			break
 		}
 		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
-			return fmt.Errorf("dry-run CSR as %s: %w", reqs[0].instance, err)
+			return nil, fmt.Errorf("dry-run CSR as %s: %w", reqs[0].instance, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -176,11 +197,16 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 	// Watch before the burst; record when each CSR is first seen decided.
 	list, err := p.clientset.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w, err := p.clientset.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	// A retrying watch: a burst of 1,000 outlasts a single watch request
+	// on a loaded API server; it resumes from the last event seen.
+	csrs := p.clientset.CertificatesV1().CertificateSigningRequests()
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return csrs.Watch(ctx, o) },
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer w.Stop()
 	var (
@@ -233,6 +259,7 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 			q.created = time.Since(q.start)
 		}()
 	}
+	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("CSR burst of %d", n))
 	t0 := time.Now()
 	close(fire)
 	wg.Wait()
@@ -243,7 +270,7 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 		}
 	}
 	if len(createErrs) > 0 {
-		return fmt.Errorf("%d CSRs not created: %w", len(createErrs), errors.Join(createErrs...))
+		return nil, fmt.Errorf("%d CSRs not created: %w", len(createErrs), errors.Join(createErrs...))
 	}
 	logf("CSR: all %d created in %s; waiting for the approver", n, time.Since(t0).Round(time.Millisecond))
 	select {
@@ -251,8 +278,9 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 	case <-time.After(3 * time.Minute):
 		logf("CSR: not every CSR decided within 3m")
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
+	prof.finish(ctx)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -279,19 +307,19 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 	if !last.IsZero() {
 		res.all = last.Sub(t0)
 	}
-	r.csr = &res
 	logf("CSR: %d approved, %d denied, %d pending; latency p50 %s, p99 %s, max %s", res.approved, res.denied, res.pending,
 		res.p50.Round(time.Millisecond), res.p99.Round(time.Millisecond), res.max.Round(time.Millisecond))
 	if res.approved != n {
-		return fmt.Errorf("%d of %d CSRs approved", res.approved, n)
+		return &res, fmt.Errorf("%d of %d CSRs approved", res.approved, n)
 	}
-	return nil
+	return &res, nil
 }
 
 // waitPaused waits until the operator has written phase Paused on n
 // instances, so its cache holds them all.
 func waitPaused(ctx context.Context, c client.Client, n int) error {
-	deadline := time.Now().Add(2 * time.Minute)
+	bound := max(2*time.Minute, time.Duration(n)*200*time.Millisecond)
+	deadline := time.Now().Add(bound)
 	for {
 		var list wmcov1.WindowsInstanceList
 		if err := c.List(ctx, &list); err != nil {
@@ -307,7 +335,7 @@ func waitPaused(ctx context.Context, c client.Client, n int) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d instances Paused with a node name after 2m", paused, n)
+			return fmt.Errorf("%d of %d instances Paused with a node name after %s", paused, n, bound)
 		}
 		select {
 		case <-ctx.Done():

@@ -179,10 +179,15 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 		hostLog = &stampWriter{w: f}
 	}
 	tl := &timelines{}
+	opArgs, pprofBase, err := joinProfileArgs(c, n, conc)
+	if err != nil {
+		return nil, nil, err
+	}
 	env, err := localenv.Start(ctx, localenv.Options{
 		HostLogger:                tl.logger,
 		Hosts:                     n,
 		OperatorBinary:            c.operator,
+		OperatorArgs:              opArgs,
 		MaxParallelConfigurations: int32(conc),
 		BandwidthLimit:            int64(c.bandwidthMB * 1e6),
 		PayloadFileSize:           c.fileSizeMiB << 20,
@@ -208,6 +213,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	}
 	before := snapshot(env.Hosts)
 	logf("Join N=%d concurrency=%d: writing the windows-instances ConfigMap", n, conc)
+	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("join N=%d concurrency=%d", n, conc))
 	t0 := time.Now()
 	if err := env.SetInventory(ctx, env.Hosts...); err != nil {
 		return nil, nil, fmt.Errorf("write inventory: %w", err)
@@ -215,6 +221,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	res := &joinResult{hosts: n, concurrency: conc}
 	stalls := &stallWatch{since: map[string]time.Time{}, flagged: map[string]bool{}}
 	res.ready, err = waitAllReady(ctx, env, n, t0, c.joinTimeout, stalls, tl)
+	prof.finish(ctx)
 	res.stalled = len(stalls.flagged)
 	res.duration = time.Since(t0)
 	res.timedOut = err != nil

@@ -66,11 +66,23 @@ type config struct {
 	idleWindow   time.Duration
 	quiet        time.Duration
 
-	csrs int
+	csrs []int
+
+	// profile has the operator serve pprof and fetches CPU and heap
+	// profiles of the CSR bursts and the join runs (profile.go).
+	profile    bool
+	profileFor time.Duration
+	// operatorArgs are added to the operator's flags in the CSR and
+	// memory phases.
+	operatorArgs []string
 
 	deadHosts int
 
 	upgradeHosts int
+
+	// rssJoinHosts is the join whose operator peak the memory phase
+	// reports (0: none).
+	rssJoinHosts int
 
 	linuxNodes, windowsNodes, pods, namespaces, workers int
 	settleMin, settleMax                                time.Duration
@@ -123,6 +135,7 @@ func main() {
 	var (
 		c                          config
 		hosts, concurrency, phases string
+		csrs, operatorArgs         string
 	)
 	flag.StringVar(&c.operator, "operator", "bin/operator", "operator binary (built from cmd/operator into a temporary directory when empty)")
 	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "Markdown report to write (empty: stdout only)")
@@ -138,7 +151,11 @@ func main() {
 	flag.DurationVar(&c.joinTimeout, "join-timeout", 40*time.Minute, "bound of one join run")
 	flag.DurationVar(&c.idleWindow, "idle-window", 20*time.Second, "how long the background traffic of Ready hosts is observed before the resync")
 	flag.DurationVar(&c.quiet, "quiet", 5*time.Second, "a resync is over when no host's counters moved for this long")
-	flag.IntVar(&c.csrs, "csrs", 200, "CSRs in the approval burst")
+	flag.StringVar(&csrs, "csrs", "200,1000", "CSRs in each approval burst (a fresh control plane each)")
+	flag.BoolVar(&c.profile, "profile", os.Getenv("BENCH_PROFILE") == "1", "have the operator serve pprof on loopback and keep CPU and heap profiles of each CSR burst and the 10-host join runs in "+profileDir+"/, with their top entries in the report (also BENCH_PROFILE=1)")
+	flag.DurationVar(&c.profileFor, "profile-for", 20*time.Second, "length of each CPU profile, from the start of the burst or join")
+	flag.StringVar(&operatorArgs, "operator-args", "", "extra operator flags for the CSR and memory phases, space-separated (e.g. --kube-api-qps=0)")
+	flag.IntVar(&c.rssJoinHosts, "rss-join-hosts", 50, "the memory phase also reports the operator's peak RSS during a join of this many hosts (a fresh environment; 0 skips it)")
 	flag.IntVar(&c.deadHosts, "dead-hosts", 50, "unreachable hosts of the unreachable phase (half refusing connections, half accepting and never answering)")
 	flag.IntVar(&c.linuxNodes, "linux-nodes", 5000, "Linux Nodes of the memory phase")
 	flag.IntVar(&c.windowsNodes, "windows-nodes", 500, "Windows Nodes (labelled as the operator's) of the memory phase")
@@ -157,6 +174,10 @@ func main() {
 	if c.concurrency, err = parseInts(concurrency); err != nil {
 		fatalf("--concurrency: %v", err)
 	}
+	if c.csrs, err = parseInts(csrs); err != nil {
+		fatalf("--csrs: %v", err)
+	}
+	c.operatorArgs = strings.Fields(operatorArgs)
 	c.phases = map[string]bool{}
 	for p := range strings.SplitSeq(phases, ",") {
 		p = strings.TrimSpace(p)

@@ -17,9 +17,9 @@ import (
 
 // startOperator runs bin against the cluster (the CSR and memory phases,
 // without simulated hosts) and waits until its readiness probe answers.
-func startOperator(ctx context.Context, bin string, c *localcluster.Cluster, dir, payloadDir string) (*localenv.Operator, error) {
+func startOperator(ctx context.Context, bin string, c *localcluster.Cluster, dir, payloadDir string, args ...string) (*localenv.Operator, error) {
 	logPath := filepath.Join(dir, fmt.Sprintf("operator-%d.log", time.Now().UnixNano()))
-	return localenv.StartOperator(ctx, bin, c, payloadDir, logPath, 90*time.Second)
+	return localenv.StartOperator(ctx, bin, c, payloadDir, logPath, 90*time.Second, args...)
 }
 
 // memStatus is a process's resident memory from /proc/<pid>/status.

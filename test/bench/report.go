@@ -20,7 +20,8 @@ type report struct {
 
 	joins    []joinResult
 	idle     []idleResult
-	csr      *csrResult
+	csrs     []*csrResult
+	profiles []profileSummary
 	rss      *rssResult
 	upgrades []upgradeResult
 	// unreachable are the runs of the unreachable phase.
@@ -169,10 +170,11 @@ func (r *report) idleTable() string {
 }
 
 func (r *report) csrTable() string {
-	c := r.csr
 	t := &table{head: []string{"CSRs", "approved", "denied", "left pending", "p50", "p99", "max", "last approved after", "create request p50 / max"}}
-	t.add(fmt.Sprint(c.n), fmt.Sprint(c.approved), fmt.Sprint(c.denied), fmt.Sprint(c.pending),
-		fmtDur(c.p50), fmtDur(c.p99), fmtDur(c.max), fmtDur(c.all), fmtDur(c.createP50)+" / "+fmtDur(c.createMax))
+	for _, c := range r.csrs {
+		t.add(fmt.Sprint(c.n), fmt.Sprint(c.approved), fmt.Sprint(c.denied), fmt.Sprint(c.pending),
+			fmtDur(c.p50), fmtDur(c.p99), fmtDur(c.max), fmtDur(c.all), fmtDur(c.createP50)+" / "+fmtDur(c.createMax))
+	}
 	return t.String()
 }
 
@@ -181,6 +183,9 @@ func (r *report) rssTable() string {
 	t := &table{head: []string{"cluster", "Linux Nodes", "Windows Nodes", "Pods", "operator VmHWM (peak RSS)", "VmRSS after settling", "settled for"}}
 	t.add("empty", "0", "0", "0", fmtBytes(m.empty.HWM), fmtBytes(m.empty.RSS), fmtDur(m.settleEmpty))
 	t.add("loaded", fmt.Sprint(m.linuxNodes), fmt.Sprint(m.windowsNodes), fmt.Sprint(m.pods), fmtBytes(m.loaded.HWM), fmtBytes(m.loaded.RSS), fmtDur(m.settleLoaded))
+	if j := m.join; j != nil {
+		t.add(fmt.Sprintf("joining %d hosts (%d/%d Ready after %s)", j.hosts, j.ready, j.hosts, fmtDur(j.duration)), "0", fmt.Sprint(j.ready), "0", fmtBytes(j.operatorHWM), "", "")
+	}
 	return t.String()
 }
 
@@ -206,7 +211,7 @@ func (r *report) results(heading string) string {
 			}
 		}
 	}
-	if r.csr != nil {
+	if r.csrs != nil {
 		fmt.Fprintf(&b, "%s 3. CSR approval latency\n\n%s\n", heading, r.csrTable())
 	}
 	if r.rss != nil {
@@ -218,6 +223,7 @@ func (r *report) results(heading string) string {
 	if r.unreachable != nil {
 		fmt.Fprintf(&b, "%s 6. A good host among unreachable ones (%s)\n\n%s\n", heading, concName(nodeconfig.DefaultMaxParallelConfigurations), r.unreachableTable())
 	}
+	b.WriteString(r.profilesSection(heading))
 	if len(r.errors) > 0 {
 		fmt.Fprintf(&b, "%s Failures\n\n", heading)
 		for _, e := range r.errors {
@@ -281,7 +287,7 @@ func (r *report) markdown() string {
 	st.add("kubelet emulator Node status report", fmt.Sprintf("every %s (Lease renewed every 2 s)", c.statusEvery), "`--kubelet-status-interval`")
 	st.add("host counts N", joinInts(c.hosts), "`--hosts`")
 	st.add("concurrency (`maxParallelConfigurations`)", joinInts(c.concurrency), "`--concurrency`")
-	st.add("CSR burst", fmt.Sprint(c.csrs), "`--csrs`")
+	st.add("CSR bursts", joinInts(c.csrs), "`--csrs`")
 	st.add("memory phase objects", fmt.Sprintf("%d Linux Nodes, %d Windows Nodes, %d Pods in %d namespaces", c.linuxNodes, c.windowsNodes, c.pods, c.namespaces), "`--linux-nodes`, `--windows-nodes`, `--pods`, `--pod-namespaces`")
 	b.WriteString(st.String())
 	b.WriteString("\n")
@@ -316,7 +322,7 @@ func (r *report) markdown() string {
 	w("   counter moved for %s (or nothing moved for 60 s); \"over after\" is\n", c.quiet)
 	w("   when the last counter moved.\n")
 	w("3. **CSR approval latency.** A fresh control plane and the operator.\n")
-	w("   %d WindowsInstances with `spec.paused: true` and an address nothing\n", c.csrs)
+	w("   N (%s) WindowsInstances with `spec.paused: true` and an address nothing\n", joinInts(c.csrs))
 	w("   listens on, their `status.nodeName` and `status.host` set through the\n")
 	w("   status subresource, each with a bootstrap identity from\n")
 	w("   `pkg/bootstrap` `Tokens.Issue`. Once the operator has marked every\n")
@@ -324,7 +330,7 @@ func (r *report) markdown() string {
 	w("   authenticates as that host's bootstrap ServiceAccount\n")
 	w("   (`system:serviceaccount:wmco-system:wmco-bootstrap-<x>`, by\n")
 	w("   client certificate; `wmco:node-bootstrapper` lets it create CSRs), its\n")
-	w("   connection is opened beforehand, and all %d create a kubelet client\n", c.csrs)
+	w("   connection is opened beforehand, and all N create a kubelet client\n")
 	w("   CSR (`system:node:<name>`, ECDSA) at the same moment. Latency is from\n")
 	w("   the start of each create request until a watch opened before the\n")
 	w("   burst shows the Approved condition; the create requests' own duration\n")

@@ -26,6 +26,10 @@ type rssResult struct {
 	namespaces                     int
 	create                         time.Duration
 	settleEmpty, settleLoaded      time.Duration
+	// join is the operator's peak during a join of --rss-join-hosts
+	// hosts (a fresh environment, the first --concurrency); nil when
+	// not run.
+	join *joinResult
 }
 
 func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
@@ -71,6 +75,16 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 	}
 	logf("Memory: loaded cluster: VmHWM %s, VmRSS %s", fmtBytes(res.loaded.HWM), fmtBytes(res.loaded.RSS))
 	r.rss = res
+	if c.rssJoinHosts > 0 {
+		p.stop()
+		logf("Memory: the operator's peak during a join of %d hosts", c.rssJoinHosts)
+		jr, _, err := runJoin(ctx, c, r, c.rssJoinHosts, c.concurrency[0], false)
+		res.join = jr
+		if err != nil {
+			return fmt.Errorf("join of %d hosts: %w", c.rssJoinHosts, err)
+		}
+		logf("Memory: join of %d hosts: operator VmHWM %s", c.rssJoinHosts, fmtBytes(jr.operatorHWM))
+	}
 	return nil
 }
 
@@ -78,7 +92,7 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 // settleMin, then until VmHWM has not grown for 20s, at most settleMax),
 // reads its memory and stops it.
 func measureOperator(ctx context.Context, c config, p *plane) (memStatus, time.Duration, error) {
-	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir)
+	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir, c.operatorArgs...)
 	if err != nil {
 		return memStatus{}, 0, err
 	}
