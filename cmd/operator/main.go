@@ -106,10 +106,10 @@ func main() {
 		"How often the API server's version is read; when the control plane is upgraded, hosts follow to the newest payload it allows.")
 	fs.StringVar(&o.apiServerURL, "api-server-url", "",
 		"API server URL the Windows kubelets use. Default: kube-public/cluster-info (kubeadm, kind), else the operator's own client config.")
-	fs.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/12",
-		"The cluster's service CIDR (WindowsNodeConfig spec.network.serviceNetworkCIDR overrides it).")
+	fs.StringVar(&o.serviceCIDR, "service-cidr", "",
+		"The cluster's service CIDR (WindowsNodeConfig spec.network.serviceNetworkCIDR overrides it). On OpenShift its Network config's wins; elsewhere the default is the ServiceCIDR object named kubernetes, else "+cluster.DefaultServiceCIDR+".")
 	fs.StringVar(&o.clusterCIDR, "cluster-cidr", "",
-		"The pod network CIDR for the hybrid overlay (WindowsNodeConfig spec.network.clusterNetworkCIDR overrides it).")
+		"The pod network CIDR Windows pods get addresses from (WindowsNodeConfig spec.network.clusterNetworkCIDR overrides it). On OpenShift the hybrid overlay's wins; elsewhere the default is Network of kube-flannel's net-conf.json (ConfigMap kube-flannel-cfg in kube-flannel or kube-system).")
 	fs.StringVar(&o.clusterDNS, "cluster-dns", "",
 		"Cluster DNS address for the kubelets. Default: the ClusterIP of kube-system/kube-dns.")
 	fs.StringVar(&o.machineUsername, "machine-username", "",

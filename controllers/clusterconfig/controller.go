@@ -8,6 +8,7 @@ import (
 	configv1 "github.com/openshift/api/config/v1"
 	operatorv1 "github.com/openshift/api/operator/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/pkg/cluster"
+	"github.com/openwmco/wmco/pkg/nodeconfig"
 )
 
 // The controller reads the cluster's configuration objects (cluster-scoped
@@ -47,6 +49,12 @@ import (
 //
 // +kubebuilder:rbac:groups="",resources=configmaps,resourceNames=kube-apiserver-to-kubelet-client-ca,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,resourceNames=dns-default,verbs=get;list;watch
+//
+// On plain Kubernetes, kube-flannel's ConfigMap (in kube-flannel or
+// kube-system) and the API server's ServiceCIDR, by name:
+//
+// +kubebuilder:rbac:groups="",resources=configmaps,resourceNames=kube-flannel-cfg,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=servicecidrs,resourceNames=kubernetes,verbs=get;list;watch
 
 // The kinds of OpenShift's configuration the controller reads where the
 // cluster serves them.
@@ -58,6 +66,7 @@ var (
 	itmsKind            = schema.GroupKind{Group: configv1.GroupName, Kind: "ImageTagMirrorSet"}
 	operatorNetworkKind = schema.GroupKind{Group: operatorv1.GroupName, Kind: "Network"}
 	openShiftKinds      = []schema.GroupKind{infrastructureKind, networkKind, proxyKind, idmsKind, itmsKind, operatorNetworkKind}
+	serviceCIDRKind     = schema.GroupKind{Group: networkingv1.GroupName, Kind: "ServiceCIDR"}
 )
 
 // reconciler recomputes the Source's facts; every event is the one
@@ -69,8 +78,9 @@ type reconciler struct {
 	client client.Client
 	// objects is the cache of the ConfigMaps and the DNS Service.
 	objects cache.Cache
-	// served are the OpenShift kinds the cluster served at start-up; the
-	// others are read as absent.
+	// served are the OpenShift kinds (on OpenShift) or the ServiceCIDR
+	// kind (elsewhere) the cluster served at start-up; the others are
+	// read as absent.
 	served map[schema.GroupKind]bool
 }
 
@@ -99,6 +109,8 @@ func (r *reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		if err := r.readOpenShift(ctx, &in); err != nil {
 			return ctrl.Result{}, err
 		}
+	} else if err := r.readKubernetes(ctx, &in, wnc); err != nil {
+		return ctrl.Result{}, err
 	}
 	if in.TrustedCARef != (cluster.ConfigMapKey{}) {
 		in.TrustedCA = &corev1.ConfigMap{}
@@ -159,8 +171,38 @@ func (r *reconciler) readOpenShift(ctx context.Context, in *cluster.ConfigObject
 	return nil
 }
 
+// readKubernetes fills in what plain Kubernetes tells about its network:
+// kube-flannel's ConfigMap, the first found of cluster.FlannelNamespaces;
+// the ServiceCIDR; and the WindowsNodeConfig's network type.
+func (r *reconciler) readKubernetes(ctx context.Context, in *cluster.ConfigObjects, wnc *wmcov1.WindowsNodeConfig) error {
+	in.NetworkType = nodeconfig.DefaultNetworkType
+	if wnc != nil && wnc.Spec.Network.Type != "" {
+		in.NetworkType = wnc.Spec.Network.Type
+	}
+	for _, ns := range cluster.FlannelNamespaces {
+		cm := &corev1.ConfigMap{}
+		found, err := r.get(ctx, r.objects, client.ObjectKey{Namespace: ns, Name: cluster.FlannelConfigMapName}, cm)
+		if err != nil {
+			return err
+		}
+		if found {
+			in.FlannelConfig = cm
+			break
+		}
+	}
+	sc := &networkingv1.ServiceCIDR{}
+	found, err := r.get(ctx, r.objects, client.ObjectKey{Name: cluster.ServiceCIDRName}, sc)
+	if err != nil {
+		return err
+	}
+	if found {
+		in.ServiceCIDR = sc
+	}
+	return nil
+}
+
 // get reads key into obj and reports whether it exists; an object of an
-// OpenShift kind the cluster does not serve does not.
+// OpenShift kind or a ServiceCIDR the cluster does not serve does not.
 func (r *reconciler) get(ctx context.Context, c client.Reader, key client.ObjectKey, obj client.Object) (bool, error) {
 	if gk, ok := openShiftKind(obj); ok && !r.served[gk] {
 		return false, nil
@@ -175,7 +217,8 @@ func (r *reconciler) get(ctx context.Context, c client.Reader, key client.Object
 	return true, nil
 }
 
-// openShiftKind is the kind of obj when it is one of openShiftKinds.
+// openShiftKind is the kind of obj when it is one of openShiftKinds or
+// the ServiceCIDR kind: kinds a cluster may not serve.
 func openShiftKind(obj client.Object) (schema.GroupKind, bool) {
 	switch obj.(type) {
 	case *configv1.Infrastructure:
@@ -186,6 +229,8 @@ func openShiftKind(obj client.Object) (schema.GroupKind, bool) {
 		return proxyKind, true
 	case *operatorv1.Network:
 		return operatorNetworkKind, true
+	case *networkingv1.ServiceCIDR:
+		return serviceCIDRKind, true
 	}
 	return schema.GroupKind{}, false
 }
@@ -249,8 +294,9 @@ func (r *reconciler) ensureTrustedCA(ctx context.Context) error {
 // from the manager's cache, the WindowsNodeConfig and (on OpenShift) the
 // kinds of openShiftKinds that the cluster serves now (a kind installed
 // later is not watched until the operator restarts); and, from a cache of
-// its own, the trusted-ca ConfigMap of the operator's namespace and (on
-// OpenShift) the kubelet client CA ConfigMap and the DNS Service, by name.
+// its own, the trusted-ca ConfigMap of the operator's namespace and, by
+// name, on OpenShift the kubelet client CA ConfigMap and the DNS Service,
+// elsewhere kube-flannel's ConfigMap and the ServiceCIDR (where served).
 func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 	if s.config.Namespace == "" {
 		return errors.New("cluster configuration controller: Config.Namespace is empty")
@@ -268,8 +314,22 @@ func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 				return fmt.Errorf("cluster configuration controller: discover %s: %w", gk, err)
 			}
 		}
+	} else {
+		_, err := mgr.GetRESTMapper().RESTMapping(serviceCIDRKind, networkingv1.SchemeGroupVersion.Version)
+		switch {
+		case err == nil:
+			r.served[serviceCIDRKind] = true
+		case meta.IsNoMatchError(err):
+			mgr.GetLogger().Info("The cluster does not serve ServiceCIDRs; the service CIDR is --service-cidr, else " + cluster.DefaultServiceCIDR)
+		default:
+			return fmt.Errorf("cluster configuration controller: discover %s: %w", serviceCIDRKind, err)
+		}
 	}
-	c, err := core.AddCache(mgr, "the cluster configuration", cache.Options{ByObject: CacheByObject(s.config.Namespace, s.config.Platform)})
+	c, err := core.AddCache(mgr, "the cluster configuration", cache.Options{
+		ByObject: CacheByObject(s.config.Namespace, s.config.Platform, r.served[serviceCIDRKind]),
+		// Nothing here needs them; they are most of a small object.
+		DefaultTransform: cache.TransformStripManagedFields(),
+	})
 	if err != nil {
 		return err
 	}
@@ -292,6 +352,12 @@ func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&wmcov1.WindowsNodeConfig{}, all, named(wmcov1.WindowsNodeConfigName)).
 		WatchesRawSource(source.Kind(c, &corev1.ConfigMap{}, handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *corev1.ConfigMap) []reconcile.Request { return []reconcile.Request{request} })))
+	if r.served[serviceCIDRKind] {
+		b = b.WatchesRawSource(source.Kind(c, &networkingv1.ServiceCIDR{}, handler.TypedEnqueueRequestsFromMapFunc(
+			func(context.Context, *networkingv1.ServiceCIDR) []reconcile.Request {
+				return []reconcile.Request{request}
+			})))
+	}
 	if s.config.Platform == cluster.OpenShift {
 		b = b.WatchesRawSource(source.Kind(c, &corev1.Service{}, handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *corev1.Service) []reconcile.Request { return []reconcile.Request{request} })))
@@ -318,16 +384,29 @@ func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 
 // CacheByObject is what the controller's own cache holds: the trusted-ca
 // ConfigMap of the operator's namespace and, on OpenShift, the kubelet
-// client CA ConfigMap and the DNS operator's Service, each by name (the
-// operator may read nothing else there).
-func CacheByObject(namespace string, platform cluster.Platform) map[client.Object]cache.ByObject {
+// client CA ConfigMap and the DNS operator's Service; elsewhere
+// kube-flannel's ConfigMap in each of cluster.FlannelNamespaces and, when
+// serviceCIDRs (the cluster serves the kind), the ServiceCIDR; each by
+// name (the operator may read nothing else there). An operator running in
+// one of those namespaces does not see kube-flannel's ConfigMap there: a
+// namespace's cache holds one name.
+func CacheByObject(namespace string, platform cluster.Platform, serviceCIDRs bool) map[client.Object]cache.ByObject {
 	configMaps := map[string]cache.Config{namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", cluster.TrustedCAName)}}
 	out := map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Namespaces: configMaps}}
-	if platform == cluster.OpenShift {
-		configMaps[cluster.KubeletClientCANamespace] = cache.Config{FieldSelector: fields.OneTermEqualSelector("metadata.name", cluster.KubeletClientCAName)}
-		out[&corev1.Service{}] = cache.ByObject{Namespaces: map[string]cache.Config{
-			cluster.DNSNamespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", cluster.DNSServiceName)},
-		}}
+	if platform != cluster.OpenShift {
+		for _, ns := range cluster.FlannelNamespaces {
+			if ns != namespace {
+				configMaps[ns] = cache.Config{FieldSelector: fields.OneTermEqualSelector("metadata.name", cluster.FlannelConfigMapName)}
+			}
+		}
+		if serviceCIDRs {
+			out[&networkingv1.ServiceCIDR{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", cluster.ServiceCIDRName)}
+		}
+		return out
 	}
+	configMaps[cluster.KubeletClientCANamespace] = cache.Config{FieldSelector: fields.OneTermEqualSelector("metadata.name", cluster.KubeletClientCAName)}
+	out[&corev1.Service{}] = cache.ByObject{Namespaces: map[string]cache.Config{
+		cluster.DNSNamespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", cluster.DNSServiceName)},
+	}}
 	return out
 }

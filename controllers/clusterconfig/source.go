@@ -6,9 +6,10 @@
 // operator's Service, the kubelet client CA ConfigMap and the operator's
 // trusted-ca ConfigMap (which the controller creates for the Cluster
 // Network Operator to inject the trusted CA bundle into); elsewhere the
-// facts from flags and discovery, with the trusted CA the
-// WindowsNodeConfig names. The pure rules are cluster.FactsFrom. It never
-// touches a host.
+// facts from flags and discovery completed by kube-flannel's ConfigMap
+// (kube-flannel-cfg in kube-flannel or kube-system) and the API server's
+// ServiceCIDR, with the trusted CA the WindowsNodeConfig names. The pure
+// rules are cluster.FactsFrom. It never touches a host.
 package clusterconfig
 
 import (

@@ -249,12 +249,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		// A moment at start-up: look again soon, saying nothing.
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
-	setClusterConfigCondition(wi, problem)
-	if problem != "" && wi.DeletionTimestamp.IsZero() {
-		// No host is touched with settings the cluster does not support:
-		// the source wakes the instances when its facts change; the
-		// requeue is a safety net.
-		s.log.V(1).Info("The cluster's configuration does not let hosts join", "problem", problem)
+	var mismatches []string
+	if problem == "" && wi.DeletionTimestamp.IsZero() {
+		if mismatches, err = r.networkMismatches(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	r.reportClusterConfig(s, problem, mismatches)
+	if (problem != "" || len(mismatches) > 0) && wi.DeletionTimestamp.IsZero() {
+		// No host is touched with settings the cluster does not support
+		// or a network that does not match the cluster's: the source
+		// wakes the instances when its facts change, the WindowsNodeConfig
+		// and the Node are watched; the requeue is a safety net.
+		s.log.V(1).Info("The cluster's configuration does not let hosts join", "problem", problem, "networkMismatches", len(mismatches))
 		return ctrl.Result{RequeueAfter: clusterProblemRequeue}, nil
 	}
 
@@ -268,9 +275,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		// deletion always finds the host to clean.
 		patch := client.MergeFrom(wi.DeepCopy())
 		controllerutil.AddFinalizer(wi, wmcov1.Finalizer)
+		// The patch's answer carries the stored status, without the
+		// conditions this reconcile set so far: keep them for the status
+		// patch (a terminal phase may end the reconciles before another
+		// sets them again).
+		status := wi.Status.DeepCopy()
 		if err := r.Client.Patch(ctx, wi, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
+		wi.Status = *status
 		s.base.Finalizers, s.base.ResourceVersion = wi.Finalizers, wi.ResourceVersion
 	}
 	r.slots.setLimit(int(config.MaxParallelConfigurations))

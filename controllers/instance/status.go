@@ -67,6 +67,12 @@ const (
 	// ReasonClusterConfigRead: the cluster's configuration was read and
 	// lets Windows hosts join.
 	ReasonClusterConfigRead = "ClusterConfigRead"
+	// ReasonClusterNetworkMismatch: the network the host would be given
+	// (network type Flannel) does not match the cluster's kube-flannel
+	// configuration or the Node's podCIDR (ClusterConfigCompatible; also
+	// the Event's reason). The message names both values and where each
+	// came from.
+	ReasonClusterNetworkMismatch = "ClusterNetworkMismatch"
 )
 
 // Reasons of the Draining condition.
@@ -336,11 +342,19 @@ var progressReasons = map[string]bool{
 const maxStatusMessage = 1024
 
 // setClusterConfigCondition records whether the cluster's configuration
-// lets a Windows host join: problem is what to configure, "" when nothing.
-func setClusterConfigCondition(wi *wmcov1.WindowsInstance, problem string) {
+// lets a Windows host join: problem is what to configure, "" when
+// nothing; mismatches are what differs between the host's network and
+// the cluster's (cluster.NetworkMismatches), told when there is no
+// problem.
+func setClusterConfigCondition(wi *wmcov1.WindowsInstance, problem string, mismatches []string) {
 	if problem != "" {
 		setCondition(wi, wmcov1.ConditionClusterConfigCompatible, outcome{reason: ReasonClusterConfigIncomplete,
 			message: problem + "; no host is touched until it is"})
+		return
+	}
+	if len(mismatches) > 0 {
+		setCondition(wi, wmcov1.ConditionClusterConfigCompatible, outcome{reason: ReasonClusterNetworkMismatch,
+			message: networkMismatchMessage(mismatches) + "; no host is touched until it does"})
 		return
 	}
 	setCondition(wi, wmcov1.ConditionClusterConfigCompatible, outcome{ok: true, reason: ReasonClusterConfigRead,

@@ -11,7 +11,9 @@ import (
 	configv1 "github.com/openshift/api/config/v1"
 	operatorv1 "github.com/openshift/api/operator/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 )
 
@@ -80,18 +82,41 @@ type ConfigObjects struct {
 	// and ImageTagMirrorSet, in any order.
 	DigestMirrorSets []configv1.ImageDigestMirrorSet
 	TagMirrorSets    []configv1.ImageTagMirrorSet
+
+	// On plain Kubernetes:
+
+	// FlannelConfig is kube-flannel's ConfigMap (FlannelConfigMapName in
+	// the first of FlannelNamespaces that has it).
+	FlannelConfig *corev1.ConfigMap
+	// ServiceCIDR is the networking.k8s.io/v1 ServiceCIDR named
+	// ServiceCIDRName (nil also where the cluster does not serve the kind).
+	ServiceCIDR *networkingv1.ServiceCIDR
+	// NetworkType is the WindowsNodeConfig's network type, defaulted: a
+	// net-conf.json that cannot be read is a problem only for Flannel.
+	NetworkType wmcov1.NetworkType
 }
 
 // FactsFrom returns what kubelets need to know about the cluster: base
 // (from flags and discovery) with what the cluster's configuration says
 // on top, and a problem when that configuration does not let a Windows
 // host join (a sentence saying what to set where; the facts are then not
-// to be used). On plain Kubernetes only the trusted CA is read (from the
-// ConfigMap the WindowsNodeConfig names); on OpenShift:
+// to be used). On plain Kubernetes base's values come from flags and
+// stand; what they leave empty is read from the cluster:
+//
+//   - Flannel, and ClusterNetworkCIDR: kube-flannel's net-conf.json
+//     (ParseFlannelNetConf). A net-conf.json that cannot be read is a
+//     problem naming the ConfigMap and the field for network type
+//     Flannel, and is ignored for the others. Nodes' podCIDRs are never
+//     used: they show the subnets allocated so far, not the network
+//     they are allocated from;
+//   - ServiceCIDR: the ServiceCIDR object, else DefaultServiceCIDR;
+//   - TrustedCAPEM: the ConfigMap the WindowsNodeConfig names.
+//
+// On OpenShift:
 //
 //   - APIServerURL: Infrastructure status.apiServerInternalURI;
 //   - ServiceCIDR, PodNetworkCIDRs: the Network config's status (its spec
-//     while the status is empty);
+//     while the status is empty; DefaultServiceCIDR when neither says);
 //   - ClusterNetworkCIDR, VXLANPort: OVN-Kubernetes' hybrid overlay in the
 //     operator Network's spec (required: a problem without it);
 //   - DNSIP: the ClusterIP of openshift-dns/dns-default;
@@ -113,6 +138,20 @@ func FactsFrom(platform Platform, base nodeconfig.ClusterFacts, in ConfigObjects
 		}
 	}
 	if platform != OpenShift {
+		flannel, problem := flannelFacts(in.FlannelConfig)
+		if problem != "" && in.NetworkType == wmcov1.NetworkFlannel {
+			return f, problem
+		}
+		f.Flannel = flannel
+		if f.ClusterNetworkCIDR == "" {
+			f.ClusterNetworkCIDR = flannel.Network
+		}
+		if f.ServiceCIDR == "" {
+			f.ServiceCIDR = serviceCIDRFrom(in.ServiceCIDR)
+		}
+		if f.ServiceCIDR == "" {
+			f.ServiceCIDR = DefaultServiceCIDR
+		}
 		return f, ""
 	}
 
@@ -137,6 +176,9 @@ func FactsFrom(platform Platform, base nodeconfig.ClusterFacts, in ConfigObjects
 		f.KubeletClientCAPEM = pemBytes
 	}
 	f.ImageMirrors = ImageMirrors(in.DigestMirrorSets, in.TagMirrorSets)
+	if f.ServiceCIDR == "" {
+		f.ServiceCIDR = DefaultServiceCIDR
+	}
 	return f, ""
 }
 
@@ -337,6 +379,10 @@ func FactsChanges(old, cur nodeconfig.ClusterFacts) []string {
 	}
 	if old.VXLANPort != cur.VXLANPort {
 		out = append(out, fmt.Sprintf("vxlanPort=%d", cur.VXLANPort))
+	}
+	if old.Flannel != cur.Flannel {
+		fl := cur.Flannel
+		out = append(out, fmt.Sprintf("flannel={source:%q network:%q backend:%q vni:%d port:%d}", fl.Source, fl.Network, fl.Backend, fl.VNI, fl.Port))
 	}
 	if old.Proxy != cur.Proxy {
 		out = append(out, "proxy changed")
