@@ -619,6 +619,18 @@ const (
 	ReasonNoFirewall  = "FirewallUnavailable"
 )
 
+// Preflight checks of the node services another installer may have put on
+// the host. A kubelet or kube-proxy service is foreign when it neither
+// runs from PayloadRoot (directly or under kube-log-runner) nor is
+// installed as the applied plan lists it: the operator would take over
+// or fight a node another tool manages.
+const (
+	CheckKubelet           = "ForeignKubelet"
+	CheckKubeProxy         = "ForeignKubeProxy"
+	ReasonForeignKubelet   = "ForeignKubelet"
+	ReasonForeignKubeProxy = "ForeignKubeProxy"
+)
+
 // PreflightResult is what `wicd preflight` prints.
 type PreflightResult struct {
 	Passed bool    `json:"passed"`
