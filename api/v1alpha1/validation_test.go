@@ -213,7 +213,7 @@ func TestWindowsNodeConfigSingletonAndDefaults(t *testing.T) {
 	g.Expect(got.Spec.Taints).To(Equal([]wmcov1.NodeTaint{{Key: "os", Value: "Windows", Effect: "NoSchedule"}}))
 	g.Expect(got.Spec.MaxParallelConfigurations).To(Equal(int32(10)))
 	g.Expect(got.Spec.MaxUnavailable).To(Equal(ptr(intstr.FromString("25%"))))
-	g.Expect(got.Spec.LogRotation).To(Equal(wmcov1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7}))
+	g.Expect(got.Spec.LogRotation).To(Equal(wmcov1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7, MaxFiles: 10}))
 	g.Expect(got.Spec.Containerd.PauseImage).To(Equal("registry.k8s.io/pause:3.10"))
 	g.Expect(got.Spec.Proxy).To(BeNil())
 	g.Expect(got.Spec.TrustedCA).To(BeNil())

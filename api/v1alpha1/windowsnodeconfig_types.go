@@ -140,6 +140,14 @@ type LogRotationSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=365
 	MaxAgeDays int32 `json:"maxAgeDays,omitempty"`
+	// MaxFiles is how many rotated files of each service's log are kept
+	// besides the file it writes; the agent removes older ones (and
+	// those older than MaxAgeDays) from C:\var\log\<service>\.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxFiles int32 `json:"maxFiles,omitempty"`
 }
 
 // RegistryMirror sends pulls for one registry to mirrors first.

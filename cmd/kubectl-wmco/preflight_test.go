@@ -147,7 +147,8 @@ func TestPreflightGoodHost(t *testing.T) {
 	code, out := p.preflight(t)
 	g.Expect(code).To(Equal(exitOK))
 	for _, check := range []string{"Reachable", "HostKey", "Authentication", "Agent", wicdapi.CheckOSBuild, wicdapi.CheckHostname,
-		wicdapi.CheckDiskSpace, wicdapi.CheckContainers, wicdapi.CheckContainerd, wicdapi.CheckFirewall, wicdapi.CheckClock} {
+		wicdapi.CheckDiskSpace, wicdapi.CheckContainers, wicdapi.CheckContainerd, wicdapi.CheckKubelet, wicdapi.CheckKubeProxy,
+		wicdapi.CheckFirewall, wicdapi.CheckClock} {
 		g.Expect(out).To(MatchRegexp(`(?m)^%s\s+PASS`, check))
 	}
 	g.Expect(out).NotTo(ContainSubstring("FAIL"))
@@ -218,6 +219,38 @@ func TestPreflightOtherFailures(t *testing.T) {
 	g.Expect(out).To(MatchRegexp(`(?m)^%s\s+FAIL: OS build 14393 is not supported.*Windows Server 2019 \(17763\)`, wicdapi.CheckOSBuild))
 	g.Expect(out).To(MatchRegexp(`(?m)^%s\s+FAIL: hostname "WIN_2016".*Rename-Computer`, wicdapi.CheckHostname))
 	g.Expect(snapshot(t, p)).To(Equal(before))
+}
+
+// A kubelet and a kube-proxy some other installer left (kubeadm's
+// C:\k\kubelet.exe, not a payload folder): both fail with their fix and
+// the host is as it was. The same services installed as this operator
+// installs them (from a payload folder, kubelet under kube-log-runner)
+// pass.
+func TestPreflightForeignKubeletAndKubeProxy(t *testing.T) {
+	g := NewWithT(t)
+	p := startPreflightHost(t, winsim.Options{}, simagent.Options{})
+	ctx := t.Context()
+	g.Expect(p.node.Services.Create(ctx, wicdapi.Service{Name: "kubelet", Binary: `C:\k\kubelet.exe`,
+		Args: []string{"--windows-service", `--kubeconfig=C:\k\config`}})).To(Succeed())
+	g.Expect(p.node.Services.Create(ctx, wicdapi.Service{Name: "kube-proxy", Binary: `C:\k\kube-proxy.exe`})).To(Succeed())
+	before := snapshot(t, p)
+	code, out := p.preflight(t)
+	g.Expect(code).To(Equal(exitFailed))
+	g.Expect(out).To(MatchRegexp(`(?m)^%s\s+FAIL: a kubelet service not installed by this operator exists \(binary C:\\k\\kubelet\.exe\).*sc\.exe delete kubelet`, wicdapi.CheckKubelet))
+	g.Expect(out).To(MatchRegexp(`(?m)^%s\s+FAIL: a kube-proxy service not installed by this operator.*sc\.exe delete kube-proxy`, wicdapi.CheckKubeProxy))
+	g.Expect(out).To(MatchRegexp(`(?m)^%s\s+PASS`, wicdapi.CheckContainerd))
+	g.Expect(snapshot(t, p)).To(Equal(before))
+
+	for _, name := range []string{"kubelet", "kube-proxy"} {
+		g.Expect(p.node.Services.Delete(ctx, name)).To(Succeed())
+	}
+	g.Expect(p.node.Services.Create(ctx, wicdapi.Service{Name: "kubelet", Binary: wicdapi.PayloadRoot + `\v1.37.2\kube-log-runner.exe`,
+		Args: []string{`-log-file=C:\var\log\kubelet\kubelet.log`, wicdapi.PayloadRoot + `\v1.37.2\kubelet.exe`, "--windows-service"}})).To(Succeed())
+	g.Expect(p.node.Services.Create(ctx, wicdapi.Service{Name: "kube-proxy", Binary: wicdapi.PayloadRoot + `\v1.37.2\kube-proxy.exe`})).To(Succeed())
+	code, out = p.preflight(t)
+	g.Expect(code).To(Equal(exitOK), out)
+	g.Expect(out).To(MatchRegexp(`(?m)^%s\s+PASS`, wicdapi.CheckKubelet))
+	g.Expect(out).To(MatchRegexp(`(?m)^%s\s+PASS`, wicdapi.CheckKubeProxy))
 }
 
 // SSH failures: a key the host does not accept, a host key other than

@@ -55,7 +55,7 @@ func apiDefaultedSpec() wmcov1alpha1.WindowsNodeConfigSpec {
 		MaxParallelConfigurations: 10,
 		MaxUnavailable:            &mu,
 		UpgradeTimeout:            &metav1.Duration{Duration: 10 * time.Minute},
-		LogRotation:               wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7},
+		LogRotation:               wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7, MaxFiles: 10},
 		Containerd:                wmcov1alpha1.ContainerdSpec{PauseImage: "registry.k8s.io/pause:3.10"},
 	}
 }

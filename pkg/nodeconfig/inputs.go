@@ -274,6 +274,9 @@ func Defaulted(spec wmcov1alpha1.WindowsNodeConfigSpec) wmcov1alpha1.WindowsNode
 	if out.LogRotation.MaxAgeDays == 0 {
 		out.LogRotation.MaxAgeDays = DefaultLogMaxAgeDays
 	}
+	if out.LogRotation.MaxFiles == 0 {
+		out.LogRotation.MaxFiles = DefaultLogMaxFiles
+	}
 	if out.Containerd.PauseImage == "" {
 		out.Containerd.PauseImage = DefaultPauseImage
 	}

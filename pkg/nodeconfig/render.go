@@ -112,6 +112,7 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 	}
 
 	plan.Services = services(r)
+	plan.LogRetention = logRetention(plan.Services, r.spec.LogRotation)
 	for _, svc := range plan.Services {
 		// A folder of logs for each service that logs to LogPath.
 		if slices.ContainsFunc(svc.Args, func(a string) bool { return strings.HasSuffix(a, LogPath(svc.Name)) }) {

@@ -240,6 +240,7 @@ func resolve(in Inputs) (*resolved, error) {
 	}
 	checkRange("config.logRotation.maxFileSizeMiB", lr.MaxFileSizeMiB, 1, 10240)
 	checkRange("config.logRotation.maxAgeDays", lr.MaxAgeDays, 1, 365)
+	checkRange("config.logRotation.maxFiles", lr.MaxFiles, 1, 1000)
 
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidInputs, errors.Join(errs...))

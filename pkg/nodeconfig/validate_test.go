@@ -204,10 +204,11 @@ func TestValidation(t *testing.T) {
 		{name: "pause image with a quote", mutate: func(in *Inputs) { in.Config.Containerd.PauseImage = `pause"3` },
 			want: []string{`config.containerd.pauseImage: "pause\"3" is not an image reference`}},
 		{name: "log rotation out of range", mutate: func(in *Inputs) {
-			in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: -1, MaxAgeDays: 366}
+			in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: -1, MaxAgeDays: 366, MaxFiles: 1001}
 		}, want: []string{
 			"config.logRotation.maxFileSizeMiB: -1 must be between 1 and 10240",
 			"config.logRotation.maxAgeDays: 366 must be between 1 and 365",
+			"config.logRotation.maxFiles: 1001 must be between 1 and 1000",
 		}},
 
 		{name: "every problem is reported", mutate: func(in *Inputs) {

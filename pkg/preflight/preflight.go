@@ -384,7 +384,7 @@ func removeExited(ctx context.Context, s remote.Session, path string) error {
 // are skipped when the agent could not run.
 var hostChecks = []string{
 	wicdapi.CheckOSBuild, wicdapi.CheckHostname, wicdapi.CheckDiskSpace, wicdapi.CheckContainers,
-	wicdapi.CheckContainerd, wicdapi.CheckFirewall, wicdapi.CheckClock,
+	wicdapi.CheckContainerd, wicdapi.CheckKubelet, wicdapi.CheckKubeProxy, wicdapi.CheckFirewall, wicdapi.CheckClock,
 }
 
 func skipAll(msg string, except ...string) []Check {
@@ -462,13 +462,15 @@ func agentFailure(err error) []Check {
 
 // fixes are the one-line fixes of the agent's failure reasons.
 var fixes = map[string]string{
-	wicdapi.ReasonUnsupported: "use Windows Server 2019 (17763), 2022 (20348) or 2025 (26100)",
-	wicdapi.ReasonBadHostname: "rename the host to a lower-case RFC 1123 label (Rename-Computer), or set spec.nodeName",
-	wicdapi.ReasonLowDisk:     "free space on C: or extend the volume (at least 10 GiB free)",
-	wicdapi.ReasonNoFeature:   "Install-WindowsFeature -Name Containers, then Restart-Computer (the operator also does it, with a reboot)",
-	wicdapi.ReasonForeign:     "remove the existing containerd service (Stop-Service containerd; sc.exe delete containerd) or use another host",
-	wicdapi.ReasonClockSkew:   "synchronise the host's clock (w32tm /resync; configure an NTP source)",
-	wicdapi.ReasonNoFirewall:  "start the Windows Defender Firewall service (Start-Service mpssvc)",
+	wicdapi.ReasonUnsupported:      "use Windows Server 2019 (17763), 2022 (20348) or 2025 (26100)",
+	wicdapi.ReasonBadHostname:      "rename the host to a lower-case RFC 1123 label (Rename-Computer), or set spec.nodeName",
+	wicdapi.ReasonLowDisk:          "free space on C: or extend the volume (at least 10 GiB free)",
+	wicdapi.ReasonNoFeature:        "Install-WindowsFeature -Name Containers, then Restart-Computer (the operator also does it, with a reboot)",
+	wicdapi.ReasonForeign:          "remove the existing containerd service (Stop-Service containerd; sc.exe delete containerd) or use another host",
+	wicdapi.ReasonForeignKubelet:   "stop and remove the existing kubelet service (Stop-Service kubelet; sc.exe delete kubelet) and the node it ran as (kubectl delete node), or use another host",
+	wicdapi.ReasonForeignKubeProxy: "stop and remove the existing kube-proxy service (Stop-Service kube-proxy; sc.exe delete kube-proxy), or use another host",
+	wicdapi.ReasonClockSkew:        "synchronise the host's clock (w32tm /resync; configure an NTP source)",
+	wicdapi.ReasonNoFirewall:       "start the Windows Defender Firewall service (Start-Service mpssvc)",
 }
 
 func fromAgent(c wicdapi.Check) Check {

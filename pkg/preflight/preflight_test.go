@@ -85,7 +85,8 @@ func TestResultTableAndPassed(t *testing.T) {
 	g.Expect(r.Passed()).To(BeFalse(), "a host left unclean is a failure")
 
 	for reason := range map[string]bool{wicdapi.ReasonUnsupported: true, wicdapi.ReasonBadHostname: true, wicdapi.ReasonLowDisk: true,
-		wicdapi.ReasonNoFeature: true, wicdapi.ReasonForeign: true, wicdapi.ReasonClockSkew: true, wicdapi.ReasonNoFirewall: true} {
+		wicdapi.ReasonNoFeature: true, wicdapi.ReasonForeign: true,
+		wicdapi.ReasonForeignKubelet: true, wicdapi.ReasonForeignKubeProxy: true, wicdapi.ReasonClockSkew: true, wicdapi.ReasonNoFirewall: true} {
 		g.Expect(fixes).To(HaveKey(reason), "every failure reason of the agent has a fix")
 	}
 }

@@ -95,6 +95,9 @@ func validatePlan(p *wicdapi.Plan) error {
 			return fmt.Errorf("service %s: start type %q is not automatic or manual", s.Name, s.StartType)
 		}
 	}
+	if err := validateLogRetention(p.LogRetention); err != nil {
+		return err
+	}
 	for _, r := range p.FirewallRules {
 		if !firewallRuleName.MatchString(r.Name) {
 			return fmt.Errorf("firewall rule name %q is not valid", r.Name)

@@ -213,6 +213,12 @@ func preflight(ctx context.Context, b *Backend, o PreflightOptions) (*wicdapi.Pr
 		add(wicdapi.Check{Name: wicdapi.CheckContainerd, Passed: true})
 	}
 
+	foreign, err := foreignServiceChecks(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	res.Checks = append(res.Checks, foreign...)
+
 	add(firewallCheck(ctx, b))
 
 	if !o.ReferenceTime.IsZero() {

@@ -56,4 +56,11 @@ func reconcileOnce(ctx context.Context, b *Backend, log io.Writer) {
 	for _, c := range res.Changes {
 		fmt.Fprintf(log, "wicd run: corrected drift: %s %s %s\n", c.Kind, c.Name, c.Action)
 	}
+	pruned, err := pruneLogs(b.Files, plan.LogRetention, b.System.Now())
+	for _, p := range pruned {
+		fmt.Fprintf(log, "wicd run: removed log %s: %s\n", p.Path, p.Reason)
+	}
+	if err != nil {
+		fmt.Fprintf(log, "wicd run: prune logs: %v\n", err)
+	}
 }

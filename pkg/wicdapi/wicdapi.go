@@ -363,6 +363,28 @@ type Plan struct {
 	// Changes name a certificate by its thumbprint (Kind
 	// ChangeKindCertificate).
 	TrustedRootCertificates []string `json:"trustedRootCertificates,omitempty"`
+	// LogRetention bounds the services' rotated logs; nil: the agent
+	// removes no log.
+	LogRetention *LogRetention `json:"logRetention,omitempty"`
+}
+
+// LogRetention is what the agent's `wicd run` loop removes from the log
+// folders, at each pass: in the folder of each of Logs, every file other
+// than that log itself that is older than MaxAgeDays (by modification
+// time), and beyond the MaxFiles newest of the rest. The log a service
+// writes is never removed, nor a file a process holds open (tried again
+// at the next pass), nor a folder. Logs must be files directly in a
+// folder under ServiceLogRoot (the agent refuses the plan otherwise):
+// each service's folder holds only its own log and its rotated files.
+type LogRetention struct {
+	// MaxFiles is how many rotated files each folder keeps besides the
+	// current log; at least 1.
+	MaxFiles int `json:"maxFiles"`
+	// MaxAgeDays removes rotated files older than this; at least 1.
+	MaxAgeDays int `json:"maxAgeDays"`
+	// Logs are the files the services write, e.g.
+	// C:\var\log\kubelet\kubelet.log.
+	Logs []string `json:"logs"`
 }
 
 // ChangeKindCertificate is the Change.Kind of a certificate apply imported
@@ -619,6 +641,18 @@ const (
 	ReasonForeign     = "ForeignContainerd"
 	ReasonClockSkew   = "ClockSkew"
 	ReasonNoFirewall  = "FirewallUnavailable"
+)
+
+// Preflight checks of the node services another installer may have put on
+// the host. A kubelet or kube-proxy service is foreign when it neither
+// runs from PayloadRoot (directly or under kube-log-runner) nor is
+// installed as the applied plan lists it: the operator would take over
+// or fight a node another tool manages.
+const (
+	CheckKubelet           = "ForeignKubelet"
+	CheckKubeProxy         = "ForeignKubeProxy"
+	ReasonForeignKubelet   = "ForeignKubelet"
+	ReasonForeignKubeProxy = "ForeignKubeProxy"
 )
 
 // PreflightResult is what `wicd preflight` prints.

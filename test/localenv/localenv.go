@@ -78,6 +78,10 @@ type Options struct {
 	// APIServerVersion, when set, is the version kube-apiserver reports
 	// (see localcluster.Options.APIServerVersion).
 	APIServerVersion string
+	// KubeletProxy lets the API server reach the simulated kubelets (the
+	// node proxy, /api/v1/nodes/<node>/proxy/...; see
+	// localcluster.Options.KubeletProxy).
+	KubeletProxy bool
 	// Log receives progress lines; nil discards.
 	Log io.Writer
 	// MachinePlatform, when set, makes the cluster serve the Machine API
@@ -206,6 +210,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	e.logf("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)")
 	if e.Cluster, err = localcluster.Start(ctx, localcluster.Options{
 		NodeMonitorGracePeriod: 10 * time.Second, NodeMonitorPeriod: 2 * time.Second, APIServerVersion: o.APIServerVersion,
+		KubeletProxy: o.KubeletProxy,
 	}); err != nil {
 		return nil, err
 	}

@@ -193,6 +193,7 @@ func upgradePlan(version string) *wicdapi.Plan {
 	rec := wicdapi.Recovery{RestartDelaySeconds: 5, ResetPeriodSeconds: 600}
 	return &wicdapi.Plan{
 		SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: version, NodeName: "win-upgrade",
+		Directories: []string{`C:\k\log`}, // kube-log-runner opens its log, not its folder
 		Services: []wicdapi.Service{
 			{Name: wicdapi.AgentServiceName, Binary: wicdapi.AgentPath, Args: []string{"run"}, Recovery: rec},
 			{Name: "containerd", Binary: payloadPath(version, "containerd.exe"), Args: []string{`--config=C:\k\containerd\containerd.toml`}, Recovery: rec},

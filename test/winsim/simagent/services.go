@@ -286,6 +286,25 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 		}
 		release = append(release, r)
 	}
+	// kube-log-runner opens its log for appending and holds it open
+	// while it runs: the log cannot be deleted meanwhile, as on Windows.
+	if logFile, ok := nodeconfig.LogRunnerFlag(s.cfg.Args, "log-file"); ok && nodeconfig.IsLogRunner(s.cfg.Binary) {
+		line := fmt.Sprintf("I%s %7d simagent.go:1] Started %s (service %s)\r\n",
+			time.Now().UTC().Format("0102 15:04:05.000000"), m.starts[key(name)]+1, baseName(info.Binary), s.cfg.Name)
+		err := m.host.Disk().AppendFile(logFile, []byte(line))
+		var r func()
+		if err == nil {
+			r, err = m.host.Disk().Hold(logFile, "kube-log-runner.exe (service "+s.cfg.Name+")")
+		}
+		if err != nil {
+			for _, r := range release {
+				r()
+			}
+			m.mu.Unlock()
+			return fmt.Errorf("start %s: kube-log-runner: open %s: %w", name, logFile, err)
+		}
+		release = append(release, r)
+	}
 	pctx, cancel := context.WithCancel(m.bootCtx)
 	s.running, s.cancel, s.done, s.stopping, s.lastErr = true, cancel, make(chan struct{}), false, nil
 	m.starts[key(name)]++

@@ -134,6 +134,7 @@ func TestFailingBinaryExitsAtOnce(t *testing.T) {
 	m := n.Services
 	runner := binSvc(n, "kube-log-runner")
 	g.Expect(n.Host.Disk().WriteFile(`C:\k\payload\v2\kube-proxy.exe`, broken)).To(Succeed())
+	g.Expect(n.Host.Disk().MkdirAll(`C:\k\log`)).To(Succeed()) // kube-log-runner opens its log, not its folder
 	svc := wicdapi.Service{Name: "kube-proxy", Binary: runner.Binary, Args: []string{`-log-file=C:\k\log\kube-proxy.log`, `C:\k\payload\v2\kube-proxy.exe`},
 		Recovery: wicdapi.Recovery{RestartDelaySeconds: 5}}
 	g.Expect(m.Create(ctx, svc)).To(Succeed())

@@ -1,0 +1,36 @@
+package winsim
+
+import (
+	"io/fs"
+	"time"
+)
+
+// AppendFile adds data at the end of the file at path, creating the file
+// (not its folder) when it is missing, as a program opening its log with
+// FILE_APPEND_DATA and OPEN_ALWAYS does: a missing folder fails with
+// fs.ErrNotExist, a file another process holds with an *InUseError.
+func (d *Disk) AppendFile(path string, data []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.create("open", path, false, false)
+	if err != nil {
+		return err
+	}
+	return d.writeAt(n, "write", path, data, int64(len(n.data)))
+}
+
+// SetModTime sets the last write time of the file or folder at path, as
+// SetFileTime does: tests age files with it.
+func (d *Disk) SetModTime(path string, t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.lookup("chtimes", path)
+	if err != nil {
+		return err
+	}
+	if n == d.root {
+		return &fs.PathError{Op: "chtimes", Path: path, Err: fs.ErrPermission}
+	}
+	n.modTime = t
+	return nil
+}
