@@ -132,6 +132,9 @@ func validatePlan(p *wicdapi.Plan) error {
 	if _, err := parseTrustedRoots(p.TrustedRootCertificates); err != nil {
 		return err
 	}
+	if err := validateHostNetworks(p); err != nil {
+		return err
+	}
 	_, err := startOrder(p.Services)
 	return err
 }
@@ -505,9 +508,17 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 			running[svc.Name] = false
 		}
 	}
+	changes, err = ensureHostNetworks(ctx, b, plan)
+	if err != nil {
+		return nil, err
+	}
+	res.Changes = append(res.Changes, changes...)
 	for _, svc := range order {
 		if running[svc.Name] {
 			continue
+		}
+		if err := waitForNetworks(ctx, b, svc, step); err != nil {
+			return nil, svcError("start", svc.Name, err)
 		}
 		if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Start(ctx, svc.Name) }); err != nil {
 			return nil, svcError("start", svc.Name, err)
