@@ -110,8 +110,11 @@ func (n *Node) runFlanneld(ctx context.Context, p ProcessInfo) error {
 		return errors.New("flanneld: env variables POD_NAME and POD_NAMESPACE must be set")
 	}
 	kubeconfig := flagValue(p.Args, "--kubeconfig-file")
-	if _, err := n.Host.Disk().Stat(kubeconfig); kubeconfig == "" || err != nil {
-		return fmt.Errorf("flanneld: kubeconfig %q: %v", kubeconfig, err)
+	if kubeconfig == "" {
+		return errors.New("flanneld: no --kubeconfig-file")
+	}
+	if _, err := n.Host.Disk().Stat(kubeconfig); err != nil {
+		return fmt.Errorf("flanneld: kubeconfig %s: %w", kubeconfig, err)
 	}
 	path := flagValue(p.Args, "--net-config-path")
 	data, err := n.Host.Disk().ReadFile(path)
