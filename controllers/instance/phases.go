@@ -528,8 +528,13 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		NodeLabels:    map[string]string{wmcov1.LabelInstance: wi.Name},
 		CloudProvider: wi.Spec.CloudProvider,
 	}
-	if s.config.Network.Type == wmcov1.NetworkOVNHybridOverlay && joined {
+	switch {
+	case s.config.Network.Type == wmcov1.NetworkOVNHybridOverlay && joined:
 		in.HostSubnet = hostSubnet(node)
+	case s.config.Network.Type == wmcov1.NetworkFlannel && joined:
+		// Node IPAM's assignment, which flanneld's kube subnet manager
+		// reads too.
+		in.HostSubnet = node.Spec.PodCIDR
 	}
 	plan, err := nodeconfig.Render(in)
 	if err != nil {

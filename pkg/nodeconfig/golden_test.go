@@ -12,11 +12,13 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	wmcov1alpha1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 )
 
@@ -33,6 +35,7 @@ type goldenPlan struct {
 	Copies             []wicdapi.Copy         `json:"copies"`
 	Services           []wicdapi.Service      `json:"services"`
 	Networks           []string               `json:"networks"`
+	HostNetworks       []wicdapi.HostNetwork  `json:"hostNetworks,omitempty"`
 	FirewallRules      []wicdapi.FirewallRule `json:"firewallRules"`
 	DefenderExclusions []string               `json:"defenderExclusions"`
 	StepTimeoutSeconds int                    `json:"stepTimeoutSeconds"`
@@ -55,6 +58,7 @@ func toGolden(p *wicdapi.Plan) goldenPlan {
 		Copies:             p.Copies,
 		Services:           p.Services,
 		Networks:           p.Networks,
+		HostNetworks:       p.HostNetworks,
 		FirewallRules:      p.FirewallRules,
 		DefenderExclusions: p.DefenderExclusions,
 		StepTimeoutSeconds: p.StepTimeoutSeconds,
@@ -137,6 +141,18 @@ var goldenCases = map[string]func(in *Inputs){
 		}
 		in.Cluster.TrustedCAPEM = bundle
 	},
+	// Flannel (plain Kubernetes with kube-flannel): VXLAN and host-gw on
+	// every supported build, and before node IPAM assigned the podCIDR.
+	"flannel-vxlan-17763":   flannelCase(withFlannel, OSBuildServer2019),
+	"flannel-vxlan-20348":   flannelCase(withFlannel, OSBuildServer2022),
+	"flannel-vxlan-26100":   flannelCase(withFlannel, OSBuildServer2025),
+	"flannel-host-gw-17763": flannelCase(withFlannelHostGW, OSBuildServer2019),
+	"flannel-host-gw-20348": flannelCase(withFlannelHostGW, OSBuildServer2022),
+	"flannel-host-gw-26100": flannelCase(withFlannelHostGW, OSBuildServer2025),
+	"flannel-no-pod-cidr": func(in *Inputs) {
+		withFlannel(in)
+		in.HostSubnet = ""
+	},
 	// An explicitly empty taint list: no taint at all.
 	"no-taints": func(in *Inputs) { in.Config.Taints = []wmcov1alpha1.NodeTaint{} },
 }
@@ -192,4 +208,44 @@ func lineDiff(want, got string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// withFlannel makes the inputs a plain-Kubernetes node with network type
+// Flannel (VXLAN, the defaults) whose podCIDR is known, kube-flannel's
+// net-conf.json read from the cluster.
+func withFlannel(in *Inputs) {
+	in.Config.Network = wmcov1alpha1.NetworkSpec{Type: wmcov1alpha1.NetworkFlannel}
+	in.Cluster.ServiceCIDR, in.Cluster.DNSIP = "10.96.0.0/12", "10.96.0.10"
+	in.Cluster.Flannel = FlannelFacts{Source: "kube-flannel/kube-flannel-cfg", Network: "10.132.0.0/14", Backend: FlannelBackendTypeVXLAN, VNI: 4096, Port: 4789}
+	in.Payload = withFlannelPayload(in.Payload, true)
+}
+
+// withFlannelHostGW is withFlannel with the host-gw backend set in the
+// config.
+func withFlannelHostGW(in *Inputs) {
+	withFlannel(in)
+	in.Config.Network.Flannel = &wmcov1alpha1.FlannelSpec{Backend: wmcov1alpha1.FlannelBackendHostGW}
+	in.Cluster.Flannel = FlannelFacts{Source: "kube-flannel/kube-flannel-cfg", Network: "10.132.0.0/14", Backend: FlannelBackendTypeHostGW}
+}
+
+// withFlannelPayload adds flanneld, and win-bridge if bridge, to a
+// manifest.
+func withFlannelPayload(m *payload.Manifest, bridge bool) *payload.Manifest {
+	out := *m
+	out.Files = append(slices.Clone(m.Files), payload.File{Path: payload.FlanneldPath, Component: payload.ComponentFlannel, Size: 1024, SHA256: strings.Repeat("1", 64)})
+	if bridge {
+		out.Files = append(out.Files, payload.File{Path: payload.CNIWinBridgePath, Component: payload.ComponentCNI, Size: 1024, SHA256: strings.Repeat("2", 64)})
+	}
+	return &out
+}
+
+// flannelCase is a golden case of a flannel backend on a Windows build.
+func flannelCase(backend func(*Inputs), build int) func(*Inputs) {
+	return func(in *Inputs) {
+		backend(in)
+		in.Host.OSBuild = build
+		name := "win-" + strconv.Itoa(build)
+		in.NodeName, in.Host.Hostname, in.Host.Addresses = name, strings.ToUpper(name), []string{"10.0.12.7"}
+		in.HostSubnet = "10.132.7.0/24"
+	}
 }

@@ -24,9 +24,10 @@ type cniConfig struct {
 }
 
 type cniIPAM struct {
-	Type     string `json:"type"`
-	Subnet   string `json:"subnet"`
-	RangeEnd string `json:"rangeEnd"`
+	Type       string `json:"type"`
+	Subnet     string `json:"subnet"`
+	RangeStart string `json:"rangeStart,omitempty"`
+	RangeEnd   string `json:"rangeEnd"`
 }
 
 type cniPolicy struct {

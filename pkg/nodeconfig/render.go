@@ -111,6 +111,32 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 		}
 	}
 
+	if r.flannel != nil && r.hostSubnet.IsValid() {
+		ext := flannelHostNetwork(r)
+		plan.HostNetworks = []wicdapi.HostNetwork{ext}
+		// flannel's network sits on the External network's switch:
+		// removed first.
+		plan.Networks = []string{r.flannel.network(), ext.Name}
+		netConf, err := renderFlannelNetConf(r)
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", FlannelNetConfPath, err)
+		}
+		cni, err := renderFlannelCNIConfig(r)
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", CNIConfigPath, err)
+		}
+		proxy, err := renderFlannelKubeProxyConfig(r)
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", KubeProxyConfigPath, err)
+		}
+		dirs = append(dirs, FlannelDir)
+		files = append(files,
+			wicdapi.File{Path: FlannelNetConfPath, Content: netConf},
+			wicdapi.File{Path: CNIConfigPath, Content: cni},
+			wicdapi.File{Path: KubeProxyConfigPath, Content: proxy},
+		)
+	}
+
 	plan.Services = services(r)
 	plan.LogRetention = logRetention(plan.Services, r.spec.LogRotation)
 	for _, svc := range plan.Services {

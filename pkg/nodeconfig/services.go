@@ -39,6 +39,10 @@ type service struct {
 	logRunner bool
 	// proxy: the service gets the proxy environment.
 	proxy bool
+	// env is the service's own environment (the proxy's is added).
+	env map[string]string
+	// networks are HNS networks that must exist before it starts.
+	networks []string
 }
 
 // services returns the plan's services, sorted by dependency depth, then
@@ -127,9 +131,23 @@ func services(r *resolved) []wicdapi.Service {
 				binary:      bin(payload.KubeProxyPath),
 				args:        []string{"--config=" + KubeProxyConfigPath, "--windows-service"},
 				deps:        []string{ServiceHybridOverlay, ServiceKubelet},
+				networks:    []string{HybridOverlayNetwork},
 				logRunner:   true,
 			})
 		}
+	}
+
+	if r.flannel != nil && r.hostSubnet.IsValid() {
+		list = append(list, flanneldService(r), service{
+			name:        ServiceKubeProxy,
+			displayName: "Kubernetes kube-proxy",
+			description: "Kubernetes network proxy: load-balances service traffic on the host.",
+			binary:      bin(payload.KubeProxyPath),
+			args:        []string{"--config=" + KubeProxyConfigPath, "--windows-service"},
+			deps:        []string{ServiceFlanneld, ServiceKubelet},
+			networks:    []string{r.flannel.network()},
+			logRunner:   true,
+		})
 	}
 
 	runner := bin(payload.KubeLogRunnerPath)
@@ -152,6 +170,13 @@ func services(r *resolved) []wicdapi.Service {
 			ws.Env = maps.Clone(r.proxy.env)
 			ws.SensitiveEnv = r.proxy.sensitive
 		}
+		if len(s.env) > 0 {
+			if ws.Env == nil {
+				ws.Env = map[string]string{}
+			}
+			maps.Copy(ws.Env, s.env)
+		}
+		ws.RequiresNetworks = slices.Clone(s.networks)
 		slices.Sort(ws.Dependencies)
 		if s.logRunner {
 			ws.Binary = runner

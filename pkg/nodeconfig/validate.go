@@ -72,9 +72,15 @@ type resolved struct {
 	trustedRoots []string
 	// clientCAPEM is the kubelet's client CA bundle.
 	clientCAPEM []byte
+	// flannel holds the flannel settings, nil unless network type Flannel.
+	flannel *flannelSettings
 }
 
 func (r *resolved) ovn() bool { return r.network == wmcov1alpha1.NetworkOVNHybridOverlay }
+
+// podNetwork reports whether the plan sets up the pod network (an IPv4
+// overlay or bridge): OVNHybridOverlay or Flannel.
+func (r *resolved) podNetwork() bool { return r.ovn() || r.flannel != nil }
 
 // resolve defaults and validates the inputs. The error lists every problem
 // found, each prefixed with the input it concerns, and wraps
@@ -105,12 +111,18 @@ func resolve(in Inputs) (*resolved, error) {
 		if r.vxlanPort < 1 || r.vxlanPort > 65535 {
 			fail(vxlanField, "%d must be between 1 and 65535", r.vxlanPort)
 		}
+	case wmcov1alpha1.NetworkFlannel:
+		r.flannel = resolveFlannel(spec.Network, in.Cluster.Flannel, fail)
+		r.vxlanPort = r.flannel.port
 	case wmcov1alpha1.NetworkNone:
 		if spec.Network.VXLANPort != nil {
-			fail("config.network.vxlanPort", "applies only to network type %s", wmcov1alpha1.NetworkOVNHybridOverlay)
+			fail("config.network.vxlanPort", "applies only to network types %s and %s", wmcov1alpha1.NetworkOVNHybridOverlay, wmcov1alpha1.NetworkFlannel)
 		}
 	default:
-		fail("config.network.type", "%q is not one of %s, %s", r.network, wmcov1alpha1.NetworkOVNHybridOverlay, wmcov1alpha1.NetworkNone)
+		fail("config.network.type", "%q is not one of %s, %s, %s", r.network, wmcov1alpha1.NetworkOVNHybridOverlay, wmcov1alpha1.NetworkFlannel, wmcov1alpha1.NetworkNone)
+	}
+	if spec.Network.Flannel != nil && r.network != wmcov1alpha1.NetworkFlannel {
+		fail("config.network.flannel", "applies only to network type %s", wmcov1alpha1.NetworkFlannel)
 	}
 
 	// Cluster facts, with the config's overrides.
@@ -126,13 +138,17 @@ func resolve(in Inputs) (*resolved, error) {
 	if spec.Network.ServiceNetworkCIDR != "" {
 		serviceField, serviceCIDR = "config.network.serviceNetworkCIDR", spec.Network.ServiceNetworkCIDR
 	}
-	r.serviceCIDR = parseCIDR(serviceField, serviceCIDR, true, r.ovn(), fail)
+	r.serviceCIDR = parseCIDR(serviceField, serviceCIDR, true, r.podNetwork(), fail)
 
 	clusterField, clusterCIDR := "cluster.clusterNetworkCIDR", in.Cluster.ClusterNetworkCIDR
-	if spec.Network.ClusterNetworkCIDR != "" {
+	switch {
+	case spec.Network.ClusterNetworkCIDR != "":
 		clusterField, clusterCIDR = "config.network.clusterNetworkCIDR", spec.Network.ClusterNetworkCIDR
+	case clusterCIDR == "" && r.flannel != nil && in.Cluster.Flannel.Network != "":
+		// kube-flannel's net-conf.json Network.
+		clusterField, clusterCIDR = "cluster.flannel.network", in.Cluster.Flannel.Network
 	}
-	r.clusterCIDR = parseCIDR(clusterField, clusterCIDR, r.ovn(), r.ovn(), fail)
+	r.clusterCIDR = parseCIDR(clusterField, clusterCIDR, r.podNetwork(), r.podNetwork(), fail)
 	if r.serviceCIDR.IsValid() && r.clusterCIDR.IsValid() && r.serviceCIDR.Overlaps(r.clusterCIDR) {
 		fail(clusterField, "%s overlaps the service network %s", r.clusterCIDR, r.serviceCIDR)
 	}
@@ -146,7 +162,7 @@ func resolve(in Inputs) (*resolved, error) {
 		fail(dnsField, "must be set")
 	} else if a, err := netip.ParseAddr(dns); err != nil || a.Zone() != "" {
 		fail(dnsField, "%q is not an IP address", dns)
-	} else if r.ovn() && !a.Is4() {
+	} else if r.podNetwork() && !a.Is4() {
 		fail(dnsField, "%s must be IPv4: the hybrid overlay is IPv4 only", a)
 	} else {
 		r.dnsIP = a
@@ -166,6 +182,8 @@ func resolve(in Inputs) (*resolved, error) {
 		fail("payload", "must be set")
 	} else if err := in.Payload.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("payload: %w", err))
+	} else {
+		validateFlannelPayload(in.Payload, r.flannel, fail)
 	}
 	clusterVersion, err := parseKubeVersion(in.Cluster.KubernetesVersion)
 	if err != nil {
@@ -190,7 +208,7 @@ func resolve(in Inputs) (*resolved, error) {
 		fail(vxlanField, "%d is not supported on Windows Server 2019 (build %d), which only uses VXLAN port %d",
 			r.vxlanPort, OSBuildServer2019, DefaultVXLANPort)
 	}
-	r.nodeIP = validateAddresses(in.Host.Addresses, r.ovn(), fail)
+	r.nodeIP = validateAddresses(in.Host.Addresses, r.podNetwork(), fail)
 
 	// Node.
 	r.nodeName = in.NodeName
@@ -211,8 +229,8 @@ func resolve(in Inputs) (*resolved, error) {
 
 	// Host subnet.
 	if in.HostSubnet != "" {
-		if !r.ovn() {
-			fail("hostSubnet", "applies only to network type %s", wmcov1alpha1.NetworkOVNHybridOverlay)
+		if !r.podNetwork() {
+			fail("hostSubnet", "applies only to network types %s and %s", wmcov1alpha1.NetworkOVNHybridOverlay, wmcov1alpha1.NetworkFlannel)
 		} else if p := parseCIDR("hostSubnet", in.HostSubnet, true, true, fail); p.IsValid() {
 			switch {
 			case p.Bits() > 29:

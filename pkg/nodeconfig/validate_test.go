@@ -33,13 +33,13 @@ func TestValidation(t *testing.T) {
 
 		// Network.
 		{name: "unknown network type", mutate: func(in *Inputs) { in.Config.Network.Type = "Calico" },
-			want: []string{`config.network.type: "Calico" is not one of OVNHybridOverlay, None`}},
+			want: []string{`config.network.type: "Calico" is not one of OVNHybridOverlay, Flannel, None`}},
 		{name: "vxlan port out of range", mutate: func(in *Inputs) { in.Config.Network.VXLANPort = port(70000) },
 			want: []string{"config.network.vxlanPort: 70000 must be between 1 and 65535"}},
 		{name: "vxlan port with network None", mutate: func(in *Inputs) {
 			in.Config.Network = wmcov1alpha1.NetworkSpec{Type: wmcov1alpha1.NetworkNone, VXLANPort: port(4789)}
 			in.HostSubnet = ""
-		}, want: []string{"config.network.vxlanPort: applies only to network type OVNHybridOverlay"}},
+		}, want: []string{"config.network.vxlanPort: applies only to network types OVNHybridOverlay and Flannel"}},
 		{name: "custom vxlan port on Windows Server 2019", mutate: func(in *Inputs) {
 			in.Host.OSBuild = OSBuildServer2019
 			in.Config.Network.VXLANPort = port(9898)
@@ -49,6 +49,72 @@ func TestValidation(t *testing.T) {
 			in.Host.OSBuild = OSBuildServer2025
 			in.Config.Network.VXLANPort = port(9898)
 		}},
+
+		// Flannel.
+		{name: "flannel with the cluster network from the config", mutate: withFlannel},
+		{name: "flannel with the cluster network from kube-flannel", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Cluster.ClusterNetworkCIDR = ""
+			in.Cluster.Flannel = FlannelFacts{Source: "kube-flannel/kube-flannel-cfg", Network: "10.132.0.0/14", Backend: "vxlan", VNI: 4096, Port: 4789}
+		}},
+		{name: "flannel without a cluster network", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Cluster.ClusterNetworkCIDR = ""
+			in.Cluster.Flannel = FlannelFacts{}
+		}, want: []string{"cluster.clusterNetworkCIDR: must be set"}},
+		{name: "flannel host subnet outside kube-flannel's network", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Cluster.ClusterNetworkCIDR = ""
+			in.Cluster.Flannel = FlannelFacts{Source: "kube-system/kube-flannel-cfg", Network: "10.244.0.0/16", Backend: "vxlan"}
+		}, want: []string{"hostSubnet: 10.132.4.0/24 is not inside the cluster network 10.244.0.0/16"}},
+		{name: "flannel host subnet outside the config's network", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Config.Network.ClusterNetworkCIDR = "10.244.0.0/16"
+		}, want: []string{"hostSubnet: 10.132.4.0/24 is not inside the cluster network 10.244.0.0/16"}},
+		{name: "flannel VNI below 4096 from kube-flannel", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Cluster.Flannel = FlannelFacts{Source: "kube-flannel/kube-flannel-cfg", Network: "10.132.0.0/14", Backend: "vxlan", VNI: 1}
+		}, want: []string{"cluster.flannel.vni: 1 must be between 4096 and 16777215"}},
+		{name: "flannel VNI from the config overrides kube-flannel's", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Cluster.Flannel = FlannelFacts{Source: "kube-flannel/kube-flannel-cfg", Network: "10.132.0.0/14", Backend: "vxlan", VNI: 1}
+			in.Config.Network.Flannel = &wmcov1alpha1.FlannelSpec{VNI: port(4097)}
+		}},
+		{name: "flannel port other than 4789", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Config.Network.VXLANPort = port(8472)
+		}, want: []string{"config.network.vxlanPort: 8472 is not supported: flannel on Windows only uses VXLAN port 4789"}},
+		{name: "flannel port 8472 from kube-flannel", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Cluster.Flannel = FlannelFacts{Source: "kube-flannel/kube-flannel-cfg", Network: "10.132.0.0/14", Backend: "vxlan", Port: 8472}
+		}, want: []string{"cluster.flannel.port: 8472 is not supported"}},
+		{name: "flannel backend wireguard from kube-flannel", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Cluster.Flannel = FlannelFacts{Source: "kube-flannel/kube-flannel-cfg", Network: "10.132.0.0/14", Backend: "wireguard"}
+		}, want: []string{`cluster.flannel.backend: kube-flannel's backend "wireguard" (kube-flannel/kube-flannel-cfg) is not supported on Windows`}},
+		{name: "flannel host-gw from kube-flannel", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Cluster.Flannel = FlannelFacts{Source: "kube-flannel/kube-flannel-cfg", Network: "10.132.0.0/14", Backend: "host-gw"}
+		}},
+		{name: "flannel VNI with host-gw", mutate: func(in *Inputs) {
+			withFlannelHostGW(in)
+			in.Config.Network.Flannel.VNI = port(4096)
+		}, want: []string{"config.network.flannel.vni: applies only to the VXLAN backend"}},
+		{name: "flannel settings with another network type", mutate: func(in *Inputs) {
+			in.Config.Network.Flannel = &wmcov1alpha1.FlannelSpec{Backend: wmcov1alpha1.FlannelBackendVXLAN}
+		}, want: []string{"config.network.flannel: applies only to network type Flannel"}},
+		{name: "flannel with a payload without flanneld", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Payload = testManifest()
+		}, want: []string{"payload: holds no flanneld.exe, which network type Flannel needs"}},
+		{name: "flannel host-gw with a payload without win-bridge", mutate: func(in *Inputs) {
+			withFlannelHostGW(in)
+			in.Payload = withFlannelPayload(testManifest(), false)
+		}, want: []string{"payload: holds no cni/win-bridge.exe"}},
+		{name: "flannel with an IPv6 node IP", mutate: func(in *Inputs) {
+			withFlannel(in)
+			in.Host.Addresses = []string{"fd00::1234"}
+		}, want: []string{"host.addresses[0]: fd00::1234: the node IP must be IPv4"}},
 
 		// Cluster facts.
 		{name: "no API server", mutate: func(in *Inputs) { in.Cluster.APIServerURL = "" },
@@ -156,7 +222,7 @@ func TestValidation(t *testing.T) {
 		// Host subnet.
 		{name: "host subnet with network None", mutate: func(in *Inputs) {
 			in.Config.Network = wmcov1alpha1.NetworkSpec{Type: wmcov1alpha1.NetworkNone}
-		}, want: []string{"hostSubnet: applies only to network type OVNHybridOverlay"}},
+		}, want: []string{"hostSubnet: applies only to network types OVNHybridOverlay and Flannel"}},
 		{name: "host subnet outside the cluster network", mutate: func(in *Inputs) { in.HostSubnet = "10.200.0.0/24" },
 			want: []string{"hostSubnet: 10.200.0.0/24 is not inside the cluster network 10.132.0.0/14"}},
 		{name: "host subnet larger than the cluster network", mutate: func(in *Inputs) { in.HostSubnet = "10.128.0.0/12" },

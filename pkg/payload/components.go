@@ -27,6 +27,9 @@ const (
 	ComponentWindowsExporter Component = "windows-exporter"
 	ComponentKubeLogRunner   Component = "kube-log-runner"
 	ComponentWICD            Component = "wicd"
+	// ComponentFlannel is flanneld, which only hosts of network type
+	// Flannel run: a payload may leave it out (see OptionalFiles).
+	ComponentFlannel Component = "flannel"
 )
 
 // Paths, relative to the payload directory, of the files every payload
@@ -43,6 +46,11 @@ const (
 	WindowsExporterPath = "windows_exporter.exe"
 	KubeLogRunnerPath   = "kube-log-runner.exe"
 	WICDPath            = "wicd.exe"
+	// CNIWinBridgePath is the win-bridge CNI plugin (flannel's host-gw
+	// backend); an extra CNI plugin, not a required file.
+	CNIWinBridgePath = "cni/win-bridge.exe"
+	// FlanneldPath is flanneld (ComponentFlannel), an optional file.
+	FlanneldPath = "flanneld.exe"
 )
 
 // CNIDir is the payload directory holding the CNI plugins. A payload may
@@ -63,10 +71,20 @@ var requiredFiles = map[Component][]string{
 	ComponentWICD:            {WICDPath},
 }
 
+// optionalFiles maps the components a payload may leave out to their
+// files: a payload built before the component existed still loads, and
+// what needs the file (a plan for network type Flannel) checks for it.
+var optionalFiles = map[Component][]string{
+	ComponentFlannel: {FlanneldPath},
+}
+
 // Components returns every known component, sorted by name.
 func Components() []Component {
-	out := make([]Component, 0, len(requiredFiles))
+	out := make([]Component, 0, len(requiredFiles)+len(optionalFiles))
 	for c := range requiredFiles {
+		out = append(out, c)
+	}
+	for c := range optionalFiles {
 		out = append(out, c)
 	}
 	slices.Sort(out)
@@ -76,7 +94,14 @@ func Components() []Component {
 // Known reports whether c is one of the components above.
 func (c Component) Known() bool {
 	_, ok := requiredFiles[c]
-	return ok
+	_, optional := optionalFiles[c]
+	return ok || optional
+}
+
+// OptionalFiles returns the paths a payload may hold for component c,
+// sorted; nil for a component without optional files.
+func OptionalFiles(c Component) []string {
+	return slices.Clone(optionalFiles[c])
 }
 
 // RequiredFiles returns the paths every payload holds for component c,
@@ -90,9 +115,9 @@ func RequiredFiles(c Component) []string {
 // the CNI plugins. ok is false for a path no component owns.
 func ComponentOf(path string) (c Component, ok bool) {
 	lower := strings.ToLower(path)
-	for comp, files := range requiredFiles {
-		for _, f := range files {
-			if lower == f {
+	for _, m := range []map[Component][]string{requiredFiles, optionalFiles} {
+		for comp, files := range m {
+			if slices.Contains(files, lower) {
 				return comp, true
 			}
 		}

@@ -39,9 +39,15 @@ func TestHostPath(t *testing.T) {
 func TestComponents(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(Components()).To(Equal([]Component{
-		"cni", "containerd", "csi-proxy", "hybrid-overlay", "kube-log-runner",
+		"cni", "containerd", "csi-proxy", "flannel", "hybrid-overlay", "kube-log-runner",
 		"kube-proxy", "kubelet", "wicd", "windows-exporter",
 	}))
+	// flanneld is optional: a payload built before it still loads.
+	g.Expect(RequiredFiles(ComponentFlannel)).To(BeEmpty())
+	g.Expect(OptionalFiles(ComponentFlannel)).To(Equal([]string{FlanneldPath}))
+	owner, found := ComponentOf("FlannelD.exe")
+	g.Expect(found).To(BeTrue())
+	g.Expect(owner).To(Equal(ComponentFlannel))
 	g.Expect(RequiredFiles(ComponentContainerd)).To(Equal([]string{"containerd-shim-runhcs-v1.exe", "containerd.exe"}))
 	g.Expect(RequiredFiles("nope")).To(BeNil())
 	// RequiredFiles hands out a copy.
@@ -153,8 +159,8 @@ func TestValidate(t *testing.T) {
 			want: []string{"files: must list", `missing "kubelet.exe" of component "kubelet"`}},
 		{name: "too many files", mutate: func(m *Manifest) { m.Files = make([]File, MaxFiles+1) },
 			want: []string{"at most 1024"}},
-		{name: "unknown component", mutate: func(m *Manifest) { m.Files[0].Component = "flannel" },
-			want: []string{`files[0] "cni/host-local.exe": unknown component "flannel"`}},
+		{name: "unknown component", mutate: func(m *Manifest) { m.Files[0].Component = "calico" },
+			want: []string{`files[0] "cni/host-local.exe": unknown component "calico"`}},
 		{name: "wrong component", mutate: func(m *Manifest) { m.Files[0].Component = ComponentKubelet },
 			want: []string{`files[0] "cni/host-local.exe": belongs to component "cni", not "kubelet"`}},
 		{name: "file of no component", mutate: func(m *Manifest) {

@@ -135,6 +135,9 @@ func validatePlan(p *wicdapi.Plan) error {
 	if _, err := parseTrustedRoots(p.TrustedRootCertificates); err != nil {
 		return err
 	}
+	if err := validateHostNetworks(p); err != nil {
+		return err
+	}
 	_, err := startOrder(p.Services)
 	return err
 }
@@ -508,7 +511,19 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 			running[svc.Name] = false
 		}
 	}
+	changes, err = ensureHostNetworks(ctx, b, plan)
+	if err != nil {
+		return nil, err
+	}
+	res.Changes = append(res.Changes, changes...)
+	byName := make(map[string]wicdapi.Service, len(order))
+	for _, svc := range order {
+		byName[svc.Name] = svc
+	}
 	started, err := startTogether(ctx, order, running, func(ctx context.Context, name string) error {
+		if err := waitForNetworks(ctx, b, byName[name], step); err != nil {
+			return err
+		}
 		return stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Start(ctx, name) })
 	})
 	for _, name := range started {

@@ -344,6 +344,10 @@ type Plan struct {
 	// removes them, last, because removing one can reset the host's
 	// network connections (see CleanupResult.Reconnect).
 	Networks []string `json:"networks,omitempty"`
+	// HostNetworks are HNS networks the agent creates itself, when
+	// missing, after the files and before starting services; Networks
+	// lists them too, so cleanup removes them.
+	HostNetworks []HostNetwork `json:"hostNetworks,omitempty"`
 	// FirewallRules are inbound rules the agent keeps in the Windows
 	// Firewall.
 	FirewallRules []FirewallRule `json:"firewallRules,omitempty"`
@@ -416,9 +420,10 @@ func (p *Plan) StepTimeout() time.Duration {
 // ApplyTimeout is the deadline the operator gives `wicd apply` and `wicd
 // cleanup` for a plan: one step deadline for the files and the host lock,
 // two per service (stop and start), one per firewall rule and Defender
-// exclusion, one per network, and one for files still held by processes.
+// exclusion, one per network and per network it creates, and one for
+// files still held by processes.
 func ApplyTimeout(p *Plan) time.Duration {
-	steps := 3 + 2*len(p.Services) + len(p.FirewallRules) + len(p.DefenderExclusions) + len(p.Networks)
+	steps := 3 + 2*len(p.Services) + len(p.FirewallRules) + len(p.DefenderExclusions) + len(p.Networks) + len(p.HostNetworks)
 	return time.Duration(steps) * p.StepTimeout()
 }
 
@@ -507,7 +512,41 @@ type Service struct {
 	StartType StartType `json:"startType,omitempty"`
 	// Recovery is what the service manager does when the service fails.
 	Recovery Recovery `json:"recovery"`
+	// RequiresNetworks are HNS networks that must exist before the agent
+	// starts the service (kube-proxy needs the network flanneld creates):
+	// the agent waits up to one step deadline for them and fails the
+	// start naming the missing one. Not a service manager setting, so a
+	// change alone neither updates nor restarts the service.
+	RequiresNetworks []string `json:"requiresNetworks,omitempty"`
 }
+
+// HostNetwork is an HNS network the agent itself creates, when missing,
+// before it starts the plan's services: flannel's "External" network,
+// which puts the host's adapter on a virtual switch before flanneld
+// creates its own network on it (creating the first network of an
+// adapter interrupts the host's connections for a moment).
+type HostNetwork struct {
+	// Name of the network; HNS does not keep names unique, the agent
+	// does.
+	Name string `json:"name"`
+	// Type is HostNetworkOverlay or HostNetworkL2Bridge.
+	Type string `json:"type"`
+	// AddressPrefix and Gateway of the network's one subnet, e.g.
+	// 192.168.255.0/30 and 192.168.255.1.
+	AddressPrefix string `json:"addressPrefix"`
+	Gateway       string `json:"gateway"`
+	// VSID of an Overlay network's subnet; 0 for L2Bridge.
+	VSID int `json:"vsid,omitempty"`
+	// AdapterAddress selects the network adapter the network binds to:
+	// the one holding this IP address (the node IP).
+	AdapterAddress string `json:"adapterAddress"`
+}
+
+// HostNetwork types (HNS network types).
+const (
+	HostNetworkOverlay  = "Overlay"
+	HostNetworkL2Bridge = "L2Bridge"
+)
 
 // Recovery restarts a failed service after a delay; the failure count
 // resets after ResetPeriodSeconds without failure.

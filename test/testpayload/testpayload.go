@@ -35,7 +35,7 @@ type Options struct {
 }
 
 // Write writes a fake payload into dir, for tests and the demo:
-// every component's required files, with content derived only from the
+// every component's required and optional files and cni/win-bridge.exe, with content derived only from the
 // version and the path (the same options always give the same bytes), and
 // a real manifest.json. The files are not Windows programs.
 func Write(dir string, opts Options) (*payload.Manifest, error) {
@@ -52,7 +52,13 @@ func Write(dir string, opts Options) (*payload.Manifest, error) {
 		return nil, fmt.Errorf("write test payload: version %q: %w", opts.Version, err)
 	}
 	for _, c := range payload.Components() {
-		for _, p := range payload.RequiredFiles(c) {
+		// The optional files too (flanneld), and win-bridge: a simulated
+		// host may join with any network type.
+		files := append(payload.RequiredFiles(c), payload.OptionalFiles(c)...)
+		if c == payload.ComponentCNI {
+			files = append(files, payload.CNIWinBridgePath)
+		}
+		for _, p := range files {
 			if err := writeTestFile(dir, opts, p); err != nil {
 				return nil, fmt.Errorf("write test payload: %w", err)
 			}

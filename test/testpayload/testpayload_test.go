@@ -27,7 +27,8 @@ func TestWriteAndLoad(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(loaded).To(Equal(written))
 
-	// Every component's required files are there, with their component.
+	// Every component's required and optional files are there, with
+	// their component, and win-bridge for flannel's host-gw.
 	for _, c := range payload.Components() {
 		files := loaded.ComponentFiles(c)
 		var paths []string
@@ -35,8 +36,13 @@ func TestWriteAndLoad(t *testing.T) {
 			g.Expect(f.Component).To(Equal(c))
 			paths = append(paths, f.Path)
 		}
-		g.Expect(paths).To(Equal(payload.RequiredFiles(c)), "component %s", c)
+		want := append(payload.RequiredFiles(c), payload.OptionalFiles(c)...)
+		if c == payload.ComponentCNI {
+			want = append(want, payload.CNIWinBridgePath)
+		}
+		g.Expect(paths).To(ConsistOf(want), "component %s", c)
 	}
+	g.Expect(loaded.ComponentFiles(payload.ComponentFlannel)).To(HaveLen(1))
 	g.Expect(loaded.ComponentFiles(payload.ComponentContainerd)).To(HaveLen(2))
 	g.Expect(loaded.ComponentFiles("nope")).To(BeEmpty())
 

@@ -134,6 +134,12 @@ func binaries(k8s, version string) []binary {
 			// The commit of the pseudo-version, as ovn-kubernetes' Makefile sets it.
 			ldflags: xflag(ovnModule+"/pkg/config.Commit", func(v string) string { return v[strings.LastIndexByte(v, '-')+1:] }),
 			version: same, env: []string{"GONOSUMDB=" + ovnNoSumDB}},
+		// flanneld for network type Flannel; its wrapper was resolved with
+		// go mod edit -require and one -mod=mod build (go get -tool fails on
+		// a Linux-only dependency the proxy does not serve).
+		{path: payload.FlanneldPath, component: payload.ComponentFlannel, wrapper: "flannel",
+			module: "github.com/flannel-io/flannel", pkg: "github.com/flannel-io/flannel",
+			ldflags: xflag("github.com/flannel-io/flannel/pkg/version.Version", same), version: same},
 		{path: payload.WICDPath, component: payload.ComponentWICD,
 			module: repoModule, pkg: "./cmd/wicd",
 			ldflags: func(string) []string { return []string{"-X", repoModule + "/pkg/version.Version=" + version} },

@@ -75,6 +75,12 @@ type ServiceManager struct {
 	bootCtx   context.Context     // nil while the host is down
 	failStart map[string]error
 	starts    map[string]int
+	// startLog lists the services in the order their processes started.
+	startLog []string
+	// startChecks by lower-case base name of the binary: a program that
+	// exits at once when its check fails (kube-proxy without its HNS
+	// network), see startCheck.
+	startChecks map[string]startCheck
 }
 
 type service struct {
@@ -114,6 +120,14 @@ func (m *ServiceManager) Starts(name string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.starts[key(name)]
+}
+
+// StartLog lists the services in the order their processes started (by
+// anyone, since the host was created), a service once per start.
+func (m *ServiceManager) StartLog() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.startLog)
 }
 
 // Running reports whether a service runs.
@@ -255,7 +269,13 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 		m.mu.Unlock()
 		return fmt.Errorf("start %s: %s: %w", name, info.Binary, ErrBinaryNotFound)
 	}
-	if bin, msg, ok := m.failingBinary(s.cfg.Binary, info.Binary); ok {
+	bin, msg, ok := m.failingBinary(s.cfg.Binary, info.Binary)
+	if check := m.startChecks[strings.ToLower(baseName(info.Binary))]; !ok && check != nil {
+		if err := check(info); err != nil {
+			bin, msg, ok = baseName(info.Binary), err.Error(), true
+		}
+	}
+	if ok {
 		// The process starts and exits at once: the service manager
 		// counts a start, reports the service stopped with exit code
 		// 1067, and applies the recovery actions as for any crash.
@@ -308,6 +328,7 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 	pctx, cancel := context.WithCancel(m.bootCtx)
 	s.running, s.cancel, s.done, s.stopping, s.lastErr = true, cancel, make(chan struct{}), false, nil
 	m.starts[key(name)]++
+	m.startLog = append(m.startLog, s.cfg.Name)
 	done := s.done
 	m.mu.Unlock()
 

@@ -144,7 +144,9 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 		"kubelet.exe":             n.runKubelet,
 		"wicd.exe":                n.runAgentService,
 		"hybrid-overlay-node.exe": n.runHybridOverlay,
+		"flanneld.exe":            n.runFlanneld,
 	}, opts)
+	n.Services.startChecks = n.startChecks()
 	n.backend = &wicd.Backend{
 		Services: n.Services, Files: diskFiles{h.Disk()}, System: n.system, Network: n.hns,
 		Locker: hostLock{ch: make(chan struct{}, 1)}, Exec: hostExec{h}, Firewall: n.firewall, Defender: n.defender,
