@@ -287,8 +287,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		s.base.Finalizers, s.base.ResourceVersion = wi.Finalizers, wi.ResourceVersion
 	}
 	r.slots.setLimit(int(config.MaxParallelConfigurations))
+	// A host not known to answer is dialled before it takes a slot: one
+	// that never answers then costs a worker for its connect timeout, not
+	// a slot that hosts which answer are waiting for.
+	dialFirst := wi.DeletionTimestamp.IsZero() && !meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionReachable)
+	if dialFirst {
+		r.showProgress(ctx, s, wmcov1.ConditionReachable)
+		if res, err := r.reconcileConnection(ctx, s); err != nil || !res.IsZero() {
+			return res, err
+		}
+	}
 	if !r.slots.tryAcquire(wi.Name) {
 		s.waitingSlot = true
+		// Not kept: open connections stay within the slots (conncache.go).
+		s.dropSession = true
 		// A freed slot wakes this instance through the slots' channel;
 		// the requeue is a safety net.
 		return ctrl.Result{RequeueAfter: slotRequeue}, nil
@@ -298,11 +310,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !wi.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
+	connect := r.reconcileConnection
+	if dialFirst {
+		connect = func(context.Context, *scope) (ctrl.Result, error) { return ctrl.Result{}, nil }
+	}
 	phases := []struct {
 		run  phase
 		step string
 	}{
-		{r.reconcileConnection, wmcov1.ConditionReachable},
+		{connect, wmcov1.ConditionReachable},
 		{r.reconcileAgent, wmcov1.ConditionReachable},
 		{r.reconcileKeys, wmcov1.ConditionReachable},
 		{r.reconcileHostname, wmcov1.ConditionPreflightPassed},

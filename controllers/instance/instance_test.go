@@ -1,6 +1,7 @@
 package instance_test
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/winsim"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
@@ -159,6 +161,14 @@ func TestTenHostsJoinWithBoundedParallelism(t *testing.T) {
 	const n, parallel, later = 10, 3, 3
 	hosts := ctrltest.StartHosts(t, n+later, simagent.Options{})
 	dialer := ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: parallel})
+	// Configurations are counted on the hosts' side: hosts running an
+	// agent command at once. (A host not known to answer is dialled
+	// before it takes a slot, so connections may briefly outnumber them.)
+	var busy winsim.BusyCounter
+	defer busy.Stop()
+	for _, h := range hosts {
+		busy.Watch(h.Host)
+	}
 
 	start := time.Now()
 	for _, h := range hosts[:n] {
@@ -167,23 +177,23 @@ func TestTenHostsJoinWithBoundedParallelism(t *testing.T) {
 	for _, h := range hosts[:n] {
 		ctrltest.WaitReady(t, h.Name, 3*time.Minute)
 	}
-	t.Logf("%d hosts Ready in %s; peak concurrent host sessions %d (limit %d); %d dials",
-		n, time.Since(start).Round(time.Millisecond), dialer.Peak.Load(), parallel, dialer.Dials.Load())
-	g.Expect(dialer.Peak.Load()).To(BeNumerically("<=", parallel))
-	g.Expect(dialer.Peak.Load()).To(BeNumerically(">", 1), "hosts are configured in parallel")
+	t.Logf("%d hosts Ready in %s; peak hosts configured at once %d (limit %d), peak sessions %d; %d dials",
+		n, time.Since(start).Round(time.Millisecond), busy.Peak(), parallel, dialer.Peak.Load(), dialer.Dials.Load())
+	g.Expect(busy.Peak()).To(BeNumerically("<=", parallel))
+	g.Expect(busy.Peak()).To(BeNumerically(">", 1), "hosts are configured in parallel")
 
 	// One at a time from now on, without restarting the operator.
 	ctrltest.SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) { spec.MaxParallelConfigurations = 1 })
 	g.Eventually(dialer.Open.Load).WithTimeout(time.Minute).Should(BeZero())
-	dialer.Peak.Store(0)
+	busy.ResetPeak()
 	for _, h := range hosts[n:] {
 		g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
 	}
 	for _, h := range hosts[n:] {
 		ctrltest.WaitReady(t, h.Name, 3*time.Minute)
 	}
-	t.Logf("%d more hosts Ready with maxParallelConfigurations 1; peak concurrent host sessions %d", later, dialer.Peak.Load())
-	g.Expect(dialer.Peak.Load()).To(Equal(int32(1)))
+	t.Logf("%d more hosts Ready with maxParallelConfigurations 1; peak hosts configured at once %d", later, busy.Peak())
+	g.Expect(busy.Peak()).To(Equal(1))
 
 	for _, h := range hosts {
 		g.Expect(ctrltest.Client.Delete(ctx, &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: h.Name}})).To(Succeed())
@@ -371,4 +381,59 @@ func TestContainersFeatureEnabledWithReboot(t *testing.T) {
 	// Preflight passes only with Containers enabled.
 	g.Expect(meta.IsStatusConditionTrue(getInstance(g, h.Name).Status.Conditions, wmcov1.ConditionPreflightPassed)).To(BeTrue())
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
+}
+
+// A host that accepts connections and never answers holds no
+// configuration slot while it is dialled: with maxParallelConfigurations
+// 1, a good host listed while that dial hangs joins without waiting for
+// a slot.
+func TestHostThatNeverAnswersHoldsNoSlot(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := ctrltest.StartHosts(t, 1, simagent.Options{})
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: 1})
+
+	silent, err := net.Listen("tcp", "127.0.9.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		_ = silent.Close()
+		for c := range accepted {
+			_ = c.Close()
+		}
+	})
+	dead := &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: "silent"}, Spec: wmcov1.WindowsInstanceSpec{
+		Address: "127.0.9.1", Port: int32(silent.Addr().(*net.TCPAddr).Port), Username: "Administrator"}}
+	g.Expect(ctrltest.Client.Create(ctx, dead)).To(Succeed())
+	// Its dial is under way: the connection is open and nothing answers.
+	var first net.Conn
+	g.Eventually(accepted).WithTimeout(time.Minute).Should(Receive(&first))
+	defer func() { _ = first.Close() }()
+
+	good := ctrltest.InstanceFor(hosts[0])
+	g.Expect(ctrltest.Client.Create(ctx, good)).To(Succeed())
+	waited := false
+	g.Eventually(func(g Gomega) {
+		wi := &wmcov1.WindowsInstance{}
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(good), wi)).To(Succeed())
+		for _, c := range wi.Status.Conditions {
+			waited = waited || c.Reason == instance.ReasonWaitingSlot
+		}
+		g.Expect(meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionReady)).To(BeTrue())
+	}).WithTimeout(3 * time.Minute).WithPolling(20 * time.Millisecond).Should(Succeed())
+	g.Expect(waited).To(BeFalse(), "the good host never waited for the slot")
+	g.Expect(hosts[0].Host.Stats().Connections).To(BeEquivalentTo(1), "one SSH connection for the whole join")
+
+	ctrltest.DeleteAndWait(t, dead.Name, 2*time.Minute)
+	ctrltest.DeleteAndWait(t, good.Name, 2*time.Minute)
 }

@@ -74,9 +74,12 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 		return ctrl.Result{}, nil
 	}
 	// Kept connections and the ones in use stay within the hosts that
-	// may be configured at once (this reconcile's slot included).
-	held, limit := r.slots.usage()
-	r.conns.trim(limit - held)
+	// may be configured at once (this reconcile's slot included). A host
+	// dialled before it takes a slot trims nothing: its connection is
+	// closed unless it gets one.
+	if held, limit, holds := r.slots.usage(wi.Name); holds {
+		r.conns.trim(limit - held)
+	}
 	s.log.V(1).Info("Connecting", "address", wi.Spec.Address, "port", port)
 	// While the Secret's key is rotated in, the host may accept only the
 	// key it accepted before: dialHost (keys.go) falls back to it.

@@ -61,15 +61,15 @@ func (s *slots) tryAcquire(name string) bool {
 	return true
 }
 
-// release frees the instance's slot and wakes as many waiters as there
-// are free slots.
-// usage is how many slots are held and the limit.
-func (s *slots) usage() (held, limit int) {
+// usage is how many slots are held, the limit, and whether name holds one.
+func (s *slots) usage(name string) (held, limit int, holds bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.held), s.limit
+	return len(s.held), s.limit, s.held[name]
 }
 
+// release frees the instance's slot and wakes as many waiters as there
+// are free slots.
 func (s *slots) release(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -107,13 +107,11 @@ type InvariantChecker struct {
 	violations []Violation
 	phases     map[string]phaseSince
 	// sums caches file hashes by host, path, size and modification time.
-	sums      map[fileVersion]string
-	foreign   map[string]bool
-	observed  map[*winsim.Host]func()
-	busy      map[*winsim.Host]int
-	busyHosts int
-	peakBusy  int
-	checks    int
+	sums    map[fileVersion]string
+	foreign map[string]bool
+	// busy counts the hosts running an agent command at once.
+	busy   winsim.BusyCounter
+	checks int
 }
 
 type fileVersion struct {
@@ -139,7 +137,7 @@ func NewInvariantChecker(e *Env) (*InvariantChecker, error) {
 	return &InvariantChecker{
 		env: e, manifests: ms, Grace: 30 * time.Second, StuckAfter: 5 * time.Minute,
 		firstSeen: map[string]time.Time{}, reported: map[string]bool{}, phases: map[string]phaseSince{},
-		foreign: map[string]bool{}, sums: map[fileVersion]string{}, observed: map[*winsim.Host]func(){}, busy: map[*winsim.Host]int{},
+		foreign: map[string]bool{}, sums: map[fileVersion]string{},
 	}, nil
 }
 
@@ -195,11 +193,7 @@ func (c *InvariantChecker) Checks() int {
 }
 
 // PeakParallel is the most hosts seen running an agent command at once.
-func (c *InvariantChecker) PeakParallel() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.peakBusy
-}
+func (c *InvariantChecker) PeakParallel() int { return c.busy.Peak() }
 
 // Run checks every interval until ctx ends; a check that cannot read the
 // cluster (the API server restarting) is skipped.
@@ -217,14 +211,7 @@ func (c *InvariantChecker) Run(ctx context.Context, every time.Duration) {
 }
 
 // Stop removes the checker's observers from the hosts.
-func (c *InvariantChecker) Stop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for h, remove := range c.observed {
-		remove()
-		delete(c.observed, h)
-	}
-}
+func (c *InvariantChecker) Stop() { c.busy.Stop() }
 
 func (c *InvariantChecker) hosts() []*Host {
 	if c.Hosts != nil {
@@ -311,45 +298,18 @@ func (c *InvariantChecker) Current(ctx context.Context) ([]Violation, error) {
 		return nil, fmt.Errorf("list CSRs: %w", err)
 	}
 	out = append(out, c.checkCluster(instances.Items, nodes.Items, sas.Items, secrets.Items, csrs.Items)...)
-	c.mu.Lock()
-	if c.MaxParallel > 0 && c.peakBusy > c.MaxParallel {
+	if peak := c.busy.Peak(); c.MaxParallel > 0 && peak > c.MaxParallel {
 		out = append(out, Violation{Invariant: InvariantParallelConfigurations, Object: "hosts",
-			Detail: fmt.Sprintf("%d hosts ran agent commands at once; maxParallelConfigurations is %d", c.peakBusy, c.MaxParallel)})
+			Detail: fmt.Sprintf("%d hosts ran agent commands at once; maxParallelConfigurations is %d", peak, c.MaxParallel)})
 	}
-	c.mu.Unlock()
 	return out, nil
 }
 
 // observe counts, from each host's side, how many hosts run an agent
 // command at once.
 func (c *InvariantChecker) observe(hosts []*Host) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, h := range hosts {
-		wh := h.Host
-		if _, ok := c.observed[wh]; ok {
-			continue
-		}
-		c.observed[wh] = wh.Observe(winsim.Observer{Request: func(r winsim.Request) func() {
-			if r.Kind != "exec" {
-				return nil
-			}
-			c.mu.Lock()
-			c.busy[wh]++
-			if c.busy[wh] == 1 {
-				c.busyHosts++
-				c.peakBusy = max(c.peakBusy, c.busyHosts)
-			}
-			c.mu.Unlock()
-			return func() {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				c.busy[wh]--
-				if c.busy[wh] == 0 {
-					c.busyHosts--
-				}
-			}
-		}})
+		c.busy.Watch(h.Host)
 	}
 }
 

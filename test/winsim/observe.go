@@ -87,3 +87,73 @@ func (o *observers) fileCreated(path string) {
 		}
 	}
 }
+
+// BusyCounter counts, from the hosts' side, how many of the hosts it
+// watches run an exec'd program at once (an agent command): what
+// WindowsNodeConfig's maxParallelConfigurations bounds. A connection that
+// runs nothing does not count. Safe for concurrent use.
+type BusyCounter struct {
+	mu         sync.Mutex
+	busy       map[*Host]int
+	now, peak  int
+	unobserves []func()
+}
+
+// Watch starts counting h's programs; watching a host twice counts it once.
+func (b *BusyCounter) Watch(h *Host) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.busy == nil {
+		b.busy = map[*Host]int{}
+	}
+	if _, ok := b.busy[h]; ok {
+		return
+	}
+	b.busy[h] = 0
+	b.unobserves = append(b.unobserves, h.Observe(Observer{Request: func(r Request) func() {
+		if r.Kind != "exec" {
+			return nil
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.busy[h]++
+		if b.busy[h] == 1 {
+			b.now++
+			b.peak = max(b.peak, b.now)
+		}
+		return func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.busy[h]--
+			if b.busy[h] == 0 {
+				b.now--
+			}
+		}
+	}}))
+}
+
+// Peak is the most hosts seen running a program at once since the start
+// or the last ResetPeak.
+func (b *BusyCounter) Peak() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.peak
+}
+
+// ResetPeak starts a new peak from the hosts busy now.
+func (b *BusyCounter) ResetPeak() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.peak = b.now
+}
+
+// Stop ends the counting.
+func (b *BusyCounter) Stop() {
+	b.mu.Lock()
+	un := b.unobserves
+	b.unobserves = nil
+	b.mu.Unlock()
+	for _, f := range un {
+		f()
+	}
+}
