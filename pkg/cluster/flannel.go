@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/openwmco/wmco/pkg/bounded"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 )
 
@@ -51,24 +51,8 @@ const (
 // maxVNI is the largest VXLAN network identifier (24 bits).
 const maxVNI = 1<<24 - 1
 
-// maxQuoted is how much of a value from net-conf.json a problem quotes.
-const maxQuoted = 32
-
-// quote quotes s for a message, cut to maxQuoted bytes at a rune
-// boundary.
-func quote(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	cut := maxQuoted
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return strconv.Quote(s[:cut]) + "..."
-}
-
-// quoteJSON quotes a raw JSON value for a message, bounded as quote.
-func quoteJSON(raw json.RawMessage) string { return quote(string(bytes.TrimSpace(raw))) }
+// quoteJSON quotes a raw JSON value for a message, bounded.
+func quoteJSON(raw json.RawMessage) string { return bounded.Quote(string(bytes.TrimSpace(raw))) }
 
 // netConf is the part of flannel's net-conf.json the operator reads; the
 // other keys (SubnetLen, EnableIPv6, ...) concern flanneld alone. Keys
@@ -107,7 +91,7 @@ func ParseFlannelNetConf(data []byte) (nodeconfig.FlannelFacts, error) {
 	}
 	p, err := netip.ParsePrefix(network)
 	if err != nil || !p.Addr().Is4() {
-		return out, fmt.Errorf("net-conf.json Network %s is not an IPv4 CIDR", quote(network))
+		return out, fmt.Errorf("net-conf.json Network %s is not an IPv4 CIDR", bounded.Quote(network))
 	}
 	out.Network = p.Masked().String()
 
@@ -129,7 +113,7 @@ func ParseFlannelNetConf(data []byte) (nodeconfig.FlannelFacts, error) {
 		out.Backend = typ
 		return out, nil
 	default:
-		return out, fmt.Errorf("net-conf.json Backend.Type %s is not supported for Windows nodes (%s or %s)", quote(typ),
+		return out, fmt.Errorf("net-conf.json Backend.Type %s is not supported for Windows nodes (%s or %s)", bounded.Quote(typ),
 			nodeconfig.FlannelBackendTypeVXLAN, nodeconfig.FlannelBackendTypeHostGW)
 	}
 	out.Backend = typ
@@ -146,7 +130,7 @@ func ParseFlannelNetConf(data []byte) (nodeconfig.FlannelFacts, error) {
 func decodeObject(data []byte, v any) error {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return fmt.Errorf("%s is not a JSON object", quote(string(trimmed)))
+		return fmt.Errorf("%s is not a JSON object", bounded.Quote(string(trimmed)))
 	}
 	if err := json.Unmarshal(trimmed, v); err != nil {
 		var syntax *json.SyntaxError

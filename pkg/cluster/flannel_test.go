@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/bounded"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 )
@@ -52,13 +53,13 @@ func TestParseFlannelNetConf(t *testing.T) {
 		{name: "Network not a string", in: `{"Network":10}`, err: `Network "10" is not a string`},
 		{name: "Network not a CIDR", in: `{"Network":"10.1.0.0"}`, err: `Network "10.1.0.0" is not an IPv4 CIDR`},
 		{name: "Network IPv6", in: `{"Network":"fd00::/48"}`, err: `Network "fd00::/48" is not an IPv4 CIDR`},
-		{name: "long Network is quoted in part", in: `{"Network":"` + long + `"}`, err: `Network "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"... is not an IPv4 CIDR`},
+		{name: "long Network is quoted in part", in: `{"Network":"` + long + `"}`, err: `Network "` + long[:bounded.MaxQuoted] + `"... (200 bytes) is not an IPv4 CIDR`},
 		{name: "no Backend: udp", in: `{"Network":"10.1.0.0/16"}`, err: "Backend is missing (flannel then uses udp; Windows nodes need vxlan or host-gw)"},
 		{name: "Backend not an object", in: `{"Network":"10.1.0.0/16","Backend":"vxlan"}`, err: `Backend: "\"vxlan\"" is not a JSON object`},
 		{name: "no Backend.Type", in: `{"Network":"10.1.0.0/16","Backend":{}}`, err: `Backend.Type "" is not a string`},
 		{name: "Backend.Type not a string", in: `{"Network":"10.1.0.0/16","Backend":{"Type":1}}`, err: `Backend.Type "1" is not a string`},
 		{name: "wireguard", in: `{"Network":"10.1.0.0/16","Backend":{"Type":"wireguard"}}`, err: `Backend.Type "wireguard" is not supported for Windows nodes (vxlan or host-gw)`},
-		{name: "long type is quoted in part", in: `{"Network":"10.1.0.0/16","Backend":{"Type":"` + long + `"}}`, err: `Backend.Type "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"... is not supported`},
+		{name: "long type is quoted in part", in: `{"Network":"10.1.0.0/16","Backend":{"Type":"` + long + `"}}`, err: `Backend.Type "` + long[:bounded.MaxQuoted] + `"... (200 bytes) is not supported`},
 		{name: "VNI not an integer", in: `{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":4096.5}}`, err: `Backend.VNI "4096.5" is not an integer`},
 		{name: "VNI a string", in: `{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":"4096"}}`, err: `Backend.VNI "\"4096\"" is not an integer`},
 		{name: "VNI 0", in: `{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":0}}`, err: "Backend.VNI 0 is not from 1 to 16777215"},

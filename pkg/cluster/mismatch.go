@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/pkg/bounded"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 )
 
@@ -143,11 +144,11 @@ func podCIDRMismatch(podCIDR, clusterCIDR, clusterFrom string) []string {
 	}
 	network, err := netip.ParsePrefix(clusterCIDR)
 	if err != nil {
-		return []string{fmt.Sprintf("the cluster network %s (%s) is not a CIDR", quote(clusterCIDR), clusterFrom)}
+		return []string{fmt.Sprintf("the cluster network %s (%s) is not a CIDR", bounded.Quote(clusterCIDR), clusterFrom)}
 	}
 	pod, err := netip.ParsePrefix(podCIDR)
 	if err != nil {
-		return []string{fmt.Sprintf("the Node's podCIDR %s is not a CIDR", quote(podCIDR))}
+		return []string{fmt.Sprintf("the Node's podCIDR %s is not a CIDR", bounded.Quote(podCIDR))}
 	}
 	if pod.Bits() < network.Bits() || !network.Contains(pod.Addr()) {
 		return []string{fmt.Sprintf("the Node's podCIDR %s is outside the cluster network %s (%s)", pod, network.Masked(), clusterFrom)}
