@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -302,12 +301,8 @@ func (n *Node) runHybridOverlay(ctx context.Context, _ ProcessInfo) error {
 	return nil
 }
 
-// shutdown answers `shutdown.exe /r /t N`: the command returns at once
-// and the host reboots N seconds later, as on Windows, except that the
-// simulation waits at most shutdownTimerCap; it then stays down for
-// RebootDownTime. Rebooting the moment the command returned (as the
-// simulation once did) could reset the connection before the client read
-// the command's exit status.
+// shutdown answers `shutdown.exe /r /t N`: the host reboots once the
+// command has returned, staying down for RebootDownTime.
 func (n *Node) shutdown(_ context.Context, inv *winsim.Invocation) int {
 	if !hasFlag(inv.Args, "/r") {
 		fmt.Fprintln(inv.Stderr, "simagent: only shutdown /r is simulated")
@@ -317,31 +312,9 @@ func (n *Node) shutdown(_ context.Context, inv *winsim.Invocation) int {
 	if down == 0 {
 		down = time.Second
 	}
-	timer := shutdownTimerCap // Windows' default /t is 30 s
-	for i, a := range inv.Args {
-		if strings.EqualFold(a, "/t") && i+1 < len(inv.Args) {
-			secs, err := strconv.Atoi(inv.Args[i+1])
-			if err != nil || secs < 0 || secs > 315360000 {
-				fmt.Fprintf(inv.Stderr, "%s: The parameter is incorrect.(87)\r\n", inv.Args[i+1])
-				return 87
-			}
-			timer = min(time.Duration(secs)*time.Second, shutdownTimerCap)
-		}
-	}
-	go func() {
-		if timer > 0 {
-			t := time.NewTimer(timer)
-			defer t.Stop()
-			<-t.C
-		}
-		_ = n.Host.Reboot(context.Background(), down)
-	}()
+	go func() { _ = n.Host.Reboot(context.Background(), down) }()
 	return 0
 }
-
-// shutdownTimerCap bounds how long the simulation waits for shutdown's
-// /t timer.
-const shutdownTimerCap = time.Second
 
 func hasFlag(args []string, name string) bool {
 	for _, a := range args {
