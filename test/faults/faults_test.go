@@ -484,6 +484,9 @@ func (m *matrix) hostKeyChanged(ctx context.Context, r *row) {
 		if err == nil {
 			newKey = k
 		}
+		// A new host key comes with an sshd restart (or another machine):
+		// established connections end, the operator's kept one included.
+		go r.host.Host.ResetConnections()
 	})()
 	m.begin(ctx, r, "")
 	if m.waitStopped(ctx, r, []string{instance.ReasonHostKeyMismatch}, []string{instance.ReasonHostKeyMismatch, "ConnectionFailed"}) {
