@@ -241,16 +241,7 @@ func renderFlannelCNIConfig(r *resolved) ([]byte, error) {
 // (WinOverlay is GA and locked on since Kubernetes 1.34, no feature
 // gate); host-gw's L2Bridge needs none.
 func renderFlannelKubeProxyConfig(r *resolved) ([]byte, error) {
-	c := kubeProxyConfiguration{
-		Kind:             "KubeProxyConfiguration",
-		APIVersion:       "kubeproxy.config.k8s.io/v1alpha1",
-		ClusterCIDR:      r.clusterCIDR.String(),
-		HostnameOverride: r.nodeName,
-		Mode:             "kernelspace",
-	}
-	c.ClientConnection.Kubeconfig = KubeconfigPath
-	c.Logging.Verbosity = 2
-	c.Winkernel.NetworkName = r.flannel.network()
+	c := baseKubeProxyConfig(r, r.flannel.network())
 	if r.flannel.vxlan() {
 		vip, _ := sourceVIP(r.hostSubnet)
 		c.Winkernel.SourceVip = vip.String()

@@ -122,6 +122,15 @@ type kubeProxyConfiguration struct {
 // inside the host subnet; it creates the HNS endpoint for it itself.
 func renderKubeProxyConfig(r *resolved) ([]byte, error) {
 	vip, _ := sourceVIP(r.hostSubnet)
+	c := baseKubeProxyConfig(r, HybridOverlayNetwork)
+	c.Winkernel.SourceVip = vip.String()
+	c.Winkernel.EnableDSR = true
+	return marshal(c)
+}
+
+// baseKubeProxyConfig is kube-proxy's kernelspace configuration on the
+// HNS network named network, for every pod network.
+func baseKubeProxyConfig(r *resolved, network string) kubeProxyConfiguration {
 	c := kubeProxyConfiguration{
 		Kind:             "KubeProxyConfiguration",
 		APIVersion:       "kubeproxy.config.k8s.io/v1alpha1",
@@ -131,8 +140,6 @@ func renderKubeProxyConfig(r *resolved) ([]byte, error) {
 	}
 	c.ClientConnection.Kubeconfig = KubeconfigPath
 	c.Logging.Verbosity = 2
-	c.Winkernel.NetworkName = HybridOverlayNetwork
-	c.Winkernel.SourceVip = vip.String()
-	c.Winkernel.EnableDSR = true
-	return marshal(c)
+	c.Winkernel.NetworkName = network
+	return c
 }
