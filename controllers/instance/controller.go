@@ -297,7 +297,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			return res, err
 		}
 	}
-	if !r.slots.tryAcquire(wi.Name) {
+	if !r.slots.tryAcquire(wi.Name, meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionConfigured)) {
 		s.waitingSlot = true
 		// Not kept: open connections stay within the slots (conncache.go).
 		s.dropSession = true

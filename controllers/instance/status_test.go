@@ -176,31 +176,66 @@ func TestSlots(t *testing.T) {
 		}
 	}
 	s := newSlots(2)
-	g.Expect(s.tryAcquire("a")).To(BeTrue())
-	g.Expect(s.tryAcquire("a")).To(BeTrue(), "held already")
-	g.Expect(s.tryAcquire("b")).To(BeTrue())
-	g.Expect(s.tryAcquire("c")).To(BeFalse())
-	g.Expect(s.tryAcquire("d")).To(BeFalse())
-	g.Expect(s.tryAcquire("c")).To(BeFalse(), "waits once in the queue")
+	g.Expect(s.tryAcquire("a", false)).To(BeTrue())
+	g.Expect(s.tryAcquire("a", false)).To(BeTrue(), "held already")
+	g.Expect(s.tryAcquire("b", false)).To(BeTrue())
+	g.Expect(s.tryAcquire("c", false)).To(BeFalse())
+	g.Expect(s.tryAcquire("d", false)).To(BeFalse())
+	g.Expect(s.tryAcquire("c", false)).To(BeFalse(), "waits once in the queue")
 	g.Expect(len(s.held)).To(Equal(2))
 	g.Expect(woken(s)).To(BeEmpty())
 
 	s.release("a")
 	g.Expect(woken(s)).To(Equal([]string{"c"}), "the longest waiting first")
-	g.Expect(s.tryAcquire("c")).To(BeTrue())
+	g.Expect(s.tryAcquire("c", false)).To(BeTrue())
 
 	s.setLimit(1)
 	s.release("b")
 	g.Expect(woken(s)).To(BeEmpty(), "still one held under a limit of 1")
-	g.Expect(s.tryAcquire("d")).To(BeFalse())
+	g.Expect(s.tryAcquire("d", false)).To(BeFalse())
 
 	s.setLimit(3)
 	g.Expect(woken(s)).To(Equal([]string{"d"}), "a larger limit wakes at once")
-	g.Expect(s.tryAcquire("d")).To(BeTrue())
+	g.Expect(s.tryAcquire("d", false)).To(BeTrue())
 	g.Expect(len(s.held)).To(Equal(2))
 
 	s.setLimit(0)
-	g.Expect(s.tryAcquire("e")).To(BeFalse(), "a limit below 1 counts as 1")
+	g.Expect(s.tryAcquire("e", false)).To(BeFalse(), "a limit below 1 counts as 1")
+}
+
+// Hosts configured before wait ahead of new ones, in the order they came,
+// so a join in progress (its CNI configuration once the Node has a pod
+// subnet) finishes before another starts.
+func TestSlotsConfiguredHostsFirst(t *testing.T) {
+	g := NewWithT(t)
+	s := newSlots(1)
+	next := func() string {
+		select {
+		case e := <-s.wake:
+			return e.Object.GetName()
+		default:
+			return ""
+		}
+	}
+	g.Expect(s.tryAcquire("busy", false)).To(BeTrue())
+	for _, w := range []struct {
+		name       string
+		configured bool
+	}{{"new1", false}, {"new2", false}, {"old1", true}, {"new3", false}, {"old2", true}, {"new1", false}, {"new2", true}} {
+		g.Expect(s.tryAcquire(w.name, w.configured)).To(BeFalse(), w.name)
+	}
+	g.Expect(s.waiting).To(Equal([]string{"old1", "old2", "new2", "new1", "new3"}),
+		"configured hosts first in the order they came; a waiter keeps its place, and moves ahead once configured")
+	order := []string{}
+	holder := "busy"
+	for range 5 {
+		s.release(holder)
+		holder = next()
+		g.Expect(s.tryAcquire(holder, false)).To(BeTrue(), holder)
+		order = append(order, holder)
+	}
+	g.Expect(order).To(Equal([]string{"old1", "old2", "new2", "new1", "new3"}))
+	g.Expect(s.ahead).To(BeEmpty())
 }
 
 func TestNodeChangedPredicate(t *testing.T) {
