@@ -18,6 +18,7 @@ import (
 	"github.com/openwmco/wmco/controllers/inventory"
 	"github.com/openwmco/wmco/controllers/nodemetrics"
 	"github.com/openwmco/wmco/controllers/runtimeclass"
+	"github.com/openwmco/wmco/controllers/servingcert"
 	"github.com/openwmco/wmco/controllers/userdata"
 	"github.com/openwmco/wmco/controllers/wnc"
 	"github.com/openwmco/wmco/pkg/bootstrap"
@@ -69,6 +70,9 @@ type Options struct {
 	MachineAccessTimeout time.Duration
 	// MachineSSHPort is the SSH port of Machine hosts (default 22).
 	MachineSSHPort int32
+	// MetricsCertificate, when set, is loaded with the metrics endpoint's
+	// certificate (the Secret servingcert.MetricsSecretName).
+	MetricsCertificate *servingcert.MetricsCertificate
 }
 
 // CacheTransform trims every object the manager's cache keeps to what the
@@ -147,10 +151,26 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		}
 		tokens = t
 	}
+	// windows_exporter's and the metrics endpoint's certificates: the
+	// operator's CA, or OpenShift's service CA.
+	var authority *servingcert.Authority
+	exporterSecret := ""
+	if o.Config.Platform == cluster.OpenShift {
+		exporterSecret = servingcert.ExporterSecretName
+	} else {
+		authority = &servingcert.Authority{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Config.Namespace}
+	}
+	if err := (&servingcert.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: o.Config.Namespace,
+		Authority: authority, Metrics: o.MetricsCertificate,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the serving certificate controller: %w", err)
+	}
 	if err := (&instance.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clientset: o.Clientset, Config: o.Config,
 		Dialer: o.Dialer, Payloads: o.Payloads, ServerVersion: o.ServerVersion, Cluster: o.Cluster, ClusterSource: o.ClusterSource, Tokens: tokens,
 		Recorder: mgr.GetEventRecorder("wmco"), DrainTimeout: o.DrainTimeout,
+		ExporterCertificates: &servingcert.Exporter{Authority: authority, Client: mgr.GetClient(), Namespace: o.Config.Namespace},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the WindowsInstance controller: %w", err)
 	}
@@ -175,7 +195,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := (&runtimeclass.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the RuntimeClass controller: %w", err)
 	}
-	if err := (&nodemetrics.Reconciler{Client: mgr.GetClient(), Namespace: o.Config.Namespace}).SetupWithManager(mgr); err != nil {
+	if err := (&nodemetrics.Reconciler{Client: mgr.GetClient(), Namespace: o.Config.Namespace, ServingCertSecret: exporterSecret}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the node metrics controller: %w", err)
 	}
 	if o.MachineAPI {

@@ -31,6 +31,7 @@ import (
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
+	"github.com/openwmco/wmco/controllers/servingcert"
 	userdatactl "github.com/openwmco/wmco/controllers/userdata"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
@@ -56,8 +57,10 @@ const defaultNamespace = "wmco-system"
 // +kubebuilder:rbac:groups="",resources=services,verbs=get,resourceNames=kube-dns
 
 type options struct {
-	metricsAddr     string
-	metricsSecure   bool
+	metricsAddr   string
+	metricsSecure bool
+	// metricsCert: serve the certificate of servingcert.MetricsSecretName.
+	metricsCert     bool
 	probeAddr       string
 	leaderElect     bool
 	namespace       string
@@ -91,6 +94,8 @@ func main() {
 		"Address the metrics endpoint binds to, e.g. :8443 (HTTPS) or 127.0.0.1:8080 with --metrics-secure=false. 0 disables it.")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true,
 		"Serve metrics over HTTPS and allow only clients authorized to get /metrics (TokenReview and SubjectAccessReview).")
+	fs.BoolVar(&o.metricsCert, "metrics-serving-cert", true,
+		"With --metrics-secure, serve the certificate of the Secret "+servingcert.MetricsSecretName+" in --namespace (issued by the operator's CA, or on OpenShift by the service CA for the Service "+servingcert.MetricsServiceName+"), which Prometheus verifies with the ConfigMap "+servingcert.CAConfigMapName+"; false: a self-signed certificate.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081",
 		"Address the /healthz and /readyz probes bind to.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false,
@@ -174,6 +179,11 @@ func run(o options) error {
 	var tlsOpts []func(*tls.Config)
 	if !o.enableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	var metricsCert *servingcert.MetricsCertificate
+	if o.metricsSecure && o.metricsCert {
+		metricsCert = &servingcert.MetricsCertificate{}
+		tlsOpts = append(tlsOpts, metricsCert.TLSOpt)
 	}
 	metricsOpts := metricsserver.Options{
 		BindAddress:   o.metricsAddr,
@@ -279,11 +289,12 @@ func run(o options) error {
 			APIServerURL: ep.URL, CACertPEM: ep.CACert, ServiceCIDR: o.serviceCIDR,
 			ClusterNetworkCIDR: o.clusterCIDR, DNSIP: o.clusterDNS, KubernetesVersion: info.Version,
 		},
-		DrainTimeout:    o.drainTimeout,
-		MachineAPI:      info.MachineAPI,
-		MachineUsername: o.machineUsername,
-		MachineSSHPort:  int32(o.machineSSHPort), //nolint:gosec // checked below to be a port number.
-		MachinePlatform: machinePlatform, MachineAccessTimeout: o.machineAccessTimeout,
+		DrainTimeout:       o.drainTimeout,
+		MetricsCertificate: metricsCert,
+		MachineAPI:         info.MachineAPI,
+		MachineUsername:    o.machineUsername,
+		MachineSSHPort:     int32(o.machineSSHPort), //nolint:gosec // checked below to be a port number.
+		MachinePlatform:    machinePlatform, MachineAccessTimeout: o.machineAccessTimeout,
 	}); err != nil {
 		return err
 	}

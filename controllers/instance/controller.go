@@ -109,6 +109,9 @@ type Reconciler struct {
 	// DrainTimeout is how long draining a Node may take before it is
 	// reported as timed out (default DefaultDrainTimeout).
 	DrainTimeout time.Duration
+	// ExporterCertificates gives each host windows_exporter's serving
+	// certificate; nil: windows_exporter serves plain HTTP.
+	ExporterCertificates ExporterCertificates
 
 	// slots bounds the hosts worked on at once by WindowsNodeConfig's
 	// maxParallelConfigurations; set by SetupWithManager.
@@ -129,6 +132,19 @@ type Reconciler struct {
 	// clusterSeen maps an instance to the clusterKey of the facts its
 	// last reconcile started with.
 	clusterSeen sync.Map
+}
+
+// ExporterCertificates gives hosts windows_exporter's serving certificate.
+type ExporterCertificates interface {
+	// ExporterTLS returns the certificate of the host that registers as
+	// nodeName with addresses (its node IP first), and when a renewed one
+	// is due (zero: never by time; a change of Secret brings it). No
+	// certificate and no error: none exists yet, the host serves plain
+	// HTTP until Secret changes.
+	ExporterTLS(ctx context.Context, nodeName string, addresses []string) (nodeconfig.ExporterTLS, time.Time, error)
+	// Secret is the Secret in the operator's namespace whose change
+	// changes every host's certificate.
+	Secret() client.ObjectKey
 }
 
 // scope is the state of one reconcile of one instance. Phases read and
@@ -158,6 +174,9 @@ type scope struct {
 	hostnamePending string
 	// waitingSlot: no configuration slot was free for this reconcile.
 	waitingSlot bool
+	// exporterRenewAt is when the host's windows_exporter certificate in
+	// the plan is due for renewal; zero when not by time.
+	exporterRenewAt time.Time
 	// cluster is what kubelets need to know about the cluster, as the
 	// cluster source told at the start of this reconcile.
 	cluster nodeconfig.ClusterFacts
@@ -339,6 +358,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		}
 	}
 	wi.Status.ObservedGeneration = wi.Generation
+	if !s.exporterRenewAt.IsZero() {
+		// The renewed certificate goes into a new plan then.
+		return ctrl.Result{RequeueAfter: max(s.exporterRenewAt.Sub(r.Now()), time.Second)}, nil
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -507,16 +530,18 @@ func nodeToInstance(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // secretToInstances maps a Secret to the instances whose SSH key it holds,
-// so a fixed key is retried at once.
+// so a fixed key is retried at once, and the Secret of windows_exporter's
+// certificates (ExporterCertificates.Secret) to every instance.
 func (r *Reconciler) secretToInstances(ctx context.Context, o client.Object) []reconcile.Request {
 	var list wmcov1.WindowsInstanceList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return nil
 	}
 	var out []reconcile.Request
+	exporter := r.ExporterCertificates != nil && r.ExporterCertificates.Secret() == client.ObjectKeyFromObject(o)
 	for _, wi := range list.Items {
 		ref := r.secretRef(&wi)
-		if ref.Namespace == o.GetNamespace() && ref.Name == o.GetName() {
+		if exporter || (ref.Namespace == o.GetNamespace() && ref.Name == o.GetName()) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: wi.Name}})
 		}
 	}

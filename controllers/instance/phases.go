@@ -539,6 +539,14 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		// reads too.
 		in.HostSubnet = node.Spec.PodCIDR
 	}
+	if r.ExporterCertificates != nil {
+		if in.ExporterTLS, s.exporterRenewAt, err = r.ExporterCertificates.ExporterTLS(ctx, wi.Status.NodeName, s.facts.Addresses); err != nil {
+			// Transient (the API server) or fixed by an admin (a broken
+			// CA Secret, whose change brings a retry): retried.
+			setConfiguredCondition(wi, outcome{reason: ReasonRenderFailed, message: "windows_exporter's certificate: " + err.Error()})
+			return ctrl.Result{}, err
+		}
+	}
 	plan, err := nodeconfig.Render(in)
 	if err != nil {
 		setConfiguredCondition(wi, outcome{reason: ReasonRenderFailed, message: err.Error()})

@@ -46,6 +46,10 @@ type Reconciler struct {
 	Client client.Client
 	// Namespace is the operator's, where the Service is.
 	Namespace string
+	// ServingCertSecret, on OpenShift, is the Secret the service CA is
+	// asked to write the Service's serving certificate into (the
+	// ServingCertAnnotation); empty elsewhere.
+	ServingCertSecret string
 
 	// objects reads the Service and the operator's EndpointSlices from a
 	// cache restricted to Namespace (the operator may not list Services
@@ -101,6 +105,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 func (r *Reconciler) ensureService(ctx context.Context) (*corev1.Service, error) {
 	log := ctrl.LoggerFrom(ctx)
 	want := ServiceFor(r.Namespace)
+	if r.ServingCertSecret != "" {
+		want.Annotations = map[string]string{ServingCertAnnotation: r.ServingCertSecret}
+	}
 	svc := &corev1.Service{}
 	err := r.objects.Get(ctx, client.ObjectKeyFromObject(want), svc)
 	if apierrors.IsNotFound(err) {
@@ -122,7 +129,8 @@ func (r *Reconciler) ensureService(ctx context.Context) (*corev1.Service, error)
 		return nil, nil
 	}
 	if equality.Semantic.DeepEqual(svc.Spec.Ports, want.Spec.Ports) && svc.Spec.Selector == nil &&
-		labels.SelectorFromSet(want.Labels).Matches(labels.Set(svc.Labels)) {
+		labels.SelectorFromSet(want.Labels).Matches(labels.Set(svc.Labels)) &&
+		labels.SelectorFromSet(want.Annotations).Matches(labels.Set(svc.Annotations)) {
 		return svc, nil
 	}
 	log.Info("Updating the node metrics Service", "service", klog.KObj(svc))
@@ -132,6 +140,12 @@ func (r *Reconciler) ensureService(ctx context.Context) (*corev1.Service, error)
 		upd.Labels = map[string]string{}
 	}
 	maps.Copy(upd.Labels, want.Labels)
+	if len(want.Annotations) > 0 {
+		if upd.Annotations == nil {
+			upd.Annotations = map[string]string{}
+		}
+		maps.Copy(upd.Annotations, want.Annotations)
+	}
 	if err := r.Client.Update(ctx, upd); err != nil {
 		return nil, fmt.Errorf("update Service %s: %w", klog.KObj(svc), err)
 	}

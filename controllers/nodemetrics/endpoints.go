@@ -38,6 +38,11 @@ const (
 	// ManagedByValue is the value of LabelManagedBy.
 	ManagedByValue = "wmco"
 
+	// ServingCertAnnotation on the Service asks OpenShift's service CA
+	// for a serving certificate (windows-exporter.<namespace>.svc) in the
+	// Secret it names.
+	ServingCertAnnotation = "service.beta.openshift.io/serving-cert-secret-name"
+
 	// MaxEndpointsPerSlice is how many Nodes one EndpointSlice lists
 	// (kube-controller-manager's default).
 	MaxEndpointsPerSlice = 100

@@ -56,6 +56,20 @@ type Inputs struct {
 	// then registers it with the node.cloudprovider.kubernetes.io/uninitialized
 	// taint), "" for none.
 	CloudProvider string
+	// ExporterTLS is windows_exporter's serving certificate; zero, it
+	// serves plain HTTP.
+	ExporterTLS ExporterTLS
+}
+
+// ExporterTLS is a serving certificate of windows_exporter: on plain
+// Kubernetes one the operator's CA issued for the host (its addresses and
+// node name), on OpenShift the node metrics Service's from the service CA.
+type ExporterTLS struct {
+	// CertPEM is the certificate, optionally followed by intermediates.
+	CertPEM []byte
+	// KeyPEM is its private key: a credential, written only to a file
+	// restricted to administrators and never into an error.
+	KeyPEM []byte
 }
 
 // CloudProviderExternal is the only kubelet --cloud-provider the operator

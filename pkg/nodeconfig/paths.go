@@ -70,6 +70,17 @@ const (
 	// KubeletClientCertPath is the kubelet's current client certificate
 	// and key (one PEM file), which the kubelet rotates. Not rendered.
 	KubeletClientCertPath = KubeletPKIDir + `\kubelet-client-current.pem`
+	// WindowsExporterDir holds windows_exporter's web configuration and
+	// serving certificate, when it serves TLS.
+	WindowsExporterDir = wicdapi.InstallRoot + `\windows_exporter`
+	// WindowsExporterWebConfigPath is its exporter-toolkit web
+	// configuration (--web.config.file).
+	WindowsExporterWebConfigPath = WindowsExporterDir + `\web-config.yml`
+	// WindowsExporterCertPath and WindowsExporterKeyPath are its serving
+	// certificate and key; the key is readable by administrators and
+	// SYSTEM only.
+	WindowsExporterCertPath = WindowsExporterDir + `\tls.crt`
+	WindowsExporterKeyPath  = WindowsExporterDir + `\tls.key`
 )
 
 // HybridOverlayNetwork is the HNS network hybrid-overlay-node creates and

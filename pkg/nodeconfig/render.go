@@ -81,6 +81,14 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 		dirs = append(dirs, dir)
 		files = append(files, wicdapi.File{Path: dir + `\hosts.toml`, Content: renderHostsTOML(m)})
 	}
+	if t := r.exporterTLS; t != nil {
+		dirs = append(dirs, WindowsExporterDir)
+		files = append(files,
+			wicdapi.File{Path: WindowsExporterWebConfigPath, Content: renderExporterWebConfig(t)},
+			wicdapi.File{Path: WindowsExporterCertPath, Content: t.CertPEM},
+			wicdapi.File{Path: WindowsExporterKeyPath, Content: t.KeyPEM, Sensitive: true},
+		)
+	}
 	if len(r.trustedRoots) > 0 {
 		plan.TrustedRootCertificates = slices.Clone(r.trustedRoots)
 	}

@@ -7,6 +7,7 @@ Licensed under the Apache License, Version 2.0.
 package nodeconfig
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"maps"
 	"slices"
@@ -91,10 +92,7 @@ func services(r *resolved) []wicdapi.Service {
 			binary:      bin(payload.WindowsExporterPath),
 			// windows_exporter too decides that it runs as a service by
 			// its parent process: no kube-log-runner.
-			args: []string{
-				"--collectors.enabled=" + windowsExporterCollectors,
-				"--log.file=" + LogPath(ServiceWindowsExporter),
-			},
+			args: windowsExporterArgs(r),
 		},
 		{
 			name:        wicdapi.AgentServiceName,
@@ -186,6 +184,37 @@ func services(r *resolved) []wicdapi.Service {
 		out = append(out, ws)
 	}
 	return out
+}
+
+// windowsExporterArgs are windows_exporter's arguments; with a serving
+// certificate its web configuration too, whose change (it names the
+// certificate's digest) restarts it and nothing else.
+func windowsExporterArgs(r *resolved) []string {
+	args := []string{
+		"--collectors.enabled=" + windowsExporterCollectors,
+		"--log.file=" + LogPath(ServiceWindowsExporter),
+	}
+	if r.exporterTLS != nil {
+		args = append(args, "--web.config.file="+WindowsExporterWebConfigPath)
+	}
+	return args
+}
+
+// renderExporterWebConfig is windows_exporter's exporter-toolkit web
+// configuration: TLS with the plan's certificate and key. It names the
+// certificate's SHA-256 (a new key always comes with a new certificate),
+// so that a new certificate changes the file the service's arguments
+// name, which restarts the service (the toolkit also reads the files
+// again at each connection).
+func renderExporterWebConfig(t *ExporterTLS) []byte {
+	return fmt.Appendf(nil, `# windows_exporter web configuration (prometheus/exporter-toolkit),
+# written by the Windows Machine Config Operator.
+# Certificate SHA-256: %x
+tls_server_config:
+  cert_file: '%s'
+  key_file: '%s'
+  min_version: TLS12
+`, sha256.Sum256(t.CertPEM), WindowsExporterCertPath, WindowsExporterKeyPath)
 }
 
 // sortServices orders services by dependency depth (services without

@@ -7,6 +7,7 @@ Licensed under the Apache License, Version 2.0.
 package nodeconfig
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -74,6 +75,9 @@ type resolved struct {
 	clientCAPEM []byte
 	// flannel holds the flannel settings, nil unless network type Flannel.
 	flannel *flannelSettings
+	// exporterTLS is windows_exporter's certificate and key, nil for
+	// plain HTTP.
+	exporterTLS *ExporterTLS
 }
 
 func (r *resolved) ovn() bool { return r.network == wmcov1alpha1.NetworkOVNHybridOverlay }
@@ -226,6 +230,7 @@ func resolve(in Inputs) (*resolved, error) {
 	}
 	validateToken(in.BootstrapToken, fail)
 	r.token = in.BootstrapToken
+	r.exporterTLS = validateExporterTLS(in.ExporterTLS, fail)
 
 	// Host subnet.
 	if in.HostSubnet != "" {
@@ -311,6 +316,24 @@ func validateCA(field string, data []byte, fail failFunc) []byte {
 		out = append(out, '\n')
 	}
 	return out
+}
+
+// validateExporterTLS checks that the certificate and key, when set,
+// belong together. Its messages never quote the key.
+func validateExporterTLS(t ExporterTLS, fail failFunc) *ExporterTLS {
+	switch {
+	case len(t.CertPEM) == 0 && len(t.KeyPEM) == 0:
+		return nil
+	case len(t.CertPEM) == 0 || len(t.KeyPEM) == 0:
+		fail("exporterTLS", "needs both a certificate and a key")
+		return nil
+	}
+	if _, err := tls.X509KeyPair(t.CertPEM, t.KeyPEM); err != nil {
+		// Not wrapped: a parse error may quote what it read.
+		fail("exporterTLS", "the certificate and key cannot be parsed or do not belong together")
+		return nil
+	}
+	return &ExporterTLS{CertPEM: slices.Clone(t.CertPEM), KeyPEM: slices.Clone(t.KeyPEM)}
 }
 
 // parseCIDR parses a canonical CIDR (no host bits set). required: must be

@@ -68,7 +68,7 @@ var walls = []wall{
 	},
 	{
 		why:  "the pure packages depend on no controller, transport or test code",
-		from: under("pkg/csr", "pkg/inventory", "pkg/nodeconfig", "pkg/payload", "pkg/hostaddr", "pkg/userdata"),
+		from: under("pkg/csr", "pkg/inventory", "pkg/nodeconfig", "pkg/payload", "pkg/hostaddr", "pkg/userdata", "pkg/servingcert"),
 		to:   under("controllers", "pkg/remote", "test"),
 	},
 	{

@@ -224,7 +224,8 @@ func (h *Host) runProgram(ctx context.Context, p Program, inv *Invocation) (code
 // serveSFTP runs the SFTP subsystem on ch.
 func (h *Host) serveSFTP(user string, ch ssh.Channel) {
 	defer h.obs.request(Request{Kind: "sftp", User: user})()
-	fsys := &sftpFS{obs: &h.obs, disk: h.disk, noSpace: h.opts.ReportNoSpace, noPosixRename: h.opts.DisablePosixRename, home: "/C:/Users/" + user, log: h.log}
+	fsys := &sftpFS{obs: &h.obs, disk: h.disk, noSpace: h.opts.ReportNoSpace, noPosixRename: h.opts.DisablePosixRename, home: "/C:/Users/" + user, log: h.log,
+		admin: func() bool { return h.IsAdmin(user) }}
 	srv := sftp.NewRequestServer(ch, sftp.Handlers{FileGet: fsys, FilePut: fsys, FileCmd: fsys, FileList: fsys},
 		sftp.WithStartDirectory(fsys.home))
 	if err := srv.Serve(); err != nil {

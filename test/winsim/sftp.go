@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -36,6 +37,36 @@ type sftpFS struct {
 	noPosixRename bool   // refuse posix-rename@openssh.com
 	home          string // the user's home directory, "/C:/Users/<user>"
 	log           *slog.Logger
+	// admin says whether the session's user is in Administrators now.
+	admin func() bool
+}
+
+// readDenied is ErrAccessDenied when the file's own security descriptor
+// grants access to SYSTEM and Administrators only (as wicd's
+// RestrictToAdministrators sets it on keys and kubeconfigs) and the
+// session's user is not an administrator: Windows refuses to open it.
+func (f *sftpFS) readDenied(n *node, path string) error {
+	if n.security == "" || !adminsOnly(n.security) || f.admin == nil || f.admin() {
+		return nil
+	}
+	return &fs.PathError{Op: "open", Path: path, Err: ErrAccessDenied}
+}
+
+// aceTrustee is the trustee SID of an access control entry in SDDL.
+var aceTrustee = regexp.MustCompile(`\(A;[^;]*;[^;]*;[^;]*;[^;]*;([^)]*)\)`)
+
+// adminsOnly says whether an SDDL's protected DACL allows SYSTEM (SY) and
+// Administrators (BA) only.
+func adminsOnly(sddl string) bool {
+	if !strings.Contains(sddl, "D:P") {
+		return false // inherits other entries
+	}
+	for _, m := range aceTrustee.FindAllStringSubmatch(sddl, -1) {
+		if m[1] != "SY" && m[1] != "BA" {
+			return false
+		}
+	}
+	return true
 }
 
 var (
@@ -84,6 +115,9 @@ func (f *sftpFS) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	if n.dir {
 		return nil, f.status(errIsDirectory)
 	}
+	if err := f.readDenied(n, f.path(r.Filepath)); err != nil {
+		return nil, f.status(err)
+	}
 	if err := readLocked(n, "open", f.path(r.Filepath)); err != nil {
 		return nil, f.status(err)
 	}
@@ -121,6 +155,9 @@ func (f *sftpFS) openLocked(r *sftp.Request) (*handle, error) {
 		n, err = d.lookup("open", f.path(r.Filepath))
 		if err == nil && n.dir {
 			err = errIsDirectory
+		}
+		if err == nil {
+			err = f.readDenied(n, f.path(r.Filepath))
 		}
 		if err == nil && (flags.Write || flags.Trunc) {
 			err = inUse(n, "open", f.path(r.Filepath), ErrSharingViolation)
