@@ -16,6 +16,7 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
+	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
@@ -35,6 +36,7 @@ func TestFlannelHostJoinsWithNodeIPAMPodCIDR(t *testing.T) {
 	})
 	hosts := ctrltest.StartHosts(t, 1, simagent.Options{RecoveryScale: 0.1})
 	h := hosts[0]
+	g.Expect(ctrltest.NodeMayListNodes(g, h.Name)).To(BeFalse(), "the Node authorizer lets a node read only its own Node")
 	ctrltest.StartOperator(t, ctrltest.OperatorOptions{})
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
 	node := ctrltest.WaitReady(t, h.Name, 2*time.Minute)
@@ -53,6 +55,12 @@ func TestFlannelHostJoinsWithNodeIPAMPodCIDR(t *testing.T) {
 	g.Expect(cni).To(Equal(simagent.CNIConfig{Name: vxlan, Type: "win-overlay", Subnet: node.Spec.PodCIDR}))
 	g.Expect(h.Networks()).To(ConsistOf(nodeconfig.FlannelExternalNetwork, vxlan))
 	g.Expect(h.Services.Running(nodeconfig.ServiceFlanneld)).To(BeTrue())
+	// flanneld runs under the service host, with the node's credentials,
+	// which may list Nodes as its kube subnet manager does.
+	svc, err := h.Services.Query(ctx, nodeconfig.ServiceFlanneld)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(wicdapi.IsServiceHost(svc.Config)).To(BeTrue(), "%+v", svc.Config)
+	g.Eventually(func(g Gomega) bool { return ctrltest.NodeMayListNodes(g, node.Name) }).WithTimeout(30 * time.Second).Should(BeTrue())
 
 	// A podCIDR other than the Node's is told apart.
 	g.Expect(h.CheckCNISubnet("10.132.200.0/24")).To(MatchError(ContainSubstring("but the Node's podCIDR is 10.132.200.0/24")))
@@ -65,4 +73,6 @@ func TestFlannelHostJoinsWithNodeIPAMPodCIDR(t *testing.T) {
 
 	ctrltest.DeleteAndWait(t, h.Name, 2*time.Minute)
 	ctrltest.ExpectHostClean(g, h)
+	g.Eventually(func(g Gomega) bool { return ctrltest.NodeMayListNodes(g, node.Name) }).WithTimeout(30*time.Second).Should(BeFalse(),
+		"no Node of network type Flannel remains: the binding is gone")
 }

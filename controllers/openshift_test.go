@@ -89,7 +89,7 @@ func TestOpenShiftOVNHostJoins(t *testing.T) {
 	var exceptions []any
 	for _, p := range cni.Policies {
 		if p.Value.Type == "OutBoundNAT" {
-			exceptions = p.Value.Settings["exceptionList"].([]any)
+			exceptions = p.Value.Settings["Exceptions"].([]any)
 		}
 	}
 	g.Expect(exceptions).To(ContainElements(hybrid.HybridClusterNetwork[0].CIDR,

@@ -14,6 +14,7 @@ import (
 	"github.com/openwmco/wmco/controllers/clusterconfig"
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/csrapproval"
+	"github.com/openwmco/wmco/controllers/flannelrbac"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
 	"github.com/openwmco/wmco/controllers/nodemetrics"
@@ -194,6 +195,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}
 	if err := (&runtimeclass.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the RuntimeClass controller: %w", err)
+	}
+	if err := (&flannelrbac.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the flannel RBAC controller: %w", err)
 	}
 	if err := (&nodemetrics.Reconciler{Client: mgr.GetClient(), Namespace: o.Config.Namespace, ServingCertSecret: exporterSecret}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the node metrics controller: %w", err)

@@ -34,8 +34,8 @@ func newBackend() (*wicd.Backend, error) {
 }
 
 // run runs one command line. `wicd run` started by the service control
-// manager runs as a Windows service; everything else, including `wicd run`
-// from a console, runs directly.
+// manager runs as a Windows service, and `wicd service-host` always does;
+// everything else, including `wicd run` from a console, runs directly.
 func run(ctx context.Context, b *wicd.Backend, args []string) int {
 	var stderr io.Writer = os.Stderr
 	if wicd.Logged(args) {
@@ -47,6 +47,9 @@ func run(ctx context.Context, b *wicd.Backend, args []string) int {
 		} else {
 			fmt.Fprintln(os.Stderr, "wicd: no log file:", err)
 		}
+	}
+	if len(args) > 0 && args[0] == wicdapi.ServiceHostArg {
+		return runServiceHost(ctx, b, args[1:], stderr)
 	}
 	if len(args) > 0 && args[0] == "run" {
 		isService, err := svc.IsWindowsService()

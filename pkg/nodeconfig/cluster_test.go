@@ -113,7 +113,7 @@ func TestPodNetworkCIDRsSkipNAT(t *testing.T) {
 	g.Expect(cni.Policies[0].Value.Type).To(Equal("OutBoundNAT"))
 	// The cluster network first, the service network, then the other pod
 	// networks: repeats and IPv6 (the overlay is IPv4 only) left out.
-	g.Expect(cni.Policies[0].Value.Settings["exceptionList"]).To(Equal([]any{"10.132.0.0/14", "172.30.0.0/16", "10.128.0.0/14"}))
+	g.Expect(cni.Policies[0].Value.Settings["Exceptions"]).To(Equal([]any{"10.132.0.0/14", "172.30.0.0/16", "10.128.0.0/14"}))
 
 	in.Cluster.PodNetworkCIDRs = []string{"10.128.0.1/14"}
 	_, err := Render(in)

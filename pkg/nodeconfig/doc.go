@@ -66,6 +66,12 @@ Licensed under the Apache License, Version 2.0.
 // as a Windows service by looking at their parent process (it must be the
 // service control manager), so they cannot run under kube-log-runner: they
 // write their own log files in C:\k\log, which are not rotated. The agent
-// writes its own log. [UnwrapLogRunner] and [Command] give back the
-// program a service really runs, for the kubelet emulator and for tests.
+// writes its own log. flanneld (network type Flannel) never connects to
+// the service control manager at all, which would fail its start with
+// error 1053: its service runs the payload's wicd.exe as a service host
+// (wicdapi.ServiceHostArgs), which runs kube-log-runner and flanneld as
+// its child, their command line in a plan file
+// (wicdapi.ServiceHostConfigPath). [UnwrapLogRunner] and [Command] give
+// back the program a service really runs, for the kubelet emulator and
+// for tests (through the service host, the simulator reads that file).
 package nodeconfig

@@ -169,8 +169,11 @@ func flannelHostNetwork(r *resolved) wicdapi.HostNetwork {
 
 // flanneldService is flanneld with the kube subnet manager: it reads its
 // node's spec.podCIDR and the other nodes' with the kubelet's
-// credentials, and creates the HNS network of its backend on the node
-// IP's adapter.
+// credentials (the operator's ClusterRole wmco:flannel lets the node
+// list them), and creates the HNS network of its backend on the
+// node IP's adapter. flanneld never connects to the service control
+// manager (flannel v0.28 has no Windows service code), so it runs under
+// the agent's service host, and under kube-log-runner inside that.
 func flanneldService(r *resolved) service {
 	return service{
 		name:        ServiceFlanneld,
@@ -188,8 +191,9 @@ func flanneldService(r *resolved) service {
 		env: map[string]string{"NODE_NAME": r.nodeName},
 		// Cleanup removes flannel's network with the others.
 		// The kubelet writes the kubeconfig flanneld uses.
-		deps:      []string{ServiceKubelet},
-		logRunner: true,
+		deps:        []string{ServiceKubelet},
+		logRunner:   true,
+		serviceHost: true,
 	}
 }
 

@@ -8,7 +8,6 @@ package nodeconfig
 
 import (
 	"slices"
-	"strings"
 
 	wmcov1alpha1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/wicdapi"
@@ -24,10 +23,10 @@ const DefaultLogMaxFiles = 10
 // files by age only, and containerd and windows_exporter rotate nothing),
 // and the agent's own log folder, by rotation's maxFiles and maxAgeDays
 // (defaults applied).
-func logRetention(services []wicdapi.Service, rotation wmcov1alpha1.LogRotationSpec) *wicdapi.LogRetention {
+func logRetention(services []wicdapi.Service, hosted []hostedService, rotation wmcov1alpha1.LogRotationSpec) *wicdapi.LogRetention {
 	logs := []string{wicdapi.AgentLogPath}
 	for _, svc := range services {
-		if slices.ContainsFunc(svc.Args, func(a string) bool { return strings.HasSuffix(a, LogPath(svc.Name)) }) {
+		if logsToLogPath(svc, hosted) {
 			logs = append(logs, LogPath(svc.Name))
 		}
 	}

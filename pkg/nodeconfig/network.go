@@ -77,8 +77,11 @@ func renderCNIConfig(r *resolved) ([]byte, error) {
 		// kube-proxy's source VIP.
 		IPAM: cniIPAM{Type: "host-local", Subnet: r.hostSubnet.String(), RangeEnd: lastPod.String()},
 		Policies: []cniPolicy{
+			// HNS v2's OutboundNatPolicySetting names the list
+			// "Exceptions" (win-overlay reads Settings.Exceptions with
+			// apiVersion 2); "ExceptionList" is HNS v1's, beside Type.
 			{Name: "EndpointPolicy", Value: cniPolicyValue{Type: "OutBoundNAT", Settings: map[string]any{
-				"exceptionList": noNAT,
+				"Exceptions": noNAT,
 			}}},
 			// Service traffic goes through the overlay, where kube-proxy's
 			// load balancers are.

@@ -145,11 +145,20 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 		)
 	}
 
-	plan.Services = services(r)
-	plan.LogRetention = logRetention(plan.Services, r.spec.LogRotation)
+	var hosted []hostedService
+	plan.Services, hosted = services(r)
+	for _, h := range hosted {
+		cfg, err := marshal(h.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", wicdapi.ServiceHostConfigPath(h.name), err)
+		}
+		dirs = append(dirs, wicdapi.ServiceHostDir)
+		files = append(files, wicdapi.File{Path: wicdapi.ServiceHostConfigPath(h.name), Content: cfg})
+	}
+	plan.LogRetention = logRetention(plan.Services, hosted, r.spec.LogRotation)
 	for _, svc := range plan.Services {
 		// A folder of logs for each service that logs to LogPath.
-		if slices.ContainsFunc(svc.Args, func(a string) bool { return strings.HasSuffix(a, LogPath(svc.Name)) }) {
+		if logsToLogPath(svc, hosted) {
 			dirs = append(dirs, LogDir(svc.Name))
 		}
 	}
@@ -159,6 +168,19 @@ func Render(in Inputs) (*wicdapi.Plan, error) {
 	slices.SortFunc(files, func(a, b wicdapi.File) int { return strings.Compare(a.Path, b.Path) })
 	plan.Files = files
 	return plan, nil
+}
+
+// logsToLogPath reports whether a service's program writes its log to
+// LogPath(its name): one of its arguments, or under the service host its
+// program's, ends with it.
+func logsToLogPath(svc wicdapi.Service, hosted []hostedService) bool {
+	args := svc.Args
+	for _, h := range hosted {
+		if h.name == svc.Name {
+			args = append(slices.Clone(args), h.cfg.Args...)
+		}
+	}
+	return slices.ContainsFunc(args, func(a string) bool { return strings.HasSuffix(a, LogPath(svc.Name)) })
 }
 
 // marshal encodes v as indented JSON ending with a newline, map keys

@@ -394,7 +394,7 @@ func TestCNIConfig(t *testing.T) {
 		g.Expect(p.Name).To(Equal("EndpointPolicy"))
 		byType[p.Value.Type] = p.Value.Settings
 	}
-	g.Expect(byType["OutBoundNAT"]["exceptionList"]).To(ConsistOf("10.132.0.0/14", "172.30.0.0/16"))
+	g.Expect(byType["OutBoundNAT"]["Exceptions"]).To(ConsistOf("10.132.0.0/14", "172.30.0.0/16"))
 	g.Expect(byType["SDNRoute"]).To(Equal(map[string]any{"destinationPrefix": "172.30.0.0/16", "needEncap": true}))
 	g.Expect(byType["ProviderAddress"]).To(Equal(map[string]any{"providerAddress": "10.0.12.34"}))
 

@@ -44,11 +44,23 @@ type service struct {
 	env map[string]string
 	// networks are HNS networks that must exist before it starts.
 	networks []string
+	// serviceHost: the program is no Windows service (it never connects
+	// to the service control manager, which would fail its start with
+	// error 1053): the service runs the payload's wicd.exe as its service
+	// host, and the program's command line (under kube-log-runner when
+	// logRunner) goes into wicdapi.ServiceHostConfigPath(name).
+	serviceHost bool
+}
+
+// hostedService is the service host configuration of one service.
+type hostedService struct {
+	name string
+	cfg  wicdapi.ServiceHostConfig
 }
 
 // services returns the plan's services, sorted by dependency depth, then
-// name.
-func services(r *resolved) []wicdapi.Service {
+// name, and the programs of those that run under the service host.
+func services(r *resolved) ([]wicdapi.Service, []hostedService) {
 	bin := r.payload.HostPath
 	list := []service{
 		{
@@ -150,6 +162,7 @@ func services(r *resolved) []wicdapi.Service {
 
 	runner := bin(payload.KubeLogRunnerPath)
 	out := make([]wicdapi.Service, 0, len(list))
+	var hosted []hostedService
 	for _, s := range sortServices(list) {
 		ws := wicdapi.Service{
 			Name:         s.name,
@@ -181,9 +194,16 @@ func services(r *resolved) []wicdapi.Service {
 			ws.Args = append(LogRunnerArgs(LogPath(s.name), r.spec.LogRotation), s.binary)
 			ws.Args = append(ws.Args, s.args...)
 		}
+		if s.serviceHost {
+			hosted = append(hosted, hostedService{name: s.name, cfg: wicdapi.ServiceHostConfig{Binary: ws.Binary, Args: ws.Args}})
+			// The payload's copy of the agent, not wicdapi.AgentPath:
+			// a running service would pin the agent's binary, which
+			// the agent replaces when it upgrades itself.
+			ws.Binary, ws.Args = bin(payload.WICDPath), wicdapi.ServiceHostArgs(s.name)
+		}
 		out = append(out, ws)
 	}
-	return out
+	return out, hosted
 }
 
 // windowsExporterArgs are windows_exporter's arguments; with a serving

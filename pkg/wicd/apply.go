@@ -138,6 +138,9 @@ func validatePlan(p *wicdapi.Plan) error {
 	if err := validateHostNetworks(p); err != nil {
 		return err
 	}
+	if err := validateServiceHosts(p); err != nil {
+		return err
+	}
 	_, err := startOrder(p.Services)
 	return err
 }
@@ -458,6 +461,7 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 	}
 
 	order, _ := startOrder(plan.Services) // validated above
+	hosted := hostedConfigs(plan)
 	restart := map[string]bool{}
 	running := map[string]bool{}
 	for _, svc := range order {
@@ -488,7 +492,9 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 				restart[svc.Name] = st.Running
 			}
 		}
-		if st.Running && usesAny(svc, changedFiles) {
+		// A service-host service uses its configuration and what its
+		// program's arguments name.
+		if st.Running && usesAny(commandArgs(svc, hosted), changedFiles) {
 			restart[svc.Name] = true
 		}
 	}
@@ -666,11 +672,11 @@ func sameService(a, b wicdapi.Service) bool {
 		a.StartType == b.StartType && a.Recovery == b.Recovery
 }
 
-// usesAny reports whether one of the service's arguments names a file.
-func usesAny(svc wicdapi.Service, files []string) bool {
+// usesAny reports whether one of a service's arguments names a file.
+func usesAny(args []string, files []string) bool {
 	for _, f := range files {
 		ff := foldPath(f)
-		for _, a := range svc.Args {
+		for _, a := range args {
 			if strings.Contains(foldPath(a), ff) {
 				return true
 			}

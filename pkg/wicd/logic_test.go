@@ -173,9 +173,9 @@ func TestSameService(t *testing.T) {
 func TestUsesAny(t *testing.T) {
 	g := NewWithT(t)
 	s := wicdapi.Service{Name: "kubelet", Args: []string{`--config=C:\k\kubelet.conf`, "--v=2"}}
-	g.Expect(usesAny(s, []string{`c:\K\Kubelet.conf`})).To(BeTrue())
-	g.Expect(usesAny(s, []string{`C:\k\kube-proxy.conf`})).To(BeFalse())
-	g.Expect(usesAny(s, nil)).To(BeFalse())
+	g.Expect(usesAny(s.Args, []string{`c:\K\Kubelet.conf`})).To(BeTrue())
+	g.Expect(usesAny(s.Args, []string{`C:\k\kube-proxy.conf`})).To(BeFalse())
+	g.Expect(usesAny(s.Args, nil)).To(BeFalse())
 }
 
 func FuzzDecodePlan(f *testing.F) {
@@ -233,4 +233,33 @@ func FuzzParseTrustedRoots(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A service under the service host uses its configuration and what its
+// program's arguments name; a plan must write that configuration.
+func TestServiceHostPlans(t *testing.T) {
+	g := NewWithT(t)
+	hostedSvc := wicdapi.Service{Name: "flanneld", Binary: `C:\k\payload\v1\wicd.exe`, Args: wicdapi.ServiceHostArgs("flanneld")}
+	cfg := []byte(`{"binary":"C:\\k\\payload\\v1\\kube-log-runner.exe","args":["C:\\k\\payload\\v1\\flanneld.exe","--net-config-path=C:\\k\\flannel\\net-conf.json"]}`)
+	p := &wicdapi.Plan{SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: "v1", NodeName: "n", Services: []wicdapi.Service{hostedSvc}}
+	g.Expect(validatePlan(p)).To(MatchError(ContainSubstring(`the plan writes no C:\k\service-host\flanneld.json`)))
+	p.Files = []wicdapi.File{{Path: wicdapi.ServiceHostConfigPath("flanneld"), Content: []byte(`{"binary":"flanneld.exe"}`)}}
+	g.Expect(validatePlan(p)).To(MatchError(ContainSubstring("not an absolute Windows path")))
+	p.Files[0].Content = cfg
+	g.Expect(validatePlan(p)).To(Succeed())
+
+	args := commandArgs(hostedSvc, hostedConfigs(p))
+	g.Expect(usesAny(args, []string{`C:\k\flannel\net-conf.json`})).To(BeTrue())
+	g.Expect(usesAny(args, []string{wicdapi.ServiceHostConfigPath("flanneld")})).To(BeTrue())
+	g.Expect(usesAny(args, []string{`C:\k\payload\v1\flanneld.exe`})).To(BeTrue())
+	g.Expect(usesAny(hostedSvc.Args, []string{`C:\k\flannel\net-conf.json`})).To(BeFalse(), "the service's own arguments name none of them")
+
+	// Not a service host: other arguments, or another program.
+	g.Expect(wicdapi.IsServiceHost(hostedSvc)).To(BeTrue())
+	other := hostedSvc
+	other.Args = wicdapi.ServiceHostArgs("kubelet")
+	g.Expect(wicdapi.IsServiceHost(other)).To(BeFalse())
+	other = hostedSvc
+	other.Binary = `C:\k\payload\v1\kubelet.exe`
+	g.Expect(wicdapi.IsServiceHost(other)).To(BeFalse())
 }

@@ -32,6 +32,8 @@ Commands (each prints JSON on stdout; a failure prints {"error":{"code":...,"mes
   set-hostname --name=NAME     sets the computer name (a lower-case RFC 1123 label, at most 15 characters)
                                for the next boot; says whether a reboot is needed
   hash FILE                    sha256 and size of a file
+  service-host --service NAME  only as the Windows service NAME: runs the program C:\k\service-host\NAME.json
+                               names as the service's process (for programs that are no Windows service)
   authorized-keys --change FILE
                                adds and removes SSH public keys (JSON {"add":[...],"remove":[...]}) in
                                the authorized keys file sshd reads for the account the agent runs as
@@ -133,6 +135,11 @@ func Main(ctx context.Context, b *Backend, args []string, stdout, stderr io.Writ
 				return nil, &wicdapi.Error{Code: wicdapi.CodeUsage, Message: "hash takes exactly one file"}
 			}
 			return hashFile(b.Files, fs.Arg(0))
+		}
+	case wicdapi.ServiceHostArg:
+		fs.String("service", "", "the service whose program to run")
+		run = func() (any, error) {
+			return nil, codedError(wicdapi.CodeUsage, "%s runs only as a Windows service, started by the service control manager", wicdapi.ServiceHostArg)
 		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

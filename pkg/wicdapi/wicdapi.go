@@ -775,3 +775,64 @@ type HashResult struct {
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
 }
+
+// The service host. Windows' service control manager starts a service's
+// program and waits (30 s by default) for it to connect to the manager
+// (StartServiceCtrlDispatcher) and report running; a program that never
+// does, such as flanneld, fails to start with
+// ERROR_SERVICE_REQUEST_TIMEOUT (1053) and is killed. Such a program runs
+// under the agent's service host instead: the service's command line is
+// exactly ServiceHostArgs(name) of the payload's wicd.exe, and everything
+// variable, the program and its arguments, is in the ServiceHostConfig a
+// plan writes to ServiceHostConfigPath(name). The service host reports
+// running once the program has started, forwards Stop and Shutdown to it
+// (the program and every process it started end, within
+// ServiceHostStopTimeout), and ends the service with the program's exit
+// code as its service-specific exit code.
+const (
+	// ServiceHostArg is the subcommand the service manager runs.
+	ServiceHostArg = "service-host"
+	// ServiceHostDir holds one ServiceHostConfig per hosted service.
+	ServiceHostDir = InstallRoot + `\service-host`
+	// ServiceHostStopTimeout bounds how long the service host waits for
+	// its program to end after Stop before it reports the service
+	// stopped.
+	ServiceHostStopTimeout = 20 * time.Second
+)
+
+// ServiceHostArgs is the fixed command line of the service host for
+// service name.
+func ServiceHostArgs(name string) []string {
+	return []string{ServiceHostArg, "--service", name}
+}
+
+// ServiceHostConfigPath is where the service host of service name reads
+// its ServiceHostConfig: ServiceHostDir\<name>.json.
+func ServiceHostConfigPath(name string) string {
+	return ServiceHostDir + `\` + name + ".json"
+}
+
+// ServiceHostConfig is the program a service host runs.
+type ServiceHostConfig struct {
+	// Binary is the program's absolute path.
+	Binary string `json:"binary"`
+	// Args are its arguments, each one argument.
+	Args []string `json:"args,omitempty"`
+}
+
+// IsServiceHost reports whether a service runs its program under the
+// service host: its binary is a wicd.exe and its arguments are exactly
+// ServiceHostArgs(s.Name).
+func IsServiceHost(s Service) bool {
+	base := s.Binary[strings.LastIndexAny(s.Binary, `\/`)+1:]
+	want := ServiceHostArgs(s.Name)
+	if !strings.EqualFold(base, "wicd.exe") || len(s.Args) != len(want) {
+		return false
+	}
+	for i := range want {
+		if s.Args[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -499,6 +499,78 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		g.Expect(res.Changed).To(BeFalse(), "%+v", res.Changes)
 	})
 
+	t.Run("a program that is no service runs under the service host, and stops with it", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		const hostedSvc, directSvc = "wmco-hosted", "wmco-direct"
+		w.put(t, `C:\k\payload\v1\wicd.exe`, v1)
+		// Registered directly, the program never connects to the
+		// service manager: the start fails, as on Windows (1053).
+		direct := basePlan()
+		direct.StepTimeoutSeconds = 40
+		direct.Services = append(direct.Services, wicdapi.Service{
+			Name: directSvc, Binary: probePath, Args: []string{"child", `C:\probe\direct-started.json`},
+		})
+		w.putPlan(t, direct)
+		code, out := w.agent(t, nil, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		t.Logf("a program that is no service, registered directly: apply exit %d: %s", code, firstLine(out))
+		g.Expect(code).NotTo(Equal(0), "the start of %s fails", directSvc)
+		g.Expect(out).To(ContainSubstring(directSvc))
+		g.Expect(w.svcState(t, directSvc)).NotTo(Equal("running"))
+		var stray struct {
+			PID int `json:"pid"`
+		}
+		if json.Unmarshal(read(`C:\probe\direct-started.json`), &stray) == nil {
+			// Windows kills the process it gave up on.
+			alive, _ := w.probe(t, "pid-alive", fmt.Sprint(stray.PID))
+			t.Logf("the process of %s after the failed start: %s", directSvc, alive)
+			_, _ = w.probe(t, "kill", fmt.Sprint(stray.PID))
+		}
+
+		hosted := basePlan()
+		cfg, err := json.Marshal(wicdapi.ServiceHostConfig{Binary: probePath, Args: []string{"child", `C:\probe\hosted-started.json`, "arg with spaces", `say "hi"`}})
+		g.Expect(err).NotTo(HaveOccurred())
+		hosted.Directories = append(hosted.Directories, wicdapi.ServiceHostDir)
+		hosted.Files = append(hosted.Files, wicdapi.File{Path: wicdapi.ServiceHostConfigPath(hostedSvc), Content: cfg})
+		hosted.Services = append(hosted.Services, wicdapi.Service{
+			Name: hostedSvc, Binary: `C:\k\payload\v1\wicd.exe`, Args: wicdapi.ServiceHostArgs(hostedSvc),
+			Env: map[string]string{"PROBE_GREETING": "hosted"},
+		})
+		w.putPlan(t, hosted)
+		var res wicdapi.ApplyResult
+		code, out = w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res.Changes).To(ContainElements(
+			wicdapi.Change{Kind: "service", Name: directSvc, Action: "removed"},
+			wicdapi.Change{Kind: "service", Name: hostedSvc, Action: "started"},
+		))
+		g.Expect(w.svcState(t, hostedSvc)).To(Equal("running"))
+		var rec struct {
+			Args []string `json:"args"`
+			PID  int      `json:"pid"`
+		}
+		g.Eventually(func() error { return json.Unmarshal(read(`C:\probe\hosted-started.json`), &rec) }, 20*time.Second).Should(Succeed())
+		g.Expect(rec.Args).To(Equal([]string{"arg with spaces", `say "hi"`}))
+		alive, _ := w.probe(t, "pid-alive", fmt.Sprint(rec.PID))
+		g.Expect(alive).To(Equal("alive"))
+		out, code = w.probe(t, "delete", `C:\k\payload\v1\wicd.exe`)
+		g.Expect(code).To(Equal(1), "the running service host's image cannot be deleted: %s", out)
+
+		// Removing the service stops it: the service host ends the
+		// program before it reports stopped.
+		w.putPlan(t, basePlan())
+		res = wicdapi.ApplyResult{}
+		code, out = w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		g.Expect(code).To(Equal(0), out)
+		g.Expect(res.Changes).To(ContainElement(wicdapi.Change{Kind: "service", Name: hostedSvc, Action: "removed"}))
+		g.Expect(w.svcState(t, hostedSvc)).To(Equal("absent"))
+		g.Eventually(func() string { s, _ := w.probe(t, "pid-alive", fmt.Sprint(rec.PID)); return s }, 20*time.Second).Should(Equal("gone"))
+		// The image is free again; later cases expect v1 to hold the
+		// probe alone.
+		out, code = w.probe(t, "delete", `C:\k\payload\v1\wicd.exe`)
+		g.Expect(code).To(Equal(0), out)
+	})
+
 	t.Run("agent service writes its log and registers its event source", func(t *testing.T) {
 		record(t)
 		g := NewWithT(t)

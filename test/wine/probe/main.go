@@ -35,6 +35,12 @@ func main() {
 	switch os.Args[1] {
 	case "service": // service NAME OUTFILE args...: run as a service
 		err = runService(args[0], args[1])
+	case "child": // child OUTFILE args...: no service: record the start (with the PID), then run until killed
+		err = runChild(args[0])
+	case "pid-alive": // pid-alive PID: alive or gone
+		err = pidAlive(args[0])
+	case "kill": // kill PID: TerminateProcess
+		err = kill(args[0])
 	case "svc-state": // svc-state NAME: running, stopped or absent
 		err = svcState(args[0])
 	case "replace": // replace SRC DST: MoveFileEx with MOVEFILE_REPLACE_EXISTING
@@ -113,6 +119,65 @@ func (h handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<-
 }
 
 func runService(name, out string) error { return svc.Run(name, handler{out: out}) }
+
+// runChild is a program that is no Windows service (as flanneld): it
+// records how it was started, with its PID, and runs until it is killed.
+func runChild(out string) error {
+	rec := struct {
+		started
+		PID int `json:"pid"`
+	}{started: started{Args: os.Args[3:], Env: map[string]string{}}, PID: os.Getpid()}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "PROBE_") {
+			rec.Env[k] = v
+		}
+	}
+	data, _ := json.Marshal(rec)
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		return err
+	}
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// kill ends a process.
+func kill(pid string) error {
+	var n uint32
+	if _, err := fmt.Sscan(pid, &n); err != nil {
+		return err
+	}
+	h, err := windows.OpenProcess(windows.PROCESS_TERMINATE, false, n)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = windows.CloseHandle(h) }()
+	return windows.TerminateProcess(h, 1)
+}
+
+// pidAlive prints whether a process runs.
+func pidAlive(pid string) error {
+	var n uint32
+	if _, err := fmt.Sscan(pid, &n); err != nil {
+		return err
+	}
+	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, n)
+	if err != nil {
+		fmt.Println("gone")
+		return nil
+	}
+	defer func() { _ = windows.CloseHandle(h) }()
+	var code uint32
+	if err := windows.GetExitCodeProcess(h, &code); err != nil {
+		return err
+	}
+	if code == 259 { // STILL_ACTIVE
+		fmt.Println("alive")
+	} else {
+		fmt.Println("gone")
+	}
+	return nil
+}
 
 func svcState(name string) error {
 	m, err := mgr.Connect()

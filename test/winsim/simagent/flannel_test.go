@@ -1,6 +1,7 @@
 package simagent
 
 import (
+	"encoding/json"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -18,7 +19,7 @@ func TestKubeProxyNeedsItsNetworkAndFlanneldCreatesIt(t *testing.T) {
 	m := n.Services
 
 	proxy := binSvc(n, "kube-proxy")
-	proxy.Args = []string{"--network-name=flannel.4096"}
+	proxy.Args = []string{"--network-name=flannel.4096", "--windows-service"}
 	g.Expect(m.Create(ctx, proxy)).To(Succeed())
 	g.Expect(m.Start(ctx, "kube-proxy")).To(MatchError(ErrProcessAborted))
 	g.Expect(m.Running("kube-proxy")).To(BeFalse())
@@ -27,23 +28,86 @@ func TestKubeProxyNeedsItsNetworkAndFlanneldCreatesIt(t *testing.T) {
 
 	// Its configuration file names the network just as well.
 	g.Expect(n.Host.Disk().WriteFile(nodeconfig.KubeProxyConfigPath, []byte(`{"winkernel":{"networkName":"cbr0"}}`))).To(Succeed())
-	proxy.Args = []string{"--config=" + nodeconfig.KubeProxyConfigPath}
+	proxy.Args = []string{"--config=" + nodeconfig.KubeProxyConfigPath, "--windows-service"}
 	g.Expect(m.Update(ctx, proxy)).To(Succeed())
 	g.Expect(m.Start(ctx, "kube-proxy")).To(MatchError(ErrProcessAborted))
 	g.Expect(m.LastError("kube-proxy")).To(MatchError(ContainSubstring(`hnsNetworkName="cbr0"`)))
 
 	// flanneld, once its kubeconfig exists, creates the network its
-	// net-conf.json names; then kube-proxy starts.
+	// net-conf.json names; then kube-proxy starts. flanneld is no
+	// Windows service: it runs under the service host.
 	flanneld := binSvc(n, "flanneld")
-	flanneld.Args = []string{"--kube-subnet-mgr", "--kubeconfig-file=" + nodeconfig.KubeconfigPath, "--net-config-path=" + nodeconfig.FlannelNetConfPath}
-	flanneld.Env = map[string]string{"NODE_NAME": "win-a"}
+	flanneldArgs := []string{"--kube-subnet-mgr", "--kubeconfig-file=" + nodeconfig.KubeconfigPath, "--net-config-path=" + nodeconfig.FlannelNetConfPath}
 	g.Expect(n.Host.Disk().WriteFile(nodeconfig.FlannelNetConfPath, []byte(`{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}`))).To(Succeed())
 	g.Expect(n.Host.Disk().WriteFile(nodeconfig.KubeconfigPath, []byte("kubeconfig"))).To(Succeed())
-	g.Expect(m.Create(ctx, flanneld)).To(Succeed())
+	g.Expect(m.Create(ctx, hostedFlanneld(g, n, flanneld.Binary, flanneldArgs))).To(Succeed())
 	g.Expect(m.Start(ctx, "flanneld")).To(Succeed())
 	g.Eventually(n.Networks).Should(ConsistOf("cbr0"))
 	g.Expect(m.Start(ctx, "kube-proxy")).To(Succeed())
 	g.Expect(m.StartLog()).To(Equal([]string{"flanneld", "kube-proxy"}))
+}
+
+// hostedFlanneld is the flanneld service under the service host, the
+// payload's wicd.exe, with its configuration written to the disk.
+func hostedFlanneld(g Gomega, n *Node, binary string, args []string) wicdapi.Service {
+	host := `C:\k\payload\v1\wicd.exe`
+	g.Expect(n.Host.Disk().WriteFile(host, AgentImage("v1"))).To(Succeed())
+	cfg, err := json.Marshal(wicdapi.ServiceHostConfig{Binary: binary, Args: args})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(n.Host.Disk().MkdirAll(wicdapi.ServiceHostDir)).To(Succeed())
+	g.Expect(n.Host.Disk().WriteFile(wicdapi.ServiceHostConfigPath("flanneld"), cfg)).To(Succeed())
+	return wicdapi.Service{Name: "flanneld", Binary: host, Args: wicdapi.ServiceHostArgs("flanneld"),
+		Env: map[string]string{"NODE_NAME": "win-a"}, StartType: wicdapi.StartAutomatic}
+}
+
+// A service whose program never connects to the service control manager
+// fails to start, as Windows fails it with error 1053: flanneld
+// registered as the service's binary does. Under the service host it
+// starts, and the service host, kube-log-runner and flanneld hold their
+// images and log until it stops.
+func TestFlanneldRunsOnlyUnderTheServiceHost(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	n := startNode(t, Options{RecoveryScale: 1000})
+	m := n.Services
+	g.Expect(n.Host.Disk().WriteFile(nodeconfig.FlannelNetConfPath, []byte(`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}`))).To(Succeed())
+	g.Expect(n.Host.Disk().WriteFile(nodeconfig.KubeconfigPath, []byte("kubeconfig"))).To(Succeed())
+	args := []string{"--kube-subnet-mgr", "--kubeconfig-file=" + nodeconfig.KubeconfigPath, "--net-config-path=" + nodeconfig.FlannelNetConfPath}
+
+	direct := binSvc(n, "flanneld")
+	direct.Args, direct.Env = args, map[string]string{"NODE_NAME": "win-a"}
+	g.Expect(m.Create(ctx, direct)).To(Succeed())
+	err := m.Start(ctx, "flanneld")
+	g.Expect(err).To(MatchError(ErrServiceStartFail))
+	g.Expect(err).To(MatchError(ContainSubstring("error 1053")))
+	g.Expect(m.LastError("flanneld")).To(MatchError(ContainSubstring("flanneld.exe never connected to the service control manager")))
+	g.Expect(m.Running("flanneld")).To(BeFalse())
+	g.Expect(n.Networks()).To(BeEmpty(), "flanneld never ran")
+
+	// Under kube-log-runner it does not connect either.
+	runner := binSvc(n, "kube-log-runner")
+	wrapped := direct
+	wrapped.Binary, wrapped.Args = runner.Binary, append([]string{`-log-file=C:\var\log\flanneld\flanneld.log`, direct.Binary}, args...)
+	g.Expect(m.Update(ctx, wrapped)).To(Succeed())
+	g.Expect(m.Start(ctx, "flanneld")).To(MatchError(ContainSubstring("flanneld.exe (under kube-log-runner) never connected")))
+
+	// The service host without its configuration stops at once.
+	hosted := hostedFlanneld(g, n, runner.Binary, wrapped.Args)
+	g.Expect(n.Host.Disk().Remove(wicdapi.ServiceHostConfigPath("flanneld"))).To(Succeed())
+	g.Expect(m.Update(ctx, hosted)).To(Succeed())
+	g.Expect(m.Start(ctx, "flanneld")).To(MatchError(ContainSubstring("does not exist")))
+	g.Expect(m.Running("flanneld")).To(BeFalse())
+
+	hosted = hostedFlanneld(g, n, runner.Binary, wrapped.Args)
+	g.Expect(n.Host.Disk().MkdirAll(`C:\var\log\flanneld`)).To(Succeed())
+	g.Expect(m.Start(ctx, "flanneld")).To(Succeed())
+	g.Expect(m.Running("flanneld")).To(BeTrue())
+	g.Eventually(n.Networks).Should(ConsistOf("flannel.4096"))
+	for _, img := range []string{hosted.Binary, runner.Binary, direct.Binary, `C:\var\log\flanneld\flanneld.log`} {
+		g.Expect(n.Host.Disk().Holders(img)).NotTo(BeEmpty(), "%s is held", img)
+	}
+	g.Expect(m.Stop(ctx, "flanneld")).To(Succeed())
+	g.Eventually(func() []string { return n.Host.Disk().Holders(direct.Binary) }).Should(BeEmpty())
 }
 
 // flanneld's network name follows flannel's Windows defaults, and its

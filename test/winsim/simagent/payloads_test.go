@@ -196,7 +196,7 @@ func upgradePlan(version string) *wicdapi.Plan {
 		Directories: []string{`C:\k\log`}, // kube-log-runner opens its log, not its folder
 		Services: []wicdapi.Service{
 			{Name: wicdapi.AgentServiceName, Binary: wicdapi.AgentPath, Args: []string{"run"}, Recovery: rec},
-			{Name: "containerd", Binary: payloadPath(version, "containerd.exe"), Args: []string{`--config=C:\k\containerd\containerd.toml`}, Recovery: rec},
+			{Name: "containerd", Binary: payloadPath(version, "containerd.exe"), Args: []string{`--config=C:\k\containerd\containerd.toml`, "--run-service"}, Recovery: rec},
 			{Name: "kube-proxy", Binary: payloadPath(version, "kube-log-runner.exe"), Dependencies: []string{"containerd"}, Recovery: rec,
 				Args: []string{`-log-file=C:\k\log\kube-proxy.log`, payloadPath(version, "kube-proxy.exe"), "--windows-service"}},
 			{Name: "windows_exporter", Binary: payloadPath(version, "windows_exporter.exe"), Recovery: rec},

@@ -36,11 +36,14 @@ type ProcessInfo struct {
 
 // Errors the service manager returns, worded as Windows words them.
 var (
-	ErrAlreadyExists    = errors.New("the specified service already exists")
-	ErrDependentsRun    = errors.New("a stop control has been sent to a service that other running services are dependent on")
-	ErrServiceRunning   = errors.New("the service is running; stop it before deleting it")
-	ErrHostDown         = errors.New("the host is not running")
-	ErrBinaryNotFound   = errors.New("the system cannot find the file specified")
+	ErrAlreadyExists  = errors.New("the specified service already exists")
+	ErrDependentsRun  = errors.New("a stop control has been sent to a service that other running services are dependent on")
+	ErrServiceRunning = errors.New("the service is running; stop it before deleting it")
+	ErrHostDown       = errors.New("the host is not running")
+	ErrBinaryNotFound = errors.New("the system cannot find the file specified")
+	// ErrServiceStartFail is ERROR_SERVICE_REQUEST_TIMEOUT (1053): what
+	// starting a service whose program is no Windows service fails with
+	// (see serviceAware).
 	ErrServiceStartFail = errors.New("the service did not respond to the start or control request in a timely fashion")
 	// ErrProcessAborted is ERROR_PROCESS_ABORTED (1067), the exit code
 	// the service manager records for a service whose process ended
@@ -48,8 +51,13 @@ var (
 	ErrProcessAborted = errors.New("The process terminated unexpectedly.")
 )
 
-// processAbortedCode is ERROR_PROCESS_ABORTED.
-const processAbortedCode = 1067
+// processAbortedCode is ERROR_PROCESS_ABORTED; serviceRequestTimeoutCode
+// is ERROR_SERVICE_REQUEST_TIMEOUT, ErrServiceStartFail's code: a
+// service's process that never connected to the service manager.
+const (
+	processAbortedCode        = 1067
+	serviceRequestTimeoutCode = 1053
+)
 
 // ServiceManager is the simulated host's service control manager. Services
 // persist across reboots; automatic ones start at boot in dependency order;
@@ -260,16 +268,37 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
 	info := ProcessInfo{Service: cloneService(s.cfg), Host: m.host}
-	info.Binary, info.Args = nodeconfig.Command(s.cfg)
 	if _, err := m.host.Disk().Stat(s.cfg.Binary); err != nil {
 		m.mu.Unlock()
 		return fmt.Errorf("start %s: %s: %w", name, s.cfg.Binary, ErrBinaryNotFound)
 	}
-	if _, err := m.host.Disk().Stat(info.Binary); err != nil {
+	cmd, notAware := m.serviceCommand(s.cfg)
+	if cmd.hostErr != nil {
+		// The service host reports start pending, cannot read its
+		// program and stops with a service-specific exit code.
+		m.starts[key(name)]++
+		s.lastErr = fmt.Errorf("wicd service-host: %w", cmd.hostErr)
+		m.scheduleRecovery(name, s)
 		m.mu.Unlock()
-		return fmt.Errorf("start %s: %s: %w", name, info.Binary, ErrBinaryNotFound)
+		return fmt.Errorf("start %s: stopped while starting: %w", name, s.lastErr)
 	}
-	bin, msg, ok := m.failingBinary(s.cfg.Binary, info.Binary)
+	info.Binary, info.Args = cmd.binary, cmd.args
+	for _, img := range cmd.images[1:] {
+		if _, err := m.host.Disk().Stat(img); err != nil {
+			m.mu.Unlock()
+			return fmt.Errorf("start %s: %s: %w", name, img, ErrBinaryNotFound)
+		}
+	}
+	if notAware != "" {
+		// Windows waits 30 s for the process to connect, kills it and
+		// fails the start; no recovery action runs.
+		m.starts[key(name)]++
+		s.lastErr = fmt.Errorf("%s never connected to the service control manager: %w", notAware, ErrServiceStartFail)
+		fmt.Fprintf(m.log, "simagent: service %s: %v\n", name, s.lastErr)
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: error %d: %w", name, serviceRequestTimeoutCode, s.lastErr)
+	}
+	bin, msg, ok := m.failingBinary(cmd.images...)
 	if check := m.startChecks[strings.ToLower(baseName(info.Binary))]; !ok && check != nil {
 		if err := check(info); err != nil {
 			bin, msg, ok = baseName(info.Binary), err.Error(), true
@@ -290,12 +319,12 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 	if proc == nil {
 		proc = idle
 	}
-	// The process holds its image (and, under kube-log-runner, the
-	// wrapped program's) until it has exited: Windows refuses to replace
-	// or delete them meanwhile.
+	// The process holds its image (and, under kube-log-runner or the
+	// service host, the programs') until it has exited: Windows refuses
+	// to replace or delete them meanwhile.
 	var release []func()
 	holder := fmt.Sprintf("%s (service %s)", baseName(info.Binary), s.cfg.Name)
-	for _, img := range slices.Compact([]string{s.cfg.Binary, info.Binary}) {
+	for _, img := range cmd.images {
 		r, err := m.host.Disk().Hold(img, holder)
 		if err != nil {
 			for _, r := range release {
@@ -308,7 +337,7 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 	}
 	// kube-log-runner opens its log for appending and holds it open
 	// while it runs: the log cannot be deleted meanwhile, as on Windows.
-	if logFile, ok := nodeconfig.LogRunnerFlag(s.cfg.Args, "log-file"); ok && nodeconfig.IsLogRunner(s.cfg.Binary) {
+	if logFile, ok := nodeconfig.LogRunnerFlag(cmd.runnerArgs, "log-file"); ok && cmd.runnerArgs != nil {
 		line := fmt.Sprintf("I%s %7d simagent.go:1] Started %s (service %s)\r\n",
 			time.Now().UTC().Format("0102 15:04:05.000000"), m.starts[key(name)]+1, baseName(info.Binary), s.cfg.Name)
 		err := m.host.Disk().AppendFile(logFile, []byte(line))

@@ -29,10 +29,21 @@ func startNode(t *testing.T, opts Options) *Node {
 	return n
 }
 
+// binSvc is a service of a stand-in binary named name.exe; the programs
+// serviceAware knows get the flag that makes them a Windows service.
 func binSvc(n *Node, name string, deps ...string) wicdapi.Service {
 	bin := `C:\k\payload\v1\` + name + ".exe"
 	_ = n.Host.Disk().WriteFile(bin, []byte("MZ fake "+name))
-	return wicdapi.Service{Name: name, Binary: bin, Dependencies: deps, StartType: wicdapi.StartAutomatic}
+	var args []string
+	switch name {
+	case "containerd":
+		args = []string{"--run-service"}
+	case "kubelet", "kube-proxy", "hybrid-overlay-node":
+		args = []string{"--windows-service"}
+	case "csi-proxy":
+		args = []string{"-windows-service"}
+	}
+	return wicdapi.Service{Name: name, Binary: bin, Args: args, Dependencies: deps, StartType: wicdapi.StartAutomatic}
 }
 
 func TestServiceManagerBehavesLikeWindows(t *testing.T) {
@@ -135,7 +146,7 @@ func TestFailingBinaryExitsAtOnce(t *testing.T) {
 	runner := binSvc(n, "kube-log-runner")
 	g.Expect(n.Host.Disk().WriteFile(`C:\k\payload\v2\kube-proxy.exe`, broken)).To(Succeed())
 	g.Expect(n.Host.Disk().MkdirAll(`C:\k\log`)).To(Succeed()) // kube-log-runner opens its log, not its folder
-	svc := wicdapi.Service{Name: "kube-proxy", Binary: runner.Binary, Args: []string{`-log-file=C:\k\log\kube-proxy.log`, `C:\k\payload\v2\kube-proxy.exe`},
+	svc := wicdapi.Service{Name: "kube-proxy", Binary: runner.Binary, Args: []string{`-log-file=C:\k\log\kube-proxy.log`, `C:\k\payload\v2\kube-proxy.exe`, "--windows-service"},
 		Recovery: wicdapi.Recovery{RestartDelaySeconds: 5}}
 	g.Expect(m.Create(ctx, svc)).To(Succeed())
 

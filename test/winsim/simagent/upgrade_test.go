@@ -55,7 +55,7 @@ func agentOnlyPlan(version string) *wicdapi.Plan {
 		SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: version, NodeName: "win-upgrade",
 		Services: []wicdapi.Service{
 			{Name: wicdapi.AgentServiceName, Binary: wicdapi.AgentPath, Args: []string{"run"}},
-			{Name: "csi-proxy", Binary: `C:\k\payload\` + version + `\csi-proxy.exe`},
+			{Name: "csi-proxy", Binary: `C:\k\payload\` + version + `\csi-proxy.exe`, Args: []string{"-windows-service"}},
 		},
 		Networks: []string{simagent.HybridOverlayNetwork, simagent.BaseHybridOverlayNetwork},
 	}
