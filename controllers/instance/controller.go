@@ -245,10 +245,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 
 	s.cluster = cluster
-	if problem == core.ClusterProblemReading && wi.DeletionTimestamp.IsZero() {
-		// A moment at start-up: look again soon, saying nothing.
-		return ctrl.Result{RequeueAfter: time.Second}, nil
-	}
 	var mismatches []string
 	if problem == "" && wi.DeletionTimestamp.IsZero() {
 		if mismatches, err = r.networkMismatches(ctx, s); err != nil {
