@@ -317,6 +317,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		{connect, wmcov1.ConditionReachable},
 		{r.reconcileAgent, wmcov1.ConditionReachable},
 		{r.reconcileKeys, wmcov1.ConditionReachable},
+		{r.reconcileReboot, wmcov1.ConditionPreflightPassed},
 		{r.reconcileHostname, wmcov1.ConditionPreflightPassed},
 		{r.reconcileFeatures, wmcov1.ConditionPreflightPassed},
 		{r.reconcilePreflight, wmcov1.ConditionPreflightPassed},
