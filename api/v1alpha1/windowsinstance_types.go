@@ -259,6 +259,13 @@ type WindowsInstanceStatus struct {
 	// until another payload is selected or the instance's spec changes.
 	// +optional
 	FailedUpgrade *FailedUpgrade `json:"failedUpgrade,omitempty"`
+	// Reboot is present from when the operator asks the host to reboot
+	// (to enable a feature or take a new computer name) until it sees the
+	// host run a later boot. Windows reboots seconds after the request
+	// and answers meanwhile; the operator leaves the host alone until
+	// then, and a restarted operator knows it still waits.
+	// +optional
+	Reboot *RebootStatus `json:"reboot,omitempty"`
 	// ObservedGeneration is the generation last reconciled successfully.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -311,6 +318,18 @@ type UpgradeStatus struct {
 	// Reason the upgrade is being rolled back (set with step RollingBack).
 	// +optional
 	Reason string `json:"reason,omitempty"`
+}
+
+// RebootStatus is a reboot of the host the operator asked for and has not
+// seen happen yet.
+type RebootStatus struct {
+	// RequestedAt is when the operator asked for the reboot.
+	RequestedAt metav1.Time `json:"requestedAt"`
+	// BootTime is when the boot the host ran then began, as its agent
+	// reported it; a different one means the host has rebooted. Empty
+	// when the agent does not report it.
+	// +optional
+	BootTime string `json:"bootTime,omitempty"`
 }
 
 // FailedUpgrade is an upgrade that was rolled back.

@@ -13,8 +13,8 @@ type ClusterSource interface {
 }
 
 // ClusterProblemReading is the problem of a ClusterSource that has not
-// read the cluster's configuration yet: a moment at start-up, not a
-// problem to report.
+// read the cluster's configuration yet: a moment at start-up. Instances
+// say so and wait; the Source's change (ClusterNotifier) wakes them.
 const ClusterProblemReading = "Reading the cluster's configuration"
 
 // ClusterNotifier is a ClusterSource that reports changes of its facts or

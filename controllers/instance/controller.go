@@ -264,10 +264,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 
 	s.cluster = cluster
-	if problem == core.ClusterProblemReading && wi.DeletionTimestamp.IsZero() {
-		// A moment at start-up: look again soon, saying nothing.
-		return ctrl.Result{RequeueAfter: time.Second}, nil
-	}
 	var mismatches []string
 	if problem == "" && wi.DeletionTimestamp.IsZero() {
 		if mismatches, err = r.networkMismatches(ctx, s); err != nil {
@@ -340,6 +336,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		{connect, wmcov1.ConditionReachable},
 		{r.reconcileAgent, wmcov1.ConditionReachable},
 		{r.reconcileKeys, wmcov1.ConditionReachable},
+		{r.reconcileReboot, wmcov1.ConditionPreflightPassed},
 		{r.reconcileHostname, wmcov1.ConditionPreflightPassed},
 		{r.reconcileFeatures, wmcov1.ConditionPreflightPassed},
 		{r.reconcilePreflight, wmcov1.ConditionPreflightPassed},

@@ -37,7 +37,10 @@ func expectPreflightReason(t *testing.T, name, reason string) string {
 // An instance with spec.hostname renames its host (WIN-T<n>) with one
 // reboot before it joins, as the Node named after the new name; changing
 // spec.hostname later deconfigures the host, renames it with one more
-// reboot, and joins it again under the new name.
+// reboot, and joins it again under the new name. The simulated host
+// reboots as Windows does, 5 s after `shutdown /r /t 5` returned, and
+// answers meanwhile with its old name: the operator waits for the new
+// boot (the Node's deletion wakes the instance within those 5 s).
 func TestHostnameIsSetWithOneReboot(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
@@ -59,6 +62,7 @@ func TestHostnameIsSetWithOneReboot(t *testing.T) {
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, got)).To(Succeed())
 	g.Expect(got.Status.NodeName).To(Equal("vm-abc12"))
 	g.Expect(got.Status.Host.Hostname).To(Equal("vm-abc12"))
+	g.Expect(got.Status.Reboot).To(BeNil(), "the reboot was seen to happen")
 	g.Expect(countEvents(g, h.Name, instance.ReasonRenamingHost)).To(Equal(1))
 
 	// A new name for the joined host: the old Node goes, the host is

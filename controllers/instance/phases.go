@@ -321,16 +321,27 @@ func rebootedFor(wi *wmcov1.WindowsInstance, name string) bool {
 }
 
 // reboot restarts the host with `shutdown.exe /r /t 5`; a connection lost
-// under the command is the reboot under way.
+// under the command is the reboot under way, and so is a reboot scheduled
+// already (exit status 1190). Windows reboots 5 s later and answers
+// meanwhile: status.reboot tells reconcileReboot to wait for a new boot.
 func (r *Reconciler) reboot(ctx context.Context, s *scope) error {
 	s.dropSession = true
 	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	if _, err := s.session.Run(cctx, []string{"shutdown.exe", "/r", "/t", "5"}); err != nil && !errors.Is(err, remote.ErrConnectionLost) {
+	res, err := s.session.Run(cctx, []string{"shutdown.exe", "/r", "/t", "5"})
+	switch {
+	case err != nil && !errors.Is(err, remote.ErrConnectionLost):
 		return fmt.Errorf("reboot: %w", err)
+	case err == nil && res.ExitCode != 0 && res.ExitCode != shutdownAlreadyScheduled:
+		return fmt.Errorf("reboot: shutdown.exe exit status %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 	}
+	r.requestedReboot(s)
 	return nil
 }
+
+// shutdownAlreadyScheduled is shutdown.exe's exit status when a shutdown
+// is scheduled already (ERROR_SHUTDOWN_IS_SCHEDULED).
+const shutdownAlreadyScheduled = 1190
 
 // reconcileFeatures enables the Containers feature, rebooting the host when
 // Windows asks for it (or a computer name set by reconcileHostname waits

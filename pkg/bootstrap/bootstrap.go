@@ -162,17 +162,20 @@ type Tokens struct {
 // ReadingFrom is a copy of t reading through reader unless t has a Reader.
 func (t *Tokens) ReadingFrom(reader client.Reader) Issuer {
 	c := *t
-	if c.Reader == nil {
-		c.Reader = reader
-	}
+	c.Reader = readerOr(c.Reader, reader)
 	return &c
 }
 
-func (t *Tokens) reader() client.Reader {
-	if t.Reader != nil {
-		return t.Reader
+func (t *Tokens) reader() client.Reader { return readerOr(t.Reader, t.Client) }
+
+// readerOr is an issuer's reader: its own when set, else fallback. Both
+// issuers read through Reader, defaulting to Client, and ReadingFrom fills
+// in a Reader they were not given.
+func readerOr(own, fallback client.Reader) client.Reader {
+	if own != nil {
+		return own
 	}
-	return t.Client
+	return fallback
 }
 
 // EnsureRBAC creates the ClusterRoleBinding, puts back its roleRef if

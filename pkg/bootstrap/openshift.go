@@ -65,9 +65,7 @@ type NodeBootstrapper struct {
 // ReadingFrom is a copy of n reading through reader unless n has a Reader.
 func (n *NodeBootstrapper) ReadingFrom(reader client.Reader) Issuer {
 	c := *n
-	if c.Reader == nil {
-		c.Reader = reader
-	}
+	c.Reader = readerOr(c.Reader, reader)
 	return &c
 }
 
@@ -226,12 +224,7 @@ func (n *NodeBootstrapper) serviceAccount() client.ObjectKey {
 	return client.ObjectKey{Namespace: OpenShiftServiceAccountNamespace, Name: OpenShiftServiceAccountName}
 }
 
-func (n *NodeBootstrapper) reader() client.Reader {
-	if n.Reader != nil {
-		return n.Reader
-	}
-	return n.Client
-}
+func (n *NodeBootstrapper) reader() client.Reader { return readerOr(n.Reader, n.Client) }
 
 func (n *NodeBootstrapper) ttl() time.Duration { return ttlOr(n.TTL) }
 

@@ -92,8 +92,16 @@ func NetworkMismatches(spec wmcov1.NetworkSpec, facts nodeconfig.ClusterFacts, n
 	}
 
 	// VXLAN: the VNI and the port.
-	vni, vniFrom := windowsValue(specVNI, fromSpecVNI, fl.VNI, netConf, FlannelWindowsMinVNI)
-	port, portFrom := windowsValue(spec.VXLANPort, fromSpecPort, fl.Port, netConf, FlannelWindowsPort)
+	vni, vniFrom := nodeconfig.Setting[int32]{
+		Config: specVNI, ConfigFrom: fromSpecVNI,
+		Cluster: fl.VNI, ClusterFrom: netConf,
+		Default: FlannelWindowsMinVNI, DefaultFrom: fromWindowsDefault,
+	}.Resolve()
+	port, portFrom := nodeconfig.Setting[int32]{
+		Config: spec.VXLANPort, ConfigFrom: fromSpecPort,
+		Cluster: fl.Port, ClusterFrom: netConf,
+		Default: FlannelWindowsPort, DefaultFrom: fromWindowsDefault,
+	}.Resolve()
 	if fl.Source != "" && fl.Backend == nodeconfig.FlannelBackendTypeVXLAN {
 		clusterVNI, clusterVNIFrom := linuxValue(fl.VNI, "Backend.VNI", FlannelLinuxDefaultVNI)
 		if vni != clusterVNI {
@@ -113,18 +121,6 @@ func NetworkMismatches(spec wmcov1.NetworkSpec, facts nodeconfig.ClusterFacts, n
 			port, portFrom, FlannelWindowsPort, FlannelWindowsPort)
 	}
 	return append(out, podCIDRMismatch(nodePodCIDR, clusterCIDR, clusterFrom)...)
-}
-
-// windowsValue is the value a Windows host is given: the spec's, else
-// the cluster's (non-zero), else def.
-func windowsValue(specValue *int32, specFrom string, cluster int32, clusterFrom string, def int32) (int32, string) {
-	switch {
-	case specValue != nil:
-		return *specValue, specFrom
-	case cluster != 0:
-		return cluster, clusterFrom
-	}
-	return def, fromWindowsDefault
 }
 
 // linuxValue is what the cluster's flannel uses for field (v, else the

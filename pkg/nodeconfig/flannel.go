@@ -99,28 +99,21 @@ func resolveFlannel(spec wmcov1alpha1.NetworkSpec, cluster FlannelFacts, fail fa
 		}
 		return f
 	}
-	vniField := "config.network.flannel.vni"
-	switch {
-	case cfg.VNI != nil:
-		f.vni = *cfg.VNI
-	case cluster.VNI != 0:
-		vniField, f.vni = "cluster.flannel.vni", cluster.VNI
-	default:
-		f.vni = DefaultFlannelVNI
-	}
+	var vniField, portField string
+	f.vni, vniField = Setting[int32]{
+		Config: cfg.VNI, ConfigFrom: "config.network.flannel.vni",
+		Cluster: cluster.VNI, ClusterFrom: "cluster.flannel.vni",
+		Default: DefaultFlannelVNI, DefaultFrom: "config.network.flannel.vni",
+	}.Resolve()
 	// flanneld on Windows refuses a VNI below 4096.
 	if f.vni < MinFlannelVNI || f.vni > 1<<24-1 {
 		fail(vniField, "%d must be between %d and %d: flannel on Windows needs a VNI of at least %d", f.vni, MinFlannelVNI, 1<<24-1, MinFlannelVNI)
 	}
-	portField := "config.network.vxlanPort"
-	switch {
-	case spec.VXLANPort != nil:
-		f.port = *spec.VXLANPort
-	case cluster.Port != 0:
-		portField, f.port = "cluster.flannel.port", cluster.Port
-	default:
-		f.port = DefaultVXLANPort
-	}
+	f.port, portField = Setting[int32]{
+		Config: spec.VXLANPort, ConfigFrom: "config.network.vxlanPort",
+		Cluster: cluster.Port, ClusterFrom: "cluster.flannel.port",
+		Default: DefaultVXLANPort, DefaultFrom: "config.network.vxlanPort",
+	}.Resolve()
 	// flanneld on Windows supports only the default VXLAN port.
 	if f.port != DefaultVXLANPort {
 		fail(portField, "%d is not supported: flannel on Windows only uses VXLAN port %d", f.port, DefaultVXLANPort)

@@ -103,15 +103,11 @@ func resolve(in Inputs) (*resolved, error) {
 	r.network = spec.Network.Type
 	switch r.network {
 	case wmcov1alpha1.NetworkOVNHybridOverlay:
-		// The config, else the cluster, else the default.
-		switch {
-		case spec.Network.VXLANPort != nil:
-			r.vxlanPort = *spec.Network.VXLANPort
-		case in.Cluster.VXLANPort != 0:
-			vxlanField, r.vxlanPort = "cluster.vxlanPort", in.Cluster.VXLANPort
-		default:
-			r.vxlanPort = DefaultVXLANPort
-		}
+		r.vxlanPort, vxlanField = Setting[int32]{
+			Config: spec.Network.VXLANPort, ConfigFrom: vxlanField,
+			Cluster: in.Cluster.VXLANPort, ClusterFrom: "cluster.vxlanPort",
+			Default: DefaultVXLANPort, DefaultFrom: vxlanField,
+		}.Resolve()
 		if r.vxlanPort < 1 || r.vxlanPort > 65535 {
 			fail(vxlanField, "%d must be between 1 and 65535", r.vxlanPort)
 		}

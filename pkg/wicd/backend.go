@@ -79,6 +79,9 @@ type System interface {
 	OSBuild() (int, error)
 	Addresses() ([]string, error)
 	Now() time.Time
+	// BootTime is when the current boot began; it changes at every
+	// boot. The zero time when it cannot be told.
+	BootTime() (time.Time, error)
 	// Features reports whether each named Windows feature is enabled.
 	Features(names []string) (map[string]bool, error)
 	// EnableFeature turns a feature on and says whether a reboot is needed.

@@ -37,6 +37,13 @@ func gatherFacts(b *Backend) (*wicdapi.Facts, error) {
 	if f.PendingHostname, err = b.System.PendingHostname(); err != nil {
 		return nil, codedError(wicdapi.CodeInternal, "read the pending hostname: %v", err)
 	}
+	boot, err := b.System.BootTime()
+	if err != nil {
+		return nil, codedError(wicdapi.CodeInternal, "read the boot time: %v", err)
+	}
+	if !boot.IsZero() {
+		f.BootTime = boot.UTC().Format(time.RFC3339Nano)
+	}
 	if f.OSBuild, err = b.System.OSBuild(); err != nil {
 		return nil, codedError(wicdapi.CodeInternal, "read OS build: %v", err)
 	}

@@ -25,6 +25,7 @@ func (s *nameSystem) Hostname() (string, error)                  { return s.acti
 func (s *nameSystem) OSBuild() (int, error)                      { return wicdapi.OSBuildServer2022, nil }
 func (s *nameSystem) Addresses() ([]string, error)               { return nil, nil }
 func (s *nameSystem) Now() time.Time                             { return time.Now() }
+func (s *nameSystem) BootTime() (time.Time, error)               { return time.Time{}, nil }
 func (s *nameSystem) Features([]string) (map[string]bool, error) { return nil, nil }
 func (s *nameSystem) EnableFeature(string) (bool, error)         { return false, nil }
 func (s *nameSystem) PendingHostname() (string, error)           { return s.pending, nil }

@@ -654,6 +654,13 @@ type Facts struct {
 	PayloadVersions []string `json:"payloadVersions,omitempty"`
 	// Time on the host (RFC 3339), for the clock check.
 	Time string `json:"time"`
+	// BootTime is when the host's current boot began, as Windows keeps
+	// it (RFC 3339 with nanoseconds, UTC; the time Win32_OperatingSystem
+	// calls LastBootUpTime). It changes at every boot, so the operator
+	// tells by it that a reboot it asked for has happened: after
+	// `shutdown /r /t N` a host keeps running its old boot, and answering,
+	// for N seconds. "" from an agent that does not report it.
+	BootTime string `json:"bootTime,omitempty"`
 }
 
 // Check is one preflight check.

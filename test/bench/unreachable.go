@@ -9,9 +9,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -92,7 +90,7 @@ func runUnreachable(ctx context.Context, c config, name string, refused, silent 
 		data[addr] = "username=Administrator\nport=" + strconv.Itoa(port)
 	}
 	if later {
-		if err := writeInventory(ctx, env, data); err != nil {
+		if err := env.SetInventoryData(ctx, data); err != nil {
 			return nil, err
 		}
 		// The dead instances exist and have been tried once each before
@@ -103,7 +101,7 @@ func runUnreachable(ctx context.Context, c config, name string, refused, silent 
 	}
 	data[good.IP] = good.InventoryEntry()
 	t0 := time.Now()
-	if err := writeInventory(ctx, env, data); err != nil {
+	if err := env.SetInventoryData(ctx, data); err != nil {
 		return nil, err
 	}
 	res := &unreachableResult{name: name, refused: refused, silent: silent, deadReasons: map[string]int{}}
@@ -196,19 +194,6 @@ func deadHosts(refused, silent int) (map[string]int, func(), error) {
 		})
 	}
 	return out, stop, nil
-}
-
-func writeInventory(ctx context.Context, env *localenv.Env, data map[string]string) error {
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.InventoryConfigMapName, Namespace: env.Namespace}}
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm); err != nil {
-		if client.IgnoreNotFound(err) != nil {
-			return err
-		}
-		cm.Data = data
-		return env.Client.Create(ctx, cm)
-	}
-	cm.Data = data
-	return env.Client.Update(ctx, cm)
 }
 
 // waitTried waits until n instances report a Ready condition (each was

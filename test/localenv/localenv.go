@@ -513,6 +513,14 @@ func (e *Env) SetInventory(ctx context.Context, hosts ...*Host) error {
 	for _, h := range hosts {
 		data[h.IP] = h.InventoryEntry()
 	}
+	return e.SetInventoryData(ctx, data)
+}
+
+// SetInventoryData writes the windows-instances ConfigMap with data as its
+// entries (address to entry, as Host.InventoryEntry spells one), creating
+// it if needed: for lists that hold more than simulated hosts, such as
+// addresses where nothing answers.
+func (e *Env) SetInventoryData(ctx context.Context, data map[string]string) error {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.InventoryConfigMapName, Namespace: e.Namespace}}
 	err := e.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)
 	switch {

@@ -29,8 +29,6 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -425,16 +423,7 @@ func (s *soak) writeInventory(ctx context.Context) error {
 		data[h.IP] = v
 	}
 	s.mu.Unlock()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: wmcov1.InventoryConfigMapName, Namespace: s.env.Namespace}}
-	err := s.env.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)
-	if client.IgnoreNotFound(err) != nil {
-		return err
-	}
-	cm.Data = data
-	if err != nil {
-		return s.env.Client.Create(ctx, cm)
-	}
-	return s.env.Client.Update(ctx, cm)
+	return s.env.SetInventoryData(ctx, data)
 }
 
 func (s *soak) touchConfig(ctx context.Context, days, limit int32) error {

@@ -392,6 +392,13 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		g.Expect(code).To(Equal(0), out)
 		g.Expect(f.OSBuild).To(Equal(7601), "Wine reports Windows 7's build by default")
 		g.Expect(f.Files).To(HaveKey(wicdapi.AgentPath))
+		// The boot time is Wine's: when its server started.
+		boot, err := time.Parse(time.RFC3339Nano, f.BootTime)
+		g.Expect(err).NotTo(HaveOccurred(), "bootTime %q", f.BootTime)
+		now, err := time.Parse(time.RFC3339, f.Time)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(boot).To(BeTemporally("<=", now.Add(time.Second)))
+		g.Expect(boot).To(BeTemporally(">", now.Add(-24*time.Hour)))
 		var pre wicdapi.PreflightResult
 		code, out = w.agent(t, &pre, wicdapi.AgentPath, "preflight")
 		g.Expect(code).To(Equal(0), out)

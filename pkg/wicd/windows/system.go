@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
@@ -149,4 +150,30 @@ func (system) EnableFeature(name string) (bool, error) {
 		msg = msg[len(msg)-1000:]
 	}
 	return false, fmt.Errorf("dism /enable-feature /featurename:%s: %w: %s", wicd.FeatureContainers, err, msg)
+}
+
+// systemTimeOfDayInformation is SYSTEM_TIMEOFDAY_INFORMATION, what
+// NtQuerySystemInformation(SystemTimeOfDayInformation) fills in; times in
+// 100 ns since 1601-01-01 UTC.
+type systemTimeOfDayInformation struct {
+	BootTime      int64
+	CurrentTime   int64
+	TimeZoneBias  int64
+	TimeZoneID    uint32
+	Reserved      uint32
+	BootTimeBias  uint64
+	SleepTimeBias uint64
+}
+
+// BootTime is when the current boot began, as the kernel keeps it
+// (NtQuerySystemInformation(SystemTimeOfDayInformation), where
+// Win32_OperatingSystem's LastBootUpTime comes from).
+func (system) BootTime() (time.Time, error) {
+	var info systemTimeOfDayInformation
+	var n uint32
+	if err := windows.NtQuerySystemInformation(windows.SystemTimeOfDayInformation, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info)), &n); err != nil {
+		return time.Time{}, fmt.Errorf("NtQuerySystemInformation(SystemTimeOfDayInformation): %w", err)
+	}
+	ft := windows.Filetime{LowDateTime: uint32(info.BootTime), HighDateTime: uint32(uint64(info.BootTime) >> 32)}
+	return time.Unix(0, ft.Nanoseconds()).UTC(), nil
 }

@@ -137,11 +137,18 @@ type system struct {
 	features map[string]bool
 	// pending features are enabled at the next boot.
 	pending map[string]bool
+	// reboot is the reboot `shutdown /r` scheduled, nil when none.
+	reboot *time.Timer
 }
 
 func (s *system) Hostname() (string, error) { return s.host.Facts().Hostname, nil }
 func (s *system) OSBuild() (int, error)     { return s.host.Facts().OSBuild, nil }
 func (s *system) Now() time.Time            { return time.Now().Add(time.Duration(s.clockSkew.Load())) }
+
+// BootTime is when the host last came up. A clock skew set later
+// (SetClockSkew: a drift) leaves it as it is, as Windows keeps the boot
+// time it recorded.
+func (s *system) BootTime() (time.Time, error) { return s.host.Facts().BootTime, nil }
 
 func (s *system) Addresses() ([]string, error) {
 	addrs := slices.Clone(s.host.Facts().IPAddresses)
@@ -207,7 +214,48 @@ func (s *system) Boot(context.Context) error {
 	return nil
 }
 
-func (s *system) Shutdown(context.Context) error { return nil }
+// Shutdown implements winsim.Component: a reboot that was scheduled is
+// gone with the boot that scheduled it.
+func (s *system) Shutdown(context.Context) error {
+	s.abortReboot()
+	return nil
+}
+
+// scheduleReboot reboots the host after delay, down for downFor; false
+// when a reboot is scheduled already.
+func (s *system) scheduleReboot(delay, downFor time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reboot != nil {
+		return false
+	}
+	var t *time.Timer
+	t = time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		mine := s.reboot == t
+		if mine {
+			s.reboot = nil
+		}
+		s.mu.Unlock()
+		if mine {
+			_ = s.host.Reboot(context.Background(), downFor)
+		}
+	})
+	s.reboot = t
+	return true
+}
+
+// abortReboot cancels the scheduled reboot; false when none was.
+func (s *system) abortReboot() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reboot == nil {
+		return false
+	}
+	s.reboot.Stop()
+	s.reboot = nil
+	return true
+}
 
 // hns is the host's set of HNS networks. They do not survive a reboot
 // unless re-created (hybrid-overlay re-creates its network when it starts).

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +92,11 @@ type Options struct {
 	// RebootDownTime is how long the host stays down after
 	// `shutdown /r` (default 1s).
 	RebootDownTime time.Duration
+	// ShutdownTimerScale multiplies the time `shutdown /r /t N` waits
+	// before the reboot, during which the host runs on and answers
+	// (default 1: N seconds, as on Windows). Tests that only need a
+	// reboot may shorten it; the operator must cope with the full wait.
+	ShutdownTimerScale float64
 	// DefenderPresent installs Microsoft Defender, whose exclusions the
 	// agent then manages.
 	DefenderPresent bool
@@ -128,6 +134,9 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 	}
 	if opts.RecoveryScale == 0 {
 		opts.RecoveryScale = 1
+	}
+	if opts.ShutdownTimerScale == 0 {
+		opts.ShutdownTimerScale = 1
 	}
 	if opts.Log == nil {
 		opts.Log = io.Discard
@@ -301,20 +310,62 @@ func (n *Node) runHybridOverlay(ctx context.Context, _ ProcessInfo) error {
 	return nil
 }
 
-// shutdown answers `shutdown.exe /r /t N`: the host reboots once the
-// command has returned, staying down for RebootDownTime.
+// shutdown answers `shutdown.exe /r [/t N]` and `shutdown.exe /a` as
+// Windows does. /r schedules a reboot N seconds later (30 without /t;
+// Options.ShutdownTimerScale scales N) and returns at once: until then the
+// host runs its old boot and answers as before. It then stays down for
+// RebootDownTime. While a reboot is scheduled another /r fails (1190);
+// /a cancels it (1116 when none is). Only administrators may shut a
+// Windows Server down (5 for other users).
 func (n *Node) shutdown(_ context.Context, inv *winsim.Invocation) int {
+	if !n.Host.IsAdmin(inv.User) {
+		fmt.Fprint(inv.Stderr, "Access is denied.(5)\r\n")
+		return 5
+	}
+	if hasFlag(inv.Args, "/a") {
+		if !n.system.abortReboot() {
+			fmt.Fprint(inv.Stderr, "Unable to abort the system shutdown because no shutdown was in progress.(1116)\r\n")
+			return 1116
+		}
+		return 0
+	}
 	if !hasFlag(inv.Args, "/r") {
-		fmt.Fprintln(inv.Stderr, "simagent: only shutdown /r is simulated")
+		fmt.Fprintln(inv.Stderr, "simagent: only shutdown /r and /a are simulated")
 		return 1
 	}
 	down := n.opts.RebootDownTime
 	if down == 0 {
 		down = time.Second
 	}
-	go func() { _ = n.Host.Reboot(context.Background(), down) }()
+	secs := defaultShutdownTimer
+	for i, a := range inv.Args {
+		if !strings.EqualFold(a, "/t") {
+			continue
+		}
+		if i+1 == len(inv.Args) {
+			fmt.Fprint(inv.Stderr, "The parameter is incorrect.(87)\r\n")
+			return 87
+		}
+		v, err := strconv.Atoi(inv.Args[i+1])
+		if err != nil || v < 0 || v > maxShutdownTimer {
+			fmt.Fprintf(inv.Stderr, "%s: The parameter is incorrect.(87)\r\n", inv.Args[i+1])
+			return 87
+		}
+		secs = v
+	}
+	delay := time.Duration(float64(time.Duration(secs)*time.Second) * n.opts.ShutdownTimerScale)
+	if !n.system.scheduleReboot(delay, down) {
+		fmt.Fprint(inv.Stderr, "A system shutdown has already been scheduled.(1190)\r\n")
+		return 1190
+	}
 	return 0
 }
+
+// shutdown.exe's /t: 30 s when not given, at most ten years.
+const (
+	defaultShutdownTimer = 30
+	maxShutdownTimer     = 315360000
+)
 
 func hasFlag(args []string, name string) bool {
 	for _, a := range args {
