@@ -3,29 +3,41 @@ package instance
 import (
 	"slices"
 	"sync"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-
-	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 )
 
 // slots bounds how many hosts the controller works on at once, by
 // WindowsNodeConfig's maxParallelConfigurations. Unlike the controller's
 // worker count, the bound follows the WindowsNodeConfig without a restart.
-// A reconcile that finds no free slot does not wait: it records the
-// instance as waiting and returns; a freed slot wakes the longest-waiting
-// instance through the wake channel (a source of the controller).
+// A slot is held for one reconcile, not for a host's whole join: a host
+// waiting for its kubelet (TLS bootstrap, the Node's registration and
+// readiness) holds none. A reconcile that finds no free slot does not
+// wait: it records the instance as waiting and returns; a freed slot
+// wakes the next waiter (the wake function).
+//
+// Waiters are woken in the order they came, except that hosts finishing
+// their join (configured before: what is left is short, a plan applied
+// again once the Node's pod subnet is known, labels) go before hosts that
+// have not started: each slot's work then ends with a Ready host, rather
+// than every host's last step queueing behind every other host's payload
+// upload (which left N=50 hosts all NotReady until the last upload).
 type slots struct {
-	mu      sync.Mutex
-	limit   int
-	held    map[string]bool
-	waiting []string
-	wake    chan event.GenericEvent
+	mu    sync.Mutex
+	limit int
+	held  map[string]bool
+	// waiting are the instances waiting for a slot; finishing ones first.
+	waiting []waiter
+	wake    func(name string)
 }
 
-func newSlots(limit int) *slots {
-	return &slots{limit: max(limit, 1), held: map[string]bool{}, wake: make(chan event.GenericEvent, 1024)}
+// waiter is an instance waiting for a slot.
+type waiter struct {
+	name string
+	// finishing: the host was configured before.
+	finishing bool
+}
+
+func newSlots(limit int, wake func(name string)) *slots {
+	return &slots{limit: max(limit, 1), held: map[string]bool{}, wake: wake}
 }
 
 // setLimit changes the bound; a larger one wakes waiters at once.
@@ -43,20 +55,33 @@ func (s *slots) setLimit(n int) {
 }
 
 // tryAcquire takes a slot for the instance name, or records it as waiting
-// and returns false.
-func (s *slots) tryAcquire(name string) bool {
+// and returns false. finishing says the host was configured before (its
+// wait goes before the others').
+func (s *slots) tryAcquire(name string, finishing bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.held[name] {
 		return true
 	}
+	i := slices.IndexFunc(s.waiting, func(w waiter) bool { return w.name == name })
 	if len(s.held) >= s.limit {
-		if !slices.Contains(s.waiting, name) {
-			s.waiting = append(s.waiting, name)
+		if i < 0 {
+			w := waiter{name: name, finishing: finishing}
+			// Behind the waiters of its kind, before the others.
+			at := len(s.waiting)
+			if finishing {
+				at = slices.IndexFunc(s.waiting, func(w waiter) bool { return !w.finishing })
+				if at < 0 {
+					at = len(s.waiting)
+				}
+			}
+			s.waiting = slices.Insert(s.waiting, at, w)
 		}
 		return false
 	}
-	s.waiting = slices.DeleteFunc(s.waiting, func(w string) bool { return w == name })
+	if i >= 0 {
+		s.waiting = slices.Delete(s.waiting, i, i+1)
+	}
 	s.held[name] = true
 	return true
 }
@@ -79,13 +104,10 @@ func (s *slots) release(name string) {
 
 func (s *slots) wakeLocked() {
 	for free := s.limit - len(s.held); free > 0 && len(s.waiting) > 0; free-- {
-		name := s.waiting[0]
+		w := s.waiting[0]
 		s.waiting = s.waiting[1:]
-		select {
-		case s.wake <- event.GenericEvent{Object: &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
-		default:
-			// The channel is full of wake-ups already; the waiter's
-			// RequeueAfter brings it back.
+		if s.wake != nil {
+			s.wake(w.name)
 		}
 	}
 }
