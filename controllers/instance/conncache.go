@@ -27,6 +27,11 @@ const (
 	// connCacheSize bounds the connections kept; the least recently used
 	// one is closed to make room.
 	connCacheSize = 64
+	// parkedIdleTimeout is how long the connection of a host waiting for
+	// a configuration slot is kept (park): as long as a host may wait
+	// behind others' joins; keepalives find a host that went away
+	// meanwhile (remote.Alive at take).
+	parkedIdleTimeout = 10 * time.Minute
 )
 
 // connKey identifies what a connection was opened with: a cached
@@ -47,10 +52,13 @@ func newConnKey(t remote.Target) connKey {
 // key that changes later (a reinstalled host, an sshd restarted with a
 // new key) is seen at the next connection, at most connIdleTimeout
 // after the last reconcile. Kept connections count against
-// maxParallelConfigurations: a
-// reconcile that has to dial first closes the least recently used ones
-// (reconcileConnection), so no more connections are open than hosts may
-// be configured at once.
+// maxParallelConfigurations: a reconcile that holds a slot and has to dial
+// closes the least recently used ones (reconcileConnection), so no more of
+// them are open than hosts may be configured at once. Parked connections
+// (park) are the exception: a host not known to answer is dialled before
+// it takes a slot, and when none is free its connection waits here for
+// the slot, so that a host dials once per join; they are bounded by the
+// cache's size alone.
 // The zero value is not usable; a nil *connCache keeps nothing.
 type connCache struct {
 	idle time.Duration
@@ -65,6 +73,8 @@ type connEntry struct {
 	session remote.Session
 	used    time.Time
 	timer   *time.Timer
+	// parked: the instance waits for a configuration slot (park).
+	parked bool
 }
 
 func newConnCache(idle time.Duration, size int) *connCache {
@@ -96,12 +106,26 @@ func (c *connCache) take(instance string, key connKey, pinnedHostKey string) rem
 // put keeps the instance's connection for its next reconcile, closing
 // the least recently used one when the cache is full.
 func (c *connCache) put(instance string, key connKey, s remote.Session, now time.Time) {
+	c.keep(instance, key, s, now, false)
+}
+
+// park keeps the connection of an instance that waits for a configuration
+// slot until it gets one (at most parkedIdleTimeout); trim leaves it.
+func (c *connCache) park(instance string, key connKey, s remote.Session, now time.Time) {
+	c.keep(instance, key, s, now, true)
+}
+
+func (c *connCache) keep(instance string, key connKey, s remote.Session, now time.Time, parked bool) {
 	if c == nil {
 		_ = s.Close()
 		return
 	}
-	e := &connEntry{key: key, session: s, used: now}
-	e.timer = time.AfterFunc(c.idle, func() { c.expire(instance, e) })
+	e := &connEntry{key: key, session: s, used: now, parked: parked}
+	idle := c.idle
+	if parked {
+		idle = max(idle, parkedIdleTimeout)
+	}
+	e.timer = time.AfterFunc(idle, func() { c.expire(instance, e) })
 	var closing []remote.Session
 	c.mu.Lock()
 	if old := c.entries[instance]; old != nil && old != e {
@@ -113,23 +137,38 @@ func (c *connCache) put(instance string, key connKey, s remote.Session, now time
 	for _, s := range closing {
 		_ = s.Close()
 	}
-	c.trim(c.size)
+	c.shrink(c.size, true)
 }
 
-// trim closes the least recently used kept connections until at most keep
-// are left.
+// trim closes the least recently used kept connections, parked ones
+// aside, until at most keep of them are left.
 func (c *connCache) trim(keep int) {
+	c.shrink(keep, false)
+}
+
+// shrink closes the least recently used connections until at most keep
+// are left: of the connections that are not parked, or with parked of
+// all, those that are not parked first.
+func (c *connCache) shrink(keep int, parked bool) {
 	if c == nil {
 		return
 	}
 	var closing []remote.Session
 	c.mu.Lock()
-	for len(c.entries) > max(keep, 0) {
+	for {
 		var oldest string
+		n := 0
 		for name, x := range c.entries {
-			if oldest == "" || x.used.Before(c.entries[oldest].used) {
+			if x.parked && !parked {
+				continue
+			}
+			n++
+			if o := c.entries[oldest]; oldest == "" || (o.parked && !x.parked) || (o.parked == x.parked && x.used.Before(o.used)) {
 				oldest = name
 			}
+		}
+		if n <= max(keep, 0) {
+			break
 		}
 		x := c.entries[oldest]
 		x.timer.Stop()

@@ -136,6 +136,24 @@ func TestConnCacheCloses(t *testing.T) {
 	g.Expect(c.len()).To(BeZero())
 	g.Expect(remote.Alive(d)).To(BeFalse())
 
+	// A parked connection (a host waiting for a slot) is left by trim,
+	// outlives the idle timeout, and goes after the others when the
+	// cache is full.
+	c = newConnCache(50*time.Millisecond, 2)
+	a, b, d = cacheDial(t, target), cacheDial(t, target), cacheDial(t, target)
+	c.park("a", key, a, now)
+	c.put("b", key, b, now.Add(time.Second))
+	c.trim(0)
+	g.Expect(remote.Alive(b)).To(BeFalse(), "trimmed")
+	g.Expect(c.len()).To(Equal(1))
+	g.Consistently(c.len).WithTimeout(300*time.Millisecond).Should(Equal(1), "parked beyond the idle timeout")
+	e := cacheDial(t, target)
+	c.put("d", key, d, now.Add(2*time.Second))
+	c.put("e", key, e, now.Add(3*time.Second))
+	g.Expect(remote.Alive(d)).To(BeFalse(), "the cache is full: the kept one goes before the parked one")
+	g.Expect(c.take("a", key, "")).To(BeIdenticalTo(a))
+	g.Eventually(c.len).WithTimeout(5 * time.Second).Should(BeZero())
+
 	// Putting a second connection for an instance closes the first.
 	c = newConnCache(time.Hour, 4)
 	a, b = cacheDial(t, target), cacheDial(t, target)

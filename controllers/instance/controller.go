@@ -123,12 +123,12 @@ type Reconciler struct {
 	// upgradeMu serialises taking upgrade slots (recorded in instances'
 	// status.upgrade) among this process's workers.
 	upgradeMu sync.Mutex
-	// wakeAll enqueues every instance: the API server's version changed
-	// or an upgrade slot was freed.
-	wakeAll chan event.GenericEvent
-	// wakeCluster enqueues the instances whose last reconcile saw other
-	// cluster facts than the source's current ones (clusterSeen).
-	wakeCluster chan event.GenericEvent
+	// wake enqueues instances no watched object brings (wake.go): those
+	// waiting for a freed configuration slot, every instance when the
+	// API server's version changed or an upgrade slot was freed, those
+	// whose last reconcile saw other cluster facts than the source's
+	// current ones (clusterSeen); set by SetupWithManager.
+	wake *wakeups
 	// clusterSeen maps an instance to the clusterKey of the facts its
 	// last reconcile started with.
 	clusterSeen sync.Map
@@ -162,6 +162,9 @@ type scope struct {
 	connKey connKey
 	// dropSession: the host was told to reboot, the session is not kept.
 	dropSession bool
+	// parkSession: the host was dialled before it took a slot and none
+	// was free: the session waits for the slot in the connection cache.
+	parkSession bool
 	// facts the agent reported in this reconcile.
 	facts *wicdapi.Facts
 	// node is the instance's Node, if it exists.
@@ -196,9 +199,9 @@ type scope struct {
 }
 
 // endSession keeps the reconcile's connection for the instance's next
-// reconcile (the connection cache) when the reconcile ended without an
-// error and the host is neither rebooting nor being deleted; otherwise it
-// closes it.
+// reconcile (the connection cache; parked when the instance waits for a
+// slot) when the reconcile ended without an error and the host is
+// neither rebooting nor being deleted; otherwise it closes it.
 func (r *Reconciler) endSession(s *scope, err error) {
 	sess := s.session
 	if sess == nil {
@@ -207,6 +210,10 @@ func (r *Reconciler) endSession(s *scope, err error) {
 	s.session = nil
 	if err != nil || s.dropSession || s.connKey == "" || !s.wi.DeletionTimestamp.IsZero() || !remote.Alive(sess) {
 		_ = sess.Close()
+		return
+	}
+	if s.parkSession {
+		r.conns.park(s.wi.Name, s.connKey, sess, time.Now())
 		return
 	}
 	r.conns.put(s.wi.Name, s.connKey, sess, time.Now())
@@ -314,10 +321,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	if !r.slots.tryAcquire(wi.Name, meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionConfigured)) {
 		s.waitingSlot = true
-		// Not kept: open connections stay within the slots (conncache.go).
-		s.dropSession = true
-		// A freed slot wakes this instance through the slots' channel;
-		// the requeue is a safety net.
+		// A connection dialled first waits for the slot (conncache.go):
+		// the host is dialled once per join.
+		s.parkSession = true
+		// A freed slot wakes this instance (wakeups); the requeue is a
+		// safety net.
 		return ctrl.Result{RequeueAfter: slotRequeue}, nil
 	}
 	defer r.slots.release(wi.Name)
@@ -449,20 +457,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Now = time.Now
 	}
 	r.Recorder = core.Recorder(r.Recorder)
-	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations)
+	r.wake = newWakeups()
+	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations, r.wake.instance)
 	r.conns = newConnCache(connIdleTimeout, connCacheSize)
-	r.wakeAll = make(chan event.GenericEvent, 1)
 	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
-		n.OnChange(func(_, _ string) { r.wakeEveryInstance() })
+		n.OnChange(func(_, _ string) { r.wake.everyInstance() })
 	}
-	r.wakeCluster = make(chan event.GenericEvent, 1)
 	if n, ok := r.ClusterSource.(core.ClusterNotifier); ok {
-		n.OnChange(func() {
-			select {
-			case r.wakeCluster <- event.GenericEvent{Object: &wmcov1.WindowsNodeConfig{}}:
-			default:
-			}
-		})
+		n.OnChange(r.wake.clusterChanged)
 	}
 	specOrDeletion := predicate.Or(
 		predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
@@ -479,9 +481,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// its own controller and changes nothing on the hosts.
 		Watches(&wmcov1.WindowsNodeConfig{}, handler.EnqueueRequestsFromMapFunc(r.allInstances),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Channel(r.slots.wake, &handler.EnqueueRequestForObject{})).
-		WatchesRawSource(source.Channel(r.wakeAll, handler.EnqueueRequestsFromMapFunc(r.allInstances))).
-		WatchesRawSource(source.Channel(r.wakeCluster, handler.EnqueueRequestsFromMapFunc(r.instancesBehindCluster))).
+		WatchesRawSource(source.Channel(r.wake.bell, handler.EnqueueRequestsFromMapFunc(r.wokenInstances))).
 		// Enough workers for the largest maxParallelConfigurations the
 		// API allows; the slots hold the configured bound.
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxWorkers}).
@@ -543,15 +543,6 @@ func (r *Reconciler) secretToInstances(ctx context.Context, o client.Object) []r
 		}
 	}
 	return out
-}
-
-// wakeEveryInstance enqueues every instance once; wake-ups that come
-// while one is pending are merged into it.
-func (r *Reconciler) wakeEveryInstance() {
-	select {
-	case r.wakeAll <- event.GenericEvent{Object: &wmcov1.WindowsNodeConfig{}}:
-	default:
-	}
 }
 
 func (r *Reconciler) allInstances(ctx context.Context, _ client.Object) []reconcile.Request {

@@ -3,38 +3,41 @@ package instance
 import (
 	"slices"
 	"sync"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-
-	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 )
 
 // slots bounds how many hosts the controller works on at once, by
 // WindowsNodeConfig's maxParallelConfigurations. Unlike the controller's
 // worker count, the bound follows the WindowsNodeConfig without a restart.
-// A reconcile that finds no free slot does not wait: it records the
-// instance as waiting and returns; a freed slot wakes the longest-waiting
-// instance through the wake channel (a source of the controller).
+// A slot is held for one reconcile, not for a host's whole join: a host
+// waiting for its kubelet (TLS bootstrap, the Node's registration and
+// readiness) holds none. A reconcile that finds no free slot does not
+// wait: it records the instance as waiting and returns; a freed slot
+// wakes the next waiter (the wake function).
 //
-// Hosts configured before wait ahead of hosts that never were: a host
-// whose plan is applied comes back for its last steps (the CNI
-// configuration once its Node has a pod subnet, an upgrade), and a join
-// in progress finishes before the next one starts. First come, first
-// served alone let 40 new hosts pass every configured one in a 50-host
-// join, and no Node became Ready until the last host was configured.
+// Waiters are woken in the order they came, except that hosts finishing
+// their join (configured before: what is left is short, a plan applied
+// again once the Node's pod subnet is known, labels) go before hosts that
+// have not started: each slot's work then ends with a Ready host, rather
+// than every host's last step queueing behind every other host's payload
+// upload (which left N=50 hosts all NotReady until the last upload).
 type slots struct {
-	mu      sync.Mutex
-	limit   int
-	held    map[string]bool
-	waiting []string
-	// ahead holds the waiting instances that were configured before.
-	ahead map[string]bool
-	wake  chan event.GenericEvent
+	mu    sync.Mutex
+	limit int
+	held  map[string]bool
+	// waiting are the instances waiting for a slot; finishing ones first.
+	waiting []waiter
+	wake    func(name string)
 }
 
-func newSlots(limit int) *slots {
-	return &slots{limit: max(limit, 1), held: map[string]bool{}, ahead: map[string]bool{}, wake: make(chan event.GenericEvent, 1024)}
+// waiter is an instance waiting for a slot.
+type waiter struct {
+	name string
+	// finishing: the host was configured before.
+	finishing bool
+}
+
+func newSlots(limit int, wake func(name string)) *slots {
+	return &slots{limit: max(limit, 1), held: map[string]bool{}, wake: wake}
 }
 
 // setLimit changes the bound; a larger one wakes waiters at once.
@@ -52,41 +55,35 @@ func (s *slots) setLimit(n int) {
 }
 
 // tryAcquire takes a slot for the instance name, or records it as waiting
-// and returns false. configured tells that the host was configured
-// before: it then waits ahead of every host that was not.
-func (s *slots) tryAcquire(name string, configured bool) bool {
+// and returns false. finishing says the host was configured before (its
+// wait goes before the others').
+func (s *slots) tryAcquire(name string, finishing bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.held[name] {
 		return true
 	}
+	i := slices.IndexFunc(s.waiting, func(w waiter) bool { return w.name == name })
 	if len(s.held) >= s.limit {
-		s.enqueueLocked(name, configured)
+		if i < 0 {
+			w := waiter{name: name, finishing: finishing}
+			// Behind the waiters of its kind, before the others.
+			at := len(s.waiting)
+			if finishing {
+				at = slices.IndexFunc(s.waiting, func(w waiter) bool { return !w.finishing })
+				if at < 0 {
+					at = len(s.waiting)
+				}
+			}
+			s.waiting = slices.Insert(s.waiting, at, w)
+		}
 		return false
 	}
-	s.waiting = slices.DeleteFunc(s.waiting, func(w string) bool { return w == name })
-	delete(s.ahead, name)
+	if i >= 0 {
+		s.waiting = slices.Delete(s.waiting, i, i+1)
+	}
 	s.held[name] = true
 	return true
-}
-
-// enqueueLocked records name as waiting: behind the hosts configured
-// before when it was too, else at the end. A waiter keeps its place.
-func (s *slots) enqueueLocked(name string, configured bool) {
-	if slices.Contains(s.waiting, name) && (s.ahead[name] || !configured) {
-		return
-	}
-	s.waiting = slices.DeleteFunc(s.waiting, func(w string) bool { return w == name })
-	if !configured {
-		s.waiting = append(s.waiting, name)
-		return
-	}
-	i := slices.IndexFunc(s.waiting, func(w string) bool { return !s.ahead[w] })
-	if i < 0 {
-		i = len(s.waiting)
-	}
-	s.waiting = slices.Insert(s.waiting, i, name)
-	s.ahead[name] = true
 }
 
 // usage is how many slots are held, the limit, and whether name holds one.
@@ -107,14 +104,10 @@ func (s *slots) release(name string) {
 
 func (s *slots) wakeLocked() {
 	for free := s.limit - len(s.held); free > 0 && len(s.waiting) > 0; free-- {
-		name := s.waiting[0]
+		w := s.waiting[0]
 		s.waiting = s.waiting[1:]
-		delete(s.ahead, name)
-		select {
-		case s.wake <- event.GenericEvent{Object: &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
-		default:
-			// The channel is full of wake-ups already; the waiter's
-			// RequeueAfter brings it back.
+		if s.wake != nil {
+			s.wake(w.name)
 		}
 	}
 }

@@ -161,21 +161,17 @@ func TestSummarize(t *testing.T) {
 }
 
 // The slots bound the hosts worked on at once, follow a changed limit, and
-// wake waiters in the order they came when slots free up.
+// wake waiters in the order they came when slots free up, hosts finishing
+// their join before hosts that have not started.
 func TestSlots(t *testing.T) {
 	g := NewWithT(t)
-	woken := func(s *slots) []string {
-		var out []string
-		for {
-			select {
-			case e := <-s.wake:
-				out = append(out, e.Object.GetName())
-			default:
-				return out
-			}
-		}
+	var woken []string
+	wake := func() []string {
+		out := woken
+		woken = nil
+		return out
 	}
-	s := newSlots(2)
+	s := newSlots(2, func(name string) { woken = append(woken, name) })
 	g.Expect(s.tryAcquire("a", false)).To(BeTrue())
 	g.Expect(s.tryAcquire("a", false)).To(BeTrue(), "held already")
 	g.Expect(s.tryAcquire("b", false)).To(BeTrue())
@@ -183,59 +179,79 @@ func TestSlots(t *testing.T) {
 	g.Expect(s.tryAcquire("d", false)).To(BeFalse())
 	g.Expect(s.tryAcquire("c", false)).To(BeFalse(), "waits once in the queue")
 	g.Expect(len(s.held)).To(Equal(2))
-	g.Expect(woken(s)).To(BeEmpty())
+	g.Expect(wake()).To(BeEmpty())
 
 	s.release("a")
-	g.Expect(woken(s)).To(Equal([]string{"c"}), "the longest waiting first")
+	g.Expect(wake()).To(Equal([]string{"c"}), "the longest waiting first")
 	g.Expect(s.tryAcquire("c", false)).To(BeTrue())
 
 	s.setLimit(1)
 	s.release("b")
-	g.Expect(woken(s)).To(BeEmpty(), "still one held under a limit of 1")
+	g.Expect(wake()).To(BeEmpty(), "still one held under a limit of 1")
 	g.Expect(s.tryAcquire("d", false)).To(BeFalse())
 
 	s.setLimit(3)
-	g.Expect(woken(s)).To(Equal([]string{"d"}), "a larger limit wakes at once")
+	g.Expect(wake()).To(Equal([]string{"d"}), "a larger limit wakes at once")
 	g.Expect(s.tryAcquire("d", false)).To(BeTrue())
 	g.Expect(len(s.held)).To(Equal(2))
 
 	s.setLimit(0)
 	g.Expect(s.tryAcquire("e", false)).To(BeFalse(), "a limit below 1 counts as 1")
+
+	// Hosts finishing their join go before the ones that have not
+	// started, in the order they came.
+	g.Expect(s.tryAcquire("f", false)).To(BeFalse())
+	g.Expect(s.tryAcquire("x", true)).To(BeFalse())
+	g.Expect(s.tryAcquire("y", true)).To(BeFalse())
+	g.Expect(s.tryAcquire("x", true)).To(BeFalse(), "waits once in the queue")
+	s.setLimit(2)
+	g.Expect(wake()).To(BeEmpty(), "two held (c, d) under a limit of 2")
+	s.release("c")
+	g.Expect(wake()).To(Equal([]string{"x"}))
+	g.Expect(s.tryAcquire("x", true)).To(BeTrue())
+	s.release("d")
+	g.Expect(wake()).To(Equal([]string{"y"}))
+	g.Expect(s.tryAcquire("y", true)).To(BeTrue())
+	s.release("x")
+	g.Expect(wake()).To(Equal([]string{"e"}))
+	g.Expect(s.tryAcquire("e", false)).To(BeTrue())
+	s.release("y")
+	g.Expect(wake()).To(Equal([]string{"f"}))
+	g.Expect(s.waiting).To(BeEmpty())
 }
 
-// Hosts configured before wait ahead of new ones, in the order they came,
-// so a join in progress (its CNI configuration once the Node has a pod
-// subnet) finishes before another starts.
-func TestSlotsConfiguredHostsFirst(t *testing.T) {
+// Wake-ups recorded while one is pending are merged into it; answering
+// the doorbell takes them all, and a later wake-up rings again.
+func TestWakeups(t *testing.T) {
 	g := NewWithT(t)
-	s := newSlots(1)
-	next := func() string {
+	w := newWakeups()
+	rung := func() bool {
 		select {
-		case e := <-s.wake:
-			return e.Object.GetName()
+		case <-w.bell:
+			return true
 		default:
-			return ""
+			return false
 		}
 	}
-	g.Expect(s.tryAcquire("busy", false)).To(BeTrue())
-	for _, w := range []struct {
-		name       string
-		configured bool
-	}{{"new1", false}, {"new2", false}, {"old1", true}, {"new3", false}, {"old2", true}, {"new1", false}, {"new2", true}} {
-		g.Expect(s.tryAcquire(w.name, w.configured)).To(BeFalse(), w.name)
-	}
-	g.Expect(s.waiting).To(Equal([]string{"old1", "old2", "new2", "new1", "new3"}),
-		"configured hosts first in the order they came; a waiter keeps its place, and moves ahead once configured")
-	order := []string{}
-	holder := "busy"
-	for range 5 {
-		s.release(holder)
-		holder = next()
-		g.Expect(s.tryAcquire(holder, false)).To(BeTrue(), holder)
-		order = append(order, holder)
-	}
-	g.Expect(order).To(Equal([]string{"old1", "old2", "new2", "new1", "new3"}))
-	g.Expect(s.ahead).To(BeEmpty())
+	g.Expect(rung()).To(BeFalse())
+	w.instance("a")
+	w.instance("b")
+	w.instance("a")
+	w.clusterChanged()
+	g.Expect(rung()).To(BeTrue())
+	g.Expect(rung()).To(BeFalse(), "one ring for wake-ups that came while one was pending")
+	all, behind, names := w.take()
+	g.Expect(all).To(BeFalse())
+	g.Expect(behind).To(BeTrue())
+	g.Expect(names).To(Equal([]string{"a", "b"}))
+
+	all, behind, names = w.take()
+	g.Expect(all || behind || len(names) > 0).To(BeFalse(), "taken once")
+
+	w.everyInstance()
+	g.Expect(rung()).To(BeTrue())
+	all, _, _ = w.take()
+	g.Expect(all).To(BeTrue())
 }
 
 func TestNodeChangedPredicate(t *testing.T) {

@@ -376,7 +376,7 @@ func (r *Reconciler) finishUpgrade(ctx context.Context, s *scope, u *wmcov1.Upgr
 	if err := r.patchStatusNow(ctx, s, false); err != nil {
 		return err
 	}
-	r.wakeEveryInstance()
+	r.wake.everyInstance()
 	return nil
 }
 

@@ -194,14 +194,23 @@ const asideSuffix = ".old-"
 
 // applyCopy makes c.To a copy of c.From and returns "created", "updated"
 // or "" (unchanged). A c.To that running processes hold is renamed aside
-// first; renamed copies that nothing holds any more are removed.
-func applyCopy(b *Backend, c wicdapi.Copy) (string, error) {
+// first; renamed copies that nothing holds any more are removed. Files
+// whose hashes facts cached (hashes) for their current size and
+// modification time are compared by those without being read: `wicd run`
+// re-applies the plan every few seconds, and the copies are the payload's
+// binaries.
+func applyCopy(b *Backend, hashes map[string]hashCacheEntry, c wicdapi.Copy) (string, error) {
+	if err := removeAsideCopies(b, c.To); err != nil {
+		return "", err
+	}
+	if from, ok := cachedSum(b.Files, hashes, c.From); ok {
+		if to, ok := cachedSum(b.Files, hashes, c.To); ok && strings.EqualFold(from, to) {
+			return "", nil
+		}
+	}
 	data, err := b.Files.ReadFile(c.From)
 	if err != nil {
 		return "", fsError("read "+c.From, err)
-	}
-	if err := removeAsideCopies(b, c.To); err != nil {
-		return "", err
 	}
 	old, err := b.Files.ReadFile(c.To)
 	switch {
@@ -424,8 +433,12 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 		}
 	}
 
+	var hashes map[string]hashCacheEntry
+	if len(plan.Copies) > 0 {
+		hashes = loadHashCache(b.Files)
+	}
 	for _, c := range plan.Copies {
-		action, err := applyCopy(b, c)
+		action, err := applyCopy(b, hashes, c)
 		if err != nil {
 			return nil, err
 		}

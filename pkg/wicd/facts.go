@@ -104,10 +104,7 @@ func hashInstallRoot(files Files) (map[string]string, map[string]string) {
 		}
 		errs[p] = err.Error()
 	}
-	cache := map[string]hashCacheEntry{}
-	if data, err := files.ReadFile(hashCachePath); err == nil {
-		_ = json.Unmarshal(data, &cache) // a damaged cache is rebuilt
-	}
+	cache := loadHashCache(files)
 	next := map[string]hashCacheEntry{}
 	err := files.Walk(wicdapi.InstallRoot, func(path string, info fs.FileInfo) error {
 		if underDir(path, wicdapi.LogDir) || samePath(path, hashCachePath) {
@@ -115,6 +112,9 @@ func hashInstallRoot(files Files) (map[string]string, map[string]string) {
 		}
 		key := foldPath(path)
 		e, ok := cache[key]
+		if !ok {
+			e, ok = renamed(files, cache, info)
+		}
 		if !ok || e.Size != info.Size() || e.ModTime != info.ModTime().UnixNano() {
 			sum, err := sha256File(files, path)
 			if err != nil {
@@ -137,6 +137,89 @@ func hashInstallRoot(files Files) (map[string]string, map[string]string) {
 		}
 	}
 	return sums, errs
+}
+
+// renamed finds the cache entry of a file that was hashed under another
+// path and renamed since (a rename keeps the size and modification time,
+// on NTFS as in the simulated disk): an upload is hashed under its
+// temporary name (`wicd hash`, which records it) and then renamed into
+// place, and facts need not read it again. The entry must have the same
+// size and modification time, to the 100 ns NTFS keeps, and its path
+// must no longer exist.
+func renamed(files Files, cache map[string]hashCacheEntry, info fs.FileInfo) (hashCacheEntry, bool) {
+	for p, e := range cache {
+		if e.Size != info.Size() || e.ModTime != info.ModTime().UnixNano() {
+			continue
+		}
+		if _, err := files.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return e, true
+		}
+	}
+	return hashCacheEntry{}, false
+}
+
+// hashRecordWait bounds how long `wicd hash` waits for the host lock to
+// record its result in the hash cache; the cache is only a cache.
+const hashRecordWait = 2 * time.Second
+
+// hashAndRemember is `wicd hash`: the file's SHA-256, also recorded in
+// the hash cache (under the host lock, as other commands of the agent
+// may write it) when the file did not change while it was read, so that
+// facts do not read an uploaded file again once it is renamed into place
+// (renamed).
+func hashAndRemember(ctx context.Context, b *Backend, path string) (*wicdapi.HashResult, error) {
+	before, err := b.Files.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, codedError(wicdapi.CodeNotFound, "%s does not exist", path)
+		}
+		return nil, codedError(wicdapi.CodeFileSystem, "stat %s: %v", path, err)
+	}
+	res, err := hashFile(b.Files, path)
+	if err != nil {
+		return nil, err
+	}
+	after, err := b.Files.Stat(path)
+	if err != nil || !underDir(path, wicdapi.InstallRoot) || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) || after.Size() != res.Size {
+		return res, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, hashRecordWait)
+	defer cancel()
+	unlock, err := b.Locker.Lock(lctx)
+	if err != nil {
+		return res, nil
+	}
+	defer unlock()
+	cache := loadHashCache(b.Files)
+	cache[foldPath(path)] = hashCacheEntry{Size: after.Size(), ModTime: after.ModTime().UnixNano(), SHA256: res.SHA256}
+	if data, err := json.Marshal(cache); err == nil {
+		_ = b.Files.WriteFile(hashCachePath, data)
+	}
+	return res, nil
+}
+
+// loadHashCache reads the hash cache, by folded path; a missing or
+// damaged cache is empty.
+func loadHashCache(files Files) map[string]hashCacheEntry {
+	cache := map[string]hashCacheEntry{}
+	if data, err := files.ReadFile(hashCachePath); err == nil {
+		_ = json.Unmarshal(data, &cache) // a damaged cache is rebuilt
+	}
+	return cache
+}
+
+// cachedSum is the SHA-256 the hash cache holds for path, if the file's
+// size and modification time are still the ones it was hashed at.
+func cachedSum(files Files, cache map[string]hashCacheEntry, path string) (string, bool) {
+	e, ok := cache[foldPath(path)]
+	if !ok {
+		return "", false
+	}
+	info, err := files.Stat(path)
+	if err != nil || info.IsDir() || e.Size != info.Size() || e.ModTime != info.ModTime().UnixNano() {
+		return "", false
+	}
+	return e.SHA256, true
 }
 
 func sha256File(files Files, path string) (string, error) {

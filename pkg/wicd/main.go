@@ -134,7 +134,7 @@ func Main(ctx context.Context, b *Backend, args []string, stdout, stderr io.Writ
 			if fs.NArg() != 1 {
 				return nil, &wicdapi.Error{Code: wicdapi.CodeUsage, Message: "hash takes exactly one file"}
 			}
-			return hashFile(b.Files, fs.Arg(0))
+			return hashAndRemember(ctx, b, fs.Arg(0))
 		}
 	case wicdapi.ServiceHostArg:
 		fs.String("service", "", "the service whose program to run")

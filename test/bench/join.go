@@ -49,14 +49,12 @@ type joinResult struct {
 }
 
 // stallWatch notices hosts whose Node stays NotReady for 8s although the
-// CNI configuration is on the host. The kubelet emulator reports its Node
-// Ready at the Lease renewal (2s) after the file appears, with a Get and a
-// full status update; when the operator labels the Node in between, the
-// NodeRestriction admission plugin refuses that update (the kubelet would
-// remove a label), and the emulator only reports again at its next status
-// interval. A kubelet patches its status and retries every 10s. Such hosts
-// are counted, so that a T(N) they lengthened is not taken for the
-// operator's.
+// CNI configuration is on the host. In its first two minutes the kubelet
+// emulator reports its Node Ready within 100 ms of the file appearing, as
+// the kubelet's start-up status loop does, and retries a failed report
+// every 100 ms; later it reports at the Lease renewal after the change and
+// at its status interval. Such hosts are counted, so that a T(N) they
+// lengthened is not taken for the operator's.
 type stallWatch struct {
 	last    time.Time
 	since   map[string]time.Time
@@ -234,6 +232,13 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	res.bytesPerHost, res.connsPerHost = statOf(bytes).mean, statOf(conns).mean
 	if n == 1 && err == nil {
 		res.phases = joinPhases(tl.host(env.Hosts[0].Name), t0)
+		if hostLog != nil {
+			fmt.Fprintf(hostLog, "timeline of %s from the inventory written:\n", env.Hosts[0].Name)
+			tl.host(env.Hosts[0].Name).dump(hostLog, t0)
+			if data, rerr := os.ReadFile(env.OperatorLog); rerr == nil {
+				fmt.Fprintf(hostLog, "operator log:\n%s", data)
+			}
+		}
 		if res.floor, err = computeFloor(c, env); err != nil {
 			logf("Join N=%d concurrency=%d: floor: %v", n, conc, err)
 			err = nil

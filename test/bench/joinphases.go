@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -49,6 +50,15 @@ func (t *timeline) first(msg, sub string) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// dump writes the timeline, each event with its offset from t0.
+func (t *timeline) dump(w io.Writer, t0 time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.events {
+		fmt.Fprintf(w, "%9.3fs  %s  %s\n", e.at.Sub(t0).Seconds(), e.msg, e.args)
+	}
 }
 
 // timelineHandler is a slog.Handler that records a host's debug lines.

@@ -36,6 +36,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,6 +73,9 @@ type config struct {
 	// profiles of the CSR bursts and the join runs (profile.go).
 	profile    bool
 	profileFor time.Duration
+	// selfProfile is where a CPU profile of the benchmark's own process
+	// (the simulated hosts, kubelet emulators) goes; "" takes none.
+	selfProfile string
 	// operatorArgs are added to the operator's flags in the CSR and
 	// memory phases.
 	operatorArgs []string
@@ -153,6 +157,7 @@ func main() {
 	flag.DurationVar(&c.quiet, "quiet", 5*time.Second, "a resync is over when no host's counters moved for this long")
 	flag.StringVar(&csrs, "csrs", "200,1000", "CSRs in each approval burst (a fresh control plane each)")
 	flag.BoolVar(&c.profile, "profile", os.Getenv("BENCH_PROFILE") == "1", "have the operator serve pprof on loopback and keep CPU and heap profiles of each CSR burst and the 10-host join runs in "+profileDir+"/, with their top entries in the report (also BENCH_PROFILE=1)")
+	flag.StringVar(&c.selfProfile, "self-cpuprofile", "", "write a CPU profile of the benchmark's own process (the simulated hosts and kubelet emulators) over the whole run to this file")
 	flag.DurationVar(&c.profileFor, "profile-for", 20*time.Second, "length of each CPU profile, from the start of the burst or join")
 	flag.StringVar(&operatorArgs, "operator-args", "", "extra operator flags for the CSR and memory phases, space-separated (e.g. --kube-api-qps=0)")
 	flag.IntVar(&c.rssJoinHosts, "rss-join-hosts", 50, "the memory phase also reports the operator's peak RSS during a join of this many hosts (a fresh environment; 0 skips it)")
@@ -255,6 +260,23 @@ func run(c config) int {
 	// The simulated hosts keep their disks in this process: collect more
 	// often than the default so the heap stays near N × payload.
 	debug.SetGCPercent(25)
+	if c.selfProfile != "" {
+		f, err := os.Create(c.selfProfile)
+		if err != nil {
+			logf("self profile: %v", err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			logf("self profile: %v", err)
+			return 1
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				logf("self profile: %v", err)
+			}
+		}()
+	}
 	r := &report{cfg: c, machine: describeMachine(), started: start}
 	logf("Benchmark on %s, %d cores, %s memory; phases %s", r.machine.cpu, r.machine.cores, fmtBytes(r.machine.memory), strings.Join(sortedKeys(c.phases), ","))
 	failed := false

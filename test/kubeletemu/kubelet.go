@@ -539,6 +539,17 @@ func (k *kubelet) nodeAddresses(node *corev1.Node) []corev1.NodeAddress {
 	return append(addrs, hostname)
 }
 
+// Start-up readiness, as the kubelet's fastStatusUpdateOnce
+// (pkg/kubelet/kubelet.go, v1.37): from its start until the Node is Ready,
+// at most nodeReadyGracePeriod, the kubelet asks the runtime for its
+// status every 100 ms and posts the Node's status as soon as it would
+// turn Ready (containerd notices a new CNI configuration at once: its
+// CNI configuration syncer watches the directory).
+const (
+	fastStatusInterval   = 100 * time.Millisecond
+	nodeReadyGracePeriod = 120 * time.Second
+)
+
 // heartbeat renews the Lease and posts status until ctx ends.
 func (k *kubelet) heartbeat(ctx context.Context) error {
 	renew := k.cfg.LeaseDuration / 4
@@ -547,12 +558,37 @@ func (k *kubelet) heartbeat(ctx context.Context) error {
 	statusTick := time.NewTicker(k.cfg.StatusInterval)
 	defer statusTick.Stop()
 	lastReady := k.cniReady()
+	// The start-up loop runs until the first Ready report (registerNode
+	// made it already when the network was ready at start).
+	var fast <-chan time.Time
+	if !lastReady {
+		fastTick := time.NewTicker(fastStatusInterval)
+		defer fastTick.Stop()
+		fast = fastTick.C
+	}
+	fastUntil := time.Now().Add(nodeReadyGracePeriod)
 	k.renewLease(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			k.logf("stopping")
 			return nil
+		case now := <-fast:
+			switch {
+			case now.After(fastUntil):
+				k.logf("Node not becoming ready in time after startup")
+				fast = nil
+			case k.cniReady():
+				// A failed post is tried again at the next tick, as
+				// fastNodeStatusUpdate does.
+				if err := k.updateStatus(ctx); err != nil {
+					if ctx.Err() == nil {
+						k.logf("update status: %v", err)
+					}
+					continue
+				}
+				lastReady, fast = true, nil
+			}
 		case <-leaseTick.C:
 			k.renewLease(ctx)
 			// A change of network readiness is posted at once, as the

@@ -141,6 +141,9 @@ type NodeOptions struct {
 	Disk Disk
 	// DisableLogQuery leaves enableSystemLogQuery unset.
 	DisableLogQuery bool
+	// StatusInterval and LeaseDuration of the kubelet (Config); zero:
+	// 1s and 4s.
+	StatusInterval, LeaseDuration time.Duration
 }
 
 // KubeletConfigYAML is the configuration StartNode gives the kubelet: the
@@ -200,13 +203,19 @@ func StartNode(t testing.TB, admin *rest.Config, o NodeOptions) *corev1.Node {
 			t.Fatal(err)
 		}
 	}
+	if o.StatusInterval == 0 {
+		o.StatusInterval = time.Second
+	}
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration = 4 * time.Second
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Config{
 			Args: []string{`--config=C:\k\kubelet.conf`, `--kubeconfig=C:\k\kubeconfig`, `--bootstrap-kubeconfig=C:\k\bootstrap-kubeconfig`},
 			Disk: o.Disk, Host: Host{Hostname: o.Hostname, Addresses: []string{o.Address}, OSBuild: 20348},
-			StatusInterval: time.Second, LeaseDuration: 4 * time.Second,
+			StatusInterval: o.StatusInterval, LeaseDuration: o.LeaseDuration,
 		})
 	}()
 	t.Cleanup(func() {
