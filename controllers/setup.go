@@ -8,7 +8,6 @@ import (
 	configv1 "github.com/openshift/api/config/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/openwmco/wmco/controllers/clusterconfig"
@@ -52,8 +51,8 @@ type Options struct {
 	// Dialer reaches hosts; default an SSH dialer that verifies uploads
 	// with the agent.
 	Dialer remote.Dialer
-	// Clientset drains Nodes.
-	Clientset kubernetes.Interface
+	// Clientset drains Nodes; default a *cluster.Clients.
+	Clientset instance.Clientset
 	// DrainTimeout is how long draining a Node may take before it is
 	// reported as timed out (default instance.DefaultDrainTimeout).
 	DrainTimeout time.Duration
@@ -113,7 +112,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		o.Dialer = &remote.SSHDialer{Hash: instance.AgentHash}
 	}
 	if o.Clientset == nil {
-		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		cs, err := cluster.NewClients(mgr.GetConfig())
 		if err != nil {
 			return err
 		}

@@ -16,14 +16,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -34,6 +32,8 @@ import (
 	"github.com/openwmco/wmco/controllers/servingcert"
 	userdatactl "github.com/openwmco/wmco/controllers/userdata"
 	"github.com/openwmco/wmco/pkg/cluster"
+	"github.com/openwmco/wmco/pkg/memlimit"
+	"github.com/openwmco/wmco/pkg/metricsauth"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/pkg/version"
@@ -85,6 +85,8 @@ type options struct {
 	// and fairness.
 	kubeQPS   float64
 	kubeBurst int
+	// memoryLimit is the Go runtime's soft memory limit (memlimit.Apply).
+	memoryLimit string
 }
 
 func main() {
@@ -131,6 +133,8 @@ func main() {
 		"Sustained API requests per second the operator's clients may make; 0 sets no client-side limit and leaves fairness to the API server's priority and fairness.")
 	fs.IntVar(&o.kubeBurst, "kube-api-burst", defaultKubeBurst,
 		"API requests the operator's clients may make at once above --kube-api-qps (a burst of joining hosts' CSRs).")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "",
+		"Soft memory limit of the Go runtime, e.g. 96Mi (0 for none): near it the garbage collector runs sooner instead of letting the heap grow to twice what is live. Default: $GOMEMLIMIT, else 75% of the container's memory limit, else none.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	flag.Usage = func() {
@@ -155,6 +159,11 @@ func main() {
 
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
+	memLimit, memSource, err := memlimit.Apply(o.memoryLimit)
+	if err != nil {
+		return fmt.Errorf("--memory-limit: %w", err)
+	}
+	log.Info("Go memory limit", "bytes", memLimit, "source", memSource)
 	if o.namespace == "" {
 		o.namespace = os.Getenv("POD_NAMESPACE")
 	}
@@ -191,10 +200,10 @@ func run(o options) error {
 		TLSOpts:       tlsOpts,
 	}
 	if o.metricsSecure {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metricsOpts.FilterProvider = metricsauth.Filter
 	}
 
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := cluster.NewClients(cfg)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -83,7 +82,7 @@ type Reconciler struct {
 	// APIReader reads without the cache: Secrets holding SSH keys.
 	APIReader client.Reader
 	// Clientset drains Nodes.
-	Clientset kubernetes.Interface
+	Clientset Clientset
 	Config    core.Config
 	Dialer    remote.Dialer
 	// Payloads are the payloads the operator ships; each reconcile

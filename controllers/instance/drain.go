@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	policyv1client "k8s.io/client-go/kubernetes/typed/policy/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,6 +34,16 @@ import (
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch
+
+// Clientset is what the drain calls the API server through: the core
+// group (a Node's Pods) and the policy group (evictions,
+// PodDisruptionBudgets). client-go's *kubernetes.Clientset and
+// *cluster.Clients have it; the operator uses the latter, which does not
+// link a client of every API group.
+type Clientset interface {
+	CoreV1() corev1client.CoreV1Interface
+	PolicyV1() policyv1client.PolicyV1Interface
+}
 
 const (
 	payloadWICD       = payload.WICDPath

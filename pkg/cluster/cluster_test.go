@@ -63,6 +63,16 @@ func TestDetect(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(info).To(Equal(cluster.Info{Platform: cluster.Kubernetes, Version: localcluster.DefaultKubernetesVersion}))
 
+	// The operator's narrow clients answer as the Clientset does.
+	cl, err := cluster.NewClients(c.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(cluster.Detect(cl.Discovery())).To(Equal(info))
+	_, err = cl.PolicyV1().PodDisruptionBudgets(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	ip, err := cluster.DNSServiceIP(ctx, cl)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ip).To(BeEmpty(), "no kube-dns Service in the local cluster")
+
 	dir := t.TempDir()
 	for name, body := range map[string]string{"machine.yaml": machineCRD, "network.yaml": openshiftConfigCRD} {
 		g.Expect(os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600)).To(Succeed())

@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -33,7 +33,7 @@ type Endpoint struct {
 // without credentials, over the same TLS trust as cfg, and then with the
 // operator's identity, for clusters where anonymous requests are turned
 // off and an admin granted the operator access instead.
-func DiscoverEndpoint(ctx context.Context, cs kubernetes.Interface, cfg *rest.Config, overrideURL string) (Endpoint, error) {
+func DiscoverEndpoint(ctx context.Context, cs CoreClient, cfg *rest.Config, overrideURL string) (Endpoint, error) {
 	ca, err := caFromConfig(cfg)
 	if err != nil {
 		return Endpoint{}, err
@@ -41,15 +41,15 @@ func DiscoverEndpoint(ctx context.Context, cs kubernetes.Interface, cfg *rest.Co
 	if overrideURL != "" {
 		return Endpoint{URL: overrideURL, CACert: ca, Source: "--api-server-url"}, nil
 	}
-	anon, err := kubernetes.NewForConfig(rest.AnonymousClientConfig(cfg))
+	anon, err := corev1client.NewForConfig(rest.AnonymousClientConfig(cfg))
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("anonymous client: %w", err)
 	}
 	for _, c := range []struct {
-		cs  kubernetes.Interface
-		how string
-	}{{anon, "anonymously"}, {cs, "as the operator"}} {
-		cm, err := c.cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, ClusterInfoName, metav1.GetOptions{})
+		core corev1client.CoreV1Interface
+		how  string
+	}{{anon, "anonymously"}, {cs.CoreV1(), "as the operator"}} {
+		cm, err := c.core.ConfigMaps(metav1.NamespacePublic).Get(ctx, ClusterInfoName, metav1.GetOptions{})
 		switch {
 		case err == nil:
 			if ep, ok := fromClusterInfo(cm); ok {
@@ -101,7 +101,7 @@ func caFromConfig(cfg *rest.Config) ([]byte, error) {
 
 // DNSServiceIP is the ClusterIP of kube-system/kube-dns (CoreDNS), or ""
 // when there is no such Service.
-func DNSServiceIP(ctx context.Context, cs kubernetes.Interface) (string, error) {
+func DNSServiceIP(ctx context.Context, cs CoreClient) (string, error) {
 	svc, err := cs.CoreV1().Services(metav1.NamespaceSystem).Get(ctx, "kube-dns", metav1.GetOptions{})
 	if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
 		return "", nil

@@ -181,6 +181,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	if err != nil {
 		return nil, nil, err
 	}
+	opArgs = append(opArgs, c.joinArgs...)
 	env, err := localenv.Start(ctx, localenv.Options{
 		HostLogger:                tl.logger,
 		Hosts:                     n,

@@ -87,6 +87,12 @@ type config struct {
 	// rssJoinHosts is the join whose operator peak the memory phase
 	// reports (0: none).
 	rssJoinHosts int
+	// rssCompare are more operators the memory phase measures in the
+	// same clusters (--rss-compare).
+	rssCompare []rssVariant
+	// joinArgs are added to the operator's flags in join runs (the
+	// memory phase's join gets operatorArgs).
+	joinArgs []string
 
 	linuxNodes, windowsNodes, pods, namespaces, workers int
 	settleMin, settleMax                                time.Duration
@@ -140,6 +146,7 @@ func main() {
 		c                          config
 		hosts, concurrency, phases string
 		csrs, operatorArgs         string
+		rssCompare                 string
 	)
 	flag.StringVar(&c.operator, "operator", "bin/operator", "operator binary (built from cmd/operator into a temporary directory when empty)")
 	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "Markdown report to write (empty: stdout only)")
@@ -160,6 +167,7 @@ func main() {
 	flag.StringVar(&c.selfProfile, "self-cpuprofile", "", "write a CPU profile of the benchmark's own process (the simulated hosts and kubelet emulators) over the whole run to this file")
 	flag.DurationVar(&c.profileFor, "profile-for", 20*time.Second, "length of each CPU profile, from the start of the burst or join")
 	flag.StringVar(&operatorArgs, "operator-args", "", "extra operator flags for the CSR and memory phases, space-separated (e.g. --kube-api-qps=0)")
+	flag.StringVar(&rssCompare, "rss-compare", "", "more operators the memory phase measures in the same empty and loaded clusters, each a binary and its extra flags, separated by ';' (e.g. 'bin/operator-before;bin/operator --memory-limit=64Mi')")
 	flag.IntVar(&c.rssJoinHosts, "rss-join-hosts", 50, "the memory phase also reports the operator's peak RSS during a join of this many hosts (a fresh environment; 0 skips it)")
 	flag.IntVar(&c.deadHosts, "dead-hosts", 50, "unreachable hosts of the unreachable phase (half refusing connections, half accepting and never answering)")
 	flag.IntVar(&c.linuxNodes, "linux-nodes", 5000, "Linux Nodes of the memory phase")
@@ -183,6 +191,15 @@ func main() {
 		fatalf("--csrs: %v", err)
 	}
 	c.operatorArgs = strings.Fields(operatorArgs)
+	for v := range strings.SplitSeq(rssCompare, ";") {
+		if f := strings.Fields(v); len(f) > 0 {
+			bin, err := filepath.Abs(f[0])
+			if err != nil {
+				fatalf("--rss-compare: %v", err)
+			}
+			c.rssCompare = append(c.rssCompare, rssVariant{bin: bin, args: f[1:]})
+		}
+	}
 	c.phases = map[string]bool{}
 	for p := range strings.SplitSeq(phases, ",") {
 		p = strings.TrimSpace(p)

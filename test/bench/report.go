@@ -180,11 +180,27 @@ func (r *report) csrTable() string {
 
 func (r *report) rssTable() string {
 	m := r.rss
-	t := &table{head: []string{"cluster", "Linux Nodes", "Windows Nodes", "Pods", "operator VmHWM (peak RSS)", "VmRSS after settling", "settled for"}}
-	t.add("empty", "0", "0", "0", fmtBytes(m.empty.HWM), fmtBytes(m.empty.RSS), fmtDur(m.settleEmpty))
-	t.add("loaded", fmt.Sprint(m.linuxNodes), fmt.Sprint(m.windowsNodes), fmt.Sprint(m.pods), fmtBytes(m.loaded.HWM), fmtBytes(m.loaded.RSS), fmtDur(m.settleLoaded))
+	t := &table{head: []string{"cluster", "Linux Nodes", "Windows Nodes", "Pods", "operator VmHWM (peak RSS)", "VmRSS after settling",
+		"of it file-backed / anonymous", "Go heap allocated / GC goal", "settled for"}}
+	parts := func(m memStatus, g goMem) (string, string) {
+		heap := ""
+		if g.HeapAlloc > 0 {
+			heap = fmtBytes(g.HeapAlloc) + " / " + fmtBytes(g.NextGC)
+		}
+		return fmtBytes(m.File) + " / " + fmtBytes(m.Anon), heap
+	}
+	rss, heap := parts(m.empty, m.emptyGo)
+	t.add("empty", "0", "0", "0", fmtBytes(m.empty.HWM), fmtBytes(m.empty.RSS), rss, heap, fmtDur(m.settleEmpty))
+	rss, heap = parts(m.loaded, m.loadedGo)
+	t.add("loaded", fmt.Sprint(m.linuxNodes), fmt.Sprint(m.windowsNodes), fmt.Sprint(m.pods), fmtBytes(m.loaded.HWM), fmtBytes(m.loaded.RSS), rss, heap, fmtDur(m.settleLoaded))
+	for _, v := range m.compare {
+		rss, heap = parts(v.empty, v.emptyGo)
+		t.add("empty, `"+v.name+"`", "0", "0", "0", fmtBytes(v.empty.HWM), fmtBytes(v.empty.RSS), rss, heap, fmtDur(v.settleEmpty))
+		rss, heap = parts(v.loaded, v.loadedGo)
+		t.add("loaded, `"+v.name+"`", fmt.Sprint(m.linuxNodes), fmt.Sprint(m.windowsNodes), fmt.Sprint(m.pods), fmtBytes(v.loaded.HWM), fmtBytes(v.loaded.RSS), rss, heap, fmtDur(v.settleLoaded))
+	}
 	if j := m.join; j != nil {
-		t.add(fmt.Sprintf("joining %d hosts (%d/%d Ready after %s)", j.hosts, j.ready, j.hosts, fmtDur(j.duration)), "0", fmt.Sprint(j.ready), "0", fmtBytes(j.operatorHWM), "", "")
+		t.add(fmt.Sprintf("joining %d hosts (%d/%d Ready after %s)", j.hosts, j.ready, j.hosts, fmtDur(j.duration)), "0", fmt.Sprint(j.ready), "0", fmtBytes(j.operatorHWM), "", "", "", "")
 	}
 	return t.String()
 }
@@ -216,6 +232,9 @@ func (r *report) results(heading string) string {
 	}
 	if r.rss != nil {
 		fmt.Fprintf(&b, "%s 4. Operator memory\n\n%s\n", heading, r.rssTable())
+		if w := r.rss.whereMemoryGoes(); w != "" {
+			fmt.Fprintf(&b, "%s\n", w)
+		}
 	}
 	if r.upgrades != nil {
 		fmt.Fprintf(&b, "%s 5. Upgrades (N=%d)\n\n%s\n", heading, r.upgrades[0].hosts, r.upgradeTable())
@@ -345,9 +364,13 @@ func (r *report) markdown() string {
 	w("   to the Nodes round-robin through `spec.nodeName`, one container with\n")
 	w("   probes and resources) are created by %d parallel clients, and the\n", c.workers)
 	w("   operator is started again. Each time it settles at least %s and until\n", c.settleMin)
-	w("   its VmHWM has not grown for 20 s (at most %s); VmHWM and VmRSS are\n", c.settleMax)
-	w("   read from `/proc/<pid>/status`. The object counts are the API\n")
-	w("   server's.\n")
+	w("   its VmHWM has not grown for 20 s (at most %s); VmHWM, VmRSS and its\n", c.settleMax)
+	w("   parts RssFile (file-backed: the binary's pages) and RssAnon (anonymous:\n")
+	w("   the Go runtime's) are read from `/proc/<pid>/status`, the Go heap's\n")
+	w("   allocated bytes and collection goal from the operator's\n")
+	w("   `go_memstats_heap_alloc_bytes` and `go_memstats_next_gc_bytes`. The\n")
+	w("   object counts are the API server's. `--rss-compare` measures more\n")
+	w("   operator builds or flags in the same clusters.\n")
 	w("5. **Upgrades.** %d hosts join on a base payload (%d files of %d MiB);\n", c.upgradeHosts, payloadFiles(), c.fileSizeMiB)
 	w("   then the operator is stopped and started with a payload that changes\n")
 	w("   one file, as an operator upgrade ships a new payload: windows_exporter\n")

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"debug/elf"
 	"fmt"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +25,7 @@ import (
 // one.
 type rssResult struct {
 	empty, loaded                  memStatus
+	emptyGo, loadedGo              goMem
 	linuxNodes, windowsNodes, pods int
 	namespaces                     int
 	create                         time.Duration
@@ -30,6 +34,32 @@ type rssResult struct {
 	// hosts (a fresh environment, the first --concurrency); nil when
 	// not run.
 	join *joinResult
+	// compare are the --rss-compare operators, measured in the same
+	// clusters.
+	compare []rssRun
+	// mapped is what the operator binary maps from its file (its
+	// loadable ELF segments' file sizes: text, read-only and initialised
+	// data); 0 when unknown.
+	mapped int64
+}
+
+// rssRun is one --rss-compare operator's memory in the empty and the
+// loaded cluster.
+type rssRun struct {
+	name                      string
+	empty, loaded             memStatus
+	emptyGo, loadedGo         goMem
+	settleEmpty, settleLoaded time.Duration
+}
+
+// rssVariant is an operator binary and its extra flags (--rss-compare).
+type rssVariant struct {
+	bin  string
+	args []string
+}
+
+func (v rssVariant) String() string {
+	return strings.Join(append([]string{filepath.Base(v.bin)}, v.args...), " ")
 }
 
 func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
@@ -45,12 +75,24 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 		r.kubernetes = kubernetesVersion(p.clientset)
 	}
 	res := &rssResult{namespaces: c.namespaces}
+	if res.mapped, err = mappedSize(c.operator); err != nil {
+		logf("Memory: the operator binary's segments: %v", err)
+	}
 
 	logf("Memory: the operator in an empty cluster")
-	if res.empty, res.settleEmpty, err = measureOperator(ctx, c, p); err != nil {
+	if res.empty, res.emptyGo, res.settleEmpty, err = measureOperator(ctx, c, p, c.operator, c.operatorArgs); err != nil {
 		return err
 	}
-	logf("Memory: empty cluster: VmHWM %s, VmRSS %s", fmtBytes(res.empty.HWM), fmtBytes(res.empty.RSS))
+	logf("Memory: empty cluster: VmHWM %s, VmRSS %s (%s)", fmtBytes(res.empty.HWM), fmtBytes(res.empty.RSS), memParts(res.empty, res.emptyGo))
+	res.compare = make([]rssRun, len(c.rssCompare))
+	for i, v := range c.rssCompare {
+		run := &res.compare[i]
+		run.name = v.String()
+		if run.empty, run.emptyGo, run.settleEmpty, err = measureOperator(ctx, c, p, v.bin, v.args); err != nil {
+			return fmt.Errorf("%s: %w", run.name, err)
+		}
+		logf("Memory: empty cluster, %s: VmHWM %s, VmRSS %s (%s)", run.name, fmtBytes(run.empty.HWM), fmtBytes(run.empty.RSS), memParts(run.empty, run.emptyGo))
+	}
 
 	cfg := *p.cluster.Config
 	cfg.QPS, cfg.Burst = 1000, 2000
@@ -70,15 +112,25 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 	logf("Memory: the API server holds %d Linux Nodes, %d Windows Nodes and %d Pods (created in %s)", res.linuxNodes, res.windowsNodes, res.pods, res.create.Round(time.Second))
 
 	logf("Memory: the operator in the loaded cluster")
-	if res.loaded, res.settleLoaded, err = measureOperator(ctx, c, p); err != nil {
+	if res.loaded, res.loadedGo, res.settleLoaded, err = measureOperator(ctx, c, p, c.operator, c.operatorArgs); err != nil {
 		return err
 	}
-	logf("Memory: loaded cluster: VmHWM %s, VmRSS %s", fmtBytes(res.loaded.HWM), fmtBytes(res.loaded.RSS))
+	logf("Memory: loaded cluster: VmHWM %s, VmRSS %s (%s)", fmtBytes(res.loaded.HWM), fmtBytes(res.loaded.RSS), memParts(res.loaded, res.loadedGo))
+	for i, v := range c.rssCompare {
+		run := &res.compare[i]
+		if run.loaded, run.loadedGo, run.settleLoaded, err = measureOperator(ctx, c, p, v.bin, v.args); err != nil {
+			return fmt.Errorf("%s: %w", run.name, err)
+		}
+		logf("Memory: loaded cluster, %s: VmHWM %s, VmRSS %s (%s)", run.name, fmtBytes(run.loaded.HWM), fmtBytes(run.loaded.RSS), memParts(run.loaded, run.loadedGo))
+	}
 	r.rss = res
 	if c.rssJoinHosts > 0 {
 		p.stop()
 		logf("Memory: the operator's peak during a join of %d hosts", c.rssJoinHosts)
-		jr, _, err := runJoin(ctx, c, r, c.rssJoinHosts, c.concurrency[0], false)
+		// The memory phase's flags apply to its join too.
+		cj := c
+		cj.joinArgs = c.operatorArgs
+		jr, _, err := runJoin(ctx, cj, r, c.rssJoinHosts, c.concurrency[0], false)
 		res.join = jr
 		if err != nil {
 			return fmt.Errorf("join of %d hosts: %w", c.rssJoinHosts, err)
@@ -90,11 +142,11 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 
 // measureOperator starts the operator, lets it settle (at least
 // settleMin, then until VmHWM has not grown for 20s, at most settleMax),
-// reads its memory and stops it.
-func measureOperator(ctx context.Context, c config, p *plane) (memStatus, time.Duration, error) {
-	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir, c.operatorArgs...)
+// reads its memory (and the Go runtime's view of it) and stops it.
+func measureOperator(ctx context.Context, c config, p *plane, bin string, args []string) (memStatus, goMem, time.Duration, error) {
+	op, err := startOperator(ctx, bin, p.cluster, p.dir, p.payloadDir, args...)
 	if err != nil {
-		return memStatus{}, 0, err
+		return memStatus{}, goMem{}, 0, err
 	}
 	defer op.Stop()
 	t0 := time.Now()
@@ -103,7 +155,7 @@ func measureOperator(ctx context.Context, c config, p *plane) (memStatus, time.D
 	for {
 		m, err := readMemStatus(op.PID())
 		if err != nil {
-			return memStatus{}, 0, fmt.Errorf("operator memory: %w", err)
+			return memStatus{}, goMem{}, 0, fmt.Errorf("operator memory: %w", err)
 		}
 		if m.HWM > last.HWM {
 			lastGrow = time.Now()
@@ -115,11 +167,15 @@ func measureOperator(ctx context.Context, c config, p *plane) (memStatus, time.D
 		}
 		elapsed := time.Since(t0)
 		if (elapsed >= c.settleMin && time.Since(lastGrow) >= 20*time.Second) || elapsed >= c.settleMax {
-			return m, elapsed, nil
+			gm, err := readGoMem(ctx, op.MetricsURL)
+			if err != nil {
+				logf("  the operator's Go memory statistics: %v", err)
+			}
+			return m, gm, elapsed, nil
 		}
 		select {
 		case <-ctx.Done():
-			return memStatus{}, 0, ctx.Err()
+			return memStatus{}, goMem{}, 0, ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}
@@ -353,4 +409,63 @@ func benchPod(i int, node string, windows bool) *corev1.Pod {
 		pod.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
 	}
 	return pod
+}
+
+// memParts says where a settled operator's resident memory is: file-backed
+// (the binary's mapped pages) and anonymous, and of the latter what the Go
+// runtime holds, its heap and the heap's collection goal.
+func memParts(m memStatus, g goMem) string {
+	out := fmt.Sprintf("file-backed %s, anonymous %s", fmtBytes(m.File), fmtBytes(m.Anon))
+	if g.HeapAlloc > 0 {
+		out += fmt.Sprintf("; Go heap %s allocated in %s of spans, GC goal %s, stacks %s, held from the OS %s",
+			fmtBytes(g.HeapAlloc), fmtBytes(g.HeapInuse), fmtBytes(g.NextGC), fmtBytes(g.Stacks), fmtBytes(g.Retained))
+	}
+	return out
+}
+
+// mappedSize is what an ELF executable maps from its file: the file sizes
+// of its loadable segments.
+func mappedSize(path string) (int64, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close() //nolint:errcheck // read-only: Close cannot lose data
+	var n int64
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD {
+			n += int64(p.Filesz) //nolint:gosec // segment sizes fit in int64
+		}
+	}
+	return n, nil
+}
+
+// whereMemoryGoes explains the loaded cluster's figures: what of the
+// operator's resident memory is its binary's mapped file and what the Go
+// runtime holds.
+func (m *rssResult) whereMemoryGoes() string {
+	l, g := m.loaded, m.loadedGo
+	if l.RSS == 0 || l.Anon+l.File == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Where the memory goes, in the loaded cluster: %s of the operator's %s\n", fmtBytes(l.File), fmtBytes(l.RSS))
+	if m.mapped > 0 {
+		fmt.Fprintf(&b, "resident is file-backed, pages of the operator binary, which maps %s from its\n", fmtBytes(m.mapped))
+		b.WriteString("file (code, read-only and initialised data; a kernel that keeps files in\n")
+		b.WriteString("large folios maps a whole folio at a time, so most of it is resident\n")
+		b.WriteString("once the code runs: a smaller binary is smaller resident memory).\n")
+	} else {
+		b.WriteString("resident is file-backed, pages of the operator binary.\n")
+	}
+	fmt.Fprintf(&b, "The other %s is anonymous: the Go runtime's", fmtBytes(l.Anon))
+	if g.HeapAlloc > 0 {
+		fmt.Fprintf(&b, " heap (%s allocated, in %s of spans;\n", fmtBytes(g.HeapAlloc), fmtBytes(g.HeapInuse))
+		fmt.Fprintf(&b, "the collector lets it grow to %s, twice what was live at the last\n", fmtBytes(g.NextGC))
+		fmt.Fprintf(&b, "collection or less under a memory limit), %s of goroutine stacks, and its own\n", fmtBytes(g.Stacks))
+		b.WriteString("metadata and freed pages not yet returned to the OS.\n")
+	} else {
+		b.WriteString(" heap, stacks and metadata.\n")
+	}
+	return b.String()
 }
