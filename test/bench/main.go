@@ -75,6 +75,9 @@ type config struct {
 	// operatorArgs are added to the operator's flags in the CSR and
 	// memory phases.
 	operatorArgs []string
+	// countRequests has the API server write an audit log during the CSR
+	// bursts, to count the requests per CSR by component.
+	countRequests bool
 
 	deadHosts int
 
@@ -154,6 +157,7 @@ func main() {
 	flag.StringVar(&csrs, "csrs", "200,1000", "CSRs in each approval burst (a fresh control plane each)")
 	flag.BoolVar(&c.profile, "profile", os.Getenv("BENCH_PROFILE") == "1", "have the operator serve pprof on loopback and keep CPU and heap profiles of each CSR burst and the 10-host join runs in "+profileDir+"/, with their top entries in the report (also BENCH_PROFILE=1)")
 	flag.DurationVar(&c.profileFor, "profile-for", 20*time.Second, "length of each CPU profile, from the start of the burst or join")
+	flag.BoolVar(&c.countRequests, "count-requests", false, "have the API server audit every request during the CSR bursts and report the requests per CSR by component, verb and resource (the audit log costs the API server some CPU)")
 	flag.StringVar(&operatorArgs, "operator-args", "", "extra operator flags for the CSR and memory phases, space-separated (e.g. --kube-api-qps=0)")
 	flag.IntVar(&c.rssJoinHosts, "rss-join-hosts", 50, "the memory phase also reports the operator's peak RSS during a join of this many hosts (a fresh environment; 0 skips it)")
 	flag.IntVar(&c.deadHosts, "dead-hosts", 50, "unreachable hosts of the unreachable phase (half refusing connections, half accepting and never answering)")
