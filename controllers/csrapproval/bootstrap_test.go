@@ -88,6 +88,25 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	sec := &corev1.Secret{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Namespace: ctrltest.Namespace, Name: saName}, sec)).To(Succeed())
 	g.Expect(sec.Type).To(Equal(bootstrap.SecretType))
+
+	// IdentitiesOf reads the requester's ServiceAccount by name: the
+	// identity when it is this instance's, nothing for another instance,
+	// another user, namespace or name.
+	ids, err := tokens.IdentitiesOf(ctx, instance, users[0])
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ids).To(Equal([]csr.BootstrapIdentity{{Username: users[0]}}))
+	for _, tc := range []struct{ instance, user string }{
+		{instance + "-other", users[0]},
+		{instance, bootstrap.Username(ctrltest.Namespace, bootstrap.NamePrefix+"absent")},
+		{instance, bootstrap.Username("default", saName)},
+		{instance, bootstrap.Username(ctrltest.Namespace, "default")},
+		{instance, bootstrap.Username(ctrltest.Namespace, saName+"/token")},
+		{instance, "system:node:" + saName},
+	} {
+		ids, err := tokens.IdentitiesOf(ctx, tc.instance, tc.user)
+		g.Expect(err).NotTo(HaveOccurred(), tc.user)
+		g.Expect(ids).To(BeEmpty(), "%s as %s", tc.instance, tc.user)
+	}
 	g.Expect(sec.OwnerReferences).To(ContainElement(HaveField("UID", sa.UID)))
 
 	// Issued again while fresh: the same token, so a host's plan does not
@@ -121,9 +140,13 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	err = ctrltest.Client.Get(ctx, client.ObjectKey{Namespace: ctrltest.Namespace, Name: saName}, &corev1.Secret{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "token Secret: %v", err)
 	g.Expect(bindingSubjects(ctx, g)).NotTo(ContainElement(HaveField("Name", saName)))
+	revoked := users[0]
 	users, err = tokens.Usernames(ctx, instance)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(users).To(BeEmpty())
+	ids, err = tokens.IdentitiesOf(ctx, instance, revoked)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ids).To(BeEmpty())
 }
 
 // On OpenShift a host's bootstrap credential is a short-lived token of the
@@ -164,6 +187,14 @@ func TestNodeBootstrapperLifecycle(t *testing.T) {
 	g.Expect(user.Extra).To(HaveKeyWithValue(csr.CredentialIDKey, HaveExactElements(HavePrefix("JTI="))))
 	first := user.Extra[csr.CredentialIDKey][0]
 	g.Expect(credentialIDs(g)).To(Equal([]string{first}))
+	// IdentitiesOf: all of them for the node-bootstrapper, none for
+	// another requester.
+	ids, err := nb.IdentitiesOf(ctx, instance, nb.Username())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ids).To(Equal([]csr.BootstrapIdentity{{Username: nb.Username(), CredentialID: first}}))
+	ids, err = nb.IdentitiesOf(ctx, instance, bootstrap.Username(ctrltest.Namespace, openshiftcrds.NodeBootstrapper))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ids).To(BeEmpty())
 	recs := records(g)
 	g.Expect(recs).To(HaveLen(1))
 	g.Expect(recs[0].Name).To(HavePrefix(bootstrap.NamePrefix))

@@ -40,9 +40,9 @@ import (
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=wmco.io,resources=windowsinstances,verbs=get;list;watch
 // The bootstrap credentials issued per host (pkg/bootstrap), read live:
-// ServiceAccounts (plain Kubernetes), Secrets keeping node-bootstrapper
-// tokens with their credential IDs (OpenShift).
-// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=serviceaccounts,verbs=list
+// the requester's ServiceAccount by name (plain Kubernetes), Secrets
+// keeping node-bootstrapper tokens with their credential IDs (OpenShift).
+// +kubebuilder:rbac:groups="",namespace=wmco-system,resources=serviceaccounts,verbs=get
 // +kubebuilder:rbac:groups="",namespace=wmco-system,resources=secrets,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -257,7 +257,7 @@ func (r *Reconciler) evaluate(ctx context.Context, c *certificatesv1.Certificate
 		if wi == nil {
 			return csr.Instance{}, false
 		}
-		inst, err := r.describe(ctx, wi, nodeName)
+		inst, err := r.describe(ctx, c, wi, nodeName)
 		if err != nil {
 			lookupErr = err
 			return csr.Instance{}, false
@@ -276,9 +276,11 @@ func (r *Reconciler) evaluate(ctx context.Context, c *certificatesv1.Certificate
 }
 
 // describe is what the rules need to know of the instance that registers
-// as nodeName: its bootstrap credentials read live, its Node from the
-// cache when the cache holds it as this instance's, else read live.
-func (r *Reconciler) describe(ctx context.Context, wi *wmcov1.WindowsInstance, nodeName string) (csr.Instance, error) {
+// as nodeName to decide on c: its bootstrap credentials of c's requester
+// read live when the rules consult them (csr.NeedsBootstrapIdentities),
+// its Node from the cache when the cache holds it as this instance's,
+// else read live.
+func (r *Reconciler) describe(ctx context.Context, c *certificatesv1.CertificateSigningRequest, wi *wmcov1.WindowsInstance, nodeName string) (csr.Instance, error) {
 	inst := csr.Instance{
 		Name:      wi.Name,
 		NodeName:  nodeName,
@@ -294,7 +296,9 @@ func (r *Reconciler) describe(ctx context.Context, wi *wmcov1.WindowsInstance, n
 	)
 	go func() {
 		defer close(done)
-		ids, idsErr = r.tokens.Identities(ctx, wi.Name)
+		if csr.NeedsBootstrapIdentities(&c.Spec, nodeName) {
+			ids, idsErr = r.tokens.IdentitiesOf(ctx, wi.Name, c.Spec.Username)
+		}
 	}()
 	state, nodeErr := r.nodeState(ctx, wi, nodeName)
 	<-done
@@ -328,18 +332,26 @@ func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, 
 	}
 }
 
-// announce records the decision as an Event on the CSR and, when the
-// decision names one, on the WindowsInstance (each the other's related
-// object). The events.k8s.io recorder folds Events that differ only in
-// their note into a series of the first one for a few minutes, so when a
-// pending CSR's reason changes soon after, its Event keeps the first
-// reason; the log line has the current one.
+// announce records the decision as an Event on the WindowsInstance the
+// decision names (the CSR its related object) and, unless the CSR is
+// approved, on the CSR (the instance its related object). An approval is
+// announced on the instance alone, where an admin following a host's
+// join looks: the CSR itself carries it in its Approved condition (reason
+// and message), and a burst of joining hosts costs the API server one
+// write fewer per CSR. A decision naming no instance goes on the CSR.
+//
+// The events.k8s.io recorder folds Events that differ only in their note
+// into a series of the first one for a few minutes, so when a pending
+// CSR's reason changes soon after, its Event keeps the first reason; the
+// log line has the current one.
 func (r *Reconciler) announce(c *certificatesv1.CertificateSigningRequest, wi *wmcov1.WindowsInstance, d csr.Decision, eventType, reason, action string) {
 	if wi == nil {
 		r.Recorder.Eventf(c, nil, eventType, reason, action, "%s", d.Reason)
 		return
 	}
-	r.Recorder.Eventf(c, wi, eventType, reason, action, "%s", d.Reason)
+	if d.Verdict != csr.Approve {
+		r.Recorder.Eventf(c, wi, eventType, reason, action, "%s", d.Reason)
+	}
 	r.Recorder.Eventf(wi, c, eventType, reason, action, "CSR %s: %s", c.Name, d.Reason)
 }
 

@@ -597,13 +597,15 @@ func csrtForgedAndLegitimate(t *testing.T, platform cluster.Platform) {
 		g.Expect(cert.Subject.Organization).To(Equal([]string{csr.NodesGroup}))
 	}
 
-	// Events say why: on the CSR and on the instance the CSR names.
+	// Events say why: on the CSR and on the instance the CSR names; an
+	// approval on the instance alone (the CSR has its condition).
 	g.Eventually(func(g Gomega) {
 		for _, tc := range cases {
 			name := p + tc.name
 			switch tc.want {
 			case csrtApproved:
-				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, tc.why), name)
+				wi := tc.why[strings.LastIndex(tc.why, " ")+1:] // "... for instance <name>"
+				g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi)).To(csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, "CSR "+name+": "+tc.why), name)
 			case csrtDenied:
 				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", name)).To(csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, tc.why), name)
 			case csrtPending:
@@ -769,8 +771,9 @@ func TestCSRApproverRunsWithGeneratedRBAC(t *testing.T) {
 				g.Expect(got.Status.Certificate).NotTo(BeEmpty())
 				g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(bad), got)).To(Succeed())
 				g.Expect(csrtCondition(got, certificatesv1.CertificateDenied)).NotTo(BeNil())
-				g.Expect(csrtEvents(ctx, g, "CertificateSigningRequest", good.Name)).To(csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, wi.Name))
-				g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, bad.Name))
+				g.Expect(csrtEvents(ctx, g, "WindowsInstance", wi.Name)).To(And(
+					csrtHaveEvent(corev1.EventTypeNormal, csrapproval.EventCSRApproved, "CSR "+good.Name+": "),
+					csrtHaveEvent(corev1.EventTypeWarning, csrapproval.EventCSRDenied, bad.Name)))
 			}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 			g.Expect(issuer.Revoke(ctx, wi.Name)).To(Succeed())
 		})

@@ -81,6 +81,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -129,6 +130,11 @@ type Issuer interface {
 	// Identities are the credentials issued for the instance and not
 	// revoked, as the CSR approver matches them.
 	Identities(ctx context.Context, instance string) ([]csr.BootstrapIdentity, error)
+	// IdentitiesOf are those of Identities whose user name is username:
+	// all a CSR of that requester can be matched against, read with as
+	// few and as cheap requests as the issuer allows (Tokens: one GET of
+	// the ServiceAccount the user name names, instead of a LIST).
+	IdentitiesOf(ctx context.Context, instance, username string) ([]csr.BootstrapIdentity, error)
 	// ReadingFrom is the issuer reading through reader, unless it was
 	// given a Reader of its own. Whoever decides on a CSR must read live:
 	// a credential is issued moments before the CSR it authenticates.
@@ -346,6 +352,32 @@ func (t *Tokens) Identities(ctx context.Context, instance string) ([]csr.Bootstr
 		out = append(out, csr.BootstrapIdentity{Username: u})
 	}
 	return out, nil
+}
+
+// IdentitiesOf is the identity of username when it is one of the
+// instance's bootstrap ServiceAccounts, else none. It reads that one
+// ServiceAccount by name: a GET by name is answered from etcd at once,
+// where a LIST by label waits for the API server's watch cache to catch
+// up with etcd (up to 100 ms when no ServiceAccount changes meanwhile).
+func (t *Tokens) IdentitiesOf(ctx context.Context, instance, username string) ([]csr.BootstrapIdentity, error) {
+	if t.Namespace == "" {
+		return nil, fmt.Errorf("bootstrap tokens: no namespace")
+	}
+	name, ok := strings.CutPrefix(username, ServiceAccountUserPrefix+t.Namespace+":")
+	if !ok || !strings.HasPrefix(name, NamePrefix) || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		// Not a ServiceAccount name of the namespace: none was issued.
+		return nil, nil
+	}
+	sa := &corev1.ServiceAccount{}
+	switch err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: name}, sa); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read bootstrap ServiceAccount %s: %w", name, err)
+	case sa.Labels[wmcov1.LabelInstance] != instance:
+		return nil, nil
+	}
+	return []csr.BootstrapIdentity{{Username: Username(sa.Namespace, sa.Name)}}, nil
 }
 
 // Usernames are the identities issued for the instance and not revoked:

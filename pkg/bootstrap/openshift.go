@@ -147,6 +147,15 @@ func (n *NodeBootstrapper) Identities(ctx context.Context, instance string) ([]c
 	return out, nil
 }
 
+// IdentitiesOf are Identities when username is the node-bootstrapper's,
+// else none, with no read: every identity it issues has that user name.
+func (n *NodeBootstrapper) IdentitiesOf(ctx context.Context, instance, username string) ([]csr.BootstrapIdentity, error) {
+	if username != n.Username() {
+		return nil, nil
+	}
+	return n.Identities(ctx, instance)
+}
+
 // Revoke deletes every Secret keeping a token of the instance: no CSR of
 // those tokens is tied to the host any more.
 func (n *NodeBootstrapper) Revoke(ctx context.Context, instance string) error {

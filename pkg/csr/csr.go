@@ -231,6 +231,16 @@ func Evaluate(spec *certificatesv1.CertificateSigningRequestSpec, lookup Lookup)
 	return Decision{Verdict: Approve, Instance: inst.Name, Reason: fmt.Sprintf("kubelet serving certificate for instance %s", inst.Name)}
 }
 
+// NeedsBootstrapIdentities tells whether Evaluate consults the
+// BootstrapIdentities of the instance registering as nodeName to decide
+// on spec, so a caller may skip reading them when it does not: only a
+// client CSR whose requester is not the node itself (a kubelet's first
+// certificate, requested with its bootstrap credential) is matched
+// against them. Renewals by the node and serving CSRs never are.
+func NeedsBootstrapIdentities(spec *certificatesv1.CertificateSigningRequestSpec, nodeName string) bool {
+	return spec.SignerName == certificatesv1.KubeAPIServerClientKubeletSignerName && spec.Username != NodeUserPrefix+nodeName
+}
+
 func parseRequest(data []byte) (*x509.CertificateRequest, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" {

@@ -8,8 +8,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -189,6 +191,7 @@ func TestEvaluate(t *testing.T) {
 			d := Evaluate(spec, lookup)
 			g.Expect(d.Verdict).To(Equal(tc.want), d.Reason)
 			g.Expect(d.Reason).To(ContainSubstring(tc.reason))
+			g.Expect(checkFewerIdentities(spec, d)).To(Succeed())
 			if d.Verdict == Approve {
 				approved++
 			}
@@ -239,6 +242,60 @@ func TestEvaluateSharedBootstrapUser(t *testing.T) {
 			d := Evaluate(spec, lookup)
 			g.Expect(d.Verdict).To(Equal(tc.want), d.Reason)
 			g.Expect(d.Reason).To(ContainSubstring(tc.reason))
+			g.Expect(checkFewerIdentities(spec, d)).To(Succeed())
+		})
+	}
+}
+
+// checkFewerIdentities checks that d, Evaluate's decision on spec with
+// lookup, stays the same when the instance's bootstrap identities are
+// cut to those of the requester's user name (what Issuer.IdentitiesOf
+// reads), and to none when NeedsBootstrapIdentities says they are not
+// consulted: the approver reads no more than that.
+func checkFewerIdentities(spec *certificatesv1.CertificateSigningRequestSpec, d Decision) error {
+	cut := func(keep func(BootstrapIdentity) bool) Lookup {
+		return func(name string) (Instance, bool) {
+			inst, ok := lookup(name)
+			inst.BootstrapIdentities = slices.DeleteFunc(slices.Clone(inst.BootstrapIdentities), func(b BootstrapIdentity) bool { return !keep(b) })
+			return inst, ok
+		}
+	}
+	if got := Evaluate(spec, cut(func(b BootstrapIdentity) bool { return b.Username == spec.Username })); got != d {
+		return fmt.Errorf("with the requester's identities only: %+v, with all: %+v", got, d)
+	}
+	var nodeName string
+	if req, err := parseRequest(spec.Request); err == nil {
+		nodeName, _ = strings.CutPrefix(req.Subject.CommonName, NodeUserPrefix)
+	}
+	if NeedsBootstrapIdentities(spec, nodeName) {
+		return nil
+	}
+	if got := Evaluate(spec, cut(func(BootstrapIdentity) bool { return false })); got != d {
+		return fmt.Errorf("NeedsBootstrapIdentities is false, but without identities: %+v, with them: %+v", got, d)
+	}
+	return nil
+}
+
+func TestNeedsBootstrapIdentities(t *testing.T) {
+	cases := []struct {
+		name     string
+		signer   string
+		username string
+		want     bool
+	}{
+		{"first client certificate, bootstrap identity", clientSigner, boot1, true},
+		{"first client certificate, shared bootstrap identity", clientSigner, shared, true},
+		{"client certificate by another node", clientSigner, "system:node:win-10", true},
+		{"client certificate by a prefix of the node name", clientSigner, "system:node:win", true},
+		{"renewal by the node itself", clientSigner, "system:node:win-1", false},
+		{"serving certificate by the node", servingSigner, "system:node:win-1", false},
+		{"serving certificate by a bootstrap identity (denied without them)", servingSigner, boot1, false},
+		{"another signer", "example.com/signer", boot1, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := &certificatesv1.CertificateSigningRequestSpec{SignerName: tc.signer, Username: tc.username}
+			NewWithT(t).Expect(NeedsBootstrapIdentities(spec, "win-1")).To(Equal(tc.want))
 		})
 	}
 }

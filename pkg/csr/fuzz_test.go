@@ -99,6 +99,9 @@ func FuzzEvaluateGenerated(f *testing.F) {
 			spec.Extra = map[string]certificatesv1.ExtraValue{CredentialIDKey: strings.Split(credentialIDs, ",")}
 		}
 		d := Evaluate(spec, lookup)
+		if err := checkFewerIdentities(spec, d); err != nil {
+			t.Fatal(err)
+		}
 
 		// What the request says once encoded (the encoder may normalise).
 		parsed, err := x509.ParseCertificateRequest(der)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -44,6 +45,12 @@ type csrResult struct {
 	createP50, createMax time.Duration
 	// all is from the first create until the last approval.
 	all time.Duration
+	// cpu is the CPU time of the control plane's processes and the
+	// operator from the first create until the last approval.
+	cpu string
+	// requests are the API requests received from the first create until
+	// a few seconds after the last approval (--count-requests).
+	requests requestCounts
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -81,7 +88,18 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 }
 
 func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (*csrResult, error) {
-	p, err := startPlane(ctx, work, fmt.Sprintf("csr-%d", n), localcluster.Options{})
+	var (
+		opts     localcluster.Options
+		auditLog string
+	)
+	if c.countRequests {
+		args, log, err := auditArgs(filepath.Join(work, fmt.Sprintf("csr-%d-audit", n)))
+		if err != nil {
+			return nil, err
+		}
+		opts.ExtraAPIServerArgs, auditLog = args, log
+	}
+	p, err := startPlane(ctx, work, fmt.Sprintf("csr-%d", n), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +278,9 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 		}()
 	}
 	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("CSR burst of %d", n))
+	pids := p.cluster.PIDs()
+	pids["operator"] = op.PID()
+	cpu0 := takeCPU(pids)
 	t0 := time.Now()
 	close(fire)
 	wg.Wait()
@@ -280,11 +301,22 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	cpu := takeCPU(pids).since(cpu0)
+	logf("CSR: CPU time during the burst: %s", cpu)
 	prof.finish(ctx)
+	var requests requestCounts
+	if auditLog != "" {
+		// Events and certificates follow the approvals asynchronously.
+		time.Sleep(3 * time.Second)
+		if requests, err = countRequests(auditLog, t0, time.Now()); err != nil {
+			return nil, err
+		}
+		logf("CSR: API requests per CSR:\n%s", requests.perCSR(n))
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
-	res := csrResult{n: n, approved: len(approved), denied: len(denied)}
+	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests}
 	res.pending = n - res.approved - res.denied
 	var lat, create []time.Duration
 	var last time.Time

@@ -229,6 +229,12 @@ func (r *report) results(heading string) string {
 	}
 	if r.csrs != nil {
 		fmt.Fprintf(&b, "%s 3. CSR approval latency\n\n%s\n", heading, r.csrTable())
+		for _, c := range r.csrs {
+			fmt.Fprintf(&b, "CPU time during the burst of %d: %s.\n\n", c.n, c.cpu)
+			if c.requests != nil {
+				fmt.Fprintf(&b, "API requests during the burst of %d (until 3 s after the last approval):\n\n%s\n", c.n, c.requests.perCSR(c.n))
+			}
+		}
 	}
 	if r.rss != nil {
 		fmt.Fprintf(&b, "%s 4. Operator memory\n\n%s\n", heading, r.rssTable())

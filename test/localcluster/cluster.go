@@ -437,6 +437,21 @@ func checkBinary(path string) error {
 	return nil
 }
 
+// PIDs are the process IDs of the running control-plane processes by
+// name (etcd, kube-apiserver, kube-controller-manager), e.g. for reading
+// their CPU time in /proc.
+func (c *Cluster) PIDs() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.procs))
+	for _, pr := range c.procs {
+		if pr.cmd.Process != nil {
+			out[pr.name] = pr.cmd.Process.Pid
+		}
+	}
+	return out
+}
+
 // Stop ends the processes (controller-manager, API server, etcd, in that
 // order) and removes the directory when Start created it.
 func (c *Cluster) Stop() error {
