@@ -240,9 +240,12 @@ test-real-payload: setup-envtest ## Join a simulated host with the payload make 
 .PHONY: test-race
 test-race: setup-envtest $(KUSTOMIZE) ## Run what make test runs, the module's tests with the race detector (about 26 min on 2 busy cores, controllers/instance 8 of them); CI runs it instead of make test.
 	$(GO) test -race $(TEST_FLAGS) ./...
-	# The bundle validator (no concurrency of ours) without -race: its
+	# The bundle validator, the monitoring checks and the kind
+	# configuration's (no concurrency of ours) without -race: the bundle's
 	# operator-framework dependencies take about 10 min to build with it.
 	$(GO) test -C hack/bundle $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory test-monitoring
+	$(MAKE) --no-print-directory test-kind
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target (func FuzzX in the module's tests) for FUZZTIME each, one after the other (default 10m: about 3.5 h for the 20 targets).

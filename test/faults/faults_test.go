@@ -45,6 +45,9 @@ const (
 type row struct {
 	fault, phase string
 	host         *localenv.Host
+	// mu guards injected, which the hosts' observers set from their own
+	// goroutines.
+	mu sync.Mutex
 	// injected is when the fault fired; fixed when the condition that
 	// needs a fix (a clock, a Secret, a host key) was fixed.
 	injected, fixed, ready time.Time
@@ -58,11 +61,26 @@ type row struct {
 	err error
 }
 
+// inject records that the fault fires now.
+func (r *row) inject() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.injected = time.Now()
+}
+
+// injectedAt is when the fault fired, zero if it has not yet.
+func (r *row) injectedAt() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.injected
+}
+
 func (r *row) recovery() string {
-	if r.ready.IsZero() || r.injected.IsZero() {
+	injected := r.injectedAt()
+	if r.ready.IsZero() || injected.IsZero() {
 		return "-"
 	}
-	d := r.ready.Sub(r.injected)
+	d := r.ready.Sub(injected)
 	if !r.fixed.IsZero() {
 		return fmt.Sprintf("%.1f s (%.1f s after the fix)", d.Seconds(), r.ready.Sub(r.fixed).Seconds())
 	}
@@ -183,12 +201,17 @@ func TestFaultMatrix(t *testing.T) {
 }
 
 // checkerSeesBreakage breaks each invariant by hand and expects the
-// checker to name it: an empty list above means something.
+// checker to name it: an empty list above means something. What it breaks
+// is out of the operator's reach, which would otherwise repair it before
+// the checker looks: a reconcile of a Ready host stages its current
+// payload's files again and revokes its bootstrap identities, so the file
+// is one of the previous payload's folder (kept for a rollback) and the
+// identity is kept for an instance that does not exist.
 func (m *matrix) checkerSeesBreakage(ctx context.Context, g *WithT) {
 	h := m.env.Hosts[0]
 	broken := ""
-	for _, f := range m.newer.Files {
-		if h.Host.Disk().WriteFile(m.newer.HostPath(f.Path), []byte("half a file")) == nil {
+	for _, f := range m.older.Files {
+		if h.Host.Disk().WriteFile(m.older.HostPath(f.Path), []byte("half a file")) == nil {
 			broken = f.Path
 			break
 		}
@@ -197,7 +220,7 @@ func (m *matrix) checkerSeesBreakage(ctx context.Context, g *WithT) {
 	g.Expect(h.Services.Create(ctx, wicdapi.Service{Name: "rogue", Binary: `C:\k\rogue.exe`})).To(Succeed())
 	g.Expect(m.env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "win-orphan", Labels: map[string]string{corev1.LabelOSStable: "windows"}}})).To(Succeed())
 	g.Expect(m.env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Name: bootstrap.NamePrefix + "leak", Namespace: m.env.Namespace, Labels: map[string]string{wmcov1.LabelInstance: h.Name}}})).To(Succeed())
+		Name: bootstrap.NamePrefix + "leak", Namespace: m.env.Namespace, Labels: map[string]string{wmcov1.LabelInstance: "win-gone"}}})).To(Succeed())
 	csr, err := localenv.ForeignCSR(ctx, m.env, "win-foreign")
 	g.Expect(err).NotTo(HaveOccurred())
 	m.checker.Foreign(csr.Name)
@@ -313,7 +336,11 @@ func (m *matrix) onPayloadFile(r *row, fn func()) func() {
 	var once sync.Once
 	return r.host.Host.Observe(winsim.Observer{FileCreated: func(p string) {
 		if strings.HasPrefix(strings.ToLower(strings.ReplaceAll(p, "/", `\`)), dir) {
-			once.Do(func() { r.injected = time.Now(); fn() })
+			once.Do(func() {
+				m.t.Logf("%s (%s) on %s: injected as %s is created", r.fault, r.phase, r.host.Name, p)
+				r.inject()
+				fn()
+			})
 		}
 	}})
 }
@@ -323,7 +350,7 @@ func onAgent(r *row, sub string, fn func()) func() {
 	var once sync.Once
 	return r.host.Host.Observe(winsim.Observer{Request: func(q winsim.Request) func() {
 		if q.Kind == "exec" && len(q.Args) > 1 && q.Args[1] == sub {
-			once.Do(func() { r.injected = time.Now(); fn() })
+			once.Do(func() { r.inject(); fn() })
 		}
 		return nil
 	}})
@@ -364,6 +391,9 @@ func (m *matrix) waitDone(ctx context.Context, r *row, within time.Duration) {
 		}
 	}).WithContext(ctx).WithTimeout(within).WithPolling(100 * time.Millisecond).Should(Succeed())
 	r.ready = time.Now()
+	// A row whose fault never fired proves nothing: its trigger point
+	// no longer happens in that phase.
+	g.Expect(r.injectedAt().IsZero()).To(BeFalse(), "the fault never fired")
 }
 
 // waitStopped waits until the instance shows one of the reasons on a
@@ -379,6 +409,9 @@ func (m *matrix) waitStopped(ctx context.Context, r *row, reasons []string, even
 			r.outcome = outcome
 			return
 		}
+		// What the instance shows before the fault fired (a condition
+		// or an Event of the join phase) is not its answer to it.
+		g.Expect(r.injectedAt().IsZero()).To(BeFalse(), "%s: the fault has not fired yet", wi.Name)
 		var seen string
 		for _, c := range wi.Status.Conditions {
 			if c.Status != metav1.ConditionTrue || c.Type == wmcov1.ConditionStalled {
@@ -408,8 +441,9 @@ func (m *matrix) warning(ctx context.Context, r *row, reasons []string) string {
 	if err != nil {
 		return ""
 	}
+	injected := r.injectedAt()
 	for _, e := range list.Items {
-		if !r.injected.IsZero() && e.LastTimestamp.Time.Before(r.injected.Add(-time.Second)) && e.EventTime.Time.Before(r.injected.Add(-time.Second)) {
+		if !injected.IsZero() && e.LastTimestamp.Time.Before(injected.Add(-time.Second)) && e.EventTime.Time.Before(injected.Add(-time.Second)) {
 			continue
 		}
 		for _, want := range reasons {
@@ -425,7 +459,7 @@ func (m *matrix) warning(ctx context.Context, r *row, reasons []string) string {
 
 func (m *matrix) none(ctx context.Context, r *row) {
 	m.begin(ctx, r, "")
-	r.injected = time.Now()
+	r.inject()
 	m.waitDone(ctx, r, 4*time.Minute)
 }
 
@@ -463,7 +497,7 @@ func (m *matrix) serviceFailsToStart(ctx context.Context, r *row) {
 	var stop func()
 	if r.phase == "join" {
 		fail()
-		r.injected = time.Now()
+		r.inject()
 		stop = func() {}
 	} else {
 		stop = onAgent(r, "apply", fail)
@@ -478,12 +512,16 @@ func (m *matrix) serviceFailsToStart(ctx context.Context, r *row) {
 }
 
 func (m *matrix) hostKeyChanged(ctx context.Context, r *row) {
-	var newKey string
+	// The observer runs on the host's goroutine: the key comes over a
+	// channel.
+	keys := make(chan string, 1)
 	defer m.onPayloadFile(r, func() {
 		k, err := r.host.Host.RotateHostKey()
-		if err == nil {
-			newKey = k
+		if err != nil {
+			m.t.Logf("%s (%s) on %s: rotate the host key: %v", r.fault, r.phase, r.host.Name, err)
+			return
 		}
+		keys <- k
 		// A new host key comes with an sshd restart (or another machine):
 		// established connections end, the operator's kept one included.
 		go r.host.Host.ResetConnections()
@@ -494,7 +532,12 @@ func (m *matrix) hostKeyChanged(ctx context.Context, r *row) {
 		// The admin checks the new key and pins it.
 		wi, err := m.get(ctx, r)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(newKey).NotTo(BeEmpty())
+		var newKey string
+		select {
+		case newKey = <-keys:
+		default:
+		}
+		g.Expect(newKey).NotTo(BeEmpty(), "the host key was not rotated")
 		patch := client.MergeFrom(wi.DeepCopy())
 		wi.Spec.HostKey = newKey
 		g.Expect(m.env.Client.Patch(ctx, wi, patch)).To(Succeed())
@@ -532,7 +575,7 @@ func (m *matrix) clockFarOff(ctx context.Context, r *row) {
 	skew := func() { r.host.SetClockSkew(3 * time.Hour) }
 	if r.phase == "join" {
 		skew()
-		r.injected = time.Now()
+		r.inject()
 	} else {
 		defer onAgent(r, "apply", skew)()
 	}
