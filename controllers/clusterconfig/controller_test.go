@@ -115,7 +115,7 @@ func TestOpenShiftOVN(t *testing.T) {
 		ImageMirrors:       []nodeconfig.ImageMirror{{Source: "quay.io/openshift-release-dev/ocp-release", Mirrors: []string{"mirror-1.example.test/ocp"}, NeverContactSource: true}},
 	}
 	facts(g, src, "", func(g Gomega, f nodeconfig.ClusterFacts) { g.Expect(f).To(Equal(want)) })
-	g.Expect(calls.Load()).To(Equal(int32(1)), "one change: from nothing read to the cluster's settings")
+	g.Eventually(calls.Load).Should(Equal(int32(1)), "one change: from nothing read to the cluster's settings")
 
 	// The network operator injects the bundle.
 	bundle, err := openshiftcrds.NewCAPEM("corporate proxy CA")
@@ -123,7 +123,7 @@ func TestOpenShiftOVN(t *testing.T) {
 	g.Expect(oc.InjectTrustedCA(ctx, ctrltest.Namespace, cluster.TrustedCAName, bundle)).To(Succeed())
 	want.TrustedCAPEM = bundle
 	facts(g, src, "", func(g Gomega, f nodeconfig.ClusterFacts) { g.Expect(f).To(Equal(want)) })
-	g.Expect(calls.Load()).To(Equal(int32(2)))
+	g.Eventually(calls.Load).Should(Equal(int32(2)))
 
 	// An edit that changes no setting, then a new proxy: one call.
 	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -138,7 +138,7 @@ func TestOpenShiftOVN(t *testing.T) {
 	g.Expect(oc.SetProxy(ctx, newProxy)).To(Succeed())
 	want.Proxy = nodeconfig.Proxy{HTTPProxy: newProxy.HTTPProxy, HTTPSProxy: newProxy.HTTPSProxy, NoProxy: newProxy.NoProxy}
 	facts(g, src, "", func(g Gomega, f nodeconfig.ClusterFacts) { g.Expect(f).To(Equal(want)) })
-	g.Expect(calls.Load()).To(Equal(int32(3)))
+	g.Eventually(calls.Load).Should(Equal(int32(3)))
 
 	// A second mirror set: merged per source.
 	second := mirrorSet("release-2", configv1.AllowContactingSource, "mirror-2.example.test/ocp")
@@ -146,7 +146,7 @@ func TestOpenShiftOVN(t *testing.T) {
 	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), second) })
 	want.ImageMirrors[0].Mirrors = []string{"mirror-1.example.test/ocp", "mirror-2.example.test/ocp"}
 	facts(g, src, "", func(g Gomega, f nodeconfig.ClusterFacts) { g.Expect(f).To(Equal(want)) })
-	g.Expect(calls.Load()).To(Equal(int32(4)))
+	g.Eventually(calls.Load).Should(Equal(int32(4)))
 
 	// Someone takes the label off trusted-ca: it is put back.
 	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -168,7 +168,7 @@ func TestOpenShiftOVN(t *testing.T) {
 	g.Expect(oc.SetHybridOverlay(ctx, nil)).To(Succeed())
 	facts(g, src, "OVN-Kubernetes has no hybrid overlay: set spec.defaultNetwork.ovnKubernetesConfig.hybridOverlayConfig.hybridClusterNetwork in networks.operator.openshift.io/cluster (Windows nodes need it)",
 		func(Gomega, nodeconfig.ClusterFacts) {})
-	g.Expect(calls.Load()).To(Equal(int32(5)))
+	g.Eventually(calls.Load).Should(Equal(int32(5)))
 	g.Expect(oc.SetHybridOverlay(ctx, &openshiftcrds.DefaultHybridOverlay)).To(Succeed())
 	facts(g, src, "", func(g Gomega, f nodeconfig.ClusterFacts) { g.Expect(f).To(Equal(want)) })
 
@@ -196,7 +196,7 @@ func TestPlainKubernetes(t *testing.T) {
 		return src.SetupWithManager(mgr)
 	})
 	facts(g, src, "", func(g Gomega, f nodeconfig.ClusterFacts) { g.Expect(f).To(Equal(base)) })
-	g.Expect(calls.Load()).To(Equal(int32(1)))
+	g.Eventually(calls.Load).Should(Equal(int32(1)))
 	err := ctrltest.Client.Get(ctx, client.ObjectKey{Namespace: ctrltest.Namespace, Name: cluster.TrustedCAName}, &corev1.ConfigMap{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
 }
