@@ -67,9 +67,7 @@ func TestHostnameIsSetWithOneReboot(t *testing.T) {
 
 	// A new name for the joined host: the old Node goes, the host is
 	// renamed with one more reboot and joins again.
-	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, got)).To(Succeed())
-	got.Spec.Hostname = "vm-def34"
-	g.Expect(ctrltest.Client.Update(ctx, got)).To(Succeed())
+	g.Expect(ctrltest.UpdateInstance(ctx, h.Name, func(wi *wmcov1.WindowsInstance) { wi.Spec.Hostname = "vm-def34" })).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		wi := &wmcov1.WindowsInstance{}
 		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())

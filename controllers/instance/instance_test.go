@@ -226,13 +226,14 @@ func TestChangedHostKeyIsNotTrusted(t *testing.T) {
 	h.Host.ResetConnections()
 	commands := h.Host.Stats().Commands
 	// Any spec-level change brings a reconcile; a label is the least.
+	g.Expect(ctrltest.UpdateInstance(ctx, h.Name, func(wi *wmcov1.WindowsInstance) {
+		if wi.Labels == nil {
+			wi.Labels = map[string]string{}
+		}
+		wi.Labels["wmco.io/test-touch"] = "1"
+	})).To(Succeed())
 	wi := &wmcov1.WindowsInstance{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
-	if wi.Labels == nil {
-		wi.Labels = map[string]string{}
-	}
-	wi.Labels["wmco.io/test-touch"] = "1"
-	g.Expect(ctrltest.Client.Update(ctx, wi)).To(Succeed())
 
 	g.Eventually(func(g Gomega) {
 		got := &wmcov1.WindowsInstance{}
@@ -252,10 +253,7 @@ func TestChangedHostKeyIsNotTrusted(t *testing.T) {
 		return ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, &wmcov1.WindowsInstance{})
 	}).WithTimeout(2 * time.Second).Should(Succeed())
 	g.Expect(h.Host.Stats().Commands).To(Equal(commands))
-	wi = &wmcov1.WindowsInstance{}
-	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
-	wi.Spec.HostKey = h.Host.HostKey()
-	g.Expect(ctrltest.Client.Update(ctx, wi)).To(Succeed())
+	g.Expect(ctrltest.UpdateInstance(ctx, h.Name, func(wi *wmcov1.WindowsInstance) { wi.Spec.HostKey = h.Host.HostKey() })).To(Succeed())
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
 	ctrltest.ExpectHostClean(g, h)
 }
@@ -290,10 +288,7 @@ func TestRenamedHostJoinsUnderItsNewName(t *testing.T) {
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
 	ctrltest.WaitReady(t, h.Name, 90*time.Second)
 
-	wi := &wmcov1.WindowsInstance{}
-	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
-	wi.Spec.NodeName = h.Name + "-renamed"
-	g.Expect(ctrltest.Client.Update(ctx, wi)).To(Succeed())
+	g.Expect(ctrltest.UpdateInstance(ctx, h.Name, func(wi *wmcov1.WindowsInstance) { wi.Spec.NodeName = h.Name + "-renamed" })).To(Succeed())
 
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, &corev1.Node{}))

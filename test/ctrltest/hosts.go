@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -306,4 +307,19 @@ func SetNodeConfig(t *testing.T, mutate func(*wmcov1.WindowsNodeConfigSpec)) {
 		mutate(&wnc.Spec)
 		g.Expect(Client.Patch(ctx, wnc, patch)).To(Succeed())
 	}
+}
+
+// UpdateInstance changes the WindowsInstance name with mutate and writes
+// it, reading it again when the write meets a newer version: the
+// operator's status writes change the resourceVersion at any time, so a
+// read followed by an update races with them.
+func UpdateInstance(ctx context.Context, name string, mutate func(wi *wmcov1.WindowsInstance)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		wi := &wmcov1.WindowsInstance{}
+		if err := Client.Get(ctx, client.ObjectKey{Name: name}, wi); err != nil {
+			return err
+		}
+		mutate(wi)
+		return Client.Update(ctx, wi)
+	})
 }
