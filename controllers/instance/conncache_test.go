@@ -80,7 +80,7 @@ func TestConnCacheReuse(t *testing.T) {
 	}
 	// The host counts a connection once its side of the handshake is
 	// done, which may come after the client's.
-	g.Eventually(func() int64 { return int64(h.Stats().Connections) }).Should(BeEquivalentTo(len(cases)))
+	g.Eventually(func() int64 { return h.Stats().Connections }).Should(BeEquivalentTo(len(cases)))
 }
 
 func TestConnCacheCloses(t *testing.T) {
