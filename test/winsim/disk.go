@@ -45,7 +45,7 @@ type node struct {
 	name     string
 	dir      bool
 	children map[string]*node // by foldName, directories only
-	data     []byte
+	data     content
 	modTime  time.Time
 	parent   *node
 	removed  bool // unlinked; writes through open handles no longer count
@@ -171,8 +171,50 @@ func (d *Disk) ReadFile(path string) ([]byte, error) {
 	if err := readLocked(n, "open", path); err != nil {
 		return nil, err
 	}
-	return slices.Clone(n.data), nil
+	return n.data.bytes(), nil
 }
+
+// Open opens the file at path for reading, as a program does with
+// CreateFile(GENERIC_READ): each read copies only what it asks for, from
+// the file as it is at that moment, so hashing or parsing a large file
+// does not copy all of it first. A file a process holds exclusively
+// (Lock) fails with an *InUseError, as ReadFile does.
+func (d *Disk) Open(path string) (io.ReadCloser, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.lookup("open", path)
+	if err != nil {
+		return nil, err
+	}
+	if n.dir {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: errIsDirectory}
+	}
+	if err := readLocked(n, "open", path); err != nil {
+		return nil, err
+	}
+	return &fileReader{d: d, n: n}, nil
+}
+
+// fileReader reads an open file from the start (Disk.Open).
+type fileReader struct {
+	d   *Disk
+	n   *node
+	off int64
+}
+
+func (r *fileReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	k, err := r.d.readAt(r.n, p, r.off)
+	r.off += int64(k)
+	if k > 0 && errors.Is(err, io.EOF) {
+		err = nil // the next read reports the end
+	}
+	return k, err
+}
+
+func (r *fileReader) Close() error { return nil }
 
 // WriteFile creates or replaces the file at path, creating missing parent
 // directories (a convenience for tests and programs; SFTP clients must
@@ -300,7 +342,7 @@ func (d *Disk) unlink(n *node) {
 	delete(n.parent.children, foldName(n.name))
 	n.parent.modTime = d.now()
 	if !n.dir {
-		d.used -= int64(len(n.data))
+		d.used -= n.data.len()
 	}
 	n.removed = true
 	n.parent = nil
@@ -375,8 +417,8 @@ func (d *Disk) create(op, path string, truncate, exclusive bool) (*node, error) 
 			return nil, err
 		}
 		if truncate {
-			d.used -= int64(len(n.data))
-			n.data = nil
+			d.used -= n.data.len()
+			n.data.truncate(0)
 			n.modTime = d.now()
 		}
 		return n, nil
@@ -394,19 +436,15 @@ func (d *Disk) writeAt(n *node, op, path string, p []byte, off int64) error {
 		return &fs.PathError{Op: op, Path: path, Err: errNegativeSize}
 	}
 	end := off + int64(len(p))
-	if grow := end - int64(len(n.data)); grow > 0 {
+	if grow := end - n.data.len(); grow > 0 {
 		if !n.removed && d.used+grow > d.quota {
 			return &fs.PathError{Op: op, Path: path, Err: ErrDiskFull}
 		}
-		if end > int64(cap(n.data)) {
-			n.data = slices.Grow(n.data, int(end)-len(n.data))
-		}
-		n.data = n.data[:end]
 		if !n.removed {
 			d.used += grow
 		}
 	}
-	copy(n.data[off:], p)
+	n.data.writeAt(p, off)
 	n.modTime = d.now()
 	return nil
 }
@@ -416,14 +454,14 @@ func (d *Disk) truncate(n *node, op, path string, size int64) error {
 	if size < 0 {
 		return &fs.PathError{Op: op, Path: path, Err: errNegativeSize}
 	}
-	cur := int64(len(n.data))
+	cur := n.data.len()
 	if size > cur {
 		return d.writeAt(n, op, path, make([]byte, size-cur), cur)
 	}
 	if !n.removed {
 		d.used -= cur - size
 	}
-	n.data = n.data[:size]
+	n.data.truncate(size)
 	n.modTime = d.now()
 	return nil
 }
@@ -432,10 +470,10 @@ func (d *Disk) truncate(n *node, op, path string, size int64) error {
 func (d *Disk) readAt(n *node, p []byte, off int64) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if off >= int64(len(n.data)) {
+	if off >= n.data.len() {
 		return 0, io.EOF
 	}
-	k := copy(p, n.data[off:])
+	k := n.data.readAt(p, off)
 	if k < len(p) {
 		return k, io.EOF
 	}
@@ -443,7 +481,7 @@ func (d *Disk) readAt(n *node, p []byte, off int64) (int, error) {
 }
 
 func (n *node) info() fs.FileInfo {
-	return &fileInfo{name: n.name, size: int64(len(n.data)), dir: n.dir, modTime: n.modTime}
+	return &fileInfo{name: n.name, size: n.data.len(), dir: n.dir, modTime: n.modTime}
 }
 
 // fileInfo describes a node at one moment.

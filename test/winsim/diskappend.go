@@ -16,7 +16,7 @@ func (d *Disk) AppendFile(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	return d.writeAt(n, "write", path, data, int64(len(n.data)))
+	return d.writeAt(n, "write", path, data, n.data.len())
 }
 
 // SetModTime sets the last write time of the file or folder at path, as

@@ -3,7 +3,9 @@ package simagent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,12 +26,31 @@ import (
 // kubeletemu.Disk.
 type diskFiles struct{ d *winsim.Disk }
 
-func (f diskFiles) Open(p string) (io.ReadCloser, error) {
-	b, err := f.d.ReadFile(p)
+func (f diskFiles) Open(p string) (io.ReadCloser, error) { return f.d.Open(p) }
+
+// readHead reads at most limit bytes from the start of the file at path.
+func readHead(d *winsim.Disk, path string, limit int64) ([]byte, error) {
+	r, err := d.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	return io.NopCloser(bytes.NewReader(b)), nil
+	defer func() { _ = r.Close() }()
+	return io.ReadAll(io.LimitReader(r, limit))
+}
+
+// fileSum is the hex SHA-256 of the file at path, read without copying
+// the whole file.
+func fileSum(d *winsim.Disk, path string) (string, error) {
+	r, err := d.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = r.Close() }()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func (f diskFiles) ReadFile(p string) ([]byte, error) { return f.d.ReadFile(p) }

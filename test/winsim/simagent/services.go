@@ -2,8 +2,6 @@ package simagent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -402,12 +400,11 @@ func (m *ServiceManager) failingBinary(binaries ...string) (string, string, bool
 		return "", "", false
 	}
 	for _, b := range slices.Compact(binaries) {
-		data, err := m.host.Disk().ReadFile(b)
+		sum, err := fileSum(m.host.Disk(), b)
 		if err != nil {
 			continue
 		}
-		sum := sha256.Sum256(data)
-		if msg, ok := m.failing[hex.EncodeToString(sum[:])]; ok {
+		if msg, ok := m.failing[sum]; ok {
 			return b, msg, true
 		}
 	}

@@ -9,8 +9,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"strconv"
@@ -40,6 +38,10 @@ const agentImagePrefix = "MZ wicd-sim version="
 // reports v, so tests can tell agent versions apart. Any other content
 // runs as Options.AgentVersion.
 func AgentImage(v string) []byte { return []byte(agentImagePrefix + v + "\n") }
+
+// agentImageHead is how much of an agent binary imageVersion reads: the
+// version line of AgentImage, not the whole binary.
+const agentImageHead = 4 << 10
 
 // imageVersion is the version an agent binary's content names, or def.
 func imageVersion(image []byte, def string) string {
@@ -221,12 +223,12 @@ func (n *Node) AgentServiceVersion() string {
 // agentBackend is the backend of the agent binary at path run by user:
 // its version is the one the binary's content names.
 func (n *Node) agentBackend(path, user string) (*wicd.Backend, error) {
-	image, err := n.Host.Disk().ReadFile(path)
+	head, err := readHead(n.Host.Disk(), path, agentImageHead)
 	if err != nil {
 		return nil, err
 	}
 	b := *n.backend
-	b.Version = imageVersion(image, n.opts.AgentVersion)
+	b.Version = imageVersion(head, n.opts.AgentVersion)
 	b.Executable = path
 	b.Accounts = accounts{host: n.Host, user: user}
 	b.System = userSystem{system: n.system, host: n.Host, user: user}
@@ -286,9 +288,8 @@ func (n *Node) runKubelet(ctx context.Context, p ProcessInfo) error {
 	addrs, _ := n.system.Addresses()
 	version := n.opts.KubeletVersion
 	if len(n.opts.KubeletBinaries) > 0 {
-		if image, err := n.Host.Disk().ReadFile(p.Binary); err == nil {
-			sum := sha256.Sum256(image)
-			if v, ok := n.opts.KubeletBinaries[hex.EncodeToString(sum[:])]; ok {
+		if sum, err := fileSum(n.Host.Disk(), p.Binary); err == nil {
+			if v, ok := n.opts.KubeletBinaries[sum]; ok {
 				version = v
 			}
 		}
