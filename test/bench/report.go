@@ -401,8 +401,10 @@ func (r *report) markdown() string {
 	w("go run ./test/bench --operator bin/operator --phases join --hosts 1,10 --out /tmp/bench.md\n")
 	w("```\n\n")
 	w("Progress goes to stderr, the tables to stdout and to `--out`.\n")
-	w("The simulated hosts keep the payload in memory: the largest join run\n")
-	w("holds about N × payload bytes in the benchmark's process.\n")
+	w("The simulated hosts keep their files in memory, in 1 MiB chunks; a full\n")
+	w("chunk with the same bytes as another is held once for every file and\n")
+	w("host (`test/winsim`), so N hosts receiving one payload hold it about\n")
+	w("once, plus what each host writes differently.\n")
 	return b.String()
 }
 
