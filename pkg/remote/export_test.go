@@ -10,3 +10,16 @@ import (
 func SetDialContext(d *SSHDialer, dial func(ctx context.Context, network, address string) (net.Conn, error)) {
 	d.dialContext = dial
 }
+
+// HoldReadBackSlots takes every read-back slot of the process until the
+// returned function gives them back, so that a read-back must wait.
+func HoldReadBackSlots() (release func()) {
+	for range cap(readBackSlots) {
+		readBackSlots <- struct{}{}
+	}
+	return func() {
+		for range cap(readBackSlots) {
+			<-readBackSlots
+		}
+	}
+}

@@ -48,6 +48,28 @@ const tempSuffix = ".wmco-upload"
 // cancelled upload.
 const cleanupTimeout = 10 * time.Second
 
+// sftpRequestsPerFile bounds the SFTP requests (of up to 32 KiB each) one
+// file transfer keeps outstanding, in either direction. The channel's flow
+// control window is 2 MiB (64 packets of 32 KiB, in OpenSSH and in
+// golang.org/x/crypto/ssh alike), so a few files at once with 20 requests
+// each still fill it, while a read buffers at most 20 packets per file at
+// each layer (the SSH channel, the SFTP responses, the SFTP client's
+// reorder buffers) rather than 64: the pkg/sftp default made the read-back
+// of the agent binary hold about 6 MiB per host at once.
+const sftpRequestsPerFile = 20
+
+// readBacksAtOnce bounds the read-backs (readBackSHA256) that run at once
+// in the process, over all hosts. Each allocates a fresh buffer for every
+// packet it receives, twice (the SSH layer, then the SFTP layer), and holds
+// up to sftpRequestsPerFile of them at each layer; without the bound a join
+// of many hosts reading back their agent binaries at once raised the
+// operator's resident set by tens of MiB. Hashing is bound by this
+// process's CPU anyway, so a few at once lose no throughput.
+const readBacksAtOnce = 4
+
+// readBackSlots holds a token per read-back running.
+var readBackSlots = make(chan struct{}, readBacksAtOnce)
+
 // sftpConn is one SFTP channel on the session's connection.
 type sftpConn struct {
 	client *sftp.Client
@@ -75,7 +97,8 @@ func openSFTP(client *ssh.Client) (*sftpConn, error) {
 		_ = sess.Close()
 		return nil, err
 	}
-	c, err := sftp.NewClientPipe(stdout, stdin, sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(true))
+	c, err := sftp.NewClientPipe(stdout, stdin, sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(true),
+		sftp.MaxConcurrentRequestsPerFile(sftpRequestsPerFile))
 	if err != nil {
 		_ = sess.Close()
 		return nil, err
@@ -411,6 +434,14 @@ func (s *sshSession) transfer(ctx context.Context, dst, dir, tmp string, src *gu
 func (s *sshSession) readBackSHA256(ctx context.Context, path string) (string, error) {
 	var sum string
 	err := s.withSFTP(ctx, func(c *sftp.Client) error {
+		// Held while fn runs, which may outlive ctx by a little (an
+		// aborted channel fails its reads).
+		select {
+		case readBackSlots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-readBackSlots }()
 		f, err := c.Open(toSFTPPath(path))
 		if err != nil {
 			return err

@@ -342,3 +342,49 @@ func names(h *winsim.Host, dir string) []string {
 func assertNoTempFiles(g Gomega, h *winsim.Host, dir string) {
 	g.Expect(names(h, dir)).NotTo(ContainElement(HaveSuffix(".wmco-upload")))
 }
+
+// TestReadBackWaitsForASlot: a read-back (the default verification) runs
+// only when one of the process's read-back slots is free, gives up when its
+// context ends while waiting, and completes once a slot frees.
+func TestReadBackWaitsForASlot(t *testing.T) {
+	g := NewWithT(t)
+	f := newFixture(t, winsim.Options{})
+	s := f.dial(t)
+	data, sum := payload(300_000, 7)
+	g.Expect(s.Upload(t.Context(), `C:\k\wicd.exe`, bytes.NewReader(data), int64(len(data)), sum)).To(Succeed())
+
+	release := remote.HoldReadBackSlots()
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := remote.ReadBackHash(ctx, s, `C:\k\wicd.exe`)
+		cancelled <- err
+	}()
+	g.Consistently(cancelled, 300*time.Millisecond).ShouldNot(Receive())
+	cancel()
+	g.Eventually(cancelled, 10*time.Second).Should(Receive(MatchError(context.Canceled)))
+
+	type result struct {
+		sum string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		got, err := remote.ReadBackHash(t.Context(), s, `C:\k\wicd.exe`)
+		done <- result{got, err}
+	}()
+	g.Consistently(done, 300*time.Millisecond).ShouldNot(Receive())
+	release()
+	released = true
+	var r result
+	g.Eventually(done, 10*time.Second).Should(Receive(&r))
+	g.Expect(r.err).NotTo(HaveOccurred())
+	g.Expect(r.sum).To(Equal(sum))
+}

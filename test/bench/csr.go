@@ -277,7 +277,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 			q.created = time.Since(q.start)
 		}()
 	}
-	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("CSR burst of %d", n))
+	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("CSR burst of %d", n), op.PID())
 	pids := p.cluster.PIDs()
 	pids["operator"] = op.PID()
 	cpu0 := takeCPU(pids)

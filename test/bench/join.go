@@ -212,7 +212,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	}
 	before := snapshot(env.Hosts)
 	logf("Join N=%d concurrency=%d: writing the windows-instances ConfigMap", n, conc)
-	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("join N=%d concurrency=%d", n, conc))
+	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("join N=%d concurrency=%d", n, conc), env.OperatorPID())
 	t0 := time.Now()
 	if err := env.SetInventory(ctx, env.Hosts...); err != nil {
 		return nil, nil, fmt.Errorf("write inventory: %w", err)

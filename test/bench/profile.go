@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/openwmco/wmco/test/proc"
 )
@@ -50,8 +52,17 @@ func joinProfileArgs(c config, n, conc int) ([]string, string, error) {
 	return pprofArgs(c)
 }
 
+// peakStep is how much the operator's resident set must grow past the
+// highest level seen before the peak heap profile is taken again.
+const peakStep = 4 << 20
+
+// peakPoll is how often the operator's resident set is read for the peak
+// heap profile.
+const peakPoll = 100 * time.Millisecond
+
 // profiler takes a CPU profile of the operator from its start until
-// finish (at most --profile-for) and a heap profile at finish.
+// finish (at most --profile-for), a heap profile at finish and, when the
+// operator's PID is known, a heap profile at its resident set's peak.
 type profiler struct {
 	c      config
 	r      *report
@@ -59,13 +70,19 @@ type profiler struct {
 	phase  string
 	cancel context.CancelFunc
 	cpu    chan profileSummary
+	peak   chan profileSummary
 	once   sync.Once
 }
 
 // startProfile starts a CPU profile of the operator serving pprof at base
 // (pprofArgs); nil when profiling is off. The CPU profile covers
 // --profile-for from now, so the phase should finish within them.
-func startProfile(ctx context.Context, c config, r *report, base, phase string) *profiler {
+//
+// With pid (0: unknown) it also watches the operator's VmRSS and, each time
+// it exceeds the highest level seen by peakStep, replaces the "heap-peak"
+// profile with a fresh one (after a GC: the live heap at the peak, which
+// the end-of-phase profile no longer shows).
+func startProfile(ctx context.Context, c config, r *report, base, phase string, pid int) *profiler {
 	if base == "" {
 		return nil
 	}
@@ -75,7 +92,49 @@ func startProfile(ctx context.Context, c config, r *report, base, phase string) 
 		secs := max(1, int(c.profileFor.Seconds()))
 		p.cpu <- p.fetch(ctx, "cpu", fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
 	}()
+	if pid != 0 {
+		p.peak = make(chan profileSummary, 1)
+		go func() { p.peak <- p.watchPeak(ctx, pid) }()
+	}
 	return p
+}
+
+// watchPeak takes the heap-peak profile until ctx ends and returns the
+// last one taken, with the VmRSS that triggered it in its summary.
+func (p *profiler) watchPeak(ctx context.Context, pid int) profileSummary {
+	last := profileSummary{phase: p.phase, kind: "heap-peak", err: errors.New("VmRSS never grew")}
+	var high int64
+	t := time.NewTicker(peakPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if last.err == nil {
+				top, err := pprofTop(context.WithoutCancel(ctx), last.path, last.kind)
+				last.top, last.err = last.top+top, err
+			}
+			return last
+		case <-t.C:
+		}
+		m, err := readMemStatus(pid)
+		if err != nil {
+			continue // not started yet, or gone
+		}
+		if high == 0 {
+			high = m.RSS
+			continue
+		}
+		if m.RSS < high+peakStep {
+			continue
+		}
+		high = m.RSS
+		s := p.fetch(ctx, "heap-peak", "/debug/pprof/heap?gc=1")
+		if ctx.Err() != nil || (s.err != nil && last.err == nil) {
+			continue // keep the last good one; the loop returns it
+		}
+		s.top = fmt.Sprintf("taken at VmRSS %s\n", fmtBytes(m.RSS))
+		last = s
+	}
 }
 
 // finish waits for the CPU profile, takes a heap profile and adds both
@@ -89,7 +148,11 @@ func (p *profiler) finish(ctx context.Context) {
 		logf("%s: waiting for the operator's CPU profile (%s)", p.phase, p.c.profileFor)
 		cpu := <-p.cpu
 		p.cancel()
-		for _, s := range []profileSummary{cpu, heap} {
+		summaries := []profileSummary{cpu, heap}
+		if p.peak != nil {
+			summaries = append(summaries, <-p.peak)
+		}
+		for _, s := range summaries {
 			if s.err != nil {
 				logf("%s: %s profile: %v", p.phase, s.kind, s.err)
 			} else {
@@ -138,7 +201,9 @@ func (p *profiler) fetch(ctx context.Context, kind, path string) profileSummary 
 		s.err = err
 		return s
 	}
-	s.top, s.err = pprofTop(ctx, s.path, kind)
+	if kind != "heap-peak" { // summarised once, when the peak is known
+		s.top, s.err = pprofTop(ctx, s.path, kind)
+	}
 	return s
 }
 
@@ -146,7 +211,7 @@ func (p *profiler) fetch(ctx context.Context, kind, path string) profileSummary 
 // the first five entries (flat); heap profiles by in-use space.
 func pprofTop(ctx context.Context, path, kind string) (string, error) {
 	args := []string{"tool", "pprof", "-top", "-nodecount=5"}
-	if kind == "heap" {
+	if strings.HasPrefix(kind, "heap") {
 		args = append(args, "-sample_index=inuse_space")
 	}
 	out, err := exec.CommandContext(ctx, "go", append(args, path)...).CombinedOutput()
@@ -171,7 +236,7 @@ func (r *report) profilesSection(heading string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s Operator profiles\n\n", heading)
-	fmt.Fprintf(&b, "`--profile`: the operator served pprof on loopback; CPU profiles cover\nup to %s from the phase's start, heap profiles (in use) are taken at its end.\nFiles in `%s/`; `go tool pprof -top <file>` for more.\n\n", r.cfg.profileFor, profileDir)
+	fmt.Fprintf(&b, "`--profile`: the operator served pprof on loopback; CPU profiles cover\nup to %s from the phase's start, heap profiles (in use) are taken at its end,\nheap-peak profiles (in use, after a GC) when the operator's VmRSS last rose %s past its previous high.\nFiles in `%s/`; `go tool pprof -top <file>` for more.\n\n", r.cfg.profileFor, fmtBytes(peakStep), profileDir)
 	for _, s := range r.profiles {
 		fmt.Fprintf(&b, "**%s, %s** (`%s`)\n\n", s.phase, s.kind, s.path)
 		if s.err != nil {
