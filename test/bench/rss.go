@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,7 +81,7 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 	}
 
 	logf("Memory: the operator in an empty cluster")
-	if res.empty, res.emptyGo, res.settleEmpty, err = measureOperator(ctx, c, p, c.operator, c.operatorArgs); err != nil {
+	if res.empty, res.emptyGo, res.settleEmpty, err = measureOperator(ctx, c, p, c.operator, c.operatorArgs, nil); err != nil {
 		return err
 	}
 	logf("Memory: empty cluster: VmHWM %s, VmRSS %s (%s)", fmtBytes(res.empty.HWM), fmtBytes(res.empty.RSS), memParts(res.empty, res.emptyGo))
@@ -88,7 +89,7 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 	for i, v := range c.rssCompare {
 		run := &res.compare[i]
 		run.name = v.String()
-		if run.empty, run.emptyGo, run.settleEmpty, err = measureOperator(ctx, c, p, v.bin, v.args); err != nil {
+		if run.empty, run.emptyGo, run.settleEmpty, err = measureOperator(ctx, c, p, v.bin, v.args, nil); err != nil {
 			return fmt.Errorf("%s: %w", run.name, err)
 		}
 		logf("Memory: empty cluster, %s: VmHWM %s, VmRSS %s (%s)", run.name, fmtBytes(run.empty.HWM), fmtBytes(run.empty.RSS), memParts(run.empty, run.emptyGo))
@@ -112,13 +113,31 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 	logf("Memory: the API server holds %d Linux Nodes, %d Windows Nodes and %d Pods (created in %s)", res.linuxNodes, res.windowsNodes, res.pods, res.create.Round(time.Second))
 
 	logf("Memory: the operator in the loaded cluster")
-	if res.loaded, res.loadedGo, res.settleLoaded, err = measureOperator(ctx, c, p, c.operator, c.operatorArgs); err != nil {
+	profArgs, profBase, err := pprofArgs(c)
+	if err != nil {
+		return err
+	}
+	loadedArgs := append(slices.Clone(c.operatorArgs), profArgs...)
+	settled := func(ctx context.Context) {
+		if profBase == "" {
+			return
+		}
+		// The heap as it is settled (no GC forced), where the loaded
+		// figure's Go heap goes.
+		pr := &profiler{c: c, r: r, base: profBase, phase: "memory, loaded cluster, settled"}
+		s := pr.fetch(ctx, "heap", "/debug/pprof/heap")
+		if s.err != nil {
+			logf("Memory: heap profile: %v", s.err)
+		}
+		r.profiles = append(r.profiles, s)
+	}
+	if res.loaded, res.loadedGo, res.settleLoaded, err = measureOperator(ctx, c, p, c.operator, loadedArgs, settled); err != nil {
 		return err
 	}
 	logf("Memory: loaded cluster: VmHWM %s, VmRSS %s (%s)", fmtBytes(res.loaded.HWM), fmtBytes(res.loaded.RSS), memParts(res.loaded, res.loadedGo))
 	for i, v := range c.rssCompare {
 		run := &res.compare[i]
-		if run.loaded, run.loadedGo, run.settleLoaded, err = measureOperator(ctx, c, p, v.bin, v.args); err != nil {
+		if run.loaded, run.loadedGo, run.settleLoaded, err = measureOperator(ctx, c, p, v.bin, v.args, nil); err != nil {
 			return fmt.Errorf("%s: %w", run.name, err)
 		}
 		logf("Memory: loaded cluster, %s: VmHWM %s, VmRSS %s (%s)", run.name, fmtBytes(run.loaded.HWM), fmtBytes(run.loaded.RSS), memParts(run.loaded, run.loadedGo))
@@ -142,8 +161,9 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 
 // measureOperator starts the operator, lets it settle (at least
 // settleMin, then until VmHWM has not grown for 20s, at most settleMax),
-// reads its memory (and the Go runtime's view of it) and stops it.
-func measureOperator(ctx context.Context, c config, p *plane, bin string, args []string) (memStatus, goMem, time.Duration, error) {
+// reads its memory (and the Go runtime's view of it), calls settled (when
+// not nil) and stops it.
+func measureOperator(ctx context.Context, c config, p *plane, bin string, args []string, settled func(context.Context)) (memStatus, goMem, time.Duration, error) {
 	op, err := startOperator(ctx, bin, p.cluster, p.dir, p.payloadDir, args...)
 	if err != nil {
 		return memStatus{}, goMem{}, 0, err
@@ -170,6 +190,9 @@ func measureOperator(ctx context.Context, c config, p *plane, bin string, args [
 			gm, err := readGoMem(ctx, op.MetricsURL)
 			if err != nil {
 				logf("  the operator's Go memory statistics: %v", err)
+			}
+			if settled != nil {
+				settled(ctx)
 			}
 			return m, gm, elapsed, nil
 		}
