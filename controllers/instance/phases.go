@@ -498,8 +498,8 @@ func stagePayload(m *payload.Manifest, hostFiles map[string]string) (copies []wi
 	return copies, uploads
 }
 
-// payloadUploads is how many payload files are uploaded at once over the
-// host's one connection. Each upload ends with round trips that move no
+// payloadUploads is how many payload files send their bytes at once over
+// the host's one connection. Each upload ends with steps that move no
 // payload bytes (the host hashes the file, then it is renamed into
 // place): with one file at a time the link idled through them, about a
 // tenth of a second per file on the simulated hosts; with a few at once
@@ -507,8 +507,16 @@ func stagePayload(m *payload.Manifest, hostFiles map[string]string) (copies []wi
 // would only make each slower.
 const payloadUploads = 3
 
+// payloadVerifies is how many more uploads may be past their last byte,
+// verified on the host and renamed into place, while payloadUploads
+// others send theirs: a file's hash on the host (a few tenths of a second
+// for 12 MiB) then overlaps the next files' transfer instead of holding
+// its turn on the link.
+const payloadVerifies = payloadUploads
+
 // uploadAll uploads the target payload's files into its folder on the
-// host, payloadUploads at a time; the first failure stops the others.
+// host, payloadUploads sending bytes at a time and up to payloadVerifies
+// more being verified; the first failure stops the others.
 func (r *Reconciler) uploadAll(ctx context.Context, s *scope, files []payload.File) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -518,10 +526,20 @@ func (r *Reconciler) uploadAll(ctx context.Context, s *scope, files []payload.Fi
 		wg    sync.WaitGroup
 	)
 	next := make(chan payload.File)
-	for range min(payloadUploads, len(files)) {
+	link := make(chan struct{}, payloadUploads)
+	for range min(payloadUploads+payloadVerifies, len(files)) {
 		wg.Go(func() {
 			for f := range next {
-				if err := r.upload(ctx, s, s.target.Dir, f, payload.HostPath(s.target.Manifest.Version, f.Path)); err != nil {
+				select {
+				case link <- struct{}{}:
+				case <-ctx.Done():
+					continue // uploadAll returns ctx's error
+				}
+				var once sync.Once
+				sent := func() { once.Do(func() { <-link }) }
+				err := r.upload(withBytesSent(ctx, sent), s, s.target.Dir, f, payload.HostPath(s.target.Manifest.Version, f.Path))
+				sent()
+				if err != nil {
 					mu.Lock()
 					if first == nil {
 						first = err

@@ -198,8 +198,10 @@ const asideSuffix = ".old-"
 // whose hashes facts cached (hashes) for their current size and
 // modification time are compared by those without being read: `wicd run`
 // re-applies the plan every few seconds, and the copies are the payload's
-// binaries.
-func applyCopy(b *Backend, hashes map[string]hashCacheEntry, c wicdapi.Copy) (string, error) {
+// binaries. A c.To that was read or written gets its hash recorded in
+// written (hashOfWritten), so that neither facts nor the next apply read
+// it again.
+func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.Copy) (string, error) {
 	if err := removeAsideCopies(b, c.To); err != nil {
 		return "", err
 	}
@@ -212,9 +214,15 @@ func applyCopy(b *Backend, hashes map[string]hashCacheEntry, c wicdapi.Copy) (st
 	if err != nil {
 		return "", fsError("read "+c.From, err)
 	}
+	remember := func() {
+		if e, ok := hashOfWritten(b.Files, c.To, int64(len(data)), sha256Bytes(data)); ok {
+			written[c.To] = e
+		}
+	}
 	old, err := b.Files.ReadFile(c.To)
 	switch {
 	case err == nil && bytes.Equal(old, data):
+		remember()
 		return "", nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return "", fsError("read "+c.To, err)
@@ -233,6 +241,7 @@ func applyCopy(b *Backend, hashes map[string]hashCacheEntry, c wicdapi.Copy) (st
 	if err != nil {
 		return "", fsError("write "+c.To, err)
 	}
+	remember()
 	if old == nil {
 		return "created", nil
 	}
@@ -437,9 +446,11 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 	if len(plan.Copies) > 0 {
 		hashes = loadHashCache(b.Files)
 	}
+	written := map[string]hashCacheEntry{}
 	for _, c := range plan.Copies {
-		action, err := applyCopy(b, hashes, c)
+		action, err := applyCopy(b, hashes, written, c)
 		if err != nil {
+			rememberHashes(b.Files, written)
 			return nil, err
 		}
 		if action != "" {
@@ -447,6 +458,7 @@ func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.A
 			note("file", c.To, action)
 		}
 	}
+	rememberHashes(b.Files, written)
 
 	changes, err := applyFirewall(ctx, b, prev, plan)
 	if err != nil {

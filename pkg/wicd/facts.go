@@ -190,12 +190,38 @@ func hashAndRemember(ctx context.Context, b *Backend, path string) (*wicdapi.Has
 		return res, nil
 	}
 	defer unlock()
-	cache := loadHashCache(b.Files)
-	cache[foldPath(path)] = hashCacheEntry{Size: after.Size(), ModTime: after.ModTime().UnixNano(), SHA256: res.SHA256}
-	if data, err := json.Marshal(cache); err == nil {
-		_ = b.Files.WriteFile(hashCachePath, data)
-	}
+	rememberHashes(b.Files, map[string]hashCacheEntry{path: {Size: after.Size(), ModTime: after.ModTime().UnixNano(), SHA256: res.SHA256}})
 	return res, nil
+}
+
+// hashOfWritten is the hash cache entry of a file the agent has just
+// written (or verified) and whose SHA-256 it knows from the bytes it
+// wrote: path's current size and modification time with sum, so that
+// facts need not read the file again, and a later change of it (a new
+// modification time or size) is still noticed. ok is false when the file
+// cannot be looked at or its size is not want.
+func hashOfWritten(files Files, path string, want int64, sum string) (hashCacheEntry, bool) {
+	info, err := files.Stat(path)
+	if err != nil || info.IsDir() || info.Size() != want {
+		return hashCacheEntry{}, false
+	}
+	return hashCacheEntry{Size: info.Size(), ModTime: info.ModTime().UnixNano(), SHA256: sum}, true
+}
+
+// rememberHashes adds entries (by path) to the hash cache. The caller
+// holds the host lock, as other commands of the agent may write the
+// cache; a cache that cannot be written is only a cache.
+func rememberHashes(files Files, entries map[string]hashCacheEntry) {
+	if len(entries) == 0 {
+		return
+	}
+	cache := loadHashCache(files)
+	for p, e := range entries {
+		cache[foldPath(p)] = e
+	}
+	if data, err := json.Marshal(cache); err == nil {
+		_ = files.WriteFile(hashCachePath, data)
+	}
 }
 
 // loadHashCache reads the hash cache, by folded path; a missing or

@@ -79,11 +79,15 @@ func Stage(ctx context.Context, b *Backend, sp *wicdapi.StagePlan) (*wicdapi.Sta
 	}
 	defer unlock()
 	res := &wicdapi.StageResult{}
+	// The copies' hashes, checked here, are recorded for facts, which
+	// would otherwise read every staged file again.
+	verified := map[string]hashCacheEntry{}
+	defer rememberHashes(b.Files, verified)
 	for _, c := range sp.Copies {
 		if err := ctx.Err(); err != nil {
 			return nil, codedError(wicdapi.CodeInternal, "stage: %v after %d copies", err, res.Copied)
 		}
-		copied, err := stageCopy(b.Files, c)
+		copied, err := stageCopy(b.Files, c, verified)
 		if err != nil {
 			return nil, err
 		}
@@ -98,11 +102,19 @@ func Stage(ctx context.Context, b *Backend, sp *wicdapi.StagePlan) (*wicdapi.Sta
 }
 
 // stageCopy makes one copy and returns the bytes copied, or -1 when the
-// target already had the wanted bytes.
-func stageCopy(files Files, c wicdapi.StageCopy) (int64, error) {
+// target already had the wanted bytes. The target's hash cache entry goes
+// into verified (hashOfWritten).
+func stageCopy(files Files, c wicdapi.StageCopy, verified map[string]hashCacheEntry) (int64, error) {
+	before, _ := files.Stat(c.To)
 	sum, err := sha256File(files, c.To)
 	switch {
 	case err == nil && sum == c.SHA256:
+		if before == nil {
+			return -1, nil
+		}
+		if e, ok := hashOfWritten(files, c.To, before.Size(), sum); ok && e.ModTime == before.ModTime().UnixNano() {
+			verified[c.To] = e // unchanged while it was read
+		}
 		return -1, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return 0, fsError("hash "+c.To, err)
@@ -135,6 +147,9 @@ func stageCopy(files Files, c wicdapi.StageCopy) (int64, error) {
 	}
 	if err := files.Rename(tmp, c.To); err != nil {
 		return fail(fsError("rename "+tmp+" to "+c.To, err))
+	}
+	if e, ok := hashOfWritten(files, c.To, int64(len(data)), c.SHA256); ok {
+		verified[c.To] = e
 	}
 	return int64(len(data)), nil
 }

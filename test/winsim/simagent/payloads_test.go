@@ -342,3 +342,60 @@ func TestApplyErrorIsKeptUntilAnApplySucceeds(t *testing.T) {
 	g.Eventually(func(g Gomega) { g.Expect(facts(g).ApplyError).To(BeNil()) }).Should(Succeed())
 	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
 }
+
+// The files stage and apply copy are hashed from the bytes they wrote, and
+// facts take those hashes from the hash cache rather than read each copy
+// again; a copy that changes afterwards (a new modification time) is
+// hashed anew.
+func TestStagedAndAppliedCopiesAreNotHashedAgainByFacts(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{})
+	disk := node.Host.Disk()
+	upload(ctx, g, sess, wicdapi.AgentPath, simagent.AgentImage("v1"))
+	kubelet, shim := randomBytes("kubelet", 256<<10), randomBytes("shim", 64<<10)
+	upload(ctx, g, sess, payloadPath("v1", "kubelet.exe"), kubelet)
+	upload(ctx, g, sess, payloadPath("v1", "shim.exe"), shim)
+
+	uploadJSON(ctx, g, sess, wicdapi.StagePlanPath, wicdapi.StagePlan{Copies: []wicdapi.StageCopy{
+		{From: payloadPath("v1", "kubelet.exe"), To: payloadPath("v2", "kubelet.exe"), SHA256: sha256Hex(kubelet)},
+	}})
+	var staged wicdapi.StageResult
+	g.Expect(runJSON(ctx, g, sess, &staged, wicdapi.StageArg)).To(Equal(0))
+	g.Expect(staged.Copied).To(Equal(1))
+	const shimCopy = `C:\k\shim\shim.exe`
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, &wicdapi.Plan{
+		SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: "v1", NodeName: "win-copies",
+		Copies: []wicdapi.Copy{{From: payloadPath("v1", "shim.exe"), To: shimCopy}},
+	})
+	var applied wicdapi.ApplyResult
+	run(ctx, g, sess, &applied, "apply")
+	g.Expect(applied.Changes).To(ContainElement(wicdapi.Change{Kind: "file", Name: shimCopy, Action: "created"}))
+
+	// Other bytes of the same size under the same modification time: only
+	// a facts that did not read the file reports the bytes written.
+	copies := map[string][]byte{payloadPath("v2", "kubelet.exe"): kubelet, shimCopy: shim}
+	modTimes := map[string]time.Time{}
+	for p, data := range copies {
+		info, err := disk.Stat(p)
+		g.Expect(err).NotTo(HaveOccurred())
+		modTimes[p] = info.ModTime()
+		g.Expect(disk.WriteFile(p, randomBytes("other "+p, len(data)))).To(Succeed())
+		g.Expect(disk.SetModTime(p, info.ModTime())).To(Succeed())
+	}
+	var facts wicdapi.Facts
+	run(ctx, g, sess, &facts, "facts")
+	for p, data := range copies {
+		g.Expect(facts.Files).To(HaveKeyWithValue(p, sha256Hex(data)), "%s: the hash recorded when it was written", p)
+	}
+
+	for p, data := range copies {
+		g.Expect(disk.SetModTime(p, modTimes[p].Add(time.Second))).To(Succeed())
+		g.Expect(sha256Hex(data)).NotTo(Equal(sha256Hex(randomBytes("other "+p, len(data)))))
+	}
+	facts = wicdapi.Facts{}
+	run(ctx, g, sess, &facts, "facts")
+	for p, data := range copies {
+		g.Expect(facts.Files).To(HaveKeyWithValue(p, sha256Hex(randomBytes("other "+p, len(data)))), "%s changed: hashed again", p)
+	}
+}
