@@ -106,7 +106,13 @@ func FuzzEvaluateGenerated(f *testing.F) {
 		// What the request says once encoded (the encoder may normalise).
 		parsed, err := x509.ParseCertificateRequest(der)
 		if err != nil {
-			t.Fatalf("a request x509 created does not parse: %v", err)
+			// crypto/x509 encodes some requests it refuses to parse
+			// (a URI "//.": invalid domain); the approver parses with
+			// it too, so such a request must never be approved.
+			if d.Verdict == Approve {
+				t.Fatalf("approved a request that does not parse: %v", err)
+			}
+			return
 		}
 		nodeName, isNode := strings.CutPrefix(parsed.Subject.CommonName, NodeUserPrefix)
 		inst, known := lookup(nodeName)
