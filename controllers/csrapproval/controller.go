@@ -53,11 +53,11 @@ const (
 	// CSRConditionReasonDenied is the reason of its Denied condition.
 	CSRConditionReasonDenied = "WMCODenied"
 
-	// EventCSRApproved and the other Event reasons are recorded on the
-	// CSR and on the WindowsInstance it names.
-	EventCSRApproved = "CSRApproved"
-	// EventCSRDenied is recorded when the CSR names a known host but looks
-	// forged.
+	// EventCSRDenied and the other Event reasons are recorded on the CSR
+	// and on the WindowsInstance it names. It is recorded when the CSR
+	// names a known host but looks forged. An approval is no Event: the
+	// CSR's Approved condition carries its reason and message, and
+	// metrics.CSRDecisions counts it (wmco_csr_decisions_total).
 	EventCSRDenied = "CSRDenied"
 	// EventCSRPending is recorded when the CSR is left pending; the note
 	// says why.
@@ -76,20 +76,25 @@ const (
 //
 // A decision reads the CSR and the instance from the manager's cache (the
 // instance through an index by node name, so a burst of CSRs costs no list
-// of every instance) and makes live reads only where a cache could turn
-// the verdict: the bootstrap credentials of the one instance the CSR names
-// (issued moments before the CSR they authenticate), and the Node of that
-// name unless the cache holds it labelled as this instance's (the cache
-// holds only the operator's labelled Nodes, so it cannot tell a Node that
-// does not exist from a foreign or just registered one).
+// of every instance) and makes one live (quorum) read, where a lagging
+// cache could turn the verdict: the bootstrap credentials of the one
+// instance the CSR names (issued moments before the CSR they authenticate,
+// and revoked once the host has joined: a revoked one must not be
+// approved). The Node of that name comes from the manager's cache when it
+// holds it labelled as this instance's, else from the API server's watch
+// cache (the manager's holds only the operator's labelled Nodes, so it
+// cannot tell a Node that does not exist from a foreign or just
+// registered one; see nodeFromWatchCache). An approval is no Event (see
+// announce), so an approved bootstrap CSR costs three API requests.
 type Reconciler struct {
 	// Client reads CSRs, WindowsInstances and Nodes from the manager's
 	// cache and writes approvals. It must be the manager's client: the
 	// instances are looked up through the cache's node-name index.
 	Client client.Client
-	// APIReader reads without the cache: the Node a CSR names when the
-	// cache does not hold it as the instance's, and the bootstrap
-	// credentials when Tokens has no Reader of its own.
+	// APIReader reads without the manager's cache: the Node a CSR names
+	// when the cache does not hold it as the instance's (from the API
+	// server's watch cache), and the bootstrap credentials when Tokens
+	// has no Reader of its own (a quorum read).
 	// Default: the manager's API reader.
 	APIReader client.Reader
 	Config    core.Config
@@ -195,9 +200,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	switch d.Verdict {
 	case csr.Approve, csr.Deny:
-		condType, condReason, eventType, eventReason := certificatesv1.CertificateApproved, CSRConditionReasonApproved, corev1.EventTypeNormal, EventCSRApproved
+		condType, condReason := certificatesv1.CertificateApproved, CSRConditionReasonApproved
 		if d.Verdict == csr.Deny {
-			condType, condReason, eventType, eventReason = certificatesv1.CertificateDenied, CSRConditionReasonDenied, corev1.EventTypeWarning, EventCSRDenied
+			condType, condReason = certificatesv1.CertificateDenied, CSRConditionReasonDenied
 			log.Info("Denying CSR", "reason", d.Reason)
 		} else {
 			log.Info("Approving CSR", "reason", d.Reason)
@@ -219,7 +224,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, fmt.Errorf("%s CSR %s: %w", strings.ToLower(d.Verdict.String()), c.Name, err)
 		}
 		r.seen.record(c, d)
-		r.announce(c, wi, d, eventType, eventReason, d.Verdict.String())
+		if d.Verdict == csr.Deny {
+			r.announce(c, wi, d, corev1.EventTypeWarning, EventCSRDenied, d.Verdict.String())
+		}
 	case csr.Pending:
 		// No requeue: a change of the instance (addresses, node name) or
 		// of the Node (created, labelled) fires a watch.
@@ -313,14 +320,15 @@ func (r *Reconciler) describe(ctx context.Context, c *certificatesv1.Certificate
 }
 
 // nodeState is what is known of the Node named nodeName: owned when the
-// cache holds it labelled as the instance's, else what a live read says.
+// cache holds it labelled as the instance's, else what the API server's
+// watch cache says (nodeFromWatchCache).
 func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, nodeName string) (csr.NodeState, error) {
 	node := &corev1.Node{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: nodeName}, node); err == nil && node.Labels[wmcov1.LabelInstance] == wi.Name {
 		return csr.NodeOwned, nil
 	}
 	node = &corev1.Node{}
-	switch err := r.APIReader.Get(ctx, client.ObjectKey{Name: nodeName}, node); {
+	switch err := r.APIReader.Get(ctx, client.ObjectKey{Name: nodeName}, node, nodeFromWatchCache); {
 	case apierrors.IsNotFound(err):
 		return csr.NodeAbsent, nil
 	case err != nil:
@@ -332,13 +340,27 @@ func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, 
 	}
 }
 
-// announce records the decision as an Event on the WindowsInstance the
-// decision names (the CSR its related object) and, unless the CSR is
-// approved, on the CSR (the instance its related object). An approval is
-// announced on the instance alone, where an admin following a host's
-// join looks: the CSR itself carries it in its Approved condition (reason
-// and message), and a burst of joining hosts costs the API server one
-// write fewer per CSR. A decision naming no instance goes on the CSR.
+// nodeFromWatchCache has a GET of a Node answered from the API server's
+// watch cache (resourceVersion "0") instead of a quorum read of etcd: the
+// operator's cache holds only its labelled Nodes, so it cannot tell a
+// foreign Node from none, but that needs no quorum. A Node is foreign
+// for as long as it exists (it is not revoked), and one created a few
+// milliseconds before the read is the race a quorum read has too, with
+// the Node created just after it. A stale answer that a Node is not the
+// instance's only leaves a renewal or serving CSR pending until the Node
+// watch fires. The freshness that matters is the bootstrap identity's
+// (a revoked one must not be approved): the issuer reads it with a
+// quorum read, the decision's one.
+var nodeFromWatchCache = &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}
+
+// announce records a denial or a CSR left pending as an Event on the CSR
+// (the instance its related object) and on the WindowsInstance the
+// decision names (the CSR its related object); a decision naming no
+// instance goes on the CSR alone. Approvals are not announced: the CSR
+// carries its Approved condition (reason WMCOApproved and the rule's
+// message), metrics.CSRDecisions counts it, and a burst of joining hosts
+// costs the API server one write fewer per CSR (make bench: the Event
+// was one of the operator's four requests per approved CSR).
 //
 // The events.k8s.io recorder folds Events that differ only in their note
 // into a series of the first one for a few minutes, so when a pending
@@ -349,9 +371,7 @@ func (r *Reconciler) announce(c *certificatesv1.CertificateSigningRequest, wi *w
 		r.Recorder.Eventf(c, nil, eventType, reason, action, "%s", d.Reason)
 		return
 	}
-	if d.Verdict != csr.Approve {
-		r.Recorder.Eventf(c, wi, eventType, reason, action, "%s", d.Reason)
-	}
+	r.Recorder.Eventf(c, wi, eventType, reason, action, "%s", d.Reason)
 	r.Recorder.Eventf(wi, c, eventType, reason, action, "CSR %s: %s", c.Name, d.Reason)
 }
 
