@@ -211,7 +211,7 @@ func TestWindowsNodeConfigSingletonAndDefaults(t *testing.T) {
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: wmcov1.WindowsNodeConfigName}, got)).To(Succeed())
 	g.Expect(got.Spec.Network.Type).To(Equal(wmcov1.NetworkOVNHybridOverlay))
 	g.Expect(got.Spec.Taints).To(Equal([]wmcov1.NodeTaint{{Key: "os", Value: "Windows", Effect: "NoSchedule"}}))
-	g.Expect(got.Spec.MaxParallelConfigurations).To(Equal(int32(10)))
+	g.Expect(got.Spec.MaxParallelConfigurations).To(Equal(int32(50)))
 	g.Expect(got.Spec.MaxUnavailable).To(Equal(ptr(intstr.FromString("25%"))))
 	g.Expect(got.Spec.LogRotation).To(Equal(wmcov1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7, MaxFiles: 10}))
 	g.Expect(got.Spec.Containerd.PauseImage).To(Equal("registry.k8s.io/pause:3.10"))

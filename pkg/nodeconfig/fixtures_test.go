@@ -52,7 +52,7 @@ func apiDefaultedSpec() wmcov1alpha1.WindowsNodeConfigSpec {
 	return wmcov1alpha1.WindowsNodeConfigSpec{
 		Network:                   wmcov1alpha1.NetworkSpec{Type: wmcov1alpha1.NetworkOVNHybridOverlay},
 		Taints:                    []wmcov1alpha1.NodeTaint{{Key: "os", Value: "Windows", Effect: "NoSchedule"}},
-		MaxParallelConfigurations: 10,
+		MaxParallelConfigurations: 50,
 		MaxUnavailable:            &mu,
 		UpgradeTimeout:            &metav1.Duration{Duration: 10 * time.Minute},
 		LogRotation:               wmcov1alpha1.LogRotationSpec{MaxFileSizeMiB: 100, MaxAgeDays: 7, MaxFiles: 10},

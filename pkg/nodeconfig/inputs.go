@@ -228,7 +228,7 @@ const (
 	DefaultPauseImage                = "registry.k8s.io/pause:3.10"
 	DefaultLogMaxFileSizeMiB         = 100
 	DefaultLogMaxAgeDays             = 7
-	DefaultMaxParallelConfigurations = 10
+	DefaultMaxParallelConfigurations = 50
 	// DefaultMaxUnavailable: a quarter of the Windows nodes upgrade at
 	// once (at least one).
 	DefaultMaxUnavailable = "25%"

@@ -47,6 +47,7 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/test/proc"
 )
 
@@ -156,7 +157,7 @@ func main() {
 	flag.StringVar(&phases, "phases", "join,idle,csr,rss,upgrade,unreachable", "phases to run: join, idle (needs join), csr, rss, upgrade, unreachable")
 	flag.IntVar(&c.upgradeHosts, "upgrade-hosts", 8, "hosts of the upgrade phase")
 	flag.StringVar(&hosts, "hosts", "1,10,50", "host counts N of the join phase")
-	flag.StringVar(&concurrency, "concurrency", "10,1", "maxParallelConfigurations values of the join phase; the first is the operator's default, 1 is the serial baseline")
+	flag.StringVar(&concurrency, "concurrency", fmt.Sprintf("%d,1", nodeconfig.DefaultMaxParallelConfigurations), "maxParallelConfigurations values of the join phase; the first is the operator's default, 1 is the serial baseline")
 	flag.Float64Var(&c.bandwidthMB, "bandwidth", 100, "bandwidth limit per simulated host, MB/s (10^6 bytes)")
 	flag.Int64Var(&c.fileSizeMiB, "payload-file-size", 12, "size of each of the payload's files, MiB")
 	flag.DurationVar(&c.serviceDelay, "service-start-delay", time.Second, "how long each Windows service start takes on a simulated host")
