@@ -257,7 +257,7 @@ type WindowsNodeConfigSpec struct {
 
 	// MaxParallelConfigurations is how many hosts are configured at once.
 	// The default, 50, was chosen from `make bench` joins of 50 hosts at
-	// 5, 10, 20 and 50 (docs/benchmarks.md): the most at once joined them
+	// 5, 10, 20 and 50 (docs/benchmarks-goals.md): the most at once joined them
 	// soonest, within the memory goal.
 	// +optional
 	// +kubebuilder:default=50
