@@ -137,7 +137,9 @@ func TestFaultMatrix(t *testing.T) {
 	}()
 	g.Expect(env.Client.Create(ctx, &wmcov1.WindowsNodeConfig{
 		ObjectMeta: metav1.ObjectMeta{Name: wmcov1.WindowsNodeConfigName},
-		Spec:       wmcov1.WindowsNodeConfigSpec{MaxUnavailable: ptrTo(intstr.FromString("100%"))},
+		// The matrix was written for 10 hosts configured at once (the
+		// checker's bound below), not the default of 50.
+		Spec: wmcov1.WindowsNodeConfigSpec{MaxUnavailable: ptrTo(intstr.FromString("100%")), MaxParallelConfigurations: 10},
 	})).To(Succeed())
 
 	m.checker, err = localenv.NewInvariantChecker(env)
