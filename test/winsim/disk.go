@@ -161,6 +161,16 @@ func (d *Disk) Stat(path string) (fs.FileInfo, error) {
 func (d *Disk) ReadFile(path string) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	n, err := d.openRead(path)
+	if err != nil {
+		return nil, err
+	}
+	return n.data.bytes(), nil
+}
+
+// openRead finds the file at path for reading: not a directory, not held
+// exclusively by a process. Callers hold d.mu.
+func (d *Disk) openRead(path string) (*node, error) {
 	n, err := d.lookup("open", path)
 	if err != nil {
 		return nil, err
@@ -171,7 +181,7 @@ func (d *Disk) ReadFile(path string) ([]byte, error) {
 	if err := readLocked(n, "open", path); err != nil {
 		return nil, err
 	}
-	return n.data.bytes(), nil
+	return n, nil
 }
 
 // Open opens the file at path for reading, as a program does with
@@ -182,14 +192,8 @@ func (d *Disk) ReadFile(path string) ([]byte, error) {
 func (d *Disk) Open(path string) (io.ReadCloser, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n, err := d.lookup("open", path)
+	n, err := d.openRead(path)
 	if err != nil {
-		return nil, err
-	}
-	if n.dir {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: errIsDirectory}
-	}
-	if err := readLocked(n, "open", path); err != nil {
 		return nil, err
 	}
 	return &fileReader{d: d, n: n}, nil
