@@ -26,6 +26,7 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/metrics"
 	"github.com/openwmco/wmco/pkg/nodeconfig"
 	"github.com/openwmco/wmco/pkg/payload"
@@ -612,7 +613,7 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	}
 	switch {
 	case s.config.Network.Type == wmcov1.NetworkOVNHybridOverlay && joined:
-		in.HostSubnet = hostSubnet(node)
+		in.HostSubnet = hostSubnet(node, r.Config.Platform)
 	case s.config.Network.Type == wmcov1.NetworkFlannel && joined:
 		// Node IPAM's assignment, which flanneld's kube subnet manager
 		// reads too.
@@ -678,9 +679,13 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 }
 
 // hostSubnet is the node's pod subnet: OVN-Kubernetes' hybrid overlay
-// annotation, else the Node's podCIDR (plain Kubernetes with node IPAM).
-func hostSubnet(node *corev1.Node) string {
-	if s := node.Annotations[HybridOverlaySubnetAnnotation]; s != "" {
+// annotation, else, on plain Kubernetes, the Node's podCIDR (node IPAM).
+// On OpenShift only OVN-Kubernetes assigns Windows nodes their subnet: a
+// podCIDR there is not the hybrid overlay's, and a plan rendered with it
+// would give the host a CNI configuration and a kube-proxy source VIP
+// that the next plan takes back.
+func hostSubnet(node *corev1.Node, platform cluster.Platform) string {
+	if s := node.Annotations[HybridOverlaySubnetAnnotation]; s != "" || platform == cluster.OpenShift {
 		return s
 	}
 	return node.Spec.PodCIDR
