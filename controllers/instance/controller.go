@@ -194,7 +194,11 @@ type scope struct {
 	// applied is the payload version the host's applied plan names (""
 	// before its first configuration).
 	applied string
-	log     logr.Logger
+	// replanned: the plan phase already applied a second plan in this
+	// reconcile, rendered with the subnet of a Node that registered
+	// during the first apply.
+	replanned bool
+	log       logr.Logger
 }
 
 // endSession keeps the reconcile's connection for the instance's next

@@ -611,13 +611,8 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		NodeLabels:    map[string]string{wmcov1.LabelInstance: wi.Name},
 		CloudProvider: wi.Spec.CloudProvider,
 	}
-	switch {
-	case s.config.Network.Type == wmcov1.NetworkOVNHybridOverlay && joined:
-		in.HostSubnet = hostSubnet(node, r.Config.Platform)
-	case s.config.Network.Type == wmcov1.NetworkFlannel && joined:
-		// Node IPAM's assignment, which flanneld's kube subnet manager
-		// reads too.
-		in.HostSubnet = node.Spec.PodCIDR
+	if joined {
+		in.HostSubnet = r.hostSubnet(s, node)
 	}
 	if r.ExporterCertificates != nil {
 		if in.ExporterTLS, s.exporterRenewAt, err = r.ExporterCertificates.ExporterTLS(ctx, wi.Status.NodeName, s.facts.Addresses); err != nil {
@@ -675,7 +670,42 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	}
 	setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + m.Version})
 	s.applied = m.Version
+	if r.replanNeeded(s, in.HostSubnet) {
+		// The kubelet registered while the services started and the Node
+		// has its subnet now: the plan with the CNI configuration and
+		// kube-proxy goes on at once, not after another reconcile has
+		// gathered the host's facts again.
+		s.replanned = true
+		s.log.Info("The Node registered during the apply; applying the plan with its subnet", "hostSubnet", r.hostSubnet(s, s.node))
+		return r.reconcilePlan(ctx, s)
+	}
 	return ctrl.Result{}, r.upgradeApplied(ctx, s)
+}
+
+// replanNeeded says whether a plan rendered with rendered as host subnet
+// should be rendered and applied again in the same reconcile: once, when
+// the instance's Node (s.node, read after the apply) has a subnet the plan
+// lacked. Never during an upgrade, whose steps follow each apply.
+func (r *Reconciler) replanNeeded(s *scope, rendered string) bool {
+	if s.replanned || s.wi.Status.Upgrade != nil || s.node == nil || !core.OwnsNode(s.wi, s.node) {
+		return false
+	}
+	subnet := r.hostSubnet(s, s.node)
+	return subnet != "" && subnet != rendered
+}
+
+// hostSubnet is the pod subnet of the host whose Node is node under the
+// configured network type: "" for None or while it is not known.
+func (r *Reconciler) hostSubnet(s *scope, node *corev1.Node) string {
+	switch s.config.Network.Type {
+	case wmcov1.NetworkOVNHybridOverlay:
+		return hostSubnet(node, r.Config.Platform)
+	case wmcov1.NetworkFlannel:
+		// Node IPAM's assignment, which flanneld's kube subnet manager
+		// reads too.
+		return node.Spec.PodCIDR
+	}
+	return ""
 }
 
 // hostSubnet is the node's pod subnet: OVN-Kubernetes' hybrid overlay

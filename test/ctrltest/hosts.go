@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -98,6 +99,18 @@ func StartHosts(t *testing.T, n int, opts simagent.Options) []*SimHost {
 // (winsim's default, Server 2022, when 0).
 func StartHostsOfBuild(t *testing.T, n, osBuild int, opts simagent.Options) []*SimHost {
 	t.Helper()
+	return startHosts(t, n, osBuild, nil, opts)
+}
+
+// StartLoggedHost is StartHosts for one host whose diagnostics (winsim's
+// "Command started" and the like) go to log.
+func StartLoggedHost(t *testing.T, log *slog.Logger, opts simagent.Options) *SimHost {
+	t.Helper()
+	return startHosts(t, 1, 0, log, opts)[0]
+}
+
+func startHosts(t *testing.T, n, osBuild int, log *slog.Logger, opts simagent.Options) []*SimHost {
+	t.Helper()
 	HostFixture(t)
 	hosts := make([]*SimHost, n)
 	for i := range hosts {
@@ -107,6 +120,7 @@ func StartHostsOfBuild(t *testing.T, n, osBuild int, opts simagent.Options) []*S
 		h, err := winsim.Start(context.Background(), winsim.Options{
 			Hostname: strings.ToUpper(name), ListenAddress: ip + ":0", OSBuild: osBuild,
 			IPAddresses: []netip.Addr{netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", seq%250+1))},
+			Logger:      log,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -75,6 +75,8 @@ type ServiceManager struct {
 	failing map[string]string
 	// log receives what failing binaries print.
 	log io.Writer
+	// gates hold starts (Options.StartGates).
+	gates map[string]func(ctx context.Context) error
 
 	mu        sync.Mutex
 	services  map[string]*service // by lower-case name
@@ -102,7 +104,7 @@ type service struct {
 func newServiceManager(h *winsim.Host, processes map[string]Process, opts Options) *ServiceManager {
 	return &ServiceManager{
 		host: h, processes: processes, startDelay: opts.ServiceStartDelay, recoveryScale: opts.RecoveryScale,
-		failing: opts.FailingBinaries, log: opts.Log,
+		failing: opts.FailingBinaries, log: opts.Log, gates: opts.StartGates,
 		services: map[string]*service{}, failStart: map[string]error{}, starts: map[string]int{},
 	}
 }
@@ -370,6 +372,11 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 		close(done)
 	}()
 
+	if gate := m.gates[strings.ToLower(baseName(info.Binary))]; gate != nil {
+		if err := gate(ctx); err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+	}
 	if m.startDelay > 0 {
 		select {
 		case <-time.After(m.startDelay):

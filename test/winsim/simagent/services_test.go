@@ -163,3 +163,37 @@ func TestFailingBinaryExitsAtOnce(t *testing.T) {
 	g.Expect(n.Host.Disk().WriteFile(`C:\k\payload\v2\kube-proxy.exe`, []byte("MZ good kube-proxy"))).To(Succeed())
 	g.Eventually(func() bool { return m.Running("kube-proxy") }).Should(BeTrue())
 }
+
+// A start gate holds a start while the process already runs, and its
+// error fails the start.
+func TestStartGateHoldsTheStart(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	open, refuse := make(chan struct{}), errors.New("not yet")
+	fail := false
+	n := startNode(t, Options{StartGates: map[string]func(context.Context) error{
+		"gated.exe": func(ctx context.Context) error {
+			if fail {
+				return refuse
+			}
+			select {
+			case <-open:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+	}})
+	m := n.Services
+	g.Expect(m.Create(ctx, binSvc(n, "gated"))).To(Succeed())
+	started := make(chan error, 1)
+	go func() { started <- m.Start(ctx, "gated") }()
+	g.Eventually(func() bool { return m.Running("gated") }).Should(BeTrue(), "the process runs while the start is pending")
+	g.Consistently(started).ShouldNot(Receive())
+	close(open)
+	g.Eventually(started).Should(Receive(BeNil()))
+
+	g.Expect(m.Stop(ctx, "gated")).To(Succeed())
+	fail = true
+	g.Expect(m.Start(ctx, "gated")).To(MatchError(refuse))
+}

@@ -67,6 +67,13 @@ type Options struct {
 	AgentRunInterval time.Duration
 	// ServiceStartDelay is how long each service start takes.
 	ServiceStartDelay time.Duration
+	// StartGates, by lower-case base name of a service's binary, hold
+	// that service's starts: a start is pending (its process runs, the
+	// start call has not returned) until the gate returns, as a service
+	// that reports SERVICE_START_PENDING while it waits for something.
+	// A gate's error fails the start. Tests use them to order what
+	// happens on the host against what happens in the cluster.
+	StartGates map[string]func(ctx context.Context) error
 	// RecoveryScale multiplies service recovery delays (default 1).
 	RecoveryScale float64
 	// KubeletVersion reported by the kubelet emulator when KubeletBinaries
