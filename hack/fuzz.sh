@@ -29,9 +29,11 @@ case $jobs in '' | *[!0-9]* | 0) echo "FUZZ_JOBS must be a positive integer, got
 workers=$(( $(nproc) / jobs ))
 [ "$workers" -ge 1 ] || workers=1
 
-# fuzz runs one target and writes its summary line to $logdir/$name.result.
+# fuzz runs one target and writes its summary line beside its log.
 fuzz() {
-  local dir=$1 name=$2 log="$logdir/$2.log" result execs
+  local dir=$1 name=$2 result execs
+  # two packages may have targets of the same name
+  local log="$logdir/${dir//\//_}.$name.log"
   echo "=== $name ./$dir ($fuzztime)"
   if "$go" test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" -parallel="$workers" "./$dir" >"$log" 2>&1; then
     result=ok
@@ -40,7 +42,7 @@ fuzz() {
     cat "$log"
   fi
   execs=$(grep -Eo 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
-  printf '%-6s %-28s %-22s execs=%s\n' "$result" "$name" "./$dir" "${execs:-?}" | tee "$logdir/$name.result"
+  printf '%-6s %-28s %-22s execs=%s\n' "$result" "$name" "./$dir" "${execs:-?}" | tee "${log%.log}.result"
 }
 
 running=0
