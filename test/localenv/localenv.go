@@ -400,7 +400,10 @@ func (e *Env) openShiftConfig(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	stop, err := ovnsim.Start(ctx, e.Cluster.Config, ovnsim.Options{})
+	// The allocator lives as long as the environment (Close stops it),
+	// not as long as the context that started it: a test suite starts
+	// the environment in a setup step whose context ends with the step.
+	stop, err := ovnsim.Start(context.WithoutCancel(ctx), e.Cluster.Config, ovnsim.Options{})
 	if err != nil {
 		return err
 	}
