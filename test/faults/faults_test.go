@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -359,6 +360,21 @@ func onAgent(r *row, sub string, fn func()) func() {
 }
 
 // get reads the row's instance.
+// patchInstance is an admin's change to the row's instance, retried as
+// an admin would retry it: another row may be restarting kube-apiserver
+// meanwhile.
+func (m *matrix) patchInstance(ctx context.Context, r *row, change func(wi *wmcov1.WindowsInstance)) {
+	rowGomega().Eventually(func() error {
+		wi, err := m.get(ctx, r)
+		if err != nil {
+			return err
+		}
+		patch := client.MergeFrom(wi.DeepCopy())
+		change(wi)
+		return m.env.Client.Patch(ctx, wi, patch)
+	}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
+}
+
 func (m *matrix) get(ctx context.Context, r *row) (*wmcov1.WindowsInstance, error) {
 	wi := &wmcov1.WindowsInstance{}
 	return wi, m.env.Client.Get(ctx, client.ObjectKey{Name: r.host.Name}, wi)
@@ -532,17 +548,13 @@ func (m *matrix) hostKeyChanged(ctx context.Context, r *row) {
 	if m.waitStopped(ctx, r, []string{instance.ReasonHostKeyMismatch}, []string{instance.ReasonHostKeyMismatch, "ConnectionFailed"}) {
 		g := rowGomega()
 		// The admin checks the new key and pins it.
-		wi, err := m.get(ctx, r)
-		g.Expect(err).NotTo(HaveOccurred())
 		var newKey string
 		select {
 		case newKey = <-keys:
 		default:
 		}
 		g.Expect(newKey).NotTo(BeEmpty(), "the host key was not rotated")
-		patch := client.MergeFrom(wi.DeepCopy())
-		wi.Spec.HostKey = newKey
-		g.Expect(m.env.Client.Patch(ctx, wi, patch)).To(Succeed())
+		m.patchInstance(ctx, r, func(wi *wmcov1.WindowsInstance) { wi.Spec.HostKey = newKey })
 		r.fixed, r.fix = time.Now(), "spec.hostKey set to the new key"
 	}
 	m.waitDone(ctx, r, 4*time.Minute)
@@ -550,7 +562,6 @@ func (m *matrix) hostKeyChanged(ctx context.Context, r *row) {
 
 func (m *matrix) keySecretDeleted(ctx context.Context, r *row) {
 	name := "key-" + r.host.Name
-	g := rowGomega()
 	del := func() {
 		go func() {
 			_ = m.env.Client.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: m.env.Namespace}})
@@ -564,10 +575,17 @@ func (m *matrix) keySecretDeleted(ctx context.Context, r *row) {
 		m.begin(ctx, r, "")
 	}
 	if m.waitStopped(ctx, r, []string{instance.ReasonSecretNotFound}, []string{instance.ReasonSecretNotFound, "ConnectionFailed"}) {
-		g.Expect(m.env.Client.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: m.env.Namespace},
-			Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: m.env.KeyPEM},
-		})).To(Succeed())
+		rowGomega().Eventually(func() error {
+			err := m.env.Client.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: m.env.Namespace},
+				Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: m.env.KeyPEM},
+			})
+			if apierrors.IsAlreadyExists(err) {
+				// An attempt whose answer a kube-apiserver restart lost.
+				return nil
+			}
+			return err
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
 		r.fixed, r.fix = time.Now(), "Secret created again"
 	}
 	m.waitDone(ctx, r, 4*time.Minute)
@@ -585,15 +603,12 @@ func (m *matrix) clockFarOff(ctx context.Context, r *row) {
 	if m.waitStopped(ctx, r, []string{"ClockSkew"}, []string{"PreflightFailed"}) {
 		r.host.SetClockSkew(0)
 		// The admin resyncs the clock and asks for another look.
-		g := rowGomega()
-		wi, err := m.get(ctx, r)
-		g.Expect(err).NotTo(HaveOccurred())
-		patch := client.MergeFrom(wi.DeepCopy())
-		if wi.Annotations == nil {
-			wi.Annotations = map[string]string{}
-		}
-		wi.Annotations["faults.wmco.io/clock-synced"] = time.Now().UTC().Format(time.RFC3339)
-		g.Expect(m.env.Client.Patch(ctx, wi, patch)).To(Succeed())
+		m.patchInstance(ctx, r, func(wi *wmcov1.WindowsInstance) {
+			if wi.Annotations == nil {
+				wi.Annotations = map[string]string{}
+			}
+			wi.Annotations["faults.wmco.io/clock-synced"] = time.Now().UTC().Format(time.RFC3339)
+		})
 		r.fixed, r.fix = time.Now(), "clock resynced; instance annotated"
 	} else {
 		r.host.SetClockSkew(0)
