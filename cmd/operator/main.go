@@ -164,6 +164,8 @@ func run(o options) error {
 		return fmt.Errorf("--memory-limit: %w", err)
 	}
 	log.Info("Go memory limit", "bytes", memLimit, "source", memSource)
+	gcPercent, gcSource := memlimit.ApplyGCPercent(os.Getenv("GOGC"))
+	log.Info("Go garbage collector target", "percent", gcPercent, "source", gcSource)
 	if o.namespace == "" {
 		o.namespace = os.Getenv("POD_NAMESPACE")
 	}

@@ -34,6 +34,9 @@ const (
 	SourceEnv    = "GOMEMLIMIT"
 	SourceCgroup = "cgroup"
 	SourceNone   = "none"
+	// Of the collector's target (GCPercent).
+	SourceGOGC    = "GOGC"
+	SourceDefault = "default"
 )
 
 // CgroupPercent of the container's memory limit is the default soft
@@ -176,4 +179,27 @@ func ParseLimit(s string) (int64, error) {
 		return 0, nil
 	}
 	return n, nil
+}
+
+// DefaultGCPercent is the garbage collector's target (GOGC) when the
+// environment sets none: the heap may grow by half what is live before a
+// collection, not by all of it (Go's default, 100). The operator's live
+// heap is small (about 10 MiB with 500 Windows Nodes cached), so the
+// collections this adds cost little CPU, and an idle operator keeps about
+// 5 MiB less resident.
+const DefaultGCPercent = 50
+
+// ApplyGCPercent sets the collector's target to DefaultGCPercent unless
+// env ($GOGC) is set, in which case the runtime has applied it already
+// and it is left alone. It returns the target in effect (-1: off) and its
+// source, SourceGOGC or SourceDefault.
+func ApplyGCPercent(env string) (int, string) {
+	if strings.TrimSpace(env) != "" {
+		// SetGCPercent returns the previous target: read, then restore.
+		percent := debug.SetGCPercent(100)
+		debug.SetGCPercent(percent)
+		return percent, SourceGOGC
+	}
+	debug.SetGCPercent(DefaultGCPercent)
+	return DefaultGCPercent, SourceDefault
 }

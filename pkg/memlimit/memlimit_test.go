@@ -9,6 +9,7 @@ package memlimit_test
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,4 +137,27 @@ func TestCgroupLimit(t *testing.T) {
 	}
 	_, err := memlimit.CgroupLimit(filepath.Join(t.TempDir(), "absent"), "/")
 	NewWithT(t).Expect(err).To(HaveOccurred())
+}
+
+// Without $GOGC the collector's target becomes memlimit.DefaultGCPercent; with it,
+// what the runtime took from it stays.
+func TestApplyGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+
+	percent, source := memlimit.ApplyGCPercent("")
+	if percent != memlimit.DefaultGCPercent || source != memlimit.SourceDefault {
+		t.Errorf("without GOGC: %d from %s, want %d from %s", percent, source, memlimit.DefaultGCPercent, memlimit.SourceDefault)
+	}
+	if got := debug.SetGCPercent(80); got != memlimit.DefaultGCPercent {
+		t.Errorf("the runtime's target is %d, want %d", got, memlimit.DefaultGCPercent)
+	}
+	// The runtime read GOGC=80 at start-up, say.
+	percent, source = memlimit.ApplyGCPercent("80")
+	if percent != 80 || source != memlimit.SourceGOGC {
+		t.Errorf("with GOGC: %d from %s, want 80 from %s", percent, source, memlimit.SourceGOGC)
+	}
+	if got := debug.SetGCPercent(100); got != 80 {
+		t.Errorf("the runtime's target is %d, want it left at 80", got)
+	}
 }
