@@ -2,13 +2,16 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	configv1 "github.com/openshift/api/config/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"github.com/openwmco/wmco/controllers/clusterconfig"
 	"github.com/openwmco/wmco/controllers/core"
@@ -137,6 +140,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		}
 		o.ClusterSource = src
 	}
+	if err := mgr.AddReadyzCheck("cluster-configuration", ClusterConfigurationRead(mgr.Elected(), o.ClusterSource)); err != nil {
+		return fmt.Errorf("add the cluster configuration readiness check: %w", err)
+	}
 	// Bootstrap credentials are read live: one is issued moments before
 	// the CSR it authenticates. OpenShift's nodes bootstrap as its
 	// node-bootstrapper service account; elsewhere each host gets a
@@ -217,4 +223,25 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}
 	metrics.SetInstanceReader(mgr.GetClient())
 	return nil
+}
+
+// ClusterConfigurationRead is a readiness check: the leader (elected
+// closed) is ready once src has read the cluster's configuration, so that
+// a Ready operator acts on a host listed from then on at once rather than
+// after its controllers' start-up. A replica waiting to lead is ready: it
+// has nothing to read until it leads, and a rolling update waits for the
+// new replica to be ready before the old one, which holds the lease,
+// goes.
+func ClusterConfigurationRead(elected <-chan struct{}, src core.ClusterSource) healthz.Checker {
+	return func(*http.Request) error {
+		select {
+		case <-elected:
+		default:
+			return nil
+		}
+		if _, problem := src.ClusterFacts(); problem == core.ClusterProblemReading {
+			return errors.New(problem)
+		}
+		return nil
+	}
 }

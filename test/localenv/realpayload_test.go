@@ -89,7 +89,7 @@ func TestRealPayload(t *testing.T) {
 	out, err := exec.CommandContext(ctx, env.Cluster.Kubectl(), "--kubeconfig", env.Cluster.KubeconfigPath, "get", "wi", h.IP).CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), string(out))
 	t.Logf("kubectl get wi:\n%s", out)
-	g.Expect(string(out)).To(MatchRegexp(`(?m)^NAME\s+ADDRESS\s+NODE\s+PHASE\s+READY\s+KUBELET\s+AGE$`))
+	g.Expect(string(out)).To(MatchRegexp(`(?m)^NAME\s+ADDRESS\s+NODE\s+PHASE\s+READY\s+KUBELET\s+UPGRADE\s+AGE$`))
 	g.Expect(string(out)).To(MatchRegexp(`(?m)^` + regexp.QuoteMeta(h.IP) + `\s+.*\s+Ready\s+True\s+` + regexp.QuoteMeta(kubelet.Version) + `\s`))
 
 	// Every file is on the host, byte for byte, in the version's directory.
