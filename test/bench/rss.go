@@ -484,8 +484,8 @@ func (m *rssResult) whereMemoryGoes() string {
 	fmt.Fprintf(&b, "The other %s is anonymous: the Go runtime's", fmtBytes(l.Anon))
 	if g.HeapAlloc > 0 {
 		fmt.Fprintf(&b, " heap (%s allocated, in %s of spans;\n", fmtBytes(g.HeapAlloc), fmtBytes(g.HeapInuse))
-		fmt.Fprintf(&b, "the collector lets it grow to %s, twice what was live at the last\n", fmtBytes(g.NextGC))
-		fmt.Fprintf(&b, "collection or less under a memory limit), %s of goroutine stacks, and its own\n", fmtBytes(g.Stacks))
+		fmt.Fprintf(&b, "the collector lets it grow to %s, by GOGC (the operator's default 50: half) over what\n", fmtBytes(g.NextGC))
+		fmt.Fprintf(&b, "was live at the last collection, or less under a memory limit), %s of goroutine stacks, and its own\n", fmtBytes(g.Stacks))
 		b.WriteString("metadata and freed pages not yet returned to the OS.\n")
 	} else {
 		b.WriteString(" heap, stacks and metadata.\n")
