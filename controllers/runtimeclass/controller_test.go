@@ -125,7 +125,13 @@ func TestRuntimeClassPerWindowsBuild(t *testing.T) {
 		g.Expect(pod.Spec.NodeSelector).To(HaveKeyWithValue("kubernetes.io/os", "windows"), rc)
 		g.Expect(pod.Spec.Tolerations).To(ContainElement(windowsTaint), rc)
 		for _, n := range []*corev1.Node{oldNode, curNode} {
-			g.Expect(schedulable(pod, n)).To(Equal(n == fits), "pod of %s on node %s", rc, n.Name)
+			// The Node as it is now: the node lifecycle controller lifts
+			// its not-ready taint a moment after the instance is Ready.
+			g.Eventually(func(g Gomega) {
+				now := &corev1.Node{}
+				g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(n), now)).To(Succeed())
+				g.Expect(schedulable(pod, now)).To(Equal(n == fits), "pod of %s on node %s (taints %v)", rc, n.Name, now.Spec.Taints)
+			}).WithTimeout(30 * time.Second).Should(Succeed())
 		}
 	}
 	// A pod that asks for another build than its RuntimeClass is refused.

@@ -374,7 +374,9 @@ func TestFailedKubeletUpgradeRollsBack(t *testing.T) {
 
 	// Rollback: the services run from the previous folder again.
 	var rolled wicdapi.ApplyResult
-	g.Expect(runJSON(ctx, g, sess, &rolled, wicdapi.RollbackArg)).To(Equal(0))
+	out, code := runAgent(ctx, g, sess, wicdapi.AgentPath, wicdapi.RollbackArg)
+	g.Expect(code).To(Equal(0), "rollback: %s", out)
+	g.Expect(json.Unmarshal(out, &rolled)).To(Succeed(), string(out))
 	g.Expect(rolled.Changes).To(ContainElement(Or(
 		Equal(wicdapi.Change{Kind: "service", Name: nodeconfig.ServiceKubelet, Action: "started"}),
 		// kubelet depends on containerd, which restarts
