@@ -670,28 +670,29 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	}
 	setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + m.Version})
 	s.applied = m.Version
-	if r.replanNeeded(s, in.HostSubnet) {
+	if subnet, ok := r.replanSubnet(s, in.HostSubnet); ok {
 		// The kubelet registered while the services started and the Node
 		// has its subnet now: the plan with the CNI configuration and
 		// kube-proxy goes on at once, not after another reconcile has
 		// gathered the host's facts again.
 		s.replanned = true
-		s.log.Info("The Node registered during the apply; applying the plan with its subnet", "hostSubnet", r.hostSubnet(s, s.node))
+		s.log.Info("The Node registered during the apply; applying the plan with its subnet", "hostSubnet", subnet)
 		return r.reconcilePlan(ctx, s)
 	}
 	return ctrl.Result{}, r.upgradeApplied(ctx, s)
 }
 
-// replanNeeded says whether a plan rendered with rendered as host subnet
-// should be rendered and applied again in the same reconcile: once, when
-// the instance's Node (s.node, read after the apply) has a subnet the plan
-// lacked. Never during an upgrade, whose steps follow each apply.
-func (r *Reconciler) replanNeeded(s *scope, rendered string) bool {
+// replanSubnet returns the subnet, and true, when a plan rendered with
+// rendered as host subnet should be rendered and applied again in the
+// same reconcile: once, when the instance's Node (s.node, read after the
+// apply) has a subnet the plan lacked. Never during an upgrade, whose
+// steps follow each apply.
+func (r *Reconciler) replanSubnet(s *scope, rendered string) (string, bool) {
 	if s.replanned || s.wi.Status.Upgrade != nil || s.node == nil || !core.OwnsNode(s.wi, s.node) {
-		return false
+		return "", false
 	}
 	subnet := r.hostSubnet(s, s.node)
-	return subnet != "" && subnet != rendered
+	return subnet, subnet != "" && subnet != rendered
 }
 
 // hostSubnet is the pod subnet of the host whose Node is node under the

@@ -34,7 +34,7 @@ const (
 	SourceEnv    = "GOMEMLIMIT"
 	SourceCgroup = "cgroup"
 	SourceNone   = "none"
-	// Of the collector's target (GCPercent).
+	// Of the collector's target (ApplyGCPercent).
 	SourceGOGC    = "GOGC"
 	SourceDefault = "default"
 )
