@@ -1,6 +1,9 @@
 package instance_test
 
 import (
+	"io/fs"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 
 	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/ctrltest"
+	"github.com/openwmco/wmco/test/winsim"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
@@ -49,6 +53,37 @@ func TestOlderRunningAgentIsUpgradedInPlace(t *testing.T) {
 
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
 	ctrltest.ExpectHostClean(g, h)
+}
+
+// A host without the agent (its first contact) gets it uploaded straight
+// into place, verified by certutil: no staging, no self-upgrade, nothing
+// read back.
+func TestNewHostGetsTheAgentInPlace(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := ctrltest.StartHosts(t, 1, simagent.Options{})
+	h := hosts[0]
+	var (
+		mu       sync.Mutex
+		requests []string
+	)
+	defer h.Host.Observe(winsim.Observer{Request: func(r winsim.Request) func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Kind == "exec" {
+			requests = append(requests, strings.Join(r.Args, " "))
+		}
+		return nil
+	}})()
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: 1})
+	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
+	ctrltest.WaitReady(t, h.Name, 90*time.Second)
+
+	g.Expect(h.Host.Disk().Stat(wicdapi.AgentStagingPath)).Error().To(MatchError(fs.ErrNotExist), "nothing staged")
+	mu.Lock()
+	defer mu.Unlock()
+	g.Expect(requests).To(ContainElement(`certutil.exe -hashfile C:\k\wicd.exe.wmco-upload SHA256`))
+	g.Expect(requests).NotTo(ContainElement(ContainSubstring("self-upgrade")))
 }
 
 // Deleting the hybrid-overlay HNS networks resets the SSH session running

@@ -172,22 +172,8 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 	if err == nil && strings.EqualFold(facts.Files[wicdapi.AgentPath], agent.SHA256) {
 		s.facts = facts
 	} else {
-		// Windows refuses to replace the agent while its service runs it:
-		// the new agent goes to the staging path and replaces the old one
-		// itself (the upgrade protocol of package wicdapi).
-		s.log.Info("Uploading agent", "path", wicdapi.AgentStagingPath)
-		if err := r.upload(ctx, s, s.selected.Dir, agent, wicdapi.AgentStagingPath); err != nil {
-			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
+		if err := r.installAgent(ctx, s, agent, err != nil && r.agentMissing(ctx, s)); err != nil {
 			return ctrl.Result{}, err
-		}
-		s.log.Info("Replacing agent", "path", wicdapi.AgentPath)
-		var up wicdapi.SelfUpgradeResult
-		if err := r.runAgentAt(ctx, s, wicdapi.AgentStagingPath, wicdapi.SelfUpgradeTimeout, &up, wicdapi.SelfUpgradeArg); err != nil {
-			setConfiguredCondition(s.wi, outcome{reason: ReasonAgentFailed, message: "replace the agent: " + err.Error()})
-			return ctrl.Result{}, err
-		}
-		if up.Changed && up.From != "" {
-			r.event(s, false, "AgentUpgraded", "Agent %s replaced agent %s", up.To, up.From)
 		}
 		facts = &wicdapi.Facts{}
 		if err := r.runAgent(ctx, s, facts, "facts"); err != nil {
@@ -241,6 +227,47 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 		wi.Status.NodeName = want
 	}
 	return ctrl.Result{}, nil
+}
+
+// installAgent puts the payload's agent on the host. Windows refuses to
+// replace the agent while its service runs it: the new agent goes to the
+// staging path and replaces the old one itself. Where there is none
+// (missing), nothing can run it, and it is uploaded into place (the
+// upgrade protocol of package wicdapi).
+func (r *Reconciler) installAgent(ctx context.Context, s *scope, agent payload.File, missing bool) error {
+	if missing {
+		s.log.Info("Installing agent", "path", wicdapi.AgentPath)
+		if err := r.upload(ctx, s, s.selected.Dir, agent, wicdapi.AgentPath); err != nil {
+			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
+			return err
+		}
+		return nil
+	}
+	s.log.Info("Uploading agent", "path", wicdapi.AgentStagingPath)
+	if err := r.upload(ctx, s, s.selected.Dir, agent, wicdapi.AgentStagingPath); err != nil {
+		setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
+		return err
+	}
+	s.log.Info("Replacing agent", "path", wicdapi.AgentPath)
+	var up wicdapi.SelfUpgradeResult
+	if err := r.runAgentAt(ctx, s, wicdapi.AgentStagingPath, wicdapi.SelfUpgradeTimeout, &up, wicdapi.SelfUpgradeArg); err != nil {
+		setConfiguredCondition(s.wi, outcome{reason: ReasonAgentFailed, message: "replace the agent: " + err.Error()})
+		return err
+	}
+	if up.Changed && up.From != "" {
+		r.event(s, false, "AgentUpgraded", "Agent %s replaced agent %s", up.To, up.From)
+	}
+	return nil
+}
+
+// agentMissing tells whether the host has no agent binary at all, as on
+// its first contact: only then may the agent be uploaded over its path.
+// A host that cannot tell counts as having one.
+func (r *Reconciler) agentMissing(ctx context.Context, s *scope) bool {
+	sctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	_, err := s.session.Stat(sctx, wicdapi.AgentPath)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // rebootRequeue is how soon a rebooting host is looked at again: nothing

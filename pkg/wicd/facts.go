@@ -162,11 +162,18 @@ func renamed(files Files, cache map[string]hashCacheEntry, info fs.FileInfo) (ha
 // record its result in the hash cache; the cache is only a cache.
 const hashRecordWait = 2 * time.Second
 
+// hashRecordMinSize is the least size of a file `wicd hash` records in
+// the hash cache. Hashing a smaller file again costs less than waiting
+// for the host lock, which `wicd run` holds while it re-applies the plan:
+// the plan and staging files the operator uploads, a few KiB each, are
+// verified without that wait.
+const hashRecordMinSize = 1 << 20
+
 // hashAndRemember is `wicd hash`: the file's SHA-256, also recorded in
 // the hash cache (under the host lock, as other commands of the agent
 // may write it) when the file did not change while it was read, so that
 // facts do not read an uploaded file again once it is renamed into place
-// (renamed).
+// (renamed). Files under hashRecordMinSize are not recorded.
 func hashAndRemember(ctx context.Context, b *Backend, path string) (*wicdapi.HashResult, error) {
 	before, err := b.Files.Stat(path)
 	if err != nil {
@@ -181,6 +188,9 @@ func hashAndRemember(ctx context.Context, b *Backend, path string) (*wicdapi.Has
 	}
 	after, err := b.Files.Stat(path)
 	if err != nil || !underDir(path, wicdapi.InstallRoot) || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) || after.Size() != res.Size {
+		return res, nil
+	}
+	if after.Size() < hashRecordMinSize {
 		return res, nil
 	}
 	lctx, cancel := context.WithTimeout(ctx, hashRecordWait)

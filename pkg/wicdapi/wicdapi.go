@@ -236,8 +236,11 @@ type AuthorizedKeysResult struct {
 
 // The agent upgrade protocol. Windows refuses to replace or delete the
 // executable of a running process ("Access is denied"), so the operator
-// never uploads over AgentPath while the agent service may run it. To put
-// a new agent on a host, the operator:
+// never uploads over AgentPath while the agent service may run it. On a
+// host where AgentPath does not exist, nothing can run it: the operator
+// uploads the agent there directly (the upload verified with the host's
+// certutil, as there is no agent to hash it yet). To put a new agent on a
+// host that has one, the operator:
 //
 //  1. uploads the new binary to AgentStagingPath (SFTP to a temporary name,
 //     sha256 verified, renamed into place, as every upload);

@@ -13,6 +13,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,10 @@ type csrResult struct {
 	// requests are the API requests received from the first create until
 	// a few seconds after the last approval (--count-requests).
 	requests requestCounts
+	// closedWatches is how many watches of CSRs the API server closed
+	// during the burst because their watcher fell behind
+	// (apiserver_terminated_watchers_total); -1 when it could not be read.
+	closedWatches int
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -293,6 +298,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	pids := p.cluster.PIDs()
 	pids["operator"] = op.PID()
 	cpu0 := takeCPU(pids)
+	closed0 := terminatedCSRWatchers(ctx, p.clientset)
 	t0 := time.Now()
 	close(fire)
 	wg.Wait()
@@ -315,6 +321,11 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	}
 	cpu := takeCPU(pids).since(cpu0)
 	logf("CSR: CPU time during the burst: %s", cpu)
+	closedWatches := -1
+	if closed1 := terminatedCSRWatchers(ctx, p.clientset); closed0 >= 0 && closed1 >= 0 {
+		closedWatches = closed1 - closed0
+		logf("CSR: watches of CSRs the API server closed during the burst for falling behind: %d", closedWatches)
+	}
 	prof.finish(ctx)
 	var requests requestCounts
 	if auditLog != "" {
@@ -328,7 +339,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 
 	mu.Lock()
 	defer mu.Unlock()
-	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests}
+	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches}
 	res.pending = n - res.approved - res.denied
 	var lat, create []time.Duration
 	var last time.Time
@@ -403,4 +414,29 @@ func nodeCSR(node string) ([]byte, error) {
 		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// terminatedCSRWatchers reads how many CSR watchers the API server has
+// closed for falling behind (its apiserver_terminated_watchers_total for
+// certificatesigningrequests); -1 when the metric cannot be read. The
+// counter appears with the first such closure: absent is 0.
+func terminatedCSRWatchers(ctx context.Context, cs kubernetes.Interface) int {
+	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		logf("CSR: read the API server's metrics: %v", err)
+		return -1
+	}
+	n := 0
+	for line := range strings.Lines(string(raw)) {
+		if !strings.HasPrefix(line, "apiserver_terminated_watchers_total{") || !strings.Contains(line, `resource="certificatesigningrequests"`) {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			return -1
+		}
+		n += int(v)
+	}
+	return n
 }

@@ -129,7 +129,7 @@ func joinPhases(t *timeline, t0 time.Time) []phaseShare {
 	}
 	marks := []milestone{
 		{"operator picks the host up, SSH connect", "Connection opened", ""},
-		{"agent (upload, self-upgrade) and facts", "Command started", " preflight"},
+		{"agent (upload, install or self-upgrade) and facts", "Command started", " preflight"},
 		{"preflight", "Command finished", " preflight"},
 		{"payload: staging on the host, upload, plan", "Command started", " apply"},
 		{"apply: files, services started", "Command finished", " apply"},

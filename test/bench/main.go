@@ -53,6 +53,8 @@ import (
 
 // config is what the flags set.
 type config struct {
+	// keepWork keeps the working directory at the end (--keep-work).
+	keepWork bool
 	operator string
 	out      string
 	phases   map[string]bool
@@ -182,6 +184,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 8, "parallel API clients creating the memory phase's objects")
 	flag.DurationVar(&c.settleMin, "settle", 30*time.Second, "the operator settles at least this long before its memory is read (until VmHWM stays flat for 20s)")
 	flag.DurationVar(&c.settleMax, "settle-max", 3*time.Minute, "bound of the settling")
+	flag.BoolVar(&c.keepWork, "keep-work", false, "keep the working directory (the control planes' and operators' logs) instead of removing it at the end, and print its path")
 	flag.Parse()
 
 	var err error
@@ -261,6 +264,10 @@ func run(c config) int {
 		return 1
 	}
 	defer func() {
+		if c.keepWork {
+			logf("Kept %s", work)
+			return
+		}
 		if err := os.RemoveAll(work); err != nil {
 			logf("Removing %s: %v", work, err)
 		}

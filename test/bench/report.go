@@ -230,7 +230,11 @@ func (r *report) results(heading string) string {
 	if r.csrs != nil {
 		fmt.Fprintf(&b, "%s 3. CSR approval latency\n\n%s\n", heading, r.csrTable())
 		for _, c := range r.csrs {
-			fmt.Fprintf(&b, "CPU time during the burst of %d: %s.\n\n", c.n, c.cpu)
+			fmt.Fprintf(&b, "CPU time during the burst of %d: %s.", c.n, c.cpu)
+			if c.closedWatches >= 0 {
+				fmt.Fprintf(&b, " Watches of CSRs the API server closed during it for falling behind: %d.", c.closedWatches)
+			}
+			b.WriteString("\n\n")
 			if c.requests != nil {
 				fmt.Fprintf(&b, "API requests during the burst of %d (until 3 s after the last approval):\n\n%s\n", c.n, c.requests.perCSR(c.n))
 			}

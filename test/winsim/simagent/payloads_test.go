@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -398,4 +399,31 @@ func TestStagedAndAppliedCopiesAreNotHashedAgainByFacts(t *testing.T) {
 	for p, data := range copies {
 		g.Expect(facts.Files).To(HaveKeyWithValue(p, sha256Hex(randomBytes("other "+p, len(data)))), "%s changed: hashed again", p)
 	}
+}
+
+// `wicd hash` records a payload-sized file in the hash cache, so that facts
+// need not read it again once it is renamed into place, but not a file of
+// a few KiB (the plans the operator uploads): hashing those again costs
+// less than waiting for the host lock `wicd run` holds.
+func TestHashRecordsOnlyFilesWorthRemembering(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{})
+	disk := node.Host.Disk()
+	upload(ctx, g, sess, wicdapi.AgentPath, simagent.AgentImage("v1"))
+	small, large := randomBytes("small", 4<<10), randomBytes("large", 1<<20)
+	smallPath, largePath := payloadPath("v1", "small.json.wmco-upload"), payloadPath("v1", "large.exe.wmco-upload")
+	g.Expect(disk.WriteFile(smallPath, small)).To(Succeed())
+	g.Expect(disk.WriteFile(largePath, large)).To(Succeed())
+
+	for p, data := range map[string][]byte{smallPath: small, largePath: large} {
+		var res wicdapi.HashResult
+		run(ctx, g, sess, &res, "hash", p)
+		g.Expect(res.SHA256).To(Equal(sha256Hex(data)), p)
+		g.Expect(res.Size).To(Equal(int64(len(data))), p)
+	}
+	cache, err := disk.ReadFile(wicdapi.InstallRoot + `\.wicd-hashes.json`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(strings.ToLower(string(cache))).To(ContainSubstring(sha256Hex(large)), "the large file is recorded")
+	g.Expect(strings.ToLower(string(cache))).NotTo(ContainSubstring(sha256Hex(small)), "the small file is not")
 }

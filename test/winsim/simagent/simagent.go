@@ -186,6 +186,9 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 	if err := h.RegisterProgram(`C:\Windows\System32\shutdown.exe`, winsim.ProgramFunc(n.shutdown)); err != nil {
 		return nil, err
 	}
+	if err := h.RegisterProgram(certutilPath, winsim.ProgramFunc(n.certutil)); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
