@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,10 @@ type joinResult struct {
 	// settings allow.
 	phases []phaseShare
 	floor  joinFloor
+	// samples are the durations of every run of this N and concurrency
+	// when it was run more than once (N=1: --t1-runs); this result is the
+	// median run's.
+	samples []time.Duration
 }
 
 // stallWatch notices hosts whose Node stays NotReady for 8s although the
@@ -142,7 +148,11 @@ func runJoinPhase(ctx context.Context, c config, r *report) error {
 				return ctx.Err()
 			}
 			idle := c.phases["idle"] && i == 0 && n == largest
-			res, idles, err := runJoin(ctx, c, r, n, conc, idle)
+			runs := 1
+			if n == 1 {
+				runs = max(1, c.t1Runs)
+			}
+			res, idles, err := runJoinMedian(ctx, c, r, n, conc, idle, runs)
 			if err != nil {
 				logf("Join N=%d concurrency=%d: %v", n, conc, err)
 				errs = append(errs, fmt.Errorf("join N=%d concurrency=%d: %w", n, conc, err))
@@ -155,6 +165,42 @@ func runJoinPhase(ctx context.Context, c config, r *report) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// runJoinMedian runs the join of n hosts runs times and returns the
+// median run's result (by duration, the slower middle one for an even
+// count), with every run's duration; the idle measurement follows the
+// last run. A failed run ends the series with its error.
+func runJoinMedian(ctx context.Context, c config, r *report, n, conc int, idle bool, runs int) (*joinResult, []idleResult, error) {
+	var done []*joinResult
+	for i := range runs {
+		res, idles, err := runJoin(ctx, c, r, n, conc, idle && i == runs-1)
+		if err != nil || runs == 1 {
+			return res, idles, err
+		}
+		done = append(done, res)
+		if i < runs-1 {
+			freeMemory()
+			continue
+		}
+		slices.SortFunc(done, func(a, b *joinResult) int { return cmp.Compare(a.duration, b.duration) })
+		med := done[len(done)/2]
+		for _, d := range done {
+			med.samples = append(med.samples, d.duration)
+		}
+		logf("Join N=%d concurrency=%d: median of %d runs %s (%s)", n, conc, runs, fmtDur(med.duration), fmtDurs(med.samples))
+		return med, idles, nil
+	}
+	return nil, nil, nil
+}
+
+// fmtDurs lists durations, comma-separated.
+func fmtDurs(ds []time.Duration) string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = fmtDur(d)
+	}
+	return strings.Join(out, ", ")
 }
 
 // runJoin starts a fresh environment with n hosts, lists them all in the

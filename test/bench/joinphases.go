@@ -248,6 +248,9 @@ func (r *report) phaseTable() string {
 	out += fmt.Sprintf("\nFloor: %s = the payload's %s at %.0f MB/s (%s) + %d service starts that must follow each other (%s) at %s each (%s). T(1) is %.2f× the floor.\n",
 		fmtDur(f.total()), fmtBytes(f.payloadBytes), r.cfg.bandwidthMB, fmtDur(f.transfer), len(f.chain), strings.Join(f.chain, " → "),
 		fmtDur(r.cfg.serviceDelay), fmtDur(f.starts), j.duration.Seconds()/f.total().Seconds())
+	if len(j.samples) > 1 {
+		out += fmt.Sprintf("\nT(1) and its phases are the median of %d joins of one host (%s), here and in the tables above.\n", len(j.samples), fmtDurs(j.samples))
+	}
 	return out
 }
 

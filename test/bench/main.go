@@ -55,6 +55,8 @@ import (
 type config struct {
 	// keepWork keeps the working directory at the end (--keep-work).
 	keepWork bool
+	// t1Runs is how many times each N=1 join runs; T(1) is the median.
+	t1Runs   int
 	operator string
 	out      string
 	phases   map[string]bool
@@ -184,6 +186,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 8, "parallel API clients creating the memory phase's objects")
 	flag.DurationVar(&c.settleMin, "settle", 30*time.Second, "the operator settles at least this long before its memory is read (until VmHWM stays flat for 20s)")
 	flag.DurationVar(&c.settleMax, "settle-max", 3*time.Minute, "bound of the settling")
+	flag.IntVar(&c.t1Runs, "t1-runs", 3, "how many times each N=1 join runs; T(1) and its phases are the median run's (a single join varies by a few hundred ms)")
 	flag.BoolVar(&c.keepWork, "keep-work", false, "keep the working directory (the control planes' and operators' logs) instead of removing it at the end, and print its path")
 	flag.Parse()
 
