@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -487,8 +488,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Channel(r.wake.bell, handler.EnqueueRequestsFromMapFunc(r.wokenInstances))).
 		// Enough workers for the largest maxParallelConfigurations the
 		// API allows; the slots hold the configured bound.
-		WithOptions(controller.Options{MaxConcurrentReconciles: maxWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxWorkers, RateLimiter: retryLimiter()}).
 		Complete(r)
+}
+
+// retryLimiter spaces the retries of each instance whose reconcile failed
+// (5 ms doubling up to 1000 s, as controller-runtime's default), with no
+// bucket shared by all instances: controller-runtime's default also holds
+// every retry to 10 per second over the whole controller, so 25 hosts
+// refusing connections, retried at once, kept a good host's retry (a
+// status conflict) waiting for seconds behind theirs.
+func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, 1000*time.Second)
 }
 
 // nodeChangedPredicate lets through the Node events the controller acts
