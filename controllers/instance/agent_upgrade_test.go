@@ -2,6 +2,7 @@ package instance_test
 
 import (
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -81,9 +82,13 @@ func TestNewHostGetsTheAgentInPlace(t *testing.T) {
 
 	g.Expect(h.Host.Disk().Stat(wicdapi.AgentStagingPath)).Error().To(MatchError(fs.ErrNotExist), "nothing staged")
 	mu.Lock()
-	defer mu.Unlock()
-	g.Expect(requests).To(ContainElement(`certutil.exe -hashfile C:\k\wicd.exe.wmco-upload SHA256`))
-	g.Expect(requests).NotTo(ContainElement(ContainSubstring("self-upgrade")))
+	seen := slices.Clone(requests)
+	mu.Unlock()
+	g.Expect(seen).To(ContainElement(`certutil.exe -hashfile C:\k\wicd.exe.wmco-upload SHA256`))
+	g.Expect(seen).NotTo(ContainElement(ContainSubstring("self-upgrade")))
+
+	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
+	ctrltest.ExpectHostClean(g, h)
 }
 
 // Deleting the hybrid-overlay HNS networks resets the SSH session running
