@@ -235,18 +235,17 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 // (missing), nothing can run it, and it is uploaded into place (the
 // upgrade protocol of package wicdapi).
 func (r *Reconciler) installAgent(ctx context.Context, s *scope, agent payload.File, missing bool) error {
+	dst, msg := wicdapi.AgentStagingPath, "Uploading agent"
 	if missing {
-		s.log.Info("Installing agent", "path", wicdapi.AgentPath)
-		if err := r.upload(ctx, s, s.selected.Dir, agent, wicdapi.AgentPath); err != nil {
-			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
-			return err
-		}
-		return nil
+		dst, msg = wicdapi.AgentPath, "Installing agent"
 	}
-	s.log.Info("Uploading agent", "path", wicdapi.AgentStagingPath)
-	if err := r.upload(ctx, s, s.selected.Dir, agent, wicdapi.AgentStagingPath); err != nil {
+	s.log.Info(msg, "path", dst)
+	if err := r.upload(ctx, s, s.selected.Dir, agent, dst); err != nil {
 		setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
 		return err
+	}
+	if missing {
+		return nil
 	}
 	s.log.Info("Replacing agent", "path", wicdapi.AgentPath)
 	var up wicdapi.SelfUpgradeResult
