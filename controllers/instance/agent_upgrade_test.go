@@ -2,9 +2,6 @@ package instance_test
 
 import (
 	"io/fs"
-	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,27 +61,15 @@ func TestNewHostGetsTheAgentInPlace(t *testing.T) {
 	ctx := t.Context()
 	hosts := ctrltest.StartHosts(t, 1, simagent.Options{})
 	h := hosts[0]
-	var (
-		mu       sync.Mutex
-		requests []string
-	)
-	defer h.Host.Observe(winsim.Observer{Request: func(r winsim.Request) func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if r.Kind == "exec" {
-			requests = append(requests, strings.Join(r.Args, " "))
-		}
-		return nil
-	}})()
+	var log winsim.RequestLog
+	defer log.Record(h.Host)()
 	ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: 1})
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
 	ctrltest.WaitReady(t, h.Name, 90*time.Second)
 
 	g.Expect(h.Host.Disk().Stat(wicdapi.AgentStagingPath)).Error().To(MatchError(fs.ErrNotExist), "nothing staged")
-	mu.Lock()
-	seen := slices.Clone(requests)
-	mu.Unlock()
-	g.Expect(seen).To(ContainElement(`certutil.exe -hashfile C:\k\wicd.exe.wmco-upload SHA256`))
+	seen := log.Requests()
+	g.Expect(seen).To(ContainElement(`exec certutil.exe -hashfile C:\k\wicd.exe.wmco-upload SHA256`))
 	g.Expect(seen).NotTo(ContainElement(ContainSubstring("self-upgrade")))
 
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)

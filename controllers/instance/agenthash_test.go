@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
-	"sync"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -38,23 +37,14 @@ func TestAgentHashBeforeTheAgentIsThere(t *testing.T) {
 			g.Expect(h.Disk().WriteFile(path, data)).To(Succeed())
 			sess := cacheDial(t, target)
 
-			var (
-				mu       sync.Mutex
-				requests []string
-			)
-			defer h.Observe(winsim.Observer{Request: func(r winsim.Request) func() {
-				mu.Lock()
-				defer mu.Unlock()
-				requests = append(requests, r.Kind+" "+strings.Join(r.Args, " "))
-				return nil
-			}})()
+			var log winsim.RequestLog
+			defer log.Record(h)()
 			sum, err := AgentHash(t.Context(), sess, path)
 			g.Expect(err).NotTo(HaveOccurred())
 			want := sha256.Sum256(data)
 			g.Expect(sum).To(Equal(hex.EncodeToString(want[:])))
 
-			mu.Lock()
-			defer mu.Unlock()
+			requests := log.Requests()
 			g.Expect(requests).To(ContainElement(`exec C:\k\wicd.exe hash ` + path))
 			if tc.wantReadBack {
 				g.Expect(requests).To(ContainElement(HavePrefix("sftp")))

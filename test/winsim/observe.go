@@ -2,6 +2,7 @@ package winsim
 
 import (
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -156,4 +157,30 @@ func (b *BusyCounter) Stop() {
 	for _, f := range un {
 		f()
 	}
+}
+
+// RequestLog records the requests a host serves, each as its kind and
+// command line ("exec C:\k\wicd.exe facts", "sftp"), for tests that check
+// what ran. Safe for concurrent use.
+type RequestLog struct {
+	mu       sync.Mutex
+	requests []string
+}
+
+// Record starts recording h's requests until the returned function is
+// called.
+func (l *RequestLog) Record(h *Host) (stop func()) {
+	return h.Observe(Observer{Request: func(r Request) func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.requests = append(l.requests, strings.TrimSpace(r.Kind+" "+strings.Join(r.Args, " ")))
+		return nil
+	}})
+}
+
+// Requests returns the requests recorded so far, in order.
+func (l *RequestLog) Requests() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.requests)
 }
