@@ -172,26 +172,27 @@ func runJoinPhase(ctx context.Context, c config, r *report) error {
 // count), with every run's duration; the idle measurement follows the
 // last run. A failed run ends the series with its error.
 func runJoinMedian(ctx context.Context, c config, r *report, n, conc int, idle bool, runs int) (*joinResult, []idleResult, error) {
-	var done []*joinResult
+	var (
+		done  []*joinResult
+		idles []idleResult
+	)
 	for i := range runs {
-		res, idles, err := runJoin(ctx, c, r, n, conc, idle && i == runs-1)
-		if err != nil || runs == 1 {
-			return res, idles, err
-		}
-		done = append(done, res)
-		if i < runs-1 {
+		if i > 0 {
 			freeMemory()
-			continue
 		}
-		slices.SortFunc(done, func(a, b *joinResult) int { return cmp.Compare(a.duration, b.duration) })
-		med := done[len(done)/2]
-		for _, d := range done {
-			med.samples = append(med.samples, d.duration)
+		res, runIdles, err := runJoin(ctx, c, r, n, conc, idle && i == runs-1)
+		if err != nil || runs == 1 {
+			return res, runIdles, err
 		}
-		logf("Join N=%d concurrency=%d: median of %d runs %s (%s)", n, conc, runs, fmtDur(med.duration), fmtDurs(med.samples))
-		return med, idles, nil
+		done, idles = append(done, res), runIdles
 	}
-	return nil, nil, nil
+	slices.SortFunc(done, func(a, b *joinResult) int { return cmp.Compare(a.duration, b.duration) })
+	med := done[len(done)/2]
+	for _, d := range done {
+		med.samples = append(med.samples, d.duration)
+	}
+	logf("Join N=%d concurrency=%d: median of %d runs %s (%s)", n, conc, runs, fmtDur(med.duration), fmtDurs(med.samples))
+	return med, idles, nil
 }
 
 // fmtDurs lists durations, comma-separated.
