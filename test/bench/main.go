@@ -56,10 +56,13 @@ type config struct {
 	// keepWork keeps the working directory at the end (--keep-work).
 	keepWork bool
 	// t1Runs is how many times each N=1 join runs; T(1) is the median.
-	t1Runs   int
-	operator string
-	out      string
-	phases   map[string]bool
+	t1Runs int
+	// unreachableRuns is how many times each case of the unreachable
+	// phase runs; each case's figure is the median.
+	unreachableRuns int
+	operator        string
+	out             string
+	phases          map[string]bool
 
 	hosts        []int
 	concurrency  []int
@@ -178,6 +181,7 @@ func main() {
 	flag.StringVar(&operatorArgs, "operator-args", "", "extra operator flags for the CSR and memory phases, space-separated (e.g. --kube-api-qps=0)")
 	flag.StringVar(&rssCompare, "rss-compare", "", "more operators the memory phase measures in the same empty and loaded clusters, each a binary and its extra flags, separated by ';' (e.g. 'bin/operator-before;bin/operator --memory-limit=64Mi')")
 	flag.IntVar(&c.rssJoinHosts, "rss-join-hosts", 50, "the memory phase also reports the operator's peak RSS during a join of this many hosts (a fresh environment; 0 skips it)")
+	flag.IntVar(&c.unreachableRuns, "unreachable-runs", 3, "how many times each case of the unreachable phase runs (in rounds of one each); each case's figure is its median run")
 	flag.IntVar(&c.deadHosts, "dead-hosts", 50, "unreachable hosts of the unreachable phase (half refusing connections, half accepting and never answering)")
 	flag.IntVar(&c.linuxNodes, "linux-nodes", 5000, "Linux Nodes of the memory phase")
 	flag.IntVar(&c.windowsNodes, "windows-nodes", 500, "Windows Nodes (labelled as the operator's) of the memory phase")

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -29,6 +31,9 @@ type unreachableResult struct {
 	// silent ones accept it and never say a word.
 	refused, silent int
 	good            time.Duration
+	// samples are the good host's times of every run of the case; good is
+	// their median.
+	samples []time.Duration
 	// deadReasons counts the dead instances' Ready condition reasons when
 	// the good host was Ready.
 	deadReasons map[string]int
@@ -37,10 +42,13 @@ type unreachableResult struct {
 // runUnreachablePhase measures what dead hosts cost a good one (issue 17's
 // bound: 50 of them delay its join by at most 20%). Every run is a fresh
 // environment with one good simulated host at the default concurrency.
+// The cases run in rounds of one each, --unreachable-runs times, so that a
+// machine getting slower or faster meanwhile weighs on every case alike;
+// each case's figure is its median run (one join varies by a few hundred
+// ms).
 func runUnreachablePhase(ctx context.Context, c config, r *report) error {
 	refused, silent := c.deadHosts/2, c.deadHosts-c.deadHosts/2
-	var errs []error
-	for _, tc := range []struct {
+	cases := []struct {
 		name            string
 		refused, silent int
 		later           bool
@@ -48,16 +56,45 @@ func runUnreachablePhase(ctx context.Context, c config, r *report) error {
 		{"baseline", 0, 0, false},
 		{"together", refused, silent, false},
 		{"later", refused, silent, true},
-	} {
-		res, err := runUnreachable(ctx, c, tc.name, tc.refused, tc.silent, tc.later)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", tc.name, err))
-			continue
+	}
+	runs := make([][]unreachableResult, len(cases))
+	var errs []error
+	for round := range max(1, c.unreachableRuns) {
+		for i, tc := range cases {
+			name := tc.name
+			if c.unreachableRuns > 1 {
+				name = fmt.Sprintf("%s #%d", tc.name, round+1)
+			}
+			res, err := runUnreachable(ctx, c, name, tc.refused, tc.silent, tc.later)
+			freeMemory()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				continue
+			}
+			res.name = tc.name
+			runs[i] = append(runs[i], *res)
 		}
-		r.unreachable = append(r.unreachable, *res)
-		freeMemory()
+	}
+	for _, caseRuns := range runs {
+		if len(caseRuns) > 0 {
+			r.unreachable = append(r.unreachable, medianUnreachable(caseRuns))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// medianUnreachable is the run of one case whose good host took the median
+// time, with every run's time in samples (in the order they ran).
+func medianUnreachable(runs []unreachableResult) unreachableResult {
+	samples := make([]time.Duration, len(runs))
+	for i, u := range runs {
+		samples[i] = u.good
+	}
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b unreachableResult) int { return cmp.Compare(a.good, b.good) })
+	med := sorted[len(sorted)/2]
+	med.samples = samples
+	return med
 }
 
 func runUnreachable(ctx context.Context, c config, name string, refused, silent int, later bool) (*unreachableResult, error) {
@@ -226,7 +263,7 @@ func waitTried(ctx context.Context, env *localenv.Env, n int) error {
 
 // unreachableTable is the good host's join time per case.
 func (r *report) unreachableTable() string {
-	t := &table{head: []string{"case", "dead hosts (refusing + silent)", "good host Ready after", "vs baseline", "dead instances' Ready reasons"}}
+	t := &table{head: []string{"case", "dead hosts (refusing + silent)", "good host Ready after (median)", "runs", "vs baseline", "dead instances' Ready reasons"}}
 	var base time.Duration
 	for _, u := range r.unreachable {
 		if u.name == "baseline" {
@@ -242,7 +279,7 @@ func (r *report) unreachableTable() string {
 		if len(u.deadReasons) > 0 {
 			reasons = fmt.Sprint(u.deadReasons)
 		}
-		t.add(u.name, fmt.Sprintf("%d + %d", u.refused, u.silent), fmtDur(u.good), ratio, reasons)
+		t.add(u.name, fmt.Sprintf("%d + %d", u.refused, u.silent), fmtDur(u.good), fmtDurs(u.samples), ratio, reasons)
 	}
 	return t.String()
 }
