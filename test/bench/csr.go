@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -58,6 +59,9 @@ type csrResult struct {
 	// during the burst because their watcher fell behind
 	// (apiserver_terminated_watchers_total); -1 when it could not be read.
 	closedWatches int
+	// queued is what requests waited in the API server's priority and
+	// fairness queues during the burst, by flow.
+	queued []apfQueued
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -298,7 +302,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	pids := p.cluster.PIDs()
 	pids["operator"] = op.PID()
 	cpu0 := takeCPU(pids)
-	closed0 := terminatedCSRWatchers(ctx, p.clientset)
+	metrics0, metricsOK := readAPIServerMetrics(ctx, p.clientset)
 	t0 := time.Now()
 	close(fire)
 	wg.Wait()
@@ -322,9 +326,14 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	cpu := takeCPU(pids).since(cpu0)
 	logf("CSR: CPU time during the burst: %s", cpu)
 	closedWatches := -1
-	if closed1 := terminatedCSRWatchers(ctx, p.clientset); closed0 >= 0 && closed1 >= 0 {
-		closedWatches = closed1 - closed0
+	var queued []apfQueued
+	if metrics1, ok := readAPIServerMetrics(ctx, p.clientset); ok && metricsOK {
+		closedWatches = metrics1.closedCSRWatches - metrics0.closedCSRWatches
 		logf("CSR: watches of CSRs the API server closed during the burst for falling behind: %d", closedWatches)
+		queued = metrics1.queuedSince(metrics0)
+		for _, q := range queued {
+			logf("CSR: waited in the API server's priority and fairness queues: %s", q)
+		}
 	}
 	prof.finish(ctx)
 	var requests requestCounts
@@ -339,7 +348,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 
 	mu.Lock()
 	defer mu.Unlock()
-	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches}
+	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued}
 	res.pending = n - res.approved - res.denied
 	var lat, create []time.Duration
 	var last time.Time
@@ -416,27 +425,123 @@ func nodeCSR(node string) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
-// terminatedCSRWatchers reads how many CSR watchers the API server has
-// closed for falling behind (its apiserver_terminated_watchers_total for
-// certificatesigningrequests); -1 when the metric cannot be read. The
-// counter appears with the first such closure: absent is 0.
-func terminatedCSRWatchers(ctx context.Context, cs kubernetes.Interface) int {
+// apiServerMetrics are the figures of the API server's /metrics the CSR
+// burst reports, read before and after it.
+type apiServerMetrics struct {
+	// closedCSRWatches is how many CSR watchers the API server has closed
+	// for falling behind (apiserver_terminated_watchers_total for
+	// certificatesigningrequests). The counter appears with the first such
+	// closure: absent is 0.
+	closedCSRWatches int
+	// queued is the time requests waited in the API priority and fairness
+	// queues, by priority level and flow schema
+	// (apiserver_flowcontrol_request_wait_duration_seconds).
+	queued map[apfFlow]apfWait
+}
+
+// apfFlow is a priority level and flow schema of API priority and fairness.
+type apfFlow struct{ priorityLevel, flowSchema string }
+
+// apfWait is how many requests waited and how long in all, in seconds.
+type apfWait struct {
+	count int
+	sum   float64
+}
+
+// readAPIServerMetrics scrapes the API server; ok is false when it could
+// not be read.
+func readAPIServerMetrics(ctx context.Context, cs kubernetes.Interface) (m apiServerMetrics, ok bool) {
 	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		logf("CSR: read the API server's metrics: %v", err)
-		return -1
+		return m, false
 	}
-	n := 0
-	for line := range strings.Lines(string(raw)) {
-		if !strings.HasPrefix(line, "apiserver_terminated_watchers_total{") || !strings.Contains(line, `resource="certificatesigningrequests"`) {
+	return parseAPIServerMetrics(string(raw)), true
+}
+
+func parseAPIServerMetrics(raw string) apiServerMetrics {
+	m := apiServerMetrics{queued: map[apfFlow]apfWait{}}
+	const waitName = "apiserver_flowcontrol_request_wait_duration_seconds"
+	for line := range strings.Lines(raw) {
+		name, labels, value, ok := metricSample(line)
+		if !ok {
 			continue
 		}
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err != nil {
-			return -1
+		switch {
+		case name == "apiserver_terminated_watchers_total" && labels["resource"] == "certificatesigningrequests":
+			m.closedCSRWatches += int(value)
+		case name == waitName+"_sum" || name == waitName+"_count":
+			flow := apfFlow{labels["priority_level"], labels["flow_schema"]}
+			w := m.queued[flow]
+			if name == waitName+"_sum" {
+				w.sum += value
+			} else {
+				w.count += int(value)
+			}
+			m.queued[flow] = w
 		}
-		n += int(v)
 	}
-	return n
+	return m
+}
+
+// metricSample splits a line of the Prometheus text format that has no
+// timestamp: name{label="value",...} value.
+func metricSample(line string) (name string, labels map[string]string, value float64, ok bool) {
+	line = strings.TrimSpace(line)
+	if line == "" || strings.HasPrefix(line, "#") {
+		return "", nil, 0, false
+	}
+	sp := strings.LastIndexByte(line, ' ')
+	if sp < 0 {
+		return "", nil, 0, false
+	}
+	value, err := strconv.ParseFloat(line[sp+1:], 64)
+	if err != nil {
+		return "", nil, 0, false
+	}
+	series := line[:sp]
+	labels = map[string]string{}
+	name, rest, hasLabels := strings.Cut(series, "{")
+	if hasLabels {
+		rest, closed := strings.CutSuffix(rest, "}")
+		if !closed {
+			return "", nil, 0, false
+		}
+		// Label values here hold no commas or quotes.
+		for pair := range strings.SplitSeq(rest, ",") {
+			k, v, ok := strings.Cut(pair, "=")
+			if !ok {
+				continue
+			}
+			labels[k] = strings.Trim(v, `"`)
+		}
+	}
+	return name, labels, value, true
+}
+
+// queuedSince is what waited in the priority and fairness queues between
+// before and m, the flows that waited longest first.
+func (m apiServerMetrics) queuedSince(before apiServerMetrics) []apfQueued {
+	var out []apfQueued
+	for flow, w := range m.queued {
+		b := before.queued[flow]
+		if n := w.count - b.count; n > 0 {
+			out = append(out, apfQueued{flow: flow, count: n, total: time.Duration((w.sum - b.sum) * float64(time.Second))})
+		}
+	}
+	slices.SortFunc(out, func(a, b apfQueued) int {
+		return cmp.Or(cmp.Compare(b.total, a.total), cmp.Compare(a.flow.priorityLevel, b.flow.priorityLevel), cmp.Compare(a.flow.flowSchema, b.flow.flowSchema))
+	})
+	return out
+}
+
+// apfQueued is what one flow's requests waited during the burst.
+type apfQueued struct {
+	flow  apfFlow
+	count int
+	total time.Duration
+}
+
+func (q apfQueued) String() string {
+	return fmt.Sprintf("%s (flow schema %s): %d requests, %s waiting in all, mean %s", q.flow.priorityLevel, q.flow.flowSchema, q.count, fmtDur(q.total), fmtDur(q.total/time.Duration(q.count)))
 }

@@ -234,6 +234,13 @@ func (r *report) results(heading string) string {
 			if c.closedWatches >= 0 {
 				fmt.Fprintf(&b, " Watches of CSRs the API server closed during it for falling behind: %d.", c.closedWatches)
 			}
+			if len(c.queued) > 0 {
+				b.WriteString(" Requests that waited in the API server's priority and fairness queues meanwhile, by priority level:")
+				for _, q := range c.queued {
+					fmt.Fprintf(&b, "\n- %s", q)
+				}
+				b.WriteString("\n")
+			}
 			b.WriteString("\n\n")
 			if c.requests != nil {
 				fmt.Fprintf(&b, "API requests during the burst of %d (until 3 s after the last approval):\n\n%s\n", c.n, c.requests.perCSR(c.n))
