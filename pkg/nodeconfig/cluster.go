@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	wmcov1alpha1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/wicdapi"
@@ -81,7 +82,7 @@ func resolveProxy(cluster Proxy, spec *wmcov1alpha1.ProxySpec, r *resolved, fail
 		u, err := url.Parse(v.url)
 		switch {
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
-			u.RawQuery != "" || u.Fragment != "" || len(v.url) > 2048 ||
+			u.RawQuery != "" || u.Fragment != "" || len(v.url) > 2048 || !utf8.ValidString(v.url) ||
 			strings.ContainsFunc(v.url, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 			fail(v.name, "is not an http:// or https:// proxy URL (value not shown: it may hold credentials)")
 			continue

@@ -144,6 +144,9 @@ func TestProxy(t *testing.T) {
 		{name: "a bad URL is never quoted", mutate: func(in *Inputs) {
 			in.Cluster.Proxy.HTTPProxy = "socks5://user:s3cret@proxy.local:1080"
 		}, wantErr: "cluster.proxy.httpProxy: is not an http:// or https:// proxy URL (value not shown"},
+		{name: "a URL that is not UTF-8 (fuzzing found it, changed by the JSON round trip to the host)", mutate: func(in *Inputs) {
+			in.Cluster.Proxy.HTTPProxy = "http://user:s3cret@\xde"
+		}, wantErr: "cluster.proxy.httpProxy: is not an http:// or https:// proxy URL (value not shown"},
 		{name: "a bad noProxy entry", mutate: func(in *Inputs) { in.Cluster.Proxy.NoProxy = "a.example,b c" },
 			wantErr: `cluster.proxy.noProxy: "b c" is not a host name`},
 	}
