@@ -198,14 +198,16 @@ const asideSuffix = ".old-"
 // whose hashes facts cached (hashes) for their current size and
 // modification time are compared by those without being read: `wicd run`
 // re-applies the plan every few seconds, and the copies are the payload's
-// binaries. A c.To that was read or written gets its hash recorded in
+// binaries. A c.From just uploaded is known by the hash `wicd hash`
+// recorded under its temporary name (renamed). A c.From that was read,
+// and a c.To that was read or written, get their hashes recorded in
 // written (hashOfWritten), so that neither facts nor the next apply read
-// it again.
+// them again.
 func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.Copy) (string, error) {
 	if err := removeAsideCopies(b, c.To); err != nil {
 		return "", err
 	}
-	if from, ok := cachedSum(b.Files, hashes, c.From); ok {
+	if from, ok := cachedSumOrRenamed(b.Files, hashes, c.From); ok {
 		if to, ok := cachedSum(b.Files, hashes, c.To); ok && strings.EqualFold(from, to) {
 			return "", nil
 		}
@@ -214,8 +216,12 @@ func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.
 	if err != nil {
 		return "", fsError("read "+c.From, err)
 	}
+	sum := sha256Bytes(data)
+	if e, ok := hashOfWritten(b.Files, c.From, int64(len(data)), sum); ok {
+		written[c.From] = e
+	}
 	remember := func() {
-		if e, ok := hashOfWritten(b.Files, c.To, int64(len(data)), sha256Bytes(data)); ok {
+		if e, ok := hashOfWritten(b.Files, c.To, int64(len(data)), sum); ok {
 			written[c.To] = e
 		}
 	}

@@ -258,6 +258,24 @@ func cachedSum(files Files, cache map[string]hashCacheEntry, path string) (strin
 	return e.SHA256, true
 }
 
+// cachedSumOrRenamed is cachedSum, or for a file not in the cache under
+// its path, the entry of the file it was renamed from (renamed).
+func cachedSumOrRenamed(files Files, cache map[string]hashCacheEntry, path string) (string, bool) {
+	if sum, ok := cachedSum(files, cache, path); ok {
+		return sum, true
+	}
+	if _, ok := cache[foldPath(path)]; ok {
+		// In the cache under its path, but changed since.
+		return "", false
+	}
+	info, err := files.Stat(path)
+	if err != nil || info.IsDir() {
+		return "", false
+	}
+	e, ok := renamed(files, cache, info)
+	return e.SHA256, ok
+}
+
 func sha256File(files Files, path string) (string, error) {
 	r, err := files.Open(path)
 	if err != nil {

@@ -427,3 +427,43 @@ func TestHashRecordsOnlyFilesWorthRemembering(t *testing.T) {
 	g.Expect(strings.ToLower(string(cache))).To(ContainSubstring(sha256Hex(large)), "the large file is recorded")
 	g.Expect(strings.ToLower(string(cache))).NotTo(ContainSubstring(sha256Hex(small)), "the small file is not")
 }
+
+// An apply records the hash of the uploaded file it copied from as well
+// as of the copy: the next apply (`wicd run` re-applies the plan every
+// few seconds) compares the two by their recorded hashes and reads
+// neither. Other bytes of the same size under the same modification
+// time in the source show whether it was read.
+func TestApplyDoesNotReadAnUnchangedCopyAgain(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{})
+	disk := node.Host.Disk()
+	upload(ctx, g, sess, wicdapi.AgentPath, simagent.AgentImage("v1"))
+	shim := randomBytes("shim", 256<<10)
+	from, to := payloadPath("v1", "shim.exe"), `C:\k\shim\shim.exe`
+	upload(ctx, g, sess, from, shim)
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, &wicdapi.Plan{
+		SchemaVersion: wicdapi.SchemaVersion, PayloadVersion: "v1", NodeName: "win-copies",
+		Copies: []wicdapi.Copy{{From: from, To: to}},
+	})
+	var applied wicdapi.ApplyResult
+	run(ctx, g, sess, &applied, "apply")
+	g.Expect(applied.Changes).To(ContainElement(wicdapi.Change{Kind: "file", Name: to, Action: "created"}))
+
+	info, err := disk.Stat(from)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(disk.WriteFile(from, randomBytes("other", len(shim)))).To(Succeed())
+	g.Expect(disk.SetModTime(from, info.ModTime())).To(Succeed())
+	applied = wicdapi.ApplyResult{}
+	run(ctx, g, sess, &applied, "apply")
+	g.Expect(applied.Changes).NotTo(ContainElement(HaveField("Name", to)), "the copy was compared by recorded hashes, not read")
+	data, err := disk.ReadFile(to)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(sha256Hex(data)).To(Equal(sha256Hex(shim)))
+
+	// A new modification time: the source is read, and copied.
+	g.Expect(disk.SetModTime(from, info.ModTime().Add(time.Second))).To(Succeed())
+	applied = wicdapi.ApplyResult{}
+	run(ctx, g, sess, &applied, "apply")
+	g.Expect(applied.Changes).To(ContainElement(wicdapi.Change{Kind: "file", Name: to, Action: "updated"}))
+}
