@@ -1,7 +1,9 @@
 package winsim
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"testing"
 
@@ -144,4 +146,42 @@ func TestDiskWritesToRemovedFileTakeNoSpace(t *testing.T) {
 	d.mu.Unlock()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(d.Used()).To(BeZero())
+}
+
+// sliceRecorder keeps the slices it is given.
+type sliceRecorder struct{ got [][]byte }
+
+func (r *sliceRecorder) Write(p []byte) (int, error) {
+	r.got = append(r.got, p)
+	return len(p), nil
+}
+
+// An open file copied with io.Copy (as hashing does) hands on its shared
+// full chunks without copying them, and copies the bytes of the chunk it
+// owns: the whole content arrives either way.
+func TestDiskFileWriteToSharesFullChunks(t *testing.T) {
+	g := NewWithT(t)
+	d := newDisk(8 << 20)
+	data := bytes.Repeat([]byte("0123456789abcdef"), (2*fileChunk+1000)/16)
+	g.Expect(d.WriteFile(`C:\k\payload.exe`, data)).To(Succeed())
+
+	r, err := d.Open(`C:\k\payload.exe`)
+	g.Expect(err).NotTo(HaveOccurred())
+	var rec sliceRecorder
+	n, err := io.Copy(&rec, r)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(n).To(Equal(int64(len(data))))
+	g.Expect(bytes.Join(rec.got, nil)).To(Equal(data))
+
+	n0, err := d.lookup("stat", `C:\k\payload.exe`)
+	g.Expect(err).NotTo(HaveOccurred())
+	for i := range 2 {
+		shared := n0.data.chunks[i].shared
+		g.Expect(shared).NotTo(BeNil(), "full chunk %d is shared", i)
+		g.Expect(&rec.got[i][0]).To(BeIdenticalTo(&shared.data[0]), "chunk %d is handed on, not copied", i)
+	}
+	g.Expect(n0.data.chunks[2].shared).To(BeNil())
+	for _, b := range rec.got[2:] {
+		g.Expect(&b[0]).NotTo(BeIdenticalTo(&n0.data.chunks[2].data[0]), "the owned chunk is copied")
+	}
 }
