@@ -207,7 +207,8 @@ func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.
 	if err := removeAsideCopies(b, c.To); err != nil {
 		return "", err
 	}
-	if from, ok := cachedSumOrRenamed(b.Files, hashes, c.From); ok {
+	from, fromKnown := cachedSumOrRenamed(b.Files, hashes, c.From)
+	if fromKnown {
 		if to, ok := cachedSum(b.Files, hashes, c.To); ok && strings.EqualFold(from, to) {
 			return "", nil
 		}
@@ -216,7 +217,13 @@ func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.
 	if err != nil {
 		return "", fsError("read "+c.From, err)
 	}
-	sum := sha256Bytes(data)
+	// The recorded hash stands for the bytes read, as it does for the
+	// comparison above: nothing but the operator's uploads (written aside
+	// and renamed) changes a payload file.
+	sum := from
+	if !fromKnown {
+		sum = sha256Bytes(data)
+	}
 	if e, ok := hashOfWritten(b.Files, c.From, int64(len(data)), sum); ok {
 		written[c.From] = e
 	}
