@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -595,7 +593,11 @@ feed:
 }
 
 func (r *Reconciler) upload(ctx context.Context, s *scope, dir string, f payload.File, dst string) error {
-	src, err := os.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
+	// A file the payload's Load verified, unchanged since, is not hashed
+	// again as it is sent (the host hashes what it received either way):
+	// hashing every file for every host was a fifth of the operator's CPU
+	// in a 10-host join's profile.
+	src, err := payload.Open(dir, f)
 	if err != nil {
 		return fmt.Errorf("open payload file %s: %w", f.Path, err)
 	}

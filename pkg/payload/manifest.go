@@ -156,7 +156,7 @@ func verifyFile(dir string, f File) error {
 			return fmt.Errorf("%w: size is %d bytes, the manifest says %d", ErrFileMismatch, fi.Size(), f.Size)
 		}
 	}
-	sum, n, err := hashFile(cur, f.Size+1)
+	sum, n, id, err := hashFile(cur, f.Size+1)
 	if err != nil {
 		return err
 	}
@@ -166,23 +166,29 @@ func verifyFile(dir string, f File) error {
 	if sum != f.SHA256 {
 		return fmt.Errorf("%w: sha256 is %s, the manifest says %s", ErrFileMismatch, sum, f.SHA256)
 	}
+	rememberVerified(cur, id, sum)
 	return nil
 }
 
 // hashFile returns the SHA-256 (hex) and length of at most limit bytes of
-// the file at name.
-func hashFile(name string, limit int64) (string, int64, error) {
+// the file at name, and the file's identity when it stayed the same while
+// it was read (see identify).
+func hashFile(name string, limit int64) (string, int64, fileID, error) {
 	fh, err := os.Open(name)
 	if err != nil {
-		return "", 0, err
+		return "", 0, fileID{}, err
 	}
 	defer fh.Close() //nolint:errcheck // read-only: Close cannot lose data
+	before, _ := identify(fh)
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(fh, limit))
 	if err != nil {
-		return "", n, fmt.Errorf("read %s: %w", name, err)
+		return "", n, fileID{}, fmt.Errorf("read %s: %w", name, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	if after, ok := identify(fh); !ok || after != before {
+		before = fileID{}
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, before, nil
 }
 
 // File returns the manifest's entry for path, compared as Windows does,
@@ -260,7 +266,7 @@ func Create(dir, version, kubernetesVersion string) (*Manifest, error) {
 		if !ok {
 			return fmt.Errorf("%w: %q belongs to no component", ErrInvalidManifest, rel)
 		}
-		sum, n, err := hashFile(name, 1<<62)
+		sum, n, _, err := hashFile(name, 1<<62)
 		if err != nil {
 			return err
 		}

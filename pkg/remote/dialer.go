@@ -56,7 +56,10 @@ type Session interface {
 	// A full disk yields *DiskFullError; a checksum mismatch an error
 	// wrapping ErrChecksumMismatch. r is not read after Upload returns (a
 	// Read in progress when ctx ends is waited for). Uploads to one dst
-	// through one Session are serialised.
+	// through one Session are serialised. The bytes read from r are
+	// hashed too, so that a source that does not match sha256hex fails
+	// before the host is asked, unless r is a VerifiedSource vouching for
+	// sha256hex.
 	Upload(ctx context.Context, dst string, r io.Reader, size int64, sha256hex string) error
 	// Stat describes the file or directory at path. A missing file yields an
 	// error wrapping fs.ErrNotExist.
@@ -447,4 +450,15 @@ func ReadBackHash(ctx context.Context, s Session, path string) (string, error) {
 		return "", fmt.Errorf("read back %s: not an SSH session", path)
 	}
 	return ss.readBackSHA256(ctx, path)
+}
+
+// VerifiedSource is an upload source whose content is known to hash to
+// VerifiedSHA256 (hex), e.g. a payload file checked when the payload was
+// loaded and unchanged since: Upload then does not hash what it reads
+// again. The host still hashes what it received, so a source that does not
+// hold what it vouches for fails with ErrChecksumMismatch all the same,
+// blamed on the host's copy.
+type VerifiedSource interface {
+	io.Reader
+	VerifiedSHA256() string
 }

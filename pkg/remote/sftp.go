@@ -344,7 +344,10 @@ func (s *sshSession) Upload(ctx context.Context, dst string, r io.Reader, size i
 	logr.FromContextOrDiscard(ctx).V(4).Info("Uploading file", "address", s.addr, "path", canon, "size", size)
 
 	tmp := canon + tempSuffix
-	src := &guardedReader{ctx: ctx, r: r, limit: size, h: sha256.New()}
+	src := &guardedReader{ctx: ctx, r: r, limit: size}
+	if v, ok := r.(VerifiedSource); !ok || !strings.EqualFold(v.VerifiedSHA256(), want) {
+		src.h = sha256.New()
+	}
 	err = s.transfer(ctx, canon, dir, tmp, src, size, want)
 	// From here on the caller's reader is never touched again.
 	src.detach()
@@ -395,7 +398,7 @@ func (s *sshSession) transfer(ctx context.Context, dst, dir, tmp string, src *gu
 		if n := src.count(); n != size {
 			return fmt.Errorf("source ended after %d of %d bytes", n, size)
 		}
-		if got := src.sum(); got != want {
+		if got, hashed := src.sum(); hashed && got != want {
 			return fmt.Errorf("%w: source content hashes to %s, want %s", ErrChecksumMismatch, got, want)
 		}
 		fi, err := c.Stat(toSFTPPath(tmp))
@@ -604,7 +607,7 @@ var (
 )
 
 // guardedReader feeds the caller's reader to the SFTP writer. It hashes
-// what passes, refuses to yield more than limit bytes, stops as soon as ctx
+// what passes (but a VerifiedSource), refuses to yield more than limit bytes, stops as soon as ctx
 // is done, and after detach never touches the caller's reader again (the
 // SFTP writer may still be running in the background after a cancellation).
 type guardedReader struct {
@@ -613,7 +616,7 @@ type guardedReader struct {
 
 	mu       sync.Mutex
 	r        io.Reader
-	h        hash.Hash
+	h        hash.Hash // nil for a VerifiedSource: not hashed
 	n        int64
 	err      error // the error this reader itself produced, if any
 	detached bool
@@ -649,7 +652,9 @@ func (g *guardedReader) Read(p []byte) (int, error) {
 		p = p[:rest]
 	}
 	n, err := g.r.Read(p)
-	g.h.Write(p[:n])
+	if g.h != nil {
+		g.h.Write(p[:n])
+	}
 	g.n += int64(n)
 	if err != nil && !errors.Is(err, io.EOF) {
 		g.err = fmt.Errorf("read source: %w", err)
@@ -672,10 +677,15 @@ func (g *guardedReader) count() int64 {
 	return g.n
 }
 
-func (g *guardedReader) sum() string {
+// sum is the hex SHA-256 of what was read; hashed is false when the
+// source was not hashed (a VerifiedSource).
+func (g *guardedReader) sum() (sum string, hashed bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return hex.EncodeToString(g.h.Sum(nil))
+	if g.h == nil {
+		return "", false
+	}
+	return hex.EncodeToString(g.h.Sum(nil)), true
 }
 
 func (g *guardedReader) detach() {

@@ -388,3 +388,36 @@ func TestReadBackWaitsForASlot(t *testing.T) {
 	g.Expect(r.err).NotTo(HaveOccurred())
 	g.Expect(r.sum).To(Equal(sum))
 }
+
+// vouching is a source that vouches for a hash, rightly or not.
+type vouching struct {
+	io.Reader
+	sum string
+}
+
+func (v vouching) VerifiedSHA256() string { return v.sum }
+
+// A source that vouches for the wanted hash is not hashed again: when it
+// lies, the host's hash of what it received still refuses the file. A
+// source vouching for another hash is hashed as any other.
+func TestUploadVerifiedSource(t *testing.T) {
+	g := NewWithT(t)
+	f := newFixture(t, winsim.Options{})
+	s := f.dial(t)
+	data, sum := payload(300_000, 11)
+	g.Expect(s.Upload(t.Context(), `C:\k\a.exe`, vouching{bytes.NewReader(data), sum}, int64(len(data)), sum)).To(Succeed())
+	g.Expect(f.host.Disk().ReadFile(`C:\k\a.exe`)).To(Equal(data))
+
+	other, _ := payload(300_000, 12)
+	err := s.Upload(t.Context(), `C:\k\b.exe`, vouching{bytes.NewReader(other), sum}, int64(len(other)), sum)
+	g.Expect(err).To(MatchError(remote.ErrChecksumMismatch))
+	g.Expect(err.Error()).To(ContainSubstring("host computed"), "not hashed here: the host's hash refused it")
+	_, err = f.host.Disk().Stat(`C:\k\b.exe`)
+	g.Expect(err).To(HaveOccurred())
+
+	_, otherSum := payload(10, 13)
+	err = s.Upload(t.Context(), `C:\k\c.exe`, vouching{bytes.NewReader(other), otherSum}, int64(len(other)), sum)
+	g.Expect(err).To(MatchError(remote.ErrChecksumMismatch))
+	g.Expect(err.Error()).To(ContainSubstring("source content hashes to"), "hashed here: it vouches for another hash")
+	assertNoTempFiles(g, f.host, `C:\k`)
+}
