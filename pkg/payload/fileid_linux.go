@@ -5,6 +5,16 @@ import (
 	"syscall"
 )
 
+// fileID tells whether a file is still the one that was hashed: its
+// device, inode, size, and modification and change times. Writing to a
+// file or replacing it changes one of them; the change time cannot be set
+// back. The zero fileID is no identity.
+type fileID struct {
+	dev, ino, size   uint64
+	mtimeNs, ctimeNs int64
+	known            bool
+}
+
 // identify returns the identity of the open file f.
 func identify(f *os.File) (fileID, bool) {
 	fi, err := f.Stat()

@@ -6,16 +6,6 @@ import (
 	"sync"
 )
 
-// fileID tells whether a file is still the one that was hashed: its
-// device, inode, size, and modification and change times. Writing to a
-// file or replacing it changes one of them; the change time cannot be set
-// back. The zero fileID is no identity (see identify).
-type fileID struct {
-	dev, ino, size   uint64
-	mtimeNs, ctimeNs int64
-	known            bool
-}
-
 // verified holds the payload files Verify found matching their manifest
 // in this process: path → verifiedFile.
 var verified sync.Map
