@@ -242,7 +242,8 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 			KubeletStatusInterval: c.statusEvery,
 			Log:                   hostLog,
 		},
-		Log: prefixWriter{prefix: fmt.Sprintf("  [N=%d c=%d] ", n, conc)},
+		Log:        prefixWriter{prefix: fmt.Sprintf("  [N=%d c=%d] ", n, conc)},
+		KeepLogsIn: c.keepLogsIn(fmt.Sprintf("join-n%d-c%d", n, conc)),
 	})
 	if err != nil {
 		return nil, nil, err

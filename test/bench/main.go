@@ -41,6 +41,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,9 @@ import (
 type config struct {
 	// keepWork keeps the working directory at the end (--keep-work).
 	keepWork bool
+	// envLogs is where the join, upgrade and unreachable environments
+	// leave their operators' logs with keepWork.
+	envLogs string
 	// t1Runs is how many times each N=1 join runs; T(1) is the median.
 	t1Runs int
 	// unreachableRuns is how many times each case of the unreachable
@@ -191,7 +195,7 @@ func main() {
 	flag.DurationVar(&c.settleMin, "settle", 30*time.Second, "the operator settles at least this long before its memory is read (until VmHWM stays flat for 20s)")
 	flag.DurationVar(&c.settleMax, "settle-max", 3*time.Minute, "bound of the settling")
 	flag.IntVar(&c.t1Runs, "t1-runs", 3, "how many times each N=1 join runs; T(1) and its phases are the median run's (a single join varies by a few hundred ms)")
-	flag.BoolVar(&c.keepWork, "keep-work", false, "keep the working directory (the control planes' and operators' logs) instead of removing it at the end, and print its path")
+	flag.BoolVar(&c.keepWork, "keep-work", false, "keep the working directory (the control planes' and operators' logs; the join, upgrade and unreachable phases' operator logs under env-logs/) instead of removing it at the end, and print its path")
 	flag.Parse()
 
 	var err error
@@ -269,6 +273,9 @@ func run(c config) int {
 	if err != nil {
 		logf("%v", err)
 		return 1
+	}
+	if c.keepWork {
+		c.envLogs = filepath.Join(work, "env-logs")
 	}
 	defer func() {
 		if c.keepWork {
@@ -437,4 +444,17 @@ func loadAverage() string {
 		return "unknown"
 	}
 	return strings.Join(fs[:3], " ")
+}
+
+// envRuns numbers the environments whose logs keepWork keeps.
+var envRuns atomic.Int32
+
+// keepLogsIn is localenv's KeepLogsIn for one environment of the
+// benchmark, labelled: a directory of its own under the working directory
+// with --keep-work, else "".
+func (c config) keepLogsIn(label string) string {
+	if c.envLogs == "" {
+		return ""
+	}
+	return filepath.Join(c.envLogs, fmt.Sprintf("%02d-%s", envRuns.Add(1), label))
 }

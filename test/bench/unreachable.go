@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,6 +107,7 @@ func runUnreachable(ctx context.Context, c config, name string, refused, silent 
 		PayloadFileSize: c.fileSizeMiB << 20,
 		Host:            simagent.Options{ServiceStartDelay: c.serviceDelay, KubeletStatusInterval: c.statusEvery},
 		Log:             prefixWriter{prefix: "  [" + name + "] "},
+		KeepLogsIn:      c.keepLogsIn("unreachable-" + strings.ReplaceAll(strings.ReplaceAll(name, " ", ""), "#", "-")),
 	})
 	if err != nil {
 		return nil, err

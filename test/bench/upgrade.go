@@ -86,7 +86,8 @@ func runUpgradePhase(ctx context.Context, c config, r *report, work string) erro
 		Host: simagent.Options{
 			ServiceStartDelay: c.serviceDelay, KubeletStatusInterval: c.statusEvery, KubeletBinaries: kubelets,
 		},
-		Log: prefixWriter{prefix: fmt.Sprintf("  [upgrade N=%d] ", n)},
+		Log:        prefixWriter{prefix: fmt.Sprintf("  [upgrade N=%d] ", n)},
+		KeepLogsIn: c.keepLogsIn(fmt.Sprintf("upgrade-n%d", n)),
 	})
 	if err != nil {
 		return err

@@ -102,6 +102,10 @@ type Options struct {
 	// returns the kubeconfig the operator runs with; empty means the
 	// cluster admin's.
 	Install func(ctx context.Context, c *localcluster.Cluster, namespace string) (kubeconfig string, err error)
+	// KeepLogsIn, when set, is a directory Stop copies the operator's log
+	// files (*.log of the work directory, one per start) into before it
+	// removes the work directory.
+	KeepLogsIn string
 }
 
 // Host is one simulated Windows host.
@@ -565,10 +569,36 @@ func (e *Env) Stop() error {
 			errs = append(errs, err)
 		}
 	}
+	if e.opts.KeepLogsIn != "" {
+		if err := copyLogs(e.Dir, e.opts.KeepLogsIn); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := os.RemoveAll(e.Dir); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// copyLogs copies the *.log files of dir into to, which it creates.
+func copyLogs(dir, to string) error {
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil || len(logs) == 0 {
+		return err
+	}
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return err
+	}
+	for _, name := range logs {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, filepath.Base(name)), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // StopOperator ends the operator process (SIGTERM, then SIGKILL) on
