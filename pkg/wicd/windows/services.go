@@ -43,12 +43,10 @@ func serviceKey(name string) string { return `SYSTEM\CurrentControlSet\Services\
 // withService connects to the service manager, opens a service and calls fn
 // with it. A missing service is wicd.ErrServiceNotFound.
 func withService(name string, fn func(*mgr.Service) error) error {
-	m, err := mgr.Connect()
-	if err != nil {
-		return fmt.Errorf("connect to the service manager: %w", err)
+	m, s, err := openService(name)
+	if m != nil {
+		defer func() { _ = m.Disconnect() }()
 	}
-	defer func() { _ = m.Disconnect() }()
-	s, err := m.OpenService(name)
 	if errors.Is(err, windows.ERROR_SERVICE_DOES_NOT_EXIST) {
 		return fmt.Errorf("service %s: %w", name, wicd.ErrServiceNotFound)
 	}
@@ -60,6 +58,31 @@ func withService(name string, fn func(*mgr.Service) error) error {
 		return fmt.Errorf("service %s: %w", name, err)
 	}
 	return nil
+}
+
+// openAttempts bounds how often openService connects anew when the
+// service manager calls its own fresh handle invalid.
+const openAttempts = 3
+
+// openService connects to the service manager and opens a service. A
+// connection whose handle the service manager then calls invalid
+// (ERROR_INVALID_HANDLE, which Wine's service manager answers now and then
+// for a service created a moment before; CI failed the Wine tier on it) is
+// closed and made again, a few times; any other error is returned at once.
+// m is the connection to disconnect when it is not nil.
+func openService(name string) (m *mgr.Mgr, s *mgr.Service, err error) {
+	for attempt := 1; ; attempt++ {
+		m, err = mgr.Connect()
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to the service manager: %w", err)
+		}
+		s, err = m.OpenService(name)
+		if err == nil || !errors.Is(err, windows.ERROR_INVALID_HANDLE) || attempt == openAttempts {
+			return m, s, err
+		}
+		_ = m.Disconnect()
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
 }
 
 // Query reads a service's configuration back into a wicdapi.Service, the
