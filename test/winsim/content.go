@@ -126,18 +126,15 @@ func (c *content) readAt(p []byte, off int64) int {
 }
 
 // view returns the bytes from off to the end of off's chunk when that
-// chunk is shared, and so never written again; ok is false when the file
-// owns the chunk (its bytes may change: copy them with readAt) or off is
-// at or past the end.
-func (c *content) view(off int64) (b []byte, ok bool) {
-	if off < 0 || off >= c.size {
-		return nil, false
-	}
+// chunk is shared, and so never written again; nil when the file owns the
+// chunk (its bytes may change: copy them with readAt). off must be within
+// the content.
+func (c *content) view(off int64) []byte {
 	ch := c.chunks[off/fileChunk]
 	if ch.shared == nil {
-		return nil, false
+		return nil
 	}
-	return ch.data[off%fileChunk:], true
+	return ch.data[off%fileChunk:]
 }
 
 // truncate shrinks the content to size (never grows it).

@@ -529,8 +529,7 @@ func (d *Disk) viewAt(n *node, off int64) ([]byte, error) {
 	if off >= n.data.len() {
 		return nil, io.EOF
 	}
-	b, _ := n.data.view(off)
-	return b, nil
+	return n.data.view(off), nil
 }
 
 func (n *node) info() fs.FileInfo {
