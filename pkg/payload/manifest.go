@@ -166,7 +166,7 @@ func verifyFile(dir string, f File) error {
 	if sum != f.SHA256 {
 		return fmt.Errorf("%w: sha256 is %s, the manifest says %s", ErrFileMismatch, sum, f.SHA256)
 	}
-	rememberVerified(cur, id, sum)
+	rememberVerified(localPath(dir, f), id, sum)
 	return nil
 }
 

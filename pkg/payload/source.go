@@ -23,6 +23,9 @@ func rememberVerified(path string, id fileID, sum string) {
 	}
 }
 
+// localPath is where f lies under dir, the key of verified.
+func localPath(dir string, f File) string { return filepath.Join(dir, filepath.FromSlash(f.Path)) }
+
 // Source is an open payload file (Open). It implements
 // remote.VerifiedSource: Upload does not hash again a file that Verify
 // checked and that has not changed since.
@@ -40,7 +43,7 @@ func (s *Source) VerifiedSHA256() string { return s.sum }
 // the one Verify hashed to it and is unchanged since; otherwise an upload
 // hashes what it reads, as for any source.
 func Open(dir string, f File) (*Source, error) {
-	name := filepath.Join(dir, filepath.FromSlash(f.Path))
+	name := localPath(dir, f)
 	fh, err := os.Open(name)
 	if err != nil {
 		return nil, err

@@ -607,9 +607,10 @@ var (
 )
 
 // guardedReader feeds the caller's reader to the SFTP writer. It hashes
-// what passes (but a VerifiedSource), refuses to yield more than limit bytes, stops as soon as ctx
-// is done, and after detach never touches the caller's reader again (the
-// SFTP writer may still be running in the background after a cancellation).
+// what passes (unless the source is a VerifiedSource), refuses to yield
+// more than limit bytes, stops as soon as ctx is done, and after detach
+// never touches the caller's reader again (the SFTP writer may still be
+// running in the background after a cancellation).
 type guardedReader struct {
 	ctx   context.Context
 	limit int64
