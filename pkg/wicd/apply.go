@@ -199,66 +199,76 @@ const asideSuffix = ".old-"
 // modification time are compared by those without being read: `wicd run`
 // re-applies the plan every few seconds, and the copies are the payload's
 // binaries. A c.From just uploaded is known by the hash `wicd hash`
-// recorded under its temporary name (renamed). A c.From that was read,
-// and a c.To that was read or written, get their hashes recorded in
-// written (hashOfWritten), so that neither facts nor the next apply read
-// them again.
+// recorded under its temporary name (renamed). Others are hashed as they
+// are read, never held in memory whole: kubelet.exe is over 100 MB. A
+// c.From that was hashed, and a c.To that was hashed or written, get
+// their hashes recorded in written (hashOfWritten), so that neither facts
+// nor the next apply read them again.
 func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.Copy) (string, error) {
 	if err := removeAsideCopies(b, c.To); err != nil {
 		return "", err
 	}
-	from, fromKnown := cachedSumOrRenamed(b.Files, hashes, c.From)
-	if fromKnown {
-		if to, ok := cachedSum(b.Files, hashes, c.To); ok && strings.EqualFold(from, to) {
-			return "", nil
-		}
-	}
-	data, err := b.Files.ReadFile(c.From)
+	info, err := b.Files.Stat(c.From)
 	if err != nil {
 		return "", fsError("read "+c.From, err)
 	}
-	// The recorded hash stands for the bytes read, as it does for the
-	// comparison above: nothing but the operator's uploads (written aside
+	// The recorded hash stands for the bytes copied below, as it does for
+	// the comparison: nothing but the operator's uploads (written aside
 	// and renamed) changes a payload file.
-	sum := from
-	if !fromKnown {
-		sum = sha256Bytes(data)
+	sum, known := cachedSumOrRenamed(b.Files, hashes, c.From)
+	if !known {
+		if sum, err = sha256File(b.Files, c.From); err != nil {
+			return "", fsError("read "+c.From, err)
+		}
 	}
-	if e, ok := hashOfWritten(b.Files, c.From, int64(len(data)), sum); ok {
+	if e, ok := hashOfWritten(b.Files, c.From, info.Size(), sum); ok {
 		written[c.From] = e
 	}
-	remember := func() {
-		if e, ok := hashOfWritten(b.Files, c.To, int64(len(data)), sum); ok {
+	remember := func(size int64) {
+		if e, ok := hashOfWritten(b.Files, c.To, size, sum); ok {
 			written[c.To] = e
 		}
 	}
-	old, err := b.Files.ReadFile(c.To)
-	switch {
-	case err == nil && bytes.Equal(old, data):
-		remember()
+	existed := true
+	switch old, err := cachedOrHashed(b.Files, hashes, c.To); {
+	case err == nil && strings.EqualFold(old, sum):
+		if _, cached := cachedSum(b.Files, hashes, c.To); !cached {
+			remember(info.Size())
+		}
 		return "", nil
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist):
+		existed = false
+	case err != nil:
 		return "", fsError("read "+c.To, err)
 	}
 	if err := b.Files.MkdirAll(parentDir(c.To)); err != nil {
 		return "", fsError("create directory for "+c.To, err)
 	}
-	err = b.Files.WriteFile(c.To, data)
+	n, err := b.Files.CopyFile(c.From, c.To)
 	if errors.Is(err, ErrFileInUse) {
 		aside := fmt.Sprintf("%s%s%d", c.To, asideSuffix, b.System.Now().UnixNano())
 		if err := b.Files.Rename(c.To, aside); err != nil {
 			return "", fsError("rename "+c.To+" aside while processes run it", err)
 		}
-		err = b.Files.WriteFile(c.To, data)
+		n, err = b.Files.CopyFile(c.From, c.To)
 	}
 	if err != nil {
 		return "", fsError("write "+c.To, err)
 	}
-	remember()
-	if old == nil {
+	remember(n)
+	if !existed {
 		return "created", nil
 	}
 	return "updated", nil
+}
+
+// cachedOrHashed is path's hash from the cache when it holds it for the
+// file's current size and modification time, else read from the file.
+func cachedOrHashed(files Files, hashes map[string]hashCacheEntry, path string) (string, error) {
+	if sum, ok := cachedSum(files, hashes, path); ok {
+		return sum, nil
+	}
+	return sha256File(files, path)
 }
 
 // removeAsideCopies removes the copies of path renamed aside earlier that

@@ -52,6 +52,12 @@ type Files interface {
 	ReadFile(path string) ([]byte, error)
 	// WriteFile replaces path atomically (write aside, then rename).
 	WriteFile(path string, data []byte) error
+	// CopyFile replaces to with a copy of from as WriteFile replaces a
+	// file (copied aside, then renamed), without holding the content in
+	// memory, and returns the bytes copied. to's directory must exist.
+	// A from that is missing fails with fs.ErrNotExist (wrapped); a to
+	// that processes hold fails with ErrFileInUse.
+	CopyFile(from, to string) (int64, error)
 	MkdirAll(path string) error
 	// Stat returns fs.ErrNotExist (wrapped) when path is missing.
 	Stat(path string) (fs.FileInfo, error)

@@ -2,8 +2,6 @@ package wicd
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -119,44 +117,64 @@ func stageCopy(files Files, c wicdapi.StageCopy, verified map[string]hashCacheEn
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return 0, fsError("hash "+c.To, err)
 	}
-	data, err := files.ReadFile(c.From)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := files.Stat(c.From); errors.Is(err, fs.ErrNotExist) {
 		return 0, codedError(wicdapi.CodeNotFound, "copy source %s does not exist", c.From)
-	}
-	if err != nil {
+	} else if err != nil {
 		return 0, fsError("read "+c.From, err)
 	}
-	if got := sha256Bytes(data); got != c.SHA256 {
-		return 0, codedError(wicdapi.CodeFileMismatch, "%s has sha256 %s, not %s", c.From, got, c.SHA256)
-	}
-	if err := files.MkdirAll(parentDir(c.To)); err != nil {
+	undo, err := mkdirAllUndo(files, parentDir(c.To))
+	if err != nil {
 		return 0, fsError("create directory for "+c.To, err)
 	}
+	// The copy is hashed, not its source before it: what is renamed into
+	// place is what was checked, and the source is read once. A failed
+	// copy leaves nothing behind, not even the folders made for it (an
+	// empty version folder would count as a payload version).
 	tmp := c.To + stageTempSuffix
 	fail := func(err error) (int64, error) {
 		_ = files.Remove(tmp)
+		undo()
 		return 0, err
 	}
-	if err := files.WriteFile(tmp, data); err != nil {
-		return fail(fsError("write "+tmp, err))
+	n, err := files.CopyFile(c.From, tmp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fail(codedError(wicdapi.CodeNotFound, "copy source %s does not exist", c.From))
+	}
+	if err != nil {
+		return fail(fsError("copy "+c.From+" to "+tmp, err))
 	}
 	if got, err := sha256File(files, tmp); err != nil {
 		return fail(fsError("hash "+tmp, err))
 	} else if got != c.SHA256 {
-		return fail(codedError(wicdapi.CodeFileMismatch, "%s has sha256 %s after writing, not %s", tmp, got, c.SHA256))
+		return fail(codedError(wicdapi.CodeFileMismatch, "%s has sha256 %s, not %s", c.From, got, c.SHA256))
 	}
 	if err := files.Rename(tmp, c.To); err != nil {
 		return fail(fsError("rename "+tmp+" to "+c.To, err))
 	}
-	if e, ok := hashOfWritten(files, c.To, int64(len(data)), c.SHA256); ok {
+	if e, ok := hashOfWritten(files, c.To, n, c.SHA256); ok {
 		verified[c.To] = e
 	}
-	return int64(len(data)), nil
+	return n, nil
 }
 
-func sha256Bytes(data []byte) string {
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+// mkdirAllUndo creates dir and its missing parents; undo removes what it
+// created (best effort).
+func mkdirAllUndo(files Files, dir string) (undo func(), err error) {
+	top := "" // the outermost folder missing
+	for d := dir; isAbsWindowsPath(d); d = parentDir(d) {
+		if _, err := files.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		top = d
+	}
+	if err := files.MkdirAll(dir); err != nil {
+		return nil, err
+	}
+	return func() {
+		if top != "" {
+			_ = files.RemoveAll(top)
+		}
+	}, nil
 }
 
 // previousPlan returns the previous applied plan, or nil when there is

@@ -506,6 +506,53 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		g.Expect(res.Changed).To(BeFalse(), "%+v", res.Changes)
 	})
 
+	t.Run("a copy streams, and one onto a running program renames that aside (CopyFile)", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		src, dst := `C:\k\payload\v1\copy-src.exe`, `C:\k\copied\probe.exe`
+		w.put(t, src, probeExe)
+		plan := basePlan()
+		plan.Copies = []wicdapi.Copy{{From: src, To: dst}}
+		w.putPlan(t, plan)
+		apply := func() {
+			t.Helper()
+			var res wicdapi.ApplyResult
+			code, out := w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+			g.Expect(code).To(Equal(0), out)
+		}
+		apply()
+		g.Expect(read(dst)).To(Equal(probeExe))
+
+		// A process runs the copy; the source changes.
+		ready, release := `C:\k\copy-ready`, `C:\k\copy-release`
+		holder, _, _ := w.start(context.Background(), t, dst, "mutex-hold", `Global\probe-copy`, mutexSDDL, ready, release)
+		holderDone := make(chan error, 1)
+		go func() { holderDone <- holder.Wait() }()
+		g.Eventually(func() []byte { return read(ready) }, 30*time.Second).ShouldNot(BeEmpty())
+		w.put(t, src, v2)
+		apply()
+		g.Expect(read(dst)).To(Equal(v2), "the copy is replaced")
+		aside := func() []string {
+			entries, _ := os.ReadDir(w.host(`C:\k\copied`))
+			var names []string
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "probe.exe.old-") {
+					names = append(names, e.Name())
+				}
+			}
+			return names
+		}
+		g.Expect(aside()).To(HaveLen(1), "the running image was renamed aside")
+
+		w.put(t, release, []byte("go"))
+		g.Eventually(holderDone, 30*time.Second).Should(Receive(BeNil()))
+		g.Eventually(func() []string { apply(); return aside() }, time.Minute).Should(BeEmpty(), "the renamed copy goes once free")
+		_ = os.Remove(w.host(ready))
+		_ = os.Remove(w.host(release))
+		w.putPlan(t, basePlan())
+		apply()
+	})
+
 	t.Run("a program that is no service runs under the service host, and stops with it", func(t *testing.T) {
 		record(t)
 		g := NewWithT(t)

@@ -137,6 +137,20 @@ func (c *content) view(off int64) []byte {
 	return ch.data[off%fileChunk:]
 }
 
+// copyFrom replaces the (empty) content with src's: chunks src shares
+// are shared, the others copied.
+func (c *content) copyFrom(src *content) {
+	for i := range src.chunks {
+		ch := src.chunks[i]
+		if ch.shared != nil {
+			c.chunks = append(c.chunks, piece{data: ch.data, shared: ch.shared, written: ch.written})
+			c.size += int64(len(ch.data))
+			continue
+		}
+		c.writeAt(ch.data, int64(i)*fileChunk)
+	}
+}
+
 // truncate shrinks the content to size (never grows it).
 func (c *content) truncate(size int64) {
 	if size >= c.size {

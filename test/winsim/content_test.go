@@ -80,6 +80,13 @@ func TestContent(t *testing.T) {
 			tt.ops(&c, &m)
 			g.Expect(c.len()).To(Equal(int64(len(m))))
 			g.Expect(bytes.Equal(c.bytes(), m)).To(BeTrue(), "content differs from the plain slice")
+			var cp content
+			cp.copyFrom(&c)
+			g.Expect(bytes.Equal(cp.bytes(), m)).To(BeTrue(), "a copy differs from the plain slice")
+			if len(m) > 0 {
+				cp.writeAt([]byte{^m[0]}, 0)
+				g.Expect(bytes.Equal(c.bytes(), m)).To(BeTrue(), "writing the copy changed the original")
+			}
 			for i, ch := range c.chunks {
 				if i < len(c.chunks)-1 {
 					g.Expect(ch.data).To(HaveLen(fileChunk), "chunk %d of %d", i, len(c.chunks))
@@ -122,6 +129,11 @@ func FuzzContent(f *testing.F) {
 		}
 		if c.len() != int64(len(m)) || !bytes.Equal(c.bytes(), m) {
 			t.Fatalf("content (%d bytes) differs from the plain slice (%d bytes)", c.len(), len(m))
+		}
+		var cp content
+		cp.copyFrom(&c)
+		if cp.len() != int64(len(m)) || !bytes.Equal(cp.bytes(), m) {
+			t.Fatalf("a copy (%d bytes) differs from the plain slice (%d bytes)", cp.len(), len(m))
 		}
 	})
 }

@@ -185,3 +185,57 @@ func TestDiskFileWriteToSharesFullChunks(t *testing.T) {
 		g.Expect(&b[0]).NotTo(BeIdenticalTo(&n0.data.chunks[2].data[0]), "the owned chunk is copied")
 	}
 }
+
+func TestDiskCopyFile(t *testing.T) {
+	g := NewWithT(t)
+	d := newDisk(16 << 20)
+	data := bytes.Repeat([]byte("0123456789abcdef"), (2*fileChunk+1000)/16)
+	g.Expect(d.WriteFile(`C:\k\payload.exe`, data)).To(Succeed())
+	g.Expect(d.MkdirAll(`C:\k\v2`)).To(Succeed())
+
+	n, err := d.CopyFile(`C:\k\payload.exe`, `C:\K\V2\Payload.exe`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(n).To(BeEquivalentTo(len(data)))
+	g.Expect(d.ReadFile(`C:\k\v2\payload.exe`)).To(Equal(data))
+	g.Expect(d.Used()).To(BeEquivalentTo(2*len(data)), "a copy takes space as a written file does")
+	src, err := d.lookup("stat", `C:\k\payload.exe`)
+	g.Expect(err).NotTo(HaveOccurred())
+	dst, err := d.lookup("stat", `C:\k\v2\payload.exe`)
+	g.Expect(err).NotTo(HaveOccurred())
+	for i := range 2 {
+		g.Expect(dst.data.chunks[i].shared).To(BeIdenticalTo(src.data.chunks[i].shared), "full chunk %d is shared, not copied", i)
+	}
+	g.Expect(dst.data.chunks[2].shared).To(BeNil())
+	g.Expect(&dst.data.chunks[2].data[0]).NotTo(BeIdenticalTo(&src.data.chunks[2].data[0]), "the owned chunk is copied")
+
+	// Writing either file leaves the other as it was.
+	g.Expect(d.WriteFile(`C:\k\v2\payload.exe`, []byte("new"))).To(Succeed())
+	g.Expect(d.ReadFile(`C:\k\payload.exe`)).To(Equal(data))
+
+	// What Windows refuses, the disk refuses.
+	_, err = d.CopyFile(`C:\k\missing.exe`, `C:\k\v2\x.exe`)
+	g.Expect(err).To(MatchError(fs.ErrNotExist))
+	_, err = d.CopyFile(`C:\k\payload.exe`, `C:\k\v3\x.exe`)
+	g.Expect(err).To(MatchError(fs.ErrNotExist), "the target's folder must exist")
+	_, err = d.CopyFile(`C:\k\payload.exe`, `C:\K\PAYLOAD.exe`)
+	g.Expect(err).To(MatchError(ErrSharingViolation), "onto itself")
+	g.Expect(d.ReadFile(`C:\k\payload.exe`)).To(Equal(data), "a copy onto itself leaves the file")
+
+	release, err := d.Hold(`C:\k\v2\payload.exe`, "kubelet.exe")
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = d.CopyFile(`C:\k\payload.exe`, `C:\k\v2\payload.exe`)
+	var inUse *InUseError
+	g.Expect(errors.As(err, &inUse)).To(BeTrue(), "a running image cannot be overwritten: %v", err)
+	g.Expect(inUse.Holders).To(ConsistOf(ContainSubstring("kubelet.exe")))
+	release()
+
+	unlock, err := d.Lock(`C:\k\payload.exe`, "backup.exe")
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = d.CopyFile(`C:\k\payload.exe`, `C:\k\v2\y.exe`)
+	g.Expect(errors.As(err, &inUse)).To(BeTrue(), "a file held exclusively cannot be read: %v", err)
+	unlock()
+
+	d.SetQuota(d.Used() + 10)
+	_, err = d.CopyFile(`C:\k\payload.exe`, `C:\k\v2\z.exe`)
+	g.Expect(err).To(MatchError(ErrDiskFull))
+}

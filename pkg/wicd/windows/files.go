@@ -26,7 +26,32 @@ func (files) ReadFile(path string) ([]byte, error) { return os.ReadFile(path) }
 // WriteFile writes data to a temporary file in the same directory, flushes
 // it and renames it over path (MoveFileEx with MOVEFILE_REPLACE_EXISTING),
 // so readers see the old or the new content, never a part.
-func (files) WriteFile(path string, data []byte) (err error) {
+func (files) WriteFile(path string, data []byte) error {
+	return replaceFile(path, func(f *os.File) (err error) {
+		_, err = f.Write(data)
+		return err
+	})
+}
+
+// CopyFile copies from to path as WriteFile writes, 32 KiB at a time, so
+// the agent does not hold a payload binary (kubelet.exe is over 100 MB)
+// in memory.
+func (files) CopyFile(from, to string) (n int64, err error) {
+	src, err := os.Open(from)
+	if err != nil {
+		return 0, inUse(err)
+	}
+	defer func() { _ = src.Close() }()
+	err = replaceFile(to, func(f *os.File) (err error) {
+		n, err = io.Copy(f, src)
+		return err
+	})
+	return n, err
+}
+
+// replaceFile has write fill a temporary file in path's directory, flushes
+// it and renames it over path.
+func replaceFile(path string, write func(*os.File) error) (err error) {
 	dir, base := filepath.Split(path)
 	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
 	if err != nil {
@@ -38,7 +63,7 @@ func (files) WriteFile(path string, data []byte) (err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	if err = write(f); err != nil {
 		_ = f.Close()
 		return diskFull(err)
 	}

@@ -70,6 +70,20 @@ func (f diskFiles) WriteFile(p string, data []byte) error {
 	return nil
 }
 
+// CopyFile copies aside and renames, as WriteFile writes.
+func (f diskFiles) CopyFile(from, to string) (int64, error) {
+	tmp := to + ".wicd-tmp"
+	n, err := f.d.CopyFile(from, tmp)
+	if err == nil {
+		err = f.d.Rename(tmp, to, true)
+	}
+	if err != nil {
+		_ = f.d.Remove(tmp)
+		return 0, mapDiskErr(err)
+	}
+	return n, nil
+}
+
 // mapDiskErr adds the agent's sentinels to the disk's errors, as the
 // Windows backend does to Windows' error codes.
 func mapDiskErr(err error) error {
