@@ -2,6 +2,8 @@ package csrapproval_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,4 +241,52 @@ func TestNodeBootstrapperLifecycle(t *testing.T) {
 	g.Expect(records(g)).To(BeEmpty())
 	g.Expect(credentialIDs(g)).To(BeEmpty())
 	g.Expect(whoAmI(ctx, third)).To(Equal(nb.Username()))
+}
+
+// Many hosts issued and revoked at once (a MachineSet scaled up, then
+// joined) each get their subject in the one binding, and lose it: their
+// binding updates are shared, not 40 writers conflicting on one object.
+func TestConcurrentIssuesAllGetBound(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	tokens := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
+	g.Expect(tokens.EnsureRBAC(ctx)).To(Succeed())
+	const n = 40
+	instances := make([]string, n)
+	for i := range instances {
+		instances[i] = fmt.Sprintf("many-%s-%02d", csrtSuffix(t), i)
+	}
+	t.Cleanup(func() {
+		for _, in := range instances {
+			_ = tokens.Revoke(context.Background(), in)
+		}
+	})
+	each := func(f func(instance string) error) []error {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i, in := range instances {
+			wg.Go(func() { errs[i] = f(in) })
+		}
+		wg.Wait()
+		return errs
+	}
+	for _, err := range each(func(in string) error { _, err := tokens.Issue(ctx, in); return err }) {
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	var want []rbacv1.Subject
+	for _, in := range instances {
+		users, err := tokens.Usernames(ctx, in)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(users).To(HaveLen(1))
+		name := users[0][len(bootstrap.ServiceAccountUserPrefix+ctrltest.Namespace+":"):]
+		want = append(want, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ctrltest.Namespace})
+	}
+	g.Expect(bindingSubjects(ctx, g)).To(ContainElements(want), "every issued host is bound when Issue returns")
+
+	for _, err := range each(func(in string) error { return tokens.Revoke(ctx, in) }) {
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	for _, s := range want {
+		g.Expect(bindingSubjects(ctx, g)).NotTo(ContainElement(s), "every revoked host is unbound when Revoke returns")
+	}
 }

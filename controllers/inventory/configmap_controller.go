@@ -137,7 +137,7 @@ func (r *ConfigMapReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 	}
 	errs = append(errs, r.prune(ctx, s))
-	return ctrl.Result{}, kerrors.NewAggregate(errs)
+	return core.QuietCacheLag(ctx, ctrl.Result{}, kerrors.NewAggregate(errs))
 }
 
 // binaryDataProblems rejects every binaryData key: hosts are listed under
@@ -199,7 +199,8 @@ func (r *ConfigMapReconciler) applyEntry(ctx context.Context, s *inventoryScope,
 		setInventorySpec(&wi.Spec, e)
 		log.Info("Creating WindowsInstance")
 		if err := r.Client.Create(ctx, wi); err != nil {
-			// AlreadyExists means the cache lags: the error retries.
+			// AlreadyExists means the cache lags: Reconcile retries
+			// quietly (core.QuietCacheLag).
 			return fmt.Errorf("create WindowsInstance %s for entry %q: %w", name, e.Key, err)
 		}
 		r.Recorder.Eventf(entryRef(s.configMap, e.Key), wi, corev1.EventTypeNormal, ReasonInstanceCreated, "CreateInstance",

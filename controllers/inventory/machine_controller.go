@@ -182,10 +182,10 @@ func (r *MachineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 			if cerr := r.applyConditions(ctx, s); cerr != nil && err == nil {
 				err = cerr
 			}
-			return res, err
+			return core.QuietCacheLag(ctx, res, err)
 		}
 	}
-	return ctrl.Result{}, r.applyConditions(ctx, s)
+	return core.QuietCacheLag(ctx, ctrl.Result{}, r.applyConditions(ctx, s))
 }
 
 // reconcileUnmanaged removes the instance and the hook of a Machine the
@@ -353,7 +353,8 @@ func (r *MachineReconciler) applyInstance(ctx context.Context, s *machineScope, 
 		r.setSpec(&wi.Spec, addr, nodeName)
 		log.Info("Creating WindowsInstance", "address", addr, "nodeName", nodeName, "platform", r.profile.Type)
 		if err := r.Client.Create(ctx, wi); err != nil {
-			// AlreadyExists means the cache lags: the error retries.
+			// AlreadyExists means the cache lags: Reconcile retries
+			// quietly (core.QuietCacheLag).
 			return ctrl.Result{}, true, fmt.Errorf("create WindowsInstance %s for Machine %s: %w", s.name, s.owner, err)
 		}
 		r.Recorder.Eventf(s.m, wi, corev1.EventTypeNormal, EventMachineInstanceCreated, "CreateInstance",

@@ -97,7 +97,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 			errs = append(errs, fmt.Errorf("delete EndpointSlice %s: %w", name, err))
 		}
 	}
-	return ctrl.Result{}, kerrors.NewAggregate(errs)
+	// A conflict is the cache behind this controller's own last update
+	// (Nodes turning Ready one after another): retried quietly.
+	return core.QuietCacheLag(ctx, ctrl.Result{}, kerrors.NewAggregate(errs))
 }
 
 // ensureService creates or corrects the Service and returns it; nil when

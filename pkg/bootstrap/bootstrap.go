@@ -72,6 +72,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -82,6 +83,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -163,6 +165,10 @@ type Tokens struct {
 	TTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// syncs coalesces the binding updates of concurrent issuances and
+	// revocations (bindingSyncs); made on first use.
+	syncs *bindingSyncs
 }
 
 // ReadingFrom is a copy of t reading through reader unless t has a Reader.
@@ -208,12 +214,34 @@ func roleRef() rbacv1.RoleRef {
 }
 
 // syncBinding sets the binding's subjects to the bootstrap ServiceAccounts
-// that exist. The binding is read before the ServiceAccounts are listed
-// and written with its resourceVersion: a ServiceAccount another worker
-// created after that list has also been written after that read, so one
-// of the two updates conflicts and is retried, and no subject is lost.
+// that exist, in a sync that starts after the call (so it lists what the
+// caller created or deleted before it). Concurrent callers share one
+// sync: with one update per caller, 50 hosts joining at once made 50
+// writers of one object, and most ran out of conflict retries.
 func (t *Tokens) syncBinding(ctx context.Context) error {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	syncsInit.Lock()
+	if t.syncs == nil {
+		t.syncs = &bindingSyncs{}
+	}
+	s := t.syncs
+	syncsInit.Unlock()
+	return s.do(ctx, t.syncBindingNow)
+}
+
+// syncsInit guards making Tokens.syncs.
+var syncsInit sync.Mutex
+
+// bindingRetry is how a sync retries conflicting with another writer of
+// the binding (another operator process, an admin): about 2.5 s in all.
+var bindingRetry = wait.Backoff{Steps: 8, Duration: 10 * time.Millisecond, Factor: 2, Jitter: 0.5}
+
+// syncBindingNow is one sync. The binding is read before the
+// ServiceAccounts are listed and written with its resourceVersion: a
+// ServiceAccount another writer created after that list has also been
+// written after that read, so one of the two updates conflicts and is
+// retried, and no subject is lost.
+func (t *Tokens) syncBindingNow(ctx context.Context) error {
+	err := retry.RetryOnConflict(bindingRetry, func() error {
 		crb := &rbacv1.ClusterRoleBinding{}
 		err := t.reader().Get(ctx, client.ObjectKey{Name: BindingName}, crb)
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -251,6 +279,67 @@ func (t *Tokens) syncBinding(ctx context.Context) error {
 		return fmt.Errorf("update ClusterRoleBinding %s: %w", BindingName, err)
 	}
 	return nil
+}
+
+// bindingSyncs runs syncs of the binding one at a time and lets every
+// caller that arrives while one runs share the next.
+type bindingSyncs struct {
+	mu      sync.Mutex
+	running bool
+	next    *bindingSync // not started yet; callers join it
+}
+
+// bindingSync is one sync and its callers' result.
+type bindingSync struct {
+	ctx     context.Context
+	callers int // how many share it
+	done    chan struct{}
+	err     error
+}
+
+// do waits for a sync that starts after the call. The sync runs detached
+// from ctx (another caller may share it), bounded by bindingSyncTimeout;
+// do returns early when ctx ends.
+func (s *bindingSyncs) do(ctx context.Context, syncNow func(context.Context) error) error {
+	s.mu.Lock()
+	if s.next == nil {
+		s.next = &bindingSync{ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
+		if !s.running {
+			s.running = true
+			go s.run(syncNow)
+		}
+	}
+	r := s.next
+	r.callers++
+	s.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// bindingSyncTimeout bounds one sync.
+const bindingSyncTimeout = time.Minute
+
+// run runs the syncs callers wait for until none does.
+func (s *bindingSyncs) run(syncNow func(context.Context) error) {
+	for {
+		s.mu.Lock()
+		r := s.next
+		s.next = nil
+		if r == nil {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(r.ctx, bindingSyncTimeout)
+		r.err = syncNow(ctx)
+		cancel()
+		close(r.done)
+	}
 }
 
 // Issue returns a valid bootstrap token for the instance: the one already

@@ -45,6 +45,10 @@ type csrResult struct {
 	// latency from the start of each CSR's create request until the
 	// Approved condition was seen on a watch.
 	p50, p99, max time.Duration
+	// The latency in two parts: from the start of the create request
+	// until the CSR was first seen on the watch (the API server), and
+	// from then until it was seen approved (the approver).
+	seenP50, seenP99, decideP50, decideP99 time.Duration
 	// create is how long the create requests themselves took.
 	createP50, createMax time.Duration
 	// all is from the first create until the last approval.
@@ -251,6 +255,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	var (
 		mu       sync.Mutex
 		approved = map[string]time.Time{}
+		seen     = map[string]time.Time{}
 		denied   = map[string]time.Time{}
 		allDone  = make(chan struct{})
 	)
@@ -262,6 +267,9 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 				continue
 			}
 			mu.Lock()
+			if _, ok := seen[obj.Name]; !ok {
+				seen[obj.Name] = now
+			}
 			for _, cond := range obj.Status.Conditions {
 				switch cond.Type {
 				case certificatesv1.CertificateApproved:
@@ -350,12 +358,16 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	defer mu.Unlock()
 	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued}
 	res.pending = n - res.approved - res.denied
-	var lat, create []time.Duration
+	var lat, create, visible, decide []time.Duration
 	var last time.Time
 	for _, q := range reqs {
 		create = append(create, q.created)
 		if at, ok := approved[q.instance]; ok {
 			lat = append(lat, max(0, at.Sub(q.start)))
+			if s, ok := seen[q.instance]; ok {
+				visible = append(visible, max(0, s.Sub(q.start)))
+				decide = append(decide, max(0, at.Sub(s)))
+			}
 			if at.After(last) {
 				last = at
 			}
@@ -363,7 +375,11 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	}
 	slices.Sort(lat)
 	slices.Sort(create)
+	slices.Sort(visible)
+	slices.Sort(decide)
 	res.p50, res.p99 = percentile(lat, 50), percentile(lat, 99)
+	res.seenP50, res.seenP99 = percentile(visible, 50), percentile(visible, 99)
+	res.decideP50, res.decideP99 = percentile(decide, 50), percentile(decide, 99)
 	if len(lat) > 0 {
 		res.max = lat[len(lat)-1]
 	}
@@ -373,6 +389,8 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	}
 	logf("CSR: %d approved, %d denied, %d pending; latency p50 %s, p99 %s, max %s", res.approved, res.denied, res.pending,
 		res.p50.Round(time.Millisecond), res.p99.Round(time.Millisecond), res.max.Round(time.Millisecond))
+	logf("CSR: create until seen on a watch p50 %s, p99 %s; seen until seen approved p50 %s, p99 %s",
+		res.seenP50.Round(time.Millisecond), res.seenP99.Round(time.Millisecond), res.decideP50.Round(time.Millisecond), res.decideP99.Round(time.Millisecond))
 	if res.approved != n {
 		return &res, fmt.Errorf("%d of %d CSRs approved", res.approved, n)
 	}

@@ -170,10 +170,12 @@ func (r *report) idleTable() string {
 }
 
 func (r *report) csrTable() string {
-	t := &table{head: []string{"CSRs", "approved", "denied", "left pending", "p50", "p99", "max", "last approved after", "create request p50 / max"}}
+	t := &table{head: []string{"CSRs", "approved", "denied", "left pending", "p50", "p99", "max", "last approved after", "create request p50 / max",
+		"created until seen p50 / p99", "seen until approved p50 / p99"}}
 	for _, c := range r.csrs {
 		t.add(fmt.Sprint(c.n), fmt.Sprint(c.approved), fmt.Sprint(c.denied), fmt.Sprint(c.pending),
-			fmtDur(c.p50), fmtDur(c.p99), fmtDur(c.max), fmtDur(c.all), fmtDur(c.createP50)+" / "+fmtDur(c.createMax))
+			fmtDur(c.p50), fmtDur(c.p99), fmtDur(c.max), fmtDur(c.all), fmtDur(c.createP50)+" / "+fmtDur(c.createMax),
+			fmtDur(c.seenP50)+" / "+fmtDur(c.seenP99), fmtDur(c.decideP50)+" / "+fmtDur(c.decideP99))
 	}
 	return t.String()
 }
@@ -239,7 +241,6 @@ func (r *report) results(heading string) string {
 				for _, q := range c.queued {
 					fmt.Fprintf(&b, "\n- %s", q)
 				}
-				b.WriteString("\n")
 			}
 			b.WriteString("\n\n")
 			if c.requests != nil {
