@@ -248,7 +248,7 @@ test-race: setup-envtest $(KUSTOMIZE) ## Run what make test runs, the module's t
 	$(MAKE) --no-print-directory test-kind
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target (func FuzzX in the module's tests) for FUZZTIME each, one after the other (default 10m: about 5.5 h for the 34 targets); FUZZ_MATCH (a regular expression on the names) runs a subset, FUZZ_JOBS=N runs N targets at once.
+fuzz: ## Run every fuzz target (func FuzzX in the module's tests) for FUZZTIME each, one after the other (default 10m: 10 minutes per target, hours for all of them); FUZZ_MATCH (a regular expression on the names) runs a subset, FUZZ_JOBS=N runs N targets at once.
 	GO=$(GO) hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: fuzz-short

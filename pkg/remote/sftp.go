@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -58,6 +59,53 @@ const cleanupTimeout = 10 * time.Second
 // of the agent binary hold about 6 MiB per host at once.
 const sftpRequestsPerFile = 20
 
+// sftpMaxData is the most data one SFTP read or write request carries: a
+// write request with its header (at most 25 bytes and the handle, which
+// SFTP limits to 256 bytes) then fits the 32 KiB an SSH channel packet
+// carries to OpenSSH (and golang.org/x/crypto/ssh) as one packet
+// (packetWriter). With pkg/sftp's default of 32 KiB of data, each write
+// went out as a full packet and a packet of the few bytes left over.
+const sftpMaxData = 32<<10 - 25 - 256
+
+// packetWriter hands the SFTP client's packets to the SSH channel whole,
+// one Write each: pkg/sftp writes a packet's header and its data in two
+// calls, and the channel makes at least one SSH packet of each call, so
+// every 32 KiB written cost two SSH packets, each encrypted, sent and
+// decrypted on its own (in a 50-host join, 240,000 packets of about 40
+// bytes). It relies on pkg/sftp writing packets one at a time (a mutex
+// around each), never interleaved.
+type packetWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (p *packetWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for len(p.buf) >= 4 {
+		end := 4 + int64(binary.BigEndian.Uint32(p.buf))
+		if int64(len(p.buf)) < end {
+			break
+		}
+		_, err := p.w.Write(p.buf[:end])
+		p.buf = p.buf[:copy(p.buf, p.buf[end:])]
+		if err != nil {
+			return len(b), err
+		}
+	}
+	if cap(p.buf) > 2*(32<<10)+64 && len(p.buf) == 0 {
+		p.buf = nil // a larger packet passed: do not keep its buffer
+	}
+	return len(b), nil
+}
+
+// Close closes the channel's input.
+func (p *packetWriter) Close() error {
+	if c, ok := p.w.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // readBacksAtOnce bounds the read-backs (readBackSHA256) that run at once
 // in the process, over all hosts. Each allocates a fresh buffer for every
 // packet it receives, twice (the SSH layer, then the SFTP layer), and holds
@@ -97,8 +145,8 @@ func openSFTP(client *ssh.Client) (*sftpConn, error) {
 		_ = sess.Close()
 		return nil, err
 	}
-	c, err := sftp.NewClientPipe(stdout, stdin, sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(true),
-		sftp.MaxConcurrentRequestsPerFile(sftpRequestsPerFile))
+	c, err := sftp.NewClientPipe(stdout, &packetWriter{w: stdin}, sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(true),
+		sftp.MaxConcurrentRequestsPerFile(sftpRequestsPerFile), sftp.MaxPacketChecked(sftpMaxData))
 	if err != nil {
 		_ = sess.Close()
 		return nil, err
