@@ -228,7 +228,7 @@ type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
 // Reconcile runs the phases in order; each returns early with a requeue or
 // an error when it cannot finish, and the status is computed (summarize)
 // and patched once at the end.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	// The cluster facts this reconcile works with, noted at once so that
 	// a change of them wakes this instance only if it started before.
 	cluster, problem := r.ClusterSource.ClusterFacts()
@@ -254,7 +254,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			wi.Status.ObservedGeneration = wi.Generation
 		}
 		if err := r.Client.Status().Patch(ctx, wi, client.MergeFrom(s.base)); err != nil && !apierrors.IsNotFound(err) {
-			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patch status: %w", err)})
+			// The error retries; a requeue returned with it would be
+			// ignored (and warned about).
+			res, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, fmt.Errorf("patch status: %w", err)})
 		}
 	}()
 
