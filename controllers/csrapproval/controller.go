@@ -191,6 +191,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.seen.forget(c.Name)
 		return ctrl.Result{}, nil
 	}
+	if r.seen.decided(c) {
+		// Approved or denied here already; the cache has not caught up
+		// with that write yet (an instance or Node event enqueued the
+		// CSR again meanwhile). Writing again would only conflict: in a
+		// 50-host join 21 of 121 approval writes did.
+		return ctrl.Result{}, nil
+	}
 
 	d, wi, err := r.evaluate(ctx, c)
 	if err != nil {
@@ -548,6 +555,15 @@ func (m *csrDecisionMemory) record(c *certificatesv1.CertificateSigningRequest, 
 		m.counter.WithLabelValues(csrVerdictResult(d.Verdict)).Inc()
 	}
 	return !ok || prev.decision != d
+}
+
+// decided tells whether this CSR (same name and UID) was approved or
+// denied here.
+func (m *csrDecisionMemory) decided(c *certificatesv1.CertificateSigningRequest) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.last[c.Name]
+	return ok && e.uid == c.UID && (e.decision.Verdict == csr.Approve || e.decision.Verdict == csr.Deny)
 }
 
 // forget drops what is remembered of a CSR.

@@ -109,3 +109,23 @@ func TestCSRDecisionMemoryCountsEachVerdictOnce(t *testing.T) {
 	g.Expect(count("denied")).To(Equal(1.0))
 	g.Expect(count("pending")).To(Equal(1.0))
 }
+
+// A CSR approved or denied here counts as decided (its write is not
+// repeated while the cache still shows it pending); a pending verdict,
+// another CSR of the same name or a forgotten one does not.
+func TestCSRDecisionMemoryDecided(t *testing.T) {
+	g := NewWithT(t)
+	m := newCSRDecisionMemory(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "test_csr_decided_total"}, []string{"result"}))
+	c := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "one", UID: types.UID("u1")}}
+	g.Expect(m.decided(c)).To(BeFalse())
+	m.record(c, csr.Decision{Verdict: csr.Pending, Reason: "no Node yet"})
+	g.Expect(m.decided(c)).To(BeFalse(), "pending is no decision")
+	m.record(c, csr.Decision{Verdict: csr.Approve})
+	g.Expect(m.decided(c)).To(BeTrue())
+	again := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "one", UID: types.UID("u2")}}
+	g.Expect(m.decided(again)).To(BeFalse(), "the same name, another CSR")
+	m.forget("one")
+	g.Expect(m.decided(c)).To(BeFalse())
+	m.record(c, csr.Decision{Verdict: csr.Deny})
+	g.Expect(m.decided(c)).To(BeTrue())
+}
