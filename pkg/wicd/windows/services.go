@@ -41,8 +41,23 @@ type services struct{}
 func serviceKey(name string) string { return `SYSTEM\CurrentControlSet\Services\` + name }
 
 // withService connects to the service manager, opens a service and calls fn
-// with it. A missing service is wicd.ErrServiceNotFound.
+// with it. A missing service is wicd.ErrServiceNotFound. When the service
+// manager calls its own fresh handle invalid (ERROR_INVALID_HANDLE, which
+// Wine's service manager answers now and then, to OpenService and to
+// StartService alike; CI failed the Wine tier on both), the connection is
+// closed and made again and fn runs again, a few times: fn must be safe
+// to repeat (a start tolerates a service already running).
 func withService(name string, fn func(*mgr.Service) error) error {
+	for attempt := 1; ; attempt++ {
+		err := withServiceOnce(name, fn)
+		if err == nil || !errors.Is(err, windows.ERROR_INVALID_HANDLE) || attempt == serviceAttempts {
+			return err
+		}
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
+}
+
+func withServiceOnce(name string, fn func(*mgr.Service) error) error {
 	m, s, err := openService(name)
 	if m != nil {
 		defer func() { _ = m.Disconnect() }()
@@ -60,29 +75,19 @@ func withService(name string, fn func(*mgr.Service) error) error {
 	return nil
 }
 
-// openAttempts bounds how often openService connects anew when the
+// serviceAttempts bounds how often withService connects anew when the
 // service manager calls its own fresh handle invalid.
-const openAttempts = 3
+const serviceAttempts = 3
 
-// openService connects to the service manager and opens a service. A
-// connection whose handle the service manager then calls invalid
-// (ERROR_INVALID_HANDLE, which Wine's service manager answers now and then
-// for a service created a moment before; CI failed the Wine tier on it) is
-// closed and made again, a few times; any other error is returned at once.
-// m is the connection to disconnect when it is not nil.
+// openService connects to the service manager and opens a service. m is
+// the connection to disconnect when it is not nil.
 func openService(name string) (m *mgr.Mgr, s *mgr.Service, err error) {
-	for attempt := 1; ; attempt++ {
-		m, err = mgr.Connect()
-		if err != nil {
-			return nil, nil, fmt.Errorf("connect to the service manager: %w", err)
-		}
-		s, err = m.OpenService(name)
-		if err == nil || !errors.Is(err, windows.ERROR_INVALID_HANDLE) || attempt == openAttempts {
-			return m, s, err
-		}
-		_ = m.Disconnect()
-		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	m, err = mgr.Connect()
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to the service manager: %w", err)
 	}
+	s, err = m.OpenService(name)
+	return m, s, err
 }
 
 // Query reads a service's configuration back into a wicdapi.Service, the
