@@ -230,16 +230,21 @@ func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.
 		}
 	}
 	existed := true
-	switch old, err := cachedOrHashed(b.Files, hashes, c.To); {
-	case err == nil && strings.EqualFold(old, sum):
-		if _, cached := cachedSum(b.Files, hashes, c.To); !cached {
+	old, cached := cachedSum(b.Files, hashes, c.To)
+	var readErr error
+	if !cached {
+		old, readErr = sha256File(b.Files, c.To)
+	}
+	switch {
+	case readErr == nil && strings.EqualFold(old, sum):
+		if !cached {
 			remember(info.Size())
 		}
 		return "", nil
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(readErr, fs.ErrNotExist):
 		existed = false
-	case err != nil:
-		return "", fsError("read "+c.To, err)
+	case readErr != nil:
+		return "", fsError("read "+c.To, readErr)
 	}
 	if err := b.Files.MkdirAll(parentDir(c.To)); err != nil {
 		return "", fsError("create directory for "+c.To, err)
@@ -260,15 +265,6 @@ func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.
 		return "created", nil
 	}
 	return "updated", nil
-}
-
-// cachedOrHashed is path's hash from the cache when it holds it for the
-// file's current size and modification time, else read from the file.
-func cachedOrHashed(files Files, hashes map[string]hashCacheEntry, path string) (string, error) {
-	if sum, ok := cachedSum(files, hashes, path); ok {
-		return sum, nil
-	}
-	return sha256File(files, path)
 }
 
 // removeAsideCopies removes the copies of path renamed aside earlier that

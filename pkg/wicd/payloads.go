@@ -117,19 +117,15 @@ func stageCopy(files Files, c wicdapi.StageCopy, verified map[string]hashCacheEn
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return 0, fsError("hash "+c.To, err)
 	}
-	if _, err := files.Stat(c.From); errors.Is(err, fs.ErrNotExist) {
-		return 0, codedError(wicdapi.CodeNotFound, "copy source %s does not exist", c.From)
-	} else if err != nil {
-		return 0, fsError("read "+c.From, err)
-	}
 	undo, err := mkdirAllUndo(files, parentDir(c.To))
 	if err != nil {
 		return 0, fsError("create directory for "+c.To, err)
 	}
 	// The copy is hashed, not its source before it: what is renamed into
 	// place is what was checked, and the source is read once. A failed
-	// copy leaves nothing behind, not even the folders made for it (an
-	// empty version folder would count as a payload version).
+	// copy (a missing source among the causes) leaves nothing behind, not
+	// even the folders made for it (an empty version folder would count
+	// as a payload version).
 	tmp := c.To + stageTempSuffix
 	fail := func(err error) (int64, error) {
 		_ = files.Remove(tmp)

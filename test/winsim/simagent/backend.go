@@ -58,30 +58,34 @@ func (f diskFiles) ReadFile(p string) ([]byte, error) { return f.d.ReadFile(p) }
 // WriteFile writes aside and renames into place, as the Windows backend
 // does, so a full disk never leaves a truncated file.
 func (f diskFiles) WriteFile(p string, data []byte) error {
-	tmp := p + ".wicd-tmp"
-	if err := f.d.WriteFile(tmp, data); err != nil {
-		_ = f.d.Remove(tmp)
-		return mapDiskErr(err)
+	return f.replace(p, func(tmp string) error { return f.d.WriteFile(tmp, data) })
+}
+
+// CopyFile copies aside and renames, as WriteFile writes.
+func (f diskFiles) CopyFile(from, to string) (n int64, err error) {
+	err = f.replace(to, func(tmp string) (err error) {
+		n, err = f.d.CopyFile(from, tmp)
+		return err
+	})
+	if err != nil {
+		return 0, err
 	}
-	if err := f.d.Rename(tmp, p, true); err != nil {
+	return n, nil
+}
+
+// replace has write fill a temporary file beside p and renames it over p;
+// a failure removes the temporary file.
+func (f diskFiles) replace(p string, write func(tmp string) error) error {
+	tmp := p + ".wicd-tmp"
+	err := write(tmp)
+	if err == nil {
+		err = f.d.Rename(tmp, p, true)
+	}
+	if err != nil {
 		_ = f.d.Remove(tmp)
 		return mapDiskErr(err)
 	}
 	return nil
-}
-
-// CopyFile copies aside and renames, as WriteFile writes.
-func (f diskFiles) CopyFile(from, to string) (int64, error) {
-	tmp := to + ".wicd-tmp"
-	n, err := f.d.CopyFile(from, tmp)
-	if err == nil {
-		err = f.d.Rename(tmp, to, true)
-	}
-	if err != nil {
-		_ = f.d.Remove(tmp)
-		return 0, mapDiskErr(err)
-	}
-	return n, nil
 }
 
 // mapDiskErr adds the agent's sentinels to the disk's errors, as the
