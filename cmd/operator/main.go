@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -261,8 +262,15 @@ func run(o options) error {
 	// SSH keys live in the operator's namespace; of other Secrets only
 	// the userData Secrets of Windows Machines are its business.
 	secretNamespaces := userdatactl.SecretCache(o.namespace, info.MachineAPI)
+	watchHTTP, err := newWatchHTTPClient(cfg)
+	if err != nil {
+		return fmt.Errorf("create the watches' HTTP client: %w", err)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Cache: cache.Options{DefaultTransform: controllers.CacheTransform, ByObject: map[client.Object]cache.ByObject{
+		// The cache's watches (CSRs, Nodes, instances: the kinds that
+		// are busy in a burst) have a connection to the API server of
+		// their own; see newWatchHTTPClient.
+		Cache: cache.Options{HTTPClient: watchHTTP, DefaultTransform: controllers.CacheTransform, ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Namespaces: secretNamespaces},
 			// Only the Windows nodes the operator made are cached, so
 			// memory does not grow with the cluster's Linux nodes.
@@ -325,6 +333,24 @@ const (
 	defaultKubeQPS   = 300
 	defaultKubeBurst = 3000
 )
+
+// newWatchHTTPClient is an HTTP client for cfg with a connection of its
+// own. The API server serves all requests of one HTTP/2 connection
+// through one loop, and stops sending to a watcher that falls behind a
+// burst of events: it holds back the events of every other watcher of
+// that resource for up to its dispatch budget, then closes the watch.
+// With the manager's cache watching over the connection that also
+// carries the approver's reads and writes, a 1,000-CSR burst (make
+// bench) had 14-17 watches of CSRs closed; with the watches on their
+// own connection, 0-3, and the approvals' p99 fell (see
+// docs/benchmarks-goals.md). A Dial of its own keeps client-go from
+// handing out the transport it shares among clients of equal TLS
+// settings.
+func newWatchHTTPClient(cfg *rest.Config) (*http.Client, error) {
+	c := rest.CopyConfig(cfg)
+	c.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return rest.HTTPClientFor(c)
+}
 
 // applyClientLimits sets the client-side rate limit of every client made
 // from cfg: qps 0 disables it (the API server's priority and fairness

@@ -7,9 +7,15 @@ Licensed under the Apache License, Version 2.0.
 package main
 
 import (
+	"encoding/pem"
 	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -161,4 +167,46 @@ func TestApplyClientLimits(t *testing.T) {
 			g.Expect(cfg.Burst).To(Equal(tc.wantBurst))
 		})
 	}
+}
+
+// The cache's watches reach the API server over a connection of their
+// own: clients made from one config share a connection, a watch client
+// does not.
+func TestWatchHTTPClientHasItsOwnConnection(t *testing.T) {
+	g := NewWithT(t)
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("{}"))
+	}))
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
+	get := func(c *http.Client) {
+		resp, err := c.Get(srv.URL + "/version")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(resp.ProtoMajor).To(Equal(2))
+		_, _ = io.Copy(io.Discard, resp.Body)
+		g.Expect(resp.Body.Close()).To(Succeed())
+	}
+
+	requests, err := rest.HTTPClientFor(cfg)
+	g.Expect(err).NotTo(HaveOccurred())
+	others, err := rest.HTTPClientFor(cfg)
+	g.Expect(err).NotTo(HaveOccurred())
+	get(requests)
+	get(others)
+	g.Expect(conns.Load()).To(Equal(int32(1)), "two clients of one config share a connection")
+
+	watches, err := newWatchHTTPClient(cfg)
+	g.Expect(err).NotTo(HaveOccurred())
+	get(watches)
+	get(requests)
+	g.Expect(conns.Load()).To(Equal(int32(2)), "the watch client opens a connection of its own")
 }

@@ -22,12 +22,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -227,71 +222,13 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// Watch before the burst; record when each CSR is first seen decided.
-	list, err := p.clientset.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	// Watch before the burst; record when each CSR is first seen and
+	// first seen decided (csrobserver.go).
+	obs, err := startCSRObserver(ctx, p.cluster.KubeconfigPath, n)
 	if err != nil {
 		return nil, err
 	}
-	// A retrying watch: a burst of 1,000 outlasts a single watch request
-	// on a loaded API server; it resumes from the last event seen. It
-	// asks for protobuf, as the approver's and kube-controller-manager's
-	// watches do, so the API server encodes each event once for all
-	// three: the benchmark's observer costs it no JSON encoding a
-	// cluster without the benchmark would not pay.
-	wcfg := rest.CopyConfig(p.cluster.Config)
-	wcfg.ContentType = runtime.ContentTypeProtobuf
-	watcher, err := kubernetes.NewForConfig(wcfg)
-	if err != nil {
-		return nil, err
-	}
-	csrs := watcher.CertificatesV1().CertificateSigningRequests()
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return csrs.Watch(ctx, o) },
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer w.Stop()
-	var (
-		mu       sync.Mutex
-		approved = map[string]time.Time{}
-		seen     = map[string]time.Time{}
-		denied   = map[string]time.Time{}
-		allDone  = make(chan struct{})
-	)
-	go func() {
-		for ev := range w.ResultChan() {
-			now := time.Now()
-			obj, ok := ev.Object.(*certificatesv1.CertificateSigningRequest)
-			if !ok {
-				continue
-			}
-			mu.Lock()
-			if _, ok := seen[obj.Name]; !ok {
-				seen[obj.Name] = now
-			}
-			for _, cond := range obj.Status.Conditions {
-				switch cond.Type {
-				case certificatesv1.CertificateApproved:
-					if _, seen := approved[obj.Name]; !seen {
-						approved[obj.Name] = now
-					}
-				case certificatesv1.CertificateDenied:
-					if _, seen := denied[obj.Name]; !seen {
-						denied[obj.Name] = now
-					}
-				}
-			}
-			if len(approved)+len(denied) == n {
-				select {
-				case <-allDone:
-				default:
-					close(allDone)
-				}
-			}
-			mu.Unlock()
-		}
-	}()
+	defer func() { _ = obs.stop() }()
 
 	logf("CSR: creating %d kubelet client CSRs at once, each as its host's bootstrap identity", n)
 	fire := make(chan struct{})
@@ -325,7 +262,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	}
 	logf("CSR: all %d created in %s; waiting for the approver", n, time.Since(t0).Round(time.Millisecond))
 	select {
-	case <-allDone:
+	case <-obs.allDone:
 	case <-time.After(3 * time.Minute):
 		logf("CSR: not every CSR decided within 3m")
 	case <-ctx.Done():
@@ -337,7 +274,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	var queued []apfQueued
 	if metrics1, ok := readAPIServerMetrics(ctx, p.clientset); ok && metricsOK {
 		closedWatches = metrics1.closedCSRWatches - metrics0.closedCSRWatches
-		logf("CSR: watches of CSRs the API server closed during the burst for falling behind: %d", closedWatches)
+		logf("CSR: watches of CSRs the API server closed during the burst for falling behind: %d (the benchmark's own watch resumed %d times)", closedWatches, max(0, obs.resumed()))
 		queued = metrics1.queuedSince(metrics0)
 		for _, q := range queued {
 			logf("CSR: waited in the API server's priority and fairness queues: %s", q)
@@ -354,8 +291,9 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 		logf("CSR: API requests per CSR:\n%s", requests.perCSR(n))
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	approved, denied, seen := obs.approved, obs.denied, obs.seen
 	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued}
 	res.pending = n - res.approved - res.denied
 	var lat, create, visible, decide []time.Duration

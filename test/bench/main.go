@@ -157,6 +157,13 @@ func parseInts(s string) ([]int, error) {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == csrObserverArg {
+		if err := runCSRObserver(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "CSR observer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var (
 		c                          config
 		hosts, concurrency, phases string
