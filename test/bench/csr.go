@@ -263,6 +263,8 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	logf("CSR: all %d created in %s; waiting for the approver", n, time.Since(t0).Round(time.Millisecond))
 	select {
 	case <-obs.allDone:
+	case <-obs.ended:
+		return nil, fmt.Errorf("the CSR observer ended during the burst: %w", obs.failure())
 	case <-time.After(3 * time.Minute):
 		logf("CSR: not every CSR decided within 3m")
 	case <-ctx.Done():
@@ -274,7 +276,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n int) (
 	var queued []apfQueued
 	if metrics1, ok := readAPIServerMetrics(ctx, p.clientset); ok && metricsOK {
 		closedWatches = metrics1.closedCSRWatches - metrics0.closedCSRWatches
-		logf("CSR: watches of CSRs the API server closed during the burst for falling behind: %d (the benchmark's own watch resumed %d times)", closedWatches, max(0, obs.resumed()))
+		logf("CSR: watches of CSRs the API server closed during the burst for falling behind: %d (the benchmark's own watch resumed %d times)", closedWatches, obs.resumed())
 		queued = metrics1.queuedSince(metrics0)
 		for _, q := range queued {
 			logf("CSR: waited in the API server's priority and fairness queues: %s", q)

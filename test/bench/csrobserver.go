@@ -181,7 +181,7 @@ func startCSRObserver(ctx context.Context, kubeconfig string, n int) (*csrObserv
 		return o, nil
 	case <-o.ended:
 		_ = o.stop()
-		return nil, fmt.Errorf("the CSR observer ended before it listed the CSRs: %w", o.err)
+		return nil, fmt.Errorf("the CSR observer ended before it listed the CSRs: %w", o.failure())
 	case <-time.After(30 * time.Second):
 		_ = o.stop()
 		return nil, errors.New("the CSR observer did not list the CSRs within 30s")
@@ -263,5 +263,16 @@ func (o *csrObserver) stop() error {
 func (o *csrObserver) resumed() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.watches - 1
+	return max(0, o.watches-1)
+}
+
+// failure is what ended the observer's output early, if anything was
+// wrong with it; its own error went to the benchmark's standard error.
+func (o *csrObserver) failure() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return o.err
+	}
+	return errors.New("its output closed")
 }
