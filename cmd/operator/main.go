@@ -7,9 +7,11 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	configv1 "github.com/openshift/api/config/v1"
@@ -184,6 +186,10 @@ func run(o options) error {
 	if err := applyClientLimits(cfg, o.kubeQPS, o.kubeBurst); err != nil {
 		return err
 	}
+	// The watches' connection is not limited: a watch holds its stream
+	// for as long as it runs (see newWatchHTTPClient).
+	watchCfg := rest.CopyConfig(cfg)
+	limitInFlight(cfg, maxInFlight)
 	if err := checkLoopback(o.pprofAddr); err != nil {
 		return fmt.Errorf("--pprof-bind-address: %w", err)
 	}
@@ -262,7 +268,7 @@ func run(o options) error {
 	// SSH keys live in the operator's namespace; of other Secrets only
 	// the userData Secrets of Windows Machines are its business.
 	secretNamespaces := userdatactl.SecretCache(o.namespace, info.MachineAPI)
-	watchHTTP, err := newWatchHTTPClient(cfg)
+	watchHTTP, err := newWatchHTTPClient(watchCfg)
 	if err != nil {
 		return fmt.Errorf("create the watches' HTTP client: %w", err)
 	}
@@ -350,6 +356,73 @@ func newWatchHTTPClient(cfg *rest.Config) (*http.Client, error) {
 	c := rest.CopyConfig(cfg)
 	c.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	return rest.HTTPClientFor(c)
+}
+
+// maxInFlight is how many requests the operator's clients (all but the
+// cache's watches) have open at once. They share one HTTP/2 connection to
+// the API server, which serves at most 100 streams on one connection
+// (kube-apiserver's default --http2-max-streams-per-connection), and Go's
+// HTTP/2 client opens another connection, a full TLS handshake on both
+// sides, for each request that finds the streams taken. A burst of CSRs
+// (96 approver workers, two reads each) opened 39 connections, closed
+// again once idle, each burst anew. Requests beyond the bound wait in the
+// operator for a stream instead; the rest of the 100 are left to the few
+// watches on this connection, which the bound does not count.
+const maxInFlight = 64
+
+// limitInFlight bounds how many requests the clients made from cfg have
+// open at once, together: they share one connection (client-go shares a
+// transport among clients of equal TLS settings). A request holds its
+// slot from before it is sent until its response body is closed (its
+// stream ends); it waits for a free slot, or until its context ends.
+// Watches and protocol upgrades (exec, port-forward) are not counted:
+// they hold a stream for as long as they run.
+func limitInFlight(cfg *rest.Config, n int) {
+	slots := make(chan struct{}, n)
+	wrap := cfg.WrapTransport
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		if wrap != nil {
+			rt = wrap(rt)
+		}
+		return inFlightLimit{next: rt, slots: slots}
+	}
+}
+
+// inFlightLimit is the RoundTripper of limitInFlight.
+type inFlightLimit struct {
+	next  http.RoundTripper
+	slots chan struct{}
+}
+
+func (l inFlightLimit) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Upgrade") != "" || req.URL.Query().Get("watch") == "true" {
+		return l.next.RoundTrip(req)
+	}
+	select {
+	case l.slots <- struct{}{}:
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
+	resp, err := l.next.RoundTrip(req)
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	resp.Body = &slotBody{ReadCloser: resp.Body, slots: l.slots}
+	return resp, nil
+}
+
+// slotBody gives its request's slot back when it is closed.
+type slotBody struct {
+	io.ReadCloser
+	slots chan struct{}
+	once  sync.Once
+}
+
+func (b *slotBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() { <-b.slots })
+	return err
 }
 
 // applyClientLimits sets the client-side rate limit of every client made

@@ -7,6 +7,7 @@ Licensed under the Apache License, Version 2.0.
 package main
 
 import (
+	"context"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
@@ -174,19 +176,9 @@ func TestApplyClientLimits(t *testing.T) {
 // does not.
 func TestWatchHTTPClientHasItsOwnConnection(t *testing.T) {
 	g := NewWithT(t)
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv, conns, caPEM := http2Server(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("{}"))
-	}))
-	srv.EnableHTTP2 = true
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.StartTLS()
-	defer srv.Close()
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	}), nil)
 	cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
 	get := func(c *http.Client) {
 		resp, err := c.Get(srv.URL + "/version")
@@ -209,4 +201,132 @@ func TestWatchHTTPClientHasItsOwnConnection(t *testing.T) {
 	get(watches)
 	get(requests)
 	g.Expect(conns.Load()).To(Equal(int32(2)), "the watch client opens a connection of its own")
+}
+
+// A burst of requests beyond the API server's streams per connection waits
+// for a stream on the one connection (limitInFlight) instead of opening a
+// connection, and a TLS handshake, per request that finds the streams
+// taken, as Go's HTTP/2 client does without the limit.
+func TestLimitInFlightKeepsOneConnection(t *testing.T) {
+	const streams, burst, limit = 100, 150, 64
+	var (
+		inFlight, most atomic.Int32
+		release        atomic.Pointer[chan struct{}] // answers wait for it to close
+	)
+	srv, conns, caPEM := http2Server(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n := inFlight.Add(1)
+		for m := most.Load(); n > m; m = most.Load() {
+			if most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		<-*release.Load()
+		inFlight.Add(-1)
+		_, _ = w.Write([]byte("{}"))
+	}), &http.HTTP2Config{MaxConcurrentStreams: streams}) // as kube-apiserver's default
+
+	run := func(g Gomega, cfg *rest.Config, wantInFlight int32) {
+		// A Dial of its own: a transport of its own, unshared with the
+		// other run's.
+		cfg.Dial = (&net.Dialer{}).DialContext
+		c, err := rest.HTTPClientFor(cfg)
+		g.Expect(err).NotTo(HaveOccurred())
+		errs := make(chan error, burst)
+		get := func() {
+			resp, err := c.Get(srv.URL + "/version")
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				err = resp.Body.Close()
+			}
+			errs <- err
+		}
+		// The connection is open when the burst comes, as the operator's
+		// is: it has been making requests.
+		conns.Store(0)
+		open := make(chan struct{})
+		close(open)
+		release.Store(&open)
+		get()
+		g.Expect(<-errs).To(Succeed())
+		g.Expect(conns.Load()).To(Equal(int32(1)))
+		held := make(chan struct{})
+		release.Store(&held)
+		most.Store(0)
+		for range burst {
+			go get()
+		}
+		g.Eventually(inFlight.Load).Should(Equal(wantInFlight))
+		close(held)
+		for range burst {
+			g.Expect(<-errs).To(Succeed())
+		}
+	}
+
+	g := NewWithT(t)
+	// Without the limit, every request past the 100th dials.
+	run(g, &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}, burst)
+	g.Expect(conns.Load()).To(BeNumerically(">", 1), "the control: without the limit the burst opens more connections")
+
+	limited := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
+	limitInFlight(limited, limit)
+	run(g, limited, limit)
+	g.Expect(most.Load()).To(Equal(int32(limit)))
+	g.Expect(conns.Load()).To(Equal(int32(1)), "with the limit the burst shares one connection")
+}
+
+// A watch holds its stream for as long as it runs, not a slot of
+// limitInFlight: with one slot, a request goes out beside an open watch;
+// a request's slot comes back when its body is closed.
+func TestLimitInFlightLetsWatchesPass(t *testing.T) {
+	g := NewWithT(t)
+	stop := make(chan struct{})
+	srv, _, caPEM := http2Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "true" {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-stop
+			return
+		}
+		_, _ = w.Write([]byte("{}"))
+	}), nil)
+	defer close(stop)
+	cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
+	limitInFlight(cfg, 1)
+	c, err := rest.HTTPClientFor(cfg)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	get := func(path string) *http.Response {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		t.Cleanup(cancel)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+		g.Expect(err).NotTo(HaveOccurred())
+		resp, err := c.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		return resp
+	}
+	watch := get("/api/v1/nodes?watch=true")
+	defer func() { _ = watch.Body.Close() }() // the server holds it open
+	for range 3 {
+		resp := get("/api/v1/nodes/a")
+		_, _ = io.Copy(io.Discard, resp.Body)
+		g.Expect(resp.Body.Close()).To(Succeed())
+	}
+}
+
+// http2Server starts a TLS server of h that speaks HTTP/2 (with h2's
+// settings, when given) and counts the connections opened to it; it
+// returns the PEM certificate that trusts it. Closed at the test's end.
+func http2Server(t *testing.T, h http.Handler, h2 *http.HTTP2Config) (*httptest.Server, *atomic.Int32, []byte) {
+	conns := &atomic.Int32{}
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.Config.HTTP2 = h2
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, conns, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -80,12 +81,17 @@ const (
 // cache could turn the verdict: the bootstrap credentials of the one
 // instance the CSR names (issued moments before the CSR they authenticate,
 // and revoked once the host has joined: a revoked one must not be
-// approved). The Node of that name comes from the manager's cache when it
-// holds it labelled as this instance's, else from the API server's watch
-// cache (the manager's holds only the operator's labelled Nodes, so it
-// cannot tell a Node that does not exist from a foreign or just
-// registered one; see nodeFromWatchCache). An approval is no Event (see
-// announce), so an approved bootstrap CSR costs three API requests.
+// approved). Whether a Node of that name exists, and whose it is, comes
+// from the manager's cache when it holds the Node labelled as this
+// instance's, else from a cache of every Node's name (nodeNames: metadata
+// only, trimmed to the name and the wmco.io/instance label; the manager's
+// holds only the operator's labelled Nodes, so it cannot tell a Node that
+// does not exist from a foreign or just registered one). Only a Node that
+// exists and is not labelled as this instance's is read in full, from the
+// API server's watch cache (its addresses may show it to be the host's;
+// see nodeFromWatchCache). An approval is no Event (see announce), so an
+// approved bootstrap CSR costs two API requests: the quorum read and the
+// approval.
 type Reconciler struct {
 	// Client reads CSRs, WindowsInstances and Nodes from the manager's
 	// cache and writes approvals. It must be the manager's client: the
@@ -109,6 +115,9 @@ type Reconciler struct {
 	// cluster-scoped: their Events land in the default namespace.
 	Recorder events.EventRecorder
 
+	// nodeNames holds the name and wmco.io/instance label of every Node
+	// (newNodeNames).
+	nodeNames client.Reader
 	// tokens is Tokens reading through APIReader unless it names a Reader:
 	// a bootstrap credential is issued moments before the CSR it
 	// authenticates, and a lagging cache would deny that CSR for good.
@@ -135,6 +144,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.Recorder = core.Recorder(r.Recorder)
 	r.tokens = r.Tokens.ReadingFrom(r.APIReader)
 	r.seen = newCSRDecisionMemory(metrics.CSRDecisions)
+	nodeNames, err := newNodeNames(mgr)
+	if err != nil {
+		return err
+	}
+	r.nodeNames = nodeNames
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &wmcov1.WindowsInstance{}, instanceNodeNameIndex, indexInstanceNodeName); err != nil {
 		return fmt.Errorf("CSR approver: index WindowsInstances by node name: %w", err)
 	}
@@ -330,12 +344,19 @@ func (r *Reconciler) describe(ctx context.Context, c *certificatesv1.Certificate
 }
 
 // nodeState is what is known of the Node named nodeName: owned when the
-// cache holds it labelled as the instance's, else what the API server's
-// watch cache says (nodeFromWatchCache).
+// manager's cache holds it labelled as the instance's; absent when the
+// cache of Node names has none of that name; else what the API server's
+// watch cache says of the whole Node (nodeFromWatchCache).
 func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, nodeName string) (csr.NodeState, error) {
 	node := &corev1.Node{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: nodeName}, node); err == nil && node.Labels[wmcov1.LabelInstance] == wi.Name {
 		return csr.NodeOwned, nil
+	}
+	switch err := r.nodeNames.Get(ctx, client.ObjectKey{Name: nodeName}, nodeMetadata()); {
+	case apierrors.IsNotFound(err):
+		return csr.NodeAbsent, nil
+	case err != nil:
+		return csr.NodeAbsent, fmt.Errorf("look up Node %s in the cache of Node names: %w", nodeName, err)
 	}
 	node = &corev1.Node{}
 	switch err := r.APIReader.Get(ctx, client.ObjectKey{Name: nodeName}, node, nodeFromWatchCache); {
@@ -351,17 +372,62 @@ func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, 
 }
 
 // nodeFromWatchCache has a GET of a Node answered from the API server's
-// watch cache (resourceVersion "0") instead of a quorum read of etcd: the
-// operator's cache holds only its labelled Nodes, so it cannot tell a
-// foreign Node from none, but that needs no quorum. A Node is foreign
-// for as long as it exists (it is not revoked), and one created a few
-// milliseconds before the read is the race a quorum read has too, with
-// the Node created just after it. A stale answer that a Node is not the
+// watch cache (resourceVersion "0") instead of a quorum read of etcd.
+// Whether a Node exists needs no quorum either, so the cache of Node
+// names answers that (newNodeNames). A Node is foreign for as long as it
+// exists (it is not revoked), and one created a few milliseconds before
+// the cache hears of it is the race a quorum read has too, with the Node
+// created just after it. A stale answer that a Node is not the
 // instance's only leaves a renewal or serving CSR pending until the Node
 // watch fires. The freshness that matters is the bootstrap identity's
 // (a revoked one must not be approved): the issuer reads it with a
 // quorum read, the decision's one.
 var nodeFromWatchCache = &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}
+
+// newNodeNames is a cache of every Node's metadata, trimmed to the name
+// and the wmco.io/instance label (trimNodeMetadata): whether a Node of a
+// name exists, without a request per CSR. The manager starts it with its
+// other caches and starts controllers once it holds every Node. At 5,000
+// Nodes it holds a few hundred bytes each; a Node's status updates come
+// as metadata events, one for each of the kubelet's status writes.
+func newNodeNames(mgr ctrl.Manager) (client.Reader, error) {
+	c, err := core.AddCache(mgr, "the names of Nodes", cache.Options{
+		ByObject: map[client.Object]cache.ByObject{nodeMetadata(): {Transform: trimNodeMetadata}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The informer starts with the cache, before any decision asks.
+	if _, err := c.GetInformer(context.Background(), nodeMetadata()); err != nil {
+		return nil, fmt.Errorf("CSR approver: the informer of Node names: %w", err)
+	}
+	return c, nil
+}
+
+// nodeMetadata is an empty Node metadata object, to read into.
+func nodeMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
+	return m
+}
+
+// trimNodeMetadata keeps of a Node's metadata what nodeState reads (its
+// name and wmco.io/instance label) and what the informer needs (UID,
+// resourceVersion); the kind stays. Tombstones and other objects pass
+// unchanged.
+func trimNodeMetadata(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion,
+	}}
+	if v, ok := m.Labels[wmcov1.LabelInstance]; ok {
+		out.Labels = map[string]string{wmcov1.LabelInstance: v}
+	}
+	return out, nil
+}
 
 // announce records a denial or a CSR left pending as an Event on the CSR
 // (the instance its related object) and on the WindowsInstance the

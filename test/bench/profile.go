@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/openwmco/wmco/test/proc"
 )
@@ -64,14 +67,17 @@ const peakPoll = 100 * time.Millisecond
 // finish (at most --profile-for), a heap profile at finish and, when the
 // operator's PID is known, a heap profile at its resident set's peak.
 type profiler struct {
-	c      config
-	r      *report
-	base   string
-	phase  string
-	cancel context.CancelFunc
-	cpu    chan profileSummary
-	peak   chan profileSummary
-	once   sync.Once
+	c     config
+	r     *report
+	get   profileSource
+	phase string
+	// cpuKind names the CPU profile: "cpu" for the operator's; the
+	// operator's profiler also takes heap profiles.
+	cpuKind string
+	cancel  context.CancelFunc
+	cpu     chan profileSummary
+	peak    chan profileSummary
+	once    sync.Once
 }
 
 // startProfile starts a CPU profile of the operator serving pprof at base
@@ -87,16 +93,71 @@ func startProfile(ctx context.Context, c config, r *report, base, phase string, 
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &profiler{c: c, r: r, base: base, phase: phase, cancel: cancel, cpu: make(chan profileSummary, 1)}
-	go func() {
-		secs := max(1, int(c.profileFor.Seconds()))
-		p.cpu <- p.fetch(ctx, "cpu", fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
-	}()
+	p := &profiler{c: c, r: r, get: httpSource(base), phase: phase, cpuKind: "cpu", cancel: cancel, cpu: make(chan profileSummary, 1)}
+	go p.cpuProfile(ctx)
 	if pid != 0 {
 		p.peak = make(chan profileSummary, 1)
 		go func() { p.peak <- p.watchPeak(ctx, pid) }()
 	}
 	return p
+}
+
+// startAPIServerProfile starts a CPU profile of the API server cs talks
+// to (its /debug/pprof, open to the cluster's admin) for --profile-for
+// from now; nil when profiling is off. It shows where the control plane's
+// time goes in a phase whose pace the API server sets.
+func startAPIServerProfile(ctx context.Context, c config, r *report, cs kubernetes.Interface, phase string) *profiler {
+	if !c.profile {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p := &profiler{c: c, r: r, get: apiServerSource(cs), phase: phase, cpuKind: "apiserver-cpu", cancel: cancel, cpu: make(chan profileSummary, 1)}
+	go p.cpuProfile(ctx)
+	return p
+}
+
+func (p *profiler) cpuProfile(ctx context.Context) {
+	secs := max(1, int(p.c.profileFor.Seconds()))
+	p.cpu <- p.fetch(ctx, p.cpuKind, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+}
+
+// profileSource reads a pprof path (with its query) from a process.
+type profileSource func(ctx context.Context, path string) (io.ReadCloser, error)
+
+// httpSource reads from a process serving pprof at base, e.g.
+// http://127.0.0.1:port.
+func httpSource(base string) profileSource {
+	return func(ctx context.Context, path string) (io.ReadCloser, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			_ = resp.Body.Close()
+			return nil, fmt.Errorf("%s: %s: %s", path, resp.Status, b)
+		}
+		return resp.Body, nil
+	}
+}
+
+// apiServerSource reads from the API server cs talks to.
+func apiServerSource(cs kubernetes.Interface) profileSource {
+	return func(ctx context.Context, path string) (io.ReadCloser, error) {
+		u, err := url.Parse(path)
+		if err != nil {
+			return nil, err
+		}
+		req := cs.CoreV1().RESTClient().Get().AbsPath(u.Path)
+		for k, v := range u.Query() {
+			req = req.Param(k, v[0])
+		}
+		return req.Stream(ctx)
+	}
 }
 
 // watchPeak takes the heap-peak profile until ctx ends and returns the
@@ -144,11 +205,13 @@ func (p *profiler) finish(ctx context.Context) {
 		return
 	}
 	p.once.Do(func() {
-		heap := p.fetch(ctx, "heap", "/debug/pprof/heap?gc=1")
-		logf("%s: waiting for the operator's CPU profile (%s)", p.phase, p.c.profileFor)
-		cpu := <-p.cpu
+		var summaries []profileSummary
+		if p.cpuKind == "cpu" {
+			summaries = append(summaries, p.fetch(ctx, "heap", "/debug/pprof/heap?gc=1"))
+		}
+		logf("%s: waiting for the %s profile (%s)", p.phase, p.cpuKind, p.c.profileFor)
+		summaries = append([]profileSummary{<-p.cpu}, summaries...)
 		p.cancel()
-		summaries := []profileSummary{cpu, heap}
 		if p.peak != nil {
 			summaries = append(summaries, <-p.peak)
 		}
@@ -167,22 +230,12 @@ func (p *profiler) fetch(ctx context.Context, kind, path string) profileSummary 
 	s := profileSummary{phase: p.phase, kind: kind}
 	name := strings.NewReplacer(" ", "-", "=", "", ",", "").Replace(strings.ToLower(p.phase)) + "." + kind + ".pprof"
 	s.path = filepath.Join(profileDir, name)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+path, nil)
+	body, err := p.get(ctx, path)
 	if err != nil {
 		s.err = err
 		return s
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.err = err
-		return s
-	}
-	defer resp.Body.Close() //nolint:errcheck // read-only
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		s.err = fmt.Errorf("%s: %s: %s", path, resp.Status, b)
-		return s
-	}
+	defer body.Close() //nolint:errcheck // read-only
 	if err := os.MkdirAll(profileDir, 0o755); err != nil {
 		s.err = err
 		return s
@@ -192,7 +245,7 @@ func (p *profiler) fetch(ctx context.Context, kind, path string) profileSummary 
 		s.err = err
 		return s
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if _, err := io.Copy(f, body); err != nil {
 		_ = f.Close()
 		s.err = err
 		return s
@@ -235,8 +288,8 @@ func (r *report) profilesSection(heading string) string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s Operator profiles\n\n", heading)
-	fmt.Fprintf(&b, "`--profile`: the operator served pprof on loopback; CPU profiles cover\nup to %s from the phase's start, heap profiles (in use) are taken at its end,\nheap-peak profiles (in use, after a GC) when the operator's VmRSS last rose %s past its previous high.\nFiles in `%s/`; `go tool pprof -top <file>` for more.\n\n", r.cfg.profileFor, fmtBytes(peakStep), profileDir)
+	fmt.Fprintf(&b, "%s Profiles\n\n", heading)
+	fmt.Fprintf(&b, "`--profile`: the operator served pprof on loopback; CPU profiles (of the operator, and\nof the API server in the CSR bursts: apiserver-cpu) cover\nup to %s from the phase's start, heap profiles (in use) are taken at its end,\nheap-peak profiles (in use, after a GC) when the operator's VmRSS last rose %s past its previous high.\nFiles in `%s/`; `go tool pprof -top <file>` for more.\n\n", r.cfg.profileFor, fmtBytes(peakStep), profileDir)
 	for _, s := range r.profiles {
 		fmt.Fprintf(&b, "**%s, %s** (`%s`)\n\n", s.phase, s.kind, s.path)
 		if s.err != nil {

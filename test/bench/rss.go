@@ -124,7 +124,7 @@ func runRSSPhase(ctx context.Context, c config, r *report, work string) error {
 		}
 		// The heap as it is settled (no GC forced), where the loaded
 		// figure's Go heap goes.
-		pr := &profiler{c: c, r: r, base: profBase, phase: "memory, loaded cluster, settled"}
+		pr := &profiler{c: c, r: r, get: httpSource(profBase), phase: "memory, loaded cluster, settled"}
 		s := pr.fetch(ctx, "heap", "/debug/pprof/heap")
 		if s.err != nil {
 			logf("Memory: heap profile: %v", s.err)
