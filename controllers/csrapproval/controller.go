@@ -344,19 +344,24 @@ func (r *Reconciler) describe(ctx context.Context, c *certificatesv1.Certificate
 }
 
 // nodeState is what is known of the Node named nodeName: owned when the
-// manager's cache holds it labelled as the instance's; absent when the
-// cache of Node names has none of that name; else what the API server's
-// watch cache says of the whole Node (nodeFromWatchCache).
+// manager's cache or the cache of Node names holds it labelled as the
+// instance's; absent when the cache of Node names has none of that name;
+// else what the API server's watch cache says of the whole Node (its
+// addresses may make it the instance's; nodeFromWatchCache).
 func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, nodeName string) (csr.NodeState, error) {
 	node := &corev1.Node{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: nodeName}, node); err == nil && node.Labels[wmcov1.LabelInstance] == wi.Name {
 		return csr.NodeOwned, nil
 	}
-	switch err := r.nodeNames.Get(ctx, client.ObjectKey{Name: nodeName}, nodeMetadata()); {
+	meta := nodeMetadata()
+	switch err := r.nodeNames.Get(ctx, client.ObjectKey{Name: nodeName}, meta); {
 	case apierrors.IsNotFound(err):
 		return csr.NodeAbsent, nil
 	case err != nil:
 		return csr.NodeAbsent, fmt.Errorf("look up Node %s in the cache of Node names: %w", nodeName, err)
+	case meta.Labels[wmcov1.LabelInstance] == wi.Name:
+		// Labelled since the manager's cache last heard of it.
+		return csr.NodeOwned, nil
 	}
 	node = &corev1.Node{}
 	switch err := r.APIReader.Get(ctx, client.ObjectKey{Name: nodeName}, node, nodeFromWatchCache); {

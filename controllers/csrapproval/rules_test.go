@@ -10,6 +10,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/csr"
@@ -128,4 +129,39 @@ func TestCSRDecisionMemoryDecided(t *testing.T) {
 	g.Expect(m.decided(c)).To(BeFalse())
 	m.record(c, csr.Decision{Verdict: csr.Deny})
 	g.Expect(m.decided(c)).To(BeTrue())
+}
+
+// The cache of Node names keeps of each Node only its name, the
+// wmco.io/instance label and what the informer needs.
+func TestTrimNodeMetadata(t *testing.T) {
+	kind := metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}
+	full := metav1.ObjectMeta{
+		Name: "win-1", UID: "u-1", ResourceVersion: "42", Generation: 3,
+		Labels:          map[string]string{wmcov1.LabelInstance: "wi-1", "kubernetes.io/os": "windows"},
+		Annotations:     map[string]string{"k8s.ovn.org/node-subnets": `{"default":["10.128.2.0/23"]}`},
+		ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubelet"}},
+		OwnerReferences: []metav1.OwnerReference{{Name: "m-1"}},
+		Finalizers:      []string{"f"},
+	}
+	unlabelled := *full.DeepCopy()
+	delete(unlabelled.Labels, wmcov1.LabelInstance)
+	tomb := toolscache.DeletedFinalStateUnknown{Key: "win-1", Obj: &metav1.PartialObjectMetadata{TypeMeta: kind, ObjectMeta: full}}
+	cases := []struct {
+		name string
+		in   any
+		want any
+	}{
+		{"the operator's Node", &metav1.PartialObjectMetadata{TypeMeta: kind, ObjectMeta: full},
+			&metav1.PartialObjectMetadata{TypeMeta: kind, ObjectMeta: metav1.ObjectMeta{
+				Name: "win-1", UID: "u-1", ResourceVersion: "42", Labels: map[string]string{wmcov1.LabelInstance: "wi-1"},
+			}}},
+		{"another Node", &metav1.PartialObjectMetadata{TypeMeta: kind, ObjectMeta: unlabelled},
+			&metav1.PartialObjectMetadata{TypeMeta: kind, ObjectMeta: metav1.ObjectMeta{Name: "win-1", UID: "u-1", ResourceVersion: "42"}}},
+		{"a tombstone passes", tomb, tomb},
+	}
+	for _, tc := range cases {
+		got, err := trimNodeMetadata(tc.in)
+		NewWithT(t).Expect(err).NotTo(HaveOccurred(), tc.name)
+		NewWithT(t).Expect(got).To(Equal(tc.want), tc.name)
+	}
 }
