@@ -3,6 +3,8 @@ package main
 import (
 	"testing"
 	"time"
+
+	. "github.com/onsi/gomega"
 )
 
 func TestParseAPIServerMetrics(t *testing.T) {
@@ -50,4 +52,35 @@ broken{label="x" 1
 	if s := want[0].String(); s != "workload-low (flow schema service-accounts): 22 requests, 3.00 s waiting in all, mean 136 ms" {
 		t.Errorf("String() = %q", s)
 	}
+}
+
+// The reported burst is the median by p99 (the slower middle one of an
+// even count), with every burst's p99 in the order they ran and the
+// request counts of the first, the only one counted.
+func TestCSRMedian(t *testing.T) {
+	burst := func(p99 time.Duration) *csrResult { return &csrResult{n: 200, p99: p99, p50: p99 / 2} }
+	counted := burst(300 * time.Millisecond)
+	counted.requests = requestCounts{}
+	cases := []struct {
+		name     string
+		runs     []*csrResult
+		wantP99  time.Duration
+		wantRuns []time.Duration
+	}{
+		{"one", []*csrResult{burst(400 * time.Millisecond)}, 400 * time.Millisecond, []time.Duration{400 * time.Millisecond}},
+		{"three", []*csrResult{counted, burst(500 * time.Millisecond), burst(450 * time.Millisecond)}, 450 * time.Millisecond,
+			[]time.Duration{300 * time.Millisecond, 500 * time.Millisecond, 450 * time.Millisecond}},
+		{"four", []*csrResult{burst(4), burst(1), burst(3), burst(2)}, 3, []time.Duration{4, 1, 3, 2}},
+	}
+	for _, tc := range cases {
+		g := NewWithT(t)
+		got := csrMedian(tc.runs)
+		g.Expect(got.p99).To(Equal(tc.wantP99), tc.name)
+		g.Expect(got.p50).To(Equal(tc.wantP99/2), tc.name+": the median burst's other figures")
+		g.Expect(got.runP99s).To(Equal(tc.wantRuns), tc.name)
+	}
+	g := NewWithT(t)
+	g.Expect(csrMedian([]*csrResult{counted, burst(500 * time.Millisecond), burst(450 * time.Millisecond)}).requests).NotTo(BeNil(),
+		"the first burst's request counts")
+	g.Expect(counted.runP99s).To(BeNil(), "the runs are not changed")
 }

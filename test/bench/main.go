@@ -80,6 +80,9 @@ type config struct {
 	quiet        time.Duration
 
 	csrs []int
+	// csrRuns is how many bursts of each size run; the median by p99 is
+	// reported.
+	csrRuns int
 
 	// profile has the operator serve pprof and fetches CPU and heap
 	// profiles of the CSR bursts and the join runs (profile.go).
@@ -201,6 +204,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 8, "parallel API clients creating the memory phase's objects")
 	flag.DurationVar(&c.settleMin, "settle", 30*time.Second, "the operator settles at least this long before its memory is read (until VmHWM stays flat for 20s)")
 	flag.DurationVar(&c.settleMax, "settle-max", 3*time.Minute, "bound of the settling")
+	flag.IntVar(&c.csrRuns, "csr-runs", 3, "how many bursts of each --csrs size run, each in a fresh control plane; the report gives the median burst by p99 and every burst's p99 (one burst's p99 varies by a fifth)")
 	flag.IntVar(&c.t1Runs, "t1-runs", 3, "how many times each N=1 join runs; T(1) and its phases are the median run's (a single join varies by a few hundred ms)")
 	flag.BoolVar(&c.keepWork, "keep-work", false, "keep the working directory (the control planes' and operators' logs; the join, upgrade and unreachable phases' operator logs under env-logs/) instead of removing it at the end, and print its path")
 	flag.Parse()
