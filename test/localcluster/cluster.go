@@ -175,7 +175,34 @@ func FindBinDir() (string, error) {
 
 // Start runs etcd, kube-apiserver and kube-controller-manager and returns
 // once the API server is ready and the controller-manager is healthy.
-func Start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
+//
+// The components listen on ports free when Start picks them
+// (proc.FreePorts), which another process may take before a component
+// binds it (the tests of many packages run at once and dial out from the
+// same range). A start that fails for a port taken meanwhile is started
+// again on new ports, up to startAttempts times in all, when Start made
+// the directory (Options.Dir empty): a caller's directory holds what the
+// failed start left.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	for attempt := 1; ; attempt++ {
+		c, err := start(ctx, opts)
+		if err == nil || attempt == startAttempts || opts.Dir != "" || ctx.Err() != nil || !portTaken(err) {
+			return c, err
+		}
+	}
+}
+
+// startAttempts bounds Start's attempts when a port was taken.
+const startAttempts = 3
+
+// portTaken tells whether a start failed because a component could not
+// bind its port: the component's log, which the error quotes, says so.
+func portTaken(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "address already in use")
+}
+
+// start is one attempt of Start.
+func start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 	binDir := opts.BinDir
 	if binDir == "" {
 		d, err := FindBinDir()
