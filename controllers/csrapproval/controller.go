@@ -349,6 +349,10 @@ func (r *Reconciler) describe(ctx context.Context, c *certificatesv1.Certificate
 // else what the API server's watch cache says of the whole Node (its
 // addresses may make it the instance's; nodeFromWatchCache).
 func (r *Reconciler) nodeState(ctx context.Context, wi *wmcov1.WindowsInstance, nodeName string) (csr.NodeState, error) {
+	// The manager's cache first: its Node watch enqueues the CSR when
+	// the Node is labelled, so it has the label when that reconcile runs;
+	// the cache of Node names and the API server's watch cache may not
+	// yet, and no later event would come.
 	node := &corev1.Node{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: nodeName}, node); err == nil && node.Labels[wmcov1.LabelInstance] == wi.Name {
 		return csr.NodeOwned, nil

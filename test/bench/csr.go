@@ -118,7 +118,8 @@ func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 
 // csrMedian is the median of the runs of one burst size by p99 (the
 // slower middle one of an even count), with every run's p99 in the
-// order they ran and the first run's request counts and CPU times.
+// order they ran and the first run's request counts (only it is
+// counted); the other figures are the median run's.
 func csrMedian(runs []*csrResult) *csrResult {
 	var p99s []time.Duration
 	for _, r := range runs {
