@@ -668,12 +668,19 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	sum := sha256.Sum256(data)
 	// Apply saves its plan before it changes anything: the plan is in
 	// place only if the last apply of it did not fail.
-	if strings.EqualFold(s.facts.Files[wicdapi.AppliedPlanPath], hex.EncodeToString(sum[:])) && s.facts.ApplyError == nil {
+	saved := strings.EqualFold(s.facts.Files[wicdapi.AppliedPlanPath], hex.EncodeToString(sum[:]))
+	if saved && s.facts.ApplyError == nil {
 		setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + m.Version})
 		s.applied = m.Version
 		return ctrl.Result{}, r.upgradeApplied(ctx, s)
 	}
-	s.log.Info("Applying plan", "version", m.Version, "hostSubnet", in.HostSubnet)
+	if saved {
+		// The plan's last apply failed or did not finish (the operator
+		// was restarted, or the connection dropped, while it ran).
+		s.log.Info("Applying plan again", "version", m.Version, "hostSubnet", in.HostSubnet, "lastApply", string(s.facts.ApplyError.Code))
+	} else {
+		s.log.Info("Applying plan", "version", m.Version, "hostSubnet", in.HostSubnet)
+	}
 	uctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	if err := s.session.Upload(uctx, wicdapi.PlanPath, bytes.NewReader(data), int64(len(data)), hex.EncodeToString(sum[:])); err != nil {
@@ -684,6 +691,12 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	// Each step on the host (a service start or stop, a firewall rule)
 	// has its own deadline; the command's is their sum.
 	if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, wicdapi.ApplyTimeout(plan), &res, "apply", "--plan", wicdapi.PlanPath); err != nil {
+		if ctx.Err() != nil {
+			// The operator is stopping: not the host's failure. The
+			// host records the apply as unfinished; the next operator
+			// applies the plan again.
+			return ctrl.Result{}, err
+		}
 		setConfiguredCondition(wi, outcome{reason: ReasonApplyFailed, message: err.Error()})
 		r.event(s, true, ReasonApplyFailed, "%v", err)
 		return r.upgradeApplyFailed(ctx, s, err)

@@ -96,6 +96,34 @@ func waitOnPayload(t *testing.T, name, version, kube string, timeout time.Durati
 	}).WithTimeout(timeout).WithPolling(250 * time.Millisecond).Should(Succeed())
 }
 
+// joinOn joins the host on payload e (its kubelet reporting kube) with an
+// operator that ships only e, against an API server of version server,
+// and stops that operator.
+func joinOn(t *testing.T, h *ctrltest.SimHost, e payload.Entry, kube, server string) {
+	t.Helper()
+	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(e), ServerVersion: core.StaticVersion(server),
+	})
+	NewWithT(t).Expect(ctrltest.Client.Create(t.Context(), ctrltest.InstanceFor(h))).To(Succeed())
+	waitOnPayload(t, h.Name, e.Manifest.Version, kube, 90*time.Second)
+	stop()
+}
+
+// waitUpgradeFailed waits until the instance's upgrade to version failed
+// on its kubelet and is on record as failed.
+func waitUpgradeFailed(t *testing.T, name, version string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		wi := getInstance(g, name)
+		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(instance.ReasonUpgradeFailed), "%s: %s", wi.Status.Phase, wi.Status.Message)
+		g.Expect(c.Message).To(And(ContainSubstring(version), ContainSubstring("kubelet")))
+		g.Expect(wi.Status.FailedUpgrade).NotTo(BeNil())
+		g.Expect(wi.Status.FailedUpgrade.Version).To(Equal(version))
+	}).WithTimeout(2 * time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
+}
+
 // observe follows the hosts' instances and Nodes until the test ends.
 func observe(t *testing.T, hosts []*ctrltest.SimHost) *upgradewatch.Watch {
 	t.Helper()
@@ -301,24 +329,11 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 		FailingBinaries: map[string]string{sha(t, bad, payload.KubeletPath): "The process terminated unexpectedly."},
 	})
 	h := hosts[0]
-	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(good), ServerVersion: core.StaticVersion("v1.37.3"),
-	})
-	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
-	waitOnPayload(t, h.Name, good.Manifest.Version, "v1.37.2", 90*time.Second)
-	stop()
+	joinOn(t, h, good, "v1.37.2", "v1.37.3")
 	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
 		Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3"),
 	})
-	g.Eventually(func(g Gomega) {
-		wi := getInstance(g, h.Name)
-		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading)
-		g.Expect(c).NotTo(BeNil())
-		g.Expect(c.Reason).To(Equal(instance.ReasonUpgradeFailed))
-		g.Expect(c.Message).To(And(ContainSubstring(bad.Manifest.Version), ContainSubstring("kubelet")))
-		g.Expect(wi.Status.FailedUpgrade).NotTo(BeNil())
-		g.Expect(wi.Status.FailedUpgrade.Version).To(Equal(bad.Manifest.Version))
-	}).WithTimeout(2 * time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
+	waitUpgradeFailed(t, h.Name, bad.Manifest.Version)
 	waitOnPayload(t, h.Name, good.Manifest.Version, "v1.37.2", time.Minute)
 	g.Expect(eventReasons(g, h.Name)).To(ContainElements("UpgradeStarted", "UpgradeFailed", "RolledBack"))
 
@@ -347,6 +362,43 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 	}).WithTimeout(window).WithPolling(time.Second).Should(Succeed())
 	g.Expect(countEvents(g, h.Name, "UpgradeStarted")).To(Equal(1), "the failed payload was tried once")
 	t.Logf("kubelet starts on the host: %d before and after the window; UpgradeStarted Events: %d", attempts, countEvents(g, h.Name, "UpgradeStarted"))
+	deleteAll(t, hosts)
+}
+
+// An upgrade whose apply is cut short (the operator stops while the
+// agent starts the new containerd, before the new kubelet) is applied
+// again by the next operator, which then finds the new kubelet failing and
+// rolls back: the plan the host saved as applied is not taken for one in
+// place. The agent service re-applies only at its start here, so that
+// only the operator can find out.
+func TestUpgradeApplyCutShortIsAppliedAgain(t *testing.T) {
+	g := NewWithT(t)
+	ps := newPayloads(t)
+	good := ps.write("v1.37.2", 0)
+	bad := ps.derive(good, "v1.37.3", 0, payload.KubeletPath, payload.ContainerdPath)
+	hold := simagent.NewHold()
+	hosts := ctrltest.StartHosts(t, 1, simagent.Options{
+		KubeletBinaries:  kubelets(good, bad),
+		FailingBinaries:  map[string]string{sha(t, bad, payload.KubeletPath): "The process terminated unexpectedly."},
+		AgentRunInterval: time.Hour,
+		StartGates:       map[string]func(context.Context) error{"containerd.exe": hold.Gate},
+	})
+	h := hosts[0]
+	joinOn(t, h, good, "v1.37.2", "v1.37.3")
+
+	hold.Arm(true)
+	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3"),
+	})
+	g.Eventually(hold.Held()).WithTimeout(time.Minute).Should(Receive(), "the upgrade's apply starts the new containerd")
+	stop()
+	hold.Arm(false)
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3"),
+	})
+	waitUpgradeFailed(t, h.Name, bad.Manifest.Version)
+	waitOnPayload(t, h.Name, good.Manifest.Version, "v1.37.2", time.Minute)
+	g.Expect(countEvents(g, h.Name, instance.ReasonApplyFailed)).To(Equal(1), "the new kubelet's failure; the operator's stop is not the host's")
 	deleteAll(t, hosts)
 }
 

@@ -349,11 +349,35 @@ func Apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 }
 
 // apply is Apply for a caller that holds the host lock. Its outcome is
-// kept at wicdapi.ApplyErrorPath for facts (the applied plan is saved
-// before anything changes, so its presence does not mean success); an
-// apply cut short by ctx leaves the last outcome.
+// kept at wicdapi.ApplyErrorPath for facts: the applied plan is saved
+// before anything changes, so its presence does not mean success. An
+// apply of another plan than the applied one first records that it has
+// not finished (CodeInterrupted), which stays if it is cut short (ctx
+// ends, the process is killed, the host goes down); an apply cut short
+// by ctx otherwise leaves the last outcome.
 func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
-	res, err := applySteps(ctx, b, plan)
+	prev, err := appliedPlan(b.Files)
+	if err != nil {
+		return nil, err
+	}
+	same, err := samePlan(prev, plan)
+	if err != nil {
+		return nil, err
+	}
+	if !same {
+		unfinished := codedError(wicdapi.CodeInterrupted, "the apply of payload %s began and did not finish", plan.PayloadVersion)
+		if err := writeApplyError(b.Files, unfinished); err != nil {
+			return nil, fsError("record the apply as unfinished in "+wicdapi.ApplyErrorPath, err)
+		}
+		// The plan is the applied one from the start: should a step fail
+		// (a new kubelet that does not start), `wicd run` keeps trying it
+		// and `wicd rollback` finds the plan before it as the previous
+		// one.
+		if err := saveAppliedPlan(b.Files, prev, plan); err != nil {
+			return nil, err
+		}
+	}
+	res, err := applySteps(ctx, b, prev, plan)
 	if ctx.Err() != nil {
 		return res, err
 	}
@@ -362,9 +386,7 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		if !errors.As(err, &we) {
 			we = codedError(wicdapi.CodeInternal, "%v", err)
 		}
-		if data, jerr := json.Marshal(we); jerr == nil {
-			_ = b.Files.WriteFile(wicdapi.ApplyErrorPath, data) // best effort: the caller has the error
-		}
+		_ = writeApplyError(b.Files, we) // best effort: the caller has the error
 		return res, err
 	}
 	if _, serr := b.Files.Stat(wicdapi.ApplyErrorPath); serr == nil {
@@ -373,6 +395,14 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		}
 	}
 	return res, nil
+}
+
+func writeApplyError(files Files, we *wicdapi.Error) error {
+	data, err := json.Marshal(we)
+	if err != nil {
+		return err
+	}
+	return files.WriteFile(wicdapi.ApplyErrorPath, data)
 }
 
 // lastApplyError is the error the last apply recorded, or nil.
@@ -391,24 +421,15 @@ func lastApplyError(files Files) (*wicdapi.Error, error) {
 	return we, nil
 }
 
-// applySteps makes the host match the plan.
-func applySteps(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
+// applySteps makes the host match the plan, which apply has saved as the
+// applied one in place of prev (nil when there was none).
+func applySteps(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
 	res := &wicdapi.ApplyResult{Changes: []wicdapi.Change{}}
 	step := plan.StepTimeout()
 	note := func(kind, name, action string) {
 		res.Changes = append(res.Changes, wicdapi.Change{Kind: kind, Name: name, Action: action})
 	}
 
-	// The plan is the applied one from the start: should a step fail
-	// (a new kubelet that does not start), `wicd run` keeps trying it and
-	// `wicd rollback` finds the plan before it as the previous one.
-	prev, err := appliedPlan(b.Files)
-	if err != nil {
-		return nil, err
-	}
-	if err := saveAppliedPlan(b.Files, prev, plan); err != nil {
-		return nil, err
-	}
 	// Plans carry credentials (the bootstrap token, a proxy's password):
 	// only SYSTEM and Administrators may read them.
 	for _, p := range []string{wicdapi.PlanPath, wicdapi.AppliedPlanPath, wicdapi.AppliedPlanPreviousPath} {
@@ -601,25 +622,37 @@ func appliedPlan(files Files) (*wicdapi.Plan, error) {
 	return p, err
 }
 
+// samePlan reports whether plan is the applied plan prev (nil when none).
+func samePlan(prev, plan *wicdapi.Plan) (bool, error) {
+	if prev == nil {
+		return false, nil
+	}
+	old, err := json.Marshal(prev)
+	if err != nil {
+		return false, codedError(wicdapi.CodeInternal, "encode plan: %v", err)
+	}
+	data, err := json.Marshal(plan)
+	if err != nil {
+		return false, codedError(wicdapi.CodeInternal, "encode plan: %v", err)
+	}
+	return bytes.Equal(old, data), nil
+}
+
+// saveAppliedPlan makes plan, which differs from prev, the applied plan.
 func saveAppliedPlan(files Files, prev, plan *wicdapi.Plan) error {
 	data, err := json.Marshal(plan)
 	if err != nil {
 		return codedError(wicdapi.CodeInternal, "encode plan: %v", err)
 	}
-	if prev != nil {
+	// Another payload version: the current plan becomes the previous
+	// one, for `wicd rollback` and `wicd prune`.
+	if prev != nil && !strings.EqualFold(prev.PayloadVersion, plan.PayloadVersion) {
 		old, err := json.Marshal(prev)
 		if err != nil {
 			return codedError(wicdapi.CodeInternal, "encode plan: %v", err)
 		}
-		if bytes.Equal(old, data) {
-			return nil
-		}
-		// Another payload version: the current plan becomes the previous
-		// one, for `wicd rollback` and `wicd prune`.
-		if !strings.EqualFold(prev.PayloadVersion, plan.PayloadVersion) {
-			if err := files.WriteFile(wicdapi.AppliedPlanPreviousPath, old); err != nil {
-				return fsError("keep the previous plan", err)
-			}
+		if err := files.WriteFile(wicdapi.AppliedPlanPreviousPath, old); err != nil {
+			return fsError("keep the previous plan", err)
 		}
 	}
 	if err := files.WriteFile(wicdapi.AppliedPlanPath, data); err != nil {

@@ -65,7 +65,8 @@ const (
 	// `wicd stage` carries out.
 	StagePlanPath = `C:\k\stage.json`
 	// ApplyErrorPath holds the Error of the last apply, rollback or `wicd
-	// run` re-apply that failed; a successful one removes it (Facts
+	// run` re-apply that failed, or CodeInterrupted while an apply of a
+	// new plan has not finished; a successful one removes it (Facts
 	// ApplyError).
 	ApplyErrorPath = `C:\k\apply-error.json`
 	// TrustedRootsRecordPath is where the agent records the thumbprints
@@ -588,6 +589,12 @@ const (
 	// CodeInvalidKeys: an AuthorizedKeysChange holds a line that is not
 	// a public key, or a key both to add and to remove.
 	CodeInvalidKeys ErrorCode = "InvalidKeys"
+	// CodeInterrupted: an apply or rollback of another plan than the
+	// applied one began and did not finish (its caller's connection
+	// closed, the agent was killed, the host went down): its plan is the
+	// applied one but not in place. Only Facts.ApplyError carries it;
+	// applying the plan again ends it.
+	CodeInterrupted ErrorCode = "Interrupted"
 )
 
 // Error is printed as {"error": {...}} with exit status 1 when a
@@ -646,7 +653,9 @@ type Facts struct {
 	// of the applied plan failed, nil when it succeeded. Apply saves its
 	// plan as the applied one before it changes anything, so the applied
 	// plan is in place only when its sha256 (Files[AppliedPlanPath]) is
-	// the plan's and ApplyError is nil.
+	// the plan's and ApplyError is nil. An apply of a new plan that has
+	// not finished (still running, or cut short: its caller's connection
+	// closed, the agent killed, the host down) shows CodeInterrupted.
 	ApplyError *Error `json:"applyError,omitempty"`
 	// PreviousPayloadVersion is the PayloadVersion of the previous plan
 	// (AppliedPlanPreviousPath), the one `wicd rollback` applies; "" when

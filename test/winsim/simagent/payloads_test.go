@@ -344,6 +344,75 @@ func TestApplyErrorIsKeptUntilAnApplySucceeds(t *testing.T) {
 	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
 }
 
+// An apply cut short (the operator's connection closed mid-apply, as when
+// the operator is killed) has already saved its plan as the applied one:
+// until an apply of it finishes, the facts must not say it is in place,
+// or the operator would wait for a Node that the half-applied plan never
+// brings up instead of applying it again.
+func TestApplyCutShortIsNotInPlace(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hold := simagent.NewHold()
+	// The agent service re-applies only at its start: nothing but the
+	// test's applies touches the plan.
+	node, sess := startHost(t, simagent.Options{AgentRunInterval: time.Hour, StartGates: map[string]func(context.Context) error{"csi-proxy.exe": hold.Gate}})
+	installAgent(ctx, g, node, sess)
+	facts := func(g Gomega) wicdapi.Facts {
+		var f wicdapi.Facts
+		run(ctx, g, sess, &f, "facts")
+		return f
+	}
+	g.Expect(facts(g).ApplyError).To(BeNil())
+
+	upload(ctx, g, sess, payloadPath("v2", "csi-proxy.exe"), []byte("MZ csi-proxy 2"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, agentOnlyPlan("v2"))
+	hold.Arm(true)
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() {
+		_, err := sess.Run(actx, []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath})
+		ran <- err
+	}()
+	g.Eventually(hold.Held()).Should(Receive(), "the apply starts csi-proxy of v2")
+	cancel()
+	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
+	// Prune waits for the host lock: the cut-short apply has ended once
+	// it answers.
+	var pruned wicdapi.PruneResult
+	g.Expect(runJSON(ctx, g, sess, &pruned, wicdapi.PruneArg)).To(Equal(0))
+	f := facts(g)
+	g.Expect(f.AppliedPayloadVersion).To(Equal("v2"))
+	g.Expect(f.ApplyError).To(HaveField("Code", wicdapi.CodeInterrupted), "the applied plan is not in place")
+	g.Expect(f.ApplyError.Message).To(ContainSubstring("v2"))
+
+	// Applied again to the end, it is in place.
+	hold.Arm(false)
+	var applied wicdapi.ApplyResult
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(facts(g).ApplyError).To(BeNil())
+	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
+
+	// Applying the plan in place again and cutting that short leaves no
+	// mark: nothing of the plan was undone that the agent service's next
+	// re-apply does not put back, and the agent service's own re-applies
+	// must not make the facts say otherwise while they run.
+	g.Expect(node.Services.Stop(ctx, "csi-proxy")).To(Succeed())
+	hold.Arm(true)
+	actx2, cancel2 := context.WithCancel(ctx)
+	defer cancel2()
+	go func() {
+		_, err := sess.Run(actx2, []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath})
+		ran <- err
+	}()
+	g.Eventually(hold.Held()).Should(Receive())
+	g.Expect(facts(g).ApplyError).To(BeNil(), "while the same plan is applied again")
+	cancel2()
+	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
+	g.Expect(runJSON(ctx, g, sess, &pruned, wicdapi.PruneArg)).To(Equal(0))
+	g.Expect(facts(g).ApplyError).To(BeNil())
+}
+
 // The files stage and apply copy are hashed from the bytes they wrote, and
 // facts take those hashes from the hash cache rather than read each copy
 // again; a copy that changes afterwards (a new modification time) is
