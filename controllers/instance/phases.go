@@ -404,6 +404,12 @@ func (r *Reconciler) reconcileFeatures(ctx context.Context, s *scope) (ctrl.Resu
 	return ctrl.Result{RequeueAfter: rebootRequeue}, nil
 }
 
+// preflightRequeue is how soon a host that failed a preflight check an
+// admin fixes on the host (free disk space, its clock) is checked again:
+// nothing on the host can be watched. It was 2 minutes, which the fault
+// matrix's full disk, freed within a second of the failure, waited out.
+const preflightRequeue = 30 * time.Second
+
 // reconcilePreflight runs the agent's checks. Terminal failures (an
 // unsupported OS build, a hostname that cannot be a node name) wait for a
 // change of the spec; the others are retried.
@@ -424,7 +430,7 @@ func (r *Reconciler) reconcilePreflight(ctx context.Context, s *scope) (ctrl.Res
 		if o.terminal() {
 			return ctrl.Result{}, reconcile.TerminalError(errors.New(c.Message))
 		}
-		return ctrl.Result{RequeueAfter: 2 * time.Minute}, nil
+		return ctrl.Result{RequeueAfter: preflightRequeue}, nil
 	}
 	setPreflightCondition(s.wi, outcome{ok: true, reason: ReasonPreflightPassed, message: "every preflight check passed"})
 	return ctrl.Result{}, nil

@@ -126,6 +126,8 @@ func TestFaultMatrix(t *testing.T) {
 		Hosts: 12, PayloadDir: dir, Log: testLog{t}, APIServerVersion: olderKube, OperatorBinary: operatorBinary(),
 		Host:         simagent.Options{KubeletBinaries: testpayload.KubeletBinaries(older, newer), RebootDownTime: 3 * time.Second},
 		OperatorArgs: []string{"--version-poll-interval=1s"},
+		// FAULTS_LOGS keeps the operator's logs in that directory.
+		KeepLogsIn: os.Getenv("FAULTS_LOGS"),
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = env.Stop() }()
