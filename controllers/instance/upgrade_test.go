@@ -96,6 +96,58 @@ func waitOnPayload(t *testing.T, name, version, kube string, timeout time.Durati
 	}).WithTimeout(timeout).WithPolling(250 * time.Millisecond).Should(Succeed())
 }
 
+// A rollback cut short (the operator stops while the agent starts the old
+// containerd again) still ends with the host Ready on the old payload and
+// the upgrade on record as failed: the next operator finds the rollback's
+// plan applied (not in place: the apply did not finish), ends the upgrade
+// once the Node is Ready, and applies the plan again. The agent service
+// re-applies only at its start here, so that only the operator can.
+func TestRollbackCutShortEndsOnTheOldPayload(t *testing.T) {
+	good, bad, hold, hosts := joinedWithBadUpgrade(t)
+	h := hosts[0]
+
+	// The upgrade's apply starts the new containerd; the rollback's start
+	// of the old one is held.
+	hold.ArmAfter(1)
+	restartWhenHeld(t, hold, "the rollback starts the old containerd", good, bad)
+	waitUpgradeFailed(t, h.Name, bad.Manifest.Version)
+	waitOnPayload(t, h.Name, good.Manifest.Version, "v1.37.2", time.Minute)
+	NewWithT(t).Eventually(func() bool { return h.Services.Running("containerd") }).Should(BeTrue())
+	deleteAll(t, hosts)
+}
+
+// joinedWithBadUpgrade joins a host on payload good (Kubernetes v1.37.2)
+// whose upgrade, bad (v1.37.3), changes containerd and a kubelet that
+// exits at once; hold gates the host's containerd starts. The agent
+// service re-applies its plan only at its start.
+func joinedWithBadUpgrade(t *testing.T) (good, bad payload.Entry, hold *simagent.Hold, hosts []*ctrltest.SimHost) {
+	t.Helper()
+	ps := newPayloads(t)
+	good = ps.write("v1.37.2", 0)
+	bad = ps.derive(good, "v1.37.3", 0, payload.KubeletPath, payload.ContainerdPath)
+	hold = simagent.NewHold()
+	hosts = ctrltest.StartHosts(t, 1, simagent.Options{
+		KubeletBinaries:  kubelets(good, bad),
+		FailingBinaries:  map[string]string{sha(t, bad, payload.KubeletPath): "The process terminated unexpectedly."},
+		AgentRunInterval: time.Hour,
+		StartGates:       map[string]func(context.Context) error{"containerd.exe": hold.Gate},
+	})
+	joinOn(t, hosts[0], good, "v1.37.2", "v1.37.3")
+	return good, bad, hold, hosts
+}
+
+// restartWhenHeld starts an operator shipping good and bad, stops it once
+// hold holds a start (what), and starts another that stays.
+func restartWhenHeld(t *testing.T, hold *simagent.Hold, what string, good, bad payload.Entry) {
+	t.Helper()
+	opts := ctrltest.OperatorOptions{Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3")}
+	_, stop := ctrltest.StartStoppableOperator(t, opts)
+	NewWithT(t).Eventually(hold.Held()).WithTimeout(time.Minute).Should(Receive(), what)
+	stop()
+	hold.Arm(false)
+	ctrltest.StartOperator(t, opts)
+}
+
 // joinOn joins the host on payload e (its kubelet reporting kube) with an
 // operator that ships only e, against an API server of version server,
 // and stops that operator.
@@ -373,29 +425,11 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 // only the operator can find out.
 func TestUpgradeApplyCutShortIsAppliedAgain(t *testing.T) {
 	g := NewWithT(t)
-	ps := newPayloads(t)
-	good := ps.write("v1.37.2", 0)
-	bad := ps.derive(good, "v1.37.3", 0, payload.KubeletPath, payload.ContainerdPath)
-	hold := simagent.NewHold()
-	hosts := ctrltest.StartHosts(t, 1, simagent.Options{
-		KubeletBinaries:  kubelets(good, bad),
-		FailingBinaries:  map[string]string{sha(t, bad, payload.KubeletPath): "The process terminated unexpectedly."},
-		AgentRunInterval: time.Hour,
-		StartGates:       map[string]func(context.Context) error{"containerd.exe": hold.Gate},
-	})
+	good, bad, hold, hosts := joinedWithBadUpgrade(t)
 	h := hosts[0]
-	joinOn(t, h, good, "v1.37.2", "v1.37.3")
 
 	hold.Arm(true)
-	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3"),
-	})
-	g.Eventually(hold.Held()).WithTimeout(time.Minute).Should(Receive(), "the upgrade's apply starts the new containerd")
-	stop()
-	hold.Arm(false)
-	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
-		Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3"),
-	})
+	restartWhenHeld(t, hold, "the upgrade's apply starts the new containerd", good, bad)
 	waitUpgradeFailed(t, h.Name, bad.Manifest.Version)
 	waitOnPayload(t, h.Name, good.Manifest.Version, "v1.37.2", time.Minute)
 	g.Expect(countEvents(g, h.Name, instance.ReasonApplyFailed)).To(Equal(1), "the new kubelet's failure; the operator's stop is not the host's")

@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -163,8 +164,16 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 	if err != nil {
 		return nil, err
 	}
-	logf("CSR: starting the operator")
-	op, err := startOperator(ctx, c.operator, p.cluster, p.dir, p.payloadDir, append(args, c.operatorArgs...)...)
+	// As deployed: the operator's ServiceAccount with the generated RBAC,
+	// so that its requests are authenticated, authorized and queued by
+	// priority and fairness as in a cluster (an admin certificate would
+	// skip the queues and cost a certificate check per request).
+	kubeconfig := filepath.Join(p.dir, "operator.kubeconfig")
+	if err := localenv.OperatorServiceAccount(ctx, p.cluster, p.client, localenv.Namespace, operatorServiceAccount, kubeconfig); err != nil {
+		return nil, err
+	}
+	logf("CSR: starting the operator as ServiceAccount %s/%s", localenv.Namespace, operatorServiceAccount)
+	op, err := startOperatorAs(ctx, c.operator, kubeconfig, p.dir, p.payloadDir, append(args, c.operatorArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -211,11 +220,9 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		if err != nil || len(users) != 1 {
 			return fmt.Errorf("bootstrap identity of %s: %v %w", name, users, err)
 		}
-		cfg, err := p.cluster.UserConfig(users[0], "system:serviceaccounts", "system:serviceaccounts:"+localenv.Namespace)
-		if err != nil {
-			return err
-		}
-		// As a kubelet talks to the API server (its --kube-api-content-type).
+		// As a kubelet talks to the API server: the bootstrap token of
+		// its kubeconfig, and its --kube-api-content-type.
+		cfg := &rest.Config{Host: p.cluster.Host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: p.cluster.CACert}}
 		cfg.ContentType = runtime.ContentTypeProtobuf
 		as, err := kubernetes.NewForConfig(cfg)
 		if err != nil {

@@ -19,8 +19,17 @@ import (
 // startOperator runs bin against the cluster (the CSR and memory phases,
 // without simulated hosts) and waits until its readiness probe answers.
 func startOperator(ctx context.Context, bin string, c *localcluster.Cluster, dir, payloadDir string, args ...string) (*localenv.Operator, error) {
+	return startOperatorAs(ctx, bin, c.KubeconfigPath, dir, payloadDir, args...)
+}
+
+// operatorServiceAccount is the name of the operator's ServiceAccount, as
+// config/rbac names it.
+const operatorServiceAccount = "wmco"
+
+// startOperatorAs is startOperator authenticated by kubeconfig.
+func startOperatorAs(ctx context.Context, bin, kubeconfig, dir, payloadDir string, args ...string) (*localenv.Operator, error) {
 	logPath := filepath.Join(dir, fmt.Sprintf("operator-%d.log", time.Now().UnixNano()))
-	return localenv.StartOperator(ctx, bin, c, payloadDir, logPath, 90*time.Second, args...)
+	return localenv.StartOperatorAs(ctx, bin, kubeconfig, localenv.Namespace, payloadDir, logPath, 90*time.Second, args...)
 }
 
 // memStatus is a process's resident memory from /proc/<pid>/status.

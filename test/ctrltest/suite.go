@@ -7,15 +7,10 @@
 package ctrltest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -37,13 +31,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	sigsyaml "sigs.k8s.io/yaml"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/localenv"
 	"github.com/openwmco/wmco/test/openshiftcrds"
-	"github.com/openwmco/wmco/test/proc"
 )
 
 // Namespace is the operator's namespace in the tests.
@@ -218,55 +211,16 @@ func startManagerWith(t *testing.T, cfg *rest.Config, c cache.Options, setup fun
 func GrantGeneratedRBAC(t *testing.T, name, user, namespace string) {
 	t.Helper()
 	ctx := t.Context()
-	root, err := proc.RepoRoot()
+	objs, err := localenv.GeneratedRBAC(name, namespace, []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	var objs []client.Object
-	kinds := map[string]bool{}
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var role rbacv1.Role // a ClusterRole has the same fields
-		if err := sigsyaml.UnmarshalStrict(doc, &role); err != nil {
-			t.Fatal(err)
-		}
-		kinds[role.Kind+"/"+role.Namespace] = true
-		switch role.Kind {
-		case "ClusterRole":
-			objs = append(objs,
-				&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: role.Rules},
-				&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: subjects,
-					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}})
-		case "Role":
-			ns := role.Namespace
-			if ns == Namespace {
-				ns = namespace
-			}
+	for _, o := range objs {
+		if ns := o.GetNamespace(); ns != "" {
 			if err := Client.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}); apierrors.IsNotFound(err) {
 				continue
 			}
-			objs = append(objs,
-				&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Rules: role.Rules},
-				&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Subjects: subjects,
-					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}})
 		}
-	}
-	if !kinds["ClusterRole/"] || !kinds["Role/"+Namespace] {
-		t.Fatalf("config/rbac/role.yaml: want a ClusterRole and a Role in %s, got %v", Namespace, kinds)
-	}
-	for _, o := range objs {
 		if err := Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}

@@ -27,8 +27,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -165,7 +163,8 @@ func TestNamespaceOverlayJoinsAHostWithTheRenderedRBAC(t *testing.T) {
 				return "", err
 			}
 			installed = install
-			return operatorKubeconfig(ctx, t, c, namespace)
+			path := filepath.Join(t.TempDir(), "operator.kubeconfig")
+			return path, localenv.ServiceAccountKubeconfig(ctx, c, namespace, operatorSA, path)
 		},
 	})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -291,27 +290,6 @@ func apply(ctx context.Context, t *testing.T, c *localcluster.Cluster, objs []*u
 		}
 	}
 	return nil
-}
-
-// operatorKubeconfig writes a kubeconfig holding a token of the rendered
-// ServiceAccount, as a pod of the Deployment would get one.
-func operatorKubeconfig(ctx context.Context, t *testing.T, c *localcluster.Cluster, namespace string) (string, error) {
-	cs, err := kubernetes.NewForConfig(c.Config)
-	if err != nil {
-		return "", err
-	}
-	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, operatorSA,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
-	if err != nil {
-		return "", err
-	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CACert}
-	kc.AuthInfos[operatorSA] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	kc.Contexts["operator"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: operatorSA, Namespace: namespace}
-	kc.CurrentContext = "operator"
-	path := filepath.Join(t.TempDir(), "operator.kubeconfig")
-	return path, clientcmd.WriteToFile(*kc, path)
 }
 
 // testWriter sends the environment's progress lines to the test log.

@@ -12,21 +12,30 @@ import (
 // pass at once.
 type Hold struct {
 	armed atomic.Bool
-	held  chan struct{}
+	// passes is how many starts pass before the armed gate holds.
+	passes atomic.Int64
+	held   chan struct{}
 }
 
 // NewHold returns a disarmed Hold.
 func NewHold() *Hold { return &Hold{held: make(chan struct{}, 1)} }
 
 // Arm arms or disarms the gate.
-func (h *Hold) Arm(on bool) { h.armed.Store(on) }
+func (h *Hold) Arm(on bool) { h.ArmAfter(0); h.armed.Store(on) }
+
+// ArmAfter arms the gate to let the next n starts pass and hold the ones
+// after them.
+func (h *Hold) ArmAfter(n int) {
+	h.passes.Store(int64(n))
+	h.armed.Store(true)
+}
 
 // Held receives once a start is held (at most one value waits).
 func (h *Hold) Held() <-chan struct{} { return h.held }
 
 // Gate is the StartGates function.
 func (h *Hold) Gate(ctx context.Context) error {
-	if !h.armed.Load() {
+	if !h.armed.Load() || h.passes.Add(-1) >= 0 {
 		return nil
 	}
 	select {
