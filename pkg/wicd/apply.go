@@ -360,11 +360,15 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 	if err != nil {
 		return nil, err
 	}
-	same, err := samePlan(prev, plan)
+	old, err := encodePlan(prev)
 	if err != nil {
 		return nil, err
 	}
-	if !same {
+	data, err := encodePlan(plan)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(old, data) {
 		unfinished := codedError(wicdapi.CodeInterrupted, "the apply of payload %s began and did not finish", plan.PayloadVersion)
 		if err := writeApplyError(b.Files, unfinished); err != nil {
 			return nil, fsError("record the apply as unfinished in "+wicdapi.ApplyErrorPath, err)
@@ -373,7 +377,7 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		// (a new kubelet that does not start), `wicd run` keeps trying it
 		// and `wicd rollback` finds the plan before it as the previous
 		// one.
-		if err := saveAppliedPlan(b.Files, prev, plan); err != nil {
+		if err := saveAppliedPlan(b.Files, prev, plan, old, data); err != nil {
 			return nil, err
 		}
 	}
@@ -622,35 +626,24 @@ func appliedPlan(files Files) (*wicdapi.Plan, error) {
 	return p, err
 }
 
-// samePlan reports whether plan is the applied plan prev (nil when none).
-func samePlan(prev, plan *wicdapi.Plan) (bool, error) {
-	if prev == nil {
-		return false, nil
+// encodePlan is the JSON of p, as saved; nil for no plan.
+func encodePlan(p *wicdapi.Plan) ([]byte, error) {
+	if p == nil {
+		return nil, nil
 	}
-	old, err := json.Marshal(prev)
+	data, err := json.Marshal(p)
 	if err != nil {
-		return false, codedError(wicdapi.CodeInternal, "encode plan: %v", err)
+		return nil, codedError(wicdapi.CodeInternal, "encode plan: %v", err)
 	}
-	data, err := json.Marshal(plan)
-	if err != nil {
-		return false, codedError(wicdapi.CodeInternal, "encode plan: %v", err)
-	}
-	return bytes.Equal(old, data), nil
+	return data, nil
 }
 
-// saveAppliedPlan makes plan, which differs from prev, the applied plan.
-func saveAppliedPlan(files Files, prev, plan *wicdapi.Plan) error {
-	data, err := json.Marshal(plan)
-	if err != nil {
-		return codedError(wicdapi.CodeInternal, "encode plan: %v", err)
-	}
+// saveAppliedPlan makes plan (encoded as data), which differs from prev
+// (encoded as old), the applied plan.
+func saveAppliedPlan(files Files, prev, plan *wicdapi.Plan, old, data []byte) error {
 	// Another payload version: the current plan becomes the previous
 	// one, for `wicd rollback` and `wicd prune`.
 	if prev != nil && !strings.EqualFold(prev.PayloadVersion, plan.PayloadVersion) {
-		old, err := json.Marshal(prev)
-		if err != nil {
-			return codedError(wicdapi.CodeInternal, "encode plan: %v", err)
-		}
 		if err := files.WriteFile(wicdapi.AppliedPlanPreviousPath, old); err != nil {
 			return fsError("keep the previous plan", err)
 		}

@@ -21,7 +21,10 @@ type Hold struct {
 func NewHold() *Hold { return &Hold{held: make(chan struct{}, 1)} }
 
 // Arm arms or disarms the gate.
-func (h *Hold) Arm(on bool) { h.ArmAfter(0); h.armed.Store(on) }
+func (h *Hold) Arm(on bool) {
+	h.passes.Store(0)
+	h.armed.Store(on)
+}
 
 // ArmAfter arms the gate to let the next n starts pass and hold the ones
 // after them.
