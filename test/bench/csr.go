@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -19,12 +21,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -68,6 +72,10 @@ type csrResult struct {
 	// queued is what requests waited in the API server's priority and
 	// fairness queues during the burst, by flow.
 	queued []apfQueued
+	// dialed is how many connections the simulated kubelets opened
+	// during the burst: 0 when each create went out on its host's
+	// connection opened beforehand.
+	dialed int64
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -188,6 +196,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		return nil, err
 	}
 	reqs := make([]*csrRequest, n)
+	var dials atomic.Int64
 	logf("CSR: creating %d paused WindowsInstances with node names, host facts and bootstrap tokens", n)
 	err = parallel(ctx, "instances", 8, n, 50, func(ctx context.Context, i int) error {
 		name := fmt.Sprintf("csr-bench-%03d", i)
@@ -224,7 +233,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		// its kubeconfig, and its --kube-api-content-type.
 		cfg := &rest.Config{Host: p.cluster.Host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: p.cluster.CACert}}
 		cfg.ContentType = runtime.ContentTypeProtobuf
-		as, err := kubernetes.NewForConfig(cfg)
+		as, err := kubeletClient(cfg, &dials)
 		if err != nil {
 			return err
 		}
@@ -303,9 +312,11 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 	pids["benchmark (observer)"] = obs.cmd.Process.Pid
 	cpu0 := takeCPU(pids)
 	metrics0, metricsOK := readAPIServerMetrics(ctx, p.clientset)
+	dials0 := dials.Load()
 	t0 := time.Now()
 	close(fire)
 	wg.Wait()
+	dialed := dials.Load() - dials0
 	var createErrs []error
 	for _, q := range reqs {
 		if q.err != nil {
@@ -315,7 +326,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 	if len(createErrs) > 0 {
 		return nil, fmt.Errorf("%d CSRs not created: %w", len(createErrs), errors.Join(createErrs...))
 	}
-	logf("CSR: all %d created in %s; waiting for the approver", n, time.Since(t0).Round(time.Millisecond))
+	logf("CSR: all %d created in %s (%d connections opened for them); waiting for the approver", n, time.Since(t0).Round(time.Millisecond), dialed)
 	select {
 	case <-obs.allDone:
 	case <-obs.ended:
@@ -352,7 +363,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	approved, denied, seen := obs.approved, obs.denied, obs.seen
-	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued}
+	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued, dialed: dialed}
 	res.pending = n - res.approved - res.denied
 	var lat, create, visible, decide []time.Duration
 	var last time.Time
@@ -391,6 +402,33 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		return &res, fmt.Errorf("%d of %d CSRs approved", res.approved, n)
 	}
 	return &res, nil
+}
+
+// kubeletClient is the client of one simulated kubelet: a transport of
+// its own, as each host has its own connection to the API server.
+// client-go would otherwise share one transport among all clients of
+// the same TLS settings, and a burst of N creates on one HTTP/2
+// connection overflows its stream limit, so that the burst would open
+// connections (a TLS handshake each on the API server) mid-way. Each
+// connection dialed is counted in dials.
+func kubeletClient(cfg *rest.Config, dials *atomic.Int64) (*kubernetes.Clientset, error) {
+	tlsCfg, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	tr := utilnet.SetTransportDefaults(&http.Transport{
+		TLSClientConfig: tlsCfg,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return dialer.DialContext(ctx, network, addr)
+		},
+	})
+	rt, err := rest.HTTPWrappersForConfig(cfg, tr)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfigAndClient(cfg, &http.Client{Transport: rt})
 }
 
 // waitPaused waits until the operator has written phase Paused on n

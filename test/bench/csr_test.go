@@ -1,10 +1,17 @@
 package main
 
 import (
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 func TestParseAPIServerMetrics(t *testing.T) {
@@ -83,4 +90,40 @@ func TestCSRMedian(t *testing.T) {
 	g.Expect(csrMedian([]*csrResult{counted, burst(500 * time.Millisecond), burst(450 * time.Millisecond)}).requests).NotTo(BeNil(),
 		"the first burst's request counts")
 	g.Expect(counted.runP99s).To(BeNil(), "the runs are not changed")
+}
+
+// Each simulated kubelet has a connection of its own, opened once and
+// reused: a burst then opens none (client-go would share one transport
+// among clients of the same TLS settings).
+func TestKubeletClientsHaveTheirOwnConnection(t *testing.T) {
+	g := NewWithT(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"major":"1","minor":"37","gitVersion":"v1.37.2"}`))
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+
+	var dials atomic.Int64
+	var clients []*kubernetes.Clientset
+	for i := range 3 {
+		cfg := &rest.Config{Host: srv.URL, BearerToken: fmt.Sprintf("token-%d", i), TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
+		cs, err := kubeletClient(cfg, &dials)
+		g.Expect(err).NotTo(HaveOccurred())
+		clients = append(clients, cs)
+	}
+	for range 2 {
+		for _, cs := range clients {
+			v, err := cs.Discovery().ServerVersion()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(v.GitVersion).To(Equal("v1.37.2"))
+		}
+	}
+	g.Expect(dials.Load()).To(BeEquivalentTo(3), "one connection per client, reused")
 }

@@ -57,6 +57,9 @@ func runCSRObserver(kubeconfig string, in io.Reader, out io.Writer) error {
 		return err
 	}
 	cfg.ContentType = runtime.ContentTypeProtobuf
+	// Uncompressed, as the operator watches: the API server would gzip
+	// every event of this watch, CPU taken from what is measured.
+	cfg.DisableCompression = true
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err

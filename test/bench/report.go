@@ -236,7 +236,7 @@ func (r *report) results(heading string) string {
 	if r.csrs != nil {
 		fmt.Fprintf(&b, "%s 3. CSR approval latency\n\n%s\n", heading, r.csrTable())
 		for _, c := range r.csrs {
-			fmt.Fprintf(&b, "CPU time during the burst of %d: %s.", c.n, c.cpu)
+			fmt.Fprintf(&b, "CPU time during the burst of %d: %s. Connections the simulated kubelets opened during it: %d.", c.n, c.cpu, c.dialed)
 			if c.closedWatches >= 0 {
 				fmt.Fprintf(&b, " Watches of CSRs the API server closed during it for falling behind: %d.", c.closedWatches)
 			}
@@ -379,8 +379,10 @@ func (r *report) markdown() string {
 	w("   authenticates as that host's bootstrap ServiceAccount\n")
 	w("   (`system:serviceaccount:wmco-system:wmco-bootstrap-<x>`, with the\n")
 	w("   token `Tokens.Issue` returned, as the kubelet's bootstrap kubeconfig\n")
-	w("   holds it; `wmco:node-bootstrapper` lets it create CSRs), its\n")
-	w("   connection is opened beforehand, and all N create a kubelet client\n")
+	w("   holds it; `wmco:node-bootstrapper` lets it create CSRs) over a\n")
+	w("   connection of its own opened beforehand (as each host has its own;\n")
+	w("   the connections opened during the burst are counted and should be\n")
+	w("   0), and all N create a kubelet client\n")
 	w("   CSR (`system:node:<name>`, ECDSA) at the same moment. Latency is from\n")
 	w("   the start of each create request until a watch opened before the\n")
 	w("   burst shows the Approved condition; the create requests' own duration\n")
