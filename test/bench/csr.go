@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -59,6 +60,10 @@ type csrResult struct {
 	// cpu is the CPU time of the control plane's processes and the
 	// operator from the first create until the last approval.
 	cpu string
+	// cpuSum is that CPU time in all, in seconds, over cpuWall; cpuShare
+	// is its share of what the machine's cores could give meanwhile.
+	cpuSum, cpuShare float64
+	cpuWall          time.Duration
 	// requests are the API requests received from the first create until
 	// a few seconds after the last approval (--count-requests).
 	requests requestCounts
@@ -310,7 +315,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 	// The simulated kubelets and the observer share the machine too.
 	pids["benchmark (kubelets)"] = os.Getpid()
 	pids["benchmark (observer)"] = obs.cmd.Process.Pid
-	cpu0 := takeCPU(pids)
+	cpu0, cpuStart := takeCPU(pids), time.Now()
 	metrics0, metricsOK := readAPIServerMetrics(ctx, p.clientset)
 	dials0 := dials.Load()
 	t0 := time.Now()
@@ -336,8 +341,10 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	cpu := takeCPU(pids).since(cpu0)
-	logf("CSR: CPU time during the burst: %s", cpu)
+	cpu1, wall := takeCPU(pids), time.Since(cpuStart)
+	cpu := cpu1.since(cpu0)
+	cpuSum, cpuShare := cpu1.busy(cpu0, wall, goruntime.NumCPU())
+	logf("CSR: CPU time during the burst: %s; %.2fs in all in %s on %d cores (%.0f%% of the machine)", cpu, cpuSum, wall.Round(time.Millisecond), goruntime.NumCPU(), 100*cpuShare)
 	closedWatches := -1
 	var queued []apfQueued
 	if metrics1, ok := readAPIServerMetrics(ctx, p.clientset); ok && metricsOK {
@@ -363,7 +370,8 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	approved, denied, seen := obs.approved, obs.denied, obs.seen
-	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued, dialed: dialed}
+	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued, dialed: dialed,
+		cpuSum: cpuSum, cpuShare: cpuShare, cpuWall: wall}
 	res.pending = n - res.approved - res.denied
 	var lat, create, visible, decide []time.Duration
 	var last time.Time

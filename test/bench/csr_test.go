@@ -127,3 +127,28 @@ func TestKubeletClientsHaveTheirOwnConnection(t *testing.T) {
 	}
 	g.Expect(dials.Load()).To(BeEquivalentTo(3), "one connection per client, reused")
 }
+
+func TestCPUBusy(t *testing.T) {
+	before := cpuSnapshot{"kube-apiserver": 1000, "operator": 50}
+	after := cpuSnapshot{"kube-apiserver": 1300, "operator": 120, "etcd": 30}
+	for _, tc := range []struct {
+		name             string
+		wall             time.Duration
+		cores            int
+		wantSum, wantPct float64
+	}{
+		// 3.00 + 0.70 s; etcd, not read before, is left out
+		{name: "both cores for 1.85 s", wall: 1850 * time.Millisecond, cores: 2, wantSum: 3.7, wantPct: 1},
+		{name: "half the machine", wall: 3700 * time.Millisecond, cores: 2, wantSum: 3.7, wantPct: 0.5},
+		{name: "no wall time", wall: 0, cores: 2, wantSum: 3.7, wantPct: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			sum, share := after.busy(before, tc.wall, tc.cores)
+			g.Expect(sum).To(BeNumerically("~", tc.wantSum, 1e-9))
+			g.Expect(share).To(BeNumerically("~", tc.wantPct, 1e-9))
+		})
+	}
+	g := NewWithT(t)
+	g.Expect(after.since(before)).To(Equal("kube-apiserver 3.00s, operator 0.70s"))
+}

@@ -236,7 +236,8 @@ func (r *report) results(heading string) string {
 	if r.csrs != nil {
 		fmt.Fprintf(&b, "%s 3. CSR approval latency\n\n%s\n", heading, r.csrTable())
 		for _, c := range r.csrs {
-			fmt.Fprintf(&b, "CPU time during the burst of %d: %s. Connections the simulated kubelets opened during it: %d.", c.n, c.cpu, c.dialed)
+			fmt.Fprintf(&b, "CPU time during the burst of %d: %s; %.2fs in all in %s on %d cores, %.0f%% of the machine. Connections the simulated kubelets opened during it: %d.",
+				c.n, c.cpu, c.cpuSum, fmtDur(c.cpuWall), r.machine.cores, 100*c.cpuShare, c.dialed)
 			if c.closedWatches >= 0 {
 				fmt.Fprintf(&b, " Watches of CSRs the API server closed during it for falling behind: %d.", c.closedWatches)
 			}

@@ -193,11 +193,15 @@ func takeCPU(pids map[string]int) cpuSnapshot {
 	return out
 }
 
-// since is the CPU time each process used from before to s, in seconds.
+// since is the CPU time each process used from before to s, in seconds
+// (a process missing from before, whose time could not be read then, is
+// left out).
 func (s cpuSnapshot) since(before cpuSnapshot) string {
 	names := make([]string, 0, len(s))
 	for n := range s {
-		names = append(names, n)
+		if _, ok := before[n]; ok {
+			names = append(names, n)
+		}
 	}
 	slices.Sort(names)
 	var parts []string
@@ -205,4 +209,19 @@ func (s cpuSnapshot) since(before cpuSnapshot) string {
 		parts = append(parts, fmt.Sprintf("%s %.2fs", n, float64(s[n]-before[n])/100))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// busy is the CPU time all the processes used from before to s, in
+// seconds (as since, without a process missing from before), and its share of what the machine's cores could give in
+// wall: near 1, the burst was bound by the machine's CPU.
+func (s cpuSnapshot) busy(before cpuSnapshot, wall time.Duration, cores int) (seconds, share float64) {
+	for n, t := range s {
+		if b, ok := before[n]; ok {
+			seconds += float64(t-b) / 100
+		}
+	}
+	if wall > 0 && cores > 0 {
+		share = seconds / (wall.Seconds() * float64(cores))
+	}
+	return seconds, share
 }
