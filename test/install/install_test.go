@@ -4,11 +4,9 @@
 package install_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -89,16 +86,12 @@ func render(t *testing.T, kustomizeBin, dir string) ([]byte, []*unstructured.Uns
 		}
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
+	docs, err := localenv.YAMLDocuments(out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var objs []*unstructured.Unstructured
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, doc := range docs {
 		u := &unstructured.Unstructured{}
 		if err := sigsyaml.Unmarshal(doc, &u.Object); err != nil {
 			t.Fatal(err)

@@ -1,12 +1,8 @@
 package localenv
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -14,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -40,17 +35,13 @@ func GeneratedRBAC(name, namespace string, subjects []rbacv1.Subject) ([]client.
 	if err != nil {
 		return nil, err
 	}
+	docs, err := YAMLDocuments(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	var objs []client.Object
 	kinds := map[string]bool{}
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
+	for _, doc := range docs {
 		var role rbacv1.Role // a ClusterRole has the same fields
 		if err := sigsyaml.UnmarshalStrict(doc, &role); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
