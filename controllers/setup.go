@@ -76,6 +76,10 @@ type Options struct {
 	// MetricsCertificate, when set, is loaded with the metrics endpoint's
 	// certificate (the Secret servingcert.MetricsSecretName).
 	MetricsCertificate *servingcert.MetricsCertificate
+	// LeaderElection tells whether the manager elects a leader. Without
+	// it, a manager not yet "elected" is one whose controllers have not
+	// started, and the readiness check says so (ClusterConfigurationRead).
+	LeaderElection bool
 }
 
 // CacheTransform trims every object the manager's cache keeps to what the
@@ -140,7 +144,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		}
 		o.ClusterSource = src
 	}
-	if err := mgr.AddReadyzCheck("cluster-configuration", ClusterConfigurationRead(mgr.Elected(), o.ClusterSource)); err != nil {
+	if err := mgr.AddReadyzCheck("cluster-configuration", ClusterConfigurationRead(mgr.Elected(), o.LeaderElection, o.ClusterSource)); err != nil {
 		return fmt.Errorf("add the cluster configuration readiness check: %w", err)
 	}
 	// Bootstrap credentials are read live: one is issued moments before
@@ -228,16 +232,22 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 // ClusterConfigurationRead is a readiness check: the leader (elected
 // closed) is ready once src has read the cluster's configuration, so that
 // a Ready operator acts on a host listed from then on at once rather than
-// after its controllers' start-up. A replica waiting to lead is ready: it
-// has nothing to read until it leads, and a rolling update waits for the
-// new replica to be ready before the old one, which holds the lease,
-// goes.
-func ClusterConfigurationRead(elected <-chan struct{}, src core.ClusterSource) healthz.Checker {
+// after its controllers' start-up. With leader election, a replica
+// waiting to lead is ready: it has nothing to read until it leads, and a
+// rolling update waits for the new replica to be ready before the old
+// one, which holds the lease, goes. Without leader election the manager
+// counts as elected once its controllers have started, so until then it
+// is starting, and not ready: a host listed while its caches fill would
+// wait for them.
+func ClusterConfigurationRead(elected <-chan struct{}, leaderElection bool, src core.ClusterSource) healthz.Checker {
 	return func(*http.Request) error {
 		select {
 		case <-elected:
 		default:
-			return nil
+			if leaderElection {
+				return nil
+			}
+			return errors.New("starting the controllers")
 		}
 		if _, problem := src.ClusterFacts(); problem == core.ClusterProblemReading {
 			return errors.New(problem)

@@ -329,6 +329,7 @@ func run(o options) error {
 		MachineUsername:    o.machineUsername,
 		MachineSSHPort:     int32(o.machineSSHPort), //nolint:gosec // checked below to be a port number.
 		MachinePlatform:    machinePlatform, MachineAccessTimeout: o.machineAccessTimeout,
+		LeaderElection: o.leaderElect,
 	}); err != nil {
 		return err
 	}
