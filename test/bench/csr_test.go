@@ -152,3 +152,17 @@ func TestCPUBusy(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(after.since(before)).To(Equal("kube-apiserver 3.00s, operator 0.70s"))
 }
+
+// fmtCPU lists the processes largest first (ties by name), then the sum
+// and its share of the cores over the wall time.
+func TestFmtCPU(t *testing.T) {
+	g := NewWithT(t)
+	before := cpuSnapshot{joinSimulatedHosts: 100, "operator": 50, "kube-apiserver": 1000, "etcd": 0}
+	after := cpuSnapshot{joinSimulatedHosts: 2770, "operator": 1270, "kube-apiserver": 1700, "etcd": 140, "kube-controller-manager": 80}
+	used := after.minus(before)
+	g.Expect(used).To(HaveLen(4), "kube-controller-manager, not read before, is left out")
+	g.Expect(fmtCPU(used, 24*time.Second, 2)).To(Equal(
+		"simulated hosts 26.7s, operator 12.2s, kube-apiserver 7.0s, etcd 1.4s; 47.3s in all in 24.00 s on 2 cores (99% of the machine)"))
+	g.Expect(fmtCPU(map[string]float64{"b": 1, "a": 1}, 0, 2)).To(Equal("a 1.0s, b 1.0s; 2.0s in all in 0 ms on 2 cores (0% of the machine)"))
+	g.Expect(fmtCPU(nil, time.Second, 2)).To(Equal("not read"))
+}

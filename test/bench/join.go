@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -49,11 +50,18 @@ type joinResult struct {
 	// settings allow.
 	phases []phaseShare
 	floor  joinFloor
+	// cpu is the CPU time each process used during the join, in seconds
+	// (joinSimulatedHosts: the benchmark's own process).
+	cpu map[string]float64
 	// samples are the durations of every run of this N and concurrency
 	// when it was run more than once (N=1: --t1-runs); this result is the
 	// median run's.
 	samples []time.Duration
 }
+
+// joinSimulatedHosts names the benchmark's own process among a join's
+// processes: the simulated hosts with their agents and kubelet emulators.
+const joinSimulatedHosts = "simulated hosts"
 
 // stallWatch notices hosts whose Node stays NotReady for 8s although the
 // CNI configuration is on the host. In its first two minutes the kubelet
@@ -262,6 +270,12 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	before := snapshot(env.Hosts)
 	logf("Join N=%d concurrency=%d: writing the windows-instances ConfigMap", n, conc)
 	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("join N=%d concurrency=%d", n, conc), env.OperatorPID())
+	// Every process of the join shares the machine's cores: the
+	// simulated hosts (this process) do what real hosts do on their own.
+	pids := env.Cluster.PIDs()
+	pids["operator"] = env.OperatorPID()
+	pids[joinSimulatedHosts] = os.Getpid()
+	cpu0 := takeCPU(pids)
 	t0 := time.Now()
 	if err := env.SetInventory(ctx, env.Hosts...); err != nil {
 		return nil, nil, fmt.Errorf("write inventory: %w", err)
@@ -273,6 +287,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	// full --profile-for, which T(10) used to include (20.8 s for a
 	// join whose last host was Ready after 11.4 s).
 	res.duration = time.Since(t0)
+	res.cpu = takeCPU(pids).minus(cpu0)
 	prof.finish(ctx)
 	res.stalled = len(stalls.flagged)
 	res.timedOut = err != nil
@@ -308,7 +323,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 		logf("Join N=%d concurrency=%d: %d/%d Ready after %s; last operator log lines:\n%s", n, conc, res.ready, n, res.duration.Round(time.Millisecond), proc.TailFile(env.OperatorLog, 15))
 		return res, nil, err
 	}
-	logf("Join N=%d concurrency=%d: all %d Ready in %s (%.1f MB received per host)", n, conc, n, res.duration.Round(time.Millisecond), res.bytesPerHost/1e6)
+	logf("Join N=%d concurrency=%d: all %d Ready in %s (%.1f MB received per host); CPU time: %s", n, conc, n, res.duration.Round(time.Millisecond), res.bytesPerHost/1e6, fmtCPU(res.cpu, res.duration, runtime.NumCPU()))
 	if !idle {
 		return res, nil, nil
 	}

@@ -143,7 +143,7 @@ func (r *report) joinDetails() string {
 			fmtBytesF(j.bytesPerHost), fmt.Sprintf("%.1f", j.connsPerHost), fmtBytes(j.operatorHWM), fmt.Sprint(j.stalled))
 		stalled += j.stalled
 	}
-	out := t.String()
+	out := t.String() + "\n" + r.joinCPU()
 	if stalled > 0 {
 		out += fmt.Sprintf("\n\"Late kubelet reports\" counts hosts whose Node stayed NotReady more than\n"+
 			"8 s after the CNI configuration was on the host: the kubelet emulator\n"+
@@ -152,6 +152,55 @@ func (r *report) joinDetails() string {
 			"which is the test harness's and not the operator's.\n", r.cfg.statusEvery)
 	}
 	return out
+}
+
+// joinCPU is the CPU time each process used during each join: the
+// simulated hosts do on this machine's cores what real hosts do on their
+// own, so a join that fills the cores is bound by the machine.
+func (r *report) joinCPU() string {
+	var names []string
+	for _, j := range r.joins {
+		for n := range j.cpu {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	slices.Sort(names)
+	if i := slices.Index(names, joinSimulatedHosts); i > 0 {
+		names = slices.Insert(slices.Delete(names, i, i+1), 0, joinSimulatedHosts)
+	}
+	t := &table{head: append(append([]string{"N hosts", "concurrency"}, names...), "in all", "share of the machine")}
+	for _, j := range r.joins {
+		if j.cpu == nil {
+			continue
+		}
+		row := []string{fmt.Sprint(j.hosts), fmt.Sprint(j.concurrency)}
+		sum := 0.0
+		for _, n := range names {
+			v, ok := j.cpu[n]
+			if !ok {
+				row = append(row, "")
+				continue
+			}
+			row = append(row, fmt.Sprintf("%.1f s", v))
+			sum += v
+		}
+		share := ""
+		if d := j.duration.Seconds() * float64(r.machine.cores); d > 0 {
+			share = fmt.Sprintf("%.0f %% of %d cores", 100*sum/d, r.machine.cores)
+		}
+		row = append(row, fmt.Sprintf("%.1f s", sum), share)
+		t.add(row...)
+	}
+	return fmt.Sprintf("CPU time of each process during the join (from the inventory written until\n"+
+		"every instance was Ready; \"%s\" is the benchmark's own process, with\n"+
+		"the real agent on each simulated host). Near 100 %%, T(N) is bound by\n"+
+		"this machine's cores, which the simulated hosts share with the\n"+
+		"operator and the control plane:\n\n%s", joinSimulatedHosts, t.String())
 }
 
 func (r *report) idleTable() string {
