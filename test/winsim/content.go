@@ -33,8 +33,10 @@ const smallChunk = 64 << 10
 
 // content is a file's bytes. Every chunk but the last is fileChunk long;
 // the last holds the rest. Bytes of a chunk between its length and its
-// capacity are always zero (truncate clears them), so growing a file
-// reads zeros there, as on NTFS.
+// capacity are undefined (a reused buffer holds another file's bytes):
+// grow zeroes those it brings into the file, unless the write that grows
+// it covers them at once, so growing a file reads zeros there, as on
+// NTFS.
 type content struct {
 	chunks []piece
 	size   int64
@@ -58,27 +60,35 @@ type sharedChunk struct{ data []byte }
 // len is the file's size.
 func (c *content) len() int64 { return c.size }
 
-// grow extends the content to end bytes, with zeros.
-func (c *content) grow(end int64) {
+// grow extends the content to end bytes. The bytes it adds read zero,
+// except those from written on, which the caller writes at once (pass
+// end for all zeros): an upload's 32 KiB writes, each past the end, so
+// never zero memory they overwrite.
+func (c *content) grow(end, written int64) {
 	for c.size < end {
 		i := c.size / fileChunk
 		if int(i) == len(c.chunks) {
 			c.chunks = append(c.chunks, piece{})
 		}
 		ch := &c.chunks[i] // never shared: shared chunks are full
-		want := min(end-i*fileChunk, fileChunk)
+		base := i * fileChunk
+		old := int64(len(ch.data))
+		want := min(end-base, fileChunk)
 		if int64(cap(ch.data)) < want {
 			var grown []byte
 			if want <= smallChunk {
-				grown = make([]byte, len(ch.data), min(max(want, 2*int64(cap(ch.data)), 512), smallChunk))
+				grown = make([]byte, old, min(max(want, 2*int64(cap(ch.data)), 512), smallChunk))
 			} else {
-				grown = buffers.get()[:len(ch.data)]
+				grown = buffers.get()[:old]
 			}
 			copy(grown, ch.data)
 			ch.data = grown
 		}
 		ch.data = ch.data[:want]
-		c.size = i*fileChunk + want
+		if z := min(want, max(written-base, old)); z > old {
+			clear(ch.data[old:z])
+		}
+		c.size = base + want
 	}
 }
 
@@ -97,7 +107,7 @@ func (c *content) own(i int64) *piece {
 // writeAt writes p at off, growing the content as needed.
 func (c *content) writeAt(p []byte, off int64) {
 	if end := off + int64(len(p)); end > c.size {
-		c.grow(end)
+		c.grow(end, off)
 	}
 	for len(p) > 0 {
 		i := off / fileChunk
@@ -165,7 +175,6 @@ func (c *content) truncate(size int64) {
 	if keep > 0 {
 		if tail := size - (keep-1)*fileChunk; tail < fileChunk {
 			ch := c.own(keep - 1)
-			clear(ch.data[tail:])
 			ch.data = ch.data[:tail]
 		}
 	}
@@ -234,11 +243,11 @@ var buffers = bufferPool{free: make(chan []byte, 64)}
 
 type bufferPool struct{ free chan []byte }
 
-// get returns a zeroed buffer of fileChunk bytes.
+// get returns a buffer of fileChunk bytes; a reused one holds the bytes
+// it last held (content.grow zeroes what a file reads without writing).
 func (p bufferPool) get() []byte {
 	select {
 	case b := <-p.free:
-		clear(b)
 		return b
 	default:
 		return make([]byte, fileChunk)
