@@ -212,3 +212,26 @@ func TestContentSharesFullChunks(t *testing.T) {
 	c.writeAt(payload[:half], 0)
 	g.Expect(c.chunks[0].shared).To(BeIdenticalTo(a.chunks[0].shared), "the first chunk of the payload, which a still has")
 }
+
+// Full chunks that differ only between the bytes chunkKey samples have
+// the same key and are compared in full: each file keeps its own bytes,
+// and a third with the first's bytes shares the first's chunk.
+func TestContentChunksOfOneKeyAreComparedInFull(t *testing.T) {
+	g := NewWithT(t)
+	first := make([]byte, fileChunk)
+	for i := range first {
+		first[i] = byte(i * 7)
+	}
+	second := bytes.Clone(first)
+	second[chunkSample+1] ^= 0xff // between the first two samples
+	g.Expect(chunkKey(second)).To(Equal(chunkKey(first)), "the change is not sampled")
+
+	var a, b, c content
+	a.writeAt(first, 0)
+	b.writeAt(second, 0)
+	c.writeAt(first, 0)
+	g.Expect(a.bytes()).To(Equal(first))
+	g.Expect(b.bytes()).To(Equal(second))
+	g.Expect(b.chunks[0].shared).NotTo(BeIdenticalTo(a.chunks[0].shared), "other bytes, another chunk")
+	g.Expect(c.chunks[0].shared).To(BeIdenticalTo(a.chunks[0].shared), "the same bytes are held once")
+}
