@@ -189,11 +189,7 @@ func (r *report) joinCPU() string {
 			row = append(row, fmt.Sprintf("%.1f s", v))
 			sum += v
 		}
-		share := ""
-		if d := j.duration.Seconds() * float64(r.machine.cores); d > 0 {
-			share = fmt.Sprintf("%.0f %% of %d cores", 100*sum/d, r.machine.cores)
-		}
-		row = append(row, fmt.Sprintf("%.1f s", sum), share)
+		row = append(row, fmt.Sprintf("%.1f s", sum), fmt.Sprintf("%.0f %% of %d cores", 100*machineShare(sum, j.duration, r.machine.cores), r.machine.cores))
 		t.add(row...)
 	}
 	return fmt.Sprintf("CPU time of each process during the join (from the inventory written until\n"+

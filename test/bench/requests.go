@@ -244,11 +244,17 @@ func fmtCPU(cpu map[string]float64, wall time.Duration, cores int) string {
 	for _, n := range names {
 		parts = append(parts, fmt.Sprintf("%s %.1fs", n, cpu[n]))
 	}
-	share := 0.0
-	if wall > 0 && cores > 0 {
-		share = sum / (wall.Seconds() * float64(cores))
+	return fmt.Sprintf("%s; %.1fs in all in %s on %d cores (%.0f%% of the machine)", strings.Join(parts, ", "), sum, fmtDur(wall), cores, 100*machineShare(sum, wall, cores))
+}
+
+// machineShare is the share of what cores could give in wall that
+// seconds of CPU time are: near 1, the work was bound by the machine's
+// CPU. 0 without wall time or cores.
+func machineShare(seconds float64, wall time.Duration, cores int) float64 {
+	if wall <= 0 || cores <= 0 {
+		return 0
 	}
-	return fmt.Sprintf("%s; %.1fs in all in %s on %d cores (%.0f%% of the machine)", strings.Join(parts, ", "), sum, fmtDur(wall), cores, 100*share)
+	return seconds / (wall.Seconds() * float64(cores))
 }
 
 // busy is the CPU time all the processes used from before to s, in
@@ -259,8 +265,5 @@ func (s cpuSnapshot) busy(before cpuSnapshot, wall time.Duration, cores int) (se
 	for _, v := range s.minus(before) {
 		seconds += v
 	}
-	if wall > 0 && cores > 0 {
-		share = seconds / (wall.Seconds() * float64(cores))
-	}
-	return seconds, share
+	return seconds, machineShare(seconds, wall, cores)
 }
