@@ -49,53 +49,121 @@ const tempSuffix = ".wmco-upload"
 // cancelled upload.
 const cleanupTimeout = 10 * time.Second
 
-// sftpRequestsPerFile bounds the SFTP requests (of up to 32 KiB each) one
-// file transfer keeps outstanding, in either direction. The channel's flow
-// control window is 2 MiB (64 packets of 32 KiB, in OpenSSH and in
-// golang.org/x/crypto/ssh alike), so a few files at once with 20 requests
-// each still fill it, while a read buffers at most 20 packets per file at
-// each layer (the SSH channel, the SFTP responses, the SFTP client's
-// reorder buffers) rather than 64: the pkg/sftp default made the read-back
-// of the agent binary hold about 6 MiB per host at once.
-const sftpRequestsPerFile = 20
+// sftpRequestsPerFile bounds the SFTP write requests one upload keeps
+// outstanding: 12 of sftpMaxData are 1.5 MiB, so two uploads at once
+// (the operator's payloadUploads) keep the channel's 2 MiB flow control
+// window full (64 packets of 32 KiB, in OpenSSH and in
+// golang.org/x/crypto/ssh alike) while the host answers the first ones.
+// The operator holds no buffer per outstanding write (each goes to the
+// channel before the next is read from the source), but pkg/sftp runs a
+// goroutine per outstanding request.
+const sftpRequestsPerFile = 12
 
-// sftpMaxData is the most data one SFTP read or write request carries: a
-// write request with its header (at most 25 bytes and the handle, which
-// SFTP limits to 256 bytes) then fits the 32 KiB an SSH channel packet
-// carries to OpenSSH (and golang.org/x/crypto/ssh) as one packet
-// (packetWriter). With pkg/sftp's default of 32 KiB of data, each write
-// went out as a full packet and a packet of the few bytes left over.
-const sftpMaxData = 32<<10 - 25 - 256
+// sshPacketData is the most data one SSH channel packet carries to an
+// OpenSSH session channel (and to golang.org/x/crypto/ssh's): 32 KiB.
+const sshPacketData = 32 << 10
 
-// packetWriter hands the SFTP client's packets to the SSH channel whole,
-// one Write each: pkg/sftp writes a packet's header and its data in two
-// calls, and the channel makes at least one SSH packet of each call, so
-// every 32 KiB written cost two SSH packets, each encrypted, sent and
-// decrypted on its own (in a 50-host join, 240,000 packets of about 40
-// bytes). It relies on pkg/sftp writing packets one at a time (a mutex
-// around each), never interleaved.
+// sftpMaxData is the most data one SFTP write request carries: the
+// request with its header (at most 25 bytes and the handle, which SFTP
+// limits to 256 bytes) is then at most 4 SSH packets (packetWriter), well
+// within the 256 KiB message every OpenSSH sftp-server accepts
+// (SFTP_MAX_MSG_LENGTH; pkg/sftp's server has the same limit). In a
+// 50-host join, requests of 4 SSH packets rather than one took about
+// 2.5 s less of the operator's CPU and 1 s less of the simulated hosts':
+// a quarter of the requests to send, answer and track, and of the reads
+// of the payload's files. Larger ones saved little more, and pkg/sftp
+// holds a buffer of this size per upload.
+//
+// Reads do not use it: servers cap what one read returns (pkg/sftp's at
+// 32 KiB, OpenSSH's sftp-server at 64 KiB before 8.6 and just under
+// 256 KiB since), and pkg/sftp's concurrent reads take a short read for
+// the end of the file. Reads are sequential (openSFTP), and each request
+// takes what the server gives.
+const sftpMaxData = 4*sshPacketData - 25 - 256
+
+// packetWriter hands the SFTP client's packets to the SSH channel so that
+// no SSH packet but a packet's last is short: pkg/sftp writes a packet's
+// header and its data in two calls, and the channel makes at least one
+// SSH packet of each call, so every write request cost a packet of about
+// 40 bytes more, encrypted, sent and decrypted on its own (in a 50-host
+// join, 240,000 of them). A packet of up to 32 KiB goes to the channel in
+// one write; a larger one as its first 32 KiB (the header and the start
+// of the data, copied here), then the rest straight from the caller's
+// buffer. It holds at most 32 KiB, and relies on pkg/sftp writing packets
+// one at a time (a mutex around each), never interleaved.
 type packetWriter struct {
-	w   io.Writer
+	w io.Writer
+	// buf is the start of the current packet not written yet (fewer than
+	// sshPacketData bytes), or the first bytes of its length.
 	buf []byte
+	// left is how many bytes of the current packet are still to come;
+	// 0 between packets.
+	left int
 }
 
 func (p *packetWriter) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for len(p.buf) >= 4 {
-		end := 4 + int64(binary.BigEndian.Uint32(p.buf))
-		if int64(len(p.buf)) < end {
-			break
+	n := len(b)
+	for len(b) > 0 {
+		if p.left == 0 {
+			// Between packets: read the length, in place when it is
+			// whole here and nothing is pending.
+			if len(p.buf) == 0 && len(b) >= 4 {
+				p.left = 4 + int(binary.BigEndian.Uint32(b))
+			} else {
+				k := min(4-len(p.buf), len(b))
+				p.buf = append(p.buf, b[:k]...)
+				b = b[k:]
+				if len(p.buf) < 4 {
+					break
+				}
+				if p.left = int(binary.BigEndian.Uint32(p.buf)); p.left == 0 {
+					if err := p.flush(); err != nil {
+						return n, err
+					}
+					continue
+				}
+			}
 		}
-		_, err := p.w.Write(p.buf[:end])
-		p.buf = p.buf[:copy(p.buf, p.buf[end:])]
-		if err != nil {
-			return len(b), err
+		take := min(len(b), p.left)
+		if len(p.buf) > 0 {
+			// Fill the pending start up to one SSH packet or the end
+			// of the packet.
+			k := min(take, sshPacketData-len(p.buf))
+			p.buf = append(p.buf, b[:k]...)
+			b, take, p.left = b[k:], take-k, p.left-k
+			if p.left > 0 && len(p.buf) < sshPacketData {
+				continue
+			}
+			if err := p.flush(); err != nil {
+				return n, err
+			}
+			if p.left == 0 {
+				continue
+			}
 		}
+		// Nothing pending: whole SSH packets, or all up to the end of the
+		// packet, go straight from b; a shorter rest waits.
+		direct := take
+		if direct < p.left {
+			direct -= direct % sshPacketData
+		}
+		if direct > 0 {
+			if _, err := p.w.Write(b[:direct]); err != nil {
+				return n, err
+			}
+			b, take, p.left = b[direct:], take-direct, p.left-direct
+		}
+		p.buf = append(p.buf, b[:take]...)
+		b, p.left = b[take:], p.left-take
 	}
-	if cap(p.buf) > 2*(32<<10)+64 && len(p.buf) == 0 {
-		p.buf = nil // a larger packet passed: do not keep its buffer
-	}
-	return len(b), nil
+	return n, nil
+}
+
+// flush writes the pending bytes.
+func (p *packetWriter) flush() error {
+	_, err := p.w.Write(p.buf)
+	p.buf = p.buf[:0]
+	return err
 }
 
 // Close closes the channel's input.
@@ -107,12 +175,13 @@ func (p *packetWriter) Close() error {
 }
 
 // readBacksAtOnce bounds the read-backs (readBackSHA256) that run at once
-// in the process, over all hosts. Each allocates a fresh buffer for every
-// packet it receives, twice (the SSH layer, then the SFTP layer), and holds
-// up to sftpRequestsPerFile of them at each layer; without the bound a join
-// of many hosts reading back their agent binaries at once raised the
-// operator's resident set by tens of MiB. Hashing is bound by this
-// process's CPU anyway, so a few at once lose no throughput.
+// in the process, over all hosts. Each reads into a buffer of sftpMaxData,
+// one request at a time, and allocates a fresh buffer for every packet it
+// receives, twice (the SSH layer, then the SFTP layer); without the bound
+// a join of many hosts reading back their agent binaries at once raised
+// the operator's resident set by tens of MiB (when reads were concurrent).
+// Read-backs are the last way to verify an upload (AgentHash), and
+// hashing is bound by this process's CPU anyway.
 const readBacksAtOnce = 4
 
 // readBackSlots holds a token per read-back running.
@@ -145,8 +214,8 @@ func openSFTP(client *ssh.Client) (*sftpConn, error) {
 		_ = sess.Close()
 		return nil, err
 	}
-	c, err := sftp.NewClientPipe(stdout, &packetWriter{w: stdin}, sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(true),
-		sftp.MaxConcurrentRequestsPerFile(sftpRequestsPerFile), sftp.MaxPacketChecked(sftpMaxData))
+	c, err := sftp.NewClientPipe(stdout, &packetWriter{w: stdin}, sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(false),
+		sftp.MaxConcurrentRequestsPerFile(sftpRequestsPerFile), sftp.MaxPacketUnchecked(sftpMaxData))
 	if err != nil {
 		_ = sess.Close()
 		return nil, err

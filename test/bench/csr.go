@@ -364,7 +364,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		if requests, err = countRequests(auditLog, t0, time.Now()); err != nil {
 			return nil, err
 		}
-		logf("CSR: API requests per CSR:\n%s", requests.perCSR(n))
+		logf("CSR: API requests per CSR:\n%s", requests.per(n, "CSR"))
 	}
 
 	obs.mu.Lock()

@@ -238,7 +238,20 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 		return nil, nil, err
 	}
 	opArgs = append(opArgs, c.joinArgs...)
+	var auditFlags []string
+	var auditLog string
+	if c.countRequests {
+		dir, err := os.MkdirTemp("", "bench-join-audit-")
+		if err != nil {
+			return nil, nil, err
+		}
+		defer os.RemoveAll(dir) //nolint:errcheck // a temporary directory
+		if auditFlags, auditLog, err = auditArgs(dir); err != nil {
+			return nil, nil, err
+		}
+	}
 	env, err := localenv.Start(ctx, localenv.Options{
+		ExtraAPIServerArgs:        auditFlags,
 		HostLogger:                tl.logger,
 		Hosts:                     n,
 		OperatorBinary:            c.operator,
@@ -288,6 +301,13 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	// join whose last host was Ready after 11.4 s).
 	res.duration = time.Since(t0)
 	res.cpu = takeCPU(pids).minus(cpu0)
+	if auditLog != "" {
+		if reqs, aerr := countRequests(auditLog, t0, time.Now()); aerr == nil {
+			logf("Join N=%d concurrency=%d: API requests from the inventory written until every instance was Ready:\n%s", n, conc, reqs.per(n, "host"))
+		} else {
+			logf("Join N=%d concurrency=%d: count the API requests: %v", n, conc, aerr)
+		}
+	}
 	prof.finish(ctx)
 	res.stalled = len(stalls.flagged)
 	res.timedOut = err != nil

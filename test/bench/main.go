@@ -95,7 +95,8 @@ type config struct {
 	// memory phases.
 	operatorArgs []string
 	// countRequests has the API server write an audit log during the CSR
-	// bursts, to count the requests per CSR by component.
+	// bursts and the joins, to count the requests per CSR and per host
+	// by component.
 	countRequests bool
 
 	deadHosts int
@@ -191,7 +192,7 @@ func main() {
 	flag.BoolVar(&c.profile, "profile", os.Getenv("BENCH_PROFILE") == "1", "have the operator serve pprof on loopback and keep CPU and heap profiles of each CSR burst and the 10-host join runs in "+profileDir+"/, with their top entries in the report (also BENCH_PROFILE=1)")
 	flag.StringVar(&c.selfProfile, "self-cpuprofile", "", "write a CPU profile of the benchmark's own process (the simulated hosts and kubelet emulators) over the whole run to this file")
 	flag.DurationVar(&c.profileFor, "profile-for", 20*time.Second, "length of each CPU profile, from the start of the burst or join")
-	flag.BoolVar(&c.countRequests, "count-requests", false, "have the API server audit every request during the CSR bursts and report the requests per CSR by component, verb and resource (the audit log costs the API server some CPU)")
+	flag.BoolVar(&c.countRequests, "count-requests", false, "have the API server audit every request during the CSR bursts and the joins, report the requests per CSR and log those per host of each join, by component, verb and resource (the audit log costs the API server some CPU)")
 	flag.StringVar(&operatorArgs, "operator-args", "", "extra operator flags for the CSR and memory phases, space-separated (e.g. --kube-api-qps=0)")
 	flag.StringVar(&rssCompare, "rss-compare", "", "more operators the memory phase measures in the same empty and loaded clusters, each a binary and its extra flags, separated by ';' (e.g. 'bin/operator-before;bin/operator --memory-limit=64Mi')")
 	flag.IntVar(&c.rssJoinHosts, "rss-join-hosts", 50, "the memory phase also reports the operator's peak RSS during a join of this many hosts (a fresh environment; 0 skips it)")

@@ -294,7 +294,7 @@ func (r *report) results(heading string) string {
 			}
 			b.WriteString("\n\n")
 			if c.requests != nil {
-				fmt.Fprintf(&b, "API requests during the first burst of %d (until 3 s after the last approval):\n\n%s\n", c.n, c.requests.perCSR(c.n))
+				fmt.Fprintf(&b, "API requests during the first burst of %d (until 3 s after the last approval):\n\n%s\n", c.n, c.requests.per(c.n, "CSR"))
 			}
 		}
 	}

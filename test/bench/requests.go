@@ -131,9 +131,10 @@ func requestComponent(user, agent string) string {
 	return program
 }
 
-// perCSR lists the counts divided by n, most first, with the API server's
-// mean time to answer (watches last until they end).
-func (c requestCounts) perCSR(n int) string {
+// per lists the counts divided by n (of what: "CSR", "host"), most
+// first, with the API server's mean time to answer (watches last until
+// they end).
+func (c requestCounts) per(n int, what string) string {
 	keys := make([]requestKey, 0, len(c))
 	for k := range c {
 		keys = append(keys, k)
@@ -144,7 +145,7 @@ func (c requestCounts) perCSR(n int) string {
 		}
 		return strings.Compare(a.component+a.verb+a.resource, b.component+b.verb+b.resource)
 	})
-	t := &table{head: []string{"component", "verb", "resource", "requests", "per CSR", "mean time to answer"}}
+	t := &table{head: []string{"component", "verb", "resource", "requests", "per " + what, "mean time to answer"}}
 	total := 0
 	for _, k := range keys {
 		st := c[k]

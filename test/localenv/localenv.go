@@ -82,6 +82,9 @@ type Options struct {
 	// node proxy, /api/v1/nodes/<node>/proxy/...; see
 	// localcluster.Options.KubeletProxy).
 	KubeletProxy bool
+	// ExtraAPIServerArgs are appended to kube-apiserver's flags (such as
+	// an audit log's).
+	ExtraAPIServerArgs []string
 	// Log receives progress lines; nil discards.
 	Log io.Writer
 	// MachinePlatform, when set, makes the cluster serve the Machine API
@@ -214,7 +217,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	e.logf("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)")
 	if e.Cluster, err = localcluster.Start(ctx, localcluster.Options{
 		NodeMonitorGracePeriod: 10 * time.Second, NodeMonitorPeriod: 2 * time.Second, APIServerVersion: o.APIServerVersion,
-		KubeletProxy: o.KubeletProxy,
+		KubeletProxy: o.KubeletProxy, ExtraAPIServerArgs: o.ExtraAPIServerArgs,
 	}); err != nil {
 		return nil, err
 	}
