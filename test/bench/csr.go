@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,11 +107,6 @@ type csrRequest struct {
 // a 2-core machine. Only the first burst of each size is profiled and
 // has its requests counted.
 func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
-	// The simulated kubelets share the machine with what is measured. The
-	// GC percentage the simulated hosts' disks need (main) would have this
-	// process collect several times over during a burst; it holds no disks
-	// in this phase.
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	for _, n := range c.csrs {
 		var runs []*csrResult
 		for i := range max(1, c.csrRuns) {
