@@ -62,7 +62,7 @@ func (c *content) len() int64 { return c.size }
 
 // grow extends the content to end bytes. The bytes it adds read zero,
 // except those from written on, which the caller writes at once (pass
-// end for all zeros): so an upload's 32 KiB writes, each past the end,
+// end for all zeros): so an upload's writes, each past the end,
 // zero no memory they then overwrite.
 func (c *content) grow(end, written int64) {
 	for c.size < end {
