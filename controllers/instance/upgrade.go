@@ -228,6 +228,10 @@ func (r *Reconciler) continueUpgrade(ctx context.Context, s *scope, u *wmcov1.Up
 			return res, err
 		}
 		u.Step = wmcov1.UpgradeStepApplying
+		// The condition goes with the step: a later reconcile that stops
+		// before this phase (a failed preflight) must not still say
+		// draining.
+		setUpgradingCondition(wi, true, ReasonUpgradeApplying, "applying payload "+u.To+" ("+u.Progress+")")
 		if err := r.recordUpgrade(ctx, s, u); err != nil {
 			return ctrl.Result{}, err
 		}

@@ -136,6 +136,13 @@ func TestFaultMatrix(t *testing.T) {
 		if t.Failed() {
 			t.Logf("operator log (last lines):\n%s", proc.TailFile(env.OperatorLog, 60))
 			m.dumpInstances()
+			m.dumpFailedHostLogs()
+			// Last, where a truncated log still shows them.
+			for _, r := range m.rows {
+				if r.err != nil {
+					t.Logf("FAILED ROW %s (%s) on %s: %s", r.fault, r.phase, r.host.Name, r.err)
+				}
+			}
 		}
 	}()
 	g.Expect(env.Client.Create(ctx, &wmcov1.WindowsNodeConfig{
@@ -504,7 +511,10 @@ func (m *matrix) diskFullMidTransfer(ctx context.Context, r *row) {
 	quota := disk.Quota()
 	defer m.onPayloadFile(r, func() { disk.SetQuota(disk.Used() + 100<<10) })()
 	m.begin(ctx, r, "")
-	if m.waitStopped(ctx, r, []string{instance.ReasonPayloadTransfer, instance.ReasonApplyFailed, instance.ReasonAgentFailed, instance.ReasonUpgradeApplying}, []string{"DiskFull"}) {
+	// The failed upload says DiskFull. If that reconcile's status and
+	// Event are lost (another row restarts kube-apiserver meanwhile), the
+	// next reconcile's preflight says it: free space below the minimum.
+	if m.waitStopped(ctx, r, []string{instance.ReasonPayloadTransfer, instance.ReasonApplyFailed, instance.ReasonAgentFailed, instance.ReasonUpgradeApplying, wicdapi.ReasonLowDisk}, []string{"DiskFull", "PreflightFailed"}) {
 		disk.SetQuota(quota)
 		r.fixed, r.fix = time.Now(), "disk space freed"
 	}
@@ -675,12 +685,55 @@ func (m *matrix) dumpInstances() {
 	var list wmcov1.WindowsInstanceList
 	if m.env.Client.List(context.Background(), &list) == nil {
 		for _, wi := range list.Items {
-			m.t.Logf("instance %s: phase %s payload %s upgrade %+v: %s", wi.Name, wi.Status.Phase, wi.Status.PayloadVersion, wi.Status.Upgrade, wi.Status.Message)
+			m.t.Logf("instance %s: phase %s payload %s upgrade %+v failedUpgrade %+v generation %d: %s", wi.Name, wi.Status.Phase, wi.Status.PayloadVersion, wi.Status.Upgrade, wi.Status.FailedUpgrade, wi.Generation, wi.Status.Message)
+			for _, c := range wi.Status.Conditions {
+				m.t.Logf("  %s=%s %s (%s): %s", c.Type, c.Status, c.Reason, c.LastTransitionTime.UTC().Format(time.RFC3339), c.Message)
+			}
 		}
 	}
 	for _, v := range m.checker.Violations() {
 		m.t.Logf("violation: %s", v)
 	}
+}
+
+// dumpFailedHostLogs prints, for each failed row, the last lines the
+// operator logged about its host (info and above, every run of the
+// operator in order): what CI keeps of a failure.
+func (m *matrix) dumpFailedHostLogs() {
+	runs, _ := filepath.Glob(filepath.Join(m.env.Dir, "operator*.log"))
+	// operator.log is the first run, operator.N.log the Nth.
+	sort.Slice(runs, func(i, j int) bool { return logRun(runs[i]) < logRun(runs[j]) })
+	for _, r := range m.rows {
+		if r.err == nil {
+			continue
+		}
+		needle := `"name":"` + r.host.Name + `"`
+		var lines []string
+		for _, name := range runs {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				continue
+			}
+			for l := range strings.Lines(string(data)) {
+				if strings.Contains(l, needle) && !strings.Contains(l, `"level":"debug"`) {
+					lines = append(lines, filepath.Base(name)+": "+strings.TrimSpace(l))
+				}
+			}
+		}
+		if len(lines) > 50 {
+			lines = lines[len(lines)-50:]
+		}
+		m.t.Logf("operator log about %s (%s, %s; last %d lines):\n%s", r.host.Name, r.fault, r.phase, len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// logRun is the run number of an operator log file.
+func logRun(path string) int {
+	var n int
+	if _, err := fmt.Sscanf(filepath.Base(path), "operator.%d.log", &n); err != nil {
+		return 1
+	}
+	return n
 }
 
 func firstLine(s string) string {
