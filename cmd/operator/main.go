@@ -46,6 +46,11 @@ import (
 // POD_NAMESPACE says otherwise.
 const defaultNamespace = "wmco-system"
 
+// detectWithin is how long start-up waits for the API server to answer
+// before the process exits: within the manifest's liveness probe, which
+// is not served yet then (15 s initial delay, 3 failures 20 s apart).
+const detectWithin = 45 * time.Second
+
 // The manager's own needs; each controller declares its permissions beside
 // its reconciler.
 //
@@ -226,7 +231,9 @@ func run(o options) error {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
-	info, err := cluster.Detect(cs.Discovery())
+	info, err := cluster.DetectRetrying(ctx, cs.Discovery(), detectWithin, func(err error, wait time.Duration) {
+		log.Info("Waiting for the API server", "error", err.Error(), "retryIn", wait.String())
+	})
 	if err != nil {
 		return err
 	}

@@ -409,6 +409,15 @@ func (r *Reconciler) showProgress(ctx context.Context, s *scope, step string) {
 	if c := meta.FindStatusCondition(wi.Status.Conditions, step); c == nil || c.Reason == ReasonNotObserved {
 		setCondition(wi, step, progressMessages[step])
 	}
+	r.publish(ctx, s, step)
+}
+
+// publish patches the status computed so far (summarised) at once, if it
+// changed, and makes it the base of the reconcile's final patch: for a
+// step that takes seconds, so that kubectl shows it while it runs. A
+// failure is only logged; the final patch carries the status anyway.
+func (r *Reconciler) publish(ctx context.Context, s *scope, step string) {
+	wi := s.wi
 	summarize(wi, false, false)
 	if equality.Semantic.DeepEqual(wi.Status, s.base.Status) {
 		return

@@ -1,7 +1,10 @@
 package instance_test
 
 import (
+	"context"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/instance"
+	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/winsim"
@@ -435,4 +439,67 @@ func TestHostThatNeverAnswersHoldsNoSlot(t *testing.T) {
 
 	ctrltest.DeleteAndWait(t, dead.Name, 2*time.Minute)
 	ctrltest.DeleteAndWait(t, good.Name, 2*time.Minute)
+}
+
+// A joining host's status says what runs while it runs: the payload's
+// upload (phase Provisioning, how many files) during the transfer, and the
+// apply (phase Configuring) while the agent starts the services.
+func TestJoinShowsEachStepWhileItRuns(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := ctrltest.StartHosts(t, 1, simagent.Options{})
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: 2})
+	h := hosts[0]
+
+	type seen struct {
+		phase          wmcov1.InstancePhase
+		reason, detail string
+	}
+	var (
+		mu                 sync.Mutex
+		uploading, applied []seen
+	)
+	// The observer runs on the host's goroutine, before the upload's first
+	// byte or the agent's start: what the API server holds then is what
+	// an admin sees during that step.
+	look := func(into *[]seen) {
+		wi := &wmcov1.WindowsInstance{}
+		if err := ctrltest.Client.Get(context.Background(), client.ObjectKey{Name: h.Name}, wi); err != nil {
+			return
+		}
+		s := seen{phase: wi.Status.Phase}
+		if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionConfigured); c != nil {
+			s.reason, s.detail = c.Reason, c.Message
+		}
+		mu.Lock()
+		*into = append(*into, s)
+		mu.Unlock()
+	}
+	dir := strings.ToLower(payload.HostDir(ctrltest.Payload.Version) + `\`)
+	defer h.Host.Observe(winsim.Observer{
+		FileCreated: func(p string) {
+			if strings.HasPrefix(strings.ToLower(strings.ReplaceAll(p, "/", `\`)), dir) {
+				look(&uploading)
+			}
+		},
+		Request: func(q winsim.Request) func() {
+			if q.Kind == "exec" && len(q.Args) > 1 && q.Args[1] == "apply" {
+				look(&applied)
+			}
+			return nil
+		},
+	})()
+
+	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
+	ctrltest.WaitReady(t, h.Name, 90*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	g.Expect(uploading).NotTo(BeEmpty(), "payload files were uploaded")
+	g.Expect(uploading[0].phase).To(Equal(wmcov1.PhaseProvisioning))
+	g.Expect(uploading[0].reason).To(Equal(instance.ReasonPayloadTransfer))
+	g.Expect(uploading[0].detail).To(MatchRegexp(`^uploading \d+ payload files \(\d+ bytes\), copying \d+ on the host$`))
+	g.Expect(applied).NotTo(BeEmpty(), "the plan was applied")
+	g.Expect(applied[0].phase).To(Equal(wmcov1.PhaseConfiguring))
+	g.Expect(applied[0].reason).To(Equal(instance.ReasonApplyingPlan))
+	g.Expect(applied[0].detail).To(Equal("applying the node configuration of payload " + ctrltest.Payload.Version))
 }

@@ -453,6 +453,7 @@ func (r *Reconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Resul
 	for _, f := range uploads {
 		size += f.Size
 	}
+	configured := meta.IsStatusConditionTrue(s.wi.Status.Conditions, wmcov1.ConditionConfigured)
 	setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: fmt.Sprintf("uploading %d payload files (%d bytes), copying %d on the host", len(uploads), size, len(copies))})
 	if len(copies) > 0 {
 		s.log.Info("Staging payload from files on the host", "files", len(copies), "version", m.Version)
@@ -477,6 +478,12 @@ func (r *Reconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Resul
 	}
 	if len(uploads) > 0 {
 		s.log.Info("Uploading payload", "files", len(uploads), "bytes", size, "version", m.Version)
+		if !configured {
+			// The transfer takes seconds to minutes: a host being
+			// configured says so while it runs. A configured host (an
+			// upgrade, a file repaired) shows nothing until the end.
+			r.publish(ctx, s, wmcov1.ConditionConfigured)
+		}
 	}
 	if err := r.uploadAll(ctx, s, uploads); err != nil {
 		setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: err.Error()})
@@ -688,6 +695,13 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		s.log.Info("Applying plan again", "version", m.Version, "hostSubnet", in.HostSubnet, "lastApply", string(s.facts.ApplyError.Code))
 	} else {
 		s.log.Info("Applying plan", "version", m.Version, "hostSubnet", in.HostSubnet)
+	}
+	if !meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionConfigured) {
+		// The services start one after the other (seconds each): a host
+		// being configured says so while the apply runs, not what the
+		// step before it did. A configured host's re-apply shows nothing.
+		setConfiguredCondition(wi, outcome{reason: ReasonApplyingPlan, message: "applying the node configuration of payload " + m.Version})
+		r.publish(ctx, s, wmcov1.ConditionConfigured)
 	}
 	uctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()

@@ -44,6 +44,7 @@ const (
 	ReasonHostnameNotApplied = "HostnameNotApplied"
 
 	ReasonPayloadTransfer = "PayloadTransfer"
+	ReasonApplyingPlan    = "ApplyingPlan"
 	ReasonApplyFailed     = "ApplyFailed"
 	ReasonPlanApplied     = "PlanApplied"
 	ReasonRenderFailed    = "RenderFailed"
@@ -334,7 +335,7 @@ func stalled(wi *wmcov1.WindowsInstance) bool {
 // progressReasons are condition reasons that say a step is under way, not
 // that it failed.
 var progressReasons = map[string]bool{
-	ReasonConnecting: true, ReasonCheckingHost: true, ReasonPayloadTransfer: true, ReasonNotObserved: true,
+	ReasonConnecting: true, ReasonCheckingHost: true, ReasonPayloadTransfer: true, ReasonApplyingPlan: true, ReasonNotObserved: true,
 	ReasonConfigNeeded: true, ReasonRebooting: true, ReasonRenamingHost: true,
 }
 

@@ -5,6 +5,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"time"
 
 	configv1 "github.com/openshift/api/config/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -54,6 +55,48 @@ func Detect(dc discovery.DiscoveryInterface) (Info, error) {
 		return Info{}, err
 	}
 	return info, nil
+}
+
+// DetectRetrying is Detect, tried again while the API server does not
+// answer (it restarts, or the operator starts before it is up), for up to
+// within: a Deployment's restarts would otherwise back off for minutes.
+// A refusal (401, 403) is not retried. onRetry, when set, hears of each
+// failure and the wait before the next try.
+func DetectRetrying(ctx context.Context, dc discovery.DiscoveryInterface, within time.Duration, onRetry func(err error, wait time.Duration)) (Info, error) {
+	return retryDetect(ctx, func() (Info, error) { return Detect(dc) }, within, onRetry)
+}
+
+// detectFirstWait and detectMaxWait bound the waits between tries.
+const (
+	detectFirstWait = 500 * time.Millisecond
+	detectMaxWait   = 8 * time.Second
+)
+
+func retryDetect(ctx context.Context, detect func() (Info, error), within time.Duration, onRetry func(err error, wait time.Duration)) (Info, error) {
+	deadline := time.Now().Add(within)
+	wait := detectFirstWait
+	for {
+		info, err := detect()
+		if err == nil || apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) {
+			return info, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return Info{}, fmt.Errorf("the API server did not answer within %s: %w", within, err)
+		}
+		wait = min(wait, left)
+		if onRetry != nil {
+			onRetry(err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Info{}, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		wait = min(2*wait, detectMaxWait)
+	}
 }
 
 // serves reports whether groupVersion has the resource.

@@ -2,15 +2,21 @@ package cluster_test
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/test/localcluster"
@@ -142,4 +148,78 @@ func TestDiscoverEndpointKubeadmRBAC(t *testing.T) {
 		g.Expect(ep.Source).To(Equal("kube-public/cluster-info (read as the operator)"))
 		g.Expect(ep.URL).To(Equal(c.Host))
 	}).Should(Succeed())
+}
+
+// At start-up the operator waits for an API server that does not answer
+// yet: DetectRetrying tries again until it does. The API server sits
+// behind a loopback relay that drops connections until the second retry
+// notice.
+func TestDetectWaitsForTheAPIServer(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	c, err := localcluster.Start(ctx, localcluster.Options{})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = c.Stop() }()
+
+	relayed := func(up *atomic.Bool) kubernetes.Interface {
+		cfg := rest.CopyConfig(c.Config)
+		cfg.Host = "https://" + relay(t, c.Config.Host, up)
+		cs, err := kubernetes.NewForConfig(cfg)
+		g.Expect(err).NotTo(HaveOccurred())
+		return cs
+	}
+	var up atomic.Bool
+	var notices []string
+	info, err := cluster.DetectRetrying(ctx, relayed(&up).Discovery(), time.Minute, func(err error, _ time.Duration) {
+		notices = append(notices, err.Error())
+		if len(notices) == 2 {
+			up.Store(true)
+		}
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(info.Version).To(Equal(localcluster.DefaultKubernetesVersion))
+	g.Expect(notices).To(HaveLen(2), "one notice per failed try")
+
+	// A relay that never comes up: it gives up, naming the error.
+	_, err = cluster.DetectRetrying(ctx, relayed(new(atomic.Bool)).Discovery(), 0, nil)
+	g.Expect(err).To(MatchError(ContainSubstring("did not answer within 0s")))
+	g.Expect(err).To(MatchError(ContainSubstring("read server version")))
+}
+
+// relay listens on a loopback port and, while up is true, relays each
+// connection to the host of url; otherwise it closes it at once.
+func relay(t *testing.T, rawURL string, up *atomic.Bool) string {
+	t.Helper()
+	target, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if !up.Load() {
+				_ = conn.Close()
+				continue
+			}
+			go func() {
+				defer conn.Close()
+				back, err := net.Dial("tcp", target.Host)
+				if err != nil {
+					return
+				}
+				defer back.Close()
+				go func() { _, _ = io.Copy(back, conn) }()
+				_, _ = io.Copy(conn, back)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
