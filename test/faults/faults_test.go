@@ -124,8 +124,10 @@ func TestFaultMatrix(t *testing.T) {
 
 	env, err := localenv.Start(ctx, localenv.Options{
 		Hosts: 12, PayloadDir: dir, Log: testLog{t}, APIServerVersion: olderKube, OperatorBinary: operatorBinary(),
-		Host:         simagent.Options{KubeletBinaries: testpayload.KubeletBinaries(older, newer), RebootDownTime: 3 * time.Second},
-		OperatorArgs: []string{"--version-poll-interval=1s"},
+		Host: simagent.Options{KubeletBinaries: testpayload.KubeletBinaries(older, newer), RebootDownTime: 3 * time.Second},
+		// V(2) says where each reconcile ended: what a failed row's dump
+		// shows. FAULTS_OPERATOR_ARGS adds operator flags.
+		OperatorArgs: append([]string{"--version-poll-interval=1s", "--zap-log-level=2"}, strings.Fields(os.Getenv("FAULTS_OPERATOR_ARGS"))...),
 		// FAULTS_LOGS keeps the operator's logs in that directory.
 		KeepLogsIn: os.Getenv("FAULTS_LOGS"),
 	})
@@ -697,8 +699,8 @@ func (m *matrix) dumpInstances() {
 }
 
 // dumpFailedHostLogs prints, for each failed row, the last lines the
-// operator logged about its host (info and above, every run of the
-// operator in order): what CI keeps of a failure.
+// operator logged about its host (every run of the operator in order),
+// its Node and its kubelet service: what CI keeps of a failure.
 func (m *matrix) dumpFailedHostLogs() {
 	runs, _ := filepath.Glob(filepath.Join(m.env.Dir, "operator*.log"))
 	// operator.log is the first run, operator.N.log the Nth.
@@ -715,16 +717,52 @@ func (m *matrix) dumpFailedHostLogs() {
 				continue
 			}
 			for l := range strings.Lines(string(data)) {
-				if strings.Contains(l, needle) && !strings.Contains(l, `"level":"debug"`) {
-					lines = append(lines, filepath.Base(name)+": "+strings.TrimSpace(l))
+				if strings.Contains(l, needle) {
+					lines = append(lines, filepath.Base(name)+": "+shortLogLine(l))
 				}
 			}
 		}
-		if len(lines) > 50 {
-			lines = lines[len(lines)-50:]
+		if len(lines) > 60 {
+			lines = lines[len(lines)-60:]
 		}
 		m.t.Logf("operator log about %s (%s, %s; last %d lines):\n%s", r.host.Name, r.fault, r.phase, len(lines), strings.Join(lines, "\n"))
+		m.dumpNodeAndKubelet(r)
 	}
+}
+
+// dumpNodeAndKubelet prints what the operator waits on for a row's host:
+// its Node's kubelet version and Ready condition, and the host's kubelet
+// service.
+func (m *matrix) dumpNodeAndKubelet(r *row) {
+	var node corev1.Node
+	if err := m.env.Client.Get(context.Background(), client.ObjectKey{Name: r.host.Name}, &node); err != nil {
+		m.t.Logf("Node %s: %v", r.host.Name, err)
+	} else {
+		m.t.Logf("Node %s: kubelet %s, unschedulable %t", node.Name, node.Status.NodeInfo.KubeletVersion, node.Spec.Unschedulable)
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				m.t.Logf("  Ready=%s %s (heartbeat %s, transition %s): %s", c.Status, c.Reason,
+					c.LastHeartbeatTime.UTC().Format(time.RFC3339), c.LastTransitionTime.UTC().Format(time.RFC3339), c.Message)
+			}
+		}
+	}
+	svc := nodeconfig.ServiceKubelet
+	m.t.Logf("host %s: service %s running %t, starts %d, last error %v", r.host.Name, svc,
+		r.host.Services.Running(svc), r.host.Services.Starts(svc), r.host.Services.LastError(svc))
+}
+
+// shortLogLine drops what every line of the instance controller repeats
+// and the stack trace, and bounds the rest.
+func shortLogLine(l string) string {
+	l = strings.TrimSpace(l)
+	if i := strings.Index(l, `,"stacktrace":`); i >= 0 {
+		l = l[:i] + "}"
+	}
+	l = strings.Replace(l, `"controller":"windowsinstance","controllerGroup":"wmco.io","controllerKind":"WindowsInstance",`, "", 1)
+	if len(l) > 700 {
+		l = l[:700] + "…"
+	}
+	return l
 }
 
 // logRun is the run number of an operator log file.
