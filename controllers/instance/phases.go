@@ -696,10 +696,12 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	} else {
 		s.log.Info("Applying plan", "version", m.Version, "hostSubnet", in.HostSubnet)
 	}
-	if !meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionConfigured) {
+	if wi.Status.Upgrade == nil && !meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionConfigured) {
 		// The services start one after the other (seconds each): a host
 		// being configured says so while the apply runs, not what the
-		// step before it did. A configured host's re-apply shows nothing.
+		// step before it did. A configured host's re-apply shows nothing,
+		// nor does an upgrade's (reconcilePayload set Configured to false
+		// for its upload): it publishes its own steps, as in showProgress.
 		setConfiguredCondition(wi, outcome{reason: ReasonApplyingPlan, message: "applying the node configuration of payload " + m.Version})
 		r.publish(ctx, s, wmcov1.ConditionConfigured)
 	}

@@ -702,9 +702,13 @@ func (m *matrix) dumpInstances() {
 // operator logged about its host (every run of the operator in order),
 // its Node and its kubelet service: what CI keeps of a failure.
 func (m *matrix) dumpFailedHostLogs() {
-	runs, _ := filepath.Glob(filepath.Join(m.env.Dir, "operator*.log"))
-	// operator.log is the first run, operator.N.log the Nth.
-	sort.Slice(runs, func(i, j int) bool { return logRun(runs[i]) < logRun(runs[j]) })
+	logs := map[string]string{}
+	runs := m.env.OperatorLogs()
+	for _, name := range runs {
+		if data, err := os.ReadFile(name); err == nil {
+			logs[name] = string(data)
+		}
+	}
 	for _, r := range m.rows {
 		if r.err == nil {
 			continue
@@ -712,11 +716,7 @@ func (m *matrix) dumpFailedHostLogs() {
 		needle := `"name":"` + r.host.Name + `"`
 		var lines []string
 		for _, name := range runs {
-			data, err := os.ReadFile(name)
-			if err != nil {
-				continue
-			}
-			for l := range strings.Lines(string(data)) {
+			for l := range strings.Lines(logs[name]) {
 				if strings.Contains(l, needle) {
 					lines = append(lines, filepath.Base(name)+": "+shortLogLine(l))
 				}
@@ -763,15 +763,6 @@ func shortLogLine(l string) string {
 		l = l[:700] + "…"
 	}
 	return l
-}
-
-// logRun is the run number of an operator log file.
-func logRun(path string) int {
-	var n int
-	if _, err := fmt.Sscanf(filepath.Base(path), "operator.%d.log", &n); err != nil {
-		return 1
-	}
-	return n
 }
 
 func firstLine(s string) string {

@@ -444,12 +444,7 @@ func (e *Env) startOperator(ctx context.Context) error {
 	e.operatorStarts++
 	starts := e.operatorStarts
 	e.mu.Unlock()
-	logName := "operator.log"
-	if starts > 1 {
-		// Each run keeps its own log.
-		logName = fmt.Sprintf("operator.%d.log", starts)
-	}
-	op, err := StartOperatorAs(ctx, bin, e.Kubeconfig, e.Namespace, e.PayloadDir, filepath.Join(e.Dir, logName), 60*time.Second, e.opts.OperatorArgs...)
+	op, err := StartOperatorAs(ctx, bin, e.Kubeconfig, e.Namespace, e.PayloadDir, filepath.Join(e.Dir, operatorLogName(starts)), 60*time.Second, e.opts.OperatorArgs...)
 	if err != nil {
 		return err
 	}
@@ -581,6 +576,28 @@ func (e *Env) Stop() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// operatorLogName is the log file of the operator's nth start: each run
+// keeps its own log.
+func operatorLogName(n int) string {
+	if n <= 1 {
+		return "operator.log"
+	}
+	return fmt.Sprintf("operator.%d.log", n)
+}
+
+// OperatorLogs are the log files of every start of the operator, the
+// first start's first (OperatorLog is the last one's).
+func (e *Env) OperatorLogs() []string {
+	e.mu.Lock()
+	n := e.operatorStarts
+	e.mu.Unlock()
+	logs := make([]string, 0, n)
+	for i := 1; i <= n; i++ {
+		logs = append(logs, filepath.Join(e.Dir, operatorLogName(i)))
+	}
+	return logs
 }
 
 // copyLogs copies the *.log files of dir into to, which it creates.

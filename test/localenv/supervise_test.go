@@ -78,4 +78,11 @@ func TestSupervisorRestartsTheOperatorKilledMidConfigure(t *testing.T) {
 		}
 	}
 	g.Expect(env.OperatorRestarts()).To(Equal(1))
+	// Each start kept its own log, the first start's first.
+	logs := env.OperatorLogs()
+	g.Expect(logs).To(HaveLen(2))
+	g.Expect(logs[1]).To(Equal(env.OperatorLog))
+	for _, l := range logs {
+		g.Expect(l).To(BeAnExistingFile())
+	}
 }
