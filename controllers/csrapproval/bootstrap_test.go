@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,6 +150,129 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	ids, err = tokens.IdentitiesOf(ctx, instance, revoked)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ids).To(BeEmpty())
+}
+
+// countingReader reads through the API server and counts the GETs and
+// LISTs it was asked for.
+type countingReader struct {
+	client.Reader
+	gets, lists atomic.Int32
+}
+
+func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.gets.Add(1)
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (r *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	r.lists.Add(1)
+	return r.Reader.List(ctx, list, opts...)
+}
+
+// identityAsk is a call of IdentitiesOf and what it must answer.
+type identityAsk struct {
+	instance, user string
+	want           []csr.BootstrapIdentity
+}
+
+// IdentitiesOf calls made together share live reads (a LIST selecting the
+// instances asked about), and each call still gets what a read of its own
+// would give: for per-host ServiceAccounts, the identity when the user
+// name is a ServiceAccount of its instance, none for another instance's,
+// a revoked one or one never issued; for OpenShift's node-bootstrapper,
+// every credential ID kept for the instance, none for a revoked instance
+// or another user.
+func TestIdentitiesOfShareLiveReads(t *testing.T) {
+	ctx := t.Context()
+	t.Run("ServiceAccounts", func(t *testing.T) {
+		g := NewWithT(t)
+		issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
+		instances, users := make([]string, 4), make([]string, 4)
+		for i := range instances {
+			instances[i] = fmt.Sprintf("share-%d-%s", i, csrtSuffix(t))
+			_, err := issuer.Issue(ctx, instances[i])
+			g.Expect(err).NotTo(HaveOccurred())
+			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), instances[i]) })
+			u, err := issuer.Usernames(ctx, instances[i])
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(u).To(HaveLen(1))
+			users[i] = u[0]
+		}
+		// The last one is revoked: its ServiceAccount is gone.
+		g.Expect(issuer.Revoke(ctx, instances[3])).To(Succeed())
+		var asks []identityAsk
+		for i := range 3 {
+			asks = append(asks,
+				identityAsk{instances[i], users[i], []csr.BootstrapIdentity{{Username: users[i]}}},
+				identityAsk{instances[i], users[(i+1)%3], nil},
+				identityAsk{instances[i], users[3], nil},
+				identityAsk{instances[i], bootstrap.Username(ctrltest.Namespace, bootstrap.NamePrefix+"never"), nil})
+		}
+		asks = append(asks, identityAsk{instances[3], users[3], nil})
+		expectSharedReads(t, &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}, asks)
+	})
+	t.Run("NodeBootstrapper", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Expect(openshiftcrds.InstallNodeBootstrapper(ctx, ctrltest.Cluster.Config)).To(Succeed())
+		issuer := &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
+		instances := make([]string, 4)
+		ids := make([][]csr.BootstrapIdentity, 4)
+		for i := range instances {
+			instances[i] = fmt.Sprintf("share-nb-%d-%s", i, csrtSuffix(t))
+			_, err := issuer.Issue(ctx, instances[i])
+			g.Expect(err).NotTo(HaveOccurred())
+			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), instances[i]) })
+			ids[i], err = issuer.Identities(ctx, instances[i])
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(ids[i]).To(HaveLen(1))
+		}
+		g.Expect(issuer.Revoke(ctx, instances[3])).To(Succeed())
+		var asks []identityAsk
+		for i := range 3 {
+			asks = append(asks,
+				identityAsk{instances[i], issuer.Username(), ids[i]},
+				identityAsk{instances[i], bootstrap.Username(ctrltest.Namespace, openshiftcrds.NodeBootstrapper), nil})
+		}
+		asks = append(asks, identityAsk{instances[3], issuer.Username(), nil})
+		expectSharedReads(t, &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace}, asks)
+	})
+}
+
+// expectSharedReads makes the calls of asks three times each, all at once,
+// through issuer reading through a countingReader, until a round made a
+// LIST (calls made together share a read unless the scheduler runs each
+// alone), checking every answer of every round, and that the calls made
+// fewer reads than there were calls.
+func expectSharedReads(t *testing.T, issuer bootstrap.Issuer, asks []identityAsk) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	reader := &countingReader{Reader: ctrltest.Client}
+	tokens := issuer.ReadingFrom(reader)
+	rounds := 0
+	g.Eventually(func(g Gomega) {
+		rounds++
+		var wg sync.WaitGroup
+		ids := make([][]csr.BootstrapIdentity, 3*len(asks))
+		errs := make([]error, len(ids))
+		for i := range ids {
+			a := asks[i%len(asks)]
+			wg.Go(func() { ids[i], errs[i] = tokens.IdentitiesOf(ctx, a.instance, a.user) })
+		}
+		wg.Wait()
+		for i := range ids {
+			a := asks[i%len(asks)]
+			g.Expect(errs[i]).NotTo(HaveOccurred())
+			if a.want == nil {
+				g.Expect(ids[i]).To(BeEmpty(), "%s as %s", a.instance, a.user)
+			} else {
+				g.Expect(ids[i]).To(Equal(a.want), "%s as %s", a.instance, a.user)
+			}
+		}
+		g.Expect(reader.lists.Load()).To(BeNumerically(">", 0))
+	}).Should(Succeed())
+	calls := int32(rounds * len(asks) * 3)
+	g.Expect(reader.gets.Load()+reader.lists.Load()).To(BeNumerically("<", calls), "%d calls share reads", calls)
+	t.Logf("%d calls in %d rounds: %d GETs, %d LISTs", calls, rounds, reader.gets.Load(), reader.lists.Load())
 }
 
 // On OpenShift a host's bootstrap credential is a short-lived token of the

@@ -77,11 +77,13 @@ const (
 //
 // A decision reads the CSR and the instance from the manager's cache (the
 // instance through an index by node name, so a burst of CSRs costs no list
-// of every instance) and makes one live (quorum) read, where a lagging
-// cache could turn the verdict: the bootstrap credentials of the one
-// instance the CSR names (issued moments before the CSR they authenticate,
-// and revoked once the host has joined: a revoked one must not be
-// approved). Whether a Node of that name exists, and whose it is, comes
+// of every instance) and reads live (a consistent read) only where a
+// lagging cache could turn the verdict: the bootstrap credentials of the
+// one instance the CSR names (issued moments before the CSR they
+// authenticate, and revoked once the host has joined: a revoked one must
+// not be approved). Decisions made at once share that read
+// (bootstrap.Tokens.IdentitiesOf), each waiting for one that started after
+// it asked. Whether a Node of that name exists, and whose it is, comes
 // from the manager's cache when it holds the Node labelled as this
 // instance's, else from a cache of every Node's name (nodeNames: metadata
 // only, trimmed to the name and the wmco.io/instance label; the manager's
@@ -90,8 +92,9 @@ const (
 // exists and is not labelled as this instance's is read in full, from the
 // API server's watch cache (its addresses may show it to be the host's;
 // see nodeFromWatchCache). An approval is no Event (see announce), so an
-// approved bootstrap CSR costs two API requests: the quorum read and the
-// approval.
+// approved bootstrap CSR costs one API request, the approval, and its
+// share of a live read: a GET when it is decided alone, a LIST of the
+// ServiceAccounts of the instances decided with it in a burst.
 type Reconciler struct {
 	// Client reads CSRs, WindowsInstances and Nodes from the manager's
 	// cache and writes approvals. It must be the manager's client: the
@@ -160,20 +163,21 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(csrInstanceChangedPredicate())).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRs),
 			builder.WithPredicates(csrNodeChangedPredicate())).
-		// Each decision waits on two or three API requests; a burst of
-		// joining hosts should not queue behind a few workers. Decisions
-		// on one CSR are still serialised by the workqueue.
+		// Each decision waits on a shared live read and its approval; a
+		// burst of joining hosts should not queue behind a few workers.
+		// Decisions on one CSR are still serialised by the workqueue.
 		WithOptions(controller.Options{MaxConcurrentReconciles: csrWorkers}).
 		Complete(r)
 }
 
 // csrWorkers is how many CSRs are decided at once: each worker mostly
-// waits on its three API requests, so a burst is decided at the pace
-// the API server answers. In make bench's 1,000-CSR burst (the cache's
-// watches on their own connection), 96 workers gave a p99 of 2.02-2.09 s
-// in three runs against 2.24-2.56 s for 32, alternating on one machine;
-// an idle worker costs a parked goroutine.
-const csrWorkers = 96
+// waits, on the shared live read of bootstrap credentials and on its
+// approval, so a burst is decided at the pace the API server answers, and
+// the more workers wait on one read, the fewer reads a burst costs. In
+// make bench's 1,000-CSR burst with shared reads, 256 workers gave a p99
+// of 2.10-2.52 s in three runs against 2.70-3.17 s for 96; 512 gave no
+// more (2.09-2.48 s). An idle worker costs a parked goroutine.
+const csrWorkers = 256
 
 // instanceNodeNameIndex indexes WindowsInstances by the node name they
 // register as (core.NodeName); instances being deleted are left out, as

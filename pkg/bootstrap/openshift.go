@@ -60,12 +60,17 @@ type NodeBootstrapper struct {
 	TTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// reads coalesces IdentitiesOf's live reads of the token Secrets;
+	// made on first use, each copy its own (a copy may read elsewhere).
+	reads *coalesced[string, []corev1.Secret]
 }
 
 // ReadingFrom is a copy of n reading through reader unless n has a Reader.
 func (n *NodeBootstrapper) ReadingFrom(reader client.Reader) Issuer {
 	c := *n
 	c.Reader = readerOr(c.Reader, reader)
+	c.reads = nil
 	return &c
 }
 
@@ -140,20 +145,59 @@ func (n *NodeBootstrapper) Identities(ctx context.Context, instance string) ([]c
 	if err != nil {
 		return nil, err
 	}
+	return n.identities(secrets), nil
+}
+
+// identities are the identities of the token Secrets.
+func (n *NodeBootstrapper) identities(secrets []corev1.Secret) []csr.BootstrapIdentity {
 	out := make([]csr.BootstrapIdentity, 0, len(secrets))
 	for _, sec := range secrets {
 		out = append(out, csr.BootstrapIdentity{Username: n.Username(), CredentialID: sec.Annotations[AnnotationCredentialID]})
 	}
-	return out, nil
+	return out
 }
 
-// IdentitiesOf are Identities when username is the node-bootstrapper's,
-// else none, with no read: every identity it issues has that user name.
+// IdentitiesOf are Identities when username is the node-bootstrapper's
+// (every identity it issues has that user name), else none with no read.
+// The Secrets are read live, in a read that starts after the call;
+// concurrent calls share one (readSecrets).
 func (n *NodeBootstrapper) IdentitiesOf(ctx context.Context, instance, username string) ([]csr.BootstrapIdentity, error) {
 	if username != n.Username() {
 		return nil, nil
 	}
-	return n.Identities(ctx, instance)
+	if n.Namespace == "" {
+		return nil, errors.New("bootstrap tokens: no namespace")
+	}
+	lazyInit.Lock()
+	if n.reads == nil {
+		n.reads = &coalesced[string, []corev1.Secret]{timeout: readTimeout}
+	}
+	reads := n.reads
+	lazyInit.Unlock()
+	secrets, err := reads.do(ctx, instance, n.readSecrets)
+	if err != nil {
+		return nil, err
+	}
+	return n.identities(secrets), nil
+}
+
+// readSecrets lists live the Secrets keeping node-bootstrapper tokens of
+// the instances, by instance (tokenSecrets); one LIST for them all (a
+// consistent read).
+func (n *NodeBootstrapper) readSecrets(ctx context.Context, instances []string) (map[string][]corev1.Secret, error) {
+	var l corev1.SecretList
+	if err := n.reader().List(ctx, &l, client.InNamespace(n.Namespace), client.MatchingLabelsSelector{Selector: instancesSelector(instances)}); err != nil {
+		return nil, fmt.Errorf("list bootstrap tokens: %w", err)
+	}
+	byInstance := map[string][]corev1.Secret{}
+	for _, sec := range l.Items {
+		inst := sec.Labels[wmcov1.LabelInstance]
+		byInstance[inst] = append(byInstance[inst], sec)
+	}
+	for inst, secrets := range byInstance {
+		byInstance[inst] = tokenSecrets(secrets)
+	}
+	return byInstance, nil
 }
 
 // Revoke deletes every Secret keeping a token of the instance: no CSR of
@@ -182,7 +226,14 @@ func (n *NodeBootstrapper) secrets(ctx context.Context, instance string) ([]core
 	if err := n.reader().List(ctx, &l, client.InNamespace(n.Namespace), client.MatchingLabels{wmcov1.LabelInstance: instance}); err != nil {
 		return nil, fmt.Errorf("list bootstrap tokens of %s: %w", instance, err)
 	}
-	out := slices.DeleteFunc(l.Items, func(s corev1.Secret) bool {
+	return tokenSecrets(l.Items), nil
+}
+
+// tokenSecrets are those of secrets that keep node-bootstrapper tokens,
+// newest expiration first; a Secret without a credential ID is not one
+// of them. It reuses secrets' array.
+func tokenSecrets(secrets []corev1.Secret) []corev1.Secret {
+	out := slices.DeleteFunc(secrets, func(s corev1.Secret) bool {
 		return s.Type != SecretType || !strings.HasPrefix(s.Name, NamePrefix) ||
 			!strings.HasPrefix(s.Annotations[AnnotationCredentialID], credentialIDJTIPrefix)
 	})
@@ -194,7 +245,7 @@ func (n *NodeBootstrapper) secrets(ctx context.Context, instance string) ([]core
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	return out, nil
+	return out
 }
 
 // CredentialID is the credential ID ("JTI=<jti>") the API server records
