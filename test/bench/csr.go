@@ -26,6 +26,7 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -44,7 +45,10 @@ import (
 
 // csrResult is the approval burst.
 type csrResult struct {
-	n                         int
+	n int
+	// approver approved the burst's CSRs: approverOperator, or one of
+	// --csr-reference.
+	approver                  string
 	approved, denied, pending int
 	// latency from the start of each CSR's create request until the
 	// Approved condition was seen on a watch.
@@ -106,23 +110,63 @@ type csrRequest struct {
 // control plane with a fresh operator, and keeps the median burst by p99
 // (csrMedian): a single burst's p99 varies by a fifth from run to run on
 // a 2-core machine. Only the first burst of each size is profiled and
-// has its requests counted.
+// has its requests counted. Each size then runs as many bursts approved
+// by each of --csr-reference instead of the operator.
 func runCSRPhase(ctx context.Context, c config, r *report, work string) error {
 	for _, n := range c.csrs {
-		var runs []*csrResult
-		for i := range max(1, c.csrRuns) {
-			res, err := runCSRBurst(ctx, c, r, work, n, i)
-			if err != nil {
-				if res != nil {
-					r.csrs = append(r.csrs, res)
+		for _, approver := range append([]string{approverOperator}, c.csrReference...) {
+			var runs []*csrResult
+			for i := range max(1, c.csrRuns) {
+				res, err := runCSRBurst(ctx, c, r, work, n, i, approver)
+				if err != nil {
+					if res != nil {
+						r.csrs = append(r.csrs, res)
+					}
+					return fmt.Errorf("burst of %d (approver %s, run %d): %w", n, approver, i+1, err)
 				}
-				return fmt.Errorf("burst of %d (run %d): %w", n, i+1, err)
+				runs = append(runs, res)
 			}
-			runs = append(runs, res)
+			r.csrs = append(r.csrs, csrMedian(runs))
 		}
-		r.csrs = append(r.csrs, csrMedian(runs))
 	}
 	return nil
+}
+
+// Who approves a CSR burst's CSRs: the operator, or for reference
+// (--csr-reference) the floor approver (csrfloor.go) or Kubernetes' own
+// approver in kube-controller-manager, with no operator.
+const (
+	approverOperator = "operator"
+	approverFloor    = "floor"
+	approverKCM      = "kube-controller-manager"
+)
+
+// approverNames describes each approver in the report.
+var approverNames = map[string]string{
+	approverOperator: "the operator",
+	approverFloor:    "the floor (every CSR approved unchecked)",
+	approverKCM:      "kube-controller-manager's approver",
+}
+
+// approverName describes the approver of the burst.
+func (c *csrResult) approverName() string { return approverNames[c.approver] }
+
+// nodeClientRole is Kubernetes' default ClusterRole that lets
+// kube-controller-manager's CSR approver approve a requester's kubelet
+// client CSRs (kubeadm binds it to system:bootstrappers).
+const nodeClientRole = "system:certificates.k8s.io:certificatesigningrequests:nodeclient"
+
+// allowNodeClient binds nodeClientRole to the ServiceAccounts of
+// namespace, the bootstrap identities' group: kube-controller-manager's
+// approver then approves their kubelet client CSRs after one
+// SubjectAccessReview each.
+func allowNodeClient(ctx context.Context, c client.Client, namespace string) error {
+	b := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-nodeclient"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: nodeClientRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:serviceaccounts:" + namespace}},
+	}
+	return c.Create(ctx, b)
 }
 
 // csrMedian is the median of the runs of one burst size by p99 (the
@@ -146,19 +190,27 @@ func csrMedian(runs []*csrResult) *csrResult {
 
 // runCSRBurst runs the burst of n CSRs; run counts the bursts of that
 // size from 0, and only run 0 is profiled and has its requests counted.
-func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run int) (*csrResult, error) {
+// A reference burst runs no operator: approver approves the CSRs.
+func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run int, approver string) (*csrResult, error) {
 	var (
 		opts     localcluster.Options
 		auditLog string
 	)
+	name := fmt.Sprintf("csr-%d-run%d", n, run+1)
+	if approver != approverOperator {
+		name = fmt.Sprintf("csr-%d-%s-run%d", n, approver, run+1)
+	}
+	if approver == approverKCM {
+		opts.Controllers = append(slices.Clone(localcluster.DefaultControllers), "certificatesigningrequest-approving-controller")
+	}
 	if c.countRequests && run == 0 {
-		args, log, err := auditArgs(filepath.Join(work, fmt.Sprintf("csr-%d-audit", n)))
+		args, log, err := auditArgs(filepath.Join(work, name+"-audit"))
 		if err != nil {
 			return nil, err
 		}
 		opts.ExtraAPIServerArgs, auditLog = args, log
 	}
-	p, err := startPlane(ctx, work, fmt.Sprintf("csr-%d-run%d", n, run+1), opts)
+	p, err := startPlane(ctx, work, name, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -167,25 +219,43 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		r.kubernetes = kubernetesVersion(p.clientset)
 	}
 	profiled := c
-	profiled.profile = c.profile && run == 0
-	args, pprofBase, err := pprofArgs(profiled)
-	if err != nil {
-		return nil, err
-	}
+	profiled.profile = c.profile && run == 0 && approver == approverOperator
 	// As deployed: the operator's ServiceAccount with the generated RBAC,
 	// so that its requests are authenticated, authorized and queued by
 	// priority and fairness as in a cluster (an admin certificate would
-	// skip the queues and cost a certificate check per request).
+	// skip the queues and cost a certificate check per request). The
+	// floor approver runs as the same ServiceAccount.
 	kubeconfig := filepath.Join(p.dir, "operator.kubeconfig")
-	if err := localenv.OperatorServiceAccount(ctx, p.cluster, p.client, localenv.Namespace, operatorServiceAccount, kubeconfig); err != nil {
-		return nil, err
+	if approver != approverKCM {
+		if err := localenv.OperatorServiceAccount(ctx, p.cluster, p.client, localenv.Namespace, operatorServiceAccount, kubeconfig); err != nil {
+			return nil, err
+		}
 	}
-	logf("CSR: starting the operator as ServiceAccount %s/%s", localenv.Namespace, operatorServiceAccount)
-	op, err := startOperatorAs(ctx, c.operator, kubeconfig, p.dir, p.payloadDir, append(args, c.operatorArgs...)...)
-	if err != nil {
-		return nil, err
+	var (
+		op        *localenv.Operator
+		floor     *csrFloor
+		pprofBase string
+	)
+	switch approver {
+	case approverKCM:
+		logf("CSR: no operator; kube-controller-manager's approver approves the kubelet client CSRs of ServiceAccounts of %s (ClusterRole %s)", localenv.Namespace, nodeClientRole)
+		if err := allowNodeClient(ctx, p.client, localenv.Namespace); err != nil {
+			return nil, err
+		}
+	case approverFloor:
+		// Started just before the burst, once the CSR informer can list.
+		logf("CSR: no operator; the floor approver (every CSR approved unchecked, %d workers) runs as ServiceAccount %s/%s", floorWorkers, localenv.Namespace, operatorServiceAccount)
+	default:
+		var args []string
+		if args, pprofBase, err = pprofArgs(profiled); err != nil {
+			return nil, err
+		}
+		logf("CSR: starting the operator as ServiceAccount %s/%s", localenv.Namespace, operatorServiceAccount)
+		if op, err = startOperatorAs(ctx, c.operator, kubeconfig, p.dir, p.payloadDir, append(args, c.operatorArgs...)...); err != nil {
+			return nil, err
+		}
+		defer op.Stop()
 	}
-	defer op.Stop()
 
 	tokens := &bootstrap.Tokens{Client: p.client, Namespace: localenv.Namespace}
 	if err := tokens.EnsureRBAC(ctx); err != nil {
@@ -254,9 +324,11 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		return nil, err
 	}
 
-	logf("CSR: waiting until the operator has seen every instance (phase Paused)")
-	if err := waitPaused(ctx, p.client, n); err != nil {
-		return nil, err
+	if op != nil {
+		logf("CSR: waiting until the operator has seen every instance (phase Paused)")
+		if err := waitPaused(ctx, p.client, n); err != nil {
+			return nil, err
+		}
 	}
 	logf("CSR: opening each host's connection and checking it may create CSRs (dry run)")
 	err = parallel(ctx, "clients", 8, n, 0, func(ctx context.Context, i int) error {
@@ -289,6 +361,12 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		return nil, err
 	}
 	defer func() { _ = obs.stop() }()
+	if approver == approverFloor {
+		if floor, err = startCSRFloor(ctx, kubeconfig); err != nil {
+			return nil, err
+		}
+		defer func() { _ = floor.stop() }()
+	}
 
 	logf("CSR: creating %d kubelet client CSRs at once, each as its host's bootstrap identity", n)
 	fire := make(chan struct{})
@@ -303,10 +381,17 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 			q.created = time.Since(q.start)
 		}()
 	}
-	prof := startProfile(ctx, profiled, r, pprofBase, fmt.Sprintf("CSR burst of %d", n), op.PID())
-	apiProf := startAPIServerProfile(ctx, profiled, r, p.clientset, fmt.Sprintf("CSR burst of %d", n))
 	pids := p.cluster.PIDs()
-	pids["operator"] = op.PID()
+	opPID := 0
+	if op != nil {
+		opPID = op.PID()
+		pids["operator"] = opPID
+	}
+	if floor != nil {
+		pids["floor approver"] = floor.PID()
+	}
+	prof := startProfile(ctx, profiled, r, pprofBase, fmt.Sprintf("CSR burst of %d", n), opPID)
+	apiProf := startAPIServerProfile(ctx, profiled, r, p.clientset, fmt.Sprintf("CSR burst of %d", n))
 	// The simulated kubelets and the observer share the machine too.
 	pids["benchmark (kubelets)"] = os.Getpid()
 	pids["benchmark (observer)"] = obs.cmd.Process.Pid
@@ -372,7 +457,7 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	approved, denied, seen := obs.approved, obs.denied, obs.seen
-	res := csrResult{n: n, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued, dialed: dialed,
+	res := csrResult{n: n, approver: approver, approved: len(approved), denied: len(denied), cpu: cpu, requests: requests, closedWatches: closedWatches, queued: queued, dialed: dialed,
 		cpuSum: cpuSum, cpuShare: cpuShare, cpuWall: wall}
 	res.pending = n - res.approved - res.denied
 	var lat, create, visible, decide []time.Duration
@@ -616,4 +701,23 @@ type apfQueued struct {
 
 func (q apfQueued) String() string {
 	return fmt.Sprintf("%s (flow schema %s): %d requests, %s waiting in all, mean %s", q.flow.priorityLevel, q.flow.flowSchema, q.count, fmtDur(q.total), fmtDur(q.total/time.Duration(q.count)))
+}
+
+// parseApprovers parses --csr-reference: reference approvers,
+// comma-separated, each at most once; empty for none.
+func parseApprovers(s string) ([]string, error) {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		switch {
+		case f == "":
+			continue
+		case f != approverFloor && f != approverKCM:
+			return nil, fmt.Errorf("unknown approver %q (want %s or %s)", f, approverFloor, approverKCM)
+		case slices.Contains(out, f):
+			return nil, fmt.Errorf("approver %q given twice", f)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }

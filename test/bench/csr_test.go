@@ -166,3 +166,33 @@ func TestFmtCPU(t *testing.T) {
 	g.Expect(fmtCPU(map[string]float64{"b": 1, "a": 1}, 0, 2)).To(Equal("a 1.0s, b 1.0s; 2.0s in all in 0 ms on 2 cores (0% of the machine)"))
 	g.Expect(fmtCPU(nil, time.Second, 2)).To(Equal("not read"))
 }
+
+func TestParseApprovers(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{"", nil, ""},
+		{" , ", nil, ""},
+		{"floor", []string{approverFloor}, ""},
+		{"floor, kube-controller-manager", []string{approverFloor, approverKCM}, ""},
+		{"kube-controller-manager,floor", []string{approverKCM, approverFloor}, ""},
+		{"operator", nil, `unknown approver "operator"`},
+		{"kcm", nil, `unknown approver "kcm"`},
+		{"floor,floor", nil, `approver "floor" given twice`},
+	}
+	for _, tc := range cases {
+		g := NewWithT(t)
+		got, err := parseApprovers(tc.in)
+		if tc.wantErr != "" {
+			g.Expect(err).To(MatchError(ContainSubstring(tc.wantErr)), tc.in)
+			continue
+		}
+		g.Expect(err).NotTo(HaveOccurred(), tc.in)
+		g.Expect(got).To(Equal(tc.want), tc.in)
+		for _, a := range got {
+			g.Expect(approverNames).To(HaveKey(a), "every approver is named in the report")
+		}
+	}
+}

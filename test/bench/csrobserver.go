@@ -52,19 +52,10 @@ const (
 // once; the RetryWatcher used before waited a second, which counted in
 // the latency of every CSR decided meanwhile.
 func runCSRObserver(kubeconfig string, in io.Reader, out io.Writer) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	cs, err := csrChildClient(csrObserverArg, kubeconfig)
 	if err != nil {
 		return err
 	}
-	cfg.ContentType = runtime.ContentTypeProtobuf
-	// Uncompressed, as the operator watches: the API server would gzip
-	// every event of this watch, CPU taken from what is measured.
-	cfg.DisableCompression = true
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	csrs := cs.CertificatesV1().CertificateSigningRequests()
 	var (
 		mu       sync.Mutex
 		w        = bufio.NewWriter(out)
@@ -103,33 +94,17 @@ func runCSRObserver(kubeconfig string, in io.Reader, out io.Writer) error {
 			}
 		}
 	}
-	_, informer := cache.NewInformerWithOptions(cache.InformerOptions{
-		ListerWatcher: &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return csrs.List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				mu.Lock()
-				emit(lineWatch)
-				mu.Unlock()
-				return csrs.Watch(ctx, o)
-			},
-		},
-		ObjectType: &certificatesv1.CertificateSigningRequest{},
-		Handler: cache.ResourceEventHandlerFuncs{
-			AddFunc:    observe,
-			UpdateFunc: func(_, o any) { observe(o) },
-		},
+	_, informer := csrInformer(cs, func() {
+		mu.Lock()
+		emit(lineWatch)
+		mu.Unlock()
+	}, cache.ResourceEventHandlerFuncs{
+		AddFunc:    observe,
+		UpdateFunc: func(_, o any) { observe(o) },
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		_, _ = io.Copy(io.Discard, in)
-		cancel()
-	}()
-	go informer.RunWithContext(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		return errors.New("the CSR informer did not sync")
+	ctx, err := runUntilClosed(in, informer)
+	if err != nil {
+		return err
 	}
 	mu.Lock()
 	emit(lineSynced)
@@ -157,27 +132,16 @@ type csrObserver struct {
 // until it has listed the CSRs. allDone closes once n CSRs are seen
 // approved or denied.
 func startCSRObserver(ctx context.Context, kubeconfig string, n int) (*csrObserver, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
 	o := &csrObserver{
 		n:    n,
 		seen: map[string]time.Time{}, approved: map[string]time.Time{}, denied: map[string]time.Time{},
 		synced: make(chan struct{}), allDone: make(chan struct{}), ended: make(chan struct{}),
 	}
-	o.cmd = exec.Command(self, csrObserverArg, kubeconfig)
-	o.cmd.Stderr = os.Stderr
-	stdout, err := o.cmd.StdoutPipe()
+	cmd, stdin, stdout, err := startCSRChild(csrObserverArg, kubeconfig)
 	if err != nil {
-		return nil, err
-	}
-	if o.stdin, err = o.cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	if err := o.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the CSR observer: %w", err)
 	}
+	o.cmd, o.stdin = cmd, stdin
 	go o.read(stdout)
 	select {
 	case <-o.synced:
@@ -278,4 +242,88 @@ func (o *csrObserver) failure() error {
 		return o.err
 	}
 	return errors.New("its output closed")
+}
+
+// The CSR phase's child processes (the observer, the floor approver) are
+// the benchmark's binary started with their argument and a kubeconfig.
+// Each watches CSRs with an informer in protobuf and uncompressed, as the
+// operator and kube-controller-manager do (the API server encodes each
+// event once for them all, and would gzip every event of a watch that
+// asked for it, CPU taken from what is measured), and runs until its
+// standard input closes.
+
+// startCSRChild starts the benchmark's binary as the child arg on
+// kubeconfig, its standard error the benchmark's.
+func startCSRChild(arg, kubeconfig string) (*exec.Cmd, io.WriteCloser, io.ReadCloser, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cmd := exec.Command(self, arg, kubeconfig)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	return cmd, stdin, stdout, nil
+}
+
+// csrChildClient is the client of the child arg: protobuf, uncompressed,
+// named arg in the API server's audit log (--count-requests).
+func csrChildClient(arg, kubeconfig string) (*kubernetes.Clientset, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.UserAgent = arg + "/bench"
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.DisableCompression = true
+	// No client-side rate limit: the floor approver writes an approval
+	// per CSR, as fast as the operator (whose limit a burst never reaches).
+	cfg.QPS, cfg.Burst = -1, 0
+	return kubernetes.NewForConfig(cfg)
+}
+
+// csrInformer is an informer of every CSR calling h, and onWatch each
+// time it starts a watch (the first and each resumption).
+func csrInformer(cs kubernetes.Interface, onWatch func(), h cache.ResourceEventHandler) (cache.Store, cache.Controller) {
+	csrs := cs.CertificatesV1().CertificateSigningRequests()
+	return cache.NewInformerWithOptions(cache.InformerOptions{
+		ListerWatcher: &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return csrs.List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				if onWatch != nil {
+					onWatch()
+				}
+				return csrs.Watch(ctx, o)
+			},
+		},
+		ObjectType: &certificatesv1.CertificateSigningRequest{},
+		Handler:    h,
+	})
+}
+
+// runUntilClosed runs informer until in closes, which ends the returned
+// context, and returns once it has listed.
+func runUntilClosed(in io.Reader, informer cache.Controller) (context.Context, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, _ = io.Copy(io.Discard, in)
+		cancel()
+	}()
+	go informer.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		cancel()
+		return nil, errors.New("the CSR informer did not sync")
+	}
+	return ctx, nil
 }

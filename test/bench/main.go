@@ -83,6 +83,9 @@ type config struct {
 	// csrRuns is how many bursts of each size run; the median by p99 is
 	// reported.
 	csrRuns int
+	// csrReference are the approvers each burst size also runs with
+	// instead of the operator (approverFloor, approverKCM).
+	csrReference []string
 
 	// profile has the operator serve pprof and fetches CPU and heap
 	// profiles of the CSR bursts and the join runs (profile.go).
@@ -161,6 +164,13 @@ func parseInts(s string) ([]int, error) {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == csrFloorArg {
+		if err := runCSRFloor(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "CSR floor approver:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) == 3 && os.Args[1] == csrObserverArg {
 		if err := runCSRObserver(os.Args[2], os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "CSR observer:", err)
@@ -172,6 +182,7 @@ func main() {
 		c                          config
 		hosts, concurrency, phases string
 		csrs, operatorArgs         string
+		csrReference               string
 		rssCompare                 string
 	)
 	flag.StringVar(&c.operator, "operator", "bin/operator", "operator binary (built from cmd/operator into a temporary directory when empty)")
@@ -205,6 +216,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 8, "parallel API clients creating the memory phase's objects")
 	flag.DurationVar(&c.settleMin, "settle", 30*time.Second, "the operator settles at least this long before its memory is read (until VmHWM stays flat for 20s)")
 	flag.DurationVar(&c.settleMax, "settle-max", 3*time.Minute, "bound of the settling")
+	flag.StringVar(&csrReference, "csr-reference", approverFloor, "approvers each --csrs size also runs --csr-runs times with instead of the operator, comma-separated (empty: none): "+approverFloor+" approves every CSR unchecked (one approval write per CSR, nothing read: what this machine gives any approver), "+approverKCM+" is Kubernetes' own approver (kube-controller-manager's certificatesigningrequest-approving-controller, the bootstrap identities granted the nodeclient ClusterRole; 20 requests per second, about 20 s for 200 CSRs)")
 	flag.IntVar(&c.csrRuns, "csr-runs", 3, "how many bursts of each --csrs size run, each in a fresh control plane; the report gives the median burst by p99 and every burst's p99 (one burst's p99 varies by a fifth)")
 	flag.IntVar(&c.t1Runs, "t1-runs", 3, "how many times each N=1 join runs; T(1) and its phases are the median run's (a single join varies by a few hundred ms)")
 	flag.BoolVar(&c.keepWork, "keep-work", false, "keep the working directory (the control planes' and operators' logs; the join, upgrade and unreachable phases' operator logs under env-logs/) instead of removing it at the end, and print its path")
@@ -217,6 +229,9 @@ func main() {
 	slices.Sort(c.hosts)
 	if c.concurrency, err = parseInts(concurrency); err != nil {
 		fatalf("--concurrency: %v", err)
+	}
+	if c.csrReference, err = parseApprovers(csrReference); err != nil {
+		fatalf("--csr-reference: %v", err)
 	}
 	if c.csrs, err = parseInts(csrs); err != nil {
 		fatalf("--csrs: %v", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -215,14 +216,14 @@ func (r *report) idleTable() string {
 }
 
 func (r *report) csrTable() string {
-	t := &table{head: []string{"CSRs", "approved", "denied", "left pending", "p50", "p99", "p99 of each burst", "max", "last approved after", "create request p50 / max",
+	t := &table{head: []string{"CSRs", "approver", "approved", "denied", "left pending", "p50", "p99", "p99 of each burst", "max", "last approved after", "create request p50 / max",
 		"created until seen p50 / p99", "seen until approved p50 / p99"}}
 	for _, c := range r.csrs {
 		runs := make([]string, 0, len(c.runP99s))
 		for _, d := range c.runP99s {
 			runs = append(runs, fmtDur(d))
 		}
-		t.add(fmt.Sprint(c.n), fmt.Sprint(c.approved), fmt.Sprint(c.denied), fmt.Sprint(c.pending),
+		t.add(fmt.Sprint(c.n), c.approverName(), fmt.Sprint(c.approved), fmt.Sprint(c.denied), fmt.Sprint(c.pending),
 			fmtDur(c.p50), fmtDur(c.p99), strings.Join(runs, ", "), fmtDur(c.max), fmtDur(c.all), fmtDur(c.createP50)+" / "+fmtDur(c.createMax),
 			fmtDur(c.seenP50)+" / "+fmtDur(c.seenP99), fmtDur(c.decideP50)+" / "+fmtDur(c.decideP99))
 	}
@@ -281,8 +282,8 @@ func (r *report) results(heading string) string {
 	if r.csrs != nil {
 		fmt.Fprintf(&b, "%s 3. CSR approval latency\n\n%s\n", heading, r.csrTable())
 		for _, c := range r.csrs {
-			fmt.Fprintf(&b, "CPU time during the burst of %d: %s; %.2fs in all in %s on %d cores, %.0f%% of the machine. Connections the simulated kubelets opened during it: %d.",
-				c.n, c.cpu, c.cpuSum, fmtDur(c.cpuWall), r.machine.cores, 100*c.cpuShare, c.dialed)
+			fmt.Fprintf(&b, "CPU time during the burst of %d approved by %s: %s; %.2fs in all in %s on %d cores, %.0f%% of the machine. Connections the simulated kubelets opened during it: %d.",
+				c.n, c.approverName(), c.cpu, c.cpuSum, fmtDur(c.cpuWall), r.machine.cores, 100*c.cpuShare, c.dialed)
 			if c.closedWatches >= 0 {
 				fmt.Fprintf(&b, " Watches of CSRs the API server closed during it for falling behind: %d.", c.closedWatches)
 			}
@@ -294,7 +295,7 @@ func (r *report) results(heading string) string {
 			}
 			b.WriteString("\n\n")
 			if c.requests != nil {
-				fmt.Fprintf(&b, "API requests during the first burst of %d (until 3 s after the last approval):\n\n%s\n", c.n, c.requests.per(c.n, "CSR"))
+				fmt.Fprintf(&b, "API requests during the first burst of %d approved by %s (until 3 s after the last approval):\n\n%s\n", c.n, c.approverName(), c.requests.per(c.n, "CSR"))
 			}
 		}
 	}
@@ -378,6 +379,7 @@ func (r *report) markdown() string {
 	st.add("concurrency (`maxParallelConfigurations`)", joinInts(c.concurrency), "`--concurrency`")
 	st.add("CSR bursts", joinInts(c.csrs), "`--csrs`")
 	st.add("bursts of each size (the median by p99 is reported)", fmt.Sprint(max(1, c.csrRuns)), "`--csr-runs`")
+	st.add("CSR bursts also approved, for reference, by", cmp.Or(strings.Join(c.csrReference, ", "), "none"), "`--csr-reference`")
 	st.add("memory phase objects", fmt.Sprintf("%d Linux Nodes, %d Windows Nodes, %d Pods in %d namespaces", c.linuxNodes, c.windowsNodes, c.pods, c.namespaces), "`--linux-nodes`, `--windows-nodes`, `--pods`, `--pod-namespaces`")
 	b.WriteString(st.String())
 	b.WriteString("\n")
@@ -440,6 +442,22 @@ func (r *report) markdown() string {
 	w("   The simulated kubelets live in the benchmark's process, whose\n")
 	w("   garbage collector is paused from just before the burst until its\n")
 	w("   CPU time is read: its heap is the whole benchmark's, not a kubelet's.\n")
+	if len(c.csrReference) > 0 {
+		w("   For reference (`--csr-reference`), each size then runs as many\n")
+		w("   bursts with no operator, approved by:\n")
+		w("   - the floor: a process of the benchmark's that approves every\n")
+		w("     pending CSR it sees, unchecked, as the operator's ServiceAccount\n")
+		w("     (%d workers, protobuf, no client-side rate limit): one approval\n", floorWorkers)
+		w("     write per CSR and nothing else, what this machine's control plane\n")
+		w("     gives any approver;\n")
+		w("   - `kube-controller-manager` (when asked for): Kubernetes' own\n")
+		w("     approver (`certificatesigningrequest-approving-controller`), the\n")
+		w("     bootstrap identities' group granted the `nodeclient` ClusterRole\n")
+		w("     as kubeadm grants it to `system:bootstrappers`; one\n")
+		w("     SubjectAccessReview and one approval per CSR, 5 workers, at\n")
+		w("     kube-controller-manager's default client rate limit (20 requests\n")
+		w("     per second).\n")
+	}
 	w("4. **Operator memory.** A fresh control plane (kube-controller-manager's\n")
 	w("   node monitor grace period raised to 1 h, so that Nodes without\n")
 	w("   kubelets are not all marked unreachable and rewritten meanwhile). The\n")

@@ -106,6 +106,11 @@ type Options struct {
 	// simulated Node reports a documentation address (192.0.2.0/24) and
 	// its kubelet listens on a port of its own on 127.0.0.1.
 	KubeletProxy bool
+	// Controllers are the kube-controller-manager controllers that run
+	// (default DefaultControllers), e.g. DefaultControllers and
+	// "certificatesigningrequest-approving-controller" for Kubernetes'
+	// own kubelet CSR approver.
+	Controllers []string
 }
 
 // APIServerBinary is the kube-apiserver in binDir that reports version:
@@ -143,6 +148,8 @@ type Cluster struct {
 	apiArgs []string
 	// kcmHealth is kube-controller-manager's /healthz URL.
 	kcmHealth string
+	// controllers are kube-controller-manager's (Options.Controllers).
+	controllers []string
 	// kubeletProxy is the egress proxy of Options.KubeletProxy, nil
 	// without it.
 	kubeletProxy *kubeletProxy
@@ -226,7 +233,10 @@ func start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	c := &Cluster{Dir: opts.Dir, BinDir: binDir, timeout: timeout, apiVersion: opts.APIServerVersion}
+	c := &Cluster{Dir: opts.Dir, BinDir: binDir, timeout: timeout, apiVersion: opts.APIServerVersion, controllers: opts.Controllers}
+	if c.controllers == nil {
+		c.controllers = DefaultControllers
+	}
 	if c.Dir == "" {
 		d, err := os.MkdirTemp("", "wmco-localcluster-")
 		if err != nil {
@@ -360,7 +370,7 @@ func start(ctx context.Context, opts Options) (_ *Cluster, retErr error) {
 		"--service-account-private-key-file=" + p("sa.key"),
 		"--use-service-account-credentials=true",
 		"--leader-elect=false",
-		"--controllers=" + strings.Join(DefaultControllers, ","),
+		"--controllers=" + strings.Join(c.controllers, ","),
 		"--allocate-node-cidrs=true",
 		"--cluster-cidr=" + ClusterCIDR,
 		"--node-cidr-mask-size-ipv4=24",
@@ -434,7 +444,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, version string) error {
 	// API server outage makes it exit (it cannot create a controller's
 	// client), so the restart waits for them.
 	var built []string
-	for _, name := range DefaultControllers {
+	for _, name := range c.controllers {
 		built = append(built, "[+]"+name+" ok")
 	}
 	insecure := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback health check of a self-signed endpoint
