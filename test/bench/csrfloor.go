@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	certificatesclient "k8s.io/client-go/kubernetes/typed/certificates/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 )
@@ -93,9 +94,7 @@ func runCSRFloor(kubeconfig string, in io.Reader, out io.Writer) error {
 }
 
 // approveFloor writes the approval of the CSR the store holds as name.
-func approveFloor(ctx context.Context, csrs interface {
-	UpdateApproval(context.Context, string, *certificatesv1.CertificateSigningRequest, metav1.UpdateOptions) (*certificatesv1.CertificateSigningRequest, error)
-}, store cache.Store, name string) error {
+func approveFloor(ctx context.Context, csrs certificatesclient.CertificateSigningRequestInterface, store cache.Store, name string) error {
 	o, ok, err := store.GetByKey(name)
 	if err != nil || !ok {
 		return err

@@ -286,7 +286,8 @@ func csrChildClient(arg, kubeconfig string) (*kubernetes.Clientset, error) {
 	cfg.ContentType = runtime.ContentTypeProtobuf
 	cfg.DisableCompression = true
 	// No client-side rate limit: the floor approver writes an approval
-	// per CSR, as fast as the operator (whose limit a burst never reaches).
+	// per CSR, as fast as the operator (whose limit a burst never
+	// reaches); the observer only lists and watches.
 	cfg.QPS, cfg.Burst = -1, 0
 	return kubernetes.NewForConfig(cfg)
 }

@@ -163,20 +163,23 @@ func parseInts(s string) ([]int, error) {
 	return out, nil
 }
 
+// csrChildren run the CSR phase's child processes, by their argument.
+var csrChildren = map[string]func(kubeconfig string, in io.Reader, out io.Writer) error{
+	csrObserverArg: runCSRObserver,
+	csrFloorArg:    runCSRFloor,
+}
+
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == csrFloorArg {
-		if err := runCSRFloor(os.Args[2], os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "CSR floor approver:", err)
-			os.Exit(1)
+	// The CSR phase's child processes: the benchmark's binary with the
+	// child's argument and a kubeconfig (startCSRChild).
+	if len(os.Args) == 3 {
+		if child, ok := csrChildren[os.Args[1]]; ok {
+			if err := child(os.Args[2], os.Stdin, os.Stdout); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[1], err)
+				os.Exit(1)
+			}
+			return
 		}
-		return
-	}
-	if len(os.Args) == 3 && os.Args[1] == csrObserverArg {
-		if err := runCSRObserver(os.Args[2], os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "CSR observer:", err)
-			os.Exit(1)
-		}
-		return
 	}
 	var (
 		c                          config
