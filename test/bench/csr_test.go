@@ -19,6 +19,9 @@ func TestParseAPIServerMetrics(t *testing.T) {
 # TYPE apiserver_terminated_watchers_total counter
 apiserver_terminated_watchers_total{resource="certificatesigningrequests"} 2
 apiserver_terminated_watchers_total{resource="pods"} 7
+go_gc_duration_seconds{quantile="0.5"} 0.001
+go_gc_duration_seconds_sum 0.1
+go_gc_duration_seconds_count 22
 apiserver_flowcontrol_request_wait_duration_seconds_bucket{execute="true",flow_schema="service-accounts",priority_level="workload-low",le="0.005"} 3
 apiserver_flowcontrol_request_wait_duration_seconds_sum{execute="true",flow_schema="service-accounts",priority_level="workload-low"} 0.5
 apiserver_flowcontrol_request_wait_duration_seconds_count{execute="true",flow_schema="service-accounts",priority_level="workload-low"} 10
@@ -27,6 +30,7 @@ apiserver_flowcontrol_request_wait_duration_seconds_count{execute="true",flow_sc
 `)
 	after := parseAPIServerMetrics(`apiserver_terminated_watchers_total{resource="certificatesigningrequests"} 7
 apiserver_terminated_watchers_total{resource="pods"} 9
+go_gc_duration_seconds_count 23
 apiserver_flowcontrol_request_wait_duration_seconds_sum{execute="true",flow_schema="service-accounts",priority_level="workload-low"} 2.5
 apiserver_flowcontrol_request_wait_duration_seconds_count{execute="true",flow_schema="service-accounts",priority_level="workload-low"} 30
 apiserver_flowcontrol_request_wait_duration_seconds_sum{execute="false",flow_schema="service-accounts",priority_level="workload-low"} 1
@@ -40,6 +44,9 @@ broken{label="x" 1
 `)
 	if got := after.closedCSRWatches - before.closedCSRWatches; got != 5 {
 		t.Errorf("closed CSR watches = %d, want 5 (other resources' closures not counted)", got)
+	}
+	if got := after.gcs - before.gcs; got != 1 {
+		t.Errorf("garbage collections = %d, want 1", got)
 	}
 	got := after.queuedSince(before)
 	want := []apfQueued{

@@ -287,6 +287,9 @@ func (r *report) results(heading string) string {
 			if c.closedWatches >= 0 {
 				fmt.Fprintf(&b, " Watches of CSRs the API server closed during it for falling behind: %d.", c.closedWatches)
 			}
+			if c.apiServerGCs >= 0 {
+				fmt.Fprintf(&b, " Garbage collections of the API server during it: %d.", c.apiServerGCs)
+			}
 			if len(c.queued) > 0 {
 				b.WriteString(" Requests that waited in the API server's priority and fairness queues meanwhile, by priority level:")
 				for _, q := range c.queued {
@@ -442,6 +445,12 @@ func (r *report) markdown() string {
 	w("   The simulated kubelets live in the benchmark's process, whose\n")
 	w("   garbage collector is paused from just before the burst until its\n")
 	w("   CPU time is read: its heap is the whole benchmark's, not a kubelet's.\n")
+	w("   Just before the burst the API server collects its garbage (its\n")
+	w("   profiling endpoint, `/debug/pprof/heap?gc=1`), so that every burst\n")
+	w("   starts from a collected heap: a burst of 200 allocates about 70 MB\n")
+	w("   there, and whether that crossed the collector's goal during the\n")
+	w("   burst was chance that moved its p99 by 150-250 ms. The collections\n")
+	w("   during the burst are counted below the table.\n")
 	if len(c.csrReference) > 0 {
 		w("   For reference (`--csr-reference`), each size then runs as many\n")
 		w("   bursts with no operator, approved by:\n")
