@@ -368,7 +368,18 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(old, data) {
+	// An apply of the applied plan after one of it was cut short resumes
+	// it: that apply may have reconfigured a service or replaced its
+	// files and been cut before restarting it, and the host now looks as
+	// the plan says while the service still runs what it ran before.
+	resume := false
+	if bytes.Equal(old, data) {
+		last, err := lastApplyError(b.Files)
+		if err != nil {
+			return nil, fsError("read the last apply's outcome "+wicdapi.ApplyErrorPath, err)
+		}
+		resume = last != nil && last.Code == wicdapi.CodeInterrupted
+	} else {
 		unfinished := codedError(wicdapi.CodeInterrupted, "the apply of payload %s began and did not finish", plan.PayloadVersion)
 		if err := writeApplyError(b.Files, unfinished); err != nil {
 			return nil, fsError("record the apply as unfinished in "+wicdapi.ApplyErrorPath, err)
@@ -381,7 +392,7 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 			return nil, err
 		}
 	}
-	res, err := applySteps(ctx, b, prev, plan)
+	res, err := applySteps(ctx, b, prev, plan, resume)
 	if ctx.Err() != nil {
 		return res, err
 	}
@@ -427,7 +438,10 @@ func lastApplyError(files Files) (*wicdapi.Error, error) {
 
 // applySteps makes the host match the plan, which apply has saved as the
 // applied one in place of prev (nil when there was none).
-func applySteps(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan) (*wicdapi.ApplyResult, error) {
+// With resume (an apply of this plan was cut short), every running
+// service of the plan is restarted, the agent's own excepted: what the
+// cut apply changed before it stopped no longer shows as a change.
+func applySteps(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan, resume bool) (*wicdapi.ApplyResult, error) {
 	res := &wicdapi.ApplyResult{Changes: []wicdapi.Change{}}
 	step := plan.StepTimeout()
 	note := func(kind, name, action string) {
@@ -563,7 +577,7 @@ func applySteps(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan) (*wic
 		}
 		// A service-host service uses its configuration and what its
 		// program's arguments name.
-		if st.Running && usesAny(commandArgs(svc, hosted), changedFiles) {
+		if st.Running && (resume || usesAny(commandArgs(svc, hosted), changedFiles)) {
 			restart[svc.Name] = true
 		}
 	}

@@ -5,11 +5,11 @@ import (
 	"sync/atomic"
 )
 
-// Hold is a start gate (Options.StartGates) for tests that cut a start
-// short: while armed, each start it gates stays pending until the start's
-// context ends (the agent's command was cancelled, its caller's
-// connection closed), and Held receives a value for it. Disarmed, starts
-// pass at once.
+// Hold is a start or stop gate (Options.StartGates, Options.StopGates)
+// for tests that cut a start or stop short: while armed, each start or
+// stop it gates stays pending until its context ends (the agent's command
+// was cancelled, its caller's connection closed), and Held receives a
+// value for it. Disarmed, starts and stops pass at once.
 type Hold struct {
 	armed atomic.Bool
 	// passes is how many starts pass before the armed gate holds.
@@ -36,7 +36,7 @@ func (h *Hold) ArmAfter(n int) {
 // Held receives once a start is held (at most one value waits).
 func (h *Hold) Held() <-chan struct{} { return h.held }
 
-// Gate is the StartGates function.
+// Gate is the StartGates or StopGates function.
 func (h *Hold) Gate(ctx context.Context) error {
 	if !h.armed.Load() || h.passes.Add(-1) >= 0 {
 		return nil

@@ -330,11 +330,7 @@ func TestApplyErrorIsKeptUntilAnApplySucceeds(t *testing.T) {
 	uploadJSON(ctx, g, sess, wicdapi.PlanPath, agentOnlyPlan("v2"))
 	node.Services.FailStart("csi-proxy", errors.New("the service did not start"))
 	g.Expect(agentError(ctx, g, sess, "apply").Code).To(Equal(wicdapi.CodeServiceFailed))
-	facts := func(g Gomega) wicdapi.Facts {
-		var f wicdapi.Facts
-		run(ctx, g, sess, &f, "facts")
-		return f
-	}
+	facts := func(g Gomega) wicdapi.Facts { return hostFacts(ctx, g, sess) }
 	f := facts(g)
 	g.Expect(f.AppliedPayloadVersion).To(Equal("v2"))
 	g.Expect(f.ApplyError).To(HaveField("Message", ContainSubstring("start service csi-proxy")))
@@ -342,6 +338,31 @@ func TestApplyErrorIsKeptUntilAnApplySucceeds(t *testing.T) {
 	node.Services.FailStart("csi-proxy", nil)
 	g.Eventually(func(g Gomega) { g.Expect(facts(g).ApplyError).To(BeNil()) }).Should(Succeed())
 	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
+}
+
+// hostFacts runs `wicd facts` on the host.
+func hostFacts(ctx context.Context, g Gomega, sess remote.Session) wicdapi.Facts {
+	var f wicdapi.Facts
+	run(ctx, g, sess, &f, "facts")
+	return f
+}
+
+// applyCutShort arms hold, runs `wicd apply` of the uploaded plan and
+// cancels it (the operator's connection closed mid-apply) once hold holds
+// a start or stop of it; it returns when the apply has ended. hold stays
+// armed.
+func applyCutShort(ctx context.Context, g Gomega, sess remote.Session, hold *simagent.Hold, held string) {
+	hold.Arm(true)
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() {
+		_, err := sess.Run(actx, []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath})
+		ran <- err
+	}()
+	g.Eventually(hold.Held()).Should(Receive(), held)
+	cancel()
+	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
 }
 
 // An apply cut short (the operator's connection closed mid-apply, as when
@@ -357,26 +378,12 @@ func TestApplyCutShortIsNotInPlace(t *testing.T) {
 	// test's applies touches the plan.
 	node, sess := startHost(t, simagent.Options{AgentRunInterval: time.Hour, StartGates: map[string]func(context.Context) error{"csi-proxy.exe": hold.Gate}})
 	installAgent(ctx, g, node, sess)
-	facts := func(g Gomega) wicdapi.Facts {
-		var f wicdapi.Facts
-		run(ctx, g, sess, &f, "facts")
-		return f
-	}
+	facts := func(g Gomega) wicdapi.Facts { return hostFacts(ctx, g, sess) }
 	g.Expect(facts(g).ApplyError).To(BeNil())
 
 	upload(ctx, g, sess, payloadPath("v2", "csi-proxy.exe"), []byte("MZ csi-proxy 2"))
 	uploadJSON(ctx, g, sess, wicdapi.PlanPath, agentOnlyPlan("v2"))
-	hold.Arm(true)
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() {
-		_, err := sess.Run(actx, []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath})
-		ran <- err
-	}()
-	g.Eventually(hold.Held()).Should(Receive(), "the apply starts csi-proxy of v2")
-	cancel()
-	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
+	applyCutShort(ctx, g, sess, hold, "the apply starts csi-proxy of v2")
 	// Prune waits for the host lock: the cut-short apply has ended once
 	// it answers.
 	var pruned wicdapi.PruneResult
@@ -401,6 +408,7 @@ func TestApplyCutShortIsNotInPlace(t *testing.T) {
 	hold.Arm(true)
 	actx2, cancel2 := context.WithCancel(ctx)
 	defer cancel2()
+	ran := make(chan error, 1)
 	go func() {
 		_, err := sess.Run(actx2, []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath})
 		ran <- err
@@ -411,6 +419,54 @@ func TestApplyCutShortIsNotInPlace(t *testing.T) {
 	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
 	g.Expect(runJSON(ctx, g, sess, &pruned, wicdapi.PruneArg)).To(Equal(0))
 	g.Expect(facts(g).ApplyError).To(BeNil())
+}
+
+// An apply cut short after it reconfigured a running service for a new
+// binary and before it restarted it leaves the host as the plan says (the
+// service's configuration, the files) while the service still runs the
+// old binary: an apply of the same plan then sees nothing to change. The
+// apply that finishes the cut one (here the agent service's re-apply,
+// which got there first in the operator's fault matrix) restarts what
+// runs, or an upgrade would wait for a kubelet that never restarts.
+func TestApplyCutShortBeforeARestartIsFinishedWithTheRestart(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hold := simagent.NewHold()
+	node, sess := startHost(t, simagent.Options{
+		AgentRunInterval: 100 * time.Millisecond,
+		// dep depends on csi-proxy, so it stops first: holding its stop
+		// cuts the apply after csi-proxy was reconfigured, before it
+		// was stopped.
+		StopGates: map[string]func(context.Context) error{"dep.exe": hold.Gate},
+	})
+	installAgent(ctx, g, node, sess)
+	withDep := func(version string) *wicdapi.Plan {
+		p := agentOnlyPlan(version)
+		p.Services = append(p.Services, wicdapi.Service{Name: "dep", Binary: `C:\k\dep.exe`, Dependencies: []string{"csi-proxy"}})
+		return p
+	}
+	upload(ctx, g, sess, `C:\k\dep.exe`, []byte("MZ dep"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, withDep("v1"))
+	var applied wicdapi.ApplyResult
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(node.Services.Running("dep")).To(BeTrue())
+	started := node.Services.Starts("csi-proxy")
+
+	upload(ctx, g, sess, payloadPath("v2", "csi-proxy.exe"), []byte("MZ csi-proxy 2"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, withDep("v2"))
+	applyCutShort(ctx, g, sess, hold, "the apply stops dep before csi-proxy")
+	hold.Arm(false)
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started), "the cut apply did not restart csi-proxy")
+
+	facts := func(g Gomega) wicdapi.Facts { return hostFacts(ctx, g, sess) }
+	g.Eventually(func(g Gomega) {
+		f := facts(g)
+		g.Expect(f.AppliedPayloadVersion).To(Equal("v2"))
+		g.Expect(f.ApplyError).To(BeNil())
+	}).Should(Succeed(), "the agent service's re-apply finishes the plan")
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started+1), "csi-proxy restarted on its new binary")
+	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
+	g.Expect(node.Services.Running("dep")).To(BeTrue())
 }
 
 // The files stage and apply copy are hashed from the bytes they wrote, and

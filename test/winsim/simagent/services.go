@@ -77,6 +77,8 @@ type ServiceManager struct {
 	log io.Writer
 	// gates hold starts (Options.StartGates).
 	gates map[string]func(ctx context.Context) error
+	// stopGates hold stops (Options.StopGates).
+	stopGates map[string]func(ctx context.Context) error
 
 	mu        sync.Mutex
 	services  map[string]*service // by lower-case name
@@ -104,7 +106,7 @@ type service struct {
 func newServiceManager(h *winsim.Host, processes map[string]Process, opts Options) *ServiceManager {
 	return &ServiceManager{
 		host: h, processes: processes, startDelay: opts.ServiceStartDelay, recoveryScale: opts.RecoveryScale,
-		failing: opts.FailingBinaries, log: opts.Log, gates: opts.StartGates,
+		failing: opts.FailingBinaries, log: opts.Log, gates: opts.StartGates, stopGates: opts.StopGates,
 		services: map[string]*service{}, failStart: map[string]error{}, starts: map[string]int{},
 	}
 }
@@ -456,6 +458,18 @@ func (m *ServiceManager) Stop(ctx context.Context, name string) error {
 			m.mu.Unlock()
 			return fmt.Errorf("stop %s (%s depends on it): %w", name, other.cfg.Name, ErrDependentsRun)
 		}
+	}
+	gate := m.stopGates[strings.ToLower(baseName(s.cfg.Binary))]
+	m.mu.Unlock()
+	if gate != nil {
+		if err := gate(ctx); err != nil {
+			return fmt.Errorf("stop %s: %w", name, err)
+		}
+	}
+	m.mu.Lock()
+	if s != m.services[key(name)] || !s.running {
+		m.mu.Unlock()
+		return nil
 	}
 	s.stopping = true
 	s.cancel()

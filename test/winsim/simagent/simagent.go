@@ -74,6 +74,12 @@ type Options struct {
 	// A gate's error fails the start. Tests use them to order what
 	// happens on the host against what happens in the cluster.
 	StartGates map[string]func(ctx context.Context) error
+	// StopGates, by lower-case base name of a service's binary, hold
+	// that service's stops: the service runs on, its stop pending, until
+	// the gate returns (a gate's error fails the stop and leaves it
+	// running), as a service slow to stop. Tests use them to cut an apply
+	// short between a service's reconfiguration and its restart.
+	StopGates map[string]func(ctx context.Context) error
 	// RecoveryScale multiplies service recovery delays (default 1).
 	RecoveryScale float64
 	// KubeletVersion reported by the kubelet emulator when KubeletBinaries
