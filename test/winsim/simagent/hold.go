@@ -12,7 +12,8 @@ import (
 // value for it. Disarmed, starts and stops pass at once.
 type Hold struct {
 	armed atomic.Bool
-	// passes is how many starts pass before the armed gate holds.
+	// passes is how many starts or stops pass before the armed gate
+	// holds.
 	passes atomic.Int64
 	held   chan struct{}
 }
@@ -26,14 +27,14 @@ func (h *Hold) Arm(on bool) {
 	h.armed.Store(on)
 }
 
-// ArmAfter arms the gate to let the next n starts pass and hold the ones
+// ArmAfter arms the gate to let the next n starts or stops pass and hold the ones
 // after them.
 func (h *Hold) ArmAfter(n int) {
 	h.passes.Store(int64(n))
 	h.armed.Store(true)
 }
 
-// Held receives once a start is held (at most one value waits).
+// Held receives once a start or stop is held (at most one value waits).
 func (h *Hold) Held() <-chan struct{} { return h.held }
 
 // Gate is the StartGates or StopGates function.

@@ -458,9 +458,8 @@ func TestApplyCutShortBeforeARestartIsFinishedWithTheRestart(t *testing.T) {
 	hold.Arm(false)
 	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started), "the cut apply did not restart csi-proxy")
 
-	facts := func(g Gomega) wicdapi.Facts { return hostFacts(ctx, g, sess) }
 	g.Eventually(func(g Gomega) {
-		f := facts(g)
+		f := hostFacts(ctx, g, sess)
 		g.Expect(f.AppliedPayloadVersion).To(Equal("v2"))
 		g.Expect(f.ApplyError).To(BeNil())
 	}).Should(Succeed(), "the agent service's re-apply finishes the plan")
