@@ -151,8 +151,8 @@ func validatePlan(p *wicdapi.Plan) error {
 var firewallRuleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$`)
 
 // applyFirewall adds or corrects the plan's firewall rules and removes
-// those of the previous plan it no longer has.
-func applyFirewall(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan) ([]wicdapi.Change, error) {
+// those of gone (the replaced plans' rules) it does not have.
+func applyFirewall(ctx context.Context, b *Backend, gone []wicdapi.FirewallRule, plan *wicdapi.Plan) ([]wicdapi.Change, error) {
 	var changes []wicdapi.Change
 	step := plan.StepTimeout()
 	for _, r := range plan.FirewallRules {
@@ -171,10 +171,7 @@ func applyFirewall(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan) ([
 		}
 		changes = append(changes, wicdapi.Change{Kind: "firewallRule", Name: r.Name, Action: action})
 	}
-	if prev == nil {
-		return changes, nil
-	}
-	for _, r := range prev.FirewallRules {
+	for _, r := range gone {
 		if slices.ContainsFunc(plan.FirewallRules, func(n wicdapi.FirewallRule) bool { return n.Name == r.Name }) {
 			continue
 		}
@@ -373,6 +370,10 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 	// files and been cut before restarting it, and the host now looks as
 	// the plan says while the service still runs what it ran before.
 	resume := false
+	left, err := readLeftovers(b.Files)
+	if err != nil {
+		return nil, err
+	}
 	if bytes.Equal(old, data) {
 		last, err := lastApplyError(b.Files)
 		if err != nil {
@@ -384,6 +385,14 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		if err := writeApplyError(b.Files, unfinished); err != nil {
 			return nil, fsError("record the apply as unfinished in "+wicdapi.ApplyErrorPath, err)
 		}
+		// What the replaced plan has is removed unless the new one has
+		// it too; until the apply finishes, the record of it outlives
+		// the replaced plan.
+		if left.add(prev) {
+			if err := writeLeftovers(b, left); err != nil {
+				return nil, err
+			}
+		}
 		// The plan is the applied one from the start: should a step fail
 		// (a new kubelet that does not start), `wicd run` keeps trying it
 		// and `wicd rollback` finds the plan before it as the previous
@@ -392,7 +401,7 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 			return nil, err
 		}
 	}
-	res, err := applySteps(ctx, b, prev, plan, resume)
+	res, err := applySteps(ctx, b, left, plan, resume)
 	if ctx.Err() != nil {
 		return res, err
 	}
@@ -404,12 +413,74 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 		_ = writeApplyError(b.Files, we) // best effort: the caller has the error
 		return res, err
 	}
-	if _, serr := b.Files.Stat(wicdapi.ApplyErrorPath); serr == nil {
-		if rerr := b.Files.Remove(wicdapi.ApplyErrorPath); rerr != nil {
-			return nil, fsError("remove the last apply's error "+wicdapi.ApplyErrorPath, rerr)
+	for _, f := range []struct{ path, what string }{
+		{wicdapi.ApplyLeftoversPath, "the replaced plans' leftovers"},
+		{wicdapi.ApplyErrorPath, "the last apply's error"},
+	} {
+		if _, serr := b.Files.Stat(f.path); serr == nil {
+			if rerr := b.Files.Remove(f.path); rerr != nil {
+				return nil, fsError("remove "+f.what+" "+f.path, rerr)
+			}
 		}
 	}
 	return res, nil
+}
+
+// leftovers are the services and firewall rules of the plans replaced
+// since the last apply that finished (wicdapi.ApplyLeftoversPath). An
+// apply removes those its plan does not have; one cut short before it
+// did has already saved its plan as the applied one, and without the
+// record the next apply would compare the plan with itself and leave
+// them.
+type leftovers struct {
+	Services      []wicdapi.Service      `json:"services,omitempty"`
+	FirewallRules []wicdapi.FirewallRule `json:"firewallRules,omitempty"`
+}
+
+// add records p's services and firewall rules (a later plan's entry of
+// a name replaces an earlier one's) and reports whether p had any.
+func (l *leftovers) add(p *wicdapi.Plan) bool {
+	if p == nil || len(p.Services)+len(p.FirewallRules) == 0 {
+		return false
+	}
+	for _, s := range p.Services {
+		l.Services = slices.DeleteFunc(l.Services, func(o wicdapi.Service) bool { return o.Name == s.Name })
+		l.Services = append(l.Services, s)
+	}
+	for _, r := range p.FirewallRules {
+		l.FirewallRules = slices.DeleteFunc(l.FirewallRules, func(o wicdapi.FirewallRule) bool { return o.Name == r.Name })
+		l.FirewallRules = append(l.FirewallRules, r)
+	}
+	return true
+}
+
+// readLeftovers loads the record; none is an empty one.
+func readLeftovers(files Files) (*leftovers, error) {
+	data, err := files.ReadFile(wicdapi.ApplyLeftoversPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &leftovers{}, nil
+	}
+	if err != nil {
+		return nil, fsError("read "+wicdapi.ApplyLeftoversPath, err)
+	}
+	l := &leftovers{}
+	if err := json.Unmarshal(data, l); err != nil {
+		return nil, codedError(wicdapi.CodeFileSystem, "decode %s: %v", wicdapi.ApplyLeftoversPath, err)
+	}
+	return l, nil
+}
+
+// writeLeftovers saves the record, readable by administrators only: a
+// service's arguments may carry what a plan keeps from others.
+func writeLeftovers(b *Backend, l *leftovers) error {
+	data, err := json.Marshal(l)
+	if err != nil {
+		return codedError(wicdapi.CodeInternal, "encode %s: %v", wicdapi.ApplyLeftoversPath, err)
+	}
+	if err := b.Files.WriteFile(wicdapi.ApplyLeftoversPath, data); err != nil {
+		return fsError("write "+wicdapi.ApplyLeftoversPath, err)
+	}
+	return restrict(b, wicdapi.ApplyLeftoversPath)
 }
 
 func writeApplyError(files Files, we *wicdapi.Error) error {
@@ -437,11 +508,12 @@ func lastApplyError(files Files) (*wicdapi.Error, error) {
 }
 
 // applySteps makes the host match the plan, which apply has saved as the
-// applied one in place of prev (nil when there was none).
+// applied one; the services and firewall rules of left that the plan
+// does not have are removed.
 // With resume (an apply of this plan was cut short), every running
 // service of the plan is restarted, the agent's own excepted: what the
 // cut apply changed before it stopped no longer shows as a change.
-func applySteps(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan, resume bool) (*wicdapi.ApplyResult, error) {
+func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.Plan, resume bool) (*wicdapi.ApplyResult, error) {
 	res := &wicdapi.ApplyResult{Changes: []wicdapi.Change{}}
 	step := plan.StepTimeout()
 	note := func(kind, name, action string) {
@@ -518,7 +590,7 @@ func applySteps(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan, resum
 	}
 	rememberHashes(b.Files, written)
 
-	changes, err := applyFirewall(ctx, b, prev, plan)
+	changes, err := applyFirewall(ctx, b, left.FirewallRules, plan)
 	if err != nil {
 		return nil, err
 	}
@@ -535,13 +607,11 @@ func applySteps(ctx context.Context, b *Backend, prev, plan *wicdapi.Plan, resum
 		return nil, err
 	}
 	res.Changes = append(res.Changes, changes...)
-	if prev != nil {
-		removed, err := removeServices(ctx, b, servicesNotIn(prev.Services, plan.Services), plan.StepTimeout())
-		if err != nil {
-			return nil, err
-		}
-		res.Changes = append(res.Changes, removed...)
+	removed, err := removeServices(ctx, b, servicesNotIn(left.Services, plan.Services), plan.StepTimeout())
+	if err != nil {
+		return nil, err
 	}
+	res.Changes = append(res.Changes, removed...)
 
 	order, _ := startOrder(plan.Services) // validated above
 	hosted := hostedConfigs(plan)
@@ -673,7 +743,11 @@ func saveAppliedPlan(files Files, prev, plan *wicdapi.Plan, old, data []byte) er
 func removeServices(ctx context.Context, b *Backend, svcs []wicdapi.Service, step time.Duration) ([]wicdapi.Change, error) {
 	order, err := startOrderLenient(svcs)
 	if err != nil {
-		return nil, codedError(wicdapi.CodeInvalidPlan, "%v", err)
+		// Services of several replaced plans (leftovers) may name each
+		// other in a cycle that no one plan had: stopped in the order
+		// given backwards, a stop that dependents refuse fails with
+		// their names.
+		order = svcs
 	}
 	var changes []wicdapi.Change
 	for _, svc := range slices.Backward(order) {

@@ -24,7 +24,8 @@ type CleanupOptions struct {
 
 // Cleanup undoes the last applied plan (or, when none was applied, the
 // uploaded plan): it stops and deletes the plan's services, dependents
-// first; removes its firewall rules, the trusted root certificates the
+// first, and those of plans it replaced that an apply cut short left
+// (wicdapi.ApplyLeftoversPath); removes their firewall rules, the trusted root certificates the
 // agent imported, its files and directories, every payload
 // version, and everything under the install root except the agent binary
 // itself, which the caller removes once the agent has exited; and last its
@@ -66,13 +67,20 @@ func Cleanup(ctx context.Context, b *Backend, o CleanupOptions) (*wicdapi.Cleanu
 		res.Changes = append(res.Changes, wicdapi.Change{Kind: kind, Name: name, Action: "removed"})
 	}
 
-	changes, err := removeServices(ctx, b, plan.Services, plan.StepTimeout())
+	// With what an apply cut short had yet to remove of the plans it
+	// replaced.
+	left, err := readLeftovers(b.Files)
+	if err != nil {
+		return nil, err
+	}
+	left.add(plan)
+	changes, err := removeServices(ctx, b, left.Services, plan.StepTimeout())
 	if err != nil {
 		return nil, err
 	}
 	res.Changes = append(res.Changes, changes...)
 
-	for _, r := range plan.FirewallRules {
+	for _, r := range left.FirewallRules {
 		if _, err := b.Firewall.Rule(ctx, r.Name); errors.Is(err, ErrNotFound) {
 			continue
 		}

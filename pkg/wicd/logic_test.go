@@ -65,6 +65,49 @@ func TestDependentsClosure(t *testing.T) {
 	g.Expect(dependentsClosure(svcs, map[string]bool{})).To(BeEmpty())
 }
 
+func TestLeftoversAdd(t *testing.T) {
+	rule := func(name string, port int) wicdapi.FirewallRule {
+		return wicdapi.FirewallRule{Name: name, Protocol: "TCP", Port: port}
+	}
+	for _, tc := range []struct {
+		name      string
+		plans     []*wicdapi.Plan
+		added     []bool
+		wantSvcs  []wicdapi.Service
+		wantRules []wicdapi.FirewallRule
+	}{
+		{name: "no plan", plans: []*wicdapi.Plan{nil}, added: []bool{false}},
+		{name: "a plan with nothing to remove", plans: []*wicdapi.Plan{{}}, added: []bool{false}},
+		{
+			name:      "one plan",
+			plans:     []*wicdapi.Plan{{Services: []wicdapi.Service{svc("kubelet"), svc("old")}, FirewallRules: []wicdapi.FirewallRule{rule("a", 1)}}},
+			added:     []bool{true},
+			wantSvcs:  []wicdapi.Service{svc("kubelet"), svc("old")},
+			wantRules: []wicdapi.FirewallRule{rule("a", 1)},
+		},
+		{
+			name: "a later plan's entry of a name replaces the earlier one's",
+			plans: []*wicdapi.Plan{
+				{Services: []wicdapi.Service{svc("kubelet"), svc("old")}, FirewallRules: []wicdapi.FirewallRule{rule("a", 1)}},
+				{Services: []wicdapi.Service{svc("kubelet", "containerd"), svc("containerd")}, FirewallRules: []wicdapi.FirewallRule{rule("a", 2), rule("b", 3)}},
+			},
+			added:     []bool{true, true},
+			wantSvcs:  []wicdapi.Service{svc("old"), svc("kubelet", "containerd"), svc("containerd")},
+			wantRules: []wicdapi.FirewallRule{rule("a", 2), rule("b", 3)},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			l := &leftovers{}
+			for i, p := range tc.plans {
+				g.Expect(l.add(p)).To(Equal(tc.added[i]))
+			}
+			g.Expect(l.Services).To(Equal(tc.wantSvcs))
+			g.Expect(l.FirewallRules).To(Equal(tc.wantRules))
+		})
+	}
+}
+
 func TestPaths(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(samePath(`C:\k\Kubelet.exe`, `c:/K/kubelet.exe`)).To(BeTrue())

@@ -69,6 +69,12 @@ const (
 	// new plan has not finished; a successful one removes it (Facts
 	// ApplyError).
 	ApplyErrorPath = `C:\k\apply-error.json`
+	// ApplyLeftoversPath holds the services and firewall rules of the
+	// plans replaced since the last apply that finished, which the plan
+	// being applied may no longer have: an apply cut short before it
+	// removed them leaves them for the next apply (or cleanup) to
+	// remove. A finished apply removes the file.
+	ApplyLeftoversPath = `C:\k\apply-leftovers.json`
 	// TrustedRootsRecordPath is where the agent records the thumbprints
 	// of the certificates it imported into the LocalMachine Root store
 	// (Plan.TrustedRootCertificates), so that it removes those, and only

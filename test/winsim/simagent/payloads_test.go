@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/openwmco/wmco/pkg/remote"
+	"github.com/openwmco/wmco/pkg/wicd"
 	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
@@ -466,6 +467,68 @@ func TestApplyCutShortBeforeARestartIsFinishedWithTheRestart(t *testing.T) {
 	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started+1), "csi-proxy restarted on its new binary")
 	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
 	g.Expect(node.Services.Running("dep")).To(BeTrue())
+}
+
+// An apply of a plan that drops a service removes it; cut short before it
+// did, the plan is already the applied one, and what follows must still
+// remove the service: the next apply of the same plan (the agent
+// service's re-apply), an apply of yet another plan, or cleanup. Without
+// a record of the replaced plan the first two compared the plan with
+// itself or with the cut one, and the service stayed for good.
+func TestApplyCutShortBeforeARemovalIsFinishedWithTheRemoval(t *testing.T) {
+	for _, next := range []string{"the same plan", "another plan", "cleanup"} {
+		t.Run(next, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := t.Context()
+			hold := simagent.NewHold()
+			node, sess := startHost(t, simagent.Options{
+				// Only the test's applies touch the plan.
+				AgentRunInterval: time.Hour,
+				StopGates:        map[string]func(context.Context) error{"old.exe": hold.Gate},
+			})
+			installAgent(ctx, g, node, sess)
+			withOld := agentOnlyPlan("v1")
+			withOld.Services = append(withOld.Services, wicdapi.Service{Name: "old", Binary: `C:\k\old.exe`})
+			upload(ctx, g, sess, `C:\k\old.exe`, []byte("MZ old"))
+			uploadJSON(ctx, g, sess, wicdapi.PlanPath, withOld)
+			var applied wicdapi.ApplyResult
+			run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+			g.Expect(node.Services.Running("old")).To(BeTrue())
+			installed := func() bool {
+				_, err := node.Services.Query(ctx, "old")
+				return !errors.Is(err, wicd.ErrServiceNotFound)
+			}
+
+			upload(ctx, g, sess, payloadPath("v2", "csi-proxy.exe"), []byte("MZ csi-proxy 2"))
+			uploadJSON(ctx, g, sess, wicdapi.PlanPath, agentOnlyPlan("v2"))
+			applyCutShort(ctx, g, sess, hold, "the apply stops old")
+			hold.Arm(false)
+			g.Expect(installed()).To(BeTrue(), "the cut apply did not remove old")
+
+			switch next {
+			case "the same plan":
+				run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+			case "another plan":
+				upload(ctx, g, sess, payloadPath("v3", "csi-proxy.exe"), []byte("MZ csi-proxy 3"))
+				uploadJSON(ctx, g, sess, wicdapi.PlanPath, agentOnlyPlan("v3"))
+				run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+			case "cleanup":
+				var cleaned wicdapi.CleanupResult
+				run(ctx, g, sess, &cleaned, "cleanup")
+				g.Expect(cleaned.Changes).To(ContainElement(wicdapi.Change{Kind: "service", Name: "old", Action: "removed"}))
+				g.Expect(installed()).To(BeFalse())
+				return
+			}
+			g.Expect(applied.Changes).To(ContainElement(wicdapi.Change{Kind: "service", Name: "old", Action: "removed"}))
+			g.Expect(installed()).To(BeFalse())
+			g.Expect(hostFacts(ctx, g, sess).ApplyError).To(BeNil())
+			g.Expect(node.Host.Disk().Stat(wicdapi.ApplyLeftoversPath)).Error().To(MatchError(fs.ErrNotExist), "a finished apply forgets the replaced plans")
+
+			// The record is gone: a later apply of the same plan changes nothing.
+			run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+			g.Expect(applied.Changes).To(BeEmpty())
+		})
+	}
 }
 
 // The files stage and apply copy are hashed from the bytes they wrote, and
