@@ -733,6 +733,17 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	if node, err := r.getNode(ctx, wi.Status.NodeName); err == nil {
 		s.node = node
 	}
+	if !s.replanned && wi.Status.Upgrade == nil && in.HostSubnet == "" && s.node != nil && r.subnetAssigned(s) && r.hostSubnet(s, s.node) == "" {
+		// The Node registers with its instance label and is cached from
+		// then on; its subnet comes in an update the cache may not have
+		// yet (by tens of milliseconds, on a busy API server). This one
+		// read of it spares a reconcile that gathers the host's facts
+		// again.
+		node := &corev1.Node{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.node), node); err == nil {
+			s.node = node
+		}
+	}
 	setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + m.Version})
 	s.applied = m.Version
 	if subnet, ok := r.replanSubnet(s, in.HostSubnet); ok {
@@ -758,6 +769,16 @@ func (r *Reconciler) replanSubnet(s *scope, rendered string) (string, bool) {
 	}
 	subnet := r.hostSubnet(s, s.node)
 	return subnet, subnet != "" && subnet != rendered
+}
+
+// subnetAssigned tells whether the configured network type gives each
+// host a pod subnet (not None).
+func (r *Reconciler) subnetAssigned(s *scope) bool {
+	switch s.config.Network.Type {
+	case wmcov1.NetworkOVNHybridOverlay, wmcov1.NetworkFlannel:
+		return true
+	}
+	return false
 }
 
 // hostSubnet is the pod subnet of the host whose Node is node under the
