@@ -664,8 +664,8 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 
 	for _, svc := range slices.Backward(order) {
 		if restart[svc.Name] && running[svc.Name] {
-			if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Stop(ctx, svc.Name) }); err != nil {
-				return nil, svcError("stop", svc.Name, err)
+			if err := stopForRestart(ctx, b, order, svc.Name, step); err != nil {
+				return nil, err
 			}
 			running[svc.Name] = false
 		}
@@ -698,6 +698,44 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 
 	res.Changed = len(res.Changes) > 0
 	return res, nil
+}
+
+// stopForRestart stops the plan's service name (order is the plan's
+// services in start order) to restart it. Its dependents that ran were
+// stopped before it; one that was down when the apply looked (crashing,
+// its restart pending in the service manager's recovery) may have been
+// restarted since, and the service manager then refuses the stop: the
+// dependents that run now are stopped (they are in the restart set, and
+// start again with it) and the stop is tried again.
+func stopForRestart(ctx context.Context, b *Backend, order []wicdapi.Service, name string, step time.Duration) error {
+	stop := func(n string) error {
+		return stepDo(ctx, step, func(ctx context.Context) error { return b.Services.Stop(ctx, n) })
+	}
+	const attempts = 3
+	for i := 1; ; i++ {
+		err := stop(name)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrDependentsRunning) || i == attempts {
+			return svcError("stop", name, err)
+		}
+		dependents := dependentsClosure(order, map[string]bool{name: true})
+		for _, svc := range slices.Backward(order) {
+			if svc.Name == name || !dependents[svc.Name] || svc.Name == wicdapi.AgentServiceName {
+				continue
+			}
+			st, err := b.Services.Query(ctx, svc.Name)
+			if err != nil {
+				return svcError("query", svc.Name, err)
+			}
+			if st.Running {
+				if err := stop(svc.Name); err != nil {
+					return svcError("stop", svc.Name, err)
+				}
+			}
+		}
+	}
 }
 
 // appliedPlan returns the last applied plan, or nil when there is none.

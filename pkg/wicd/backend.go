@@ -18,6 +18,10 @@ import (
 // exist.
 var ErrServiceNotFound = errors.New("service does not exist")
 
+// ErrDependentsRunning is returned by Services.Stop for a service that
+// running services depend on (Windows' ERROR_DEPENDENT_SERVICES_RUNNING).
+var ErrDependentsRunning = errors.New("a stop control has been sent to a service that other running services are dependent on")
+
 // ServiceState is what the service manager reports about one service.
 type ServiceState struct {
 	// Config is the service as installed.
@@ -37,7 +41,8 @@ type Services interface {
 	Update(ctx context.Context, svc wicdapi.Service) error
 	// Start starts a service and waits until it runs or fails.
 	Start(ctx context.Context, name string) error
-	// Stop stops a service and waits until it has stopped.
+	// Stop stops a service and waits until it has stopped; while running
+	// services depend on it, it fails with ErrDependentsRunning.
 	Stop(ctx context.Context, name string) error
 	// Delete removes a stopped service.
 	Delete(ctx context.Context, name string) error

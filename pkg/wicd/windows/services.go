@@ -281,6 +281,9 @@ func (services) Stop(ctx context.Context, name string) error {
 				return true, nil
 			case svc.Running, svc.Paused: // not yet asked, or ignored the request
 				_, err := s.Control(svc.Stop)
+				if errors.Is(err, windows.ERROR_DEPENDENT_SERVICES_RUNNING) {
+					return false, fmt.Errorf("send stop: %w (%w)", wicd.ErrDependentsRunning, err)
+				}
 				if err != nil && !errors.Is(err, windows.ERROR_SERVICE_CANNOT_ACCEPT_CTRL) &&
 					!errors.Is(err, windows.ERROR_SERVICE_NOT_ACTIVE) {
 					return false, fmt.Errorf("send stop: %w", err)

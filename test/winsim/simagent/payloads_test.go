@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -528,6 +529,50 @@ func TestApplyCutShortBeforeARemovalIsFinishedWithTheRemoval(t *testing.T) {
 			run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
 			g.Expect(applied.Changes).To(BeEmpty())
 		})
+	}
+}
+
+// A service restarted for a new binary has its running dependents stopped
+// first. One that was down when the apply looked (crashing, its restart
+// pending in the service manager's recovery) may be running again by the
+// time its dependency stops, and the service manager refuses that stop:
+// the apply stops it too and carries on. The race tier's rollback test
+// failed so ("stop containerd (kubelet depends on it)"); here crashy is
+// that kubelet.
+func TestRestartStopsADependentRecoveredMeanwhile(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	var node *simagent.Node
+	var recovered sync.Once
+	// dep stops before csi-proxy; while it does, the service manager's
+	// recovery brings crashy back.
+	recovery := func(ctx context.Context) error {
+		var err error
+		recovered.Do(func() { err = node.Services.Start(ctx, "crashy") })
+		return err
+	}
+	node, sess := startHost(t, simagent.Options{AgentRunInterval: time.Hour, StopGates: map[string]func(context.Context) error{"dep.exe": recovery}})
+	installAgent(ctx, g, node, sess)
+	withDependents := func(version string) *wicdapi.Plan {
+		p := agentOnlyPlan(version)
+		p.Services = append(p.Services,
+			wicdapi.Service{Name: "crashy", Binary: `C:\k\crashy.exe`, Dependencies: []string{"csi-proxy"}},
+			wicdapi.Service{Name: "dep", Binary: `C:\k\dep.exe`, Dependencies: []string{"csi-proxy"}})
+		return p
+	}
+	upload(ctx, g, sess, `C:\k\crashy.exe`, []byte("MZ crashy"))
+	upload(ctx, g, sess, `C:\k\dep.exe`, []byte("MZ dep"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, withDependents("v1"))
+	var applied wicdapi.ApplyResult
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(node.Services.Stop(ctx, "crashy")).To(Succeed(), "crashy is down")
+
+	upload(ctx, g, sess, payloadPath("v2", "csi-proxy.exe"), []byte("MZ csi-proxy 2"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, withDependents("v2"))
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(applied.Changes).To(ContainElement(wicdapi.Change{Kind: "service", Name: "csi-proxy", Action: "restarted"}))
+	for _, name := range []string{"csi-proxy", "crashy", "dep"} {
+		g.Expect(node.Services.Running(name)).To(BeTrue(), name)
 	}
 }
 

@@ -35,7 +35,7 @@ type ProcessInfo struct {
 // Errors the service manager returns, worded as Windows words them.
 var (
 	ErrAlreadyExists  = errors.New("the specified service already exists")
-	ErrDependentsRun  = errors.New("a stop control has been sent to a service that other running services are dependent on")
+	ErrDependentsRun  = wicd.ErrDependentsRunning
 	ErrServiceRunning = errors.New("the service is running; stop it before deleting it")
 	ErrHostDown       = errors.New("the host is not running")
 	ErrBinaryNotFound = errors.New("the system cannot find the file specified")
