@@ -25,12 +25,12 @@ type CleanupOptions struct {
 // Cleanup undoes the last applied plan (or, when none was applied, the
 // uploaded plan): it stops and deletes the plan's services, dependents
 // first, and those of plans it replaced that an apply cut short left
-// (wicdapi.ApplyLeftoversPath); removes their firewall rules, the trusted root certificates the
-// agent imported, its files and directories, every payload
-// version, and everything under the install root except the agent binary
-// itself, which the caller removes once the agent has exited; and last its
-// HNS networks, because removing them can reset the connection the caller
-// runs cleanup over (CleanupResult.Reconnect).
+// (wicdapi.ApplyLeftoversPath); removes their firewall rules, the trusted
+// root certificates the agent imported, its files and directories, every
+// payload version, and everything under the install root except the agent
+// binary itself, which the caller removes once the agent has exited; and
+// last its HNS networks, because removing them can reset the connection
+// the caller runs cleanup over (CleanupResult.Reconnect).
 //
 // A stopped service's process, or a process no service owns (a pod's
 // container that survived the drain), may still hold a file: cleanup waits
