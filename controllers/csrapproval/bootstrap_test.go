@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,23 +151,6 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	g.Expect(ids).To(BeEmpty())
 }
 
-// countingReader reads through the API server and counts the GETs and
-// LISTs it was asked for.
-type countingReader struct {
-	client.Reader
-	gets, lists atomic.Int32
-}
-
-func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	r.gets.Add(1)
-	return r.Reader.Get(ctx, key, obj, opts...)
-}
-
-func (r *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	r.lists.Add(1)
-	return r.Reader.List(ctx, list, opts...)
-}
-
 // identityAsk is a call of IdentitiesOf and what it must answer.
 type identityAsk struct {
 	instance, user string
@@ -246,7 +228,7 @@ func TestIdentitiesOfShareLiveReads(t *testing.T) {
 func expectSharedReads(t *testing.T, issuer bootstrap.Issuer, asks []identityAsk) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	reader := &countingReader{Reader: ctrltest.Client}
+	reader := &ctrltest.CountingReader{Reader: ctrltest.Client}
 	tokens := issuer.ReadingFrom(reader)
 	rounds := 0
 	g.Eventually(func(g Gomega) {
@@ -268,11 +250,11 @@ func expectSharedReads(t *testing.T, issuer bootstrap.Issuer, asks []identityAsk
 				g.Expect(ids[i]).To(Equal(a.want), "%s as %s", a.instance, a.user)
 			}
 		}
-		g.Expect(reader.lists.Load()).To(BeNumerically(">", 0))
+		g.Expect(reader.Lists.Load()).To(BeNumerically(">", 0))
 	}).Should(Succeed())
 	calls := int32(rounds * len(asks) * 3)
-	g.Expect(reader.gets.Load()+reader.lists.Load()).To(BeNumerically("<", calls), "%d calls share reads", calls)
-	t.Logf("%d calls in %d rounds: %d GETs, %d LISTs", calls, rounds, reader.gets.Load(), reader.lists.Load())
+	g.Expect(reader.Gets.Load()+reader.Lists.Load()).To(BeNumerically("<", calls), "%d calls share reads", calls)
+	t.Logf("%d calls in %d rounds: %d GETs, %d LISTs", calls, rounds, reader.Gets.Load(), reader.Lists.Load())
 }
 
 // On OpenShift a host's bootstrap credential is a short-lived token of the

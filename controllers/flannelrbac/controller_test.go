@@ -3,7 +3,6 @@ package flannelrbac_test
 import (
 	"context"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,17 +22,6 @@ import (
 // The tests share one local control plane: see ctrltest.
 func TestMain(m *testing.M) { os.Exit(ctrltest.Run(m)) }
 
-// countingReader counts the Gets of the reader it wraps.
-type countingReader struct {
-	client.Reader
-	gets atomic.Int64
-}
-
-func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	r.gets.Add(1)
-	return r.Reader.Get(ctx, key, obj, opts...)
-}
-
 func exists(obj client.Object) func() bool {
 	return func() bool {
 		err := ctrltest.Client.Get(context.Background(), client.ObjectKey{Name: flannelrbac.Name}, obj)
@@ -52,7 +40,7 @@ func TestFlannelNodesMayListNodes(t *testing.T) {
 	ctrltest.SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) {
 		spec.Network = wmcov1.NetworkSpec{Type: wmcov1.NetworkFlannel}
 	})
-	var reads countingReader
+	var reads ctrltest.CountingReader
 	ctrltest.StartManagerWithGeneratedRBAC(t, "wmco-flannelrbac-test", func(mgr ctrl.Manager) error {
 		reads.Reader = mgr.GetAPIReader()
 		return (&flannelrbac.Reconciler{Client: mgr.GetClient(), APIReader: &reads}).SetupWithManager(mgr)
@@ -89,11 +77,11 @@ func TestFlannelNodesMayListNodes(t *testing.T) {
 	g.Eventually(exists(&rbacv1.ClusterRole{})).Should(BeFalse())
 	g.Expect(ctrltest.NodeMayListNodes(g, name)).To(BeFalse())
 	// Once removed, Node events do not read them again.
-	before := reads.gets.Load()
+	before := reads.Gets.Load()
 	other := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "win-flannel-other", Labels: map[string]string{wmcov1.LabelInstance: "none"}}}
 	g.Expect(ctrltest.Client.Create(ctx, other)).To(Succeed())
 	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), other) })
-	g.Consistently(reads.gets.Load, 2*time.Second).Should(Equal(before))
+	g.Consistently(reads.Gets.Load, 2*time.Second).Should(Equal(before))
 
 	// Flannel again, then the Node leaves.
 	ctrltest.SetNodeConfig(t, func(spec *wmcov1.WindowsNodeConfigSpec) {

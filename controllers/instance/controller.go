@@ -80,7 +80,8 @@ const (
 // is the one place that touches a host.
 type Reconciler struct {
 	Client client.Client
-	// APIReader reads without the cache: Secrets holding SSH keys.
+	// APIReader reads without the cache: Secrets holding SSH keys, and an
+	// instance the cache may lag behind on (fresh.go).
 	APIReader client.Reader
 	// Clientset drains Nodes.
 	Clientset Clientset
@@ -120,6 +121,10 @@ type Reconciler struct {
 	// the instance's next reconcile (conncache.go); set by
 	// SetupWithManager.
 	conns *connCache
+	// fresh records the version of each instance this controller last
+	// wrote or read live, which decides whether a reconcile may read
+	// its instance from the cache (fresh.go); set by SetupWithManager.
+	fresh *freshness
 	// upgradeMu serialises taking upgrade slots (recorded in instances'
 	// status.upgrade) among this process's workers.
 	upgradeMu sync.Mutex
@@ -234,11 +239,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	cluster, problem := r.ClusterSource.ClusterFacts()
 	r.clusterSeen.Store(req.Name, clusterKey(cluster, problem))
 	wi := &wmcov1.WindowsInstance{}
-	// Read live, not from the cache: a reconcile that an event starts
-	// right after the previous one patched the status would otherwise
-	// see the status before that patch (an upgrade step, a slot) and act
-	// on it.
-	if err := r.APIReader.Get(ctx, req.NamespacedName, wi); err != nil {
+	// From the cache only when it holds what this controller last wrote
+	// (fresh.go): a reconcile that an event starts right after the
+	// previous one patched the status would otherwise see the status
+	// before that patch (an upgrade step, a slot) and act on it.
+	if err := r.readInstance(ctx, req.NamespacedName, wi); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.clusterSeen.Delete(req.Name)
 			r.conns.drop(req.Name)
@@ -473,6 +478,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.Recorder = core.Recorder(r.Recorder)
 	r.wake = newWakeups()
+	r.fresh = newFreshness()
+	r.Client = recordingClient{Client: r.Client, fresh: r.fresh}
 	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations, r.wake.instance)
 	r.conns = newConnCache(connIdleTimeout, connCacheSize)
 	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
