@@ -478,8 +478,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.Recorder = core.Recorder(r.Recorder)
 	r.wake = newWakeups()
-	r.fresh = newFreshness()
-	r.Client = recordingClient{Client: r.Client, fresh: r.fresh}
+	r.recordWrites()
 	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations, r.wake.instance)
 	r.conns = newConnCache(connIdleTimeout, connCacheSize)
 	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {

@@ -19,7 +19,7 @@ type InstanceReader struct {
 // NewInstanceReader returns an InstanceReader whose writes go through
 // cached's writer.
 func NewInstanceReader(cached client.Client, live client.Reader) InstanceReader {
-	r := &Reconciler{APIReader: live, fresh: newFreshness()}
-	r.Client = recordingClient{Client: cached, fresh: r.fresh}
+	r := &Reconciler{Client: cached, APIReader: live}
+	r.recordWrites()
 	return InstanceReader{Read: r.readInstance, Writer: r.Client}
 }

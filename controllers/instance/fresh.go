@@ -66,38 +66,38 @@ func (f *freshness) seenVersion(name string) (string, bool) {
 //     cache may lag behind this controller's own write, or the instance
 //     was deleted; read live.
 func cacheAnswer(cached bool, cachedRV string, seen bool, seenRV string) bool {
-	switch {
-	case cached:
-		return !seen || cachedRV == seenRV
-	default:
-		return !seen
-	}
+	return !seen || (cached && cachedRV == seenRV)
 }
 
 // readInstance reads the instance key into wi, from the cache when it is
 // fresh enough (cacheAnswer), live otherwise.
 func (r *Reconciler) readInstance(ctx context.Context, key client.ObjectKey, wi *wmcov1.WindowsInstance) error {
-	if r.fresh != nil {
-		err := r.Client.Get(ctx, key, wi)
-		if err == nil || apierrors.IsNotFound(err) {
-			seenRV, seen := r.fresh.seenVersion(key.Name)
-			if cacheAnswer(err == nil, wi.ResourceVersion, seen, seenRV) {
-				return err
-			}
+	err := r.Client.Get(ctx, key, wi)
+	if err == nil || apierrors.IsNotFound(err) {
+		seenRV, seen := r.fresh.seenVersion(key.Name)
+		if cacheAnswer(err == nil, wi.ResourceVersion, seen, seenRV) {
+			return err
 		}
-		// Other errors (the cache not started, say): read live.
 	}
+	// Other errors (the cache not started, say): read live.
 	// From an empty object: nothing of the cached copy may remain,
 	// whatever the decoder does with what the answer leaves out.
 	*wi = wmcov1.WindowsInstance{}
-	err := r.APIReader.Get(ctx, key, wi)
+	err = r.APIReader.Get(ctx, key, wi)
 	switch {
-	case err == nil && r.fresh != nil:
+	case err == nil:
 		r.fresh.note(wi)
-	case apierrors.IsNotFound(err) && r.fresh != nil:
+	case apierrors.IsNotFound(err):
 		r.fresh.forget(key.Name)
 	}
 	return err
+}
+
+// recordWrites makes the controller's client record every instance it
+// writes (recordingClient) in a new freshness, which readInstance reads.
+func (r *Reconciler) recordWrites() {
+	r.fresh = newFreshness()
+	r.Client = recordingClient{Client: r.Client, fresh: r.fresh}
 }
 
 // recordingClient is the controller's client: every WindowsInstance it

@@ -655,7 +655,7 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 		CloudProvider: wi.Spec.CloudProvider,
 	}
 	if joined {
-		in.HostSubnet = r.hostSubnet(s, node)
+		in.HostSubnet, _ = r.hostSubnet(s, node)
 	}
 	if r.ExporterCertificates != nil {
 		if in.ExporterTLS, s.exporterRenewAt, err = r.ExporterCertificates.ExporterTLS(ctx, wi.Status.NodeName, s.facts.Addresses); err != nil {
@@ -733,15 +733,17 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 	if node, err := r.getNode(ctx, wi.Status.NodeName); err == nil {
 		s.node = node
 	}
-	if !s.replanned && wi.Status.Upgrade == nil && in.HostSubnet == "" && s.node != nil && r.subnetAssigned(s) && r.hostSubnet(s, s.node) == "" {
-		// The Node registers with its instance label and is cached from
-		// then on; its subnet comes in an update the cache may not have
-		// yet (by tens of milliseconds, on a busy API server). This one
-		// read of it spares a reconcile that gathers the host's facts
-		// again.
-		node := &corev1.Node{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.node), node); err == nil {
-			s.node = node
+	if !s.replanned && wi.Status.Upgrade == nil && in.HostSubnet == "" && s.node != nil {
+		if subnet, assigned := r.hostSubnet(s, s.node); assigned && subnet == "" {
+			// The Node registers with its instance label and is cached
+			// from then on; its subnet comes in an update the cache may
+			// not have yet (by tens of milliseconds, on a busy API
+			// server). This one read of it spares a reconcile that
+			// gathers the host's facts again.
+			node := &corev1.Node{}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.node), node); err == nil {
+				s.node = node
+			}
 		}
 	}
 	setConfiguredCondition(wi, outcome{ok: true, reason: ReasonPlanApplied, message: "the host runs payload " + m.Version})
@@ -767,32 +769,23 @@ func (r *Reconciler) replanSubnet(s *scope, rendered string) (string, bool) {
 	if s.replanned || s.wi.Status.Upgrade != nil || s.node == nil || !core.OwnsNode(s.wi, s.node) {
 		return "", false
 	}
-	subnet := r.hostSubnet(s, s.node)
+	subnet, _ := r.hostSubnet(s, s.node)
 	return subnet, subnet != "" && subnet != rendered
 }
 
-// subnetAssigned tells whether the configured network type gives each
-// host a pod subnet (not None).
-func (r *Reconciler) subnetAssigned(s *scope) bool {
-	switch s.config.Network.Type {
-	case wmcov1.NetworkOVNHybridOverlay, wmcov1.NetworkFlannel:
-		return true
-	}
-	return false
-}
-
 // hostSubnet is the pod subnet of the host whose Node is node under the
-// configured network type: "" for None or while it is not known.
-func (r *Reconciler) hostSubnet(s *scope, node *corev1.Node) string {
+// configured network type ("" while it is not known), and whether that
+// type assigns hosts one at all (not None).
+func (r *Reconciler) hostSubnet(s *scope, node *corev1.Node) (subnet string, assigned bool) {
 	switch s.config.Network.Type {
 	case wmcov1.NetworkOVNHybridOverlay:
-		return hostSubnet(node, r.Config.Platform)
+		return hostSubnet(node, r.Config.Platform), true
 	case wmcov1.NetworkFlannel:
 		// Node IPAM's assignment, which flanneld's kube subnet manager
 		// reads too.
-		return node.Spec.PodCIDR
+		return node.Spec.PodCIDR, true
 	}
-	return ""
+	return "", false
 }
 
 // hostSubnet is the node's pod subnet: OVN-Kubernetes' hybrid overlay
