@@ -277,5 +277,5 @@ test-windows-api: ## Run the agent's Windows backend under Wine (needs wine64 an
 ##@ Benchmarks
 
 .PHONY: bench
-bench: setup-envtest operator ## Measure join time, idle cost, CSR approval latency and operator memory into docs/benchmarks.md (not a test; about 25 min on 2 cores).
-	$(GO) run ./test/bench --operator bin/operator --out docs/benchmarks.md
+bench: setup-envtest operator ## Measure join time, idle cost, CSR approval latency and operator memory into docs/benchmarks.md (not a test; about 25 min on 2 cores); BENCH_ARGS adds flags, e.g. BENCH_ARGS="--cpuprofile --memprofile".
+	$(GO) run ./test/bench --operator bin/operator --out docs/benchmarks.md $(BENCH_ARGS)

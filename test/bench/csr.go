@@ -223,7 +223,9 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		r.kubernetes = kubernetesVersion(p.clientset)
 	}
 	profiled := c
-	profiled.profile = c.profile && run == 0 && approver == approverOperator
+	if run != 0 || approver != approverOperator {
+		profiled.cpuProfile, profiled.memProfile = false, false
+	}
 	// As deployed: the operator's ServiceAccount with the generated RBAC,
 	// so that its requests are authenticated, authorized and queued by
 	// priority and fairness as in a cluster (an admin certificate would

@@ -87,10 +87,11 @@ type config struct {
 	// instead of the operator (approverFloor, approverKCM).
 	csrReference []string
 
-	// profile has the operator serve pprof and fetches CPU and heap
-	// profiles of the CSR bursts and the join runs (profile.go).
-	profile    bool
-	profileFor time.Duration
+	// cpuProfile and memProfile have the operator serve pprof, and
+	// fetch CPU and heap profiles respectively of the CSR bursts and the
+	// 10-host join (profile.go); --profile sets both.
+	cpuProfile, memProfile bool
+	profileFor             time.Duration
 	// selfProfile is where a CPU profile of the benchmark's own process
 	// (the simulated hosts, kubelet emulators) goes; "" takes none.
 	selfProfile string
@@ -203,7 +204,10 @@ func main() {
 	flag.DurationVar(&c.idleWindow, "idle-window", 20*time.Second, "how long the background traffic of Ready hosts is observed before the resync")
 	flag.DurationVar(&c.quiet, "quiet", 5*time.Second, "a resync is over when no host's counters moved for this long")
 	flag.StringVar(&csrs, "csrs", "200,1000", "CSRs in each approval burst (a fresh control plane each)")
-	flag.BoolVar(&c.profile, "profile", os.Getenv("BENCH_PROFILE") == "1", "have the operator serve pprof on loopback and keep CPU and heap profiles of each CSR burst and the 10-host join runs in "+profileDir+"/, with their top entries in the report (also BENCH_PROFILE=1)")
+	var both bool
+	flag.BoolVar(&both, "profile", os.Getenv("BENCH_PROFILE") == "1", "--cpuprofile and --memprofile together (also BENCH_PROFILE=1)")
+	flag.BoolVar(&c.cpuProfile, "cpuprofile", false, "have the operator serve pprof on loopback and keep CPU profiles of it (and of the API server in the CSR bursts) over each CSR burst's first run and the 10-host join in "+profileDir+"/, with their top entries in the report")
+	flag.BoolVar(&c.memProfile, "memprofile", false, "have the operator serve pprof on loopback and keep heap profiles of it (in use at the end and at the resident set's peak) of each CSR burst's first run and the 10-host join in "+profileDir+"/, with their top entries in the report")
 	flag.StringVar(&c.selfProfile, "self-cpuprofile", "", "write a CPU profile of the benchmark's own process (the simulated hosts and kubelet emulators) over the whole run to this file")
 	flag.DurationVar(&c.profileFor, "profile-for", 20*time.Second, "length of each CPU profile, from the start of the burst or join")
 	flag.BoolVar(&c.countRequests, "count-requests", false, "have the API server audit every request during the CSR bursts and the joins, report the requests per CSR and log those per host of each join, by component, verb and resource (the audit log costs the API server some CPU)")
@@ -260,6 +264,9 @@ func main() {
 			fatalf("--phases: unknown phase %q", p)
 		}
 	}
+	if both {
+		c.cpuProfile, c.memProfile = true, true
+	}
 	if c.phases["idle"] && !c.phases["join"] {
 		fatalf("--phases: idle runs after the join phase's largest run; add join")
 	}
@@ -268,6 +275,9 @@ func main() {
 	}
 	os.Exit(run(c))
 }
+
+// profiling says whether the operator serves pprof for the profiled runs.
+func (c config) profiling() bool { return c.cpuProfile || c.memProfile }
 
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)

@@ -35,7 +35,7 @@ type profileSummary struct {
 // pprofArgs are the operator's flags that serve its profiles on a free
 // loopback port, and that port's base URL; none when profiling is off.
 func pprofArgs(c config) ([]string, string, error) {
-	if !c.profile {
+	if !c.profiling() {
 		return nil, "", nil
 	}
 	ports, err := proc.FreePorts(1)
@@ -64,8 +64,9 @@ const peakStep = 4 << 20
 const peakPoll = 100 * time.Millisecond
 
 // profiler takes a CPU profile of the operator from its start until
-// finish (at most --profile-for), a heap profile at finish and, when the
-// operator's PID is known, a heap profile at its resident set's peak.
+// finish (at most --profile-for; --cpuprofile), and a heap profile at
+// finish and, when the operator's PID is known, one at its resident
+// set's peak (--memprofile).
 type profiler struct {
 	c     config
 	r     *report
@@ -75,16 +76,17 @@ type profiler struct {
 	// operator's profiler also takes heap profiles.
 	cpuKind string
 	cancel  context.CancelFunc
-	cpu     chan profileSummary
-	peak    chan profileSummary
-	once    sync.Once
+	// cpu brings the CPU profile; nil without --cpuprofile.
+	cpu  chan profileSummary
+	peak chan profileSummary
+	once sync.Once
 }
 
-// startProfile starts a CPU profile of the operator serving pprof at base
+// startProfile starts profiling the operator serving pprof at base
 // (pprofArgs); nil when profiling is off. The CPU profile covers
 // --profile-for from now, so the phase should finish within them.
 //
-// With pid (0: unknown) it also watches the operator's VmRSS and, each time
+// With pid (0: unknown) and --memprofile it also watches the operator's VmRSS and, each time
 // it exceeds the highest level seen by peakStep, replaces the "heap-peak"
 // profile with a fresh one (after a GC: the live heap at the peak, which
 // the end-of-phase profile no longer shows).
@@ -93,9 +95,12 @@ func startProfile(ctx context.Context, c config, r *report, base, phase string, 
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &profiler{c: c, r: r, get: httpSource(base), phase: phase, cpuKind: "cpu", cancel: cancel, cpu: make(chan profileSummary, 1)}
-	go p.cpuProfile(ctx)
-	if pid != 0 {
+	p := &profiler{c: c, r: r, get: httpSource(base), phase: phase, cpuKind: "cpu", cancel: cancel}
+	if c.cpuProfile {
+		p.cpu = make(chan profileSummary, 1)
+		go p.cpuProfile(ctx)
+	}
+	if pid != 0 && c.memProfile {
 		p.peak = make(chan profileSummary, 1)
 		go func() { p.peak <- p.watchPeak(ctx, pid) }()
 	}
@@ -104,10 +109,10 @@ func startProfile(ctx context.Context, c config, r *report, base, phase string, 
 
 // startAPIServerProfile starts a CPU profile of the API server cs talks
 // to (its /debug/pprof, open to the cluster's admin) for --profile-for
-// from now; nil when profiling is off. It shows where the control plane's
+// from now; nil without --cpuprofile. It shows where the control plane's
 // time goes in a phase whose pace the API server sets.
 func startAPIServerProfile(ctx context.Context, c config, r *report, cs kubernetes.Interface, phase string) *profiler {
-	if !c.profile {
+	if !c.cpuProfile {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -198,19 +203,21 @@ func (p *profiler) watchPeak(ctx context.Context, pid int) profileSummary {
 	}
 }
 
-// finish waits for the CPU profile, takes a heap profile and adds both
-// summaries to the report.
+// finish waits for the CPU profile, takes a heap profile (of the
+// operator, with --memprofile) and adds the summaries to the report.
 func (p *profiler) finish(ctx context.Context) {
 	if p == nil {
 		return
 	}
 	p.once.Do(func() {
 		var summaries []profileSummary
-		if p.cpuKind == "cpu" {
+		if p.cpuKind == "cpu" && p.c.memProfile {
 			summaries = append(summaries, p.fetch(ctx, "heap", "/debug/pprof/heap?gc=1"))
 		}
-		logf("%s: waiting for the %s profile (%s)", p.phase, p.cpuKind, p.c.profileFor)
-		summaries = append([]profileSummary{<-p.cpu}, summaries...)
+		if p.cpu != nil {
+			logf("%s: waiting for the %s profile (%s)", p.phase, p.cpuKind, p.c.profileFor)
+			summaries = append([]profileSummary{<-p.cpu}, summaries...)
+		}
 		p.cancel()
 		if p.peak != nil {
 			summaries = append(summaries, <-p.peak)
@@ -289,7 +296,14 @@ func (r *report) profilesSection(heading string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s Profiles\n\n", heading)
-	fmt.Fprintf(&b, "`--profile`: the operator served pprof on loopback; CPU profiles (of the operator, and\nof the API server in the CSR bursts: apiserver-cpu) cover\nup to %s from the phase's start, heap profiles (in use) are taken at its end,\nheap-peak profiles (in use, after a GC) when the operator's VmRSS last rose %s past its previous high.\nFiles in `%s/`; `go tool pprof -top <file>` for more.\n\n", r.cfg.profileFor, fmtBytes(peakStep), profileDir)
+	var taken []string
+	if r.cfg.cpuProfile {
+		taken = append(taken, fmt.Sprintf("`--cpuprofile`: CPU profiles (of the operator, and\nof the API server in the CSR bursts: apiserver-cpu) cover\nup to %s from the phase's start.", r.cfg.profileFor))
+	}
+	if r.cfg.memProfile {
+		taken = append(taken, fmt.Sprintf("`--memprofile`: heap profiles (in use) are taken at its end,\nheap-peak profiles (in use, after a GC) when the operator's VmRSS last rose %s past its previous high.", fmtBytes(peakStep)))
+	}
+	fmt.Fprintf(&b, "The operator served pprof on loopback. %s\nFiles in `%s/`; `go tool pprof -top <file>` for more.\n\n", strings.Join(taken, "\n"), profileDir)
 	for _, s := range r.profiles {
 		fmt.Fprintf(&b, "**%s, %s** (`%s`)\n\n", s.phase, s.kind, s.path)
 		if s.err != nil {
