@@ -294,10 +294,11 @@ func (r *report) unreachableTable() string {
 
 // awaitCRDWrites sends a server-side dry-run create of a WindowsInstance
 // until one is answered within a second, and says how long the first
-// took. A fresh control plane's API server holds creates of a custom
-// resource made within its first seconds (2 s each here, seen in its
-// audit log); a clock started before that would time the API server's
-// start, not the operator.
+// took. kube-apiserver sleeps 2 s before a create of a custom resource
+// whose CRD became Established less than 2 s before (its custom resource
+// handler, for HA control planes), and the environment creates the CRDs
+// just before it starts the operator: a clock started before that would
+// time the CRDs' age, not the operator.
 func awaitCRDWrites(ctx context.Context, c client.Client) (time.Duration, error) {
 	var first time.Duration
 	for i := range 10 {
