@@ -280,10 +280,8 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	if r.kubernetes == "" {
 		r.kubernetes = kubernetesVersion(env.Clientset)
 	}
-	if took, err := awaitCRDWrites(ctx, env.Client); err != nil {
+	if err := awaitCRDWrites(ctx, env.Client, fmt.Sprintf("Join N=%d concurrency=%d", n, conc)); err != nil {
 		return nil, nil, err
-	} else if took >= time.Second {
-		logf("Join N=%d concurrency=%d: the API server held a WindowsInstance create for %s; the clock starts after it", n, conc, took.Round(time.Millisecond))
 	}
 	before := snapshot(env.Hosts)
 	logf("Join N=%d concurrency=%d: writing the windows-instances ConfigMap", n, conc)

@@ -140,10 +140,8 @@ func runUnreachable(ctx context.Context, c config, name string, refused, silent 
 		}
 	}
 	data[good.IP] = good.InventoryEntry()
-	if took, err := awaitCRDWrites(ctx, env.Client); err != nil {
+	if err := awaitCRDWrites(ctx, env.Client, "Unreachable "+name); err != nil {
 		return nil, err
-	} else if took >= time.Second {
-		logf("Unreachable %s: the API server held a WindowsInstance create for %s; the clock starts after it", name, took.Round(time.Millisecond))
 	}
 	t0 := time.Now()
 	if err := env.SetInventoryData(ctx, data); err != nil {
@@ -293,14 +291,13 @@ func (r *report) unreachableTable() string {
 }
 
 // awaitCRDWrites sends a server-side dry-run create of a WindowsInstance
-// until one is answered within a second, and says how long the first
-// took. kube-apiserver sleeps 2 s before a create of a custom resource
+// until one is answered within a second, and logs under phase how long
+// the first took when it was held. kube-apiserver sleeps 2 s before a create of a custom resource
 // whose CRD became Established less than 2 s before (its custom resource
 // handler, for HA control planes), and the environment creates the CRDs
 // just before it starts the operator: a clock started before that would
 // time the CRDs' age, not the operator.
-func awaitCRDWrites(ctx context.Context, c client.Client) (time.Duration, error) {
-	var first time.Duration
+func awaitCRDWrites(ctx context.Context, c client.Client, phase string) error {
 	for i := range 10 {
 		probe := &wmcov1.WindowsInstance{
 			ObjectMeta: metav1.ObjectMeta{Name: "bench-crd-probe"},
@@ -308,15 +305,15 @@ func awaitCRDWrites(ctx context.Context, c client.Client) (time.Duration, error)
 		}
 		start := time.Now()
 		if err := c.Create(ctx, probe, client.DryRunAll); err != nil {
-			return 0, fmt.Errorf("dry-run create of a WindowsInstance: %w", err)
+			return fmt.Errorf("dry-run create of a WindowsInstance: %w", err)
 		}
 		took := time.Since(start)
-		if i == 0 {
-			first = took
-		}
 		if took < time.Second {
-			return first, nil
+			return nil
+		}
+		if i == 0 {
+			logf("%s: the API server held a WindowsInstance create for %s; the clock starts after it", phase, took.Round(time.Millisecond))
 		}
 	}
-	return first, fmt.Errorf("dry-run creates of a WindowsInstance still take over a second")
+	return fmt.Errorf("dry-run creates of a WindowsInstance still take over a second")
 }
