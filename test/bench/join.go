@@ -280,9 +280,6 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	if r.kubernetes == "" {
 		r.kubernetes = kubernetesVersion(env.Clientset)
 	}
-	if err := awaitCRDWrites(ctx, env.Client, fmt.Sprintf("Join N=%d concurrency=%d", n, conc)); err != nil {
-		return nil, nil, err
-	}
 	before := snapshot(env.Hosts)
 	logf("Join N=%d concurrency=%d: writing the windows-instances ConfigMap", n, conc)
 	prof := startProfile(ctx, c, r, pprofBase, fmt.Sprintf("join N=%d concurrency=%d", n, conc), env.OperatorPID())

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
@@ -140,9 +139,6 @@ func runUnreachable(ctx context.Context, c config, name string, refused, silent 
 		}
 	}
 	data[good.IP] = good.InventoryEntry()
-	if err := awaitCRDWrites(ctx, env.Client, "Unreachable "+name); err != nil {
-		return nil, err
-	}
 	t0 := time.Now()
 	if err := env.SetInventoryData(ctx, data); err != nil {
 		return nil, err
@@ -288,32 +284,4 @@ func (r *report) unreachableTable() string {
 		t.add(u.name, fmt.Sprintf("%d + %d", u.refused, u.silent), fmtDur(u.good), fmtDurs(u.samples), ratio, reasons)
 	}
 	return t.String()
-}
-
-// awaitCRDWrites sends a server-side dry-run create of a WindowsInstance
-// until one is answered within a second, and logs under phase how long
-// the first took when it was held. kube-apiserver sleeps 2 s before a create of a custom resource
-// whose CRD became Established less than 2 s before (its custom resource
-// handler, for HA control planes), and the environment creates the CRDs
-// just before it starts the operator: a clock started before that would
-// time the CRDs' age, not the operator.
-func awaitCRDWrites(ctx context.Context, c client.Client, phase string) error {
-	for i := range 10 {
-		probe := &wmcov1.WindowsInstance{
-			ObjectMeta: metav1.ObjectMeta{Name: "bench-crd-probe"},
-			Spec:       wmcov1.WindowsInstanceSpec{Address: "127.0.0.1", Port: 22, Username: "Administrator", Paused: true},
-		}
-		start := time.Now()
-		if err := c.Create(ctx, probe, client.DryRunAll); err != nil {
-			return fmt.Errorf("dry-run create of a WindowsInstance: %w", err)
-		}
-		took := time.Since(start)
-		if took < time.Second {
-			return nil
-		}
-		if i == 0 {
-			logf("%s: the API server held a WindowsInstance create for %s; the clock starts after it", phase, took.Round(time.Millisecond))
-		}
-	}
-	return fmt.Errorf("dry-run creates of a WindowsInstance still take over a second")
 }

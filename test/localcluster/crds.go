@@ -124,13 +124,71 @@ func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) err
 	})
 }
 
-func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-			return true
+// crdCreateHold is how long after a CRD became Established kube-apiserver
+// holds each create of its custom resources: it sleeps 2 s before one
+// (k8s.io/apiextensions-apiserver, pkg/apiserver/customresource_handler.go)
+// so that the other servers of an HA control plane have seen the CRD.
+const crdCreateHold = 2 * time.Second
+
+// AwaitCRDsSettled waits until every CRD in the cluster has been
+// Established for crdCreateHold, so that no create of a custom resource is
+// held. A real cluster's CRDs are long established when hosts are listed;
+// an environment's are seconds old, and without the wait the first create
+// of each kind takes 2 s longer in one run than in another, whichever
+// process makes it. It compares what the API server compares: each
+// Established condition's LastTransitionTime as stored (to the second)
+// with this machine's clock, which the local API server shares. A CRD not
+// Established yet is an error: call it after the CRDs are installed.
+func AwaitCRDsSettled(ctx context.Context, cfg *rest.Config) error {
+	cs, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	list, err := cs.ApiextensionsV1().CustomResourceDefinitions().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	latest, err := lastEstablished(list.Items)
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(time.Until(latest.Add(crdCreateHold)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// lastEstablished is the latest time one of crds became Established.
+func lastEstablished(crds []apiextensionsv1.CustomResourceDefinition) (time.Time, error) {
+	var latest time.Time
+	for i := range crds {
+		c := findCondition(&crds[i], apiextensionsv1.Established)
+		if c == nil || c.Status != apiextensionsv1.ConditionTrue {
+			return time.Time{}, fmt.Errorf("CRD %s is not Established", crds[i].Name)
+		}
+		if c.LastTransitionTime.After(latest) {
+			latest = c.LastTransitionTime.Time
 		}
 	}
-	return false
+	return latest, nil
+}
+
+func findCondition(crd *apiextensionsv1.CustomResourceDefinition, t apiextensionsv1.CustomResourceDefinitionConditionType) *apiextensionsv1.CustomResourceDefinitionCondition {
+	for i := range crd.Status.Conditions {
+		if crd.Status.Conditions[i].Type == t {
+			return &crd.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	c := findCondition(crd, apiextensionsv1.Established)
+	return c != nil && c.Status == apiextensionsv1.ConditionTrue
 }
 
 // yamlFiles lists the .yaml and .yml files of dir, those holding a

@@ -233,6 +233,13 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	} else if err := localcluster.InstallCRDs(ctx, e.Cluster.Config, "config/crd/bases"); err != nil {
 		return nil, err
 	}
+	if o.MachinePlatform != "" {
+		// The Machine API's and the cluster configuration's CRDs, early:
+		// the API server holds creates of their objects for 2 s after.
+		if err := openshiftcrds.Install(ctx, e.Cluster.Config, append(append([]string(nil), openshiftcrds.Files...), openshiftcrds.ClusterConfigFiles...)...); err != nil {
+			return nil, err
+		}
+	}
 	scheme, err := core.NewScheme()
 	if err != nil {
 		return nil, err
@@ -262,19 +269,25 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 			return nil, err
 		}
 	}
+	if _, err := e.AddHosts(o.Hosts); err != nil {
+		return nil, err
+	}
+	// The CRDs are seconds old: wait until the API server no longer holds
+	// creates of their objects, so that no first create (the simulated
+	// cloud's, the operator's, a test's) takes 2 s longer than the rest.
+	if err := localcluster.AwaitCRDsSettled(ctx, e.Cluster.Config); err != nil {
+		return nil, err
+	}
+	if o.MachinePlatform != "" {
+		if err := e.startCloud(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if o.MaxParallelConfigurations > 0 {
 		if err := e.Client.Create(ctx, &wmcov1.WindowsNodeConfig{
 			ObjectMeta: metav1.ObjectMeta{Name: wmcov1.WindowsNodeConfigName},
 			Spec:       wmcov1.WindowsNodeConfigSpec{MaxParallelConfigurations: o.MaxParallelConfigurations},
 		}); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := e.AddHosts(o.Hosts); err != nil {
-		return nil, err
-	}
-	if o.MachinePlatform != "" {
-		if err := e.startCloud(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -366,14 +379,10 @@ func (e *Env) hostOptions() simagent.Options {
 	return opts
 }
 
-// startCloud installs the Machine API's and the Infrastructure CRDs and
-// starts a simulated cloud of the platform, before the operator, which
-// reads the platform once at start.
+// startCloud starts a simulated cloud of the platform (Start installed its
+// CRDs), before the operator, which reads the platform once at start.
 func (e *Env) startCloud(ctx context.Context) error {
 	e.logf("Starting a simulated %s cloud (Machine API, cloud controller manager)", e.opts.MachinePlatform)
-	if err := openshiftcrds.Install(ctx, e.Cluster.Config); err != nil {
-		return err
-	}
 	w := e.opts.CloudLog
 	if w == nil {
 		w = io.Discard
@@ -395,9 +404,6 @@ func (e *Env) startCloud(ctx context.Context) error {
 // DNS operator's Service, the kubelet client CA, the node-bootstrapper),
 // and a stand-in for OVN's hybrid overlay subnet allocator.
 func (e *Env) openShiftConfig(ctx context.Context) error {
-	if err := openshiftcrds.Install(ctx, e.Cluster.Config, openshiftcrds.ClusterConfigFiles...); err != nil {
-		return err
-	}
 	if err := openshiftcrds.InstallNodeBootstrapper(ctx, e.Cluster.Config); err != nil {
 		return err
 	}
