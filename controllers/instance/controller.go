@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -137,6 +138,10 @@ type Reconciler struct {
 	// clusterSeen maps an instance to the clusterKey of the facts its
 	// last reconcile started with.
 	clusterSeen sync.Map
+	// retries spaces a failed instance's retries; a reconcile that could
+	// not reach its host raises the next wait (unreachableRetry). Set by
+	// SetupWithManager.
+	retries *floorLimiter
 }
 
 // ExporterCertificates gives hosts windows_exporter's serving certificate.
@@ -257,6 +262,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		if stalled(wi) {
 			// Terminal: this generation was observed and is stuck.
 			wi.Status.ObservedGeneration = wi.Generation
+		}
+		if equality.Semantic.DeepEqual(wi.Status, s.base.Status) {
+			// Nothing to write: a host that stays unreachable is
+			// retried without a request to the API server each time.
+			return
 		}
 		if err := r.Client.Status().Patch(ctx, wi, client.MergeFrom(s.base)); err != nil && !apierrors.IsNotFound(err) {
 			// The error retries; a requeue returned with it would be
@@ -481,6 +491,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.recordWrites()
 	r.slots = newSlots(nodeconfig.DefaultMaxParallelConfigurations, r.wake.instance)
 	r.conns = newConnCache(connIdleTimeout, connCacheSize)
+	r.retries = newFloorLimiter(retryLimiter())
 	if n, ok := r.ServerVersion.(core.VersionNotifier); ok {
 		n.OnChange(func(_, _ string) { r.wake.everyInstance() })
 	}
@@ -505,7 +516,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Channel(r.wake.bell, handler.EnqueueRequestsFromMapFunc(r.wokenInstances))).
 		// Enough workers for the largest maxParallelConfigurations the
 		// API allows; the slots hold the configured bound.
-		WithOptions(controller.Options{MaxConcurrentReconciles: maxWorkers, RateLimiter: retryLimiter()}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxWorkers, RateLimiter: r.retries}).
 		Complete(r)
 }
 
@@ -517,6 +528,57 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 // status conflict) waiting for seconds behind theirs.
 func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 	return workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, 1000*time.Second)
+}
+
+// unreachableRetry is the least wait before an instance whose host did
+// not answer on its SSH port is tried again. A host that refused the
+// connection or did not answer will not have started its SSH server 5 ms
+// later; retried at retryLimiter's pace, 25 such hosts made about 130
+// failed reconciles a second in their first seconds (each a dial, a
+// Warning event and a log line with its stack), on the cores that the
+// hosts which answer were joining with. After 8 failures retryLimiter's
+// own wait is longer and rules.
+const unreachableRetry = time.Second
+
+// floorLimiter is a rate limiter whose next wait for an instance may be
+// raised by the reconcile that failed (atLeast), for failures whose
+// cause does not go away in milliseconds.
+type floorLimiter struct {
+	workqueue.TypedRateLimiter[reconcile.Request]
+	mu    sync.Mutex
+	floor map[reconcile.Request]time.Duration
+}
+
+func newFloorLimiter(base workqueue.TypedRateLimiter[reconcile.Request]) *floorLimiter {
+	return &floorLimiter{TypedRateLimiter: base, floor: map[reconcile.Request]time.Duration{}}
+}
+
+// atLeast makes the next wait of the instance name at least d. The
+// reconcile that calls it must return an error (which brings When);
+// Forget clears it too.
+func (l *floorLimiter) atLeast(name string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.floor[reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}] = d
+}
+
+// When is the base's wait, counted as a failure there, or the floor set
+// for this retry when that is longer.
+func (l *floorLimiter) When(r reconcile.Request) time.Duration {
+	d := l.TypedRateLimiter.When(r)
+	l.mu.Lock()
+	f := l.floor[r]
+	delete(l.floor, r)
+	l.mu.Unlock()
+	return max(d, f)
+}
+
+// Forget ends the instance's failures.
+func (l *floorLimiter) Forget(r reconcile.Request) {
+	l.TypedRateLimiter.Forget(r)
+	l.mu.Lock()
+	delete(l.floor, r)
+	l.mu.Unlock()
 }
 
 // nodeChangedPredicate lets through the Node events the controller acts

@@ -92,6 +92,9 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 		if o.terminal() {
 			return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("connect to %s: %w", wi.Spec.Address, err))
 		}
+		if o.reason == ReasonUnreachable && r.retries != nil {
+			r.retries.atLeast(wi.Name, unreachableRetry)
+		}
 		return ctrl.Result{}, fmt.Errorf("connect to %s: %w", wi.Spec.Address, err)
 	}
 	s.session, s.connKey = sess, ckey

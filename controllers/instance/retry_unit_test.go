@@ -39,3 +39,42 @@ func TestRetryLimiterIsPerInstance(t *testing.T) {
 		t.Fatalf("retry after a success: %s, want 5ms", got)
 	}
 }
+
+// A reconcile that could not reach its host raises the next wait to the
+// floor, once; the base still counts the failure, so its own wait takes
+// over when it is longer, and a success (Forget) clears both.
+func TestFloorLimiterRaisesOnlyTheNextWait(t *testing.T) {
+	l := newFloorLimiter(retryLimiter())
+	dead := reconcile.Request{NamespacedName: types.NamespacedName{Name: "dead"}}
+	other := reconcile.Request{NamespacedName: types.NamespacedName{Name: "other"}}
+	steps := []struct {
+		floor bool
+		want  time.Duration
+	}{
+		{true, time.Second},             // base 5ms
+		{false, 10 * time.Millisecond},  // the floor was for one retry
+		{true, time.Second},             // base 20ms
+		{true, time.Second},             // base 40ms
+		{false, 80 * time.Millisecond},  // the failures were counted
+		{true, time.Second},             // base 160ms
+		{true, time.Second},             // base 320ms
+		{true, time.Second},             // base 640ms
+		{true, 1280 * time.Millisecond}, // the base's own wait is longer
+	}
+	for i, st := range steps {
+		if st.floor {
+			l.atLeast("dead", unreachableRetry)
+		}
+		if got := l.When(dead); got != st.want {
+			t.Fatalf("retry %d: %s, want %s", i+1, got, st.want)
+		}
+	}
+	if got := l.When(other); got != 5*time.Millisecond {
+		t.Fatalf("another instance's first retry: %s, want 5ms", got)
+	}
+	l.atLeast("dead", unreachableRetry)
+	l.Forget(dead)
+	if got := l.When(dead); got != 5*time.Millisecond {
+		t.Fatalf("retry after a success: %s, want 5ms (no floor, no failures)", got)
+	}
+}
