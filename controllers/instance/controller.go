@@ -533,10 +533,10 @@ func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 // unreachableRetry is the least wait before an instance whose host did
 // not answer on its SSH port is tried again. A host that refused the
 // connection or did not answer will not have started its SSH server 5 ms
-// later; retried at retryLimiter's pace, 25 such hosts made about 130
-// failed reconciles a second in their first seconds (each a dial, a
-// Warning event and a log line with its stack), on the cores that the
-// hosts which answer were joining with. After 8 failures retryLimiter's
+// later; retried at retryLimiter's pace, 25 such hosts made 50-70
+// failed reconciles a second in their first 3 s (each a dial, a Warning
+// event, a log line with its stack and a status patch), on the cores
+// that the hosts which answer were joining with. After 8 failures retryLimiter's
 // own wait is longer and rules.
 const unreachableRetry = time.Second
 
