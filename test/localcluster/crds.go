@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/openwmco/wmco/test/proc"
 )
@@ -63,10 +64,17 @@ func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) err
 	var names []string
 	// served are the group versions each CRD's plural must show in.
 	served := map[string][]string{}
+	seen := map[string]bool{}
 	for _, f := range files {
 		if !filepath.IsAbs(f) {
 			f = filepath.Join(root, f)
 		}
+		// A file named twice (openshiftcrds' Files and ClusterConfigFiles
+		// share the Infrastructure CRD) is installed once.
+		if f = filepath.Clean(f); seen[f] {
+			continue
+		}
+		seen[f] = true
 		found, err := readCRDFile(f)
 		if err != nil {
 			return err
@@ -75,14 +83,21 @@ func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) err
 			return fmt.Errorf("no CustomResourceDefinition in %s", f)
 		}
 		for _, crd := range found {
-			existing, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(err):
-				_, err = crds.Create(ctx, crd, metav1.CreateOptions{})
-			case err == nil:
-				crd.ResourceVersion = existing.ResourceVersion
-				_, err = crds.Update(ctx, crd, metav1.UpdateOptions{})
-			}
+			// The API server's own controllers write a new CRD's status
+			// (NamesAccepted, Established) just after its create: an
+			// update may find a newer version than it read, and reads it
+			// again.
+			err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				existing, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
+				switch {
+				case apierrors.IsNotFound(err):
+					_, err = crds.Create(ctx, crd, metav1.CreateOptions{})
+				case err == nil:
+					crd.ResourceVersion = existing.ResourceVersion
+					_, err = crds.Update(ctx, crd, metav1.UpdateOptions{})
+				}
+				return err
+			})
 			if err != nil {
 				return fmt.Errorf("install CRD %s: %w", crd.Name, err)
 			}

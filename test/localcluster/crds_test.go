@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/openwmco/wmco/test/localcluster"
+	"github.com/openwmco/wmco/test/openshiftcrds"
 )
 
 // After AwaitCRDsSettled, every CRD installed just before has been
@@ -38,4 +39,21 @@ func TestAwaitCRDsSettledOutlastsTheCreateHold(t *testing.T) {
 		g.Expect(est.Status).To(Equal(apiextensionsv1.ConditionTrue), crd.Name)
 		g.Expect(time.Since(est.LastTransitionTime.Time)).To(BeNumerically(">=", 2*time.Second), crd.Name)
 	}
+}
+
+// A CRD file named twice, as openshiftcrds' Files and ClusterConfigFiles
+// both name the Infrastructure CRD, installs: the second mention is not
+// an update racing the API server's first writes of the new CRD's status
+// (which failed a CI run with a conflict).
+func TestInstallCRDFilesNamedTwice(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	infra, err := openshiftcrds.Path(openshiftcrds.Infrastructure)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(localcluster.InstallCRDFiles(ctx, cluster.Config, infra, infra)).To(Succeed())
+	cs, err := apiextensionsclient.NewForConfig(cluster.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	crd, err := cs.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "infrastructures.config.openshift.io", metav1.GetOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(crd.Generation).To(Equal(int64(1)))
 }
