@@ -22,7 +22,7 @@ func OpenShift(t *testing.T, o openshiftcrds.OVNOptions) *openshiftcrds.OVNClust
 	t.Helper()
 	HostFixture(t)
 	ctx := context.Background()
-	if err := openshiftcrds.Install(ctx, Cluster.Config, append(append([]string(nil), openshiftcrds.Files...), openshiftcrds.ClusterConfigFiles...)...); err != nil {
+	if err := openshiftcrds.Install(ctx, Cluster.Config, openshiftcrds.AllFiles()...); err != nil {
 		t.Fatalf("install the OpenShift CRDs: %v", err)
 	}
 	if err := openshiftcrds.InstallNodeBootstrapper(ctx, Cluster.Config); err != nil {

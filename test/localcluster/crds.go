@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -181,7 +182,7 @@ func AwaitCRDsSettled(ctx context.Context, cfg *rest.Config) error {
 func lastEstablished(crds []apiextensionsv1.CustomResourceDefinition) (time.Time, error) {
 	var latest time.Time
 	for i := range crds {
-		c := findCondition(&crds[i], apiextensionsv1.Established)
+		c := apihelpers.FindCRDCondition(&crds[i], apiextensionsv1.Established)
 		if c == nil || c.Status != apiextensionsv1.ConditionTrue {
 			return time.Time{}, fmt.Errorf("CRD %s is not Established", crds[i].Name)
 		}
@@ -192,18 +193,8 @@ func lastEstablished(crds []apiextensionsv1.CustomResourceDefinition) (time.Time
 	return latest, nil
 }
 
-func findCondition(crd *apiextensionsv1.CustomResourceDefinition, t apiextensionsv1.CustomResourceDefinitionConditionType) *apiextensionsv1.CustomResourceDefinitionCondition {
-	for i := range crd.Status.Conditions {
-		if crd.Status.Conditions[i].Type == t {
-			return &crd.Status.Conditions[i]
-		}
-	}
-	return nil
-}
-
 func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
-	c := findCondition(crd, apiextensionsv1.Established)
-	return c != nil && c.Status == apiextensionsv1.ConditionTrue
+	return apihelpers.IsCRDConditionTrue(crd, apiextensionsv1.Established)
 }
 
 // yamlFiles lists the .yaml and .yml files of dir, those holding a

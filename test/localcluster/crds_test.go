@@ -6,6 +6,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,12 +30,7 @@ func TestAwaitCRDsSettledOutlastsTheCreateHold(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(list.Items).NotTo(BeEmpty())
 	for _, crd := range list.Items {
-		var est *apiextensionsv1.CustomResourceDefinitionCondition
-		for i := range crd.Status.Conditions {
-			if crd.Status.Conditions[i].Type == apiextensionsv1.Established {
-				est = &crd.Status.Conditions[i]
-			}
-		}
+		est := apihelpers.FindCRDCondition(&crd, apiextensionsv1.Established)
 		g.Expect(est).NotTo(BeNil(), crd.Name)
 		g.Expect(est.Status).To(Equal(apiextensionsv1.ConditionTrue), crd.Name)
 		g.Expect(time.Since(est.LastTransitionTime.Time)).To(BeNumerically(">=", 2*time.Second), crd.Name)

@@ -236,7 +236,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if o.MachinePlatform != "" {
 		// The Machine API's and the cluster configuration's CRDs, early:
 		// the API server holds creates of their objects for 2 s after.
-		if err := openshiftcrds.Install(ctx, e.Cluster.Config, append(append([]string(nil), openshiftcrds.Files...), openshiftcrds.ClusterConfigFiles...)...); err != nil {
+		if err := openshiftcrds.Install(ctx, e.Cluster.Config, openshiftcrds.AllFiles()...); err != nil {
 			return nil, err
 		}
 	}

@@ -112,6 +112,13 @@ func Path(file string) (string, error) {
 	return p, nil
 }
 
+// AllFiles is Files and ClusterConfigFiles, for a cluster with both the
+// Machine API and the cluster configuration (Install skips a file named
+// twice).
+func AllFiles() []string {
+	return append(append([]string(nil), Files...), ClusterConfigFiles...)
+}
+
 // Install creates (or updates) the CRDs of files (Files when none are
 // given) and waits until each is Established.
 func Install(ctx context.Context, cfg *rest.Config, files ...string) error {
