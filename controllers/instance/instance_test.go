@@ -166,9 +166,12 @@ func TestTenHostsJoinWithBoundedParallelism(t *testing.T) {
 	hosts := ctrltest.StartHosts(t, n+later, simagent.Options{})
 	dialer := ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: parallel})
 	// Configurations are counted on the hosts' side: hosts running an
-	// agent command at once. (A host not known to answer is dialled
-	// before it takes a slot, so connections may briefly outnumber them.)
-	var busy winsim.BusyCounter
+	// agent command or receiving a file at once. (A host not known to
+	// answer is dialled before it takes a slot, so connections may briefly
+	// outnumber them.) The uploads are the join's longest step: agent
+	// commands alone are short enough that a fast join may never overlap
+	// them.
+	busy := winsim.BusyCounter{Uploads: true}
 	defer busy.Stop()
 	for _, h := range hosts {
 		busy.Watch(h.Host)

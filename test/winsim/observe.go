@@ -34,6 +34,10 @@ type Observer struct {
 	// file (the path as the client named it, e.g. `C:/k/x.tmp`), before
 	// any of its content is written.
 	FileCreated func(path string)
+	// Writing, when set, is called when an SFTP client opens a file for
+	// writing; the function it returns (nil for none) is called when the
+	// client closes the file or the session ends.
+	Writing func(path string) (closed func())
 }
 
 // observers is the host's list of observers.
@@ -65,17 +69,37 @@ func (o *observers) snapshot() []*Observer {
 // request tells the observers a request starts and returns what to call
 // when it ends.
 func (o *observers) request(r Request) (ended func()) {
+	return o.begin(func(ob *Observer) func() {
+		if ob.Request == nil {
+			return nil
+		}
+		return ob.Request(r)
+	})
+}
+
+// writing tells the observers an SFTP client opened a file for writing
+// and returns what to call when it closes it.
+func (o *observers) writing(path string) (closed func()) {
+	return o.begin(func(ob *Observer) func() {
+		if ob.Writing == nil {
+			return nil
+		}
+		return ob.Writing(path)
+	})
+}
+
+// begin calls start for each observer and returns a function that calls
+// what they returned.
+func (o *observers) begin(start func(*Observer) func()) (end func()) {
 	var ends []func()
 	for _, ob := range o.snapshot() {
-		if ob.Request != nil {
-			if end := ob.Request(r); end != nil {
-				ends = append(ends, end)
-			}
+		if e := start(ob); e != nil {
+			ends = append(ends, e)
 		}
 	}
 	return func() {
-		for _, end := range ends {
-			end()
+		for _, e := range ends {
+			e()
 		}
 	}
 }
@@ -92,15 +116,21 @@ func (o *observers) fileCreated(path string) {
 // BusyCounter counts, from the hosts' side, how many of the hosts it
 // watches run an exec'd program at once (an agent command): what
 // WindowsNodeConfig's maxParallelConfigurations bounds. A connection that
-// runs nothing does not count. Safe for concurrent use.
+// runs nothing does not count. With Uploads set (before the first Watch),
+// a host receiving a file over SFTP counts as busy too. Safe for
+// concurrent use.
 type BusyCounter struct {
+	// Uploads counts a host with a file open for writing as busy.
+	Uploads bool
+
 	mu         sync.Mutex
 	busy       map[*Host]int
 	now, peak  int
 	unobserves []func()
 }
 
-// Watch starts counting h's programs; watching a host twice counts it once.
+// Watch starts counting h's programs (and uploads, with Uploads);
+// watching a host twice counts it once.
 func (b *BusyCounter) Watch(h *Host) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -111,26 +141,35 @@ func (b *BusyCounter) Watch(h *Host) {
 		return
 	}
 	b.busy[h] = 0
-	b.unobserves = append(b.unobserves, h.Observe(Observer{Request: func(r Request) func() {
+	o := Observer{Request: func(r Request) func() {
 		if r.Kind != "exec" {
 			return nil
 		}
+		return b.start(h)
+	}}
+	if b.Uploads {
+		o.Writing = func(string) func() { return b.start(h) }
+	}
+	b.unobserves = append(b.unobserves, h.Observe(o))
+}
+
+// start counts one more activity on h and returns what ends it.
+func (b *BusyCounter) start(h *Host) (end func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.busy[h]++
+	if b.busy[h] == 1 {
+		b.now++
+		b.peak = max(b.peak, b.now)
+	}
+	return func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		b.busy[h]++
-		if b.busy[h] == 1 {
-			b.now++
-			b.peak = max(b.peak, b.now)
+		b.busy[h]--
+		if b.busy[h] == 0 {
+			b.now--
 		}
-		return func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			b.busy[h]--
-			if b.busy[h] == 0 {
-				b.now--
-			}
-		}
-	}}))
+	}
 }
 
 // Peak is the most hosts seen running a program at once since the start

@@ -2,6 +2,7 @@ package winsim_test
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,8 +16,10 @@ import (
 
 // An observer hears each exec'd command as it starts and after its program
 // returned (before the client has its exit status), each SFTP session, and
-// each file an SFTP client creates before any byte of it is written; once
-// removed it hears nothing.
+// each file an SFTP client creates before any byte of it is written, and
+// each file open for writing until the client closes it or the session
+// ends (a file opened for reading is not heard); once removed it hears
+// nothing.
 func TestObserver(t *testing.T) {
 	g := NewWithT(t)
 	s := start(t, winsim.Options{})
@@ -46,6 +49,10 @@ func TestObserver(t *testing.T) {
 			}
 			add("created " + p + " " + strconv.FormatInt(size, 10))
 		},
+		Writing: func(p string) func() {
+			add("writing " + p)
+			return func() { add("closed " + p) }
+		},
 	})
 	c := s.connect(t)
 	_, _, code := run(t, c, `C:\k\tool.exe apply --plan x`, "")
@@ -60,13 +67,23 @@ func TestObserver(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	_, err = f.Write([]byte("data"))
 	g.Expect(err).NotTo(HaveOccurred())
+	opened := []string{"start exec Administrator C:\\k\\tool.exe apply --plan x", "end exec",
+		"start sftp Administrator ", `created C:\k\a.txt 0`, `writing C:\k\a.txt`}
+	g.Expect(get()).To(Equal(opened), "the file is being written until it is closed")
 	g.Expect(f.Close()).To(Succeed())
+	g.Expect(get()).To(Equal(append(opened, `closed C:\k\a.txt`)))
+	// Reading is not writing.
+	r, err := sc.Open(`C:\k\a.txt`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.Close()).To(Succeed())
+	// A file left open is closed when the session ends.
+	_, err = sc.OpenFile(`C:\k\a.txt`, os.O_WRONLY)
+	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(sc.Close()).To(Succeed())
-	g.Eventually(get).Should(Equal([]string{"start exec Administrator C:\\k\\tool.exe apply --plan x", "end exec",
-		"start sftp Administrator ", `created C:\k\a.txt 0`, "end sftp"}))
+	g.Eventually(get).Should(Equal(append(opened, `closed C:\k\a.txt`, `writing C:\k\a.txt`, `closed C:\k\a.txt`, "end sftp")))
 
 	remove()
 	_, _, code = run(t, c, `C:\k\tool.exe`, "")
 	g.Expect(code).To(Equal(3))
-	g.Consistently(get, "200ms").Should(HaveLen(5))
+	g.Consistently(get, "200ms").Should(HaveLen(9))
 }

@@ -9,6 +9,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -138,6 +139,9 @@ func (f *sftpFS) open(r *sftp.Request) (*handle, error) {
 	h, err := f.openLocked(r)
 	if err == nil && r.Pflags().Creat && f.obs != nil {
 		f.obs.fileCreated(h.path)
+	}
+	if err == nil && r.Pflags().Write && f.obs != nil {
+		h.closed = sync.OnceFunc(f.obs.writing(h.path))
 	}
 	return h, err
 }
@@ -335,6 +339,17 @@ type handle struct {
 	fs   *sftpFS
 	n    *node
 	path string
+	// closed tells the observers a file opened for writing is closed.
+	closed func()
+}
+
+// Close implements io.Closer: pkg/sftp calls it when the client closes
+// the handle or the session ends.
+func (h *handle) Close() error {
+	if h.closed != nil {
+		h.closed()
+	}
+	return nil
 }
 
 func (h *handle) ReadAt(p []byte, off int64) (int, error) {
