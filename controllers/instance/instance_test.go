@@ -131,6 +131,54 @@ func TestWrongKeyIsTerminalUntilTheSecretChanges(t *testing.T) {
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
 }
 
+// A host that refuses connections is retried no faster than once a
+// second: its SSH server will not have started a few milliseconds later,
+// and each retry is a dial, an event and a log line on the cores the
+// hosts that answer are joining with. Once the instance names the port
+// its SSH server listens on, it joins.
+func TestRefusingHostIsRetriedAtMostOnceASecond(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := ctrltest.StartHosts(t, 1, simagent.Options{})
+	h := hosts[0]
+	// A port nothing listens on refuses the connection.
+	l, err := net.Listen("tcp", net.JoinHostPort(h.IP, "0"))
+	g.Expect(err).NotTo(HaveOccurred())
+	refused := l.Addr().(*net.TCPAddr).Port
+	g.Expect(l.Close()).To(Succeed())
+	dialer := ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: 2})
+
+	wi := ctrltest.InstanceFor(h)
+	wi.Spec.Port = int32(refused)
+	g.Expect(ctrltest.Client.Create(ctx, wi)).To(Succeed())
+	awaitUnreachable(g, h.Name, instance.ReasonUnreachable, wmcov1.PhaseConnecting)
+	// The instance's rate limiter alone (5 ms, doubling) would retry 8
+	// times in the first 1.3 s and 10 times in 3 s; a slower machine only
+	// dials less.
+	first := dialer.Dials.Load()
+	g.Consistently(func() int32 { return dialer.Dials.Load() - first }).
+		WithTimeout(3*time.Second).WithPolling(100*time.Millisecond).Should(BeNumerically("<=", 4), "dials in 3 s")
+	t.Logf("dials of a refusing host: %d before the condition was seen, %d in the 3 s after", first, dialer.Dials.Load()-first)
+
+	g.Expect(ctrltest.UpdateInstance(ctx, h.Name, func(wi *wmcov1.WindowsInstance) { wi.Spec.Port = int32(h.Host.Port()) })).To(Succeed())
+	ctrltest.WaitReady(t, h.Name, 90*time.Second)
+	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
+	ctrltest.ExpectHostClean(g, h)
+}
+
+// awaitUnreachable waits until the instance name's Reachable condition
+// has reason and its phase is phase.
+func awaitUnreachable(g *WithT, name, reason string, phase wmcov1.InstancePhase) {
+	g.Eventually(func(g Gomega) {
+		got := &wmcov1.WindowsInstance{}
+		g.Expect(ctrltest.Client.Get(context.Background(), client.ObjectKey{Name: name}, got)).To(Succeed())
+		c := meta.FindStatusCondition(got.Status.Conditions, wmcov1.ConditionReachable)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(reason))
+		g.Expect(got.Status.Phase).To(Equal(phase))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
 // A host presenting another host key than the pinned one is never given a
 // command.
 func TestHostKeyMismatchRunsNothing(t *testing.T) {
@@ -143,14 +191,7 @@ func TestHostKeyMismatchRunsNothing(t *testing.T) {
 	wi := ctrltest.InstanceFor(h)
 	wi.Spec.HostKey = other.Host.HostKey()
 	g.Expect(ctrltest.Client.Create(ctx, wi)).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		got := &wmcov1.WindowsInstance{}
-		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, got)).To(Succeed())
-		c := meta.FindStatusCondition(got.Status.Conditions, wmcov1.ConditionReachable)
-		g.Expect(c).NotTo(BeNil())
-		g.Expect(c.Reason).To(Equal(instance.ReasonHostKeyMismatch))
-		g.Expect(got.Status.Phase).To(Equal(wmcov1.PhaseFailed))
-	}).WithTimeout(30 * time.Second).Should(Succeed())
+	awaitUnreachable(g, h.Name, instance.ReasonHostKeyMismatch, wmcov1.PhaseFailed)
 	g.Consistently(func() int64 { return h.Host.Stats().Commands }).WithTimeout(3*time.Second).Should(BeZero(), "no command runs on a host with the wrong key")
 
 	ctrltest.DeleteAndWait(t, h.Name, 30*time.Second)
@@ -242,14 +283,7 @@ func TestChangedHostKeyIsNotTrusted(t *testing.T) {
 	wi := &wmcov1.WindowsInstance{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
 
-	g.Eventually(func(g Gomega) {
-		got := &wmcov1.WindowsInstance{}
-		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, got)).To(Succeed())
-		c := meta.FindStatusCondition(got.Status.Conditions, wmcov1.ConditionReachable)
-		g.Expect(c).NotTo(BeNil())
-		g.Expect(c.Reason).To(Equal(instance.ReasonHostKeyMismatch))
-		g.Expect(got.Status.Phase).To(Equal(wmcov1.PhaseFailed))
-	}).WithTimeout(30 * time.Second).Should(Succeed())
+	awaitUnreachable(g, h.Name, instance.ReasonHostKeyMismatch, wmcov1.PhaseFailed)
 	g.Consistently(func() int64 { return h.Host.Stats().Commands }).WithTimeout(3*time.Second).Should(Equal(commands),
 		"no command runs on a host that presents another key")
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/openshiftcrds"
 	"github.com/openwmco/wmco/test/ovnsim"
 )
@@ -24,6 +25,10 @@ func OpenShift(t *testing.T, o openshiftcrds.OVNOptions) *openshiftcrds.OVNClust
 	ctx := context.Background()
 	if err := openshiftcrds.Install(ctx, Cluster.Config, openshiftcrds.AllFiles()...); err != nil {
 		t.Fatalf("install the OpenShift CRDs: %v", err)
+	}
+	// The cluster's objects below are created at once, not held 2 s.
+	if err := localcluster.AwaitCRDsSettled(ctx, Cluster.Config); err != nil {
+		t.Fatalf("wait for the OpenShift CRDs: %v", err)
 	}
 	if err := openshiftcrds.InstallNodeBootstrapper(ctx, Cluster.Config); err != nil {
 		t.Fatalf("install the node-bootstrapper: %v", err)

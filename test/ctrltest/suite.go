@@ -78,6 +78,12 @@ func Run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// A test's first custom resource is created at once, not held 2 s
+	// (localcluster.AwaitCRDsSettled).
+	if err := localcluster.AwaitCRDsSettled(ctx, c.Config); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if Scheme, err = core.NewScheme(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
