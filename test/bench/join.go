@@ -57,6 +57,8 @@ type joinResult struct {
 	// when it was run more than once (N=1: --t1-runs); this result is the
 	// median run's.
 	samples []time.Duration
+	// probe is probeSpeed right before the run's environment started.
+	probe time.Duration
 }
 
 // joinSimulatedHosts names the benchmark's own process among a join's
@@ -250,6 +252,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 			return nil, nil, err
 		}
 	}
+	probe := probeSpeed()
 	env, err := localenv.Start(ctx, localenv.Options{
 		ExtraAPIServerArgs:        auditFlags,
 		HostLogger:                tl.logger,
@@ -293,7 +296,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 	if err := env.SetInventory(ctx, env.Hosts...); err != nil {
 		return nil, nil, fmt.Errorf("write inventory: %w", err)
 	}
-	res := &joinResult{hosts: n, concurrency: conc}
+	res := &joinResult{hosts: n, concurrency: conc, probe: probe}
 	stalls := &stallWatch{since: map[string]time.Time{}, flagged: map[string]bool{}}
 	res.ready, err = waitAllReady(ctx, env, n, t0, c.joinTimeout, stalls, tl)
 	// Before the profile is finished: that waits for the CPU profile's
@@ -343,7 +346,7 @@ func runJoin(ctx context.Context, c config, r *report, n, conc int, idle bool) (
 		logf("Join N=%d concurrency=%d: %d/%d Ready after %s; last operator log lines:\n%s", n, conc, res.ready, n, res.duration.Round(time.Millisecond), proc.TailFile(env.OperatorLog, 15))
 		return res, nil, err
 	}
-	logf("Join N=%d concurrency=%d: all %d Ready in %s (%.1f MB received per host); CPU time: %s", n, conc, n, res.duration.Round(time.Millisecond), res.bytesPerHost/1e6, fmtCPU(res.cpu, res.duration, runtime.NumCPU()))
+	logf("Join N=%d concurrency=%d: all %d Ready in %s (%.1f MB received per host); CPU time: %s; speed probe before %s", n, conc, n, res.duration.Round(time.Millisecond), res.bytesPerHost/1e6, fmtCPU(res.cpu, res.duration, runtime.NumCPU()), fmtProbe(probe))
 	if !idle {
 		return res, nil, nil
 	}

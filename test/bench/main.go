@@ -364,6 +364,7 @@ func run(c config) int {
 		}()
 	}
 	r := &report{cfg: c, machine: describeMachine(), started: start}
+	r.machine.probe = probeSpeed()
 	logf("Benchmark on %s, %d cores, %s memory; phases %s", r.machine.cpu, r.machine.cores, fmtBytes(r.machine.memory), strings.Join(sortedKeys(c.phases), ","))
 	failed := false
 	phase := func(name string, f func() error) {
@@ -391,6 +392,7 @@ func run(c config) int {
 	}
 	r.total = time.Since(start)
 	r.loadEnd = loadAverage()
+	r.probeEnd = probeSpeed()
 
 	md := r.markdown()
 	fmt.Println(r.summary())
@@ -441,6 +443,8 @@ type machine struct {
 	goVer   string
 	commit  string
 	loadAvg string
+	// probe is probeSpeed at the start.
+	probe time.Duration
 }
 
 func describeMachine() machine {

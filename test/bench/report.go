@@ -18,6 +18,8 @@ type report struct {
 	started    time.Time
 	total      time.Duration
 	loadEnd    string
+	// probeEnd is probeSpeed at the end.
+	probeEnd time.Duration
 
 	joins    []joinResult
 	idle     []idleResult
@@ -43,6 +45,14 @@ func fmtBytesF(b float64) string {
 	default:
 		return fmt.Sprintf("%.0f B", b)
 	}
+}
+
+// fmtProbe is a speed probe's time; "" when it did not run.
+func fmtProbe(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d ms", d.Milliseconds())
 }
 
 func fmtDur(d time.Duration) string {
@@ -174,7 +184,7 @@ func (r *report) joinCPU() string {
 	if i := slices.Index(names, joinSimulatedHosts); i > 0 {
 		names = slices.Insert(slices.Delete(names, i, i+1), 0, joinSimulatedHosts)
 	}
-	t := &table{head: append(append([]string{"N hosts", "concurrency"}, names...), "in all", "share of the machine")}
+	t := &table{head: append(append([]string{"N hosts", "concurrency"}, names...), "in all", "share of the machine", "speed probe before")}
 	for _, j := range r.joins {
 		if j.cpu == nil {
 			continue
@@ -190,14 +200,16 @@ func (r *report) joinCPU() string {
 			row = append(row, fmt.Sprintf("%.1f s", v))
 			sum += v
 		}
-		row = append(row, fmt.Sprintf("%.1f s", sum), fmt.Sprintf("%.0f %% of %d cores", 100*machineShare(sum, j.duration, r.machine.cores), r.machine.cores))
+		row = append(row, fmt.Sprintf("%.1f s", sum), fmt.Sprintf("%.0f %% of %d cores", 100*machineShare(sum, j.duration, r.machine.cores), r.machine.cores), fmtProbe(j.probe))
 		t.add(row...)
 	}
 	return fmt.Sprintf("CPU time of each process during the join (from the inventory written until\n"+
 		"every instance was Ready; \"%s\" is the benchmark's own process, with\n"+
 		"the real agent on each simulated host). Near 100 %%, T(N) is bound by\n"+
 		"this machine's cores, which the simulated hosts share with the\n"+
-		"operator and the control plane:\n\n%s", joinSimulatedHosts, t.String())
+		"operator and the control plane. The speed probe (see \"Machine\") ran\n"+
+		"right before the run's environment started; the same code's CPU time\n"+
+		"moves with it:\n\n%s", joinSimulatedHosts, t.String())
 }
 
 func (r *report) idleTable() string {
@@ -356,6 +368,7 @@ func (r *report) markdown() string {
 		mt.add("Source", "`"+r.machine.commit+"`")
 	}
 	mt.add("Load average (1, 5, 15 min) at start / end", r.machine.loadAvg+" / "+r.loadEnd)
+	mt.add("Speed probe at start / end (SHA-256, AES-GCM and a copy of 256 MiB on one core, the median of 3; lower is faster)", fmtProbe(r.machine.probe)+" / "+fmtProbe(r.probeEnd))
 	mt.add("Date", r.started.UTC().Format(time.RFC1123))
 	mt.add("Total wall time", fmtDur(r.total))
 	b.WriteString(mt.String())
@@ -403,7 +416,14 @@ func (r *report) markdown() string {
 	w("   (one join varies by a few hundred ms). T(N)/T(1) divides by the\n")
 	w("   T(1) of the same concurrency. \"received per host\" is what each\n")
 	w("   host's SSH server received (payload plus SSH framing); \"operator\n")
-	w("   VmHWM\" is the operator's peak RSS at the end of the run.\n")
+	w("   VmHWM\" is the operator's peak RSS at the end of the run. The speed\n")
+	w("   probe beside each join's CPU time (and at the start and end of the\n")
+	w("   whole run) times SHA-256, AES-GCM sealing and a copy of 256 MiB on one\n")
+	w("   core, the median of 3, right before the run's environment starts:\n")
+	w("   a join spends most of its CPU on that work per byte, and this\n")
+	w("   machine's speed moves from hour to hour (the same code's 50-host\n")
+	w("   join has taken from 44 to 56 s of CPU), so a slower T(N) beside a\n")
+	w("   slower probe is the machine's.\n")
 	w("2. **Idle cost**, after the largest N of the first concurrency, with all\n")
 	w("   hosts Ready: once the hosts' counters have been still for %s, the\n", c.quiet)
 	w("   background traffic over a %s window with no event besides the\n", c.idleWindow)
