@@ -151,7 +151,7 @@ func TestRefusingHostIsRetriedAtMostOnceASecond(t *testing.T) {
 	wi := ctrltest.InstanceFor(h)
 	wi.Spec.Port = int32(refused)
 	g.Expect(ctrltest.Client.Create(ctx, wi)).To(Succeed())
-	awaitUnreachable(g, h.Name, instance.ReasonUnreachable, wmcov1.PhaseConnecting)
+	awaitReachableReason(g, h.Name, instance.ReasonUnreachable, wmcov1.PhaseConnecting)
 	// The instance's rate limiter alone (5 ms, doubling) would retry 8
 	// times in the first 1.3 s and 10 times in 3 s; a slower machine only
 	// dials less.
@@ -166,9 +166,9 @@ func TestRefusingHostIsRetriedAtMostOnceASecond(t *testing.T) {
 	ctrltest.ExpectHostClean(g, h)
 }
 
-// awaitUnreachable waits until the instance name's Reachable condition
+// awaitReachableReason waits until the instance name's Reachable condition
 // has reason and its phase is phase.
-func awaitUnreachable(g *WithT, name, reason string, phase wmcov1.InstancePhase) {
+func awaitReachableReason(g *WithT, name, reason string, phase wmcov1.InstancePhase) {
 	g.Eventually(func(g Gomega) {
 		got := &wmcov1.WindowsInstance{}
 		g.Expect(ctrltest.Client.Get(context.Background(), client.ObjectKey{Name: name}, got)).To(Succeed())
@@ -191,7 +191,7 @@ func TestHostKeyMismatchRunsNothing(t *testing.T) {
 	wi := ctrltest.InstanceFor(h)
 	wi.Spec.HostKey = other.Host.HostKey()
 	g.Expect(ctrltest.Client.Create(ctx, wi)).To(Succeed())
-	awaitUnreachable(g, h.Name, instance.ReasonHostKeyMismatch, wmcov1.PhaseFailed)
+	awaitReachableReason(g, h.Name, instance.ReasonHostKeyMismatch, wmcov1.PhaseFailed)
 	g.Consistently(func() int64 { return h.Host.Stats().Commands }).WithTimeout(3*time.Second).Should(BeZero(), "no command runs on a host with the wrong key")
 
 	ctrltest.DeleteAndWait(t, h.Name, 30*time.Second)
@@ -283,7 +283,7 @@ func TestChangedHostKeyIsNotTrusted(t *testing.T) {
 	wi := &wmcov1.WindowsInstance{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
 
-	awaitUnreachable(g, h.Name, instance.ReasonHostKeyMismatch, wmcov1.PhaseFailed)
+	awaitReachableReason(g, h.Name, instance.ReasonHostKeyMismatch, wmcov1.PhaseFailed)
 	g.Consistently(func() int64 { return h.Host.Stats().Commands }).WithTimeout(3*time.Second).Should(Equal(commands),
 		"no command runs on a host that presents another key")
 
