@@ -47,12 +47,13 @@ func fmtBytesF(b float64) string {
 	}
 }
 
-// fmtProbe is a speed probe's time; "" when it did not run.
+// fmtProbe is a speed probe's time as fmtDur gives it; "" when it did
+// not run.
 func fmtProbe(d time.Duration) string {
 	if d == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%d ms", d.Milliseconds())
+	return fmtDur(d)
 }
 
 func fmtDur(d time.Duration) string {
