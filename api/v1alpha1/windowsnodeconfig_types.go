@@ -52,7 +52,8 @@ type NetworkSpec struct {
 	// hybrid overlay's cluster network; with Flannel, the cluster's pod
 	// network). Read from the cluster when unset: on OpenShift from
 	// OVN-Kubernetes' configuration, on plain Kubernetes from kube-flannel's
-	// net-conf.json or the Nodes' podCIDRs.
+	// net-conf.json (the Nodes' podCIDRs are not used: they show the
+	// subnets allocated so far, not the network).
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="clusterNetworkCIDR must be a CIDR such as 10.132.0.0/14"
