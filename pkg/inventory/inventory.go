@@ -64,13 +64,17 @@ type Problem struct {
 var (
 	// Same rules as WindowsInstance.spec.username.
 	usernameRe = regexp.MustCompile(`^[^\s"/\[\]:;|=,+*?<>]+$`)
-	nodeNameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// Same rule as WindowsInstance.spec.nodeName: a lower-case RFC 1123
+	// subdomain such as ip-10-0-1-2.ec2.internal.
+	nodeNameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	hostKeyRe  = regexp.MustCompile(`^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,2}$`)
 )
 
-// The longest username and hostKey, as WindowsInstance.spec allows.
+// The longest username, nodeName and hostKey, as WindowsInstance.spec
+// allows.
 const (
 	maxUsername = 256
+	maxNodeName = 253
 	maxHostKey  = 8192
 )
 
@@ -161,8 +165,8 @@ func parseValue(key, addr, value string) (Entry, error) {
 			}
 			e.Port = int32(p)
 		case "nodeName":
-			if len(v) > 63 || !nodeNameRe.MatchString(v) {
-				return e, fmt.Errorf("nodeName %s is not a lower-case RFC 1123 label", bounded.Quote(v))
+			if len(v) > maxNodeName || !nodeNameRe.MatchString(v) {
+				return e, fmt.Errorf("nodeName %s is not a lower-case RFC 1123 subdomain such as ip-10-0-1-2.ec2.internal", bounded.Quote(v))
 			}
 			e.NodeName = v
 		case "hostKey":

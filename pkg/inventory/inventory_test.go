@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/openwmco/wmco/pkg/hostaddr"
 )
@@ -57,6 +58,12 @@ func TestParseRejectsBadEntriesAndKeepsGoodOnes(t *testing.T) {
 		{"10.0.0.12", "username=a\nhostKey=ssh-dss AAAA", "hostKey is not", true},
 		{"10.0.0.13", "username=a\nhostKey=ssh-ed25519 " + strings.Repeat("A", 9000), "hostKey is 9012 characters long; at most 8192", true},
 		{"10.0.0.14", "username=" + strings.Repeat("a", 257), "is longer than 256 characters", true},
+		{"10.0.0.15", "username=a\nnodeName=ip-10-0-1-2.ec2.internal", "", false}, // a DNS subdomain, as spec.nodeName allows
+		{"10.0.0.16", "username=a\nnodeName=win..1", `nodeName "win..1" is not a lower-case RFC 1123 subdomain`, true},
+		{"10.0.0.17", "username=a\nnodeName=win-1.", `nodeName "win-1."`, true},
+		{"10.0.0.18", "username=a\nnodeName=.win-1", `nodeName ".win-1"`, true},
+		{"10.0.0.19", "username=a\nnodeName=" + strings.Repeat("a.", 126) + "ab", "subdomain", true}, // 254 characters
+		{"10.0.0.20", "username=a\nnodeName=" + strings.Repeat("a.", 125) + "abc", "", false},        // 253 characters
 	}
 	data := map[string]string{"10.9.9.9": "username=Administrator"}
 	for _, c := range cases {
@@ -82,7 +89,7 @@ func TestParseRejectsBadEntriesAndKeepsGoodOnes(t *testing.T) {
 	for _, e := range entries {
 		addrs = append(addrs, e.Address)
 	}
-	g.Expect(addrs).To(Equal([]string{"10.0.0.7", "10.9.9.9"}), "good entries still come through")
+	g.Expect(addrs).To(Equal([]string{"10.0.0.15", "10.0.0.20", "10.0.0.7", "10.9.9.9"}), "good entries still come through")
 }
 
 func TestParseReasonsQuoteABoundedPrefix(t *testing.T) {
@@ -128,6 +135,7 @@ func TestInstanceName(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
+	f.Add("10.1.42.2", "username=a\nnodeName=ip-10-0-1-2.ec2.internal")
 	f.Add("10.1.42.1", "username=Administrator\nport=22")
 	f.Add("Win.example.com.", "username=a\nnodeName=x\nhostKey="+edKey)
 	f.Add("::1", "port=1")
@@ -146,6 +154,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if e.Port < 0 {
 				t.Fatalf("negative port %d", e.Port)
+			}
+			if e.NodeName != "" && len(validation.IsDNS1123Subdomain(e.NodeName)) > 0 {
+				t.Fatalf("accepted nodeName %q, which is no RFC 1123 subdomain", e.NodeName)
 			}
 		}
 		for _, p := range problems {
