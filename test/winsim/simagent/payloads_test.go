@@ -242,7 +242,7 @@ func TestUpgradeRepointsUnchangedServicesPrunesAndRollsBack(t *testing.T) {
 	h.stage(ctx, g, "v1")
 	res := h.apply(ctx, g, "v1")
 	g.Expect(res.Changes).To(ContainElement(wicdapi.Change{Kind: "service", Name: "kube-proxy", Action: "started"}))
-	g.Eventually(node.AgentServiceVersion).Should(Equal("v1"))
+	g.Eventually(node.AgentServiceVersion).WithTimeout(agentServiceWait).Should(Equal("v1"))
 	g.Expect(agentError(ctx, g, sess, wicdapi.RollbackArg).Code).To(Equal(wicdapi.CodeNotFound), "nothing to roll back to yet")
 
 	// v2 changes only windows_exporter: only it restarts; the others are
@@ -317,7 +317,7 @@ func TestUpgradeRepointsUnchangedServicesPrunesAndRollsBack(t *testing.T) {
 
 	// A service restarted for another reason runs the new folder's binary.
 	g.Expect(node.Services.Stop(ctx, "kube-proxy")).To(Succeed())
-	g.Eventually(func() []string { return disk.Holders(payloadPath("v3", "kube-proxy.exe")) }).Should(HaveLen(1),
+	g.Eventually(func() []string { return disk.Holders(payloadPath("v3", "kube-proxy.exe")) }).WithTimeout(agentServiceWait).Should(HaveLen(1),
 		"the agent service starts the stopped service from v3")
 }
 
@@ -338,7 +338,7 @@ func TestApplyErrorIsKeptUntilAnApplySucceeds(t *testing.T) {
 	g.Expect(f.ApplyError).To(HaveField("Message", ContainSubstring("start service csi-proxy")))
 
 	node.Services.FailStart("csi-proxy", nil)
-	g.Eventually(func(g Gomega) { g.Expect(facts(g).ApplyError).To(BeNil()) }).Should(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(facts(g).ApplyError).To(BeNil()) }).WithTimeout(agentServiceWait).Should(Succeed())
 	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
 }
 
@@ -423,6 +423,12 @@ func TestApplyCutShortIsNotInPlace(t *testing.T) {
 	g.Expect(facts(g).ApplyError).To(BeNil())
 }
 
+// agentServiceWait bounds waits for the agent service's re-apply: it runs
+// every AgentRunInterval, but a re-apply restarts services, and under
+// -race on 2 busy cores one took longer than gomega's default 1 s (a CI
+// run of 2026-12-05).
+const agentServiceWait = 30 * time.Second
+
 // An apply cut short after it reconfigured a running service for a new
 // binary and before it restarted it leaves the host as the plan says (the
 // service's configuration, the files) while the service still runs the
@@ -464,7 +470,7 @@ func TestApplyCutShortBeforeARestartIsFinishedWithTheRestart(t *testing.T) {
 		f := hostFacts(ctx, g, sess)
 		g.Expect(f.AppliedPayloadVersion).To(Equal("v2"))
 		g.Expect(f.ApplyError).To(BeNil())
-	}).Should(Succeed(), "the agent service's re-apply finishes the plan")
+	}).WithTimeout(agentServiceWait).Should(Succeed(), "the agent service's re-apply finishes the plan")
 	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started+1), "csi-proxy restarted on its new binary")
 	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
 	g.Expect(node.Services.Running("dep")).To(BeTrue())
