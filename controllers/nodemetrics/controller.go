@@ -72,9 +72,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if err := r.Client.List(ctx, &nodes, client.HasLabels{wmcov1.LabelInstance}); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list Windows Nodes: %w", err)
 	}
+	// Every slice this controller manages, whatever its service-name
+	// label says: one whose label was edited is corrected, not made again.
 	var existing discoveryv1.EndpointSliceList
 	if err := r.objects.List(ctx, &existing, client.InNamespace(r.Namespace), client.MatchingLabels{
-		discoveryv1.LabelManagedBy: ManagedBy, discoveryv1.LabelServiceName: ServiceName,
+		discoveryv1.LabelManagedBy: ManagedBy,
 	}); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list EndpointSlices: %w", err)
 	}
@@ -159,7 +161,21 @@ func (r *Reconciler) applySlice(ctx context.Context, want, have *discoveryv1.End
 	log := ctrl.LoggerFrom(ctx)
 	if have == nil {
 		log.Info("Creating EndpointSlice", "endpointSlice", klog.KObj(want), "endpoints", len(want.Endpoints))
-		if err := r.Client.Create(ctx, want); err != nil {
+		err := r.Client.Create(ctx, want)
+		if apierrors.IsAlreadyExists(err) {
+			// A slice of the name that the cache, which holds only those
+			// labelled as managed by this controller, lacks: its
+			// managed-by label was removed or changed. Replaced whole by
+			// an update without a resourceVersion; the label brings it
+			// back into the cache. (Were it only the cache lagging, the
+			// update writes what the next reconcile would.)
+			log.Info("Restoring EndpointSlice: its managed-by label was edited", "endpointSlice", klog.KObj(want))
+			if err := r.Client.Update(ctx, want.DeepCopy()); err != nil {
+				return fmt.Errorf("restore EndpointSlice %s: %w", klog.KObj(want), err)
+			}
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("create EndpointSlice %s: %w", klog.KObj(want), err)
 		}
 		return nil

@@ -200,6 +200,31 @@ func TestNodeMetricsWithGeneratedRBAC(t *testing.T) {
 		g.Expect(eps[win.Name].Addresses).To(Equal([]string{"198.51.100.7"}))
 		g.Expect(service(g).Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
+
+	// An admin's edit of either label of a slice is undone: the
+	// service-name label (Prometheus finds the targets by it) and the
+	// managed-by label (which takes the slice out of the operator's
+	// cache, so that its create meets AlreadyExists).
+	var slices discoveryv1.EndpointSliceList
+	g.Expect(ctrltest.Client.List(ctx, &slices, client.InNamespace(ctrltest.Namespace),
+		client.MatchingLabels{discoveryv1.LabelServiceName: nodemetrics.ServiceName})).To(Succeed())
+	g.Expect(slices.Items).To(HaveLen(1))
+	key := client.ObjectKeyFromObject(&slices.Items[0])
+	for _, label := range []string{discoveryv1.LabelServiceName, discoveryv1.LabelManagedBy} {
+		es := &discoveryv1.EndpointSlice{}
+		g.Expect(ctrltest.Client.Get(ctx, key, es)).To(Succeed())
+		edited := es.DeepCopy()
+		edited.Labels[label] = "edited-by-hand"
+		g.Expect(ctrltest.Client.Patch(ctx, edited, client.MergeFrom(es))).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			got := &discoveryv1.EndpointSlice{}
+			g.Expect(ctrltest.Client.Get(ctx, key, got)).To(Succeed())
+			g.Expect(got.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, nodemetrics.ServiceName), label)
+			g.Expect(got.Labels).To(HaveKeyWithValue(discoveryv1.LabelManagedBy, nodemetrics.ManagedBy), label)
+			g.Expect(endpoints(g)).To(HaveKey(win.Name), label)
+		}).WithTimeout(30*time.Second).Should(Succeed(), "the %s label is restored", label)
+	}
+
 	g.Expect(ctrltest.Client.Delete(ctx, win)).To(Succeed())
 	g.Eventually(func(g Gomega) { g.Expect(endpoints(g)).To(BeEmpty()) }).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Expect(apierrors.IsNotFound(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(win), &corev1.Node{}))).To(BeTrue())
