@@ -219,7 +219,9 @@ func Evaluate(spec *certificatesv1.CertificateSigningRequestSpec, lookup Lookup)
 		return pending("Node %s is not yet known to belong to instance %s", nodeName, inst.Name)
 	}
 	for _, d := range req.DNSNames {
-		if d != nodeName && !strings.EqualFold(d, inst.Hostname) {
+		// An empty hostname (none observed) matches no name, the empty
+		// one included.
+		if d != nodeName && (inst.Hostname == "" || !strings.EqualFold(d, inst.Hostname)) {
 			return pending("DNS name %q is neither the node name nor the host's hostname %q", d, inst.Hostname)
 		}
 	}

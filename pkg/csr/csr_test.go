@@ -33,6 +33,8 @@ var instances = map[string]Instance{
 	"win-1": {Name: "10.1.42.1", NodeName: "win-1", BootstrapIdentities: []BootstrapIdentity{{Username: boot1}}, Addresses: []string{"10.1.42.1"}, Hostname: "WIN-1", Node: NodeAbsent},
 	"win-10": {Name: "10.1.42.10", NodeName: "win-10", BootstrapIdentities: []BootstrapIdentity{{Username: boot2}}, Addresses: []string{"10.1.42.10", "fd00::10"}, Hostname: "WIN-10",
 		Node: NodeOwned},
+	// Owned, no hostname observed (yet).
+	"win-11":    {Name: "10.1.42.11", NodeName: "win-11", Addresses: []string{"10.1.42.11"}, Node: NodeOwned},
 	"win-taken": {Name: "10.1.42.3", NodeName: "win-taken", BootstrapIdentities: []BootstrapIdentity{{Username: "system:bootstrap:cccccc"}}, Node: NodeForeign},
 	// OpenShift: one user name, a credential ID per host (win-o1 has two,
 	// an earlier token and its renewal); win-o3 has none issued.
@@ -106,6 +108,11 @@ func TestEvaluate(t *testing.T) {
 			req{cn: "system:node:win-10", orgs: nodes}, Approve, ""},
 		{"serving with IPv4, IPv6 and hostname", servingSigner, "system:node:win-10", []certificatesv1.KeyUsage{ds, ke, sa},
 			req{cn: "system:node:win-10", orgs: nodes, dns: []string{"win-10"}, ips: []string{"10.1.42.10", "fd00::10"}}, Approve, "serving certificate"},
+
+		{"serving with an empty DNS name, no hostname observed", servingSigner, "system:node:win-11", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-11", orgs: nodes, dns: []string{""}, ips: []string{"10.1.42.11"}}, Pending, `DNS name "" is neither`},
+		{"serving with the node name, no hostname observed", servingSigner, "system:node:win-11", []certificatesv1.KeyUsage{ds, sa},
+			req{cn: "system:node:win-11", orgs: nodes, dns: []string{"win-11"}, ips: []string{"10.1.42.11"}}, Approve, "serving certificate"},
 
 		// Not ours: left alone.
 		{"wrong signer", "kubernetes.io/kube-apiserver-client", boot1, []certificatesv1.KeyUsage{ds, ca},
@@ -197,7 +204,7 @@ func TestEvaluate(t *testing.T) {
 			}
 		})
 	}
-	NewWithT(t).Expect(approved).To(Equal(5), "exactly the five legitimate requests are approved")
+	NewWithT(t).Expect(approved).To(Equal(6), "exactly the six legitimate requests are approved")
 }
 
 // A user name several hosts share ties a CSR to a host only through the
