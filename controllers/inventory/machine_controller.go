@@ -188,15 +188,23 @@ func (r *MachineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	return core.QuietCacheLag(ctx, ctrl.Result{}, r.applyConditions(ctx, s))
 }
 
-// reconcileUnmanaged removes the instance and the hook of a Machine the
-// operator must leave alone.
+// reconcileUnmanaged removes the instance and then the hook of a Machine
+// the operator must leave alone. The hook stays until the instance is gone
+// (its host drained and cleaned, its Node deleted), as on the Machine's
+// deletion: deleted meanwhile, the Machine would otherwise have its VM
+// removed under the cleanup.
 func (r *MachineReconciler) reconcileUnmanaged(ctx context.Context, s *machineScope) (ctrl.Result, bool, error) {
 	why := machineUnmanagedReason(s.m)
 	if why == "" {
 		return ctrl.Result{}, false, nil
 	}
-	if err := r.deleteInstance(ctx, client.ObjectKeyFromObject(s.m), why); err != nil {
-		return ctrl.Result{}, true, err
+	if s.wi != nil && ownedByMachine(s.wi, s.owner) {
+		if err := r.deleteInstance(ctx, client.ObjectKeyFromObject(s.m), why); err != nil {
+			return ctrl.Result{}, true, err
+		}
+		// No requeue: the instance's deletion maps back to the Machine.
+		s.log.V(1).Info("Waiting for the WindowsInstance to be deconfigured before removing the hook", "windowsInstance", s.wi.Name)
+		return ctrl.Result{}, true, nil
 	}
 	return ctrl.Result{}, true, r.setHook(ctx, s, false)
 }

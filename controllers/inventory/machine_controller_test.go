@@ -3,6 +3,7 @@ package inventory_test
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,63 @@ func inventoryWindowsLabels() map[string]string {
 
 func inventoryInternalIP(ip string) corev1.NodeAddress {
 	return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip}
+}
+
+// A Machine that stops being managed keeps its deconfigure hook until its
+// instance is gone, as a Machine being deleted does: deleted while its
+// host is still drained and cleaned, it would otherwise have its VM
+// removed under the cleanup.
+func TestUnmanagedMachineKeepsItsHookUntilTheInstanceIsGone(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := inventoryNamespace(t)
+	inventoryStartMachineController(t)
+	m := inventoryMachine(t, ns, "leaving", inventoryWindowsLabels(), inventoryInternalIP("10.78.2.10"))
+	name := inventory.MachineInstanceName(ns, m.Name)
+	hooked := func(g Gomega) bool {
+		got := &machinev1beta1.Machine{}
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(m), got)).To(Succeed())
+		return slices.ContainsFunc(got.Spec.LifecycleHooks.PreDrain, func(h machinev1beta1.LifecycleHook) bool {
+			return h.Name == inventory.MachineDeconfigureHook.Name
+		})
+	}
+	g.Eventually(func(g Gomega) {
+		_, err := inventoryInstance(name)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(hooked(g)).To(BeTrue())
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// A finalizer of the test's stands for the instance controller's:
+	// the host is being cleaned.
+	const cleaning = "test.wmco.io/cleaning"
+	g.Eventually(func() error {
+		wi, err := inventoryInstance(name)
+		if err != nil {
+			return err
+		}
+		wi.Finalizers = append(wi.Finalizers, cleaning)
+		return ctrltest.Client.Update(ctx, wi)
+	}).WithTimeout(inventoryTimeout).Should(Succeed())
+	inventoryUpdateMachine(g, m, false, func(m *machinev1beta1.Machine) { m.Labels[wmcov1.MachineIgnoreLabel] = "true" })
+	g.Eventually(func(g Gomega) {
+		wi, err := inventoryInstance(name)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(wi.DeletionTimestamp).NotTo(BeNil())
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	// Before, the same reconcile that deleted the instance removed the
+	// hook.
+	g.Consistently(hooked).WithTimeout(2*time.Second).WithPolling(inventoryPoll).Should(BeTrue(), "the hook stays while the host is cleaned")
+
+	g.Eventually(func() error {
+		wi, err := inventoryInstance(name)
+		if err != nil {
+			return err
+		}
+		wi.Finalizers = slices.DeleteFunc(wi.Finalizers, func(f string) bool { return f == cleaning })
+		return ctrltest.Client.Update(ctx, wi)
+	}).WithTimeout(inventoryTimeout).Should(Succeed())
+	g.Eventually(inventoryGone(name)).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	g.Eventually(hooked).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(BeFalse(), "the hook goes with the instance")
 }
 
 func TestMachineInstanceFollowsItsMachine(t *testing.T) {
