@@ -398,8 +398,11 @@ func (r *MachineReconciler) applyInstance(ctx context.Context, s *machineScope, 
 // operator in and whether its Node is Ready. A host that refused or
 // ignored the operator for AccessTimeout since its instance was created
 // (typically a VM that did not run the windows-user-data Secret, or whose
-// key is not the operator's) turns WindowsHostAccessible False with a
-// Warning Event.
+// key is not the operator's), or since it last let the operator in (a
+// reboot outlasting the bound, a host gone), turns WindowsHostAccessible
+// False with a Warning Event. Until then the condition stays as it was:
+// each status patch states every condition the operator owns, and one
+// left out would be removed.
 func (r *MachineReconciler) reconcileAccess(_ context.Context, s *machineScope) (ctrl.Result, bool, error) {
 	wi := s.wi
 	if wi == nil {
@@ -411,8 +414,17 @@ func (r *MachineReconciler) reconcileAccess(_ context.Context, s *machineScope) 
 	case reach != nil && reach.Status == metav1.ConditionTrue:
 		r.setCondition(s, MachineConditionAccessible, corev1.ConditionTrue, reach.Reason, "the operator logs in to the host as "+wi.Spec.Username)
 	default:
-		waited := r.now().Sub(wi.CreationTimestamp.Time)
-		if left := r.AccessTimeout - waited; left > 0 {
+		old := findMachineCondition(s.m.Status.Conditions, MachineConditionAccessible)
+		// The key fingerprint is recorded at the first login.
+		wasIn := wi.Status.AuthorizedKeyFingerprint != ""
+		since := wi.CreationTimestamp.Time
+		if reach != nil && reach.Status != metav1.ConditionTrue && reach.LastTransitionTime.After(since) {
+			since = reach.LastTransitionTime.Time
+		}
+		if left := r.AccessTimeout - r.now().Sub(since); left > 0 {
+			if old != nil {
+				s.conditions = append(s.conditions, *old)
+			}
 			// Nothing to watch for the time passing: look again then.
 			res.RequeueAfter = left + time.Second
 			break
@@ -423,6 +435,10 @@ func (r *MachineReconciler) reconcileAccess(_ context.Context, s *machineScope) 
 		}
 		msg := fmt.Sprintf("the host at %s has not let the operator log in as %s within %s: %s. New VMs authorize the operator's key from the %s Secret at first boot: check that the MachineSet's providerSpec names it and that the image runs it",
 			wi.Spec.Address, wi.Spec.Username, r.AccessTimeout, detail, "windows-user-data")
+		if wasIn {
+			msg = fmt.Sprintf("the host at %s has not let the operator log in as %s for %s, since %s: %s",
+				wi.Spec.Address, wi.Spec.Username, r.AccessTimeout, since.UTC().Format(time.RFC3339), detail)
+		}
 		if r.setCondition(s, MachineConditionAccessible, corev1.ConditionFalse, reason, msg) {
 			r.Recorder.Eventf(s.m, wi, corev1.EventTypeWarning, EventMachineNotAccessible, "Connect", "%s", msg)
 		}

@@ -50,6 +50,20 @@ func inventoryGetMachine(g Gomega, m *machinev1beta1.Machine) *machinev1beta1.Ma
 	return got
 }
 
+// inventorySetInstanceStatus sets conds on instance name's status, and
+// what change sets, as the instance controller would.
+func inventorySetInstanceStatus(g *WithT, name string, change func(*wmcov1.WindowsInstanceStatus), conds ...metav1.Condition) {
+	g.Eventually(func(g Gomega) {
+		wi, err := inventoryInstance(name)
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, c := range conds {
+			meta.SetStatusCondition(&wi.Status.Conditions, c)
+		}
+		change(&wi.Status)
+		g.Expect(ctrltest.Client.Status().Update(context.Background(), wi)).To(Succeed())
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+}
+
 func inventoryMachineCondition(m *machinev1beta1.Machine, t machinev1beta1.ConditionType) *machinev1beta1.Condition {
 	for i := range m.Status.Conditions {
 		if m.Status.Conditions[i].Type == t {
@@ -194,21 +208,12 @@ func TestMachineDeletionWaitsForTheHostToBeClean(t *testing.T) {
 // Ready, turns both conditions True.
 func TestMachineReportsItsHostsAccess(t *testing.T) {
 	g := NewWithT(t)
-	ctx := t.Context()
 	ns := inventoryNamespace(t)
 	inventoryStartMachineControllerOn(t, configv1.NonePlatformType, 2*time.Second)
 	m := inventoryMachine(t, ns, "win-locked", inventoryWindowsLabels(), inventoryInternalIP("10.79.4.5"))
 	name := inventory.MachineInstanceName(ns, m.Name)
 	setStatus := func(conds ...metav1.Condition) {
-		g.Eventually(func(g Gomega) {
-			wi, err := inventoryInstance(name)
-			g.Expect(err).NotTo(HaveOccurred())
-			for _, c := range conds {
-				meta.SetStatusCondition(&wi.Status.Conditions, c)
-			}
-			wi.Status.NodeName = "win-locked"
-			g.Expect(ctrltest.Client.Status().Update(ctx, wi)).To(Succeed())
-		}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+		inventorySetInstanceStatus(g, name, func(st *wmcov1.WindowsInstanceStatus) { st.NodeName = "win-locked" }, conds...)
 	}
 	setStatus(metav1.Condition{Type: wmcov1.ConditionReachable, Status: metav1.ConditionFalse, Reason: "AuthenticationFailed",
 		Message: "the host refused the key for user Administrator"})
@@ -236,4 +241,57 @@ func TestMachineReportsItsHostsAccess(t *testing.T) {
 		g.Expect(inventoryMachineEvents(g, ns, m.Name, inventory.EventMachineNodeReady)).To(HaveLen(1))
 	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 	g.Expect(inventoryMachineEvents(g, ns, m.Name, inventory.EventMachineNotAccessible)).To(HaveLen(1), "one Warning, not one per reconcile")
+}
+
+// A host that let the operator in and then stops answering (a reboot, a
+// VM gone) keeps WindowsHostAccessible as it was for the bound, counted
+// from when it stopped, not from the instance's creation; then it turns
+// False with one Warning Event that says since when, without the
+// first-boot advice.
+func TestMachineAccessCountsFromTheLastLogin(t *testing.T) {
+	g := NewWithT(t)
+	ns := inventoryNamespace(t)
+	const bound = 6 * time.Second
+	inventoryStartMachineControllerOn(t, configv1.NonePlatformType, bound)
+	m := inventoryMachine(t, ns, "win-reboots", inventoryWindowsLabels(), inventoryInternalIP("10.79.4.6"))
+	name := inventory.MachineInstanceName(ns, m.Name)
+	setStatus := func(conds ...metav1.Condition) {
+		inventorySetInstanceStatus(g, name, func(st *wmcov1.WindowsInstanceStatus) {
+			// The fingerprint is what a first login records.
+			st.NodeName, st.AuthorizedKeyFingerprint = "win-reboots", "SHA256:test"
+		}, conds...)
+	}
+	condition := func(g Gomega, t machinev1beta1.ConditionType) *machinev1beta1.Condition {
+		c := inventoryMachineCondition(inventoryGetMachine(g, m), t)
+		g.Expect(c).NotTo(BeNil(), string(t))
+		return c
+	}
+	setStatus(
+		metav1.Condition{Type: wmcov1.ConditionReachable, Status: metav1.ConditionTrue, Reason: "Connected", Message: "connected"},
+		metav1.Condition{Type: wmcov1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready", Message: "ready"})
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, inventory.MachineConditionAccessible).Status).To(Equal(corev1.ConditionTrue))
+		g.Expect(condition(g, inventory.MachineConditionNodeReady).Status).To(Equal(corev1.ConditionTrue))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// The host goes away: the Node's readiness follows at once, the
+	// access condition stays True (before, it was dropped by the status
+	// patch, or turned False at once for an instance older than the bound).
+	setStatus(
+		metav1.Condition{Type: wmcov1.ConditionReachable, Status: metav1.ConditionFalse, Reason: "Unreachable", Message: "connection refused"},
+		metav1.Condition{Type: wmcov1.ConditionReady, Status: metav1.ConditionFalse, Reason: "NodeNotReady", Message: "the Node is not Ready"})
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, inventory.MachineConditionNodeReady).Status).To(Equal(corev1.ConditionFalse))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	g.Expect(condition(g, inventory.MachineConditionAccessible).Status).To(Equal(corev1.ConditionTrue), "within the bound of the last login")
+	g.Expect(inventoryMachineEvents(g, ns, m.Name, inventory.EventMachineNotAccessible)).To(BeEmpty())
+
+	g.Eventually(func(g Gomega) {
+		c := condition(g, inventory.MachineConditionAccessible)
+		g.Expect(c.Status).To(Equal(corev1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal("Unreachable"))
+		g.Expect(c.Message).To(And(ContainSubstring("for 6s, since"), ContainSubstring("connection refused")))
+		g.Expect(c.Message).NotTo(ContainSubstring("windows-user-data"))
+		g.Expect(inventoryMachineEvents(g, ns, m.Name, inventory.EventMachineNotAccessible)).To(HaveLen(1))
+	}).WithTimeout(inventoryTimeout + bound).WithPolling(inventoryPoll).Should(Succeed())
 }
