@@ -33,7 +33,6 @@ import (
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/controllers/inventory"
 	"github.com/openwmco/wmco/controllers/servingcert"
-	userdatactl "github.com/openwmco/wmco/controllers/userdata"
 	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/memlimit"
 	"github.com/openwmco/wmco/pkg/metricsauth"
@@ -281,9 +280,10 @@ func run(o options) error {
 	log.Info("Cluster", "platform", info.Platform, "version", info.Version, "machineAPI", info.MachineAPI,
 		"infrastructure", machinePlatform, "kubeletAPIServer", ep.URL, "from", ep.Source)
 
-	// SSH keys live in the operator's namespace; of other Secrets only
-	// the userData Secrets of Windows Machines are its business.
-	secretNamespaces := userdatactl.SecretCache(o.namespace, info.MachineAPI)
+	// SSH keys live in the operator's namespace, whose Secrets alone are
+	// cached: the userData Secrets of Windows Machines it writes elsewhere
+	// it never reads (and may not; see controllers/userdata).
+	secretNamespaces := map[string]cache.Config{o.namespace: {}}
 	watchHTTP, err := newWatchHTTPClient(watchCfg)
 	if err != nil {
 		return fmt.Errorf("create the watches' HTTP client: %w", err)

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -65,36 +66,70 @@ func events(g Gomega, reason string) []corev1.Event {
 	return list.Items
 }
 
-// The operator, holding only the generated RBAC and caching Secrets as
-// main does, writes the userData Secret from the private key; rewrites it
-// when the key changes (new VMs authorise the new key), when it is edited
-// or deleted; mirrors it to openshift-cluster-api once that namespace
-// exists; and leaves it alone when the key Secret holds no usable key.
-func TestUserDataFollowsThePrivateKey(t *testing.T) {
-	g := NewWithT(t)
-	ctx := t.Context()
-	for _, ns := range []string{userdata.MachineAPINamespace} {
-		g.Expect(client.IgnoreAlreadyExists(ctrltest.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))).To(Succeed())
+// ensureNamespace creates namespace ns unless it exists; it is left for
+// later tests.
+func ensureNamespace(t *testing.T, ns string) {
+	t.Helper()
+	if err := ctrltest.Client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
 	}
-	keyPEM, pub := newKey(t)
+}
+
+// createKey creates the private key Secret of keyPEM, deleted when the
+// test ends, and after that the userData Secrets the test left.
+func createKey(t *testing.T, keyPEM []byte) *corev1.Secret {
+	t.Helper()
+	t.Cleanup(func() {
+		for _, ns := range userdatactl.Namespaces {
+			_ = ctrltest.Client.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: userdata.SecretName}})
+		}
+	})
 	key := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ctrltest.Namespace, Name: wmcov1.DefaultCredentialsSecretName},
 		Data:       map[string][]byte{wmcov1.DefaultCredentialsSecretKey: keyPEM},
 	}
-	g.Expect(ctrltest.Client.Create(ctx, key)).To(Succeed())
+	if err := ctrltest.Client.Create(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), key) })
+	return key
+}
 
-	user := "userdata-operator"
+// startController runs the userData controller (AWS) as user, holding
+// only the generated RBAC and caching Secrets as main does (those of the
+// operator's namespace only), with the resync period resync, until the
+// test ends. It returns user's configuration.
+func startController(t *testing.T, user string, resync time.Duration) *rest.Config {
+	t.Helper()
 	ctrltest.GrantGeneratedRBAC(t, user, user, ctrltest.Namespace)
 	cfg, err := ctrltest.Cluster.UserConfig(user)
-	g.Expect(err).NotTo(HaveOccurred())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctrltest.StartManagerWithCache(t, cfg, cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Namespaces: userdatactl.SecretCache(ctrltest.Namespace, true)},
+		&corev1.Secret{}: {Namespaces: map[string]cache.Config{ctrltest.Namespace: {}}},
 	}}, func(mgr ctrl.Manager) error {
 		return (&userdatactl.Reconciler{
 			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("wmco-userdata"),
-			Namespace: ctrltest.Namespace, Platform: configv1.AWSPlatformType,
+			Namespace: ctrltest.Namespace, Platform: configv1.AWSPlatformType, Resync: resync,
 		}).SetupWithManager(mgr)
 	})
+	return cfg
+}
+
+// The operator, holding only the generated RBAC and caching Secrets as
+// main does, writes the userData Secret from the private key; rewrites it
+// when the key changes (new VMs authorise the new key), and at the next
+// resync when it is edited or deleted; writes it in openshift-cluster-api
+// once that namespace exists; and leaves it alone when the key Secret
+// holds no usable key.
+func TestUserDataFollowsThePrivateKey(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ensureNamespace(t, userdata.MachineAPINamespace)
+	keyPEM, pub := newKey(t)
+	key := createKey(t, keyPEM)
+	cfg := startController(t, "userdata-operator", time.Second)
 	aws, _ := platform.Lookup(configv1.AWSPlatformType)
 	want, err := userdata.Render(aws, pub)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -106,13 +141,19 @@ func TestUserDataFollowsThePrivateKey(t *testing.T) {
 		g.Expect(bootsWith(g, aws, userdata.MachineAPINamespace)).To(Equal([]string{ssh.FingerprintSHA256(pub)}))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 
-	// An edit is undone; a deletion too.
+	// An edit (of the data, labels or annotations) is undone at the next
+	// resync; a deletion too.
 	s := userDataSecret(g, userdata.MachineAPINamespace)
 	s.Data[userdata.SecretKey] = []byte("<powershell>Write-Output hacked</powershell>\n")
 	s.Data["extra"] = []byte("x")
+	s.Annotations[userdatactl.AnnotationKeyFingerprint] = "SHA256:other"
+	s.Labels["extra"] = "x"
 	g.Expect(ctrltest.Client.Update(ctx, s)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		g.Expect(userDataSecret(g, userdata.MachineAPINamespace).Data).To(Equal(map[string][]byte{userdata.SecretKey: want}))
+		s := userDataSecret(g, userdata.MachineAPINamespace)
+		g.Expect(s.Data).To(Equal(map[string][]byte{userdata.SecretKey: want}))
+		g.Expect(s.Annotations).To(Equal(map[string]string{userdatactl.AnnotationKeyFingerprint: ssh.FingerprintSHA256(pub)}))
+		g.Expect(s.Labels).To(Equal(map[string]string{userdatactl.LabelManagedBy: userdatactl.ManagedByValue}))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Expect(ctrltest.Client.Delete(ctx, userDataSecret(g, userdata.MachineAPINamespace))).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -121,7 +162,7 @@ func TestUserDataFollowsThePrivateKey(t *testing.T) {
 
 	// openshift-cluster-api appears, then the key changes: both Secrets
 	// authorise the new key only.
-	g.Expect(client.IgnoreAlreadyExists(ctrltest.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: userdata.ClusterAPINamespace}}))).To(Succeed())
+	ensureNamespace(t, userdata.ClusterAPINamespace)
 	newPEM, newPub := newKey(t)
 	key.Data[wmcov1.DefaultCredentialsSecretKey] = newPEM
 	g.Expect(ctrltest.Client.Update(ctx, key)).To(Succeed())
@@ -145,11 +186,15 @@ func TestUserDataFollowsThePrivateKey(t *testing.T) {
 		g.Expect(bootsWith(g, aws, userdata.MachineAPINamespace)).To(Equal([]string{ssh.FingerprintSHA256(newPub)}))
 	}).WithTimeout(2 * time.Second).Should(Succeed())
 
-	// The operator can read no other Secret of those namespaces.
+	// The operator can read no Secret of those namespaces, not even the
+	// one it writes.
 	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: userdata.MachineAPINamespace, Name: "not-userdata"}}
 	g.Expect(ctrltest.Client.Create(ctx, other)).To(Succeed())
+	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), other) })
 	restricted, err := client.New(cfg, client.Options{Scheme: ctrltest.Scheme})
 	g.Expect(err).NotTo(HaveOccurred())
-	err = restricted.Get(ctx, client.ObjectKeyFromObject(other), &corev1.Secret{})
-	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "get another Secret: %v", err)
+	for _, name := range []string{other.Name, userdata.SecretName} {
+		err = restricted.Get(ctx, client.ObjectKey{Namespace: userdata.MachineAPINamespace, Name: name}, &corev1.Secret{})
+		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "get Secret %s: %v", name, err)
+	}
 }
