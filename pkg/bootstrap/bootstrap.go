@@ -61,10 +61,13 @@
 // token may (create and read CSRs) but never to get one approved. The API
 // server would revoke a token bound to a Secret (boundObjectRef) when the
 // Secret is deleted, but only to a Secret in the service account's own
-// namespace, openshift-machine-config-operator: writing Secrets there
-// would take a cluster-wide grant to create Secrets (an OLM
-// ClusterServiceVersion cannot grant a Role in another namespace), which
-// is far more than the approver-side revocation is worth.
+// namespace, openshift-machine-config-operator. The operator holds a
+// cluster-wide grant to create Secrets (for the windows-user-data Secrets,
+// controllers/userdata), so it could create such a Secret; deleting it
+// would take delete on Secrets there, which cannot be narrowed to
+// generated names and, as an OLM ClusterServiceVersion cannot grant a Role
+// in another namespace, would be cluster-wide: far more than the
+// approver-side revocation is worth.
 package bootstrap
 
 import (
