@@ -200,8 +200,8 @@ const asideSuffix = ".old-"
 // are read, never held in memory whole: kubelet.exe is over 100 MB. A
 // c.From that was hashed, and a c.To that was hashed or written, get
 // their hashes recorded in written (hashOfWritten), so that neither facts
-// nor the next apply read them again.
-func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.Copy) (string, error) {
+// nor the next apply read them again. before runs before c.To is written.
+func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.Copy, before func() error) (string, error) {
 	if err := removeAsideCopies(b, c.To); err != nil {
 		return "", err
 	}
@@ -242,6 +242,9 @@ func applyCopy(b *Backend, hashes, written map[string]hashCacheEntry, c wicdapi.
 		existed = false
 	case readErr != nil:
 		return "", fsError("read "+c.To, readErr)
+	}
+	if err := before(); err != nil {
+		return "", err
 	}
 	if err := b.Files.MkdirAll(parentDir(c.To)); err != nil {
 		return "", fsError("create directory for "+c.To, err)
@@ -426,15 +429,49 @@ func apply(ctx context.Context, b *Backend, plan *wicdapi.Plan) (*wicdapi.ApplyR
 	return res, nil
 }
 
-// leftovers are the services and firewall rules of the plans replaced
-// since the last apply that finished (wicdapi.ApplyLeftoversPath). An
-// apply removes those its plan does not have; one cut short before it
-// did has already saved its plan as the applied one, and without the
-// record the next apply would compare the plan with itself and leave
-// them.
+// leftovers are what the applies since the last one that finished left
+// to do (wicdapi.ApplyLeftoversPath): the services and firewall rules of
+// the plans they replaced, and the services they changed and had yet to
+// restart. An apply removes the services and rules its plan does not
+// have; one cut short before it did has already saved its plan as the
+// applied one, and without the record the next apply would compare the
+// plan with itself and leave them. Likewise an apply that reconfigured a
+// running service, or replaced a file it uses, and failed or was cut
+// short before restarting it leaves the host looking as the plan says
+// while the service runs what it ran before: without the record the next
+// apply would see nothing to restart.
 type leftovers struct {
 	Services      []wicdapi.Service      `json:"services,omitempty"`
 	FirewallRules []wicdapi.FirewallRule `json:"firewallRules,omitempty"`
+	// Restart names the services to restart if they run.
+	Restart []string `json:"restart,omitempty"`
+}
+
+// needRestart records, before an apply changes what the services names
+// run with, that they are to be restarted.
+func (l *leftovers) needRestart(b *Backend, names []string) error {
+	grew := false
+	for _, n := range names {
+		if !slices.Contains(l.Restart, n) {
+			l.Restart = append(l.Restart, n)
+			grew = true
+		}
+	}
+	if !grew {
+		return nil
+	}
+	return writeLeftovers(b, l)
+}
+
+// started drops from the record the services names, which an apply has
+// started since it changed them.
+func (l *leftovers) started(b *Backend, names []string) error {
+	n := len(l.Restart)
+	l.Restart = slices.DeleteFunc(l.Restart, func(r string) bool { return slices.Contains(names, r) })
+	if len(l.Restart) == n {
+		return nil
+	}
+	return writeLeftovers(b, l)
 }
 
 // add records p's services and firewall rules (a later plan's entry of
@@ -512,7 +549,11 @@ func lastApplyError(files Files) (*wicdapi.Error, error) {
 // does not have are removed.
 // With resume (an apply of this plan was cut short), every running
 // service of the plan is restarted, the agent's own excepted: what the
-// cut apply changed before it stopped no longer shows as a change.
+// cut apply changed before it stopped no longer shows as a change. For
+// the same reason, before changing a running service's configuration or
+// a file a service uses, the service is recorded in left.Restart: running
+// services recorded there by an apply that failed or was cut short are
+// restarted.
 func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.Plan, resume bool) (*wicdapi.ApplyResult, error) {
 	res := &wicdapi.ApplyResult{Changes: []wicdapi.Change{}}
 	step := plan.StepTimeout()
@@ -538,6 +579,7 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 		note("directory", d, "created")
 	}
 
+	hosted := hostedConfigs(plan)
 	var changedFiles []string
 	for _, f := range plan.Files {
 		old, err := b.Files.ReadFile(f.Path)
@@ -552,6 +594,9 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 			continue
 		case err != nil && !errors.Is(err, fs.ErrNotExist):
 			return nil, fsError("read "+f.Path, err)
+		}
+		if err := left.needRestart(b, usersOf(plan.Services, hosted, f.Path)); err != nil {
+			return nil, err
 		}
 		if err := b.Files.MkdirAll(parentDir(f.Path)); err != nil {
 			return nil, fsError("create directory for "+f.Path, err)
@@ -578,7 +623,9 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 	}
 	written := map[string]hashCacheEntry{}
 	for _, c := range plan.Copies {
-		action, err := applyCopy(b, hashes, written, c)
+		action, err := applyCopy(b, hashes, written, c, func() error {
+			return left.needRestart(b, usersOf(plan.Services, hosted, c.To))
+		})
 		if err != nil {
 			rememberHashes(b.Files, written)
 			return nil, err
@@ -614,7 +661,6 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 	res.Changes = append(res.Changes, removed...)
 
 	order, _ := startOrder(plan.Services) // validated above
-	hosted := hostedConfigs(plan)
 	restart := map[string]bool{}
 	running := map[string]bool{}
 	for _, svc := range order {
@@ -635,6 +681,11 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 			// changed and the files are the same, so the running process
 			// may keep running; Windows uses the new path at the next start.
 			repoint := st.Running && repointable(b.Files, st.Config, svc, plan.PayloadVersion)
+			if st.Running && !repoint {
+				if err := left.needRestart(b, []string{svc.Name}); err != nil {
+					return nil, err
+				}
+			}
 			if err := b.Services.Update(ctx, svc); err != nil {
 				return nil, svcError("update", svc.Name, err)
 			}
@@ -647,7 +698,7 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 		}
 		// A service-host service uses its configuration and what its
 		// program's arguments name.
-		if st.Running && (resume || usesAny(commandArgs(svc, hosted), changedFiles)) {
+		if st.Running && (resume || slices.Contains(left.Restart, svc.Name) || usesAny(commandArgs(svc, hosted), changedFiles)) {
 			restart[svc.Name] = true
 		}
 	}
@@ -693,6 +744,9 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 		}
 	}
 	if err != nil {
+		// Best effort: kept, a started service is only restarted once
+		// more by the next apply.
+		_ = left.started(b, started)
 		return nil, err
 	}
 
@@ -866,6 +920,18 @@ func sameService(a, b wicdapi.Service) bool {
 		samePath(a.Binary, b.Binary) && slices.Equal(a.Args, b.Args) &&
 		slices.Equal(a.Dependencies, b.Dependencies) && maps.Equal(a.Env, b.Env) &&
 		a.StartType == b.StartType && a.Recovery == b.Recovery
+}
+
+// usersOf names the services of svcs whose command line (commandArgs)
+// names the file path.
+func usersOf(svcs []wicdapi.Service, hosted map[string]*wicdapi.ServiceHostConfig, path string) []string {
+	var out []string
+	for _, s := range svcs {
+		if usesAny(commandArgs(s, hosted), []string{path}) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
 }
 
 // usesAny reports whether one of a service's arguments names a file.

@@ -73,7 +73,10 @@ const (
 	// plans replaced since the last apply that finished, which the plan
 	// being applied may no longer have: an apply cut short before it
 	// removed them leaves them for the next apply (or cleanup) to
-	// remove. A finished apply removes the file.
+	// remove. It also names the services whose configuration or files
+	// an apply changed while they ran: one that failed or was cut short
+	// before restarting them leaves them for the next apply to restart.
+	// A finished apply removes the file.
 	ApplyLeftoversPath = `C:\k\apply-leftovers.json`
 	// TrustedRootsRecordPath is where the agent records the thumbprints
 	// of the certificates it imported into the LocalMachine Root store

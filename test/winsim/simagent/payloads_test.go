@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -448,20 +449,15 @@ func TestApplyCutShortBeforeARestartIsFinishedWithTheRestart(t *testing.T) {
 		StopGates: map[string]func(context.Context) error{"dep.exe": hold.Gate},
 	})
 	installAgent(ctx, g, node, sess)
-	withDep := func(version string) *wicdapi.Plan {
-		p := agentOnlyPlan(version)
-		p.Services = append(p.Services, wicdapi.Service{Name: "dep", Binary: `C:\k\dep.exe`, Dependencies: []string{"csi-proxy"}})
-		return p
-	}
 	upload(ctx, g, sess, `C:\k\dep.exe`, []byte("MZ dep"))
-	uploadJSON(ctx, g, sess, wicdapi.PlanPath, withDep("v1"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, planWithDep("v1"))
 	var applied wicdapi.ApplyResult
 	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
 	g.Expect(node.Services.Running("dep")).To(BeTrue())
 	started := node.Services.Starts("csi-proxy")
 
 	upload(ctx, g, sess, payloadPath("v2", "csi-proxy.exe"), []byte("MZ csi-proxy 2"))
-	uploadJSON(ctx, g, sess, wicdapi.PlanPath, withDep("v2"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, planWithDep("v2"))
 	applyCutShort(ctx, g, sess, hold, "the apply stops dep before csi-proxy")
 	hold.Arm(false)
 	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started), "the cut apply did not restart csi-proxy")
@@ -473,6 +469,110 @@ func TestApplyCutShortBeforeARestartIsFinishedWithTheRestart(t *testing.T) {
 	}).WithTimeout(agentServiceWait).Should(Succeed(), "the agent service's re-apply finishes the plan")
 	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started+1), "csi-proxy restarted on its new binary")
 	g.Expect(node.Services.Running("csi-proxy")).To(BeTrue())
+	g.Expect(node.Services.Running("dep")).To(BeTrue())
+}
+
+// planWithDep is agentOnlyPlan with a service dep (C:\k\dep.exe) that
+// depends on csi-proxy, so that a restart of csi-proxy stops dep first.
+func planWithDep(version string) *wicdapi.Plan {
+	p := agentOnlyPlan(version)
+	p.Services = append(p.Services, wicdapi.Service{Name: "dep", Binary: `C:\k\dep.exe`, Dependencies: []string{"csi-proxy"}})
+	return p
+}
+
+// An apply that fails after it reconfigured a running service for a new
+// binary and before it restarted it (the stop of a dependent fails)
+// leaves the host as the plan says while the service runs the old binary:
+// the next apply of the same plan restarts it, or the new binary would
+// not run until the host reboots. What a failed apply did restart is not
+// restarted again, however often its failure repeats.
+func TestApplyFailedBeforeARestartIsFinishedWithTheRestart(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	var failStop atomic.Bool
+	node, sess := startHost(t, simagent.Options{
+		AgentRunInterval: time.Hour,
+		StopGates: map[string]func(context.Context) error{"dep.exe": func(context.Context) error {
+			if failStop.Load() {
+				return errors.New("the service did not stop in time")
+			}
+			return nil
+		}},
+	})
+	installAgent(ctx, g, node, sess)
+	upload(ctx, g, sess, `C:\k\dep.exe`, []byte("MZ dep"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, planWithDep("v1"))
+	var applied wicdapi.ApplyResult
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	started := node.Services.Starts("csi-proxy")
+	restarted := wicdapi.Change{Kind: "service", Name: "csi-proxy", Action: "restarted"}
+
+	upload(ctx, g, sess, payloadPath("v2", "csi-proxy.exe"), []byte("MZ csi-proxy 2"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, planWithDep("v2"))
+	failStop.Store(true)
+	e := agentError(ctx, g, sess, "apply")
+	g.Expect(e.Code).To(Equal(wicdapi.CodeServiceFailed))
+	g.Expect(e.Message).To(ContainSubstring("stop service dep"))
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started), "the failed apply did not restart csi-proxy")
+
+	failStop.Store(false)
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(applied.Changes).To(ContainElement(restarted))
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started+1), "csi-proxy restarted on its new binary")
+	g.Expect(node.Services.Running("dep")).To(BeTrue())
+	g.Expect(hostFacts(ctx, g, sess).ApplyError).To(BeNil())
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(applied.Changed).To(BeFalse(), "finished, the plan has nothing left to restart")
+
+	// The next upgrade restarts csi-proxy and fails to start dep again:
+	// the applies that retry it restart csi-proxy no more.
+	upload(ctx, g, sess, payloadPath("v3", "csi-proxy.exe"), []byte("MZ csi-proxy 3"))
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, planWithDep("v3"))
+	node.Services.FailStart("dep", errors.New("the service did not start"))
+	g.Expect(agentError(ctx, g, sess, "apply").Message).To(ContainSubstring("start service dep"))
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started + 2))
+	g.Expect(agentError(ctx, g, sess, "apply").Message).To(ContainSubstring("start service dep"))
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started+2), "the retry only starts dep")
+	node.Services.FailStart("dep", nil)
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(applied.Changes).To(Equal([]wicdapi.Change{{Kind: "service", Name: "dep", Action: "started"}}))
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started + 2))
+}
+
+// A re-apply of the plan in place that puts back a running service's
+// configuration (changed by hand) and is cut short before it restarts the
+// service leaves the configuration as the plan says while the service
+// runs with the changed one: the next apply restarts it.
+func TestDriftCorrectionCutShortBeforeARestartIsFinishedWithTheRestart(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hold := simagent.NewHold()
+	node, sess := startHost(t, simagent.Options{
+		AgentRunInterval: time.Hour,
+		StopGates:        map[string]func(context.Context) error{"dep.exe": hold.Gate},
+	})
+	installAgent(ctx, g, node, sess)
+	upload(ctx, g, sess, `C:\k\dep.exe`, []byte("MZ dep"))
+	plan := planWithDep("v1")
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, plan)
+	var applied wicdapi.ApplyResult
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	started := node.Services.Starts("csi-proxy")
+
+	changed := plan.Services[1]
+	g.Expect(changed.Name).To(Equal("csi-proxy"))
+	changed.Args = []string{"-windows-service", "-v=5"}
+	g.Expect(node.Services.Update(ctx, changed)).To(Succeed())
+	applyCutShort(ctx, g, sess, hold, "the re-apply stops dep before csi-proxy")
+	hold.Arm(false)
+	st, err := node.Services.Query(ctx, "csi-proxy")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(st.Config.Args).To(Equal(plan.Services[1].Args), "the cut re-apply put the configuration back")
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started), "and did not restart csi-proxy")
+
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(applied.Changes).To(ContainElement(wicdapi.Change{Kind: "service", Name: "csi-proxy", Action: "restarted"}))
+	g.Expect(node.Services.Starts("csi-proxy")).To(Equal(started + 1))
 	g.Expect(node.Services.Running("dep")).To(BeTrue())
 }
 
