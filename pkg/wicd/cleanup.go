@@ -28,9 +28,12 @@ type CleanupOptions struct {
 // (wicdapi.ApplyLeftoversPath); removes their firewall rules, the trusted
 // root certificates the agent imported, its files and directories, every
 // payload version, and everything under the install root except the agent
-// binary itself, which the caller removes once the agent has exited; and
-// last its HNS networks, because removing them can reset the connection
-// the caller runs cleanup over (CleanupResult.Reconnect).
+// binary itself, which the caller removes once the agent has exited, and
+// the plans; then its HNS networks, because removing them can reset the
+// connection the caller runs cleanup over (CleanupResult.Reconnect); and
+// last the plans, which name the networks: a cleanup cut short at the
+// networks (a deletion that fails, a reset that ends this process) finds
+// them again when run again.
 //
 // A stopped service's process, or a process no service owns (a pod's
 // container that survived the drain), may still hold a file: cleanup waits
@@ -140,9 +143,11 @@ func Cleanup(ctx context.Context, b *Backend, o CleanupOptions) (*wicdapi.Cleanu
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fsError("list "+wicdapi.InstallRoot, err)
 	}
+	plans := []string{wicdapi.AppliedPlanPath, wicdapi.PlanPath}
 	for _, e := range entries {
 		p := wicdapi.InstallRoot + `\` + e.Name()
-		if samePath(p, wicdapi.AgentPath) || samePath(p, b.Executable) {
+		if samePath(p, wicdapi.AgentPath) || samePath(p, b.Executable) ||
+			slices.ContainsFunc(plans, func(f string) bool { return samePath(p, f) }) {
 			continue
 		}
 		kind := "file"
@@ -171,6 +176,11 @@ func Cleanup(ctx context.Context, b *Backend, o CleanupOptions) (*wicdapi.Cleanu
 				return nil, codedError(wicdapi.CodeNetwork, "delete HNS network %s: %v", n, err)
 			}
 			note("network", n)
+		}
+	}
+	for _, p := range plans {
+		if err := remove("file", p); err != nil {
+			return nil, err
 		}
 	}
 	return res, nil

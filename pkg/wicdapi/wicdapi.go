@@ -354,8 +354,9 @@ type Plan struct {
 	// dependencies.
 	Services []Service `json:"services,omitempty"`
 	// Networks are HNS networks the plan's services create; cleanup
-	// removes them, last, because removing one can reset the host's
-	// network connections (see CleanupResult.Reconnect).
+	// removes them after all but the plans, because removing one can
+	// reset the host's network connections (see
+	// CleanupResult.Reconnect).
 	Networks []string `json:"networks,omitempty"`
 	// HostNetworks are HNS networks the agent creates itself, when
 	// missing, after the files and before starting services; Networks
@@ -761,8 +762,9 @@ type CleanupResult struct {
 	// Reconnect is true when cleanup removed HNS networks: that can reset
 	// the host's network connections, the SSH session running cleanup
 	// included. An operator whose session dropped reconnects and runs
-	// cleanup again; cleanup is idempotent and removes networks last, so
-	// a run that changes nothing means the host is clean.
+	// cleanup again; cleanup is idempotent and removes networks last but
+	// for the plans that name them, so a run that changes nothing means
+	// the host is clean.
 	Reconnect bool `json:"reconnect,omitempty"`
 }
 

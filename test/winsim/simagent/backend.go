@@ -305,6 +305,8 @@ type hns struct {
 
 	mu       sync.Mutex
 	networks map[string]bool
+	// deleteErr fails every deletion (FailNetworkDelete).
+	deleteErr error
 }
 
 func (n *hns) ListNetworks() ([]string, error) {
@@ -325,6 +327,9 @@ func (n *hns) DeleteNetwork(name string) error {
 	// of ours.
 	if !n.networks[name] {
 		return fmt.Errorf("HNS network %s: %w", name, fs.ErrNotExist)
+	}
+	if n.deleteErr != nil {
+		return fmt.Errorf("HNS network %s: %w", name, n.deleteErr)
 	}
 	delete(n.networks, name)
 	if n.resets {

@@ -252,6 +252,15 @@ func (n *Node) agentBackend(path, user string) (*wicd.Backend, error) {
 	return &b, nil
 }
 
+// FailNetworkDelete makes every deletion of an HNS network fail with err
+// (as when the Host Network Service does not answer) until it is called
+// with nil.
+func (n *Node) FailNetworkDelete(err error) {
+	n.hns.mu.Lock()
+	defer n.hns.mu.Unlock()
+	n.hns.deleteErr = err
+}
+
 // Networks lists the host's HNS networks.
 func (n *Node) Networks() []string {
 	l, _ := n.hns.ListNetworks()

@@ -225,6 +225,47 @@ func TestCleanupWaitsForProcessesHoldingPayloadFiles(t *testing.T) {
 	g.Expect(names).To(BeEmpty())
 }
 
+// A cleanup that fails at the HNS networks (the Host Network Service does
+// not answer) has removed everything else: run again, it still finds the
+// plan that names the networks, removes them, and only then the plan.
+func TestCleanupRetriedAfterANetworkFailedRemovesTheNetworks(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{})
+	disk := node.Host.Disk()
+	installAgent(ctx, g, node, sess)
+	overlay := payloadPath("v1", "hybrid-overlay-node.exe")
+	upload(ctx, g, sess, overlay, []byte("MZ hybrid-overlay-node"))
+	plan := agentOnlyPlan("v1")
+	plan.Services = append(plan.Services, wicdapi.Service{Name: "hybrid-overlay-node", Binary: overlay, Args: []string{"--windows-service"}})
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, plan)
+	var applied wicdapi.ApplyResult
+	run(ctx, g, sess, &applied, "apply", "--plan", wicdapi.PlanPath)
+	g.Eventually(node.Networks).Should(ConsistOf(simagent.HybridOverlayNetwork, simagent.BaseHybridOverlayNetwork))
+
+	node.FailNetworkDelete(errors.New("the RPC server is unavailable"))
+	e := agentError(ctx, g, sess, "cleanup")
+	g.Expect(e.Code).To(Equal(wicdapi.CodeNetwork), e.Message)
+	g.Expect(node.Networks()).To(HaveLen(2))
+	g.Expect(node.Services.List(ctx)).To(BeEmpty(), "the services went before the networks")
+	_, err := disk.Stat(wicdapi.PayloadRoot)
+	g.Expect(err).To(MatchError(fs.ErrNotExist), "and the files")
+
+	node.FailNetworkDelete(nil)
+	var cleaned wicdapi.CleanupResult
+	run(ctx, g, sess, &cleaned, "cleanup")
+	g.Expect(cleaned.Reconnect).To(BeTrue())
+	g.Expect(cleaned.Changes).To(ConsistOf(
+		wicdapi.Change{Kind: "network", Name: simagent.HybridOverlayNetwork, Action: "removed"},
+		wicdapi.Change{Kind: "network", Name: simagent.BaseHybridOverlayNetwork, Action: "removed"},
+		wicdapi.Change{Kind: "file", Name: wicdapi.AppliedPlanPath, Action: "removed"},
+		wicdapi.Change{Kind: "file", Name: wicdapi.PlanPath, Action: "removed"},
+	))
+	g.Expect(node.Networks()).To(BeEmpty())
+	run(ctx, g, sess, &cleaned, "cleanup")
+	g.Expect(cleaned.Changes).To(BeEmpty(), "the host is clean")
+}
+
 // The runhcs shim runs outside the versioned payload directories: a pod's
 // shim keeps running its copy, apply renames the copy aside to install a
 // new one, and removes the old copy once the shim has exited.
