@@ -2,6 +2,7 @@ package wicd
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,7 +28,12 @@ type SelfUpgradeOptions struct {
 // is described in package wicdapi. The agent service is stopped first,
 // because Windows refuses to replace a running executable, and the
 // previous binary is kept at wicdapi.AgentPreviousPath; a new agent that
-// does not start or answer is rolled back.
+// does not start or answer is rolled back, also when ctx has ended (the
+// caller's connection closed): the rollback has its own step deadlines.
+// The service is started afterwards if it ran or starts at boot: an
+// upgrade killed between the stop and the start left it stopped, and the
+// run that finishes the job, even one that finds the agent already in
+// place, starts it.
 func SelfUpgrade(ctx context.Context, b *Backend, o SelfUpgradeOptions) (*wicdapi.SelfUpgradeResult, error) {
 	if !samePath(b.Executable, wicdapi.AgentStagingPath) {
 		return nil, codedError(wicdapi.CodeUsage, "self-upgrade runs from %s, not %s", wicdapi.AgentStagingPath, b.Executable)
@@ -58,26 +64,35 @@ func SelfUpgrade(ctx context.Context, b *Backend, o SelfUpgradeOptions) (*wicdap
 	if err != nil && !errors.Is(err, ErrServiceNotFound) {
 		return nil, svcError("query", wicdapi.AgentServiceName, err)
 	}
+	// The service is to run if it ran or Windows starts it at boot.
+	run := exists && (st.Running || cmp.Or(st.Config.StartType, wicdapi.StartAutomatic) == wicdapi.StartAutomatic)
 	if bytes.Equal(old, image) {
+		if run && !st.Running {
+			if err := stepDo(ctx, o.StepTimeout, func(ctx context.Context) error { return b.Services.Start(ctx, wicdapi.AgentServiceName) }); err != nil {
+				return nil, svcError("start", wicdapi.AgentServiceName, err)
+			}
+			res.ServiceRestarted = true
+		}
 		return res, nil
 	}
 	res.Changed = true
 
-	wasRunning := exists && st.Running
-	if wasRunning {
+	if exists && st.Running {
 		if err := stepDo(ctx, o.StepTimeout, func(ctx context.Context) error { return b.Services.Stop(ctx, wicdapi.AgentServiceName) }); err != nil {
 			return nil, svcError("stop", wicdapi.AgentServiceName, err)
 		}
 	}
-	// restore puts the previous state back after a failure.
+	// restore puts the previous state back after a failure, which may
+	// be that ctx ended: each of its steps has its own deadline only.
 	restore := func(cause error) error {
+		ctx := context.WithoutCancel(ctx)
 		if old != nil {
 			_ = stepDo(ctx, o.StepTimeout, func(ctx context.Context) error { return b.Services.Stop(ctx, wicdapi.AgentServiceName) })
 			if _, err := replaceFile(ctx, b, wicdapi.AgentPath, old, o); err != nil {
 				return fmt.Errorf("%w; and putting the previous agent back failed: %w", cause, err)
 			}
 		}
-		if wasRunning {
+		if run {
 			if err := stepDo(ctx, o.StepTimeout, func(ctx context.Context) error { return b.Services.Start(ctx, wicdapi.AgentServiceName) }); err != nil {
 				return fmt.Errorf("%w; and restarting the previous agent failed: %w", cause, err)
 			}
@@ -98,7 +113,7 @@ func SelfUpgrade(ctx context.Context, b *Backend, o SelfUpgradeOptions) (*wicdap
 		old = nil
 		return nil, restoreCoded(restore(err))
 	}
-	if wasRunning {
+	if run {
 		if err := stepDo(ctx, o.StepTimeout, func(ctx context.Context) error { return b.Services.Start(ctx, wicdapi.AgentServiceName) }); err != nil {
 			return nil, upgradeFailed(restore(fmt.Errorf("start the new agent's service: %w", err)))
 		}

@@ -262,12 +262,15 @@ type AuthorizedKeysResult struct {
 // the AgentServiceName service if it runs, copies the current AgentPath to
 // AgentPreviousPath, writes itself over AgentPath once the old process has
 // let go of it (waiting at most one step deadline; CodeFileInUse names the
-// holder otherwise), starts the service again if it was running, and checks
+// holder otherwise), starts the service again if it was running or starts
+// at boot (an upgrade killed after the stop left it stopped), and checks
 // that `AgentPath version` answers with its own version. If starting or
-// checking fails it puts the previous binary back, restarts the service and
-// fails with CodeUpgradeFailed. A host without the agent or its service is
-// handled alike (nothing to stop or restart). Running it again once the
-// upgrade is done changes nothing (Changed false). The staging file stays
+// checking fails, or the deadline ends first, it puts the previous binary
+// back, restarts the service and fails with CodeUpgradeFailed. A host
+// without the agent or its service is handled alike (nothing to stop or
+// restart). Running it again once the upgrade is done changes nothing
+// (Changed false) but for starting the service if it was left stopped
+// (ServiceRestarted). The staging file stays
 // (a running image cannot delete itself); the next upload replaces it and
 // `cleanup` removes it.
 const (
@@ -287,7 +290,8 @@ type SelfUpgradeResult struct {
 	From string `json:"from,omitempty"`
 	To   string `json:"to"`
 	// ServiceRestarted is true when the agent service was stopped for the
-	// replacement and runs the new agent now.
+	// replacement (by this run or by one cut short) and runs the new
+	// agent now.
 	ServiceRestarted bool `json:"serviceRestarted,omitempty"`
 	// Waited lists files the old agent still held after its service
 	// stopped, which the upgrade waited for.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -179,6 +180,78 @@ func TestAgentUpgradeWaitsForTheOldProcessAndRollsBack(t *testing.T) {
 	g.Expect(eo.Error.Code).To(Equal(wicdapi.CodeUpgradeFailed), eo.Error.Message)
 	g.Expect(disk.ReadFile(wicdapi.AgentPath)).To(Equal(simagent.AgentImage("v2")), "the previous agent is back")
 	node.Services.FailStart(wicdapi.AgentServiceName, nil)
+}
+
+// selfUpgrade runs the staged agent's self-upgrade, expects it to succeed
+// and returns its result.
+func selfUpgrade(ctx context.Context, g Gomega, sess remote.Session) wicdapi.SelfUpgradeResult {
+	out, code := runAgent(ctx, g, sess, wicdapi.AgentStagingPath, wicdapi.SelfUpgradeArg)
+	g.Expect(code).To(Equal(0), string(out))
+	var res wicdapi.SelfUpgradeResult
+	g.Expect(json.Unmarshal(out, &res)).To(Succeed())
+	return res
+}
+
+// An upgrade killed after it stopped the agent service leaves the service
+// stopped, before or after it replaced the agent: the self-upgrade the
+// operator runs again starts the service, also when it finds the new
+// agent in place and has nothing to replace.
+func TestAgentUpgradeRunAgainStartsTheServiceAKilledOneStopped(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{})
+	installAgent(ctx, g, node, sess)
+	upload(ctx, g, sess, wicdapi.AgentStagingPath, simagent.AgentImage("v2"))
+
+	// Killed before it replaced the agent.
+	g.Expect(node.Services.Stop(ctx, wicdapi.AgentServiceName)).To(Succeed())
+	g.Expect(selfUpgrade(ctx, g, sess)).To(Equal(wicdapi.SelfUpgradeResult{Changed: true, From: "v1", To: "v2", ServiceRestarted: true}))
+	g.Eventually(node.AgentServiceVersion).Should(Equal("v2"))
+
+	// Killed after it replaced the agent.
+	g.Expect(node.Services.Stop(ctx, wicdapi.AgentServiceName)).To(Succeed())
+	g.Expect(selfUpgrade(ctx, g, sess)).To(Equal(wicdapi.SelfUpgradeResult{From: "v2", To: "v2", ServiceRestarted: true}))
+	g.Eventually(node.AgentServiceVersion).Should(Equal("v2"))
+
+	g.Expect(selfUpgrade(ctx, g, sess)).To(Equal(wicdapi.SelfUpgradeResult{From: "v2", To: "v2"}), "nothing left to do")
+}
+
+// The operator's connection closes while the new agent's service starts:
+// the upgrade, whose context ended with the connection, still puts the
+// previous agent back and starts its service.
+func TestAgentUpgradeCutShortRollsBackAndStartsTheService(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	// The agent service's start after holdNext is set stays pending
+	// until its caller's context ends. Every start is pending for a
+	// moment: a caller whose context has ended does not see it run.
+	var holdNext atomic.Bool
+	held := make(chan struct{}, 1)
+	gate := func(ctx context.Context) error {
+		if holdNext.CompareAndSwap(true, false) {
+			held <- struct{}{}
+			<-ctx.Done()
+		}
+		return ctx.Err()
+	}
+	node, sess := startHost(t, simagent.Options{StartGates: map[string]func(context.Context) error{"wicd.exe": gate}})
+	disk := node.Host.Disk()
+	installAgent(ctx, g, node, sess)
+	upload(ctx, g, sess, wicdapi.AgentStagingPath, simagent.AgentImage("v2"))
+
+	holdNext.Store(true)
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() {
+		_, err := sess.Run(uctx, []string{wicdapi.AgentStagingPath, wicdapi.SelfUpgradeArg})
+		ran <- err
+	}()
+	g.Eventually(held).Should(Receive(), "the new agent's service starts")
+	cancel()
+	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
+	g.Eventually(node.AgentServiceVersion).Should(Equal("v1"), "the previous agent's service runs")
+	g.Expect(disk.ReadFile(wicdapi.AgentPath)).To(Equal(simagent.AgentImage("v1")))
 }
 
 // A DaemonSet pod's container survives the drain and holds a payload file:
