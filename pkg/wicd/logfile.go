@@ -2,6 +2,8 @@ package wicd
 
 import (
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,31 +22,63 @@ const (
 // is renamed to <path>.1 (older ones shift up to <path>.<keep>, the oldest
 // dropped) and a new file is started. Several agent processes (the
 // service and commands over SSH) may share it: if another one holds the
-// file so that it cannot be renamed, writing goes on and rotation is tried
-// again at the next write.
+// file so that it cannot be renamed, as Windows refuses while any other
+// process has it open, writing goes on, nothing is shifted, and rotation
+// is tried again later.
 type RotatingLog struct {
+	fs       logFS
 	path     string
 	maxBytes int64
 	keep     int
 	now      func() time.Time
 
 	mu   sync.Mutex
-	f    *os.File
+	f    logFile
 	size int64
+}
+
+// logFS is where a RotatingLog keeps its files: osLogFS, but in tests.
+type logFS interface {
+	MkdirAll(dir string) error
+	// OpenAppend opens the file at path for appending, creating it.
+	OpenAppend(path string) (logFile, error)
+	Rename(from, to string) error
+	Remove(path string) error
+}
+
+// logFile is an open log file.
+type logFile interface {
+	io.StringWriter
+	io.Closer
+	Stat() (fs.FileInfo, error)
+}
+
+// osLogFS is the host's file system.
+type osLogFS struct{}
+
+func (osLogFS) MkdirAll(dir string) error    { return os.MkdirAll(dir, 0o755) }
+func (osLogFS) Rename(from, to string) error { return os.Rename(from, to) }
+func (osLogFS) Remove(path string) error     { return os.Remove(path) }
+func (osLogFS) OpenAppend(path string) (logFile, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 }
 
 // OpenRotatingLog opens (creating it and its directory) the log at path.
 func OpenRotatingLog(path string, maxBytes int64, keep int) (*RotatingLog, error) {
+	return openRotatingLog(osLogFS{}, path, maxBytes, keep)
+}
+
+func openRotatingLog(fsys logFS, path string, maxBytes int64, keep int) (*RotatingLog, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultLogMaxBytes
 	}
 	if keep <= 0 {
 		keep = DefaultLogKeep
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := fsys.MkdirAll(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}
-	l := &RotatingLog{path: path, maxBytes: maxBytes, keep: keep, now: time.Now}
+	l := &RotatingLog{fs: fsys, path: path, maxBytes: maxBytes, keep: keep, now: time.Now}
 	if err := l.open(); err != nil {
 		return nil, err
 	}
@@ -52,7 +86,7 @@ func OpenRotatingLog(path string, maxBytes int64, keep int) (*RotatingLog, error
 }
 
 func (l *RotatingLog) open() error {
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := l.fs.OpenAppend(l.path)
 	if err != nil {
 		return fmt.Errorf("open log %s: %w", l.path, err)
 	}
@@ -88,16 +122,21 @@ func (l *RotatingLog) Write(p []byte) (int, error) {
 }
 
 // rotate shifts the files; on failure it keeps writing the current file.
-// Callers hold l.mu.
+// The current file is renamed first, to <path>.0: that is what fails
+// while another process has it open, and the kept files shift (<path>.0
+// to <path>.1 last) only once it has succeeded, or every failed attempt
+// would drop one of them. Callers hold l.mu.
 func (l *RotatingLog) rotate() {
 	if err := l.f.Close(); err != nil {
 		return
 	}
-	_ = os.Remove(l.path + "." + strconv.Itoa(l.keep))
-	for i := l.keep - 1; i >= 1; i-- {
-		_ = os.Rename(l.path+"."+strconv.Itoa(i), l.path+"."+strconv.Itoa(i+1))
+	rerr := l.fs.Rename(l.path, l.rotated(0))
+	if rerr == nil {
+		_ = l.fs.Remove(l.rotated(l.keep))
+		for i := l.keep - 1; i >= 0; i-- {
+			_ = l.fs.Rename(l.rotated(i), l.rotated(i+1))
+		}
 	}
-	rerr := os.Rename(l.path, l.path+".1")
 	if err := l.open(); err != nil {
 		l.f = nil
 		return
@@ -108,6 +147,9 @@ func (l *RotatingLog) rotate() {
 		l.size = 0
 	}
 }
+
+// rotated is the name of the i-th rotated file, <path>.<i>.
+func (l *RotatingLog) rotated(i int) string { return l.path + "." + strconv.Itoa(i) }
 
 // Close closes the file.
 func (l *RotatingLog) Close() error {

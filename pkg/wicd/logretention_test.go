@@ -54,7 +54,7 @@ func TestRunPrunesServiceLogs(t *testing.T) {
 	dir := nodeconfig.LogDir(nodeconfig.ServiceKubelet)
 	current := nodeconfig.LogPath(nodeconfig.ServiceKubelet)
 	g.Expect(disk.ReadFile(current)).To(ContainSubstring("Started kubelet-idle.exe (service kubelet)"), "kube-log-runner writes the log")
-	g.Expect(disk.Remove(current)).To(MatchError(winsim.ErrAccessDenied), "kube-log-runner holds its log open")
+	g.Expect(disk.Remove(current)).To(MatchError(winsim.ErrSharingViolation), "kube-log-runner holds its log open")
 
 	now := s.node.Backend().System.Now()
 	g.Expect(disk.SetModTime(current, now.Add(-30*24*time.Hour))).To(Succeed())

@@ -404,7 +404,7 @@ func (d *Disk) remove(path string, files, dirs bool) error {
 	case n.dir && len(n.children) > 0:
 		return &fs.PathError{Op: "remove", Path: path, Err: errNotEmpty}
 	}
-	if err := inUse(n, "remove", path, ErrAccessDenied); err != nil {
+	if err := inUse(n, "remove", path, deleteCode(n)); err != nil {
 		return err
 	}
 	d.unlink(n)
@@ -427,8 +427,10 @@ func (d *Disk) unlink(n *node) {
 // existing target is an error, as with MoveFile. A directory target is
 // never replaced. A target a process holds (Hold) is not replaced: the
 // error is an *InUseError for ErrAccessDenied, as Windows refuses to
-// replace a running executable. Renaming a file to a name differing only in case changes
-// its case.
+// replace a running executable. A file a process holds open as data
+// (HoldOpen, Lock) neither moves nor is replaced: the error is an
+// *InUseError for ErrSharingViolation. Renaming a file to a name differing only in
+// case changes its case.
 func (d *Disk) Rename(from, to string, replace bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -454,12 +456,15 @@ func (d *Disk) Rename(from, to string, replace bool) error {
 		if err := inUse(src, "rename", from, ErrAccessDenied); err != nil {
 			return err
 		}
+	} else if err := heldAsData(src, "rename", from); err != nil {
+		// A data file open without FILE_SHARE_DELETE cannot move.
+		return err
 	}
 	if existing, ok := dir.children[foldName(name)]; ok && existing != src {
 		if !replace || existing.dir || src.dir {
 			return &fs.PathError{Op: "rename", Path: to, Err: errAlreadyExists}
 		}
-		if err := inUse(existing, "rename", to, ErrAccessDenied); err != nil {
+		if err := inUse(existing, "rename", to, deleteCode(existing)); err != nil {
 			return err
 		}
 		d.unlink(existing)
@@ -487,7 +492,7 @@ func (d *Disk) create(op, path string, truncate, exclusive bool) (*node, error) 
 		case exclusive:
 			return nil, &fs.PathError{Op: op, Path: path, Err: errAlreadyExists}
 		}
-		if err := inUse(n, op, path, ErrSharingViolation); err != nil {
+		if err := writeLocked(n, op, path); err != nil {
 			return nil, err
 		}
 		if truncate {

@@ -239,3 +239,66 @@ func TestDiskCopyFile(t *testing.T) {
 	_, err = d.CopyFile(`C:\k\payload.exe`, `C:\k\v2\z.exe`)
 	g.Expect(err).To(MatchError(ErrDiskFull))
 }
+
+// What a process holding a file lets others do with it, as Windows does:
+// a running image may be read and renamed; a data file opened without
+// FILE_SHARE_DELETE (as Go opens files) cannot be renamed or deleted, and
+// one opened with FILE_SHARE_WRITE may still be written.
+func TestDiskHolds(t *testing.T) {
+	const path = `C:\k\held`
+	ops := []struct {
+		name string
+		do   func(d *Disk) error
+	}{
+		{"read", func(d *Disk) error { _, err := d.ReadFile(path); return err }},
+		{"append", func(d *Disk) error { return d.AppendFile(path, []byte("more")) }},
+		{"rename", func(d *Disk) error { return d.Rename(path, `C:\k\moved`, false) }},
+		{"rename over", func(d *Disk) error { return d.Rename(`C:\k\second`, path, true) }},
+		{"remove", func(d *Disk) error { return d.Remove(path) }},
+	}
+	for _, tc := range []struct {
+		kind string
+		hold func(d *Disk) (func(), error)
+		want map[string]error // by op; nil: allowed
+	}{
+		{
+			kind: "running image",
+			hold: func(d *Disk) (func(), error) { return d.Hold(path, "kubelet.exe") },
+			want: map[string]error{"append": ErrSharingViolation, "rename over": ErrAccessDenied, "remove": ErrAccessDenied},
+		},
+		{
+			kind: "file opened exclusively",
+			hold: func(d *Disk) (func(), error) { return d.Lock(path, "backup.exe") },
+			want: map[string]error{"read": ErrSharingViolation, "append": ErrSharingViolation, "rename": ErrSharingViolation,
+				"rename over": ErrSharingViolation, "remove": ErrSharingViolation},
+		},
+		{
+			kind: "file opened as Go opens files",
+			hold: func(d *Disk) (func(), error) { return d.HoldOpen(path, "wicd.exe") },
+			want: map[string]error{"rename": ErrSharingViolation, "rename over": ErrSharingViolation, "remove": ErrSharingViolation},
+		},
+	} {
+		for _, op := range ops {
+			t.Run(tc.kind+"/"+op.name, func(t *testing.T) {
+				g := NewWithT(t)
+				d := newDisk(1 << 20)
+				g.Expect(d.WriteFile(path, []byte("held"))).To(Succeed())
+				g.Expect(d.WriteFile(`C:\k\second`, []byte("second"))).To(Succeed())
+				release, err := tc.hold(d)
+				g.Expect(err).NotTo(HaveOccurred())
+				err = op.do(d)
+				want := tc.want[op.name]
+				if want == nil {
+					g.Expect(err).NotTo(HaveOccurred())
+					return
+				}
+				var inUse *InUseError
+				g.Expect(errors.As(err, &inUse)).To(BeTrue(), "%v", err)
+				g.Expect(inUse.Err).To(Equal(want))
+				g.Expect(inUse.Holders).To(HaveLen(1))
+				release()
+				g.Expect(op.do(d)).To(Succeed(), "once the process lets go")
+			})
+		}
+	}
+}

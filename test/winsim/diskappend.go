@@ -8,7 +8,8 @@ import (
 // AppendFile adds data at the end of the file at path, creating the file
 // (not its folder) when it is missing, as a program opening its log with
 // FILE_APPEND_DATA and OPEN_ALWAYS does: a missing folder fails with
-// fs.ErrNotExist, a file another process holds with an *InUseError.
+// fs.ErrNotExist, a file another process holds with an *InUseError
+// (unless it shares writing: HoldOpen).
 func (d *Disk) AppendFile(path string, data []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -35,12 +35,18 @@ func (e *InUseError) Error() string { return e.Err.Error() }
 // Unwrap returns ErrAccessDenied or ErrSharingViolation.
 func (e *InUseError) Unwrap() error { return e.Err }
 
-// hold is one process holding one file open; an exclusive hold (no
-// FILE_SHARE_READ) refuses readers too.
+// hold is one process holding one file open: as its running image
+// (Hold), or as data, exclusively (Lock: readers are refused too) or
+// shared for reading and writing (HoldOpen: writers may open it too).
+// Neither kind of data file shares deletion, so neither can be renamed.
 type hold struct {
 	holder    string
 	exclusive bool
+	open      bool
 }
+
+// image reports whether the hold is a running image's.
+func (h *hold) image() bool { return !h.exclusive && !h.open }
 
 var nextPID atomic.Int64
 
@@ -50,25 +56,38 @@ func init() { nextPID.Store(4000) }
 // as Windows hands them out.
 func newPID() int64 { return nextPID.Add(4) }
 
-// Hold makes the file at path behave as the image of a running process (or
-// a file opened without FILE_SHARE_WRITE and FILE_SHARE_DELETE) until
-// release is called: deleting it, renaming another file over it, opening
-// it for writing, or deleting or renaming a directory that contains it
-// fails with an *InUseError naming holder. Reading and renaming the file
-// itself still work, as Windows lets a running executable be renamed.
+// Hold makes the file at path behave as the image of a running process
+// until release is called: deleting it, renaming another file over it,
+// opening it for writing, or deleting or renaming a directory that
+// contains it fails with an *InUseError naming holder. Reading and
+// renaming the file itself still work, as Windows lets a running
+// executable be renamed (a data file held open cannot be: HoldOpen).
 // release is idempotent.
 func (d *Disk) Hold(path, holder string) (release func(), err error) {
-	return d.hold(path, holder, false)
+	return d.hold(path, &hold{holder: holder})
 }
 
 // Lock is Hold without sharing reads, as a process that opened the file
 // exclusively: reading it fails with an *InUseError for
-// ErrSharingViolation as well.
+// ErrSharingViolation as well, and so do renaming and deleting it, as for
+// HoldOpen.
 func (d *Disk) Lock(path, holder string) (release func(), err error) {
-	return d.hold(path, holder, true)
+	return d.hold(path, &hold{holder: holder, exclusive: true})
 }
 
-func (d *Disk) hold(path, holder string, exclusive bool) (release func(), err error) {
+// HoldOpen makes the file at path behave as a data file a process has
+// open as Go's os.OpenFile opens files on Windows (FILE_SHARE_READ |
+// FILE_SHARE_WRITE, without FILE_SHARE_DELETE), as kube-log-runner holds
+// its log, until release is called: others may still read and write it,
+// but deleting or renaming it, or renaming another file over it, fails
+// with an *InUseError for ErrSharingViolation naming holder, and deleting
+// or renaming a directory that contains it fails as for Hold. release is
+// idempotent.
+func (d *Disk) HoldOpen(path, holder string) (release func(), err error) {
+	return d.hold(path, &hold{holder: holder, open: true})
+}
+
+func (d *Disk) hold(path string, h *hold) (release func(), err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, err := d.lookup("open", path)
@@ -78,7 +97,6 @@ func (d *Disk) hold(path, holder string, exclusive bool) (release func(), err er
 	if n.dir {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: errIsDirectory}
 	}
-	h := &hold{holder: holder, exclusive: exclusive}
 	if n.holds == nil {
 		n.holds = map[*hold]struct{}{}
 	}
@@ -137,9 +155,43 @@ func inUse(n *node, op, path string, code error) error {
 // readLocked returns the error for reading n while a process has it open
 // exclusively. Callers hold d.mu.
 func readLocked(n *node, op, path string) error {
+	return heldBy(n, op, path, func(h *hold) bool { return h.exclusive })
+}
+
+// writeLocked returns the error for opening n for writing while a
+// process holds it other than shared for writing (HoldOpen). Callers hold
+// d.mu.
+func writeLocked(n *node, op, path string) error {
+	return heldBy(n, op, path, func(h *hold) bool { return !h.open })
+}
+
+// heldAsData returns the error for renaming the file n itself while a
+// process holds it open as data (HoldOpen, Lock) without
+// FILE_SHARE_DELETE, which Windows refuses as it does not a running
+// image's rename. Callers hold d.mu.
+func heldAsData(n *node, op, path string) error {
+	return heldBy(n, op, path, func(h *hold) bool { return !h.image() })
+}
+
+// deleteCode is the error Windows returns for deleting the file n, or
+// renaming another file over it, while processes hold it: a sharing
+// violation if one holds it open as data, else (a running image) access
+// denied. Callers hold d.mu.
+func deleteCode(n *node) error {
+	for h := range n.holds {
+		if !h.image() {
+			return ErrSharingViolation
+		}
+	}
+	return ErrAccessDenied
+}
+
+// heldBy returns an *InUseError for ErrSharingViolation naming the
+// holders of n that refuse, or nil when none does. Callers hold d.mu.
+func heldBy(n *node, op, path string, refuses func(*hold) bool) error {
 	var hs []string
 	for h := range n.holds {
-		if h.exclusive {
+		if refuses(h) && !slices.Contains(hs, h.holder) {
 			hs = append(hs, h.holder)
 		}
 	}

@@ -338,14 +338,15 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 		release = append(release, r)
 	}
 	// kube-log-runner opens its log for appending and holds it open
-	// while it runs: the log cannot be deleted meanwhile, as on Windows.
+	// while it runs: the log can be neither deleted nor renamed meanwhile,
+	// as on Windows.
 	if logFile, ok := nodeconfig.LogRunnerFlag(cmd.runnerArgs, "log-file"); ok && cmd.runnerArgs != nil {
 		line := fmt.Sprintf("I%s %7d simagent.go:1] Started %s (service %s)\r\n",
 			time.Now().UTC().Format("0102 15:04:05.000000"), m.starts[key(name)]+1, baseName(info.Binary), s.cfg.Name)
 		err := m.host.Disk().AppendFile(logFile, []byte(line))
 		var r func()
 		if err == nil {
-			r, err = m.host.Disk().Hold(logFile, "kube-log-runner.exe (service "+s.cfg.Name+")")
+			r, err = m.host.Disk().HoldOpen(logFile, "kube-log-runner.exe (service "+s.cfg.Name+")")
 		}
 		if err != nil {
 			for _, r := range release {
