@@ -150,8 +150,8 @@ func validatePlan(p *wicdapi.Plan) error {
 // or separators.
 var firewallRuleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$`)
 
-// applyFirewall adds or corrects the plan's firewall rules and removes
-// those of gone (the replaced plans' rules) it does not have.
+// applyFirewall adds or corrects (and enables) the plan's firewall rules
+// and removes those of gone (the replaced plans' rules) it does not have.
 func applyFirewall(ctx context.Context, b *Backend, gone []wicdapi.FirewallRule, plan *wicdapi.Plan) ([]wicdapi.Change, error) {
 	var changes []wicdapi.Change
 	step := plan.StepTimeout()
@@ -163,7 +163,7 @@ func applyFirewall(ctx context.Context, b *Backend, gone []wicdapi.FirewallRule,
 			action = "created"
 		case err != nil:
 			return nil, codedError(wicdapi.CodeNetwork, "read firewall rule %s: %v", r.Name, err)
-		case sameRule(cur, r):
+		case cur.Enabled && sameRule(cur.FirewallRule, r):
 			continue
 		}
 		if err := stepDo(ctx, step, func(ctx context.Context) error { return b.Firewall.Add(ctx, r) }); err != nil {

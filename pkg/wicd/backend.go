@@ -128,11 +128,20 @@ type Exec interface {
 // Firewall manages inbound rules of the host firewall.
 type Firewall interface {
 	// Rule returns the rule named name, or ErrNotFound.
-	Rule(ctx context.Context, name string) (wicdapi.FirewallRule, error)
-	// Add adds a rule; an existing rule of that name is replaced.
+	Rule(ctx context.Context, name string) (FirewallRuleState, error)
+	// Add adds a rule, enabled; an existing rule of that name is
+	// replaced.
 	Add(ctx context.Context, r wicdapi.FirewallRule) error
 	// Delete removes every rule named name.
 	Delete(ctx context.Context, name string) error
+}
+
+// FirewallRuleState is a rule as the host firewall has it.
+type FirewallRuleState struct {
+	wicdapi.FirewallRule
+	// Enabled is false for a rule that is there but disabled (as an
+	// administrator may disable one): it lets nothing in.
+	Enabled bool
 }
 
 // Defender manages Microsoft Defender's exclusions.

@@ -27,18 +27,18 @@ const firewallRulesKey = `SYSTEM\CurrentControlSet\Services\SharedAccess\Paramet
 type firewall struct{ exec execer }
 
 // Rule finds an inbound rule by name.
-func (firewall) Rule(_ context.Context, name string) (wicdapi.FirewallRule, error) {
+func (firewall) Rule(_ context.Context, name string) (wicd.FirewallRuleState, error) {
 	k, err := registry.OpenKey(registry.LOCAL_MACHINE, firewallRulesKey, registry.QUERY_VALUE)
 	if errors.Is(err, registry.ErrNotExist) {
-		return wicdapi.FirewallRule{}, fmt.Errorf("firewall rule %s: %w", name, wicd.ErrNotFound)
+		return wicd.FirewallRuleState{}, fmt.Errorf("firewall rule %s: %w", name, wicd.ErrNotFound)
 	}
 	if err != nil {
-		return wicdapi.FirewallRule{}, fmt.Errorf("open HKLM\\%s: %w", firewallRulesKey, err)
+		return wicd.FirewallRuleState{}, fmt.Errorf("open HKLM\\%s: %w", firewallRulesKey, err)
 	}
 	defer func() { _ = k.Close() }()
 	values, err := k.ReadValueNames(-1)
 	if err != nil {
-		return wicdapi.FirewallRule{}, fmt.Errorf("read HKLM\\%s: %w", firewallRulesKey, err)
+		return wicd.FirewallRuleState{}, fmt.Errorf("read HKLM\\%s: %w", firewallRulesKey, err)
 	}
 	for _, v := range values {
 		s, _, err := k.GetStringValue(v)
@@ -49,11 +49,12 @@ func (firewall) Rule(_ context.Context, name string) (wicdapi.FirewallRule, erro
 			return r, nil
 		}
 	}
-	return wicdapi.FirewallRule{}, fmt.Errorf("firewall rule %s: %w", name, wicd.ErrNotFound)
+	return wicd.FirewallRuleState{}, fmt.Errorf("firewall rule %s: %w", name, wicd.ErrNotFound)
 }
 
-// parseFirewallRule reads an inbound allow rule for one local port.
-func parseFirewallRule(s string) (wicdapi.FirewallRule, bool) {
+// parseFirewallRule reads an inbound allow rule for one local port; only
+// Active=FALSE disables it.
+func parseFirewallRule(s string) (wicd.FirewallRuleState, bool) {
 	fields := map[string]string{}
 	for _, f := range strings.Split(s, "|") {
 		if k, v, ok := strings.Cut(f, "="); ok {
@@ -61,9 +62,12 @@ func parseFirewallRule(s string) (wicdapi.FirewallRule, bool) {
 		}
 	}
 	if fields["Dir"] != "In" || fields["Action"] != "Allow" || fields["Name"] == "" {
-		return wicdapi.FirewallRule{}, false
+		return wicd.FirewallRuleState{}, false
 	}
-	r := wicdapi.FirewallRule{Name: fields["Name"], Description: fields["Desc"]}
+	r := wicd.FirewallRuleState{
+		FirewallRule: wicdapi.FirewallRule{Name: fields["Name"], Description: fields["Desc"]},
+		Enabled:      !strings.EqualFold(fields["Active"], "FALSE"),
+	}
 	switch fields["Protocol"] {
 	case "6":
 		r.Protocol = "TCP"
@@ -94,6 +98,9 @@ func (f firewall) Add(ctx context.Context, r wicdapi.FirewallRule) error {
 	}
 	if got.Port != r.Port || got.Protocol != r.Protocol {
 		return fmt.Errorf("netsh added firewall rule %s for %s %d, not %s %d", r.Name, got.Protocol, got.Port, r.Protocol, r.Port)
+	}
+	if !got.Enabled {
+		return fmt.Errorf("netsh added firewall rule %s, but disabled", r.Name)
 	}
 	return nil
 }

@@ -381,26 +381,43 @@ func (e hostExec) Run(ctx context.Context, argv []string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-// firewall is the host's Windows Firewall: inbound rules by name.
+// firewall is the host's Windows Firewall: inbound rules by name, each
+// enabled or disabled.
 type firewall struct {
 	mu    sync.Mutex
-	rules map[string]wicdapi.FirewallRule
+	rules map[string]wicd.FirewallRuleState
 }
 
-func (f *firewall) Rule(_ context.Context, name string) (wicdapi.FirewallRule, error) {
+func (f *firewall) Rule(_ context.Context, name string) (wicd.FirewallRuleState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.rules[name]
 	if !ok {
-		return wicdapi.FirewallRule{}, fmt.Errorf("firewall rule %s: %w", name, wicd.ErrNotFound)
+		return wicd.FirewallRuleState{}, fmt.Errorf("firewall rule %s: %w", name, wicd.ErrNotFound)
 	}
 	return r, nil
 }
 
+// Add adds an enabled rule, as `netsh advfirewall firewall add rule ...
+// enable=yes` does.
 func (f *firewall) Add(_ context.Context, r wicdapi.FirewallRule) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.rules[r.Name] = r
+	f.rules[r.Name] = wicd.FirewallRuleState{FirewallRule: r, Enabled: true}
+	return nil
+}
+
+// enable enables or disables a rule, as `netsh advfirewall firewall set
+// rule name=... new enable=no` does.
+func (f *firewall) enable(name string, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.rules[name]
+	if !ok {
+		return fmt.Errorf("firewall rule %s: %w", name, wicd.ErrNotFound)
+	}
+	r.Enabled = on
+	f.rules[name] = r
 	return nil
 }
 
@@ -411,13 +428,13 @@ func (f *firewall) Delete(_ context.Context, name string) error {
 	return nil
 }
 
-// Rules lists the rules by name.
+// Rules lists the rules, enabled or not, by name.
 func (f *firewall) Rules() []wicdapi.FirewallRule {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make([]wicdapi.FirewallRule, 0, len(f.rules))
 	for _, r := range f.rules {
-		out = append(out, r)
+		out = append(out, r.FirewallRule)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -805,3 +805,32 @@ func TestApplyDoesNotReadAnUnchangedCopyAgain(t *testing.T) {
 	run(ctx, g, sess, &applied, "apply")
 	g.Expect(applied.Changes).To(ContainElement(wicdapi.Change{Kind: "file", Name: to, Action: "updated"}))
 }
+
+// An administrator disables one of the agent's firewall rules: it is still
+// there, but lets nothing in. The next apply (the agent service's
+// re-apply) enables it again, and cleanup removes it disabled or not.
+func TestApplyEnablesADisabledFirewallRule(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	node, sess := startHost(t, simagent.Options{AgentRunInterval: time.Hour})
+	installAgent(ctx, g, node, sess)
+	plan := agentOnlyPlan("v1")
+	plan.FirewallRules = []wicdapi.FirewallRule{{Name: wicdapi.FirewallRuleKubelet, Protocol: "TCP", Port: wicdapi.KubeletPort}}
+	uploadJSON(ctx, g, sess, wicdapi.PlanPath, plan)
+	var res wicdapi.ApplyResult
+	run(ctx, g, sess, &res, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(node.FirewallRuleEnabled(wicdapi.FirewallRuleKubelet)).To(BeTrue())
+
+	g.Expect(node.DisableFirewallRule(wicdapi.FirewallRuleKubelet)).To(Succeed())
+	run(ctx, g, sess, &res, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(res.Changes).To(Equal([]wicdapi.Change{{Kind: "firewallRule", Name: wicdapi.FirewallRuleKubelet, Action: "updated"}}))
+	g.Expect(node.FirewallRuleEnabled(wicdapi.FirewallRuleKubelet)).To(BeTrue())
+	run(ctx, g, sess, &res, "apply", "--plan", wicdapi.PlanPath)
+	g.Expect(res.Changed).To(BeFalse())
+
+	g.Expect(node.DisableFirewallRule(wicdapi.FirewallRuleKubelet)).To(Succeed())
+	var cleaned wicdapi.CleanupResult
+	run(ctx, g, sess, &cleaned, "cleanup")
+	g.Expect(cleaned.Changes).To(ContainElement(wicdapi.Change{Kind: "firewallRule", Name: wicdapi.FirewallRuleKubelet, Action: "removed"}))
+	g.Expect(node.FirewallRules()).To(BeEmpty())
+}

@@ -159,7 +159,7 @@ func Install(h *winsim.Host, opts Options) (*Node, error) {
 	n := &Node{Host: h, opts: opts,
 		system:   &system{host: h, features: map[string]bool{wicd.FeatureContainers: !opts.ContainersFeatureDisabled}, pending: map[string]bool{}},
 		hns:      &hns{networks: map[string]bool{}, host: h, resets: opts.NetworkDeleteResetsConnections},
-		firewall: &firewall{rules: map[string]wicdapi.FirewallRule{}},
+		firewall: &firewall{rules: map[string]wicd.FirewallRuleState{}},
 		defender: &defender{present: opts.DefenderPresent},
 		roots:    &rootStore{certs: map[string][]byte{}},
 	}
@@ -209,8 +209,20 @@ func (n *Node) SetClockSkew(d time.Duration) { n.system.clockSkew.Store(int64(d)
 // directly.
 func (n *Node) Backend() *wicd.Backend { return n.backend }
 
-// FirewallRules lists the host's firewall rules.
+// FirewallRules lists the host's firewall rules, enabled or not.
 func (n *Node) FirewallRules() []wicdapi.FirewallRule { return n.firewall.Rules() }
+
+// FirewallRuleEnabled reports whether the rule named name is there and
+// enabled.
+func (n *Node) FirewallRuleEnabled(name string) bool {
+	r, err := n.firewall.Rule(context.Background(), name)
+	return err == nil && r.Enabled
+}
+
+// DisableFirewallRule disables a rule as an administrator would (netsh
+// advfirewall firewall set rule name=... new enable=no): it stays, but
+// lets nothing in.
+func (n *Node) DisableFirewallRule(name string) error { return n.firewall.enable(name, false) }
 
 // DefenderExclusions lists Defender's exclusions.
 func (n *Node) DefenderExclusions() []string {
