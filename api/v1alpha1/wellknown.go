@@ -22,6 +22,11 @@ const (
 	// runs.
 	AnnotationPayloadVersion = "wmco.io/payload-version"
 
+	// AnnotationCordoned on a Node says the operator cordoned it, to drain
+	// it (a rename, an upgrade, the instance's deletion): the operator
+	// undoes only a cordon it made. Set and removed with the cordon.
+	AnnotationCordoned = "wmco.io/cordoned"
+
 	// Finalizer holds a WindowsInstance until its host is drained and
 	// cleaned and its Node deleted.
 	Finalizer = "wmco.io/deconfigure"

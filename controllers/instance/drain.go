@@ -149,21 +149,91 @@ func (r *Reconciler) cordon(ctx context.Context, s *scope, node *corev1.Node) er
 }
 
 // setUnschedulable cordons (true) or uncordons (false) the Node, unless it
-// already is so.
+// already is so. A cordon the operator makes carries the annotation
+// wmco.io/cordoned, written with it, and an uncordon removes it (also from
+// a Node someone else uncordoned): a Node found cordoned already, by an
+// admin, gets none, and endAbandonedDrain undoes only a marked cordon.
 func (r *Reconciler) setUnschedulable(ctx context.Context, s *scope, node *corev1.Node, unschedulable bool) error {
-	if node.Spec.Unschedulable == unschedulable {
+	_, marked := node.Annotations[wmcov1.AnnotationCordoned]
+	if node.Spec.Unschedulable == unschedulable && (unschedulable || !marked) {
 		return nil
 	}
-	verb, msg := "cordon", "Cordoning node"
-	if !unschedulable {
-		verb, msg = "uncordon", "Uncordoning node"
+	verb := "cordon"
+	switch {
+	case unschedulable:
+		s.log.Info("Cordoning node", "node", klog.KObj(node))
+	case node.Spec.Unschedulable:
+		verb = "uncordon"
+		s.log.Info("Uncordoning node", "node", klog.KObj(node))
+	default:
+		verb = "unmark"
+		s.log.V(1).Info("Removing the cordon mark of an uncordoned node", "node", klog.KObj(node))
 	}
-	s.log.Info(msg, "node", klog.KObj(node))
 	patch := client.MergeFrom(node.DeepCopy())
 	node.Spec.Unschedulable = unschedulable
+	if unschedulable {
+		if node.Annotations == nil {
+			node.Annotations = map[string]string{}
+		}
+		node.Annotations[wmcov1.AnnotationCordoned] = "true"
+	} else {
+		delete(node.Annotations, wmcov1.AnnotationCordoned)
+	}
 	if err := r.Client.Patch(ctx, node, patch); err != nil {
 		return fmt.Errorf("%s Node %s: %w", verb, node.Name, err)
 	}
+	return nil
+}
+
+// endAbandonedDrain ends a drain whose reason is gone: a rename the spec
+// went back on before it finished (reconcileAgent calls it whenever the
+// host keeps its Node's name). While the instance holds an upgrade
+// (status.upgrade), the Node's drain and cordon are the upgrade's, left
+// to it. Otherwise the Draining condition goes, so that the next drain
+// counts its deadline from its own start, and the operator's own cordon
+// (wmco.io/cordoned) is undone; a Node someone else cordoned stays
+// cordoned.
+func (r *Reconciler) endAbandonedDrain(ctx context.Context, s *scope) error {
+	wi := s.wi
+	if wi.Status.Upgrade != nil || wi.Status.NodeName == "" {
+		return nil
+	}
+	c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionDraining)
+	draining := c != nil && c.Status == metav1.ConditionTrue
+	// From the cache, which holds the operator's Nodes: a host whose
+	// Node has not registered costs no live read each reconcile.
+	node := &corev1.Node{}
+	err := r.Client.Get(ctx, client.ObjectKey{Name: wi.Status.NodeName}, node)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get Node %s: %w", wi.Status.NodeName, err)
+	}
+	exists := err == nil && core.OwnsNode(wi, node)
+	_, marked := node.Annotations[wmcov1.AnnotationCordoned]
+	ours := exists && marked && node.Spec.Unschedulable
+	switch {
+	case exists && marked && !ours && !draining:
+		// Uncordoned by someone else: the mark goes too, so that a later
+		// cordon of theirs is not taken for the operator's.
+		return r.setUnschedulable(ctx, s, node, false)
+	case !draining && !ours:
+		return nil
+	}
+	s.log.Info("Giving up a drain no longer needed", "node", wi.Status.NodeName, "cordonedByOperator", ours)
+	switch {
+	case ours:
+		if err := r.setUnschedulable(ctx, s, node, false); err != nil {
+			return err
+		}
+		r.event(s, false, ReasonDrainAbandoned, "Node %s no longer needs draining (no rename or upgrade needs it): uncordoned it", node.Name)
+	case exists && node.Spec.Unschedulable:
+		r.event(s, false, ReasonDrainAbandoned, "Node %s no longer needs draining (no rename or upgrade needs it); it stays cordoned: the operator did not cordon it", node.Name)
+	case exists && marked:
+		// Uncordoned by someone else meanwhile.
+		if err := r.setUnschedulable(ctx, s, node, false); err != nil {
+			return err
+		}
+	}
+	meta.RemoveStatusCondition(&wi.Status.Conditions, wmcov1.ConditionDraining)
 	return nil
 }
 

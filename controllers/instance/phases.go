@@ -226,8 +226,11 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, s *scope) (ctrl.Result,
 			s.facts = facts
 		}
 		wi.Status.NodeName = want
+		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, nil
+	// No rename (any more): the drain of one the spec went back on is
+	// given up, and the Node uncordoned if the operator cordoned it.
+	return ctrl.Result{}, r.endAbandonedDrain(ctx, s)
 }
 
 // installAgent puts the payload's agent on the host. Windows refuses to

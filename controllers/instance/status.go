@@ -88,6 +88,10 @@ const (
 	ReasonDrainTimedOut = "DrainTimedOut"
 	// ReasonDrained: no pod is left to evict (Draining is False).
 	ReasonDrained = "Drained"
+	// ReasonDrainAbandoned (an Event): a drain no longer needed (a rename
+	// the spec went back on) was given up, the Draining condition removed
+	// and the operator's cordon undone.
+	ReasonDrainAbandoned = "DrainAbandoned"
 )
 
 // terminalReasons stop retries until the spec, the Secret or the
