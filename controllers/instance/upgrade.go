@@ -118,7 +118,9 @@ func setUpgradingCondition(wi *wmcov1.WindowsInstance, running bool, reason, mes
 //     drained first. Without a free slot it keeps its applied payload.
 //
 // A payload that failed on this host and was rolled back is not tried
-// again until another is selected or the spec changes.
+// again until another is selected or the spec changes. An upgrade whose
+// payload another replaces before it is applied goes to the new one
+// (continueUpgrade), weighed again when it was in place.
 func (r *Reconciler) reconcileUpgrade(ctx context.Context, s *scope) (ctrl.Result, error) {
 	wi := s.wi
 	sel := s.selected.Manifest
@@ -202,6 +204,15 @@ func (r *Reconciler) continueUpgrade(ctx context.Context, s *scope, u *wmcov1.Up
 	if u.Step != wmcov1.UpgradeStepRollingBack && u.To != s.selected.Manifest.Version && s.applied != u.To {
 		// Another payload was selected before this one was applied:
 		// go there instead, in the same slot.
+		if _, drain := upgradeKind(s.selected.Manifest, s.applied, s.facts.Files); u.InPlace && drain {
+			// An in-place upgrade holds no slot and drains nothing; the
+			// new payload changes what pods run on (a kubelet, a
+			// container runtime): it is an upgrade of its own, which
+			// waits for a slot and drains the Node like any such.
+			s.log.Info("Retargeted upgrade needs a drain; starting it anew", "from", u.To, "to", s.selected.Manifest.Version)
+			wi.Status.Upgrade = nil
+			return r.reconcileUpgrade(ctx, s)
+		}
 		s.log.Info("Retargeting upgrade", "from", u.To, "to", s.selected.Manifest.Version)
 		u.To, u.Progress = s.selected.Manifest.Version, u.From+" → "+s.selected.Manifest.Version
 		target = s.selected
