@@ -34,6 +34,12 @@ const (
 	ReasonUpgradeFailed     = "UpgradeFailed"
 	ReasonPayloadCompatible = "PayloadSelected"
 	ReasonNoPayload         = "NoCompatiblePayload"
+
+	// ReasonUpgradeAbandoned: the payload the upgrade went to is no longer
+	// shipped by the operator and the host had not moved to it: the
+	// upgrade was given up, the host left on its payload (also the
+	// Event's reason). The selected payload's upgrade follows.
+	ReasonUpgradeAbandoned = "UpgradeAbandoned"
 )
 
 // rollbackTimeout bounds `wicd rollback`: stopping and starting every
@@ -195,11 +201,12 @@ func (r *Reconciler) continueUpgrade(ctx context.Context, s *scope, u *wmcov1.Up
 	if !ok {
 		// The operator no longer ships the payload the upgrade went to
 		// (it was itself replaced mid-upgrade): roll back if the host
-		// moved, else just give the slot up.
+		// moved, else give the upgrade up.
+		why := "payload " + u.To + " is no longer shipped by the operator"
 		if s.applied == u.To {
-			return r.rollback(ctx, s, u, "payload "+u.To+" is no longer shipped by the operator")
+			return r.rollback(ctx, s, u, why)
 		}
-		return ctrl.Result{}, r.finishUpgrade(ctx, s, u, nil)
+		return ctrl.Result{}, r.finishUpgrade(ctx, s, u, upgradeAbandoned, why)
 	}
 	if u.Step != wmcov1.UpgradeStepRollingBack && u.To != s.selected.Manifest.Version && s.applied != u.To {
 		// Another payload was selected before this one was applied:
@@ -294,7 +301,7 @@ func (r *Reconciler) reconcileUpgradeDone(ctx context.Context, s *scope) (ctrl.R
 	if got := s.wi.Status.KubeletVersion; !u.InPlace && want != "" && got != want {
 		return r.upgradeNodeNotReady(ctx, s, u, fmt.Sprintf("the Node's kubelet reports %s, not %s", got, want))
 	}
-	return ctrl.Result{}, r.finishUpgrade(ctx, s, u, nil)
+	return ctrl.Result{}, r.finishUpgrade(ctx, s, u, upgradeSucceeded, "")
 }
 
 // upgradeNodeNotReady waits for the Node within the upgrade timeout, and
@@ -337,7 +344,7 @@ func (r *Reconciler) rollback(ctx context.Context, s *scope, u *wmcov1.UpgradeSt
 			if errors.As(err, &we) && we.Code == wicdapi.CodeNotFound {
 				// Nothing to go back to (the host had no earlier plan):
 				// give up the upgrade; the failure is on record.
-				return ctrl.Result{}, r.finishUpgrade(ctx, s, u, &reason)
+				return ctrl.Result{}, r.finishUpgrade(ctx, s, u, upgradeRolledBack, reason)
 			}
 			setConfiguredCondition(wi, outcome{reason: ReasonApplyFailed, message: "roll back: " + err.Error()})
 			return ctrl.Result{}, err
@@ -355,14 +362,29 @@ func (r *Reconciler) rollback(ctx context.Context, s *scope, u *wmcov1.UpgradeSt
 		return ctrl.Result{RequeueAfter: time.Minute}, nil
 	}
 	wi.Status.KubeletVersion = node.Status.NodeInfo.KubeletVersion
-	return ctrl.Result{}, r.finishUpgrade(ctx, s, u, &reason)
+	return ctrl.Result{}, r.finishUpgrade(ctx, s, u, upgradeRolledBack, reason)
 }
 
-// finishUpgrade ends the upgrade u: it uncordons the Node if the upgrade
-// cordoned it, records the outcome (failed when failure is set), removes
-// payload folders older than the previous one, frees the slot and wakes
-// the instances waiting for one.
-func (r *Reconciler) finishUpgrade(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus, failure *string) error {
+// upgradeEnd is how an upgrade ended.
+type upgradeEnd int
+
+const (
+	// upgradeSucceeded: the Node is Ready on the new payload.
+	upgradeSucceeded upgradeEnd = iota
+	// upgradeRolledBack: the host was rolled back, its Node is Ready on
+	// the previous payload again.
+	upgradeRolledBack
+	// upgradeAbandoned: the upgrade was given up before the host moved
+	// (its payload is no longer shipped).
+	upgradeAbandoned
+)
+
+// finishUpgrade ends the upgrade u as end says (why: the failure or the
+// reason to give it up): it uncordons the Node if the upgrade cordoned it,
+// records the outcome, removes payload folders older than the previous
+// one after a success, frees the slot and wakes the instances waiting for
+// one.
+func (r *Reconciler) finishUpgrade(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus, end upgradeEnd, why string) error {
 	wi := s.wi
 	if u.Cordoned {
 		if err := r.uncordon(ctx, s); err != nil {
@@ -371,12 +393,19 @@ func (r *Reconciler) finishUpgrade(ctx context.Context, s *scope, u *wmcov1.Upgr
 	}
 	meta.RemoveStatusCondition(&wi.Status.Conditions, wmcov1.ConditionDraining)
 	took := r.Now().Sub(u.StartedAt.Time)
-	if failure != nil {
-		wi.Status.FailedUpgrade = &wmcov1.FailedUpgrade{Version: u.To, Reason: *failure, Time: metav1.NewTime(r.Now()), Generation: wi.Generation}
-		setUpgradingCondition(wi, false, ReasonUpgradeFailed, fmt.Sprintf("upgrade %s failed and was rolled back: %s; payload %s is not tried again on this host until another payload is selected or the spec changes", u.Progress, *failure, u.To))
+	switch end {
+	case upgradeRolledBack:
+		wi.Status.FailedUpgrade = &wmcov1.FailedUpgrade{Version: u.To, Reason: why, Time: metav1.NewTime(r.Now()), Generation: wi.Generation}
+		setUpgradingCondition(wi, false, ReasonUpgradeFailed, fmt.Sprintf("upgrade %s failed and was rolled back: %s; payload %s is not tried again on this host until another payload is selected or the spec changes", u.Progress, why, u.To))
 		r.event(s, true, "RolledBack", "Upgrade %s rolled back: the Node is Ready on payload %s again after %s", u.Progress, u.From, took.Round(time.Second))
 		metrics.UpgradeDuration.WithLabelValues("rolledback").Observe(took.Seconds())
-	} else {
+	case upgradeAbandoned:
+		// Neither a success nor the host's failure: no duration is
+		// recorded, a failure on record stays.
+		msg := fmt.Sprintf("upgrade %s given up: %s; the host stays on payload %s", u.Progress, why, u.From)
+		setUpgradingCondition(wi, false, ReasonUpgradeAbandoned, msg)
+		r.event(s, true, ReasonUpgradeAbandoned, "Upgrade %s given up after %s: %s; the host stays on payload %s", u.Progress, took.Round(time.Second), why, u.From)
+	default:
 		wi.Status.FailedUpgrade = nil
 		setUpgradingCondition(wi, false, ReasonUpgradeSucceeded, fmt.Sprintf("upgraded %s in %s", u.Progress, took.Round(time.Second)))
 		r.event(s, false, "UpgradeSucceeded", "Upgraded %s in %s", u.Progress, took.Round(time.Second))

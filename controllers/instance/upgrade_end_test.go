@@ -1,0 +1,85 @@
+package instance_test
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
+	"github.com/openwmco/wmco/controllers/core"
+	"github.com/openwmco/wmco/controllers/instance"
+	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/test/ctrltest"
+	"github.com/openwmco/wmco/test/winsim/simagent"
+)
+
+// An upgrade whose payload the next operator no longer ships, before the
+// host moved to it, is given up and says so: Upgrading=False with reason
+// UpgradeAbandoned, an Event of that reason, the Node uncordoned, and no
+// success (no UpgradeSucceeded, no duration recorded).
+func TestUpgradeToAPayloadNoLongerShippedIsGivenUp(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ps := newPayloads(t)
+	base := ps.write("v1.37.2", 0)
+	next := ps.derive(base, "v1.37.3", 0, payload.KubeletPath)
+	h := ctrltest.StartHosts(t, 1, simagent.Options{KubeletBinaries: kubelets(base, next)})[0]
+	joinOn(t, h, base, "v1.37.2", "v1.37.3")
+	node := &corev1.Node{}
+	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: getInstance(g, h.Name).Status.NodeName}, node)).To(Succeed())
+	ns := "abandon-" + h.Name
+	protectedPod(t, ns, node.Name)
+
+	// The upgrade to next is held at its drain when its operator stops.
+	_, stop := ctrltest.StartStoppableOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(base, next), ServerVersion: core.StaticVersion("v1.37.3"),
+	})
+	g.Eventually(func(g Gomega) {
+		wi := getInstance(g, h.Name)
+		g.Expect(wi.Status.Upgrade).NotTo(BeNil())
+		g.Expect(wi.Status.Upgrade.Step).To(Equal(wmcov1.UpgradeStepDraining))
+		g.Expect(drainingCondition(g, h.Name).Reason).To(Equal(instance.ReasonDrainBlockedByPDB))
+	}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+	stop()
+	before, err := ctrltest.Metrics()
+	g.Expect(err).NotTo(HaveOccurred())
+
+	// The next operator ships base only.
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(base), ServerVersion: core.StaticVersion("v1.37.3"),
+	})
+	g.Eventually(func(g Gomega) {
+		wi := getInstance(g, h.Name)
+		g.Expect(wi.Status.Upgrade).To(BeNil())
+		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(instance.ReasonUpgradeAbandoned))
+		g.Expect(c.Message).To(ContainSubstring("payload " + next.Manifest.Version + " is no longer shipped by the operator"))
+		g.Expect(c.Message).To(ContainSubstring("the host stays on payload " + base.Manifest.Version))
+		g.Expect(wi.Status.FailedUpgrade).To(BeNil())
+		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseReady), "%s: %s", wi.Status.Phase, wi.Status.Message)
+		g.Expect(wi.Status.PayloadVersion).To(Equal(base.Manifest.Version))
+	}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(node), node)).To(Succeed())
+	g.Expect(node.Spec.Unschedulable).To(BeFalse(), "the upgrade's cordon is undone")
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventReasons(g, h.Name)).To(ContainElement(instance.ReasonUpgradeAbandoned))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(eventReasons(g, h.Name)).NotTo(ContainElement("UpgradeSucceeded"))
+	after, err := ctrltest.Metrics()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, result := range []string{"drained", "inplace", "rolledback"} {
+		key := "wmco_upgrade_duration_seconds,result=" + result
+		g.Expect(after[key]).To(Equal(before[key]), "no %s upgrade's duration is recorded", result)
+	}
+
+	g.Expect(ctrltest.Client.Delete(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})).To(Succeed())
+	deleteAll(t, []*ctrltest.SimHost{h})
+}
