@@ -254,9 +254,11 @@ type WindowsInstanceStatus struct {
 	// and since it is recorded here a restarted operator keeps the bound.
 	// +optional
 	Upgrade *UpgradeStatus `json:"upgrade,omitempty"`
-	// FailedUpgrade records the last upgrade of this host that was rolled
-	// back. The operator does not try that payload on this host again
-	// until another payload is selected or the instance's spec changes.
+	// FailedUpgrade records the last upgrade of this host that failed: it
+	// was rolled back or, when the host kept no previous plan to roll back
+	// to, left on the failed payload. The operator does not start an
+	// upgrade to that payload on this host again until another payload is
+	// selected or the instance's spec changes.
 	// +optional
 	FailedUpgrade *FailedUpgrade `json:"failedUpgrade,omitempty"`
 	// Reboot is present from when the operator asks the host to reboot
@@ -332,14 +334,15 @@ type RebootStatus struct {
 	BootTime string `json:"bootTime,omitempty"`
 }
 
-// FailedUpgrade is an upgrade that was rolled back.
+// FailedUpgrade is an upgrade that failed.
 type FailedUpgrade struct {
 	// Version is the payload version that failed on this host.
 	Version string `json:"version"`
 	// Reason in words: the service that did not start, or the Node that
 	// was not Ready with the new kubelet within the upgrade timeout.
 	Reason string `json:"reason"`
-	// Time the rollback completed.
+	// Time the upgrade ended: the rollback completed, or was found
+	// impossible.
 	Time metav1.Time `json:"time"`
 	// Generation of the instance when it failed; a newer spec tries again.
 	Generation int64 `json:"generation"`

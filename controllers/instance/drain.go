@@ -185,6 +185,21 @@ func (r *Reconciler) setUnschedulable(ctx context.Context, s *scope, node *corev
 	return nil
 }
 
+// unmarkCordon removes the operator's mark from the cordoned Node and
+// leaves it cordoned: the cordon is someone else's to undo from then on.
+func (r *Reconciler) unmarkCordon(ctx context.Context, s *scope, node *corev1.Node) error {
+	if _, marked := node.Annotations[wmcov1.AnnotationCordoned]; !marked {
+		return nil
+	}
+	s.log.Info("Leaving node cordoned", "node", klog.KObj(node))
+	patch := client.MergeFrom(node.DeepCopy())
+	delete(node.Annotations, wmcov1.AnnotationCordoned)
+	if err := r.Client.Patch(ctx, node, patch); err != nil {
+		return fmt.Errorf("unmark Node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
 // endAbandonedDrain ends a drain whose reason is gone: a rename the spec
 // went back on before it finished (reconcileAgent calls it whenever the
 // host keeps its Node's name). While the instance holds an upgrade

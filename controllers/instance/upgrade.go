@@ -342,9 +342,9 @@ func (r *Reconciler) rollback(ctx context.Context, s *scope, u *wmcov1.UpgradeSt
 		if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, rollbackTimeout, &res, wicdapi.RollbackArg); err != nil {
 			var we *wicdapi.Error
 			if errors.As(err, &we) && we.Code == wicdapi.CodeNotFound {
-				// Nothing to go back to (the host had no earlier plan):
-				// give up the upgrade; the failure is on record.
-				return ctrl.Result{}, r.finishUpgrade(ctx, s, u, upgradeRolledBack, reason)
+				// Nothing to go back to (the host kept no earlier plan):
+				// the upgrade ends failed, the host on the new payload.
+				return ctrl.Result{}, r.finishUpgrade(ctx, s, u, upgradeNotRolledBack, reason)
 			}
 			setConfiguredCondition(wi, outcome{reason: ReasonApplyFailed, message: "roll back: " + err.Error()})
 			return ctrl.Result{}, err
@@ -377,17 +377,29 @@ const (
 	// upgradeAbandoned: the upgrade was given up before the host moved
 	// (its payload is no longer shipped).
 	upgradeAbandoned
+	// upgradeNotRolledBack: the upgrade failed and the host, which kept
+	// no previous plan, could not be rolled back: it stays on the new
+	// payload.
+	upgradeNotRolledBack
 )
 
 // finishUpgrade ends the upgrade u as end says (why: the failure or the
-// reason to give it up): it uncordons the Node if the upgrade cordoned it,
-// records the outcome, removes payload folders older than the previous
-// one after a success, frees the slot and wakes the instances waiting for
-// one.
+// reason to give it up): it uncordons the Node if the upgrade cordoned it
+// (after a failure not rolled back, only a Node that runs the new payload
+// and is Ready: see settleCordon), records the outcome, removes payload
+// folders older than the previous one after a success, frees the slot and
+// wakes the instances waiting for one.
 func (r *Reconciler) finishUpgrade(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus, end upgradeEnd, why string) error {
 	wi := s.wi
+	kept := "" // the Node left cordoned
 	if u.Cordoned {
-		if err := r.uncordon(ctx, s); err != nil {
+		var err error
+		if end == upgradeNotRolledBack {
+			kept, err = r.settleCordon(ctx, s, u)
+		} else {
+			err = r.uncordon(ctx, s)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -399,6 +411,17 @@ func (r *Reconciler) finishUpgrade(ctx context.Context, s *scope, u *wmcov1.Upgr
 		setUpgradingCondition(wi, false, ReasonUpgradeFailed, fmt.Sprintf("upgrade %s failed and was rolled back: %s; payload %s is not tried again on this host until another payload is selected or the spec changes", u.Progress, why, u.To))
 		r.event(s, true, "RolledBack", "Upgrade %s rolled back: the Node is Ready on payload %s again after %s", u.Progress, u.From, took.Round(time.Second))
 		metrics.UpgradeDuration.WithLabelValues("rolledback").Observe(took.Seconds())
+	case upgradeNotRolledBack:
+		// The failure is on record; neither a success nor a rollback
+		// is counted.
+		wi.Status.FailedUpgrade = &wmcov1.FailedUpgrade{Version: u.To, Reason: why, Time: metav1.NewTime(r.Now()), Generation: wi.Generation}
+		stays := "the host stays on payload " + u.To
+		if kept != "" {
+			stays += "; Node " + kept + " stays cordoned until it is uncordoned by hand"
+		}
+		setUpgradingCondition(wi, false, ReasonUpgradeFailed, fmt.Sprintf(
+			"upgrade %s failed and could not be rolled back (the host kept no previous plan): %s; %s", u.Progress, why, stays))
+		r.event(s, true, "NotRolledBack", "Upgrade %s failed and could not be rolled back (the host kept no previous plan): %s", u.Progress, stays)
 	case upgradeAbandoned:
 		// Neither a success nor the host's failure: no duration is
 		// recorded, a failure on record stays.
@@ -439,6 +462,29 @@ func (r *Reconciler) prune(ctx context.Context, s *scope) {
 	if len(res.Removed) > 0 || len(res.Kept) > 0 {
 		s.log.V(1).Info("Removed old payload folders", "removed", res.Removed, "inUse", len(res.Kept))
 	}
+}
+
+// settleCordon decides the cordon of an upgrade that failed and could
+// not be rolled back: the Node is uncordoned only if the new payload's
+// apply finished (its services started: u.AppliedAt) and the Node is
+// Ready; the Ready condition of a Node whose new services failed to start
+// is the old kubelet's, not yet expired. Otherwise the Node stays cordoned
+// and loses the operator's mark, which hands the cordon over to an admin:
+// nothing uncordons it by itself later. It returns the name of a Node
+// left cordoned.
+func (r *Reconciler) settleCordon(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus) (string, error) {
+	node, err := r.getNode(ctx, s.wi.Status.NodeName)
+	if err != nil || node == nil || !core.OwnsNode(s.wi, node) {
+		return "", err
+	}
+	if u.AppliedAt != nil && readyStatus(node) == corev1.ConditionTrue {
+		return "", r.setUnschedulable(ctx, s, node, false)
+	}
+	if !node.Spec.Unschedulable {
+		// Uncordoned by someone else meanwhile.
+		return "", nil
+	}
+	return node.Name, r.unmarkCordon(ctx, s, node)
 }
 
 // uncordon makes the instance's Node schedulable again.

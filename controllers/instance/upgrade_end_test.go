@@ -15,7 +15,9 @@ import (
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/ctrltest"
+	"github.com/openwmco/wmco/test/winsim"
 	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
@@ -81,5 +83,61 @@ func TestUpgradeToAPayloadNoLongerShippedIsGivenUp(t *testing.T) {
 	}
 
 	g.Expect(ctrltest.Client.Delete(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})).To(Succeed())
+	deleteAll(t, []*ctrltest.SimHost{h})
+}
+
+// An upgrade whose new kubelet does not start, on a host that kept no
+// previous plan to roll back to, ends failed and says it was not rolled
+// back: no RolledBack Event, the host left on the new payload, and its
+// Node, whose new services failed, left cordoned for an admin (without the
+// operator's mark, so that nothing uncordons it by itself).
+func TestUpgradeThatCannotBeRolledBackLeavesTheNodeCordoned(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ps := newPayloads(t)
+	good := ps.write("v1.37.2", 0)
+	bad := ps.derive(good, "v1.37.3", 0, payload.KubeletPath)
+	h := ctrltest.StartHosts(t, 1, simagent.Options{
+		KubeletBinaries: kubelets(good, bad),
+		FailingBinaries: map[string]string{sha(t, bad, payload.KubeletPath): "The process terminated unexpectedly."},
+	})[0]
+	joinOn(t, h, good, "v1.37.2", "v1.37.3")
+	// The previous plan is gone when the rollback looks for it.
+	defer h.Host.Observe(winsim.Observer{Request: func(q winsim.Request) func() {
+		if q.Kind == "exec" && len(q.Args) > 1 && q.Args[1] == wicdapi.RollbackArg {
+			_ = h.Host.Disk().Remove(wicdapi.AppliedPlanPreviousPath)
+		}
+		return nil
+	}})()
+
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
+		Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3"),
+	})
+	var nodeName string
+	g.Eventually(func(g Gomega) {
+		wi := getInstance(g, h.Name)
+		g.Expect(wi.Status.Upgrade).To(BeNil())
+		c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionUpgrading)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(instance.ReasonUpgradeFailed), "%s: %s", wi.Status.Phase, wi.Status.Message)
+		g.Expect(c.Message).To(ContainSubstring("could not be rolled back (the host kept no previous plan)"))
+		g.Expect(c.Message).To(ContainSubstring("the host stays on payload " + bad.Manifest.Version))
+		g.Expect(c.Message).To(ContainSubstring("Node " + wi.Status.NodeName + " stays cordoned"))
+		g.Expect(wi.Status.FailedUpgrade).NotTo(BeNil())
+		g.Expect(wi.Status.FailedUpgrade.Version).To(Equal(bad.Manifest.Version))
+		nodeName = wi.Status.NodeName
+	}).WithTimeout(2 * time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventReasons(g, h.Name)).To(ContainElement("NotRolledBack"))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(eventReasons(g, h.Name)).NotTo(ContainElement("RolledBack"))
+	// The host's apply keeps failing and being retried; the Node stays
+	// cordoned throughout.
+	g.Consistently(func(g Gomega) {
+		node := &corev1.Node{}
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: nodeName}, node)).To(Succeed())
+		g.Expect(node.Spec.Unschedulable).To(BeTrue())
+		g.Expect(node.Annotations).NotTo(HaveKey(wmcov1.AnnotationCordoned))
+	}).WithTimeout(3 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
 	deleteAll(t, []*ctrltest.SimHost{h})
 }
