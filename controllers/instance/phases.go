@@ -245,7 +245,7 @@ func (r *Reconciler) installAgent(ctx context.Context, s *scope, agent payload.F
 	}
 	s.log.Info(msg, "path", dst)
 	if err := r.upload(ctx, s, s.selected.Dir, agent, dst); err != nil {
-		setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the agent: " + err.Error()})
+		setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransferFailed, message: "upload the agent: " + err.Error()})
 		return err
 	}
 	if missing {
@@ -472,13 +472,13 @@ func (r *Reconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Resul
 		err = s.session.Upload(uctx, wicdapi.StagePlanPath, bytes.NewReader(data), int64(len(data)), hex.EncodeToString(sum[:]))
 		cancel()
 		if err != nil {
-			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: "upload the staging plan: " + err.Error()})
+			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransferFailed, message: "upload the staging plan: " + err.Error()})
 			return ctrl.Result{}, err
 		}
 		var res wicdapi.StageResult
 		plan := wicdapi.StagePlan{Copies: copies}
 		if err := r.runAgentAt(ctx, s, wicdapi.AgentPath, wicdapi.StageTimeout(&plan), &res, wicdapi.StageArg, "--plan", wicdapi.StagePlanPath); err != nil {
-			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: err.Error()})
+			setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransferFailed, message: err.Error()})
 			return ctrl.Result{}, r.diskFull(s, err)
 		}
 	}
@@ -492,7 +492,7 @@ func (r *Reconciler) reconcilePayload(ctx context.Context, s *scope) (ctrl.Resul
 		}
 	}
 	if err := r.uploadAll(ctx, s, uploads); err != nil {
-		setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransfer, message: err.Error()})
+		setConfiguredCondition(s.wi, outcome{reason: ReasonPayloadTransferFailed, message: err.Error()})
 		return ctrl.Result{}, r.diskFull(s, err)
 	}
 	r.event(s, false, "PayloadUploaded", "Payload %s: uploaded %d files (%d bytes), copied %d already on the host", m.Version, len(uploads), size, len(copies))

@@ -50,6 +50,11 @@ const (
 	ReasonRenderFailed    = "RenderFailed"
 	ReasonCleanupFailed   = "CleanupFailed"
 	ReasonAgentFailed     = "AgentFailed"
+	// ReasonPayloadTransferFailed: the upload of the payload (or of the
+	// agent), or its copy on the host, failed; the message says why (a
+	// full disk, a dropped connection). PayloadTransfer is the transfer
+	// under way.
+	ReasonPayloadTransferFailed = "PayloadTransferFailed"
 
 	ReasonNodeNotFound     = "NodeNotRegistered"
 	ReasonNodeNameConflict = "NodeNameConflict"
@@ -261,7 +266,7 @@ func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
 		{wmcov1.ConditionReachable, wmcov1.PhaseConnecting, nil},
 		{wmcov1.ConditionPreflightPassed, wmcov1.PhasePreflight, nil},
 		{wmcov1.ConditionConfigured, wmcov1.PhaseConfiguring, func(r string) wmcov1.InstancePhase {
-			if r == ReasonPayloadTransfer {
+			if r == ReasonPayloadTransfer || r == ReasonPayloadTransferFailed {
 				return wmcov1.PhaseProvisioning
 			}
 			return wmcov1.PhaseConfiguring

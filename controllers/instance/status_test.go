@@ -84,6 +84,9 @@ func TestSummarize(t *testing.T) {
 		{name: "uploading", conds: map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
 			wmcov1.ConditionConfigured: {reason: ReasonPayloadTransfer}}, phase: wmcov1.PhaseProvisioning, ready: metav1.ConditionFalse,
 			reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "upload failed", conds: map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
+			wmcov1.ConditionConfigured: {reason: ReasonPayloadTransferFailed, message: "disk full"}}, phase: wmcov1.PhaseProvisioning,
+			ready: metav1.ConditionFalse, readyWhy: ReasonPayloadTransferFailed, wantMsg: "disk full", reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "applying", conds: map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
 			wmcov1.ConditionConfigured: {reason: ReasonApplyingPlan}}, phase: wmcov1.PhaseConfiguring, ready: metav1.ConditionFalse,
 			reconciling: metav1.ConditionTrue, stalled: none},
@@ -159,6 +162,45 @@ func TestSummarize(t *testing.T) {
 			if c.stalled == metav1.ConditionTrue {
 				g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionStalled).Reason).To(Equal(r.Reason))
 			}
+		})
+	}
+}
+
+// During an upgrade the message is the Upgrading condition's, followed by
+// what holds the upgrade up: a step that failed, not one under way.
+func TestSummarizeUpgradeSaysWhatHoldsItUp(t *testing.T) {
+	ok := outcome{ok: true, reason: "OK", message: "ok"}
+	const applying = "applying payload b (a → b)"
+	for _, tc := range []struct {
+		name       string
+		reachable  outcome
+		configured outcome
+		want       string
+	}{
+		{"nothing", ok, ok, applying},
+		{"the host unreachable", outcome{reason: ReasonUnreachable, message: "cannot reach the host's SSH server: connection refused"}, ok,
+			applying + ": cannot reach the host's SSH server: connection refused"},
+		{"the payload's upload failed", ok, outcome{reason: ReasonPayloadTransferFailed, message: `upload C:\k\payload\b\kubelet.exe: disk full`},
+			applying + `: upload C:\k\payload\b\kubelet.exe: disk full`},
+		{"the payload's upload under way", ok, outcome{reason: ReasonPayloadTransfer, message: "uploading 3 payload files (10 bytes), copying 1 on the host"},
+			applying},
+		{"the apply failed", ok, outcome{reason: ReasonApplyFailed, message: "start service kubelet: exit code 1067"},
+			applying + ": start service kubelet: exit code 1067"},
+		{"the first failed step", outcome{reason: ReasonUnreachable, message: "no route to host"}, outcome{reason: ReasonPayloadTransferFailed, message: "disk full"},
+			applying + ": no route to host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			wi := &wmcov1.WindowsInstance{}
+			setReachableCondition(wi, tc.reachable)
+			setPreflightCondition(wi, ok)
+			setConfiguredCondition(wi, tc.configured)
+			setNodeReadyCondition(wi, ok)
+			wi.Status.Upgrade = &wmcov1.UpgradeStatus{From: "a", To: "b", Progress: "a → b", Step: wmcov1.UpgradeStepApplying}
+			setUpgradingCondition(wi, true, ReasonUpgradeApplying, applying)
+			summarize(wi, false, false)
+			g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseUpgrading))
+			g.Expect(wi.Status.Message).To(Equal(tc.want))
 		})
 	}
 }

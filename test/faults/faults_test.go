@@ -516,7 +516,7 @@ func (m *matrix) diskFullMidTransfer(ctx context.Context, r *row) {
 	// The failed upload says DiskFull. If that reconcile's status and
 	// Event are lost (another row restarts kube-apiserver meanwhile), the
 	// next reconcile's preflight says it: free space below the minimum.
-	if m.waitStopped(ctx, r, []string{instance.ReasonPayloadTransfer, instance.ReasonApplyFailed, instance.ReasonAgentFailed, instance.ReasonUpgradeApplying, wicdapi.ReasonLowDisk}, []string{"DiskFull", "PreflightFailed"}) {
+	if m.waitStopped(ctx, r, []string{instance.ReasonPayloadTransfer, instance.ReasonPayloadTransferFailed, instance.ReasonApplyFailed, instance.ReasonAgentFailed, instance.ReasonUpgradeApplying, wicdapi.ReasonLowDisk}, []string{"DiskFull", "PreflightFailed"}) {
 		disk.SetQuota(quota)
 		r.fixed, r.fix = time.Now(), "disk space freed"
 	}
