@@ -252,6 +252,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		if apierrors.IsNotFound(err) {
 			r.clusterSeen.Delete(req.Name)
 			r.conns.drop(req.Name)
+			r.slots.drop(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -311,6 +312,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if wi.DeletionTimestamp.IsZero() && wi.Spec.Paused {
 		// Nothing to do: a change of spec.paused brings the next reconcile.
 		r.conns.drop(wi.Name)
+		r.slots.drop(wi.Name)
 		return ctrl.Result{}, nil
 	}
 	if wi.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(wi, wmcov1.Finalizer) {

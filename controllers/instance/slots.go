@@ -12,7 +12,9 @@ import (
 // waiting for its kubelet (TLS bootstrap, the Node's registration and
 // readiness) holds none. A reconcile that finds no free slot does not
 // wait: it records the instance as waiting and returns; a freed slot
-// wakes the next waiter (the wake function).
+// wakes the next waiter (the wake function). An instance paused or deleted
+// leaves the waiters (drop), and a wake-up it was given goes on to the
+// next.
 //
 // Waiters are woken in the order they came, except that hosts finishing
 // their join (configured before: what is left is short, a plan applied
@@ -26,7 +28,12 @@ type slots struct {
 	held  map[string]bool
 	// waiting are the instances waiting for a slot; finishing ones first.
 	waiting []waiter
-	wake    func(name string)
+	// woken are the waiters woken for a freed slot that have not come to
+	// take it yet (one that returned early for another reason stays
+	// until its next try: drop then passes on one wake-up too many, at
+	// worst).
+	woken map[string]bool
+	wake  func(name string)
 }
 
 // waiter is an instance waiting for a slot.
@@ -37,7 +44,7 @@ type waiter struct {
 }
 
 func newSlots(limit int, wake func(name string)) *slots {
-	return &slots{limit: max(limit, 1), held: map[string]bool{}, wake: wake}
+	return &slots{limit: max(limit, 1), held: map[string]bool{}, woken: map[string]bool{}, wake: wake}
 }
 
 // setLimit changes the bound; a larger one wakes waiters at once.
@@ -60,6 +67,7 @@ func (s *slots) setLimit(n int) {
 func (s *slots) tryAcquire(name string, finishing bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.woken, name)
 	if s.held[name] {
 		return true
 	}
@@ -102,12 +110,39 @@ func (s *slots) release(name string) {
 	s.wakeLocked()
 }
 
-func (s *slots) wakeLocked() {
-	for free := s.limit - len(s.held); free > 0 && len(s.waiting) > 0; free-- {
-		w := s.waiting[0]
-		s.waiting = s.waiting[1:]
-		if s.wake != nil {
-			s.wake(w.name)
+// drop forgets the instance name, which takes no slot (it was paused or
+// deleted): it leaves the waiters, and a wake-up it was given for a freed
+// slot goes to the next waiter instead of being lost with it.
+func (s *slots) drop(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waiting = slices.DeleteFunc(s.waiting, func(w waiter) bool { return w.name == name })
+	if s.woken[name] {
+		delete(s.woken, name)
+		if len(s.held) < s.limit {
+			s.wakeNextLocked()
 		}
 	}
+}
+
+func (s *slots) wakeLocked() {
+	for free := s.limit - len(s.held); free > 0; free-- {
+		if !s.wakeNextLocked() {
+			return
+		}
+	}
+}
+
+// wakeNextLocked wakes the first waiter, if any.
+func (s *slots) wakeNextLocked() bool {
+	if len(s.waiting) == 0 {
+		return false
+	}
+	w := s.waiting[0]
+	s.waiting = s.waiting[1:]
+	s.woken[w.name] = true
+	if s.wake != nil {
+		s.wake(w.name)
+	}
+	return true
 }

@@ -265,6 +265,40 @@ func TestSlots(t *testing.T) {
 	g.Expect(s.waiting).To(BeEmpty())
 }
 
+// An instance paused or deleted leaves the waiters: a freed slot wakes
+// the next waiter instead, and a wake-up the instance got before it was
+// found paused goes on to the next waiter.
+func TestSlotsDropPausedAndDeleted(t *testing.T) {
+	g := NewWithT(t)
+	var woken []string
+	wake := func() []string {
+		out := woken
+		woken = nil
+		return out
+	}
+	s := newSlots(1, func(name string) { woken = append(woken, name) })
+	g.Expect(s.tryAcquire("a", false)).To(BeTrue())
+	for _, n := range []string{"b", "c", "d", "e"} {
+		g.Expect(s.tryAcquire(n, false)).To(BeFalse())
+	}
+	s.drop("c")
+	s.drop("unknown")
+	g.Expect(wake()).To(BeEmpty(), "no slot is free")
+
+	s.release("a")
+	g.Expect(wake()).To(Equal([]string{"b"}))
+	// b's reconcile finds it paused: its wake-up goes on, past the
+	// deleted c.
+	s.drop("b")
+	g.Expect(wake()).To(Equal([]string{"d"}))
+	g.Expect(s.tryAcquire("d", false)).To(BeTrue())
+	s.drop("d")
+	g.Expect(wake()).To(BeEmpty(), "d took its slot: nothing to pass on")
+	s.release("d")
+	g.Expect(wake()).To(Equal([]string{"e"}))
+	g.Expect(s.waiting).To(BeEmpty())
+}
+
 // Wake-ups recorded while one is pending are merged into it; answering
 // the doorbell takes them all, and a later wake-up rings again.
 func TestWakeups(t *testing.T) {
