@@ -19,6 +19,7 @@ import (
 
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/pkg/bootstrap"
+	"github.com/openwmco/wmco/pkg/cluster"
 	"github.com/openwmco/wmco/pkg/csr"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/openshiftcrds"
@@ -65,14 +66,15 @@ func bindingSubjects(ctx context.Context, g Gomega) []rbacv1.Subject {
 func TestBootstrapIdentityLifecycle(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	instance := "boot-" + csrtSuffix(t)
+	wi := csrtInstance(t, "boot-"+csrtSuffix(t), "", wmcov1.WindowsInstanceStatus{})
+	instance := wi.Name
 	tokens := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
 	g.Expect(tokens.EnsureRBAC(ctx)).To(Succeed())
 	t.Cleanup(func() { _ = tokens.Revoke(context.Background(), instance) })
 
-	token, err := tokens.Issue(ctx, instance)
+	token, err := tokens.Issue(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
-	users, err := tokens.Usernames(ctx, instance)
+	users, err := tokens.Usernames(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(users).To(HaveLen(1))
 	g.Expect(users[0]).To(HavePrefix(bootstrap.ServiceAccountUserPrefix + ctrltest.Namespace + ":" + bootstrap.NamePrefix))
@@ -87,38 +89,47 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	sa := &corev1.ServiceAccount{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Namespace: ctrltest.Namespace, Name: saName}, sa)).To(Succeed())
 	g.Expect(sa.Labels).To(HaveKeyWithValue(wmcov1.LabelInstance, instance))
+	g.Expect(sa.OwnerReferences).To(ConsistOf(And(HaveField("Kind", "WindowsInstance"), HaveField("Name", instance), HaveField("UID", wi.UID))),
+		"the garbage collector deletes it with the instance")
 	sec := &corev1.Secret{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Namespace: ctrltest.Namespace, Name: saName}, sec)).To(Succeed())
 	g.Expect(sec.Type).To(Equal(bootstrap.SecretType))
 
 	// IdentitiesOf reads the requester's ServiceAccount by name: the
-	// identity when it is this instance's, nothing for another instance,
-	// another user, namespace or name.
-	ids, err := tokens.IdentitiesOf(ctx, instance, users[0])
+	// identity when it is this instance's, nothing for another instance
+	// (or another instance of the same name), another user, namespace or
+	// name.
+	ids, err := tokens.IdentitiesOf(ctx, wi, users[0])
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ids).To(Equal([]csr.BootstrapIdentity{{Username: users[0]}}))
-	for _, tc := range []struct{ instance, user string }{
-		{instance + "-other", users[0]},
-		{instance, bootstrap.Username(ctrltest.Namespace, bootstrap.NamePrefix+"absent")},
-		{instance, bootstrap.Username("default", saName)},
-		{instance, bootstrap.Username(ctrltest.Namespace, "default")},
-		{instance, bootstrap.Username(ctrltest.Namespace, saName+"/token")},
-		{instance, "system:node:" + saName},
+	other := &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: instance + "-other", UID: "other"}}
+	sameName := &wmcov1.WindowsInstance{ObjectMeta: metav1.ObjectMeta{Name: instance, UID: "a-later-one"}}
+	for _, tc := range []struct {
+		wi   *wmcov1.WindowsInstance
+		user string
+	}{
+		{other, users[0]},
+		{sameName, users[0]},
+		{wi, bootstrap.Username(ctrltest.Namespace, bootstrap.NamePrefix+"absent")},
+		{wi, bootstrap.Username("default", saName)},
+		{wi, bootstrap.Username(ctrltest.Namespace, "default")},
+		{wi, bootstrap.Username(ctrltest.Namespace, saName+"/token")},
+		{wi, "system:node:" + saName},
 	} {
-		ids, err := tokens.IdentitiesOf(ctx, tc.instance, tc.user)
+		ids, err := tokens.IdentitiesOf(ctx, tc.wi, tc.user)
 		g.Expect(err).NotTo(HaveOccurred(), tc.user)
-		g.Expect(ids).To(BeEmpty(), "%s as %s", tc.instance, tc.user)
+		g.Expect(ids).To(BeEmpty(), "%s (%s) as %s", tc.wi.Name, tc.wi.UID, tc.user)
 	}
 	g.Expect(sec.OwnerReferences).To(ContainElement(HaveField("UID", sa.UID)))
 
 	// Issued again while fresh: the same token, so a host's plan does not
 	// change from one reconcile to the next.
-	again, err := tokens.Issue(ctx, instance)
+	again, err := tokens.Issue(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(again).To(Equal(token))
 	// Half spent: a new token of the same identity.
 	late := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace, Now: func() time.Time { return time.Now().Add(40 * time.Minute) }}
-	renewed, err := late.Issue(ctx, instance)
+	renewed, err := late.Issue(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(renewed).NotTo(Equal(token))
 	g.Expect(whoAmI(ctx, renewed)).To(Equal(users[0]))
@@ -143,18 +154,19 @@ func TestBootstrapIdentityLifecycle(t *testing.T) {
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "token Secret: %v", err)
 	g.Expect(bindingSubjects(ctx, g)).NotTo(ContainElement(HaveField("Name", saName)))
 	revoked := users[0]
-	users, err = tokens.Usernames(ctx, instance)
+	users, err = tokens.Usernames(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(users).To(BeEmpty())
-	ids, err = tokens.IdentitiesOf(ctx, instance, revoked)
+	ids, err = tokens.IdentitiesOf(ctx, wi, revoked)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ids).To(BeEmpty())
 }
 
 // identityAsk is a call of IdentitiesOf and what it must answer.
 type identityAsk struct {
-	instance, user string
-	want           []csr.BootstrapIdentity
+	wi   *wmcov1.WindowsInstance
+	user string
+	want []csr.BootstrapIdentity
 }
 
 // IdentitiesOf calls made together share live reads (a LIST selecting the
@@ -169,19 +181,19 @@ func TestIdentitiesOfShareLiveReads(t *testing.T) {
 	t.Run("ServiceAccounts", func(t *testing.T) {
 		g := NewWithT(t)
 		issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
-		instances, users := make([]string, 4), make([]string, 4)
+		instances, users := make([]*wmcov1.WindowsInstance, 4), make([]string, 4)
 		for i := range instances {
-			instances[i] = fmt.Sprintf("share-%d-%s", i, csrtSuffix(t))
+			instances[i] = csrtInstance(t, fmt.Sprintf("share-%d-%s", i, csrtSuffix(t)), "", wmcov1.WindowsInstanceStatus{})
 			_, err := issuer.Issue(ctx, instances[i])
 			g.Expect(err).NotTo(HaveOccurred())
-			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), instances[i]) })
+			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), instances[i].Name) })
 			u, err := issuer.Usernames(ctx, instances[i])
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(u).To(HaveLen(1))
 			users[i] = u[0]
 		}
 		// The last one is revoked: its ServiceAccount is gone.
-		g.Expect(issuer.Revoke(ctx, instances[3])).To(Succeed())
+		g.Expect(issuer.Revoke(ctx, instances[3].Name)).To(Succeed())
 		var asks []identityAsk
 		for i := range 3 {
 			asks = append(asks,
@@ -197,18 +209,18 @@ func TestIdentitiesOfShareLiveReads(t *testing.T) {
 		g := NewWithT(t)
 		g.Expect(openshiftcrds.InstallNodeBootstrapper(ctx, ctrltest.Cluster.Config)).To(Succeed())
 		issuer := &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
-		instances := make([]string, 4)
+		instances := make([]*wmcov1.WindowsInstance, 4)
 		ids := make([][]csr.BootstrapIdentity, 4)
 		for i := range instances {
-			instances[i] = fmt.Sprintf("share-nb-%d-%s", i, csrtSuffix(t))
+			instances[i] = csrtInstance(t, fmt.Sprintf("share-nb-%d-%s", i, csrtSuffix(t)), "", wmcov1.WindowsInstanceStatus{})
 			_, err := issuer.Issue(ctx, instances[i])
 			g.Expect(err).NotTo(HaveOccurred())
-			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), instances[i]) })
+			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), instances[i].Name) })
 			ids[i], err = issuer.Identities(ctx, instances[i])
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(ids[i]).To(HaveLen(1))
 		}
-		g.Expect(issuer.Revoke(ctx, instances[3])).To(Succeed())
+		g.Expect(issuer.Revoke(ctx, instances[3].Name)).To(Succeed())
 		var asks []identityAsk
 		for i := range 3 {
 			asks = append(asks,
@@ -238,16 +250,16 @@ func expectSharedReads(t *testing.T, issuer bootstrap.Issuer, asks []identityAsk
 		errs := make([]error, len(ids))
 		for i := range ids {
 			a := asks[i%len(asks)]
-			wg.Go(func() { ids[i], errs[i] = tokens.IdentitiesOf(ctx, a.instance, a.user) })
+			wg.Go(func() { ids[i], errs[i] = tokens.IdentitiesOf(ctx, a.wi, a.user) })
 		}
 		wg.Wait()
 		for i := range ids {
 			a := asks[i%len(asks)]
 			g.Expect(errs[i]).NotTo(HaveOccurred())
 			if a.want == nil {
-				g.Expect(ids[i]).To(BeEmpty(), "%s as %s", a.instance, a.user)
+				g.Expect(ids[i]).To(BeEmpty(), "%s as %s", a.wi.Name, a.user)
 			} else {
-				g.Expect(ids[i]).To(Equal(a.want), "%s as %s", a.instance, a.user)
+				g.Expect(ids[i]).To(Equal(a.want), "%s as %s", a.wi.Name, a.user)
 			}
 		}
 		g.Expect(reader.Lists.Load()).To(BeNumerically(">", 0))
@@ -267,7 +279,8 @@ func expectSharedReads(t *testing.T, issuer bootstrap.Issuer, asks []identityAsk
 func TestNodeBootstrapperLifecycle(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	instance := "nb-" + csrtSuffix(t)
+	wi := csrtInstance(t, "nb-"+csrtSuffix(t), "", wmcov1.WindowsInstanceStatus{})
+	instance := wi.Name
 	g.Expect(openshiftcrds.InstallNodeBootstrapper(ctx, ctrltest.Cluster.Config)).To(Succeed())
 	nb := &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
 	t.Cleanup(func() { _ = nb.Revoke(context.Background(), instance) })
@@ -277,7 +290,7 @@ func TestNodeBootstrapperLifecycle(t *testing.T) {
 		return l.Items
 	}
 	credentialIDs := func(g Gomega) []string {
-		ids, err := nb.Identities(ctx, instance)
+		ids, err := nb.Identities(ctx, wi)
 		g.Expect(err).NotTo(HaveOccurred())
 		var out []string
 		for _, id := range ids {
@@ -287,7 +300,7 @@ func TestNodeBootstrapperLifecycle(t *testing.T) {
 		return out
 	}
 
-	token, err := nb.Issue(ctx, instance)
+	token, err := nb.Issue(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	user, err := userOf(ctx, token)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -297,10 +310,10 @@ func TestNodeBootstrapperLifecycle(t *testing.T) {
 	g.Expect(credentialIDs(g)).To(Equal([]string{first}))
 	// IdentitiesOf: all of them for the node-bootstrapper, none for
 	// another requester.
-	ids, err := nb.IdentitiesOf(ctx, instance, nb.Username())
+	ids, err := nb.IdentitiesOf(ctx, wi, nb.Username())
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ids).To(Equal([]csr.BootstrapIdentity{{Username: nb.Username(), CredentialID: first}}))
-	ids, err = nb.IdentitiesOf(ctx, instance, bootstrap.Username(ctrltest.Namespace, openshiftcrds.NodeBootstrapper))
+	ids, err = nb.IdentitiesOf(ctx, wi, bootstrap.Username(ctrltest.Namespace, openshiftcrds.NodeBootstrapper))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ids).To(BeEmpty())
 	recs := records(g)
@@ -308,6 +321,8 @@ func TestNodeBootstrapperLifecycle(t *testing.T) {
 	g.Expect(recs[0].Name).To(HavePrefix(bootstrap.NamePrefix))
 	g.Expect(recs[0].Type).To(Equal(bootstrap.SecretType))
 	g.Expect(recs[0].Annotations).To(HaveKeyWithValue(bootstrap.AnnotationCredentialID, first))
+	g.Expect(recs[0].OwnerReferences).To(ConsistOf(And(HaveField("Kind", "WindowsInstance"), HaveField("UID", wi.UID))),
+		"the garbage collector deletes it with the instance")
 
 	// Nothing else was created: no ServiceAccount, no bootstrap-token
 	// Secret anywhere.
@@ -319,13 +334,13 @@ func TestNodeBootstrapperLifecycle(t *testing.T) {
 	g.Expect(bootstrapTokens.Items).To(BeEmpty())
 
 	// Issued again while fresh: the same token.
-	again, err := nb.Issue(ctx, instance)
+	again, err := nb.Issue(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(again).To(Equal(token))
 	// Half spent: a new token of another credential ID; the first stays
 	// tied to the host until it expires.
 	late := &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace, Now: func() time.Time { return time.Now().Add(40 * time.Minute) }}
-	renewed, err := late.Issue(ctx, instance)
+	renewed, err := late.Issue(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(renewed).NotTo(Equal(token))
 	second, err := bootstrap.CredentialID(renewed, nb.Username())
@@ -334,7 +349,7 @@ func TestNodeBootstrapperLifecycle(t *testing.T) {
 	g.Expect(credentialIDs(g)).To(ConsistOf(first, second))
 	// Both expired: their Secrets go, a third token is kept.
 	expired := &bootstrap.NodeBootstrapper{Client: ctrltest.Client, Namespace: ctrltest.Namespace, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}
-	third, err := expired.Issue(ctx, instance)
+	third, err := expired.Issue(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(third).NotTo(BeElementOf(token, renewed))
 	g.Expect(credentialIDs(g)).To(HaveLen(1))
@@ -358,16 +373,17 @@ func TestConcurrentIssuesAllGetBound(t *testing.T) {
 	tokens := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
 	g.Expect(tokens.EnsureRBAC(ctx)).To(Succeed())
 	const n = 40
-	instances := make([]string, n)
+	sfx := csrtSuffix(t)
+	instances := make([]*wmcov1.WindowsInstance, n)
 	for i := range instances {
-		instances[i] = fmt.Sprintf("many-%s-%02d", csrtSuffix(t), i)
+		instances[i] = csrtInstance(t, fmt.Sprintf("many-%s-%02d", sfx, i), "", wmcov1.WindowsInstanceStatus{})
 	}
 	t.Cleanup(func() {
 		for _, in := range instances {
-			_ = tokens.Revoke(context.Background(), in)
+			_ = tokens.Revoke(context.Background(), in.Name)
 		}
 	})
-	each := func(f func(instance string) error) []error {
+	each := func(f func(wi *wmcov1.WindowsInstance) error) []error {
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for i, in := range instances {
@@ -376,7 +392,7 @@ func TestConcurrentIssuesAllGetBound(t *testing.T) {
 		wg.Wait()
 		return errs
 	}
-	for _, err := range each(func(in string) error { _, err := tokens.Issue(ctx, in); return err }) {
+	for _, err := range each(func(in *wmcov1.WindowsInstance) error { _, err := tokens.Issue(ctx, in); return err }) {
 		g.Expect(err).NotTo(HaveOccurred())
 	}
 	var want []rbacv1.Subject
@@ -389,10 +405,113 @@ func TestConcurrentIssuesAllGetBound(t *testing.T) {
 	}
 	g.Expect(bindingSubjects(ctx, g)).To(ContainElements(want), "every issued host is bound when Issue returns")
 
-	for _, err := range each(func(in string) error { return tokens.Revoke(ctx, in) }) {
+	for _, err := range each(func(in *wmcov1.WindowsInstance) error { return tokens.Revoke(ctx, in.Name) }) {
 		g.Expect(err).NotTo(HaveOccurred())
 	}
 	for _, s := range want {
 		g.Expect(bindingSubjects(ctx, g)).NotTo(ContainElement(s), "every revoked host is unbound when Revoke returns")
+	}
+}
+
+// A bootstrap credential belongs to the WindowsInstance it was issued for,
+// by UID. One its instance left behind (the finalizer removed by hand, an
+// orphaning delete) is no later instance's of the same name (ConfigMap
+// instances are named after their address): the approver matches nothing
+// to it, the binding leaves it out, and Issue deletes it and issues anew.
+// With a background delete the garbage collector removes it.
+func TestBootstrapIdentityOfAnEarlierInstance(t *testing.T) {
+	for _, platform := range []cluster.Platform{cluster.Kubernetes, cluster.OpenShift} {
+		t.Run(string(platform), func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := t.Context()
+			issuer := csrtIssuer(t, platform, ctrltest.Client)
+			name := "earlier-" + csrtSuffix(t)
+			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), name) })
+			// The credential Secrets (NodeBootstrapper) or ServiceAccounts
+			// (Tokens) labelled with the instance's name.
+			credentials := func(g Gomega) []client.Object {
+				var out []client.Object
+				if platform == cluster.OpenShift {
+					var l corev1.SecretList
+					g.Expect(ctrltest.Client.List(ctx, &l, client.InNamespace(ctrltest.Namespace), client.MatchingLabels{wmcov1.LabelInstance: name})).To(Succeed())
+					for i := range l.Items {
+						out = append(out, &l.Items[i])
+					}
+					return out
+				}
+				var l corev1.ServiceAccountList
+				g.Expect(ctrltest.Client.List(ctx, &l, client.InNamespace(ctrltest.Namespace), client.MatchingLabels{wmcov1.LabelInstance: name})).To(Succeed())
+				for i := range l.Items {
+					out = append(out, &l.Items[i])
+				}
+				return out
+			}
+			gone := func(name string) {
+				g.Eventually(func() bool {
+					return apierrors.IsNotFound(ctrltest.Client.Get(ctx, client.ObjectKey{Name: name}, &wmcov1.WindowsInstance{}))
+				}).WithTimeout(time.Minute).Should(BeTrue())
+			}
+
+			first := csrtInstance(t, name, "", wmcov1.WindowsInstanceStatus{})
+			firstToken, err := issuer.Issue(ctx, first)
+			g.Expect(err).NotTo(HaveOccurred())
+			firstIDs, err := issuer.Identities(ctx, first)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(firstIDs).To(HaveLen(1))
+			left := credentials(g)
+			g.Expect(left).To(HaveLen(1))
+
+			// Deleted orphaning its dependents: the credential stays, with
+			// no owner.
+			g.Expect(ctrltest.Client.Delete(ctx, first, client.PropagationPolicy(metav1.DeletePropagationOrphan))).To(Succeed())
+			gone(name)
+			g.Eventually(func(g Gomega) {
+				now := credentials(g)
+				g.Expect(now).To(HaveLen(1))
+				g.Expect(now[0].GetUID()).To(Equal(left[0].GetUID()))
+				g.Expect(now[0].GetOwnerReferences()).To(BeEmpty())
+			}).WithTimeout(30 * time.Second).Should(Succeed())
+
+			// A new instance of the same name: the left credential is not
+			// its own.
+			second := csrtInstance(t, name, "", wmcov1.WindowsInstanceStatus{})
+			g.Expect(second.UID).NotTo(Equal(first.UID))
+			ids, err := issuer.Identities(ctx, second)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(ids).To(BeEmpty())
+			ids, err = issuer.IdentitiesOf(ctx, second, firstIDs[0].Username)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(ids).To(BeEmpty(), "the approver ties no CSR of the earlier instance's credential to the new one")
+			if tokens, ok := issuer.(*bootstrap.Tokens); ok {
+				// At start-up the binding is narrowed to owned ones.
+				g.Expect(tokens.EnsureRBAC(ctx)).To(Succeed())
+				g.Expect(bindingSubjects(ctx, g)).NotTo(ContainElement(HaveField("Name", left[0].GetName())))
+			}
+
+			// Issue deletes it and issues a credential of the new instance.
+			token, err := issuer.Issue(ctx, second)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(token).NotTo(Equal(firstToken))
+			ids, err = issuer.Identities(ctx, second)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(ids).To(HaveLen(1))
+			g.Expect(ids).NotTo(ContainElement(firstIDs[0]))
+			now := credentials(g)
+			g.Expect(now).To(HaveLen(1))
+			g.Expect(now[0].GetUID()).NotTo(Equal(left[0].GetUID()))
+			g.Expect(now[0].GetOwnerReferences()).To(ConsistOf(HaveField("UID", second.UID)))
+
+			// Deleted without revoking (its finalizer removed by hand): the
+			// garbage collector removes the credential (and, on plain
+			// Kubernetes, the Secret the ServiceAccount owns).
+			g.Expect(ctrltest.Client.Delete(ctx, second)).To(Succeed())
+			gone(name)
+			g.Eventually(func(g Gomega) {
+				g.Expect(credentials(g)).To(BeEmpty())
+				var secrets corev1.SecretList
+				g.Expect(ctrltest.Client.List(ctx, &secrets, client.InNamespace(ctrltest.Namespace), client.MatchingLabels{wmcov1.LabelInstance: name})).To(Succeed())
+				g.Expect(secrets.Items).To(BeEmpty())
+			}).WithTimeout(time.Minute).Should(Succeed())
+		})
 	}
 }

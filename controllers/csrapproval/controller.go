@@ -332,7 +332,7 @@ func (r *Reconciler) describe(ctx context.Context, c *certificatesv1.Certificate
 	go func() {
 		defer close(done)
 		if csr.NeedsBootstrapIdentities(&c.Spec, nodeName) {
-			ids, idsErr = r.tokens.IdentitiesOf(ctx, wi.Name, c.Spec.Username)
+			ids, idsErr = r.tokens.IdentitiesOf(ctx, wi, c.Spec.Username)
 		}
 	}()
 	state, nodeErr := r.nodeState(ctx, wi, nodeName)

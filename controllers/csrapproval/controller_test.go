@@ -365,6 +365,7 @@ func csrtForgedAndLegitimate(t *testing.T, platform cluster.Platform) {
 	// G: status.nodeName supersedes spec.nodeName.
 	type host struct {
 		wi    string
+		obj   *wmcov1.WindowsInstance // the instance, as created
 		node  string
 		ips   []string
 		name  string // hostname
@@ -384,27 +385,27 @@ func csrtForgedAndLegitimate(t *testing.T, platform cluster.Platform) {
 		h := hosts[k]
 		switch k {
 		case "e":
-			csrtInstance(t, h.wi, "", wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
+			h.obj = csrtInstance(t, h.wi, "", wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
 		case "g":
-			csrtInstance(t, h.wi, p+"g-spec", wmcov1.WindowsInstanceStatus{NodeName: h.node, Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
+			h.obj = csrtInstance(t, h.wi, p+"g-spec", wmcov1.WindowsInstanceStatus{NodeName: h.node, Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
 		default:
-			csrtInstance(t, h.wi, "", wmcov1.WindowsInstanceStatus{NodeName: h.node, Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
+			h.obj = csrtInstance(t, h.wi, "", wmcov1.WindowsInstanceStatus{NodeName: h.node, Host: wmcov1.HostFacts{Hostname: h.name, Addresses: h.ips}})
 		}
 	}
 	f := hosts["f"]
-	csrtInstance(t, f.wi, f.node, wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Hostname: f.name, Addresses: f.ips}})
+	f.obj = csrtInstance(t, f.wi, f.node, wmcov1.WindowsInstanceStatus{Host: wmcov1.HostFacts{Hostname: f.name, Addresses: f.ips}})
 
 	// A credential of A issued and revoked first: the next issuance gets
 	// a ServiceAccount of another name, or a token of another credential
 	// ID.
-	revokedToken, err := issuer.Issue(ctx, hosts["a"].wi)
+	revokedToken, err := issuer.Issue(ctx, hosts["a"].obj)
 	g.Expect(err).NotTo(HaveOccurred())
-	revokedIDs, err := issuer.Identities(ctx, hosts["a"].wi)
+	revokedIDs, err := issuer.Identities(ctx, hosts["a"].obj)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(revokedIDs).To(HaveLen(1))
 	g.Expect(issuer.Revoke(ctx, hosts["a"].wi)).To(Succeed())
 	for _, h := range hosts {
-		h.token, err = issuer.Issue(ctx, h.wi)
+		h.token, err = issuer.Issue(ctx, h.obj)
 		g.Expect(err).NotTo(HaveOccurred())
 	}
 	t.Cleanup(func() {
@@ -414,7 +415,7 @@ func csrtForgedAndLegitimate(t *testing.T, platform cluster.Platform) {
 			}
 		}
 	})
-	idsA, err := issuer.Identities(ctx, hosts["a"].wi)
+	idsA, err := issuer.Identities(ctx, hosts["a"].obj)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(idsA).To(HaveLen(1))
 	g.Expect(idsA).NotTo(ContainElement(revokedIDs[0]))
@@ -662,7 +663,7 @@ func TestCSRApproverReevaluatesOnInstanceAndNodeChanges(t *testing.T) {
 	nodeName, ip := p+"win", "10.78.0.21"
 	wi := csrtInstance(t, p+"h", "", wmcov1.WindowsInstanceStatus{NodeName: nodeName})
 	issuer := &bootstrap.Tokens{Client: ctrltest.Client, Namespace: ctrltest.Namespace}
-	_, err := issuer.Issue(ctx, wi.Name)
+	_, err := issuer.Issue(ctx, wi)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })
 
@@ -752,7 +753,7 @@ func TestCSRApproverRunsWithGeneratedRBAC(t *testing.T) {
 			}).WithTimeout(10 * time.Second).Should(Succeed())
 			var token string
 			g.Eventually(func() (err error) {
-				token, err = issuer.Issue(ctx, wi.Name)
+				token, err = issuer.Issue(ctx, wi)
 				return err
 			}).WithTimeout(10 * time.Second).Should(Succeed())
 			t.Cleanup(func() { _ = issuer.Revoke(context.Background(), wi.Name) })

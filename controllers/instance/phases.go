@@ -650,7 +650,7 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, s *scope) (ctrl.Result, 
 
 	token := placeholderToken
 	if !joined {
-		if token, err = r.Tokens.Issue(ctx, wi.Name); err != nil {
+		if token, err = r.Tokens.Issue(ctx, wi); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -953,7 +953,13 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 		return ctrl.Result{}, nil
 	}
 	if wi.Spec.Paused {
-		r.event(s, true, "DeletedWhilePaused", "The instance was paused: the host was not cleaned and its Node was left")
+		// The host is left alone, but its bootstrap identity goes
+		// (API server only): a later instance of the same name must not
+		// find it bound and able to create CSRs.
+		if err := r.Tokens.Revoke(ctx, wi.Name); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.event(s, true, "DeletedWhilePaused", "The instance was paused: the host was not cleaned and its Node was left; its bootstrap credentials were revoked")
 		return ctrl.Result{}, r.removeFinalizer(ctx, wi)
 	}
 	// The drain needs only the API server: while it waits for pods to

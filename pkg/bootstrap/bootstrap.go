@@ -7,14 +7,27 @@
 //
 // Each host being joined gets a ServiceAccount of its own in the
 // operator's namespace (generated name wmco-bootstrap-<random>, labelled
-// wmco.io/instance=<instance>) and a short-lived token for it from the
-// TokenRequest API. The kubelet presents that token and its CSR carries
-// the requester system:serviceaccount:<namespace>:<name>, which the CSR
-// approver ties to the host (Identities). Once the host has joined, or when
-// its instance is deleted, the ServiceAccount is deleted: every token of
-// it stops authenticating at once, and a pending CSR of the old identity
-// can never be tied to a later issuance, whose ServiceAccount has another
-// name.
+// wmco.io/instance=<instance>, owned by the WindowsInstance) and a
+// short-lived token for it from the TokenRequest API. The kubelet presents
+// that token and its CSR carries the requester
+// system:serviceaccount:<namespace>:<name>, which the CSR approver ties to
+// the host (Identities). Once the host has joined, or when its instance is
+// deleted, the ServiceAccount is deleted: every token of it stops
+// authenticating at once, and a pending CSR of the old identity can never
+// be tied to a later issuance, whose ServiceAccount has another name.
+//
+// # Owned by the instance
+//
+// Every credential (the ServiceAccount here, the token Secret on
+// OpenShift) has an ownerReference to the WindowsInstance it was issued
+// for, and is that instance's only while the reference names the
+// instance's UID. An instance that goes without revoking its credentials
+// (its finalizer removed by hand, or an orphaning delete) leaves them to
+// the garbage collector, and until it collects them (or for ever, after
+// an orphaning delete) they are nobody's: a later instance of the same
+// name (ConfigMap instances are named after their address) is not matched
+// to them by the CSR approver, Issue deletes them instead of reusing them,
+// and the binding leaves out a ServiceAccount no instance owns.
 //
 // Why not the alternatives:
 //   - Bootstrap-token Secrets live in kube-system. Writing them needs a Role
@@ -30,7 +43,7 @@
 // So the ClusterRoleBinding wmco:node-bootstrapper (a fixed name, so the
 // operator's update, get and delete can be limited to it by resourceNames)
 // binds system:node-bootstrapper to exactly the bootstrap ServiceAccounts
-// that exist, no other subject: the operator rewrites its subjects after
+// that exist and are owned by a WindowsInstance, no other subject: the operator rewrites its subjects after
 // each issuance and revocation, and at start-up (EnsureRBAC).
 //
 // The token is kept in a Secret of the same name in the operator's
@@ -48,7 +61,7 @@
 // (TokenRequest, create on serviceaccounts/token limited to the name
 // node-bootstrapper) and keeps it in a Secret of its own namespace
 // (generated name wmco-bootstrap-<random>, type wmco.io/bootstrap-token,
-// label wmco.io/instance=<instance>), annotated with the token's
+// label wmco.io/instance=<instance>, owned by the WindowsInstance), annotated with the token's
 // credential ID: the API server gives every token a unique jti claim and
 // puts "JTI=<jti>" into the authenticated user's extra under
 // authentication.kubernetes.io/credential-id, and so into the spec.extra
@@ -72,6 +85,7 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -85,6 +99,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
@@ -123,24 +138,29 @@ func Username(namespace, name string) string {
 	return ServiceAccountUserPrefix + namespace + ":" + name
 }
 
-// Issuer issues and revokes the bootstrap credentials of hosts.
+// Issuer issues and revokes the bootstrap credentials of hosts. A
+// credential belongs to the WindowsInstance (by UID) it was issued for;
+// see the package doc.
 type Issuer interface {
 	// Issue returns a valid bootstrap token for the instance's host: the
-	// one already issued while it is fresh, else a new one. It is a
-	// credential: never log it.
-	Issue(ctx context.Context, instance string) (string, error)
-	// Revoke ends every credential issued for the instance: from then on
-	// no CSR they create is tied to the host.
+	// one already issued to this instance while it is fresh, else a new
+	// one, owned by the instance. Credentials of an earlier instance of
+	// the same name are deleted on the way. The instance must carry its
+	// UID (read from the API server). The token is a credential: never
+	// log it.
+	Issue(ctx context.Context, wi *wmcov1.WindowsInstance) (string, error)
+	// Revoke ends every credential issued for an instance of that name,
+	// whoever owns it: from then on no CSR they create is tied to a host.
 	Revoke(ctx context.Context, instance string) error
-	// Identities are the credentials issued for the instance and not
-	// revoked, as the CSR approver matches them.
-	Identities(ctx context.Context, instance string) ([]csr.BootstrapIdentity, error)
+	// Identities are the credentials issued for the instance (owned by
+	// its UID) and not revoked, as the CSR approver matches them.
+	Identities(ctx context.Context, wi *wmcov1.WindowsInstance) ([]csr.BootstrapIdentity, error)
 	// IdentitiesOf are those of Identities whose user name is username:
 	// all a CSR of that requester can be matched against, read live with
 	// as few and as cheap requests as the issuer allows (Tokens: the
 	// ServiceAccount the user name names, in a read concurrent calls
 	// share).
-	IdentitiesOf(ctx context.Context, instance, username string) ([]csr.BootstrapIdentity, error)
+	IdentitiesOf(ctx context.Context, wi *wmcov1.WindowsInstance, username string) ([]csr.BootstrapIdentity, error)
 	// ReadingFrom is the issuer reading through reader, unless it was
 	// given a Reader of its own. Whoever decides on a CSR must read live:
 	// a credential is issued moments before the CSR it authenticates.
@@ -200,7 +220,7 @@ func readerOr(own, fallback client.Reader) client.Reader {
 
 // EnsureRBAC creates the ClusterRoleBinding, puts back its roleRef if
 // someone changed it, and sets its subjects to exactly the bootstrap
-// ServiceAccounts that exist.
+// ServiceAccounts that exist and are owned by an instance.
 func (t *Tokens) EnsureRBAC(ctx context.Context) error {
 	existing := &rbacv1.ClusterRoleBinding{}
 	err := t.reader().Get(ctx, client.ObjectKey{Name: BindingName}, existing)
@@ -222,7 +242,7 @@ func roleRef() rbacv1.RoleRef {
 }
 
 // syncBinding sets the binding's subjects to the bootstrap ServiceAccounts
-// that exist, in a sync that starts after the call (so it lists what the
+// that exist and are owned by an instance, in a sync that starts after the call (so it lists what the
 // caller created or deleted before it). Concurrent callers share one
 // sync: with one update per caller, 50 hosts joining at once made 50
 // writers of one object, and most ran out of conflict retries.
@@ -268,6 +288,12 @@ func (t *Tokens) syncBindingNow(ctx context.Context) error {
 		}
 		subjects := make([]rbacv1.Subject, 0, len(sas))
 		for _, sa := range sas {
+			if !ownedByInstance(&sa) {
+				// Nobody's (an orphaning delete of its instance, or
+				// issued before credentials were owned): it may not
+				// create CSRs, and Issue deletes it.
+				continue
+			}
 			subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: sa.Namespace})
 		}
 		if create {
@@ -296,22 +322,45 @@ func (t *Tokens) syncBindingNow(ctx context.Context) error {
 }
 
 // Issue returns a valid bootstrap token for the instance: the one already
-// issued while it is valid for at least half its lifetime, else a new
-// one, creating the instance's ServiceAccount and binding it first.
-func (t *Tokens) Issue(ctx context.Context, instance string) (string, error) {
+// issued to it while it is valid for at least half its lifetime, else a
+// new one, creating the instance's ServiceAccount and binding it first.
+// ServiceAccounts labelled with the instance's name that it does not own
+// (left by an earlier instance of that name) are deleted.
+func (t *Tokens) Issue(ctx context.Context, wi *wmcov1.WindowsInstance) (string, error) {
+	if err := checkOwner(wi); err != nil {
+		return "", err
+	}
+	instance := wi.Name
 	now := t.now()
 	sas, err := t.serviceAccounts(ctx, &instance)
 	if err != nil {
 		return "", err
 	}
 	var sa *corev1.ServiceAccount
-	if len(sas) > 0 {
-		sa = &sas[0]
+	stale := false
+	for i := range sas {
+		switch {
+		case !ownedBy(&sas[i], wi.UID):
+			if err := t.deleteIdentity(ctx, &sas[i]); err != nil {
+				return "", err
+			}
+			stale = true
+		case sa == nil:
+			sa = &sas[i]
+		}
+	}
+	if sa != nil {
 		sec := &corev1.Secret{}
 		err := t.reader().Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: sa.Name}, sec)
 		switch {
 		case err == nil:
 			if token, ok := freshToken(sec, now, t.ttl()); ok {
+				if stale {
+					// Unbind what was deleted.
+					if err := t.syncBinding(ctx); err != nil {
+						return "", err
+					}
+				}
 				return token, nil
 			}
 		case !apierrors.IsNotFound(err):
@@ -324,6 +373,9 @@ func (t *Tokens) Issue(ctx context.Context, instance string) (string, error) {
 			Annotations: map[string]string{
 				"kubernetes.io/description": "TLS bootstrap identity of Windows host " + instance + " (wmco); deleted once it has joined",
 			},
+			// The garbage collector deletes it (and so its token
+			// Secret) if the instance goes without revoking it.
+			OwnerReferences: []metav1.OwnerReference{ownerReference(wi)},
 		}}
 		if err := t.Client.Create(ctx, sa); err != nil {
 			return "", fmt.Errorf("create bootstrap ServiceAccount for %s: %w", instance, err)
@@ -384,8 +436,8 @@ func (t *Tokens) store(ctx context.Context, sa *corev1.ServiceAccount, instance,
 // Identities are the user names of the instance's bootstrap
 // ServiceAccounts (Usernames); each is the host's alone, so it needs no
 // credential ID.
-func (t *Tokens) Identities(ctx context.Context, instance string) ([]csr.BootstrapIdentity, error) {
-	users, err := t.Usernames(ctx, instance)
+func (t *Tokens) Identities(ctx context.Context, wi *wmcov1.WindowsInstance) ([]csr.BootstrapIdentity, error) {
+	users, err := t.Usernames(ctx, wi)
 	if err != nil {
 		return nil, err
 	}
@@ -397,11 +449,12 @@ func (t *Tokens) Identities(ctx context.Context, instance string) ([]csr.Bootstr
 }
 
 // IdentitiesOf is the identity of username when it is one of the
-// instance's bootstrap ServiceAccounts, else none. It reads that
-// ServiceAccount live, in a read that starts after the call; concurrent
-// calls share one (readServiceAccounts): in make bench's burst of 1,000
-// CSRs, a GET per CSR cost about a quarter of the burst's CPU time.
-func (t *Tokens) IdentitiesOf(ctx context.Context, instance, username string) ([]csr.BootstrapIdentity, error) {
+// instance's bootstrap ServiceAccounts (labelled with its name and owned
+// by its UID), else none. It reads that ServiceAccount live, in a read
+// that starts after the call; concurrent calls share one
+// (readServiceAccounts): in make bench's burst of 1,000 CSRs, a GET per
+// CSR cost about a quarter of the burst's CPU time.
+func (t *Tokens) IdentitiesOf(ctx context.Context, wi *wmcov1.WindowsInstance, username string) ([]csr.BootstrapIdentity, error) {
 	if t.Namespace == "" {
 		return nil, fmt.Errorf("bootstrap tokens: no namespace")
 	}
@@ -416,8 +469,10 @@ func (t *Tokens) IdentitiesOf(ctx context.Context, instance, username string) ([
 	}
 	reads := t.reads
 	lazyInit.Unlock()
-	sa, err := reads.do(ctx, saKey{name: name, instance: instance}, t.readServiceAccounts)
-	if err != nil || sa == nil {
+	sa, err := reads.do(ctx, saKey{name: name, instance: wi.Name}, t.readServiceAccounts)
+	if err != nil || sa == nil || !ownedBy(sa, wi.UID) {
+		// A ServiceAccount of an earlier instance of the same name is
+		// not this one's.
 		return nil, err
 	}
 	return []csr.BootstrapIdentity{{Username: Username(sa.Namespace, sa.Name)}}, nil
@@ -498,17 +553,19 @@ func (t *Tokens) readServiceAccounts(ctx context.Context, keys []saKey) (map[saK
 }
 
 // Usernames are the identities issued for the instance and not revoked:
-// those of its bootstrap ServiceAccounts. A token that has expired no
-// longer authenticates, so a CSR it created was created while it was
-// valid.
-func (t *Tokens) Usernames(ctx context.Context, instance string) ([]string, error) {
-	sas, err := t.serviceAccounts(ctx, &instance)
+// those of its bootstrap ServiceAccounts (owned by its UID). A token that
+// has expired no longer authenticates, so a CSR it created was created
+// while it was valid.
+func (t *Tokens) Usernames(ctx context.Context, wi *wmcov1.WindowsInstance) ([]string, error) {
+	sas, err := t.serviceAccounts(ctx, &wi.Name)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(sas))
 	for _, sa := range sas {
-		out = append(out, Username(sa.Namespace, sa.Name))
+		if ownedBy(&sa, wi.UID) {
+			out = append(out, Username(sa.Namespace, sa.Name))
+		}
 	}
 	return out, nil
 }
@@ -522,15 +579,57 @@ func (t *Tokens) Revoke(ctx context.Context, instance string) error {
 		return err
 	}
 	for i := range sas {
-		if err := t.Client.Delete(ctx, &sas[i]); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete bootstrap ServiceAccount %s: %w", sas[i].Name, err)
-		}
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: sas[i].Name, Namespace: t.Namespace}}
-		if err := t.Client.Delete(ctx, sec); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete bootstrap token %s: %w", sec.Name, err)
+		if err := t.deleteIdentity(ctx, &sas[i]); err != nil {
+			return err
 		}
 	}
 	return t.syncBinding(ctx)
+}
+
+// deleteIdentity deletes a bootstrap ServiceAccount and the Secret keeping
+// its token; the caller syncs the binding.
+func (t *Tokens) deleteIdentity(ctx context.Context, sa *corev1.ServiceAccount) error {
+	if err := t.Client.Delete(ctx, sa); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete bootstrap ServiceAccount %s: %w", sa.Name, err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: sa.Name, Namespace: t.Namespace}}
+	if err := t.Client.Delete(ctx, sec); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete bootstrap token %s: %w", sec.Name, err)
+	}
+	return nil
+}
+
+// instanceKind is the kind of the owner of every credential.
+const instanceKind = "WindowsInstance"
+
+// checkOwner refuses to issue for an instance without a UID: its
+// credentials could not be owned by it.
+func checkOwner(wi *wmcov1.WindowsInstance) error {
+	if wi == nil || wi.Name == "" || wi.UID == "" {
+		return errors.New("bootstrap tokens: the WindowsInstance has no name or UID (it must be read from the API server)")
+	}
+	return nil
+}
+
+// ownerReference makes a credential the instance's: the garbage collector
+// deletes it once the instance is gone. It does not block the instance's
+// deletion (blockOwnerDeletion would need update on its finalizers).
+func ownerReference(wi *wmcov1.WindowsInstance) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: wmcov1.GroupVersion.String(), Kind: instanceKind, Name: wi.Name, UID: wi.UID}
+}
+
+// ownedBy tells whether obj is owned by the WindowsInstance of that UID.
+func ownedBy(obj metav1.Object, uid types.UID) bool {
+	return uid != "" && slices.ContainsFunc(obj.GetOwnerReferences(), func(ref metav1.OwnerReference) bool {
+		return ref.UID == uid && ref.Kind == instanceKind && strings.HasPrefix(ref.APIVersion, wmcov1.GroupVersion.Group+"/")
+	})
+}
+
+// ownedByInstance tells whether obj is owned by some WindowsInstance.
+func ownedByInstance(obj metav1.Object) bool {
+	return slices.ContainsFunc(obj.GetOwnerReferences(), func(ref metav1.OwnerReference) bool {
+		return ref.Kind == instanceKind && strings.HasPrefix(ref.APIVersion, wmcov1.GroupVersion.Group+"/")
+	})
 }
 
 // serviceAccounts lists the bootstrap ServiceAccounts of one instance, or

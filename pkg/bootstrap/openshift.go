@@ -82,14 +82,28 @@ func (n *NodeBootstrapper) Username() string {
 
 // Issue returns the newest token issued for the instance while more than
 // half its lifetime is left, else requests a new one and keeps it in a
-// new Secret with its credential ID. Secrets of expired tokens are
-// deleted on the way.
-func (n *NodeBootstrapper) Issue(ctx context.Context, instance string) (string, error) {
+// new Secret, owned by the instance, with its credential ID. Secrets of
+// expired tokens, and those an earlier instance of the same name left,
+// are deleted on the way.
+func (n *NodeBootstrapper) Issue(ctx context.Context, wi *wmcov1.WindowsInstance) (string, error) {
+	if err := checkOwner(wi); err != nil {
+		return "", err
+	}
+	instance := wi.Name
 	now := n.now()
 	secrets, err := n.secrets(ctx, instance)
 	if err != nil {
 		return "", err
 	}
+	for i := range secrets {
+		if ownedBy(&secrets[i], wi.UID) {
+			continue
+		}
+		if err := n.Client.Delete(ctx, &secrets[i]); err != nil && !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("delete bootstrap token %s of an earlier instance: %w", secrets[i].Name, err)
+		}
+	}
+	secrets = ownedSecrets(secrets, wi)
 	for i := range secrets {
 		if token, ok := freshToken(&secrets[i], now, n.ttl()); ok {
 			return token, nil
@@ -128,6 +142,9 @@ func (n *NodeBootstrapper) Issue(ctx context.Context, instance string) (string, 
 				AnnotationCredentialID:      id,
 				"kubernetes.io/description": "TLS bootstrap token of Windows host " + instance + " (wmco, " + key.String() + "); deleted once it has joined",
 			},
+			// The garbage collector deletes it if the instance goes
+			// without revoking it.
+			OwnerReferences: []metav1.OwnerReference{ownerReference(wi)},
 		},
 		Type: SecretType,
 		Data: tokenData(tr.Status.Token, exp),
@@ -139,13 +156,20 @@ func (n *NodeBootstrapper) Issue(ctx context.Context, instance string) (string, 
 }
 
 // Identities are the shared user name with the credential ID of each token
-// kept for the instance.
-func (n *NodeBootstrapper) Identities(ctx context.Context, instance string) ([]csr.BootstrapIdentity, error) {
-	secrets, err := n.secrets(ctx, instance)
+// kept for the instance (owned by its UID).
+func (n *NodeBootstrapper) Identities(ctx context.Context, wi *wmcov1.WindowsInstance) ([]csr.BootstrapIdentity, error) {
+	secrets, err := n.secrets(ctx, wi.Name)
 	if err != nil {
 		return nil, err
 	}
-	return n.identities(secrets), nil
+	return n.identities(ownedSecrets(secrets, wi)), nil
+}
+
+// ownedSecrets are those of secrets owned by the instance's UID: a token
+// Secret an earlier instance of the same name left is not this one's. It
+// reuses secrets' array.
+func ownedSecrets(secrets []corev1.Secret, wi *wmcov1.WindowsInstance) []corev1.Secret {
+	return slices.DeleteFunc(secrets, func(s corev1.Secret) bool { return !ownedBy(&s, wi.UID) })
 }
 
 // identities are the identities of the token Secrets.
@@ -159,9 +183,10 @@ func (n *NodeBootstrapper) identities(secrets []corev1.Secret) []csr.BootstrapId
 
 // IdentitiesOf are Identities when username is the node-bootstrapper's
 // (every identity it issues has that user name), else none with no read.
+// Only the Secrets owned by the instance's UID count.
 // The Secrets are read live, in a read that starts after the call;
 // concurrent calls share one (readSecrets).
-func (n *NodeBootstrapper) IdentitiesOf(ctx context.Context, instance, username string) ([]csr.BootstrapIdentity, error) {
+func (n *NodeBootstrapper) IdentitiesOf(ctx context.Context, wi *wmcov1.WindowsInstance, username string) ([]csr.BootstrapIdentity, error) {
 	if username != n.Username() {
 		return nil, nil
 	}
@@ -174,11 +199,12 @@ func (n *NodeBootstrapper) IdentitiesOf(ctx context.Context, instance, username 
 	}
 	reads := n.reads
 	lazyInit.Unlock()
-	secrets, err := reads.do(ctx, instance, n.readSecrets)
+	secrets, err := reads.do(ctx, wi.Name, n.readSecrets)
 	if err != nil {
 		return nil, err
 	}
-	return n.identities(secrets), nil
+	// The read is shared: filter a copy.
+	return n.identities(ownedSecrets(slices.Clone(secrets), wi)), nil
 }
 
 // readSecrets lists live the Secrets keeping node-bootstrapper tokens of
@@ -200,8 +226,8 @@ func (n *NodeBootstrapper) readSecrets(ctx context.Context, instances []string) 
 	return byInstance, nil
 }
 
-// Revoke deletes every Secret keeping a token of the instance: no CSR of
-// those tokens is tied to the host any more.
+// Revoke deletes every Secret keeping a token of an instance of that name,
+// whoever owns it: no CSR of those tokens is tied to a host any more.
 func (n *NodeBootstrapper) Revoke(ctx context.Context, instance string) error {
 	secrets, err := n.secrets(ctx, instance)
 	if err != nil {

@@ -294,14 +294,14 @@ func runCSRBurst(ctx context.Context, c config, r *report, work string, n, run i
 		if err := p.client.Status().Patch(ctx, wi, patch); err != nil {
 			return err
 		}
-		token, err := tokens.Issue(ctx, name)
+		token, err := tokens.Issue(ctx, wi)
 		if err != nil {
 			return err
 		}
 		if token == "" {
 			return fmt.Errorf("no bootstrap token for %s", name)
 		}
-		users, err := tokens.Usernames(ctx, name)
+		users, err := tokens.Usernames(ctx, wi)
 		if err != nil || len(users) != 1 {
 			return fmt.Errorf("bootstrap identity of %s: %v %w", name, users, err)
 		}
