@@ -286,6 +286,12 @@ func TestChangedHostKeyIsNotTrusted(t *testing.T) {
 	awaitReachableReason(g, h.Name, instance.ReasonHostKeyMismatch, wmcov1.PhaseFailed)
 	g.Consistently(func() int64 { return h.Host.Stats().Commands }).WithTimeout(3*time.Second).Should(Equal(commands),
 		"no command runs on a host that presents another key")
+	// The message names the one fix that works, with the key to check:
+	// spec.hostKey is empty already, and status.hostKey stays pinned.
+	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
+	g.Expect(wi.Spec.HostKey).To(BeEmpty())
+	g.Expect(meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReachable).Message).To(
+		ContainSubstring("set spec.hostKey to it (" + h.Host.HostKey() + ")"))
 
 	// Deleting it cannot clean a host it does not trust; the finalizer
 	// stays until the admin repins or removes it.

@@ -144,12 +144,25 @@ func classifyConnectError(err error) outcome {
 	case errors.As(err, &auth):
 		return outcome{reason: ReasonAuthenticationFailed, message: fmt.Sprintf("the host refused the SSH key for user %s: fix the key in the credentials Secret or spec.username", auth.User)}
 	case errors.As(err, &mismatch):
-		return outcome{reason: ReasonHostKeyMismatch, message: fmt.Sprintf("the host presented SSH host key %s, not the pinned %s: if the host was legitimately reinstalled, update or clear spec.hostKey (and status.hostKey is re-learned)", mismatch.Actual, mismatch.Expected)}
+		return outcome{reason: ReasonHostKeyMismatch, message: hostKeyMismatchMessage(mismatch)}
 	case errors.As(err, &unreachable):
 		return outcome{reason: ReasonUnreachable, message: fmt.Sprintf("cannot reach the host's SSH server: %v", unreachable.Err)}
 	default:
 		return outcome{reason: ReasonConnectionFailed, message: err.Error()}
 	}
+}
+
+// hostKeyMismatchMessage says what a host key mismatch is and the one fix
+// that works: setting spec.hostKey to the key the host presents (public,
+// so it is shown to compare and copy). Clearing spec.hostKey would not
+// do: the key pinned on first use (status.hostKey) is checked then, and
+// nothing trusts a new key by itself.
+func hostKeyMismatchMessage(mismatch *remote.HostKeyMismatchError) string {
+	msg := fmt.Sprintf("the host presented SSH host key %s, not the pinned %s: if the host was legitimately reinstalled, check the new key and set spec.hostKey to it", mismatch.Actual, mismatch.Expected)
+	if mismatch.ActualKey != "" {
+		msg += " (" + mismatch.ActualKey + ")"
+	}
+	return msg + "; an empty spec.hostKey keeps the key pinned in status.hostKey"
 }
 
 // sshErrorType is the label of metrics.SSHErrors for a connect error.

@@ -42,6 +42,18 @@ func TestClassifyConnectError(t *testing.T) {
 	}
 }
 
+// The host key mismatch says the one fix that works: set spec.hostKey to
+// the key the host presents (clearing it keeps status.hostKey's pin).
+func TestHostKeyMismatchMessage(t *testing.T) {
+	g := NewWithT(t)
+	const presented = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+	o := classifyConnectError(&remote.HostKeyMismatchError{Address: "h:22", Expected: "SHA256:a", Actual: "SHA256:b", ActualKey: presented})
+	g.Expect(o.reason).To(Equal(ReasonHostKeyMismatch))
+	g.Expect(o.message).To(ContainSubstring("set spec.hostKey to it (" + presented + ")"))
+	g.Expect(o.message).To(ContainSubstring("an empty spec.hostKey keeps the key pinned in status.hostKey"))
+	g.Expect(o.message).NotTo(ContainSubstring("re-learned"))
+}
+
 func TestSummarize(t *testing.T) {
 	ok := outcome{ok: true, reason: "OK"}
 	allOK := map[string]outcome{wmcov1.ConditionReachable: ok, wmcov1.ConditionPreflightPassed: ok,
