@@ -2,10 +2,14 @@ package instance_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,4 +67,48 @@ func TestCredentialsOnlyFromAllowedNamespaces(t *testing.T) {
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKeyFromObject(wi), got)).To(Succeed())
 	g.Expect(meta.FindStatusCondition(got.Status.Conditions, wmcov1.ConditionStalled)).To(BeNil())
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
+}
+
+// A key that cannot be used and a host that offers no key login each say
+// so, not that the host refused the key: an unusable key (here
+// passphrase-protected) is InvalidPrivateKey before the host is
+// contacted; an sshd without PubkeyAuthentication is AuthenticationFailed
+// naming the setting. Both are terminal; neither message holds key
+// material.
+func TestUnusableKeyAndKeylessHostSayWhy(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	hosts := ctrltest.StartHosts(t, 2, simagent.Options{})
+	locked, keyless := hosts[0], hosts[1]
+	keyless.Host.OfferPasswordOnly(true)
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	g.Expect(err).NotTo(HaveOccurred())
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(edKey, "", []byte("passphrase"))
+	g.Expect(err).NotTo(HaveOccurred())
+	encrypted := pem.EncodeToMemory(block)
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ctrltest.Namespace, Name: "locked-key-" + locked.Name},
+		Data: map[string][]byte{"key": encrypted}}
+	g.Expect(ctrltest.Client.Create(ctx, sec)).To(Succeed())
+	t.Cleanup(func() { _ = ctrltest.Client.Delete(context.Background(), sec) })
+	ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: 2})
+
+	wi := ctrltest.InstanceFor(locked)
+	wi.Spec.CredentialsSecretRef = wmcov1.SecretKeyReference{Namespace: ctrltest.Namespace, Name: sec.Name, Key: "key"}
+	g.Expect(ctrltest.Client.Create(ctx, wi)).To(Succeed())
+	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(keyless))).To(Succeed())
+
+	got := expectStalled(t, locked.Name, instance.ReasonInvalidKey)
+	c := meta.FindStatusCondition(got.Status.Conditions, wmcov1.ConditionReachable)
+	g.Expect(c.Reason).To(Equal(instance.ReasonInvalidKey))
+	g.Expect(c.Message).To(And(ContainSubstring("cannot be used"), ContainSubstring("passphrase-protected"), Not(ContainSubstring("refused"))))
+	g.Expect(c.Message).NotTo(ContainSubstring(string(encrypted[40:80])))
+	st := locked.Host.Stats()
+	g.Expect(st.Connections+st.AuthFailures).To(BeZero(), "an unusable key never reaches the host")
+
+	got = expectStalled(t, keyless.Name, instance.ReasonAuthenticationFailed)
+	c = meta.FindStatusCondition(got.Status.Conditions, wmcov1.ConditionReachable)
+	g.Expect(c.Message).To(And(ContainSubstring("offers password"), ContainSubstring("PubkeyAuthentication yes"), Not(ContainSubstring("refused the SSH key"))))
+
+	ctrltest.DeleteAndWait(t, locked.Name, 30*time.Second)
+	ctrltest.DeleteAndWait(t, keyless.Name, 30*time.Second)
 }

@@ -142,13 +142,30 @@ func classifyConnectError(err error) outcome {
 	case errors.As(err, &rotation):
 		return outcome{reason: ReasonKeyRotationFailed, message: rotation.Error()}
 	case errors.As(err, &auth):
-		return outcome{reason: ReasonAuthenticationFailed, message: fmt.Sprintf("the host refused the SSH key for user %s: fix the key in the credentials Secret or spec.username", auth.User)}
+		return authOutcome(auth)
 	case errors.As(err, &mismatch):
 		return outcome{reason: ReasonHostKeyMismatch, message: hostKeyMismatchMessage(mismatch)}
 	case errors.As(err, &unreachable):
 		return outcome{reason: ReasonUnreachable, message: fmt.Sprintf("cannot reach the host's SSH server: %v", unreachable.Err)}
 	default:
 		return outcome{reason: ReasonConnectionFailed, message: err.Error()}
+	}
+}
+
+// authOutcome says what an authentication failure was and what fixes it:
+// an unusable private key is the Secret's fault (InvalidPrivateKey), the
+// rest are the host's answer (AuthenticationFailed). auth.Reason never
+// holds key material.
+func authOutcome(auth *remote.AuthError) outcome {
+	switch auth.Cause {
+	case remote.AuthKeyUnusable:
+		return outcome{reason: ReasonInvalidKey, message: fmt.Sprintf("the SSH private key in the credentials Secret cannot be used (%s): put an unencrypted RSA, ECDSA or Ed25519 private key in PEM or OpenSSH format there", auth.Reason)}
+	case remote.AuthPublicKeyNotOffered:
+		return outcome{reason: ReasonAuthenticationFailed, message: fmt.Sprintf("the host's SSH server does not let user %s log in with a key (%s): set PubkeyAuthentication yes in the host's sshd_config", auth.User, auth.Reason)}
+	case remote.AuthMoreMethodsRequired:
+		return outcome{reason: ReasonAuthenticationFailed, message: fmt.Sprintf("the host accepted the SSH key for user %s but asks for more (%s): the operator logs in with the key alone; remove AuthenticationMethods from the host's sshd_config", auth.User, auth.Reason)}
+	default:
+		return outcome{reason: ReasonAuthenticationFailed, message: fmt.Sprintf("the host refused the SSH key for user %s: fix the key in the credentials Secret or spec.username", auth.User)}
 	}
 }
 

@@ -2,6 +2,7 @@ package instance
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -39,6 +40,39 @@ func TestClassifyConnectError(t *testing.T) {
 		g.Expect(o.terminal()).To(Equal(c.terminal))
 		g.Expect(o.message).NotTo(BeEmpty())
 		g.Expect(sshErrorType(c.err)).To(Equal(c.metric))
+	}
+}
+
+// An authentication failure says what failed: the key in the Secret
+// (unusable: InvalidPrivateKey) or the host's answer, with the dialer's
+// reason; both terminal.
+func TestAuthErrorMessages(t *testing.T) {
+	cases := []struct {
+		cause  remote.AuthCause
+		reason string
+		want   string
+		says   []string
+	}{
+		{remote.AuthKeyRefused, "host rejected the public key", ReasonAuthenticationFailed,
+			[]string{"the host refused the SSH key for user Administrator"}},
+		{remote.AuthKeyUnusable, "private key is passphrase-protected; an unencrypted key is required", ReasonInvalidKey,
+			[]string{"private key in the credentials Secret cannot be used (private key is passphrase-protected", "unencrypted"}},
+		{remote.AuthPublicKeyNotOffered, "host does not offer public key authentication (offers password)", ReasonAuthenticationFailed,
+			[]string{"does not let user Administrator log in with a key (host does not offer public key authentication (offers password))", "PubkeyAuthentication yes"}},
+		{remote.AuthMoreMethodsRequired, "host accepted the key but requires further authentication methods: password", ReasonAuthenticationFailed,
+			[]string{"accepted the SSH key for user Administrator but asks for more", "AuthenticationMethods"}},
+	}
+	for _, c := range cases {
+		g := NewWithT(t)
+		o := classifyConnectError(fmt.Errorf("connect: %w", &remote.AuthError{Address: "h:22", User: "Administrator", Cause: c.cause, Reason: c.reason}))
+		g.Expect(o.reason).To(Equal(c.want), c.reason)
+		g.Expect(o.terminal()).To(BeTrue(), c.reason)
+		for _, s := range c.says {
+			g.Expect(o.message).To(ContainSubstring(s))
+		}
+		if c.cause != remote.AuthKeyRefused {
+			g.Expect(o.message).NotTo(ContainSubstring("refused the SSH key"), c.reason)
+		}
 	}
 }
 

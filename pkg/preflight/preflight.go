@@ -420,6 +420,15 @@ func connectChecks(t remote.Target, err error) []Check {
 	case errors.As(err, &mismatch):
 		key = Check{Name: CheckHostKey, Status: Failed, Message: mismatch.Error(),
 			Fix: "compare the host's key (ssh-keygen -lf C:\\ProgramData\\ssh\\ssh_host_ed25519_key.pub on the host) and pin the right one with --host-key"}
+	case errors.As(err, &auth) && auth.Cause == remote.AuthKeyUnusable:
+		// The key was refused before the host was contacted.
+		reach = Check{Name: CheckReachable, Status: Skipped, Message: "not checked: the private key cannot be used"}
+		login = Check{Name: CheckAuthentication, Status: Failed, Message: auth.Error(),
+			Fix: "give --key an unencrypted RSA, ECDSA or Ed25519 private key in PEM or OpenSSH format"}
+	case errors.As(err, &auth) && auth.Cause == remote.AuthPublicKeyNotOffered:
+		key = Check{Name: CheckHostKey, Status: Passed}
+		login = Check{Name: CheckAuthentication, Status: Failed, Message: auth.Error(),
+			Fix: "set PubkeyAuthentication yes in C:\\ProgramData\\ssh\\sshd_config and restart sshd (Restart-Service sshd)"}
 	case errors.As(err, &auth):
 		key = Check{Name: CheckHostKey, Status: Passed}
 		login = Check{Name: CheckAuthentication, Status: Failed, Message: auth.Error(),

@@ -32,6 +32,8 @@ func TestConnectChecks(t *testing.T) {
 	}{
 		{"unreachable", &remote.UnreachableError{Address: "10.0.0.5:22", Err: errors.New("connection refused")}, CheckReachable, "TCP 22"},
 		{"refused key", &remote.AuthError{Address: "10.0.0.5:22", User: "Administrator", Reason: "no key accepted"}, CheckAuthentication, `C:\Users\Administrator\.ssh\authorized_keys`},
+		{"unusable key", &remote.AuthError{Address: "10.0.0.5:22", User: "Administrator", Cause: remote.AuthKeyUnusable, Reason: "private key is passphrase-protected"}, CheckAuthentication, "unencrypted"},
+		{"no public key auth", &remote.AuthError{Address: "10.0.0.5:22", User: "Administrator", Cause: remote.AuthPublicKeyNotOffered, Reason: "host does not offer public key authentication (offers password)"}, CheckAuthentication, "PubkeyAuthentication yes"},
 		{"other host key", &remote.HostKeyMismatchError{Address: "10.0.0.5:22", Expected: "SHA256:a", Actual: "SHA256:b"}, CheckHostKey, "--host-key"},
 		{"forbidden address", &remote.ForbiddenAddressError{Address: "169.254.169.254:22",
 			Err: &hostaddr.ForbiddenError{Addr: "169.254.169.254", Reason: "link-local addresses are never dialled"}}, CheckReachable, "link-local"},

@@ -120,6 +120,7 @@ func TestDialUnusableKeys(t *testing.T) {
 			_, err := f.dialer.Dial(t.Context(), target)
 			var ae *remote.AuthError
 			g.Expect(errors.As(err, &ae)).To(BeTrue(), "%v", err)
+			g.Expect(ae.Cause).To(Equal(remote.AuthKeyUnusable), "the key itself is at fault, not the host")
 			g.Expect(err.Error()).NotTo(ContainSubstring(string(f.key[40:80])))
 		})
 	}
@@ -235,6 +236,7 @@ func TestDialWrongKey(t *testing.T) {
 	var ae *remote.AuthError
 	g.Expect(errors.As(err, &ae)).To(BeTrue(), "%v", err)
 	g.Expect(ae.User).To(Equal(testUser))
+	g.Expect(ae.Cause).To(Equal(remote.AuthKeyRefused))
 	// The host notices the client giving up after the client returns.
 	g.Eventually(func() int64 { return f.host.Stats().AuthFailures }).Should(BeEquivalentTo(1))
 
@@ -255,7 +257,26 @@ func TestDialRefusedAuth(t *testing.T) {
 	var ae *remote.AuthError
 	g.Expect(errors.As(err, &ae)).To(BeTrue(), "%v", err)
 
+	g.Expect(ae.Cause).To(Equal(remote.AuthKeyRefused))
+
 	f.host.RefuseAuth(false)
+	s := f.dial(t)
+	g.Expect(s.Close()).To(Succeed())
+}
+
+// A host whose sshd offers no public key authentication is told apart
+// from one refusing the key, and says what it offers.
+func TestDialHostWithoutPublicKeyAuth(t *testing.T) {
+	g := NewWithT(t)
+	f := newFixture(t, winsim.Options{})
+	f.host.OfferPasswordOnly(true)
+	_, err := f.dialer.Dial(t.Context(), f.target())
+	var ae *remote.AuthError
+	g.Expect(errors.As(err, &ae)).To(BeTrue(), "%v", err)
+	g.Expect(ae.Cause).To(Equal(remote.AuthPublicKeyNotOffered))
+	g.Expect(ae.Reason).To(ContainSubstring("offers password"))
+
+	f.host.OfferPasswordOnly(false)
 	s := f.dial(t)
 	g.Expect(s.Close()).To(Succeed())
 }

@@ -170,7 +170,7 @@ func (d *SSHDialer) Dial(ctx context.Context, t Target) (Session, error) {
 	}
 	signer, err := parseSigner(t.PrivateKey)
 	if err != nil {
-		return nil, &AuthError{Address: addr, User: t.Username, Reason: err.Error()}
+		return nil, &AuthError{Address: addr, User: t.Username, Cause: AuthKeyUnusable, Reason: err.Error()}
 	}
 
 	log.V(2).Info("Dialing host", "ips", ips)
@@ -325,11 +325,11 @@ func authNext(ac *ssh.ClientAuthContext, conn *trackedConn, addr, user string) (
 	const method = "publickey"
 	switch {
 	case slices.Contains(ac.PartialSuccessMethods, method):
-		return nil, &AuthError{Address: addr, User: user, Reason: "host accepted the key but requires further authentication methods: " + strings.Join(ac.AllowedMethods, ",")}
+		return nil, &AuthError{Address: addr, User: user, Cause: AuthMoreMethodsRequired, Reason: "host accepted the key but requires further authentication methods: " + strings.Join(ac.AllowedMethods, ",")}
 	case slices.Contains(ac.TriedMethods, method):
-		return nil, &AuthError{Address: addr, User: user, Reason: "host rejected the public key"}
+		return nil, &AuthError{Address: addr, User: user, Cause: AuthKeyRefused, Reason: "host rejected the public key"}
 	case !slices.Contains(ac.AllowedMethods, method):
-		return nil, &AuthError{Address: addr, User: user, Reason: "host does not offer public key authentication (offers " + strings.Join(ac.AllowedMethods, ",") + ")"}
+		return nil, &AuthError{Address: addr, User: user, Cause: AuthPublicKeyNotOffered, Reason: "host does not offer public key authentication (offers " + strings.Join(ac.AllowedMethods, ",") + ")"}
 	}
 	return nil, nil // try config.Auth: our key
 }

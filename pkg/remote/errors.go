@@ -20,18 +20,39 @@ var ErrSessionClosed = errors.New("session closed")
 
 // AuthError reports that the host did not accept our credentials, or that
 // the credentials could not be used at all (an unparsable or
-// passphrase-protected private key). Retrying with the same Target will fail
-// the same way.
+// passphrase-protected private key); Cause tells which. Retrying with the
+// same Target will fail the same way.
 type AuthError struct {
 	// Address is the host:port dialled.
 	Address string
 	// User is the SSH user name.
 	User string
+	// Cause is what failed: the zero value, AuthKeyRefused, is the host
+	// refusing the key (or the user).
+	Cause AuthCause
 	// Reason says in words what went wrong. It never contains key material.
 	Reason string
 	// Err is the underlying error, if any.
 	Err error
 }
+
+// AuthCause is why an authentication failed.
+type AuthCause int
+
+const (
+	// AuthKeyRefused is the host not accepting the key for the user.
+	AuthKeyRefused AuthCause = iota
+	// AuthKeyUnusable is a private key that cannot be used at all
+	// (unparsable, passphrase-protected, an unsupported type); the host
+	// was not contacted.
+	AuthKeyUnusable
+	// AuthPublicKeyNotOffered is a host that does not offer public key
+	// authentication (its sshd configuration).
+	AuthPublicKeyNotOffered
+	// AuthMoreMethodsRequired is a host that accepted the key but requires
+	// further authentication methods (its sshd's AuthenticationMethods).
+	AuthMoreMethodsRequired
+)
 
 // Error implements error.
 func (e *AuthError) Error() string {

@@ -174,6 +174,9 @@ type Host struct {
 	closedCh chan struct{}
 
 	refuseAuth atomic.Bool
+	// passwordOnly: sshd offers password authentication only
+	// (PubkeyAuthentication no).
+	passwordOnly atomic.Bool
 
 	// lifecycle serialises power transitions and component calls.
 	lifecycle sync.Mutex
@@ -444,6 +447,11 @@ func (h *Host) ResetConnections() {
 // RefuseAuth makes the SSH server reject every key (true) or check keys
 // normally again (false).
 func (h *Host) RefuseAuth(refuse bool) { h.refuseAuth.Store(refuse) }
+
+// OfferPasswordOnly makes the SSH server offer password authentication
+// only, as sshd with PubkeyAuthentication no does, and refuse every
+// password; false offers public keys again.
+func (h *Host) OfferPasswordOnly(on bool) { h.passwordOnly.Store(on) }
 
 // SetBandwidth limits the host's network to bytesPerSecond in each
 // direction, shared by all connections (a token bucket on the TCP

@@ -69,6 +69,13 @@ func (h *Host) serverConfig(authFailed *atomic.Bool) *ssh.ServerConfig {
 			return &ssh.Permissions{}, nil
 		},
 	}
+	if h.passwordOnly.Load() {
+		cfg.PublicKeyCallback = nil
+		cfg.PasswordCallback = func(ssh.ConnMetadata, []byte) (*ssh.Permissions, error) {
+			authFailed.Store(true)
+			return nil, errDenied
+		}
+	}
 	h.mu.Lock()
 	for _, k := range h.hostKeys {
 		cfg.AddHostKey(k)
