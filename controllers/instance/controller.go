@@ -542,6 +542,13 @@ func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 // own wait is longer and rules.
 const unreachableRetry = time.Second
 
+// keyNotAuthorizedRetry is the least wait before a Machine's host that
+// refused the key before it was ever reached (KeyNotAuthorizedYet) is
+// tried again: its first boot writes the key seconds after sshd starts,
+// and each attempt is a few logins the host refuses. retryLimiter's own
+// wait rules once longer.
+const keyNotAuthorizedRetry = 5 * time.Second
+
 // floorLimiter is a rate limiter whose next wait for an instance may be
 // raised by the reconcile that failed (atLeast), for failures whose
 // cause does not go away in milliseconds.

@@ -23,3 +23,6 @@ func NewInstanceReader(cached client.Client, live client.Reader) InstanceReader 
 	r.recordWrites()
 	return InstanceReader{Read: r.readInstance, Writer: r.Client}
 }
+
+// HistoryDataKey is the key history Secret's data key of a fingerprint.
+func HistoryDataKey(fingerprint string) string { return historyDataKey(fingerprint) }

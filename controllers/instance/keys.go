@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -55,6 +57,51 @@ const ReasonKeyRotationStepFailed = "KeyRotationStepFailed"
 
 // EventKeyRotated is the Event of a host moved to the Secret's key.
 const EventKeyRotated = "KeyRotated"
+
+// ReasonKeyNotAuthorizedYet says that the host of a Machine, never reached
+// so far, refuses the credentials Secret's key (and every earlier key the
+// key history keeps): its first boot may not have authorised the key from
+// the windows-user-data Secret yet. It is retried with backoff, not
+// terminal.
+const ReasonKeyNotAuthorizedYet = "KeyNotAuthorizedYet"
+
+// maxHistoryKeysTried bounds the earlier keys tried on a Machine's host
+// that refuses the Secret's key before it was ever reached: each is one
+// more login the host refuses at every retry.
+const maxHistoryKeysTried = 4
+
+// keyNotAuthorizedYetError is a Machine's host, never reached so far,
+// refusing the Secret's key and the earlier keys tried.
+type keyNotAuthorizedYetError struct {
+	// User is the SSH user; Fingerprint the Secret's key's.
+	User, Fingerprint string
+	// Tried is how many earlier keys of the history were tried.
+	Tried int
+	// Err is the refusal of the Secret's key.
+	Err error
+}
+
+func (e *keyNotAuthorizedYetError) Error() string {
+	earlier := ""
+	if e.Tried > 0 {
+		earlier = fmt.Sprintf(" (and %d earlier key(s) kept in Secret %s)", e.Tried, KeyHistorySecretName)
+	}
+	return fmt.Sprintf("the host refused the SSH key %s for user %s%s before the operator ever reached it: "+
+		"a Machine's first boot authorises the key from the %s Secret, perhaps not yet; retried with backoff",
+		e.Fingerprint, e.User, earlier, "windows-user-data")
+}
+
+func (e *keyNotAuthorizedYetError) Unwrap() error { return e.Err }
+
+// firstBoot tells whether the instance is a Machine's host the operator
+// has never reached: no key is known to be accepted, no host key was
+// learnt. A refused key may then be a first boot still under way (sshd
+// starts before the key is written) or a VM booted from the userData of
+// an earlier key.
+func firstBoot(wi *wmcov1.WindowsInstance) bool {
+	return wi.Labels[wmcov1.LabelSource] == wmcov1.SourceMachine &&
+		wi.Status.AuthorizedKeyFingerprint == "" && wi.Status.HostKey == ""
+}
 
 // keyRotation is what the connection phase found out about the host's
 // keys, for the keys phase to finish.
@@ -166,7 +213,13 @@ func (r *Reconciler) dialHost(ctx context.Context, s *scope, target remote.Targe
 		return sess, nil
 	}
 	var auth *remote.AuthError
-	if known == "" || known == fp || !errors.As(err, &auth) {
+	if !errors.As(err, &auth) {
+		return nil, err
+	}
+	if known == "" && auth.Cause == remote.AuthKeyRefused && firstBoot(wi) {
+		return r.dialEarlierKey(ctx, s, target, line, fp, err)
+	}
+	if known == "" || known == fp {
 		return nil, err
 	}
 	// The host refuses the Secret's key: it has not been rotated yet.
@@ -198,6 +251,80 @@ func (r *Reconciler) dialHost(ctx context.Context, s *scope, target remote.Targe
 	}
 	s.rotation = &keyRotation{currentLine: line, currentFP: fp, previousLine: prevLine, previousFP: known, viaPrevious: true, target: target}
 	return sess, nil
+}
+
+// dialEarlierKey connects to a Machine's host that refused the Secret's key
+// (refused) before it was ever reached, with one of the earlier keys the
+// key history keeps (at most maxHistoryKeysTried): a VM booted from the
+// userData of a key rotated away meanwhile accepts only that key. The
+// host is then rotated from it as any other (s.rotation, viaPrevious).
+// When no key is accepted the host may still be booting: a
+// *keyNotAuthorizedYetError, retried.
+func (r *Reconciler) dialEarlierKey(ctx context.Context, s *scope, target remote.Target, line, fp string, refused error) (remote.Session, error) {
+	wi := s.wi
+	earlier, err := r.historyKeys(ctx, fp, maxHistoryKeysTried)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range earlier {
+		prev := target
+		prev.PrivateKey = k.key
+		s.log.Info("Connecting with an earlier SSH key", "fingerprint", k.fingerprint, "newFingerprint", fp)
+		sess, err := r.dial(ctx, prev)
+		var auth *remote.AuthError
+		switch {
+		case errors.As(err, &auth):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		// Published at once, so that the history keeps the key while
+		// the host depends on it (pruneKeyHistory keeps what a status
+		// names).
+		if err := r.publishKeyFingerprint(ctx, s, k.fingerprint); err != nil {
+			_ = sess.Close()
+			return nil, err
+		}
+		wi.Status.AuthorizedKeyFingerprint = k.fingerprint
+		s.rotation = &keyRotation{currentLine: line, currentFP: fp, previousLine: k.line, previousFP: k.fingerprint, viaPrevious: true, target: target}
+		return sess, nil
+	}
+	return nil, &keyNotAuthorizedYetError{User: wi.Spec.Username, Fingerprint: fp, Tried: len(earlier), Err: refused}
+}
+
+// historyEntry is a key of the key history.
+type historyEntry struct {
+	key               remote.PrivateKey
+	line, fingerprint string
+}
+
+// historyKeys returns at most limit keys of the key history other than
+// the one of fingerprint except, in the order of their data keys; keys
+// that do not parse are skipped.
+func (r *Reconciler) historyKeys(ctx context.Context, except string, limit int) ([]historyEntry, error) {
+	sec := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Config.Namespace, Name: KeyHistorySecretName}, sec)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read Secret %s/%s: %w", r.Config.Namespace, KeyHistorySecretName, err)
+	}
+	var out []historyEntry
+	for _, dataKey := range slices.Sorted(maps.Keys(sec.Data)) {
+		if len(out) == limit {
+			break
+		}
+		if dataKey == historyDataKey(except) {
+			continue
+		}
+		line, fp, err := publicKeyLine(sec.Data[dataKey])
+		if err != nil || historyDataKey(fp) != dataKey {
+			continue
+		}
+		out = append(out, historyEntry{key: sec.Data[dataKey], line: line, fingerprint: fp})
+	}
+	return out, nil
 }
 
 // reconcileKeys finishes a key rotation that the connection phase found

@@ -92,8 +92,13 @@ func (r *Reconciler) reconcileConnection(ctx context.Context, s *scope) (ctrl.Re
 		if o.terminal() {
 			return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("connect to %s: %w", wi.Spec.Address, err))
 		}
-		if o.reason == ReasonUnreachable && r.retries != nil {
-			r.retries.atLeast(wi.Name, unreachableRetry)
+		if r.retries != nil {
+			switch o.reason {
+			case ReasonUnreachable:
+				r.retries.atLeast(wi.Name, unreachableRetry)
+			case ReasonKeyNotAuthorizedYet:
+				r.retries.atLeast(wi.Name, keyNotAuthorizedRetry)
+			}
 		}
 		return ctrl.Result{}, fmt.Errorf("connect to %s: %w", wi.Spec.Address, err)
 	}

@@ -136,11 +136,14 @@ func classifyConnectError(err error) outcome {
 	var unreachable *remote.UnreachableError
 	var forbidden *remote.ForbiddenAddressError
 	var rotation *keyRotationError
+	var notYet *keyNotAuthorizedYetError
 	switch {
 	case errors.As(err, &forbidden):
 		return outcome{reason: ReasonInvalidAddress, message: forbidden.Error() + ": change spec.address"}
 	case errors.As(err, &rotation):
 		return outcome{reason: ReasonKeyRotationFailed, message: rotation.Error()}
+	case errors.As(err, &notYet):
+		return outcome{reason: ReasonKeyNotAuthorizedYet, message: notYet.Error()}
 	case errors.As(err, &auth):
 		return authOutcome(auth)
 	case errors.As(err, &mismatch):
