@@ -62,7 +62,7 @@ const (
 	// KubeletDir is the kubelet's root directory.
 	KubeletDir = `C:\var\lib\kubelet`
 	// KubeletPKIDir is where the kubelet keeps its certificates.
-	KubeletPKIDir = KubeletDir + `\pki`
+	KubeletPKIDir = wicdapi.KubeletPKIDir
 	// KubeletClientCAPath is the CA bundle the kubelet verifies client
 	// certificates with (its clientCAFile); the kubelet reloads it when
 	// it changes.

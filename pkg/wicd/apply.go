@@ -561,6 +561,12 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 		res.Changes = append(res.Changes, wicdapi.Change{Kind: kind, Name: name, Action: action})
 	}
 
+	// First the folders that hold the payload, the plans and the
+	// kubelet's keys: what is written in them from then on is for SYSTEM
+	// and Administrators only from its first byte.
+	if err := secureFolders(b, note); err != nil {
+		return nil, err
+	}
 	// Plans carry credentials (the bootstrap token, a proxy's password):
 	// only SYSTEM and Administrators may read them.
 	for _, p := range []string{wicdapi.PlanPath, wicdapi.AppliedPlanPath, wicdapi.AppliedPlanPreviousPath} {
@@ -965,6 +971,26 @@ func svcError(verb, name string, err error) *wicdapi.Error {
 
 // ErrDiskFull is wrapped by Files implementations when a volume is full.
 var ErrDiskFull = errors.New("there is not enough space on the disk")
+
+// secureFolders creates each of SecuredFolders that is missing and gives
+// it AgentFolderSDDL unless it has it; an administrator's change to one
+// is undone by the next apply (`wicd run` re-applies). Not a change the
+// result lists: Wine reports a made-up descriptor for every file, so
+// that every apply under Wine would list it.
+func secureFolders(b *Backend, note func(kind, name, action string)) error {
+	for _, d := range SecuredFolders {
+		if _, err := b.Files.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			if err := b.Files.MkdirAll(d); err != nil {
+				return fsError("create directory "+d, err)
+			}
+			note("directory", d, "created")
+		}
+		if err := b.Accounts.SecureFolder(d); err != nil {
+			return fsError("restrict "+d+" to administrators", err)
+		}
+	}
+	return nil
+}
 
 // restrict lets only SYSTEM and Administrators read the file at path, if
 // it exists: a file holding credentials.

@@ -175,6 +175,11 @@ type Accounts interface {
 	// AdministratorsKeysSDDL, which sshd requires of the administrators'
 	// authorized keys file.
 	RestrictToAdministrators(path string) error
+	// SecureFolder gives the folder at path the security descriptor
+	// AgentFolderSDDL unless FolderSecured says it has it. Setting it
+	// passes the inheritable entries on to the files and folders already
+	// in it, as SetNamedSecurityInfo does.
+	SecureFolder(path string) error
 }
 
 // AdministratorsKeysSDDL is the security descriptor of

@@ -31,6 +31,9 @@ const (
 	AppliedPlanPath = `C:\k\applied-plan.json`
 	// PayloadRoot holds one directory per payload version.
 	PayloadRoot = `C:\k\payload`
+	// KubeletPKIDir is where the kubelet keeps its certificates and its
+	// client key; the agent lets only SYSTEM and Administrators open it.
+	KubeletPKIDir = `C:\var\lib\kubelet\pki`
 	// LogDir held the services' logs before they moved to
 	// ServiceLogRoot; facts still leaves it out.
 	LogDir = `C:\k\log`

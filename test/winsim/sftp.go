@@ -42,15 +42,48 @@ type sftpFS struct {
 	admin func() bool
 }
 
-// readDenied is ErrAccessDenied when the file's own security descriptor
-// grants access to SYSTEM and Administrators only (as wicd's
-// RestrictToAdministrators sets it on keys and kubeconfigs) and the
-// session's user is not an administrator: Windows refuses to open it.
-func (f *sftpFS) readDenied(n *node, path string) error {
-	if n.security == "" || !adminsOnly(n.security) || f.admin == nil || f.admin() {
+// denied is ErrAccessDenied when the session's user is not an
+// administrator and the security descriptor Windows checks for n
+// (effectiveSecurity) grants SYSTEM and Administrators only: Windows
+// refuses to open, list, change or delete it. That is so of the keys and
+// kubeconfigs wicd's RestrictToAdministrators restricts, and of
+// everything in the folders its SecureFolder secures. Callers hold
+// f.disk.mu.
+func (f *sftpFS) denied(n *node, op, path string) error {
+	if f.admin == nil || f.admin() {
 		return nil
 	}
-	return &fs.PathError{Op: "open", Path: path, Err: ErrAccessDenied}
+	if sd := effectiveSecurity(n); sd == "" || !adminsOnly(sd) {
+		return nil
+	}
+	return &fs.PathError{Op: op, Path: path, Err: ErrAccessDenied}
+}
+
+// deniedIn is denied for the folder that holds path: creating, renaming
+// or removing an entry needs access to the folder. A missing folder is
+// left for the operation to report. Callers hold f.disk.mu.
+func (f *sftpFS) deniedIn(op, path string) error {
+	dir, _, err := f.disk.lookupParent(op, path)
+	if err != nil {
+		return nil
+	}
+	return f.denied(dir, op, path)
+}
+
+// effectiveSecurity is the descriptor Windows checks access to n
+// against: its own, or else the one of the nearest folder above it that
+// has its own, whose entries it inherits ("" when that is the drive's:
+// C:\'s ACL on Windows Server lets every user read and create files and
+// folders). A folder's new descriptor reaches everything below it that
+// has none of its own, as SetNamedSecurityInfo passes it on and new files
+// inherit it; unlike NTFS, a file moved in from elsewhere inherits it too.
+func effectiveSecurity(n *node) string {
+	for m := n; m != nil; m = m.parent {
+		if m.security != "" {
+			return m.security
+		}
+	}
+	return ""
 }
 
 // aceTrustee is the trustee SID of an access control entry in SDDL.
@@ -116,7 +149,7 @@ func (f *sftpFS) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	if n.dir {
 		return nil, f.status(errIsDirectory)
 	}
-	if err := f.readDenied(n, f.path(r.Filepath)); err != nil {
+	if err := f.denied(n, "open", f.path(r.Filepath)); err != nil {
 		return nil, f.status(err)
 	}
 	if err := readLocked(n, "open", f.path(r.Filepath)); err != nil {
@@ -154,14 +187,21 @@ func (f *sftpFS) openLocked(r *sftp.Request) (*handle, error) {
 	var n *node
 	var err error
 	if flags.Creat {
-		n, err = d.create("open", f.path(r.Filepath), flags.Trunc, flags.Excl)
+		if n, err = d.lookup("open", f.path(r.Filepath)); err == nil {
+			err = f.denied(n, "open", f.path(r.Filepath))
+		} else {
+			err = f.deniedIn("open", f.path(r.Filepath))
+		}
+		if err == nil {
+			n, err = d.create("open", f.path(r.Filepath), flags.Trunc, flags.Excl)
+		}
 	} else {
 		n, err = d.lookup("open", f.path(r.Filepath))
 		if err == nil && n.dir {
 			err = errIsDirectory
 		}
 		if err == nil {
-			err = f.readDenied(n, f.path(r.Filepath))
+			err = f.denied(n, "open", f.path(r.Filepath))
 		}
 		if err == nil && (flags.Write || flags.Trunc) {
 			err = inUse(n, "open", f.path(r.Filepath), ErrSharingViolation)
@@ -186,21 +226,45 @@ func (f *sftpFS) Filecmd(r *sftp.Request) error {
 	case "Setstat":
 		return f.status(f.setstat(r))
 	case "Rename":
+		if err := f.renameDenied(r); err != nil {
+			return f.status(err)
+		}
 		// SSH_FXP_RENAME does not replace an existing target: OpenSSH's
 		// sftp-server refuses when the target exists.
 		return f.status(d.Rename(f.path(r.Filepath), f.path(r.Target), false))
 	case "Mkdir":
+		d.mu.Lock()
+		err := f.deniedIn("mkdir", f.path(r.Filepath))
+		d.mu.Unlock()
+		if err != nil {
+			return f.status(err)
+		}
 		return f.status(d.Mkdir(f.path(r.Filepath)))
-	case "Rmdir":
+	case "Rmdir", "Remove":
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		return f.status(d.remove(f.path(r.Filepath), false, true))
-	case "Remove":
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return f.status(d.remove(f.path(r.Filepath), true, false))
+		if n, err := d.lookup("remove", f.path(r.Filepath)); err == nil {
+			if err := f.denied(n, "remove", f.path(r.Filepath)); err != nil {
+				return f.status(err)
+			}
+		}
+		return f.status(d.remove(f.path(r.Filepath), r.Method == "Remove", r.Method == "Rmdir"))
 	}
 	return sftp.ErrSSHFxOpUnsupported // Link, Symlink
+}
+
+// renameDenied is denied for a rename's source and the folder it moves
+// into.
+func (f *sftpFS) renameDenied(r *sftp.Request) error {
+	d := f.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n, err := d.lookup("rename", f.path(r.Filepath)); err == nil {
+		if err := f.denied(n, "rename", f.path(r.Filepath)); err != nil {
+			return err
+		}
+	}
+	return f.deniedIn("rename", f.path(r.Target))
 }
 
 func (f *sftpFS) setstat(r *sftp.Request) error {
@@ -209,6 +273,9 @@ func (f *sftpFS) setstat(r *sftp.Request) error {
 	defer d.mu.Unlock()
 	n, err := d.lookup("setstat", f.path(r.Filepath))
 	if err != nil {
+		return err
+	}
+	if err := f.denied(n, "setstat", f.path(r.Filepath)); err != nil {
 		return err
 	}
 	flags, attrs := r.AttrFlags(), r.Attributes()
@@ -234,6 +301,9 @@ func (f *sftpFS) setstat(r *sftp.Request) error {
 func (f *sftpFS) PosixRename(r *sftp.Request) error {
 	if f.noPosixRename {
 		return sftp.ErrSSHFxOpUnsupported
+	}
+	if err := f.renameDenied(r); err != nil {
+		return f.status(err)
 	}
 	err := f.disk.Rename(f.path(r.Filepath), f.path(r.Target), true)
 	if err == nil {
@@ -272,6 +342,9 @@ func (f *sftpFS) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 	}
 	switch r.Method {
 	case "List":
+		if err := f.listDenied(f.path(r.Filepath)); err != nil {
+			return nil, f.status(err)
+		}
 		infos, err := f.disk.List(f.path(r.Filepath))
 		if err != nil {
 			return nil, f.status(err)
@@ -285,6 +358,18 @@ func (f *sftpFS) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 		return listerAt{fi}, nil
 	}
 	return nil, sftp.ErrSSHFxOpUnsupported // Readlink: no links here
+}
+
+// listDenied is denied for listing the folder at path.
+func (f *sftpFS) listDenied(path string) error {
+	d := f.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.lookup("list", path)
+	if err != nil {
+		return nil // List reports it
+	}
+	return f.denied(n, "list", path)
 }
 
 // Lstat implements sftp.LstatFileLister; there are no links.

@@ -49,17 +49,39 @@ func (accounts) Current() (wicd.Account, error) {
 // RestrictToAdministrators sets the owner and a protected DACL from
 // wicd.AdministratorsKeysSDDL: inherited entries are dropped.
 func (accounts) RestrictToAdministrators(path string) error {
-	sd, err := windows.SecurityDescriptorFromString(wicd.AdministratorsKeysSDDL)
+	return setOwnerAndDACL(path, wicd.AdministratorsKeysSDDL)
+}
+
+// SecureFolder reads the folder's owner and DACL and, unless
+// wicd.FolderSecured accepts them, sets them from wicd.AgentFolderSDDL.
+// SetNamedSecurityInfo passes the new inheritable entries on to the
+// folder's contents (those with a protected DACL of their own keep it).
+func (accounts) SecureFolder(path string) error {
+	sd, err := windows.GetNamedSecurityInfo(path, windows.SE_FILE_OBJECT,
+		windows.OWNER_SECURITY_INFORMATION|windows.DACL_SECURITY_INFORMATION)
 	if err != nil {
-		return fmt.Errorf("parse %s: %w", wicd.AdministratorsKeysSDDL, err)
+		return fmt.Errorf("read the security of %s: %w", path, err)
+	}
+	if wicd.FolderSecured(sd.String()) {
+		return nil
+	}
+	return setOwnerAndDACL(path, wicd.AgentFolderSDDL)
+}
+
+// setOwnerAndDACL gives path the owner and the DACL of sddl, protected:
+// inherited entries are dropped.
+func setOwnerAndDACL(path, sddl string) error {
+	sd, err := windows.SecurityDescriptorFromString(sddl)
+	if err != nil {
+		return fmt.Errorf("parse %s: %w", sddl, err)
 	}
 	owner, _, err := sd.Owner()
 	if err != nil {
-		return fmt.Errorf("owner of %s: %w", wicd.AdministratorsKeysSDDL, err)
+		return fmt.Errorf("owner of %s: %w", sddl, err)
 	}
 	dacl, _, err := sd.DACL()
 	if err != nil {
-		return fmt.Errorf("DACL of %s: %w", wicd.AdministratorsKeysSDDL, err)
+		return fmt.Errorf("DACL of %s: %w", sddl, err)
 	}
 	info := windows.SECURITY_INFORMATION(windows.OWNER_SECURITY_INFORMATION | windows.DACL_SECURITY_INFORMATION | windows.PROTECTED_DACL_SECURITY_INFORMATION)
 	if err := windows.SetNamedSecurityInfo(path, windows.SE_FILE_OBJECT, info, owner, nil, dacl, nil); err != nil {

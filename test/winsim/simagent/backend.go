@@ -491,6 +491,25 @@ func (a accounts) RestrictToAdministrators(p string) error {
 	return a.host.Disk().SetSecurity(p, wicd.AdministratorsKeysSDDL)
 }
 
+// SecureFolder gives the folder wicd.AgentFolderSDDL unless its own
+// descriptor is one wicd.FolderSecured accepts (one the folder inherits
+// is not: "" on the simulated disk, inherited entries on Windows); only
+// an administrator may set it. The disk then denies other users what
+// Windows would (winsim's sftp).
+func (a accounts) SecureFolder(p string) error {
+	sd, err := a.host.Disk().Security(p)
+	if err != nil {
+		return err
+	}
+	if wicd.FolderSecured(sd) {
+		return nil
+	}
+	if !a.host.IsAdmin(a.user) {
+		return fmt.Errorf("set security of %s: %w", p, winsim.ErrAccessDenied)
+	}
+	return a.host.Disk().SetSecurity(p, wicd.AgentFolderSDDL)
+}
+
 // rootStore is the host's LocalMachine Root certificate store. It
 // outlives reboots, as the registry-backed store does.
 type rootStore struct {
