@@ -300,6 +300,16 @@ func TestChangedHostKeyIsNotTrusted(t *testing.T) {
 		return ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, &wmcov1.WindowsInstance{})
 	}).WithTimeout(2 * time.Second).Should(Succeed())
 	g.Expect(h.Host.Stats().Commands).To(Equal(commands))
+	// Its status says what holds it, and how to let it go.
+	g.Eventually(func(g Gomega) {
+		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: h.Name}, wi)).To(Succeed())
+		g.Expect(wi.Status.Phase).To(Equal(wmcov1.PhaseDeprovisioning))
+		ready := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReady)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Reason).To(Equal(instance.ReasonHostKeyMismatch))
+		g.Expect(wi.Status.Message).To(And(ContainSubstring("cannot clean the host"), ContainSubstring("set spec.hostKey to it"),
+			ContainSubstring("remove the finalizer "+wmcov1.Finalizer)))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Expect(ctrltest.UpdateInstance(ctx, h.Name, func(wi *wmcov1.WindowsInstance) { wi.Spec.HostKey = h.Host.HostKey() })).To(Succeed())
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)
 	ctrltest.ExpectHostClean(g, h)

@@ -258,6 +258,11 @@ func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
 		} else if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionConfigured); c != nil && c.Reason == ReasonCleanupFailed {
 			// Or what keeps the host from being cleaned.
 			o = outcome{reason: c.Reason, message: c.Message}
+		} else if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReachable); wi.Status.HostKey != "" &&
+			c != nil && c.Status == metav1.ConditionFalse && !progressReasons[c.Reason] {
+			// Or that the host, once reached, cannot be now: the
+			// deletion waits for it, for good if it is gone.
+			o = outcome{reason: c.Reason, message: unreachableDeletionMessage(c.Message)}
 		}
 		setSummary(wi, wmcov1.PhaseDeprovisioning, o, kstatusReconciling)
 		return
@@ -372,6 +377,13 @@ func setSummary(wi *wmcov1.WindowsInstance, phase wmcov1.InstancePhase, o outcom
 // stalled reports whether summarize found the instance stuck.
 func stalled(wi *wmcov1.WindowsInstance) bool {
 	return meta.IsStatusConditionTrue(wi.Status.Conditions, wmcov1.ConditionStalled)
+}
+
+// unreachableDeletionMessage says why a deleted instance whose host cannot
+// be reached stays, and how to let it go.
+func unreachableDeletionMessage(why string) string {
+	return "cannot clean the host, retried every minute: " + why +
+		"; to give the host up uncleaned, remove the finalizer " + wmcov1.Finalizer + " (its Node, if any, stays for you to delete)"
 }
 
 // progressReasons are condition reasons that say a step is under way, not

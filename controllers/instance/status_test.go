@@ -98,6 +98,7 @@ func TestSummarize(t *testing.T) {
 		paused      bool
 		deleting    bool
 		waitingSlot bool
+		hostKey     string
 		conds       map[string]outcome
 		phase       wmcov1.InstancePhase
 		ready       metav1.ConditionStatus
@@ -171,6 +172,16 @@ func TestSummarize(t *testing.T) {
 			wmcov1.ConditionConfigured: {reason: ReasonCleanupFailed, message: "C:\\k\\payload\\v1\\cni\\win-overlay.exe is in use by pause.exe"}},
 			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonCleanupFailed,
 			wantMsg: "C:\\k\\payload\\v1\\cni\\win-overlay.exe is in use by pause.exe", reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "deleting, the host no longer reached", deleting: true, hostKey: "ssh-ed25519 AAAA", conds: map[string]outcome{
+			wmcov1.ConditionReachable: {reason: ReasonUnreachable, message: "dial tcp 192.0.2.7:22: i/o timeout"}},
+			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonUnreachable,
+			wantMsg: unreachableDeletionMessage("dial tcp 192.0.2.7:22: i/o timeout"), reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "deleting, the host never reached: nothing to clean", deleting: true, conds: map[string]outcome{
+			wmcov1.ConditionReachable: {reason: ReasonUnreachable, message: "dial tcp 192.0.2.7:22: i/o timeout"}},
+			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonDeleting, reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "deleting, still connecting", deleting: true, hostKey: "ssh-ed25519 AAAA", conds: map[string]outcome{
+			wmcov1.ConditionReachable: {reason: ReasonConnecting}},
+			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonDeleting, reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "deleting, the drain blocked", deleting: true, conds: map[string]outcome{
 			wmcov1.ConditionDraining: {ok: true, reason: ReasonDrainBlockedByPDB, message: "pod ns/web-0 left: PodDisruptionBudget ns/web"}},
 			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonDrainBlockedByPDB,
@@ -186,6 +197,7 @@ func TestSummarize(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
 			wi := &wmcov1.WindowsInstance{Spec: wmcov1.WindowsInstanceSpec{Paused: c.paused}}
+			wi.Status.HostKey = c.hostKey
 			// Left-overs of an earlier summary are replaced.
 			setCondition(wi, wmcov1.ConditionStalled, outcome{ok: true, reason: "Old"})
 			setCondition(wi, wmcov1.ConditionReconciling, outcome{ok: true, reason: "Old"})
