@@ -387,12 +387,15 @@ func preflight(ctx context.Context, b *Backend, o PreflightOptions) (*wicdapi.Pr
 }
 
 // firewallCheck checks that the agent can manage the host firewall and
-// says which of the operator's rules are in place (apply creates them).
+// says which of the operator's rules are in place (apply creates them,
+// and enables one an administrator disabled).
 func firewallCheck(ctx context.Context, b *Backend) wicdapi.Check {
-	var have, missing []string
+	var have, disabled, missing []string
 	for _, name := range []string{wicdapi.FirewallRuleKubelet, wicdapi.FirewallRuleWindowsExporter} {
-		_, err := b.Firewall.Rule(ctx, name)
+		rule, err := b.Firewall.Rule(ctx, name)
 		switch {
+		case err == nil && !rule.Enabled:
+			disabled = append(disabled, name)
 		case err == nil:
 			have = append(have, name)
 		case errors.Is(err, ErrNotFound):
@@ -404,8 +407,14 @@ func firewallCheck(ctx context.Context, b *Backend) wicdapi.Check {
 		}
 	}
 	msg := "rules in place: " + strings.Join(have, ", ")
-	if len(have) == 0 {
+	switch {
+	case len(have) == 0 && len(disabled) == 0:
 		msg = "no rules yet"
+	case len(have) == 0:
+		msg = "no rules in place"
+	}
+	if len(disabled) > 0 {
+		msg += "; disabled, so letting nothing in (apply enables them): " + strings.Join(disabled, ", ")
 	}
 	if len(missing) > 0 {
 		msg += "; apply creates: " + strings.Join(missing, ", ")

@@ -822,6 +822,13 @@ func TestApplyEnablesADisabledFirewallRule(t *testing.T) {
 	g.Expect(node.FirewallRuleEnabled(wicdapi.FirewallRuleKubelet)).To(BeTrue())
 
 	g.Expect(node.DisableFirewallRule(wicdapi.FirewallRuleKubelet)).To(Succeed())
+	// Preflight does not count it as in place.
+	var checked wicdapi.PreflightResult
+	run(ctx, g, sess, &checked, "preflight")
+	g.Expect(checked.Checks).To(ContainElement(And(
+		HaveField("Name", wicdapi.CheckFirewall), HaveField("Passed", true),
+		HaveField("Message", "no rules in place; disabled, so letting nothing in (apply enables them): "+wicdapi.FirewallRuleKubelet+
+			"; apply creates: "+wicdapi.FirewallRuleWindowsExporter))))
 	run(ctx, g, sess, &res, "apply", "--plan", wicdapi.PlanPath)
 	g.Expect(res.Changes).To(Equal([]wicdapi.Change{{Kind: "firewallRule", Name: wicdapi.FirewallRuleKubelet, Action: "updated"}}))
 	g.Expect(node.FirewallRuleEnabled(wicdapi.FirewallRuleKubelet)).To(BeTrue())
