@@ -16,11 +16,13 @@ import (
 )
 
 // Every service that logs under C:\var\log\<service>\ and the agent are
-// pruned, by the config's maxFiles and maxAgeDays, defaults applied.
+// pruned, by the config's maxFiles and maxAgeDays, defaults applied; the
+// logs of the programs that write their own (not under kube-log-runner)
+// are copied and emptied at maxFileSizeMiB.
 func TestLogRetention(t *testing.T) {
 	g := NewWithT(t)
 	in := testInputs(t)
-	in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxAgeDays: 3, MaxFiles: 4}
+	in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxAgeDays: 3, MaxFiles: 4, MaxFileSizeMiB: 7}
 	plan := mustRender(t, in)
 	g.Expect(plan.LogRetention).To(Equal(&wicdapi.LogRetention{MaxFiles: 4, MaxAgeDays: 3, Logs: []string{
 		`C:\var\log\containerd\containerd.log`,
@@ -30,7 +32,10 @@ func TestLogRetention(t *testing.T) {
 		`C:\var\log\kubelet\kubelet.log`,
 		`C:\var\log\wicd\wicd.log`,
 		`C:\var\log\windows_exporter\windows_exporter.log`,
-	}}))
+	}, CopyTruncate: []string{
+		`C:\var\log\containerd\containerd.log`,
+		`C:\var\log\windows_exporter\windows_exporter.log`,
+	}, MaxFileSizeMiB: 7}))
 	for _, l := range plan.LogRetention.Logs {
 		if l != wicdapi.AgentLogPath { // the agent makes its own folder
 			g.Expect(plan.Directories).To(ContainElement(parentDir(l)), "the folder of %s is created", l)
@@ -41,6 +46,7 @@ func TestLogRetention(t *testing.T) {
 	plan = mustRender(t, in)
 	g.Expect(plan.LogRetention.MaxFiles).To(Equal(DefaultLogMaxFiles))
 	g.Expect(plan.LogRetention.MaxAgeDays).To(Equal(DefaultLogMaxAgeDays))
+	g.Expect(plan.LogRetention.MaxFileSizeMiB).To(Equal(DefaultLogMaxFileSizeMiB))
 }
 
 func parentDir(p string) string {

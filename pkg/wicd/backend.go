@@ -64,6 +64,10 @@ type Files interface {
 	// that processes hold fails with ErrFileInUse.
 	CopyFile(from, to string) (int64, error)
 	MkdirAll(path string) error
+	// Truncate empties the file at path, which a process may hold open
+	// for appending as Go opens a log (sharing reads and writes): the
+	// process's next write lands at the file's new start.
+	Truncate(path string) error
 	// Stat returns fs.ErrNotExist (wrapped) when path is missing.
 	Stat(path string) (fs.FileInfo, error)
 	// Remove removes a file or an empty directory.

@@ -32,7 +32,63 @@ func validateLogRetention(r *wicdapi.LogRetention) error {
 			return fmt.Errorf("log retention: %q is not a file in a folder of %s", l, wicdapi.ServiceLogRoot)
 		}
 	}
+	if len(r.CopyTruncate) > 0 && r.MaxFileSizeMiB < 1 {
+		return fmt.Errorf("log retention: maxFileSizeMiB %d must be at least 1 to rotate %v", r.MaxFileSizeMiB, r.CopyTruncate)
+	}
+	for _, l := range r.CopyTruncate {
+		switch {
+		case !slices.ContainsFunc(r.Logs, func(x string) bool { return samePath(x, l) }):
+			return fmt.Errorf("log retention: %q to copy and truncate is not among the logs", l)
+		case samePath(l, wicdapi.AgentLogPath):
+			return fmt.Errorf("log retention: the agent rotates its own log %q", l)
+		}
+	}
 	return nil
+}
+
+// rotatedLog is a log rotateLogs copied and emptied.
+type rotatedLog struct {
+	From, To string
+	Bytes    int64
+}
+
+// rotateLogs rotates each of r.CopyTruncate that has reached
+// r.MaxFileSizeMiB (see wicdapi.LogRetention): it copies the log to
+// wicdapi.RotatedLogName and empties it. A missing log is skipped; a log
+// that cannot be copied (a full disk) is left as it is, and one that
+// cannot be emptied keeps its copy. It returns what it rotated and the
+// errors, having gone on with the other logs.
+func rotateLogs(files Files, r *wicdapi.LogRetention, now time.Time) ([]rotatedLog, error) {
+	if r == nil || r.MaxFileSizeMiB < 1 {
+		return nil, nil
+	}
+	limit := int64(r.MaxFileSizeMiB) << 20
+	var out []rotatedLog
+	var errs []error
+	for _, current := range r.CopyTruncate {
+		info, err := files.Stat(current)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			errs = append(errs, fmt.Errorf("stat %s: %w", current, err))
+			continue
+		case info.Size() < limit:
+			continue
+		}
+		to := wicdapi.RotatedLogName(current, now)
+		n, err := files.CopyFile(current, to)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("copy %s to %s: %w", current, to, err))
+			continue
+		}
+		if err := files.Truncate(current); err != nil {
+			errs = append(errs, fmt.Errorf("empty %s after copying it to %s: %w", current, to, err))
+			continue
+		}
+		out = append(out, rotatedLog{From: current, To: to, Bytes: n})
+	}
+	return out, errors.Join(errs...)
 }
 
 // prunedLog is a file pruneLogs removed, and why.

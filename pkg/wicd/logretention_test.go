@@ -36,6 +36,22 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// startRunLoop runs the agent's run loop on the host every 50 ms until
+// the test ends, and returns what it logs.
+func startRunLoop(t *testing.T, s *settingsHost) *syncBuffer {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := &syncBuffer{}
+	go func() { done <- wicd.RunLoop(ctx, s.node.Backend(), 50*time.Millisecond, log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run loop: %v", err)
+		}
+	})
+	return log
+}
+
 // The agent's run loop prunes the kubelet's log folder on a simulated
 // host by the plan's maxFiles and maxAgeDays: rotated files beyond the
 // newest maxFiles and those older than maxAge go; the log kube-log-runner
@@ -77,14 +93,7 @@ func TestRunPrunesServiceLogs(t *testing.T) {
 	proxyLog := nodeconfig.LogDir(nodeconfig.ServiceKubeProxy) + `\kube-proxy-1.log`
 	g.Expect(disk.WriteFile(proxyLog, []byte("x\n"))).To(Succeed())
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	log := &syncBuffer{}
-	go func() { done <- wicd.RunLoop(ctx, s.node.Backend(), 50*time.Millisecond, log) }()
-	defer func() {
-		cancel()
-		g.Expect(<-done).To(Succeed())
-	}()
+	log := startRunLoop(t, s)
 
 	names := func() []string {
 		infos, err := disk.List(dir)
@@ -110,4 +119,65 @@ func TestRunPrunesServiceLogs(t *testing.T) {
 		"kubelet-1.log", "kubelet-2.log", "kubelet-3.log", "kubelet.log",
 	}), "the held file goes once it is let go")
 	g.Expect(disk.ReadFile(current)).To(ContainSubstring("Started kubelet-idle.exe"), "the current log is never removed")
+}
+
+// containerd and windows_exporter write their own logs, hold them open
+// for appending and rotate nothing; Windows lets such a file be neither
+// renamed nor deleted. The run loop copies a log that has reached
+// maxFileSizeMiB beside it and empties it, and the program's next line
+// lands at its start; a log under the size is left alone.
+func TestRunRotatesTheLogsProgramsWriteThemselves(t *testing.T) {
+	g := NewWithT(t)
+	s := startSettingsHost(t)
+	in := s.inputs()
+	in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFiles: 3, MaxAgeDays: 2, MaxFileSizeMiB: 1}
+	s.apply(g, in)
+	g.Expect(s.node.Services.Stop(t.Context(), wicdapi.AgentServiceName)).To(Succeed())
+	disk := s.node.Host.Disk()
+	containerd := nodeconfig.LogPath(nodeconfig.ServiceContainerd)
+	exporter := nodeconfig.LogPath(nodeconfig.ServiceWindowsExporter)
+	started, err := disk.ReadFile(containerd)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(started)).To(ContainSubstring("started containerd.exe (service containerd)"), "containerd writes its log")
+	g.Expect(disk.Rename(containerd, containerd+".1", false)).To(MatchError(winsim.ErrSharingViolation), "containerd holds its log open")
+
+	// containerd writes 1.5 MiB, windows_exporter less than 1 MiB.
+	lines := bytes.Repeat([]byte("time=\"2026-12-05T11:00:00Z\" level=info msg=\"pulled\"\r\n"), 1<<20/52*3/2)
+	g.Expect(disk.AppendFile(containerd, lines)).To(Succeed())
+	g.Expect(disk.AppendFile(exporter, lines[:512<<10])).To(Succeed())
+	exporterBefore, err := disk.ReadFile(exporter)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	log := startRunLoop(t, s)
+
+	rotatedFiles := func(dir string) []string {
+		infos, err := disk.List(dir)
+		g.Expect(err).NotTo(HaveOccurred())
+		var out []string
+		for _, fi := range infos {
+			out = append(out, dir+`\`+fi.Name())
+		}
+		return out
+	}
+	g.Eventually(func() []string { return rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceContainerd)) }).
+		WithTimeout(10 * time.Second).Should(HaveLen(2))
+	var copied string
+	for _, f := range rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceContainerd)) {
+		if f != containerd {
+			copied = f
+		}
+	}
+	g.Expect(copied).To(MatchRegexp(`\\containerd-\d{8}T\d{6}\.\d{3}Z\.log$`))
+	g.Expect(disk.ReadFile(copied)).To(Equal(append(started, lines...)), "the copy holds all it had")
+	g.Expect(disk.ReadFile(containerd)).To(BeEmpty(), "emptied")
+	g.Expect(log.String()).To(ContainSubstring(fmt.Sprintf("rotated log %s to %s (%d bytes)", containerd, copied, len(started)+len(lines))))
+
+	// containerd goes on appending, at the start of the emptied file.
+	g.Expect(disk.AppendFile(containerd, []byte("next line\r\n"))).To(Succeed())
+	g.Expect(disk.ReadFile(containerd)).To(Equal([]byte("next line\r\n")))
+	g.Consistently(func() []string { return rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceContainerd)) }).
+		WithTimeout(300*time.Millisecond).Should(HaveLen(2), "a log under the size is not rotated again")
+	g.Expect(rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceWindowsExporter))).To(Equal([]string{exporter}))
+	g.Expect(disk.ReadFile(exporter)).To(Equal(exporterBefore))
+	g.Expect(log.String()).NotTo(ContainSubstring("rotate logs:"))
 }

@@ -410,6 +410,29 @@ type LogRetention struct {
 	// Logs are the files the services write, e.g.
 	// C:\var\log\kubelet\kubelet.log.
 	Logs []string `json:"logs"`
+	// CopyTruncate are those of Logs whose programs write them
+	// themselves and rotate nothing (containerd, windows_exporter).
+	// Once one has reached MaxFileSizeMiB, the pass copies it beside
+	// itself as a rotated file (RotatedLogName) and empties it: the
+	// programs hold their log open for appending, so Windows lets it be
+	// neither renamed nor deleted, and their next line lands at its new
+	// start. What they write while it is copied is lost.
+	CopyTruncate []string `json:"copyTruncate,omitempty"`
+	// MaxFileSizeMiB is the size at which CopyTruncate logs are rotated;
+	// at least 1 when CopyTruncate lists any.
+	MaxFileSizeMiB int `json:"maxFileSizeMiB,omitempty"`
+}
+
+// RotatedLogName is the name the agent gives the copy of the log current
+// it rotates at t: beside it, the time (UTC, to the millisecond) before
+// its extension, e.g. C:\var\log\containerd\containerd-20261205T114501.123Z.log.
+func RotatedLogName(current string, t time.Time) string {
+	stamp := "-" + t.UTC().Format("20060102T150405.000Z")
+	dot := strings.LastIndex(current, ".")
+	if dot <= strings.LastIndex(current, `\`) {
+		return current + stamp
+	}
+	return current[:dot] + stamp + current[dot:]
 }
 
 // ChangeKindCertificate is the Change.Kind of a certificate apply imported

@@ -49,6 +49,17 @@ func (files) CopyFile(from, to string) (n int64, err error) {
 	return n, err
 }
 
+// Truncate opens path for writing, sharing reads and writes as the
+// process that appends to it does, and sets its end at 0 (SetEndOfFile).
+func (files) Truncate(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return inUse(err)
+	}
+	err = f.Truncate(0)
+	return errors.Join(err, f.Close())
+}
+
 // replaceFile has write fill a temporary file in path's directory, flushes
 // it and renames it over path.
 func replaceFile(path string, write func(*os.File) error) (err error) {

@@ -104,6 +104,7 @@ func mapDiskErr(err error) error {
 }
 
 func (f diskFiles) MkdirAll(p string) error            { return f.d.MkdirAll(p) }
+func (f diskFiles) Truncate(p string) error            { return mapDiskErr(f.d.Truncate(p)) }
 func (f diskFiles) Stat(p string) (fs.FileInfo, error) { return f.d.Stat(p) }
 func (f diskFiles) Remove(p string) error              { return mapDiskErr(f.d.Remove(p)) }
 func (f diskFiles) Rename(from, to string) error       { return mapDiskErr(f.d.Rename(from, to, true)) }

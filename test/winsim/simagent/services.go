@@ -339,21 +339,31 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 	}
 	// kube-log-runner opens its log for appending and holds it open
 	// while it runs: the log can be neither deleted nor renamed meanwhile,
-	// as on Windows.
-	if logFile, ok := nodeconfig.LogRunnerFlag(cmd.runnerArgs, "log-file"); ok && cmd.runnerArgs != nil {
-		line := fmt.Sprintf("I%s %7d simagent.go:1] Started %s (service %s)\r\n",
+	// as on Windows. So does a program that writes its own log
+	// (containerd's --log-file, windows_exporter's --log.file), as Go's
+	// os.OpenFile does on Windows: shared for reading and writing.
+	var logFile, line, logHolder string
+	if f, ok := nodeconfig.LogRunnerFlag(cmd.runnerArgs, "log-file"); ok && cmd.runnerArgs != nil {
+		logFile, logHolder = f, "kube-log-runner.exe (service "+s.cfg.Name+")"
+		line = fmt.Sprintf("I%s %7d simagent.go:1] Started %s (service %s)\r\n",
 			time.Now().UTC().Format("0102 15:04:05.000000"), m.starts[key(name)]+1, baseName(info.Binary), s.cfg.Name)
+	} else if f, ok := ownLogFile(cmd); ok {
+		logFile, logHolder = f, fmt.Sprintf("%s (service %s)", baseName(cmd.binary), s.cfg.Name)
+		line = fmt.Sprintf("time=%q level=info msg=\"started %s (service %s)\"\r\n",
+			time.Now().UTC().Format(time.RFC3339Nano), baseName(cmd.binary), s.cfg.Name)
+	}
+	if logFile != "" {
 		err := m.host.Disk().AppendFile(logFile, []byte(line))
 		var r func()
 		if err == nil {
-			r, err = m.host.Disk().HoldOpen(logFile, "kube-log-runner.exe (service "+s.cfg.Name+")")
+			r, err = m.host.Disk().HoldOpen(logFile, logHolder)
 		}
 		if err != nil {
 			for _, r := range release {
 				r()
 			}
 			m.mu.Unlock()
-			return fmt.Errorf("start %s: kube-log-runner: open %s: %w", name, logFile, err)
+			return fmt.Errorf("start %s: %s: open %s: %w", name, logHolder, logFile, err)
 		}
 		release = append(release, r)
 	}
@@ -388,6 +398,24 @@ func (m *ServiceManager) launch(ctx context.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// ownLogFile is the log a program not under kube-log-runner writes
+// itself: the value of its --log-file= (containerd) or --log.file=
+// (windows_exporter) argument, when that is a path rather than a stream
+// (stderr, eventlog).
+func ownLogFile(cmd serviceCommand) (string, bool) {
+	if cmd.runnerArgs != nil {
+		return "", false
+	}
+	for _, a := range cmd.args {
+		for _, flag := range []string{"--log-file=", "--log.file="} {
+			if v, ok := strings.CutPrefix(a, flag); ok && strings.Contains(v, `\`) {
+				return v, true
+			}
+		}
+	}
+	return "", false
 }
 
 // exited records a process exit and schedules recovery for a crash.
