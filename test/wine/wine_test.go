@@ -3,6 +3,7 @@
 package wine
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -639,6 +640,60 @@ func TestWindowsAPIUnderWine(t *testing.T) {
 		g := NewWithT(t)
 		g.Eventually(func() string { return string(read(wicdapi.AgentLogPath)) }).Should(ContainSubstring("wicd " + agentV1 + ": running as service"))
 		g.Expect(w.probe(t, "reg-exists", `SYSTEM\CurrentControlSet\Services\EventLog\Application\`+wicdapi.AgentServiceName)).To(Equal("present"))
+	})
+
+	t.Run("the run loop rotates a log its program holds open by copying and emptying it (SetEndOfFile)", func(t *testing.T) {
+		record(t)
+		g := NewWithT(t)
+		const logDir = `C:\var\log\probe`
+		const current = logDir + `\probe.log`
+		plan := basePlan()
+		plan.LogRetention = &wicdapi.LogRetention{MaxFiles: 2, MaxAgeDays: 1, Logs: []string{current},
+			CopyTruncate: []string{current}, MaxFileSizeMiB: 1}
+		w.putPlan(t, plan)
+		var res wicdapi.ApplyResult
+		code, out := w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		g.Expect(code).To(Equal(0), out)
+
+		// A program appends 1.5 MiB to its log and holds it open, as
+		// containerd does: Windows lets nobody rename it meanwhile.
+		ready, release := `C:\k\log-ready`, `C:\k\log-release`
+		holder, _, _ := w.start(context.Background(), t, probePath, "append-hold", current, fmt.Sprint(3<<19), ready, release)
+		holderDone := make(chan error, 1)
+		go func() { holderDone <- holder.Wait() }()
+		g.Eventually(func() []byte { return read(ready) }, 30*time.Second).ShouldNot(BeEmpty())
+		out, code = w.probe(t, "replace", current, logDir+`\renamed.log`)
+		g.Expect(code).To(Equal(1), "renaming a log its program holds: %s", out)
+
+		// The agent service's pass (every 2 s) copies it and empties it.
+		rotated := func() []string {
+			entries, _ := os.ReadDir(w.host(logDir))
+			var names []string
+			for _, e := range entries {
+				if e.Name() != "probe.log" {
+					names = append(names, e.Name())
+				}
+			}
+			return names
+		}
+		g.Eventually(rotated, time.Minute).Should(ConsistOf(MatchRegexp(`^probe-\d{8}T\d{6}\.\d{3}Z\.log$`)))
+		copied := read(logDir + `\` + rotated()[0])
+		g.Expect(len(copied)).To(BeNumerically(">=", 3<<19))
+		g.Expect(bytes.Count(copied, []byte("a line of the log"))).To(BeNumerically(">", 1000))
+		g.Expect(read(current)).To(BeEmpty(), "emptied while the program holds it")
+
+		// The program's next line lands at the start: it appends.
+		w.put(t, release, []byte("go"))
+		g.Eventually(holderDone, 30*time.Second).Should(Receive(BeNil()))
+		g.Expect(string(read(current))).To(Equal("after\r\n"))
+		g.Expect(string(read(wicdapi.AgentLogPath))).To(ContainSubstring("rotated log " + current))
+
+		w.putPlan(t, basePlan())
+		code, out = w.agent(t, &res, wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath)
+		g.Expect(code).To(Equal(0), out)
+		_ = os.Remove(w.host(ready))
+		_ = os.Remove(w.host(release))
+		g.Expect(os.RemoveAll(w.host(`C:\var\log\probe`))).To(Succeed())
 	})
 
 	t.Run("the Global mutex serialises agents", func(t *testing.T) {

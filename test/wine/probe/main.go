@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -55,6 +56,8 @@ func main() {
 		err = regExists(args[0])
 	case "mutex-hold": // mutex-hold NAME SDDL READY RELEASE: hold a named mutex until RELEASE exists
 		err = mutexHold(args[0], args[1], args[2], args[3])
+	case "append-hold": // append-hold PATH BYTES READY RELEASE: as containerd its --log-file: append BYTES, hold, append "after" once RELEASE exists
+		err = appendHold(args[0], args[1], args[2], args[3])
 	case "file-sddl": // file-sddl PATH: the owner and DACL of a file in SDDL
 		err = fileSDDL(args[0])
 	case "reg-sddl": // reg-sddl KEY: the DACL of a key under HKLM in SDDL
@@ -265,6 +268,41 @@ func mutexHold(name, sddl, ready, release string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// appendHold opens path as containerd opens its --log-file (and
+// windows_exporter its --log.file): os.OpenFile for appending, which Go
+// opens sharing reads and writes but not deletion. It appends size bytes
+// of lines, writes ready, holds the file until release exists, appends
+// "after\r\n" and exits.
+func appendHold(path, size, ready, release string) error {
+	n, err := strconv.Atoi(size)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(path[:strings.LastIndex(path, `\`)], 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	line := []byte("level=info msg=\"a line of the log\"\r\n")
+	if _, err := f.Write(bytes.Repeat(line, n/len(line)+1)); err != nil {
+		return err
+	}
+	if err := os.WriteFile(ready, []byte("held"), 0o644); err != nil {
+		return err
+	}
+	for {
+		if _, err := os.Stat(release); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, err = f.Write([]byte("after\r\n"))
+	return err
 }
 
 // fileSDDL prints the owner and DACL of path, DACL flags included, as
