@@ -18,6 +18,8 @@ import (
 	wmcov1 "github.com/openwmco/wmco/api/v1alpha1"
 	"github.com/openwmco/wmco/controllers/instance"
 	"github.com/openwmco/wmco/pkg/payload"
+	"github.com/openwmco/wmco/pkg/wicd"
+	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/localcluster"
 	"github.com/openwmco/wmco/test/winsim"
@@ -32,11 +34,28 @@ func TestInstanceJoinsAndLeaves(t *testing.T) {
 	hosts := ctrltest.StartHosts(t, 1, simagent.Options{})
 	ctrltest.StartOperator(t, ctrltest.OperatorOptions{MaxParallel: 2})
 	h := hosts[0]
+	// What C:\k's security is as each payload file lands there.
+	var mu sync.Mutex
+	var payloadFolderSecurity []string
+	defer h.Host.Observe(winsim.Observer{FileCreated: func(p string) {
+		if strings.HasPrefix(strings.ToLower(strings.ReplaceAll(p, `\`, "/")), "c:/k/payload/") {
+			sd, _ := h.Host.Disk().Security(wicdapi.InstallRoot)
+			mu.Lock()
+			defer mu.Unlock()
+			payloadFolderSecurity = append(payloadFolderSecurity, sd)
+		}
+	}})()
 
 	start := time.Now()
 	g.Expect(ctrltest.Client.Create(ctx, ctrltest.InstanceFor(h))).To(Succeed())
 	node := ctrltest.WaitReady(t, h.Name, 90*time.Second)
 	t.Logf("host %s joined as a Ready node in %s", h.Name, time.Since(start).Round(time.Millisecond))
+	// The agent secured C:\k (wicd stage) before the payload's upload.
+	mu.Lock()
+	g.Expect(payloadFolderSecurity).NotTo(BeEmpty())
+	g.Expect(payloadFolderSecurity).To(HaveEach(wicd.AgentFolderSDDL), "C:\\k only for SYSTEM and Administrators before any payload file lands")
+	mu.Unlock()
+	g.Expect(h.Host.Disk().Security(wicdapi.KubeletPKIDir)).To(Equal(wicd.AgentFolderSDDL))
 	// Every reconcile of the join (payload and plan, the Node's
 	// registration, readiness and labels) used the first one's connection.
 	g.Expect(h.Host.Stats().Connections).To(BeEquivalentTo(1), "one SSH connection for the whole join")

@@ -985,9 +985,17 @@ func secureFolders(b *Backend, note func(kind, name, action string)) error {
 			}
 			note("directory", d, "created")
 		}
-		if err := b.Accounts.SecureFolder(d); err != nil {
-			return fsError("restrict "+d+" to administrators", err)
+		if err := secureFolder(b, d); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// secureFolder gives the folder d AgentFolderSDDL unless it has it.
+func secureFolder(b *Backend, d string) error {
+	if err := b.Accounts.SecureFolder(d); err != nil {
+		return fsError("restrict "+d+" to administrators", err)
 	}
 	return nil
 }

@@ -76,6 +76,12 @@ func Stage(ctx context.Context, b *Backend, sp *wicdapi.StagePlan) (*wicdapi.Sta
 		return nil, codedError(wicdapi.CodeInternal, "wait for the host lock: %v", err)
 	}
 	defer unlock()
+	// The payload's files are copied, and then uploaded, into C:\k: a
+	// host's first join stages before its first upload, so that no
+	// payload file lands in a folder other users may write to.
+	if err := secureFolder(b, wicdapi.InstallRoot); err != nil {
+		return nil, err
+	}
 	res := &wicdapi.StageResult{}
 	// The copies' hashes, checked here, are recorded for facts, which
 	// would otherwise read every staged file again.
