@@ -55,9 +55,10 @@ type rotatedLog struct {
 // rotateLogs rotates each of r.CopyTruncate that has reached
 // r.MaxFileSizeMiB (see wicdapi.LogRetention): it copies the log to
 // wicdapi.RotatedLogName and empties it. A missing log is skipped; a log
-// that cannot be copied (a full disk) is left as it is, and one that
-// cannot be emptied keeps its copy. It returns what it rotated and the
-// errors, having gone on with the other logs.
+// that cannot be copied (a full disk) is left as it is, and so is one
+// that cannot be emptied (a process holds it without sharing writes):
+// its copy is removed again, or every pass would add one. It returns
+// what it rotated and the errors, having gone on with the other logs.
 func rotateLogs(files Files, r *wicdapi.LogRetention, now time.Time) ([]rotatedLog, error) {
 	if r == nil || r.MaxFileSizeMiB < 1 {
 		return nil, nil
@@ -83,7 +84,11 @@ func rotateLogs(files Files, r *wicdapi.LogRetention, now time.Time) ([]rotatedL
 			continue
 		}
 		if err := files.Truncate(current); err != nil {
-			errs = append(errs, fmt.Errorf("empty %s after copying it to %s: %w", current, to, err))
+			err = fmt.Errorf("empty %s: %w", current, err)
+			if rmErr := files.Remove(to); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+				err = fmt.Errorf("%w; remove its copy %s: %w", err, to, rmErr)
+			}
+			errs = append(errs, err)
 			continue
 		}
 		out = append(out, rotatedLog{From: current, To: to, Bytes: n})

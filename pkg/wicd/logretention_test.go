@@ -180,4 +180,18 @@ func TestRunRotatesTheLogsProgramsWriteThemselves(t *testing.T) {
 	g.Expect(rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceWindowsExporter))).To(Equal([]string{exporter}))
 	g.Expect(disk.ReadFile(exporter)).To(Equal(exporterBefore))
 	g.Expect(log.String()).NotTo(ContainSubstring("rotate logs:"))
+
+	// A process that reads windows_exporter's log sharing reads only
+	// keeps it from being emptied: no copy is left for each pass, and
+	// the log is rotated once it lets go.
+	g.Expect(disk.AppendFile(exporter, lines)).To(Succeed())
+	unlock, err := disk.HoldForReading(exporter, "viewer.exe")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(log.String).WithTimeout(10 * time.Second).Should(ContainSubstring("rotate logs: empty " + exporter))
+	g.Consistently(func() []string { return rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceWindowsExporter)) }).
+		WithTimeout(300*time.Millisecond).Should(Equal([]string{exporter}), "no copy piles up")
+	unlock()
+	g.Eventually(func() []string { return rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceWindowsExporter)) }).
+		WithTimeout(10 * time.Second).Should(HaveLen(2))
+	g.Expect(disk.ReadFile(exporter)).To(BeEmpty())
 }

@@ -252,6 +252,7 @@ func TestDiskHolds(t *testing.T) {
 	}{
 		{"read", func(d *Disk) error { _, err := d.ReadFile(path); return err }},
 		{"append", func(d *Disk) error { return d.AppendFile(path, []byte("more")) }},
+		{"truncate", func(d *Disk) error { return d.Truncate(path) }},
 		{"rename", func(d *Disk) error { return d.Rename(path, `C:\k\moved`, false) }},
 		{"rename over", func(d *Disk) error { return d.Rename(`C:\k\second`, path, true) }},
 		{"remove", func(d *Disk) error { return d.Remove(path) }},
@@ -264,12 +265,18 @@ func TestDiskHolds(t *testing.T) {
 		{
 			kind: "running image",
 			hold: func(d *Disk) (func(), error) { return d.Hold(path, "kubelet.exe") },
-			want: map[string]error{"append": ErrSharingViolation, "rename over": ErrAccessDenied, "remove": ErrAccessDenied},
+			want: map[string]error{"append": ErrSharingViolation, "truncate": ErrSharingViolation, "rename over": ErrAccessDenied, "remove": ErrAccessDenied},
 		},
 		{
 			kind: "file opened exclusively",
 			hold: func(d *Disk) (func(), error) { return d.Lock(path, "backup.exe") },
-			want: map[string]error{"read": ErrSharingViolation, "append": ErrSharingViolation, "rename": ErrSharingViolation,
+			want: map[string]error{"read": ErrSharingViolation, "append": ErrSharingViolation, "truncate": ErrSharingViolation,
+				"rename": ErrSharingViolation, "rename over": ErrSharingViolation, "remove": ErrSharingViolation},
+		},
+		{
+			kind: "file opened for reading, sharing reads only",
+			hold: func(d *Disk) (func(), error) { return d.HoldForReading(path, "viewer.exe") },
+			want: map[string]error{"append": ErrSharingViolation, "truncate": ErrSharingViolation, "rename": ErrSharingViolation,
 				"rename over": ErrSharingViolation, "remove": ErrSharingViolation},
 		},
 		{

@@ -36,17 +36,19 @@ func (e *InUseError) Error() string { return e.Err.Error() }
 func (e *InUseError) Unwrap() error { return e.Err }
 
 // hold is one process holding one file open: as its running image
-// (Hold), or as data, exclusively (Lock: readers are refused too) or
+// (Hold), or as data, exclusively (Lock: readers are refused too),
+// shared for reading only (HoldForReading: writers are refused) or
 // shared for reading and writing (HoldOpen: writers may open it too).
-// Neither kind of data file shares deletion, so neither can be renamed.
+// No kind of data file shares deletion, so none can be renamed.
 type hold struct {
 	holder    string
 	exclusive bool
 	open      bool
+	reading   bool
 }
 
 // image reports whether the hold is a running image's.
-func (h *hold) image() bool { return !h.exclusive && !h.open }
+func (h *hold) image() bool { return !h.exclusive && !h.open && !h.reading }
 
 var nextPID atomic.Int64
 
@@ -85,6 +87,16 @@ func (d *Disk) Lock(path, holder string) (release func(), err error) {
 // idempotent.
 func (d *Disk) HoldOpen(path, holder string) (release func(), err error) {
 	return d.hold(path, &hold{holder: holder, open: true})
+}
+
+// HoldForReading makes the file at path behave as a data file a process
+// has open for reading, sharing reads only (FILE_SHARE_READ, as many log
+// viewers open a file), until release is called: others may read it,
+// but opening it for writing, deleting or renaming it fails with an
+// *InUseError for ErrSharingViolation naming holder. release is
+// idempotent.
+func (d *Disk) HoldForReading(path, holder string) (release func(), err error) {
+	return d.hold(path, &hold{holder: holder, reading: true})
 }
 
 func (d *Disk) hold(path string, h *hold) (release func(), err error) {
