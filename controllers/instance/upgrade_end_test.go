@@ -18,7 +18,6 @@ import (
 	"github.com/openwmco/wmco/pkg/wicdapi"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/winsim"
-	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
 // An upgrade whose payload the next operator no longer ships, before the
@@ -28,11 +27,7 @@ import (
 func TestUpgradeToAPayloadNoLongerShippedIsGivenUp(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	ps := newPayloads(t)
-	base := ps.write("v1.37.2", 0)
-	next := ps.derive(base, "v1.37.3", 0, payload.KubeletPath)
-	h := ctrltest.StartHosts(t, 1, simagent.Options{KubeletBinaries: kubelets(base, next)})[0]
-	joinOn(t, h, base, "v1.37.2", "v1.37.3")
+	h, base, next := joinedBeforeKubeletUpgrade(t, false)
 	node := &corev1.Node{}
 	g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: getInstance(g, h.Name).Status.NodeName}, node)).To(Succeed())
 	ns := "abandon-" + h.Name
@@ -94,14 +89,7 @@ func TestUpgradeToAPayloadNoLongerShippedIsGivenUp(t *testing.T) {
 func TestUpgradeThatCannotBeRolledBackLeavesTheNodeCordoned(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	ps := newPayloads(t)
-	good := ps.write("v1.37.2", 0)
-	bad := ps.derive(good, "v1.37.3", 0, payload.KubeletPath)
-	h := ctrltest.StartHosts(t, 1, simagent.Options{
-		KubeletBinaries: kubelets(good, bad),
-		FailingBinaries: map[string]string{sha(t, bad, payload.KubeletPath): "The process terminated unexpectedly."},
-	})[0]
-	joinOn(t, h, good, "v1.37.2", "v1.37.3")
+	h, good, bad := joinedBeforeKubeletUpgrade(t, true)
 	// The previous plan is gone when the rollback looks for it.
 	defer h.Host.Observe(winsim.Observer{Request: func(q winsim.Request) func() {
 		if q.Kind == "exec" && len(q.Args) > 1 && q.Args[1] == wicdapi.RollbackArg {

@@ -15,7 +15,6 @@ import (
 	"github.com/openwmco/wmco/pkg/payload"
 	"github.com/openwmco/wmco/test/ctrltest"
 	"github.com/openwmco/wmco/test/winsim"
-	"github.com/openwmco/wmco/test/winsim/simagent"
 )
 
 // A payload transfer that fails during an upgrade (the host's disk fills
@@ -25,11 +24,7 @@ import (
 func TestUpgradeShowsAFailedPayloadTransfer(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	ps := newPayloads(t)
-	base := ps.write("v1.37.2", 0)
-	next := ps.derive(base, "v1.37.3", 0, payload.KubeletPath)
-	h := ctrltest.StartHosts(t, 1, simagent.Options{KubeletBinaries: kubelets(base, next)})[0]
-	joinOn(t, h, base, "v1.37.2", "v1.37.3")
+	h, base, next := joinedBeforeKubeletUpgrade(t, false)
 
 	// Every status the instance goes through: the failure's is replaced
 	// at once by the next reconcile's (its preflight finds the disk full).

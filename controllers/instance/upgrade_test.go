@@ -148,6 +148,24 @@ func restartWhenHeld(t *testing.T, hold *simagent.Hold, what string, good, bad p
 	ctrltest.StartOperator(t, opts)
 }
 
+// joinedBeforeKubeletUpgrade starts one host and joins it on a v1.37.2
+// payload with an API server at v1.37.3 already; it returns the host, that
+// payload and the next one, which differs by its v1.37.3 kubelet. With
+// failing, the next kubelet exits as soon as it starts.
+func joinedBeforeKubeletUpgrade(t *testing.T, failing bool) (h *ctrltest.SimHost, base, next payload.Entry) {
+	t.Helper()
+	ps := newPayloads(t)
+	base = ps.write("v1.37.2", 0)
+	next = ps.derive(base, "v1.37.3", 0, payload.KubeletPath)
+	opts := simagent.Options{KubeletBinaries: kubelets(base, next)}
+	if failing {
+		opts.FailingBinaries = map[string]string{sha(t, next, payload.KubeletPath): "The process terminated unexpectedly."}
+	}
+	h = ctrltest.StartHosts(t, 1, opts)[0]
+	joinOn(t, h, base, "v1.37.2", "v1.37.3")
+	return h, base, next
+}
+
 // joinOn joins the host on payload e (its kubelet reporting kube) with an
 // operator that ships only e, against an API server of version server,
 // and stops that operator.
@@ -373,15 +391,7 @@ func TestInPlaceUpgradeSendsOnlyTheChangedFile(t *testing.T) {
 func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	ps := newPayloads(t)
-	good := ps.write("v1.37.2", 0)
-	bad := ps.derive(good, "v1.37.3", 0, payload.KubeletPath)
-	hosts := ctrltest.StartHosts(t, 1, simagent.Options{
-		KubeletBinaries: kubelets(good, bad),
-		FailingBinaries: map[string]string{sha(t, bad, payload.KubeletPath): "The process terminated unexpectedly."},
-	})
-	h := hosts[0]
-	joinOn(t, h, good, "v1.37.2", "v1.37.3")
+	h, good, bad := joinedBeforeKubeletUpgrade(t, true)
 	ctrltest.StartOperator(t, ctrltest.OperatorOptions{
 		Payloads: payload.NewCatalog(good, bad), ServerVersion: core.StaticVersion("v1.37.3"),
 	})
@@ -414,7 +424,7 @@ func TestFailedUpgradeRollsBackWithoutRetrying(t *testing.T) {
 	}).WithTimeout(window).WithPolling(time.Second).Should(Succeed())
 	g.Expect(countEvents(g, h.Name, "UpgradeStarted")).To(Equal(1), "the failed payload was tried once")
 	t.Logf("kubelet starts on the host: %d before and after the window; UpgradeStarted Events: %d", attempts, countEvents(g, h.Name, "UpgradeStarted"))
-	deleteAll(t, hosts)
+	deleteAll(t, []*ctrltest.SimHost{h})
 }
 
 // An upgrade whose apply is cut short (the operator stops while the
