@@ -302,27 +302,23 @@ type historyEntry struct {
 // the one of fingerprint except, in the order of their data keys; keys
 // that do not parse are skipped.
 func (r *Reconciler) historyKeys(ctx context.Context, except string, limit int) ([]historyEntry, error) {
-	sec := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Config.Namespace, Name: KeyHistorySecretName}, sec)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
+	history, err := r.keyHistory(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read Secret %s/%s: %w", r.Config.Namespace, KeyHistorySecretName, err)
+		return nil, err
 	}
 	var out []historyEntry
-	for _, dataKey := range slices.Sorted(maps.Keys(sec.Data)) {
+	for _, dataKey := range slices.Sorted(maps.Keys(history)) {
 		if len(out) == limit {
 			break
 		}
 		if dataKey == historyDataKey(except) {
 			continue
 		}
-		line, fp, err := publicKeyLine(sec.Data[dataKey])
+		line, fp, err := publicKeyLine(history[dataKey])
 		if err != nil || historyDataKey(fp) != dataKey {
 			continue
 		}
-		out = append(out, historyEntry{key: sec.Data[dataKey], line: line, fingerprint: fp})
+		out = append(out, historyEntry{key: history[dataKey], line: line, fingerprint: fp})
 	}
 	return out, nil
 }
@@ -416,6 +412,21 @@ func (r *Reconciler) publishKeyFingerprint(ctx context.Context, s *scope, fp str
 // historyKey returns the private key of fingerprint from the key history,
 // or nil when it is not kept.
 func (r *Reconciler) historyKey(ctx context.Context, fingerprint string) (remote.PrivateKey, error) {
+	history, err := r.keyHistory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := history[historyDataKey(fingerprint)]
+	if len(key) == 0 {
+		return nil, nil
+	}
+	return key, nil
+}
+
+// keyHistory reads the key history Secret live (the cache may not have
+// seen the key the last rotation kept): its data, nil when it does not
+// exist.
+func (r *Reconciler) keyHistory(ctx context.Context) (map[string][]byte, error) {
 	sec := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Config.Namespace, Name: KeyHistorySecretName}, sec)
 	if apierrors.IsNotFound(err) {
@@ -424,11 +435,7 @@ func (r *Reconciler) historyKey(ctx context.Context, fingerprint string) (remote
 	if err != nil {
 		return nil, fmt.Errorf("read Secret %s/%s: %w", r.Config.Namespace, KeyHistorySecretName, err)
 	}
-	key := sec.Data[historyDataKey(fingerprint)]
-	if len(key) == 0 {
-		return nil, nil
-	}
-	return key, nil
+	return sec.Data, nil
 }
 
 // rememberKey keeps key, of fingerprint, in the key history, unless it is

@@ -263,18 +263,24 @@ func TestSummarizeUpgradeSaysWhatHoldsItUp(t *testing.T) {
 	}
 }
 
+// recordingSlots are slots of limit whose wake-ups wake returns, and
+// forgets, in the order they came.
+func recordingSlots(limit int) (s *slots, wake func() []string) {
+	var woken []string
+	s = newSlots(limit, func(name string) { woken = append(woken, name) })
+	return s, func() []string {
+		out := woken
+		woken = nil
+		return out
+	}
+}
+
 // The slots bound the hosts worked on at once, follow a changed limit, and
 // wake waiters in the order they came when slots free up, hosts finishing
 // their join before hosts that have not started.
 func TestSlots(t *testing.T) {
 	g := NewWithT(t)
-	var woken []string
-	wake := func() []string {
-		out := woken
-		woken = nil
-		return out
-	}
-	s := newSlots(2, func(name string) { woken = append(woken, name) })
+	s, wake := recordingSlots(2)
 	g.Expect(s.tryAcquire("a", false)).To(BeTrue())
 	g.Expect(s.tryAcquire("a", false)).To(BeTrue(), "held already")
 	g.Expect(s.tryAcquire("b", false)).To(BeTrue())
@@ -328,13 +334,7 @@ func TestSlots(t *testing.T) {
 // found paused goes on to the next waiter.
 func TestSlotsDropPausedAndDeleted(t *testing.T) {
 	g := NewWithT(t)
-	var woken []string
-	wake := func() []string {
-		out := woken
-		woken = nil
-		return out
-	}
-	s := newSlots(1, func(name string) { woken = append(woken, name) })
+	s, wake := recordingSlots(1)
 	g.Expect(s.tryAcquire("a", false)).To(BeTrue())
 	for _, n := range []string{"b", "c", "d", "e"} {
 		g.Expect(s.tryAcquire(n, false)).To(BeFalse())

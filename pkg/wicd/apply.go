@@ -576,13 +576,9 @@ func applySteps(ctx context.Context, b *Backend, left *leftovers, plan *wicdapi.
 	}
 
 	for _, d := range plan.Directories {
-		if _, err := b.Files.Stat(d); err == nil {
-			continue
+		if err := ensureDir(b, d, note); err != nil {
+			return nil, err
 		}
-		if err := b.Files.MkdirAll(d); err != nil {
-			return nil, fsError("create directory "+d, err)
-		}
-		note("directory", d, "created")
 	}
 
 	hosted := hostedConfigs(plan)
@@ -979,16 +975,26 @@ var ErrDiskFull = errors.New("there is not enough space on the disk")
 // that every apply under Wine would list it.
 func secureFolders(b *Backend, note func(kind, name, action string)) error {
 	for _, d := range SecuredFolders {
-		if _, err := b.Files.Stat(d); errors.Is(err, fs.ErrNotExist) {
-			if err := b.Files.MkdirAll(d); err != nil {
-				return fsError("create directory "+d, err)
-			}
-			note("directory", d, "created")
+		if err := ensureDir(b, d, note); err != nil {
+			return err
 		}
 		if err := secureFolder(b, d); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// ensureDir creates the directory d, and its parents, unless it exists,
+// and notes it created.
+func ensureDir(b *Backend, d string, note func(kind, name, action string)) error {
+	if _, err := b.Files.Stat(d); err == nil {
+		return nil
+	}
+	if err := b.Files.MkdirAll(d); err != nil {
+		return fsError("create directory "+d, err)
+	}
+	note("directory", d, "created")
 	return nil
 }
 

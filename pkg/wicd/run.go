@@ -56,14 +56,15 @@ func reconcileOnce(ctx context.Context, b *Backend, log io.Writer) {
 	for _, c := range res.Changes {
 		fmt.Fprintf(log, "wicd run: corrected drift: %s %s %s\n", c.Kind, c.Name, c.Action)
 	}
-	rotated, err := rotateLogs(b.Files, plan.LogRetention, b.System.Now())
+	now := b.System.Now()
+	rotated, err := rotateLogs(b.Files, plan.LogRetention, now)
 	for _, r := range rotated {
 		fmt.Fprintf(log, "wicd run: rotated log %s to %s (%d bytes)\n", r.From, r.To, r.Bytes)
 	}
 	if err != nil {
 		fmt.Fprintf(log, "wicd run: rotate logs: %v\n", err)
 	}
-	pruned, err := pruneLogs(b.Files, plan.LogRetention, b.System.Now())
+	pruned, err := pruneLogs(b.Files, plan.LogRetention, now)
 	for _, p := range pruned {
 		fmt.Fprintf(log, "wicd run: removed log %s: %s\n", p.Path, p.Reason)
 	}
