@@ -64,10 +64,13 @@ type Files interface {
 	// that processes hold fails with ErrFileInUse.
 	CopyFile(from, to string) (int64, error)
 	MkdirAll(path string) error
-	// Truncate empties the file at path, which a process may hold open
-	// for appending as Go opens a log (sharing reads and writes): the
-	// process's next write lands at the file's new start.
-	Truncate(path string) error
+	// CopyAndEmpty copies from to to as CopyFile does and empties from,
+	// holding it open for writing from before the copy to the end: a
+	// process may hold from open for appending as Go opens a log (sharing
+	// reads and writes), and its next write lands at the file's new
+	// start. One holding from without sharing writes fails it with
+	// ErrFileInUse before to is created. It returns the bytes copied.
+	CopyAndEmpty(from, to string) (int64, error)
 	// Stat returns fs.ErrNotExist (wrapped) when path is missing.
 	Stat(path string) (fs.FileInfo, error)
 	// Remove removes a file or an empty directory.

@@ -54,11 +54,11 @@ type rotatedLog struct {
 
 // rotateLogs rotates each of r.CopyTruncate that has reached
 // r.MaxFileSizeMiB (see wicdapi.LogRetention): it copies the log to
-// wicdapi.RotatedLogName and empties it. A missing log is skipped; a log
-// that cannot be copied (a full disk) is left as it is, and so is one
-// that cannot be emptied (a process holds it without sharing writes):
-// its copy is removed again, or every pass would add one. It returns
-// what it rotated and the errors, having gone on with the other logs.
+// wicdapi.RotatedLogName and empties it (Files.CopyAndEmpty). A missing
+// log is skipped; a log that cannot be copied (a full disk) or emptied
+// (a process holds it without sharing writes) is left as it is, with no
+// copy beside it. It returns what it rotated and the errors, having gone
+// on with the other logs.
 func rotateLogs(files Files, r *wicdapi.LogRetention, now time.Time) ([]rotatedLog, error) {
 	if r == nil || r.MaxFileSizeMiB < 1 {
 		return nil, nil
@@ -78,17 +78,9 @@ func rotateLogs(files Files, r *wicdapi.LogRetention, now time.Time) ([]rotatedL
 			continue
 		}
 		to := wicdapi.RotatedLogName(current, now)
-		n, err := files.CopyFile(current, to)
+		n, err := files.CopyAndEmpty(current, to)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("copy %s to %s: %w", current, to, err))
-			continue
-		}
-		if err := files.Truncate(current); err != nil {
-			err = fmt.Errorf("empty %s: %w", current, err)
-			if rmErr := files.Remove(to); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
-				err = fmt.Errorf("%w; remove its copy %s: %w", err, to, rmErr)
-			}
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("copy and empty %s to %s: %w", current, to, err))
 			continue
 		}
 		out = append(out, rotatedLog{From: current, To: to, Bytes: n})

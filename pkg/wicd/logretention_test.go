@@ -141,11 +141,14 @@ func TestRunRotatesTheLogsProgramsWriteThemselves(t *testing.T) {
 	g.Expect(string(started)).To(ContainSubstring("started containerd.exe (service containerd)"), "containerd writes its log")
 	g.Expect(disk.Rename(containerd, containerd+".1", false)).To(MatchError(winsim.ErrSharingViolation), "containerd holds its log open")
 
-	// containerd writes 1.5 MiB, windows_exporter less than 1 MiB.
+	// containerd and windows_exporter write 1.5 MiB each; a process
+	// reads windows_exporter's log sharing reads only.
 	lines := bytes.Repeat([]byte("time=\"2026-12-05T11:00:00Z\" level=info msg=\"pulled\"\r\n"), 1<<20/52*3/2)
 	g.Expect(disk.AppendFile(containerd, lines)).To(Succeed())
-	g.Expect(disk.AppendFile(exporter, lines[:512<<10])).To(Succeed())
+	g.Expect(disk.AppendFile(exporter, lines)).To(Succeed())
 	exporterBefore, err := disk.ReadFile(exporter)
+	g.Expect(err).NotTo(HaveOccurred())
+	unlock, err := disk.HoldForReading(exporter, "viewer.exe")
 	g.Expect(err).NotTo(HaveOccurred())
 
 	log := startRunLoop(t, s)
@@ -172,24 +175,20 @@ func TestRunRotatesTheLogsProgramsWriteThemselves(t *testing.T) {
 	g.Expect(disk.ReadFile(containerd)).To(BeEmpty(), "emptied")
 	g.Expect(log.String()).To(ContainSubstring(fmt.Sprintf("rotated log %s to %s (%d bytes)", containerd, copied, len(started)+len(lines))))
 
-	// containerd goes on appending, at the start of the emptied file.
+	// containerd goes on appending, at the start of the emptied file,
+	// and a log under the size is not rotated again.
 	g.Expect(disk.AppendFile(containerd, []byte("next line\r\n"))).To(Succeed())
 	g.Expect(disk.ReadFile(containerd)).To(Equal([]byte("next line\r\n")))
 	g.Consistently(func() []string { return rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceContainerd)) }).
 		WithTimeout(300*time.Millisecond).Should(HaveLen(2), "a log under the size is not rotated again")
-	g.Expect(rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceWindowsExporter))).To(Equal([]string{exporter}))
-	g.Expect(disk.ReadFile(exporter)).To(Equal(exporterBefore))
-	g.Expect(log.String()).NotTo(ContainSubstring("rotate logs:"))
 
-	// A process that reads windows_exporter's log sharing reads only
-	// keeps it from being emptied: no copy is left for each pass, and
-	// the log is rotated once it lets go.
-	g.Expect(disk.AppendFile(exporter, lines)).To(Succeed())
-	unlock, err := disk.HoldForReading(exporter, "viewer.exe")
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Eventually(log.String).WithTimeout(10 * time.Second).Should(ContainSubstring("rotate logs: empty " + exporter))
+	// The viewer keeps windows_exporter's log from being emptied: no
+	// pass makes a copy, not even for a moment, and the log is rotated
+	// once the viewer lets go.
+	g.Eventually(log.String).WithTimeout(10 * time.Second).Should(ContainSubstring("rotate logs: copy and empty " + exporter))
 	g.Consistently(func() []string { return rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceWindowsExporter)) }).
-		WithTimeout(300*time.Millisecond).Should(Equal([]string{exporter}), "no copy piles up")
+		WithTimeout(300*time.Millisecond).Should(Equal([]string{exporter}), "no copy of a log that cannot be emptied")
+	g.Expect(disk.ReadFile(exporter)).To(Equal(exporterBefore))
 	unlock()
 	g.Eventually(func() []string { return rotatedFiles(nodeconfig.LogDir(nodeconfig.ServiceWindowsExporter)) }).
 		WithTimeout(10 * time.Second).Should(HaveLen(2))

@@ -286,6 +286,11 @@ func (d *Disk) CopyFile(from, to string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return d.copyLocked(src, to)
+}
+
+// copyLocked is CopyFile once from is open as src. Callers hold d.mu.
+func (d *Disk) copyLocked(src *node, to string) (int64, error) {
 	if dir, name, err := d.lookupParent("open", to); err == nil && dir.children[foldName(name)] == src {
 		// Opening the source for writing too: Windows refuses it.
 		return 0, &fs.PathError{Op: "open", Path: to, Err: ErrSharingViolation}

@@ -240,6 +240,35 @@ func TestDiskCopyFile(t *testing.T) {
 	g.Expect(err).To(MatchError(ErrDiskFull))
 }
 
+// CopyAndEmpty copies a log its program holds open for appending and
+// empties it; a process holding the log without sharing writes refuses
+// it before any copy is made.
+func TestDiskCopyAndEmpty(t *testing.T) {
+	g := NewWithT(t)
+	const log, copied = `C:\var\log\containerd\containerd.log`, `C:\var\log\containerd\containerd-1.log`
+	d := newDisk(1 << 20)
+	g.Expect(d.MkdirAll(`C:\var\log\containerd`)).To(Succeed())
+	g.Expect(d.AppendFile(log, []byte("one\r\n"))).To(Succeed())
+	release, err := d.HoldOpen(log, "containerd.exe")
+	g.Expect(err).NotTo(HaveOccurred())
+	defer release()
+
+	unlock, err := d.HoldForReading(log, "viewer.exe")
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = d.CopyAndEmpty(log, copied)
+	g.Expect(err).To(MatchError(ErrSharingViolation))
+	_, err = d.Stat(copied)
+	g.Expect(err).To(MatchError(fs.ErrNotExist), "no copy of a log that cannot be emptied")
+	g.Expect(d.ReadFile(log)).To(Equal([]byte("one\r\n")))
+	unlock()
+
+	g.Expect(d.CopyAndEmpty(log, copied)).To(Equal(int64(5)))
+	g.Expect(d.ReadFile(copied)).To(Equal([]byte("one\r\n")))
+	g.Expect(d.ReadFile(log)).To(BeEmpty())
+	g.Expect(d.AppendFile(log, []byte("two\r\n"))).To(Succeed())
+	g.Expect(d.ReadFile(log)).To(Equal([]byte("two\r\n")), "the next append lands at the start")
+}
+
 // What a process holding a file lets others do with it, as Windows does:
 // a running image may be read and renamed; a data file opened without
 // FILE_SHARE_DELETE (as Go opens files) cannot be renamed or deleted, and
@@ -252,7 +281,7 @@ func TestDiskHolds(t *testing.T) {
 	}{
 		{"read", func(d *Disk) error { _, err := d.ReadFile(path); return err }},
 		{"append", func(d *Disk) error { return d.AppendFile(path, []byte("more")) }},
-		{"truncate", func(d *Disk) error { return d.Truncate(path) }},
+		{"copy and empty", func(d *Disk) error { _, err := d.CopyAndEmpty(path, `C:\k\copy`); return err }},
 		{"rename", func(d *Disk) error { return d.Rename(path, `C:\k\moved`, false) }},
 		{"rename over", func(d *Disk) error { return d.Rename(`C:\k\second`, path, true) }},
 		{"remove", func(d *Disk) error { return d.Remove(path) }},
@@ -265,18 +294,18 @@ func TestDiskHolds(t *testing.T) {
 		{
 			kind: "running image",
 			hold: func(d *Disk) (func(), error) { return d.Hold(path, "kubelet.exe") },
-			want: map[string]error{"append": ErrSharingViolation, "truncate": ErrSharingViolation, "rename over": ErrAccessDenied, "remove": ErrAccessDenied},
+			want: map[string]error{"append": ErrSharingViolation, "copy and empty": ErrSharingViolation, "rename over": ErrAccessDenied, "remove": ErrAccessDenied},
 		},
 		{
 			kind: "file opened exclusively",
 			hold: func(d *Disk) (func(), error) { return d.Lock(path, "backup.exe") },
-			want: map[string]error{"read": ErrSharingViolation, "append": ErrSharingViolation, "truncate": ErrSharingViolation,
+			want: map[string]error{"read": ErrSharingViolation, "append": ErrSharingViolation, "copy and empty": ErrSharingViolation,
 				"rename": ErrSharingViolation, "rename over": ErrSharingViolation, "remove": ErrSharingViolation},
 		},
 		{
 			kind: "file opened for reading, sharing reads only",
 			hold: func(d *Disk) (func(), error) { return d.HoldForReading(path, "viewer.exe") },
-			want: map[string]error{"append": ErrSharingViolation, "truncate": ErrSharingViolation, "rename": ErrSharingViolation,
+			want: map[string]error{"append": ErrSharingViolation, "copy and empty": ErrSharingViolation, "rename": ErrSharingViolation,
 				"rename over": ErrSharingViolation, "remove": ErrSharingViolation},
 		},
 		{

@@ -20,24 +20,29 @@ func (d *Disk) AppendFile(path string, data []byte) error {
 	return d.writeAt(n, "write", path, data, n.data.len())
 }
 
-// Truncate empties the file at path, as opening it for writing and
-// SetEndOfFile do: a process holding it open shared for writing
-// (HoldOpen) does not stop it, one running it or holding it otherwise
-// does (an *InUseError). Appends (AppendFile) then start at 0.
-func (d *Disk) Truncate(path string) error {
+// CopyAndEmpty copies the file at from to to and empties from, as the
+// agent does holding from open for writing (sharing reads and writes, as
+// the program appending to it does) while it copies and sets its end at
+// 0: a process holding from open shared for writing (HoldOpen) does not
+// stop it; one running it or holding it otherwise does, with an
+// *InUseError, before to is created. Appends (AppendFile) then start at
+// 0. It returns the bytes copied. The disk does it in one step, so it
+// loses no line appended meanwhile; Windows can.
+func (d *Disk) CopyAndEmpty(from, to string) (int64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n, err := d.lookup("open", path)
+	src, err := d.openRead(from)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if n.dir {
-		return &fs.PathError{Op: "open", Path: path, Err: errIsDirectory}
+	if err := writeLocked(src, "open", from); err != nil {
+		return 0, err
 	}
-	if err := writeLocked(n, "open", path); err != nil {
-		return err
+	size, err := d.copyLocked(src, to)
+	if err != nil {
+		return 0, err
 	}
-	return d.truncate(n, "truncate", path, 0)
+	return size, d.truncate(src, "truncate", from, 0)
 }
 
 // SetModTime sets the last write time of the file or folder at path, as

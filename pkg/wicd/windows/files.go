@@ -49,15 +49,29 @@ func (files) CopyFile(from, to string) (n int64, err error) {
 	return n, err
 }
 
-// Truncate opens path for writing, sharing reads and writes as the
-// process that appends to it does, and sets its end at 0 (SetEndOfFile).
-func (files) Truncate(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+// CopyAndEmpty opens from for reading and writing, sharing reads and
+// writes as the process that appends to it does, so a process holding it
+// otherwise fails it before anything is copied; it copies it as CopyFile
+// does through that handle and sets its end at 0 (SetEndOfFile). Lines
+// appended between the copy's last read and the truncation are lost.
+func (files) CopyAndEmpty(from, to string) (n int64, err error) {
+	src, err := os.OpenFile(from, os.O_RDWR, 0)
 	if err != nil {
-		return inUse(err)
+		return 0, inUse(err)
 	}
-	err = f.Truncate(0)
-	return errors.Join(err, f.Close())
+	defer func() { err = errors.Join(err, src.Close()) }()
+	err = replaceFile(to, func(f *os.File) (err error) {
+		n, err = io.Copy(f, src)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := src.Truncate(0); err != nil {
+		_ = os.Remove(to)
+		return 0, err
+	}
+	return n, nil
 }
 
 // replaceFile has write fill a temporary file in path's directory, flushes

@@ -73,6 +73,13 @@ func (f diskFiles) CopyFile(from, to string) (n int64, err error) {
 	return n, nil
 }
 
+// CopyAndEmpty is one step on the disk, which checks the holds on from
+// before it copies.
+func (f diskFiles) CopyAndEmpty(from, to string) (int64, error) {
+	n, err := f.d.CopyAndEmpty(from, to)
+	return n, mapDiskErr(err)
+}
+
 // replace has write fill a temporary file beside p and renames it over p;
 // a failure removes the temporary file.
 func (f diskFiles) replace(p string, write func(tmp string) error) error {
@@ -104,7 +111,6 @@ func mapDiskErr(err error) error {
 }
 
 func (f diskFiles) MkdirAll(p string) error            { return f.d.MkdirAll(p) }
-func (f diskFiles) Truncate(p string) error            { return mapDiskErr(f.d.Truncate(p)) }
 func (f diskFiles) Stat(p string) (fs.FileInfo, error) { return f.d.Stat(p) }
 func (f diskFiles) Remove(p string) error              { return mapDiskErr(f.d.Remove(p)) }
 func (f diskFiles) Rename(from, to string) error       { return mapDiskErr(f.d.Rename(from, to, true)) }
