@@ -255,7 +255,7 @@ func TestLimitInFlightKeepsOneConnection(t *testing.T) {
 		for range burst {
 			go get()
 		}
-		g.Eventually(inFlight.Load).Should(Equal(wantInFlight))
+		g.Eventually(inFlight.Load).WithTimeout(30 * time.Second).Should(Equal(wantInFlight))
 		close(held)
 		for range burst {
 			g.Expect(<-errs).To(Succeed())

@@ -74,7 +74,7 @@ func TestFlannelNodesMayListNodes(t *testing.T) {
 		spec.Network = wmcov1.NetworkSpec{Type: wmcov1.NetworkNone}
 	})
 	g.Eventually(exists(&rbacv1.ClusterRoleBinding{})).WithTimeout(30 * time.Second).Should(BeFalse())
-	g.Eventually(exists(&rbacv1.ClusterRole{})).Should(BeFalse())
+	g.Eventually(exists(&rbacv1.ClusterRole{})).WithTimeout(30 * time.Second).Should(BeFalse())
 	g.Expect(ctrltest.NodeMayListNodes(g, name)).To(BeFalse())
 	// Once removed, Node events do not read them again.
 	before := reads.Gets.Load()
@@ -90,6 +90,6 @@ func TestFlannelNodesMayListNodes(t *testing.T) {
 	g.Eventually(func(g Gomega) bool { return ctrltest.NodeMayListNodes(g, name) }).WithTimeout(30 * time.Second).Should(BeTrue())
 	g.Expect(ctrltest.Client.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
 	g.Eventually(exists(&rbacv1.ClusterRoleBinding{})).WithTimeout(30 * time.Second).Should(BeFalse())
-	g.Eventually(exists(&rbacv1.ClusterRole{})).Should(BeFalse())
+	g.Eventually(exists(&rbacv1.ClusterRole{})).WithTimeout(30 * time.Second).Should(BeFalse())
 	g.Expect(ctrltest.NodeMayListNodes(g, name)).To(BeFalse())
 }

@@ -133,7 +133,7 @@ func TestDiscoverEndpointKubeadmRBAC(t *testing.T) {
 		ep, err := cluster.DiscoverEndpoint(ctx, sa, saCfg, "")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(ep.Source).To(Equal("client config"))
-	}).Should(Succeed())
+	}).WithTimeout(10 * time.Second).Should(Succeed())
 
 	// ...unless an admin granted the operator itself.
 	_, err = admin.RbacV1().RoleBindings(metav1.NamespacePublic).Create(ctx, &rbacv1.RoleBinding{
@@ -147,7 +147,7 @@ func TestDiscoverEndpointKubeadmRBAC(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(ep.Source).To(Equal("kube-public/cluster-info (read as the operator)"))
 		g.Expect(ep.URL).To(Equal(c.Host))
-	}).Should(Succeed())
+	}).WithTimeout(10 * time.Second).Should(Succeed())
 }
 
 // At start-up the operator waits for an API server that does not answer

@@ -63,8 +63,10 @@ func TestRunPrunesServiceLogs(t *testing.T) {
 	in := s.inputs()
 	in.Config.LogRotation = wmcov1alpha1.LogRotationSpec{MaxFiles: 3, MaxAgeDays: 2}
 	s.apply(g, in)
-	// The test runs the loop itself: the agent service's pass at its
-	// start would race it.
+	// The test runs the loop itself, so its log shows what was removed.
+	// Its first pass starts the agent service again (stopped is drift),
+	// but prunes in that same pass, under the host lock the service's
+	// own passes then wait for.
 	g.Expect(s.node.Services.Stop(t.Context(), wicdapi.AgentServiceName)).To(Succeed())
 	disk := s.node.Host.Disk()
 	dir := nodeconfig.LogDir(nodeconfig.ServiceKubelet)

@@ -363,9 +363,9 @@ func applyCutShort(ctx context.Context, g Gomega, sess remote.Session, hold *sim
 		_, err := sess.Run(actx, []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath})
 		ran <- err
 	}()
-	g.Eventually(hold.Held()).Should(Receive(), held)
+	g.Eventually(hold.Held()).WithTimeout(agentServiceWait).Should(Receive(), held)
 	cancel()
-	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
+	g.Eventually(ran).WithTimeout(agentServiceWait).Should(Receive(MatchError(context.Canceled)))
 }
 
 // An apply cut short (the operator's connection closed mid-apply, as when
@@ -416,10 +416,10 @@ func TestApplyCutShortIsNotInPlace(t *testing.T) {
 		_, err := sess.Run(actx2, []string{wicdapi.AgentPath, "apply", "--plan", wicdapi.PlanPath})
 		ran <- err
 	}()
-	g.Eventually(hold.Held()).Should(Receive())
+	g.Eventually(hold.Held()).WithTimeout(agentServiceWait).Should(Receive())
 	g.Expect(facts(g).ApplyError).To(BeNil(), "while the same plan is applied again")
 	cancel2()
-	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
+	g.Eventually(ran).WithTimeout(agentServiceWait).Should(Receive(MatchError(context.Canceled)))
 	g.Expect(runJSON(ctx, g, sess, &pruned, wicdapi.PruneArg)).To(Equal(0))
 	g.Expect(facts(g).ApplyError).To(BeNil())
 }

@@ -163,10 +163,10 @@ func TestAgentUpgradeWaitsForTheOldProcessAndRollsBack(t *testing.T) {
 		res, err = wicd.SelfUpgrade(ctx, &b, wicd.SelfUpgradeOptions{Progress: progress})
 		done <- err
 	}()
-	g.Eventually(progress.String).Should(ContainSubstring(`waiting for C:\k\wicd.exe: ` + lingering.Name()))
+	g.Eventually(progress.String).WithTimeout(agentServiceWait).Should(ContainSubstring(`waiting for C:\k\wicd.exe: ` + lingering.Name()))
 	g.Consistently(done).ShouldNot(Receive(), "the agent is not replaced while a process holds it")
 	lingering.Exit()
-	g.Eventually(done).Should(Receive(BeNil()))
+	g.Eventually(done).WithTimeout(agentServiceWait).Should(Receive(BeNil()))
 	g.Expect(res.Waited).To(Equal([]wicdapi.HeldFile{{Path: wicdapi.AgentPath, Holders: []string{lingering.Name()}}}))
 	g.Eventually(node.AgentServiceVersion).Should(Equal("v2"))
 
@@ -247,10 +247,10 @@ func TestAgentUpgradeCutShortRollsBackAndStartsTheService(t *testing.T) {
 		_, err := sess.Run(uctx, []string{wicdapi.AgentStagingPath, wicdapi.SelfUpgradeArg})
 		ran <- err
 	}()
-	g.Eventually(held).Should(Receive(), "the new agent's service starts")
+	g.Eventually(held).WithTimeout(agentServiceWait).Should(Receive(), "the new agent's service starts")
 	cancel()
 	g.Eventually(ran).Should(Receive(MatchError(context.Canceled)))
-	g.Eventually(node.AgentServiceVersion).Should(Equal("v1"), "the previous agent's service runs")
+	g.Eventually(node.AgentServiceVersion).WithTimeout(agentServiceWait).Should(Equal("v1"), "the previous agent's service runs")
 	g.Expect(disk.ReadFile(wicdapi.AgentPath)).To(Equal(simagent.AgentImage("v1")))
 }
 
@@ -286,10 +286,10 @@ func TestCleanupWaitsForProcessesHoldingPayloadFiles(t *testing.T) {
 		res, err = wicd.Cleanup(ctx, node.Backend(), wicd.CleanupOptions{Progress: progress})
 		done <- err
 	}()
-	g.Eventually(progress.String).Should(ContainSubstring(`waiting for C:\k\payload: ` + pod.Name()))
+	g.Eventually(progress.String).WithTimeout(agentServiceWait).Should(ContainSubstring(`waiting for C:\k\payload: ` + pod.Name()))
 	g.Consistently(done).ShouldNot(Receive())
 	pod.Exit()
-	g.Eventually(done).Should(Receive(BeNil()))
+	g.Eventually(done).WithTimeout(agentServiceWait).Should(Receive(BeNil()))
 	g.Expect(res.Waited).To(Equal([]wicdapi.HeldFile{{Path: wicdapi.PayloadRoot, Holders: []string{pod.Name()}}}))
 	_, err = disk.Stat(wicdapi.PayloadRoot)
 	g.Expect(err).To(MatchError(fs.ErrNotExist))
