@@ -31,6 +31,15 @@ const (
 	// cleaned and its Node deleted.
 	Finalizer = "wmco.io/deconfigure"
 
+	// AnnotationAbandonHost on a WindowsInstance being deleted (any
+	// non-empty value: why) gives its host up if the operator cannot
+	// reach it to clean it: the Node is drained and deleted and the
+	// bootstrap credentials revoked, and what the operator installed
+	// stays on the host. The Machine controller sets it on the instance
+	// of a Machine being deleted whose host has not let the operator in
+	// for the access timeout, as the VM is removed anyway.
+	AnnotationAbandonHost = "wmco.io/abandon-host"
+
 	// LabelOSID is WMCO's label marking Windows nodes.
 	LabelOSID = "node.openshift.io/os_id"
 	// LabelWorkerRole is the worker role label.

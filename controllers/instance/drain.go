@@ -99,8 +99,8 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("list pods of Node %s: %w", node.Name, err)
 	}
-	left := podsToDrain(list.Items)
 	now := r.Now()
+	left, stranded := splitStranded(podsToDrain(list.Items), nodeUnreachable(node), now)
 	// What the condition said before this step (a copy: setting the
 	// condition changes it in place).
 	var prev metav1.Condition
@@ -108,6 +108,9 @@ func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl
 		prev = *c
 	}
 	progress := drainProgress{node: node.Name, timeout: r.drainTimeout()}
+	for i := range stranded {
+		progress.stranded = append(progress.stranded, podKey(&stranded[i]))
+	}
 	if len(left) == 0 {
 		setDrainingCondition(s.wi, progress, now)
 		if prev.Reason != ReasonDrained || prev.Message != progress.message() {
@@ -310,6 +313,41 @@ func podsToDrain(pods []corev1.Pod) []corev1.Pod {
 
 var daemonSetKind = appsv1.SchemeGroupVersion.WithKind("DaemonSet").GroupKind()
 
+// nodeUnreachable says whether the Node's kubelet has stopped reporting:
+// the node lifecycle controller sets its Ready condition to Unknown
+// (node.kubernetes.io/unreachable) once no heartbeat came within its
+// grace period.
+func nodeUnreachable(node *corev1.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionUnknown
+		}
+	}
+	return false
+}
+
+// splitStranded takes out of pods those stranded on an unreachable Node:
+// being deleted, and past the end of their grace period (a deletion's
+// deletionTimestamp is the time it asked for plus the grace period). No
+// kubelet is there to finish them; they stay terminating until their
+// Node is deleted, so a drain that waited for them would never end, as
+// kubectl drain's --skip-wait-for-delete-timeout and the Machine API's
+// drain of an unreachable Node also find. A pod still within its grace
+// period counts, as its kubelet may yet report.
+func splitStranded(pods []corev1.Pod, unreachable bool, now time.Time) (left, stranded []corev1.Pod) {
+	if !unreachable {
+		return pods, nil
+	}
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil && !now.Before(p.DeletionTimestamp.Time) {
+			stranded = append(stranded, p)
+			continue
+		}
+		left = append(left, p)
+	}
+	return left, stranded
+}
+
 func isDaemonSetPod(p *corev1.Pod) bool {
 	ref := metav1.GetControllerOf(p)
 	return ref != nil && schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind).GroupKind() == daemonSetKind
@@ -382,6 +420,9 @@ type drainProgress struct {
 	left []string
 	// blocked are the evictions refused in this step.
 	blocked []evictionBlock
+	// stranded are the pods (podKey) past their grace period on the
+	// unreachable Node (splitStranded): not waited for.
+	stranded []string
 	// elapsed is the time since the drain started; timeout its deadline.
 	elapsed, timeout time.Duration
 }
@@ -406,6 +447,10 @@ func (p drainProgress) reason() string {
 // evictions refused with the budgets that refused them.
 func (p drainProgress) message() string {
 	if len(p.left) == 0 {
+		if len(p.stranded) > 0 {
+			return fmt.Sprintf("Node %s has no pods left to evict; %s left terminating past their grace period on the unreachable Node, which no kubelet will finish, and go with the Node: %s",
+				p.node, plural(len(p.stranded), "pod"), nameList(p.stranded, maxNamedPods))
+		}
 		return fmt.Sprintf("Node %s has no pods left to evict", p.node)
 	}
 	var b strings.Builder

@@ -116,42 +116,16 @@ func TestDrainPastItsDeadlineHoldsNoWorker(t *testing.T) {
 }
 
 // protectedPod creates, in a new namespace, a pod bound to node that is
-// Running and Ready (there is no kubelet to run it: the status is written
-// as admin) and a PodDisruptionBudget (minAvailable 1) that the disruption
+// Running and Ready (runningPod, with no grace period: without a kubelet
+// to confirm a graceful deletion, an evicted pod goes at once only so)
+// and a PodDisruptionBudget (minAvailable 1) that the disruption
 // controller has computed to allow no disruption. It returns the pod and
 // the budget as namespace/name.
 func protectedPod(t *testing.T, ns, node string) (pod, pdb string) {
 	t.Helper()
 	g := NewWithT(t)
 	ctx := t.Context()
-	g.Expect(ctrltest.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-	t.Cleanup(func() {
-		_ = ctrltest.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	})
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", Labels: map[string]string{"app": "web"}},
-		Spec: corev1.PodSpec{
-			NodeName:    node,
-			Containers:  []corev1.Container{{Name: "web", Image: "mcr.microsoft.com/oss/kubernetes/pause:3.9"}},
-			Tolerations: []corev1.Toleration{{Key: "os", Value: "Windows", Effect: corev1.TaintEffectNoSchedule}},
-			// Without a kubelet to confirm a graceful deletion, an
-			// evicted pod goes at once only with no grace period.
-			TerminationGracePeriodSeconds: ptr.To[int64](0),
-		},
-	}
-	// The namespace's default ServiceAccount, which admission requires,
-	// comes moments after the namespace.
-	g.Eventually(func() error { return ctrltest.Client.Create(ctx, p) }).WithTimeout(30 * time.Second).Should(Succeed())
-	now := metav1.Now()
-	p.Status = corev1.PodStatus{
-		Phase: corev1.PodRunning,
-		Conditions: []corev1.PodCondition{
-			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
-			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		},
-	}
-	g.Expect(ctrltest.Client.Status().Update(ctx, p)).To(Succeed())
-
+	runningPod(t, ns, node, 0)
 	one := intstr.FromInt32(1)
 	budget := &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
@@ -168,6 +142,42 @@ func protectedPod(t *testing.T, ns, node string) (pod, pdb string) {
 		g.Expect(got.Status.DisruptionsAllowed).To(BeZero())
 	}).WithTimeout(30*time.Second).Should(Succeed(), "the disruption controller computes the budget")
 	return ns + "/web", ns + "/web"
+}
+
+// runningPod creates, in a new namespace ns, the pod web (label app=web)
+// bound to node, with the given termination grace period, Running and
+// Ready: there is no kubelet to run it, so the status is written as
+// admin. It returns it as namespace/name.
+func runningPod(t *testing.T, ns, node string, grace int64) string {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := t.Context()
+	g.Expect(ctrltest.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	t.Cleanup(func() {
+		_ = ctrltest.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	})
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			Containers:                    []corev1.Container{{Name: "web", Image: "mcr.microsoft.com/oss/kubernetes/pause:3.9"}},
+			Tolerations:                   []corev1.Toleration{{Key: "os", Value: "Windows", Effect: corev1.TaintEffectNoSchedule}},
+			TerminationGracePeriodSeconds: ptr.To(grace),
+		},
+	}
+	// The namespace's default ServiceAccount, which admission requires,
+	// comes moments after the namespace.
+	g.Eventually(func() error { return ctrltest.Client.Create(ctx, p) }).WithTimeout(30 * time.Second).Should(Succeed())
+	now := metav1.Now()
+	p.Status = corev1.PodStatus{
+		Phase: corev1.PodRunning,
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		},
+	}
+	g.Expect(ctrltest.Client.Status().Update(ctx, p)).To(Succeed())
+	return ns + "/" + p.Name
 }
 
 func podObjectKey(nsName string) client.ObjectKey {

@@ -74,6 +74,53 @@ func TestPodsToDrain(t *testing.T) {
 	}
 }
 
+// On a Node whose kubelet stopped reporting (Ready Unknown), a pod being
+// deleted past its grace period is not waited for: nothing will finish
+// it. Anywhere else, and within the grace period, every pod counts.
+func TestSplitStranded(t *testing.T) {
+	now := time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC)
+	deleting := func(at time.Time) func(*corev1.Pod) {
+		return func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: at} }
+	}
+	pods := []corev1.Pod{
+		testPod("a", "running"),
+		testPod("a", "past", deleting(now.Add(-time.Second))),
+		testPod("a", "due", deleting(now)),
+		testPod("a", "within", deleting(now.Add(time.Second))),
+	}
+	keys := func(ps []corev1.Pod) []string {
+		var out []string
+		for i := range ps {
+			out = append(out, podKey(&ps[i]))
+		}
+		return out
+	}
+	g := NewWithT(t)
+	left, stranded := splitStranded(pods, true, now)
+	g.Expect(keys(left)).To(Equal([]string{"a/running", "a/within"}))
+	g.Expect(keys(stranded)).To(Equal([]string{"a/past", "a/due"}))
+	left, stranded = splitStranded(pods, false, now)
+	g.Expect(keys(left)).To(Equal([]string{"a/running", "a/past", "a/due", "a/within"}), "a kubelet that reports finishes them")
+	g.Expect(stranded).To(BeEmpty())
+
+	node := func(conds ...corev1.NodeCondition) *corev1.Node {
+		return &corev1.Node{Status: corev1.NodeStatus{Conditions: conds}}
+	}
+	for _, tc := range []struct {
+		name string
+		node *corev1.Node
+		want bool
+	}{
+		{"Ready", node(corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue}), false},
+		{"NotReady: the kubelet reports", node(corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionFalse}), false},
+		{"Unknown: no heartbeat", node(corev1.NodeCondition{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionUnknown},
+			corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown}), true},
+		{"no Ready condition yet", node(), false},
+	} {
+		g.Expect(nodeUnreachable(tc.node)).To(Equal(tc.want), tc.name)
+	}
+}
+
 func TestCoveringBudgets(t *testing.T) {
 	pdb := func(ns, name string, sel *metav1.LabelSelector) policyv1.PodDisruptionBudget {
 		return policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: policyv1.PodDisruptionBudgetSpec{Selector: sel}}
@@ -175,6 +222,10 @@ func TestDrainProgress(t *testing.T) {
 		{name: "a short deadline keeps the slow pace no faster than the normal one",
 			p:      drainProgress{node: "n", left: []string{"a/x"}, elapsed: 5 * time.Second, timeout: 3 * time.Second},
 			reason: ReasonDrainTimedOut, message: "Node n not drained within 3s (draining for 5s): 1 pod left: a/x", requeue: drainRequeue},
+		{name: "drained but for pods stranded on an unreachable Node",
+			p:      drainProgress{node: "win-1", stranded: []string{"a/x", "b/y"}, timeout: time.Minute},
+			reason: ReasonDrained, message: "Node win-1 has no pods left to evict; 2 pods left terminating past their grace period on the unreachable Node, " +
+				"which no kubelet will finish, and go with the Node: a/x, b/y"},
 		{name: "a long deadline's slow pace is bounded",
 			p:      drainProgress{node: "n", left: []string{"a/x"}, elapsed: 2 * time.Hour, timeout: time.Hour},
 			reason: ReasonDrainTimedOut, message: "Node n not drained within 1h0m0s (draining for 2h0m0s): 1 pod left: a/x", requeue: maxDrainSlowRequeue},

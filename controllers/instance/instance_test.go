@@ -327,7 +327,7 @@ func TestChangedHostKeyIsNotTrusted(t *testing.T) {
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Reason).To(Equal(instance.ReasonHostKeyMismatch))
 		g.Expect(wi.Status.Message).To(And(ContainSubstring("cannot clean the host"), ContainSubstring("set spec.hostKey to it"),
-			ContainSubstring("remove the finalizer "+wmcov1.Finalizer)))
+			ContainSubstring("annotate the instance "+wmcov1.AnnotationAbandonHost+"=<why>")))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Expect(ctrltest.UpdateInstance(ctx, h.Name, func(wi *wmcov1.WindowsInstance) { wi.Spec.HostKey = h.Host.HostKey() })).To(Succeed())
 	ctrltest.DeleteAndWait(t, h.Name, 60*time.Second)

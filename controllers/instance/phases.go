@@ -975,7 +975,10 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 	if wi.Status.HostKey != "" {
 		if _, err := r.reconcileConnection(ctx, s); err != nil {
 			// A host that cannot be reached cannot be cleaned; keep
-			// trying (remove the finalizer by hand to give the host up).
+			// trying, unless the host is to be given up.
+			if why := wi.Annotations[wmcov1.AnnotationAbandonHost]; why != "" {
+				return ctrl.Result{}, r.abandonHost(ctx, s, why, err)
+			}
 			return ctrl.Result{RequeueAfter: time.Minute}, nil
 		}
 	}
@@ -1033,16 +1036,48 @@ func (r *Reconciler) deconfigure(ctx context.Context, s *scope, nodeName string,
 			}
 		}
 	}
+	if err := r.releaseNode(ctx, wi, node, owned); err != nil {
+		return err
+	}
+	r.event(s, false, "Deconfigured", "Removed %d services, files and networks from the host", len(res.Changes))
+	return nil
+}
+
+// releaseNode deletes node when the instance owns it and revokes the
+// instance's bootstrap credentials: what deconfiguring does in the
+// cluster.
+func (r *Reconciler) releaseNode(ctx context.Context, wi *wmcov1.WindowsInstance, node *corev1.Node, owned bool) error {
 	if owned {
 		if err := r.Client.Delete(ctx, node); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete Node %s: %w", node.Name, err)
 		}
 	}
-	if err := r.Tokens.Revoke(ctx, wi.Name); err != nil {
+	return r.Tokens.Revoke(ctx, wi.Name)
+}
+
+// abandonHost lets a deleted instance whose host cannot be reached (why
+// not: connErr) go uncleaned, as wmcov1.AnnotationAbandonHost (why) asks,
+// once drained: its Node is deleted and its bootstrap credentials
+// revoked, and a Warning Event says what stays on the host.
+func (r *Reconciler) abandonHost(ctx context.Context, s *scope, why string, connErr error) error {
+	wi := s.wi
+	node, err := r.getNode(ctx, wi.Status.NodeName)
+	if err != nil {
 		return err
 	}
-	r.event(s, false, "Deconfigured", "Removed %d services, files and networks from the host", len(res.Changes))
-	return nil
+	owned := node != nil && core.OwnsNode(wi, node)
+	if err := r.releaseNode(ctx, wi, node, owned); err != nil {
+		return err
+	}
+	deleted := "no Node of its own to delete"
+	if owned {
+		deleted = "deleted Node " + node.Name
+	}
+	s.log.Info("Gave the host up uncleaned", "reason", why, "connectError", connErr.Error())
+	r.event(s, true, ReasonHostAbandoned, "Gave the host at %s up uncleaned (%s %q), as it cannot be reached (%v): %s and revoked its bootstrap credentials; "+
+		"the services and files the operator installed stay on the host, and if its kubelet still runs it registers its Node again",
+		wi.Spec.Address, wmcov1.AnnotationAbandonHost, why, connErr, deleted)
+	return r.removeFinalizer(ctx, wi)
 }
 
 func (r *Reconciler) removeFinalizer(ctx context.Context, wi *wmcov1.WindowsInstance) error {

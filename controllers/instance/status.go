@@ -49,7 +49,11 @@ const (
 	ReasonPlanApplied     = "PlanApplied"
 	ReasonRenderFailed    = "RenderFailed"
 	ReasonCleanupFailed   = "CleanupFailed"
-	ReasonAgentFailed     = "AgentFailed"
+	// ReasonHostAbandoned (a Warning Event): a deleted instance's host,
+	// which could not be reached, was given up uncleaned
+	// (wmcov1.AnnotationAbandonHost).
+	ReasonHostAbandoned = "HostAbandoned"
+	ReasonAgentFailed   = "AgentFailed"
 	// ReasonPayloadTransferFailed: the upload of the payload (or of the
 	// agent), or its copy on the host, failed; the message says why (a
 	// full disk, a dropped connection). PayloadTransfer is the transfer
@@ -383,7 +387,7 @@ func stalled(wi *wmcov1.WindowsInstance) bool {
 // be reached stays, and how to let it go.
 func unreachableDeletionMessage(why string) string {
 	return "cannot clean the host, retried every minute: " + why +
-		"; to give the host up uncleaned, remove the finalizer " + wmcov1.Finalizer + " (its Node, if any, stays for you to delete)"
+		"; to give the host up uncleaned, annotate the instance " + wmcov1.AnnotationAbandonHost + "=<why> (its Node is deleted and its bootstrap credentials revoked)"
 }
 
 // progressReasons are condition reasons that say a step is under way, not

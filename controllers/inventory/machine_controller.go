@@ -87,6 +87,7 @@ const (
 	EventMachineNodeReady       = "WindowsNodeReady"
 	EventMachineDeconfiguring   = "DeconfiguringWindowsHost"
 	EventMachineDeconfigured    = "WindowsHostDeconfigured"
+	EventMachineHostAbandoned   = "WindowsHostAbandoned"
 )
 
 // MachineReconciler gives every Windows Machine (machine.openshift.io/v1beta1,
@@ -237,9 +238,13 @@ func (r *MachineReconciler) reconcileDeletion(ctx context.Context, s *machineSco
 			r.Recorder.Eventf(s.m, s.wi, corev1.EventTypeNormal, EventMachineDeconfiguring, "Deconfigure",
 				"Draining Node %q and cleaning the Windows host (WindowsInstance %s) before the VM is removed", s.wi.Status.NodeName, s.wi.Name)
 		}
-		// No requeue: the instance's deletion maps back to the Machine.
+		res, err := r.abandonUnreachableHost(ctx, s)
+		if err != nil {
+			return ctrl.Result{}, true, err
+		}
+		// The instance's deletion maps back to the Machine.
 		s.log.V(1).Info("Waiting for the WindowsInstance to be deconfigured", "windowsInstance", s.wi.Name)
-		return ctrl.Result{}, true, nil
+		return res, true, nil
 	}
 	if hasHook(s.m) {
 		if err := r.setHook(ctx, s, false); err != nil {
@@ -250,6 +255,65 @@ func (r *MachineReconciler) reconcileDeletion(ctx context.Context, s *machineSco
 			"The Windows host is clean and its Node deleted; removed lifecycle hook %s", MachineDeconfigureHook.Name)
 	}
 	return ctrl.Result{}, true, nil
+}
+
+// abandonUnreachableHost gives up the host of a Machine being deleted,
+// through wmcov1.AnnotationAbandonHost on its instance, once the host has
+// not let the operator in for the access timeout: the VM is removed
+// anyway, and an instance waiting to clean a host it cannot reach would
+// hold the Machine's deletion, and a MachineSet's scale-down, for ever.
+// Before then it returns when to look again.
+func (r *MachineReconciler) abandonUnreachableHost(ctx context.Context, s *machineScope) (ctrl.Result, error) {
+	wi := s.wi
+	if wi.DeletionTimestamp.IsZero() || wi.Annotations[wmcov1.AnnotationAbandonHost] != "" {
+		return ctrl.Result{}, nil
+	}
+	since, out := accessLostSince(wi)
+	if !out {
+		// A change of Reachable maps back to the Machine.
+		return ctrl.Result{}, nil
+	}
+	if left := r.AccessTimeout - r.now().Sub(since); left > 0 {
+		return ctrl.Result{RequeueAfter: left + time.Second}, nil
+	}
+	why := fmt.Sprintf("the Machine %s/%s is being deleted and the host has not let the operator in since %s",
+		s.m.Namespace, s.m.Name, since.UTC().Format(time.RFC3339))
+	patch := client.MergeFrom(wi.DeepCopy())
+	if wi.Annotations == nil {
+		wi.Annotations = map[string]string{}
+	}
+	wi.Annotations[wmcov1.AnnotationAbandonHost] = why
+	if err := r.Client.Patch(ctx, wi, patch); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("annotate WindowsInstance %s to give its host up: %w", wi.Name, err)
+	}
+	reason := "NotConnected"
+	if c := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReachable); c != nil {
+		reason = c.Reason
+	}
+	s.log.Info("Giving up the unreachable host of a Machine being deleted", "windowsInstance", wi.Name, "since", since, "reason", reason)
+	r.Recorder.Eventf(s.m, wi, corev1.EventTypeWarning, EventMachineHostAbandoned, "Deconfigure",
+		"The host (WindowsInstance %s) has not let the operator in for %s (%s): its Node is drained and deleted and the VM removed without cleaning the host",
+		wi.Name, r.AccessTimeout, reason)
+	return ctrl.Result{}, nil
+}
+
+// accessLostSince says whether the instance's host does not let the
+// operator in (its Reachable condition is not True) and since when: the
+// condition's last transition, or the instance's creation if later (a
+// host never reached).
+func accessLostSince(wi *wmcov1.WindowsInstance) (time.Time, bool) {
+	reach := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReachable)
+	if reach != nil && reach.Status == metav1.ConditionTrue {
+		return time.Time{}, false
+	}
+	since := wi.CreationTimestamp.Time
+	if reach != nil && reach.LastTransitionTime.After(since) {
+		since = reach.LastTransitionTime.Time
+	}
+	return since, true
 }
 
 // reconcileHook puts MachineDeconfigureHook on the Machine.
@@ -410,17 +474,14 @@ func (r *MachineReconciler) reconcileAccess(_ context.Context, s *machineScope) 
 	}
 	reach := meta.FindStatusCondition(wi.Status.Conditions, wmcov1.ConditionReachable)
 	var res ctrl.Result
+	since, out := accessLostSince(wi)
 	switch {
-	case reach != nil && reach.Status == metav1.ConditionTrue:
+	case !out:
 		r.setCondition(s, MachineConditionAccessible, corev1.ConditionTrue, reach.Reason, "the operator logs in to the host as "+wi.Spec.Username)
 	default:
 		old := findMachineCondition(s.m.Status.Conditions, MachineConditionAccessible)
 		// The key fingerprint is recorded at the first login.
 		wasIn := wi.Status.AuthorizedKeyFingerprint != ""
-		since := wi.CreationTimestamp.Time
-		if reach != nil && reach.Status != metav1.ConditionTrue && reach.LastTransitionTime.After(since) {
-			since = reach.LastTransitionTime.Time
-		}
 		if left := r.AccessTimeout - r.now().Sub(since); left > 0 {
 			if old != nil {
 				s.conditions = append(s.conditions, *old)

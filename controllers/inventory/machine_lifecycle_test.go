@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,55 @@ func inventoryMachineCondition(m *machinev1beta1.Machine, t machinev1beta1.Condi
 		}
 	}
 	return nil
+}
+
+// inventoryDeletableMachine creates the Windows Machine name on AWS at
+// ip, with the Machine API's own finalizer (which it removes after the
+// VM is gone; the test's cleanup removes it), and once its instance
+// exists puts on the instance a finalizer of the test's (returned) that
+// stands in for the instance controller's cleanup.
+func inventoryDeletableMachine(t *testing.T, ns, name, ip string) (m *machinev1beta1.Machine, instance, cleanup string) {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := t.Context()
+	m = &machinev1beta1.Machine{ObjectMeta: metav1.ObjectMeta{
+		Namespace: ns, Name: name, Labels: inventoryWindowsLabels(),
+		Finalizers: []string{"machine.machine.openshift.io"},
+	}}
+	g.Expect(ctrltest.Client.Create(ctx, m)).To(Succeed())
+	t.Cleanup(func() {
+		_ = ctrltest.Client.Patch(context.Background(), m, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
+	})
+	m.Status.Addresses = []corev1.NodeAddress{inventoryInternalIP(ip),
+		{Type: corev1.NodeInternalDNS, Address: "ip-" + strings.ReplaceAll(ip, ".", "-") + ".ec2.internal"}}
+	g.Expect(ctrltest.Client.Status().Update(ctx, m)).To(Succeed())
+	instance = inventory.MachineInstanceName(ns, m.Name)
+	inventoryDeleteInstancesAtEnd(t, instance)
+	cleanup = "test.wmco.io/cleanup"
+	g.Eventually(func(g Gomega) {
+		wi, err := inventoryInstance(instance)
+		g.Expect(err).NotTo(HaveOccurred())
+		controllerutil.AddFinalizer(wi, cleanup)
+		g.Expect(ctrltest.Client.Update(ctx, wi)).To(Succeed())
+		g.Expect(inventoryGetMachine(g, m).Spec.LifecycleHooks.PreDrain).To(ContainElement(inventory.MachineDeconfigureHook))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	return m, instance, cleanup
+}
+
+// inventoryFinishCleanup removes the test's cleanup finalizer from the
+// instance of Machine m, as the instance controller would once done, and
+// waits for the instance to go and the Machine's hook to come off, with
+// one WindowsHostDeconfigured Event.
+func inventoryFinishCleanup(g *WithT, m *machinev1beta1.Machine, instance, cleanup string) {
+	wi, err := inventoryInstance(instance)
+	g.Expect(err).NotTo(HaveOccurred())
+	controllerutil.RemoveFinalizer(wi, cleanup)
+	g.Expect(ctrltest.Client.Update(context.Background(), wi)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(inventoryGone(instance)()).To(Succeed())
+		g.Expect(inventoryGetMachine(g, m).Spec.LifecycleHooks.PreDrain).NotTo(ContainElement(inventory.MachineDeconfigureHook))
+		g.Expect(inventoryMachineEvents(g, m.Namespace, m.Name, inventory.EventMachineDeconfigured)).To(HaveLen(1))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
 }
 
 // Each platform maps a Machine to its instance by its own rule: the user,
@@ -154,30 +204,7 @@ func TestMachineDeletionWaitsForTheHostToBeClean(t *testing.T) {
 	ctx := t.Context()
 	ns := inventoryNamespace(t)
 	inventoryStartMachineControllerOn(t, configv1.AWSPlatformType, 0)
-	m := &machinev1beta1.Machine{ObjectMeta: metav1.ObjectMeta{
-		Namespace: ns, Name: "win-del", Labels: inventoryWindowsLabels(),
-		// The Machine API's own finalizer, which it removes after the VM
-		// is gone.
-		Finalizers: []string{"machine.machine.openshift.io"},
-	}}
-	g.Expect(ctrltest.Client.Create(ctx, m)).To(Succeed())
-	t.Cleanup(func() {
-		_ = ctrltest.Client.Patch(context.Background(), m, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
-	})
-	m.Status.Addresses = []corev1.NodeAddress{inventoryInternalIP("10.79.3.5"), {Type: corev1.NodeInternalDNS, Address: "ip-10-79-3-5.ec2.internal"}}
-	g.Expect(ctrltest.Client.Status().Update(ctx, m)).To(Succeed())
-	name := inventory.MachineInstanceName(ns, m.Name)
-	inventoryDeleteInstancesAtEnd(t, name)
-
-	// The instance controller's finalizer stands in for the cleanup.
-	const cleanup = "test.wmco.io/cleanup"
-	g.Eventually(func(g Gomega) {
-		wi, err := inventoryInstance(name)
-		g.Expect(err).NotTo(HaveOccurred())
-		controllerutil.AddFinalizer(wi, cleanup)
-		g.Expect(ctrltest.Client.Update(ctx, wi)).To(Succeed())
-		g.Expect(inventoryGetMachine(g, m).Spec.LifecycleHooks.PreDrain).To(ContainElement(inventory.MachineDeconfigureHook))
-	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	m, name, cleanup := inventoryDeletableMachine(t, ns, "win-del", "10.79.3.5")
 
 	g.Expect(ctrltest.Client.Delete(ctx, m)).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -190,16 +217,54 @@ func TestMachineDeletionWaitsForTheHostToBeClean(t *testing.T) {
 		g.Expect(inventoryGetMachine(g, m).Spec.LifecycleHooks.PreDrain).To(ContainElement(inventory.MachineDeconfigureHook))
 	}).WithTimeout(2*time.Second).WithPolling(inventoryPoll).Should(Succeed(), "the hook holds while the host is cleaned")
 
-	wi, err := inventoryInstance(name)
-	g.Expect(err).NotTo(HaveOccurred())
-	controllerutil.RemoveFinalizer(wi, cleanup)
-	g.Expect(ctrltest.Client.Update(ctx, wi)).To(Succeed())
+	inventoryFinishCleanup(g, m, name, cleanup)
+}
+
+// A Machine being deleted whose host does not let the operator in holds
+// nothing for ever: once the access timeout has passed since the host was
+// last reachable, the operator marks the instance to give the host up
+// (wmco.io/abandon-host), with one Warning Event on the Machine. A host
+// that lets it in is never given up.
+func TestMachineDeletionGivesUpAHostItCannotReach(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := inventoryNamespace(t)
+	const bound = 2 * time.Second
+	inventoryStartMachineControllerOn(t, configv1.AWSPlatformType, bound)
+	m, name, cleanup := inventoryDeletableMachine(t, ns, "win-dead", "10.79.3.6")
+	inventorySetInstanceStatus(g, name, func(*wmcov1.WindowsInstanceStatus) {},
+		metav1.Condition{Type: wmcov1.ConditionReachable, Status: metav1.ConditionTrue, Reason: "Connected", Message: "connected over SSH"})
+
+	abandoned := func(g Gomega) string {
+		wi, err := inventoryInstance(name)
+		g.Expect(err).NotTo(HaveOccurred())
+		return wi.Annotations[wmcov1.AnnotationAbandonHost]
+	}
+	g.Expect(ctrltest.Client.Delete(ctx, m)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		g.Expect(inventoryGone(name)()).To(Succeed())
-		got := inventoryGetMachine(g, m)
-		g.Expect(got.Spec.LifecycleHooks.PreDrain).NotTo(ContainElement(inventory.MachineDeconfigureHook))
-		g.Expect(inventoryMachineEvents(g, ns, m.Name, inventory.EventMachineDeconfigured)).To(HaveLen(1))
+		wi, err := inventoryInstance(name)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(wi.DeletionTimestamp.IsZero()).To(BeFalse(), "the instance is being deleted")
 	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+	g.Consistently(abandoned).WithTimeout(2*bound).WithPolling(inventoryPoll).Should(BeEmpty(), "a host the operator reaches is cleaned")
+
+	// The VM dies.
+	lost := time.Now()
+	inventorySetInstanceStatus(g, name, func(*wmcov1.WindowsInstanceStatus) {},
+		metav1.Condition{Type: wmcov1.ConditionReachable, Status: metav1.ConditionFalse, Reason: "Unreachable", Message: "dial tcp 10.79.3.6:22: i/o timeout"})
+	g.Eventually(abandoned).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(
+		ContainSubstring("the Machine " + ns + "/win-dead is being deleted and the host has not let the operator in since"))
+	g.Expect(time.Since(lost)).To(BeNumerically(">=", bound), "not before the access timeout")
+	g.Eventually(func(g Gomega) {
+		events := inventoryMachineEvents(g, ns, m.Name, inventory.EventMachineHostAbandoned)
+		g.Expect(events).To(HaveLen(1))
+		g.Expect(events[0].Type).To(Equal(corev1.EventTypeWarning))
+		g.Expect(events[0].Message).To(And(ContainSubstring("has not let the operator in for 2s (Unreachable)"), ContainSubstring("without cleaning the host")))
+	}).WithTimeout(inventoryTimeout).WithPolling(inventoryPoll).Should(Succeed())
+
+	// The instance controller then lets the instance go; the hook follows.
+	inventoryFinishCleanup(g, m, name, cleanup)
+	g.Expect(inventoryMachineEvents(g, ns, m.Name, inventory.EventMachineHostAbandoned)).To(HaveLen(1), "one Warning")
 }
 
 // A host that never lets the operator in (a VM that did not authorise the
