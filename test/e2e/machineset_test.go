@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -79,6 +80,38 @@ var _ = Describe("Windows MachineSets", Ordered, Label("machineset"), func() {
 		Eventually(ctx, func(g Gomega) { g.Expect(machinesOf(ctx, g, ms)).To(BeEmpty()) }).
 			WithTimeout(p.Timeouts().Remove).WithPolling(poll).Should(Succeed())
 		expectMachineGone(ctx, kept[0])
+	})
+
+	It("scales down past a VM that died, giving its host up after the access timeout", func(ctx SpecContext) {
+		By("Scaling " + ms.Name + " to 1")
+		scaleMachineSet(ctx, ms, 1)
+		j := waitMachinesReady(ctx, ms, 1)[0]
+		By("Powering off the VM of Machine " + j.machine + " for good")
+		if err := p.KillMachineVM(ctx, j.machine); errors.Is(err, errors.ErrUnsupported) {
+			Skip("the provider cannot power a VM off")
+		} else {
+			Expect(err).NotTo(HaveOccurred())
+		}
+
+		By("Scaling to 0")
+		scaleMachineSet(ctx, ms, 0)
+		Eventually(ctx, func(g Gomega) {
+			_, err := getInstance(ctx, j.instance)
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "WindowsInstance %s", j.instance)
+			err = p.Client().Get(ctx, client.ObjectKey{Name: j.node}, &corev1.Node{})
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "Node %s", j.node)
+			g.Expect(machinesOf(ctx, g, ms)).To(BeEmpty())
+			p.ExpectMachineAbandoned(g, j.machine, j.node)
+		}).WithTimeout(p.MachineAccessTimeout() + p.Timeouts().Remove).WithPolling(poll).Should(Succeed())
+		var events corev1.EventList
+		Expect(p.Client().List(ctx, &events, client.InNamespace(ms.Namespace))).To(Succeed())
+		var abandoned []string
+		for _, e := range events.Items {
+			if e.InvolvedObject.Kind == "Machine" && e.InvolvedObject.Name == j.machine && e.Reason == inventory.EventMachineHostAbandoned {
+				abandoned = append(abandoned, e.Message)
+			}
+		}
+		Expect(abandoned).To(ConsistOf(ContainSubstring("without cleaning the host")), "one Warning on the Machine")
 	})
 })
 

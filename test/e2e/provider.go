@@ -105,6 +105,16 @@ type Provider interface {
 	// scaled away was clean, and its Node gone, before the VM was
 	// destroyed, as far as the provider can see a VM that is gone.
 	ExpectMachineCleaned(g Gomega, machine, node string)
+	// KillMachineVM powers the Machine's VM off for good, as a VM that
+	// died: no SSH, no kubelet. errors.ErrUnsupported when the provider
+	// cannot (the step is then skipped).
+	KillMachineVM(ctx context.Context, machine string) error
+	// ExpectMachineAbandoned asserts, through g, that the VM of a Machine
+	// scaled away after it died was destroyed uncleaned, its Node gone
+	// before, as far as the provider can see a VM that is gone.
+	ExpectMachineAbandoned(g Gomega, machine, node string)
+	// MachineAccessTimeout is the operator's --machine-access-timeout.
+	MachineAccessTimeout() time.Duration
 	// MetricsText is the operator's Prometheus metrics in text format, or
 	// an error wrapping ErrMetricsUnavailable.
 	MetricsText(ctx context.Context) (string, error)

@@ -299,3 +299,12 @@ func (p *byohProvider) MachineSet(ctx context.Context) (*machinev1beta1.MachineS
 // ExpectMachineCleaned can see nothing of a VM the cloud destroyed: the
 // spec's own checks (no instance, no Node left) are what byoh proves.
 func (p *byohProvider) ExpectMachineCleaned(Gomega, string, string) {}
+
+// KillMachineVM: byoh does not power a cloud's VMs off.
+func (p *byohProvider) KillMachineVM(context.Context, string) error { return errors.ErrUnsupported }
+
+// ExpectMachineAbandoned can see nothing of a VM the cloud destroyed.
+func (p *byohProvider) ExpectMachineAbandoned(Gomega, string, string) {}
+
+// MachineAccessTimeout is the operator's default: byoh does not start it.
+func (p *byohProvider) MachineAccessTimeout() time.Duration { return 10 * time.Minute }

@@ -56,7 +56,8 @@ func startLocal(ctx context.Context, log io.Writer) (*localProvider, error) {
 		}
 	}
 	platform := configv1.PlatformType(envOr("WMCO_E2E_MACHINE_PLATFORM", string(configv1.AWSPlatformType)))
-	env, err := localenv.Start(ctx, localenv.Options{Hosts: localHosts, OperatorBinary: bin, Log: log, MachinePlatform: platform})
+	env, err := localenv.Start(ctx, localenv.Options{Hosts: localHosts, OperatorBinary: bin, Log: log, MachinePlatform: platform,
+		OperatorArgs: []string{"--machine-access-timeout=" + localMachineAccessTimeout.String()}})
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +163,43 @@ func getText(req *http.Request, c *http.Client) (string, error) {
 	return string(body), nil
 }
 
+// localMachineAccessTimeout is the local operator's
+// --machine-access-timeout: short, so that the spec scaling past a dead
+// VM waits seconds, not the default 10 minutes.
+const localMachineAccessTimeout = 20 * time.Second
+
+func (p *localProvider) MachineAccessTimeout() time.Duration { return localMachineAccessTimeout }
+
+// KillMachineVM closes the simulated host of the Machine's VM.
+func (p *localProvider) KillMachineVM(_ context.Context, machine string) error {
+	h := p.env.Cloud.Host(machine)
+	if h == nil {
+		return fmt.Errorf("machine %s has no VM", machine)
+	}
+	return h.Close()
+}
+
+// ExpectMachineAbandoned checks the simulated cloud's record of the VM:
+// its state just before it was destroyed still has what the operator
+// installed, and the Node was gone by then.
+func (p *localProvider) ExpectMachineAbandoned(g Gomega, machine, node string) {
+	snap, ok := p.env.Cloud.Snapshot(machine)
+	g.Expect(ok).To(BeTrue(), "the VM of Machine %s was destroyed", machine)
+	g.Expect(snap.Leftovers()).To(ContainElement("file "+wicdapi.AgentPath), "the dead VM was not cleaned")
+	p.expectNodeGoneFirst(g, machine, node)
+}
+
+// expectNodeGoneFirst checks that the cloud found no Node to delete when
+// it destroyed the Machine's VM: the operator had deleted it.
+func (p *localProvider) expectNodeGoneFirst(g Gomega, machine, node string) {
+	var kinds []machinesim.EventKind
+	for _, ev := range p.env.Cloud.EventsOf(machine) {
+		kinds = append(kinds, ev.Kind)
+	}
+	g.Expect(kinds).To(ContainElement(machinesim.EventNodeAlreadyGone), "Node %s was deleted before the VM went", node)
+	g.Expect(kinds).NotTo(ContainElement(machinesim.EventNodeDeletedByCloud), "the cloud had to delete Node %s", node)
+}
+
 // localMachineSet is the name of the local provider's Windows MachineSet.
 const localMachineSet = "e2e-windows"
 
@@ -187,10 +225,5 @@ func (p *localProvider) ExpectMachineCleaned(g Gomega, machine, node string) {
 	snap, ok := p.env.Cloud.Snapshot(machine)
 	g.Expect(ok).To(BeTrue(), "the VM of Machine %s was destroyed", machine)
 	g.Expect(snap.Leftovers()).To(BeEmpty(), "left on the VM of Machine %s", machine)
-	var kinds []machinesim.EventKind
-	for _, ev := range p.env.Cloud.EventsOf(machine) {
-		kinds = append(kinds, ev.Kind)
-	}
-	g.Expect(kinds).To(ContainElement(machinesim.EventNodeAlreadyGone), "Node %s was deleted before the VM went", node)
-	g.Expect(kinds).NotTo(ContainElement(machinesim.EventNodeDeletedByCloud), "the cloud had to delete Node %s", node)
+	p.expectNodeGoneFirst(g, machine, node)
 }
