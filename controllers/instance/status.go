@@ -266,7 +266,7 @@ func summarize(wi *wmcov1.WindowsInstance, deleting, waitingSlot bool) {
 			c != nil && c.Status == metav1.ConditionFalse && !progressReasons[c.Reason] {
 			// Or that the host, once reached, cannot be now: the
 			// deletion waits for it, for good if it is gone.
-			o = outcome{reason: c.Reason, message: unreachableDeletionMessage(c.Message)}
+			o = outcome{reason: c.Reason, message: unreachableDeletionMessage(c.Message, wi.Labels[wmcov1.LabelSource] == wmcov1.SourceMachine)}
 		}
 		setSummary(wi, wmcov1.PhaseDeprovisioning, o, kstatusReconciling)
 		return
@@ -384,10 +384,15 @@ func stalled(wi *wmcov1.WindowsInstance) bool {
 }
 
 // unreachableDeletionMessage says why a deleted instance whose host cannot
-// be reached stays, and how to let it go.
-func unreachableDeletionMessage(why string) string {
-	return "cannot clean the host, retried every minute: " + why +
+// be reached stays, and how to let it go; a Machine's is let go by the
+// operator in time.
+func unreachableDeletionMessage(why string, machine bool) string {
+	msg := "cannot clean the host, retried every minute: " + why +
 		"; to give the host up uncleaned, annotate the instance " + wmcov1.AnnotationAbandonHost + "=<why> (its Node is deleted and its bootstrap credentials revoked)"
+	if machine {
+		msg += "; the operator does so once the host has not let it in for --machine-access-timeout, as its Machine's VM is removed anyway"
+	}
+	return msg
 }
 
 // progressReasons are condition reasons that say a step is under way, not

@@ -99,6 +99,7 @@ func TestSummarize(t *testing.T) {
 		deleting    bool
 		waitingSlot bool
 		hostKey     string
+		source      string
 		conds       map[string]outcome
 		phase       wmcov1.InstancePhase
 		ready       metav1.ConditionStatus
@@ -175,7 +176,16 @@ func TestSummarize(t *testing.T) {
 		{name: "deleting, the host no longer reached", deleting: true, hostKey: "ssh-ed25519 AAAA", conds: map[string]outcome{
 			wmcov1.ConditionReachable: {reason: ReasonUnreachable, message: "dial tcp 192.0.2.7:22: i/o timeout"}},
 			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonUnreachable,
-			wantMsg: unreachableDeletionMessage("dial tcp 192.0.2.7:22: i/o timeout"), reconciling: metav1.ConditionTrue, stalled: none},
+			wantMsg: "cannot clean the host, retried every minute: dial tcp 192.0.2.7:22: i/o timeout; to give the host up uncleaned, " +
+				"annotate the instance wmco.io/abandon-host=<why> (its Node is deleted and its bootstrap credentials revoked)",
+			reconciling: metav1.ConditionTrue, stalled: none},
+		{name: "deleting, a Machine's host no longer reached", deleting: true, hostKey: "ssh-ed25519 AAAA", source: wmcov1.SourceMachine,
+			conds: map[string]outcome{wmcov1.ConditionReachable: {reason: ReasonUnreachable, message: "dial tcp 192.0.2.7:22: i/o timeout"}},
+			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonUnreachable,
+			wantMsg: "cannot clean the host, retried every minute: dial tcp 192.0.2.7:22: i/o timeout; to give the host up uncleaned, " +
+				"annotate the instance wmco.io/abandon-host=<why> (its Node is deleted and its bootstrap credentials revoked); " +
+				"the operator does so once the host has not let it in for --machine-access-timeout, as its Machine's VM is removed anyway",
+			reconciling: metav1.ConditionTrue, stalled: none},
 		{name: "deleting, the host never reached: nothing to clean", deleting: true, conds: map[string]outcome{
 			wmcov1.ConditionReachable: {reason: ReasonUnreachable, message: "dial tcp 192.0.2.7:22: i/o timeout"}},
 			phase: wmcov1.PhaseDeprovisioning, ready: metav1.ConditionFalse, readyWhy: ReasonDeleting, reconciling: metav1.ConditionTrue, stalled: none},
@@ -197,6 +207,9 @@ func TestSummarize(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
 			wi := &wmcov1.WindowsInstance{Spec: wmcov1.WindowsInstanceSpec{Paused: c.paused}}
+			if c.source != "" {
+				wi.Labels = map[string]string{wmcov1.LabelSource: c.source}
+			}
 			wi.Status.HostKey = c.hostKey
 			// Left-overs of an earlier summary are replaced.
 			setCondition(wi, wmcov1.ConditionStalled, outcome{ok: true, reason: "Old"})
