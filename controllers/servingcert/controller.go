@@ -33,7 +33,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+	"sigs.k8s.io/yaml"
 
+	"github.com/openwmco/wmco/config/prometheus"
 	"github.com/openwmco/wmco/controllers/core"
 	"github.com/openwmco/wmco/controllers/nodemetrics"
 	certs "github.com/openwmco/wmco/pkg/servingcert"
@@ -48,6 +50,8 @@ import (
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,resourceNames=wmco-metrics-reader,verbs=bind
 // +kubebuilder:rbac:groups=monitoring.coreos.com,namespace=wmco-system,resources=servicemonitors,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,resourceNames=servicemonitors.monitoring.coreos.com,verbs=get;list;watch
+// +kubebuilder:rbac:groups=monitoring.coreos.com,namespace=wmco-system,resources=prometheusrules,verbs=get;create;update
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,resourceNames=prometheusrules.monitoring.coreos.com,verbs=get;list;watch
 
 // Names of the scraper identity and the ServiceMonitors.
 const (
@@ -66,6 +70,11 @@ const (
 	// ServiceMonitorCRD is the Prometheus Operator's CRD whose presence
 	// makes the operator keep its ServiceMonitors.
 	ServiceMonitorCRD = "servicemonitors.monitoring.coreos.com"
+	// PrometheusRuleCRD is the Prometheus Operator's CRD whose presence
+	// makes the operator keep its alerting and recording rules, the
+	// PrometheusRule RulesName (config/prometheus/rules.yaml).
+	PrometheusRuleCRD = "prometheusrules.monitoring.coreos.com"
+	RulesName         = "wmco"
 	// OperatorServiceLabel selects the wmco-metrics Service
 	// (app.kubernetes.io/name=wmco, config/manager).
 	OperatorServiceLabel = "wmco"
@@ -74,8 +83,8 @@ const (
 // Reconciler keeps, in the operator's namespace, the ConfigMap of the
 // CA that signs the serving certificates, the metrics endpoint's
 // certificate, Prometheus' identity for the metrics
-// endpoint, and, where the Prometheus Operator's ServiceMonitor CRD
-// exists, the two ServiceMonitors.
+// endpoint, and, where the Prometheus Operator's CRDs exist, the two
+// ServiceMonitors and the PrometheusRule of the alerts.
 type Reconciler struct {
 	// Client writes; it reads Secrets of the operator's namespace from
 	// the manager's cache.
@@ -93,8 +102,9 @@ type Reconciler struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 
-	// objects reads the ConfigMap and the CRD from a cache of their own.
-	objects client.Reader
+	// objects reads the ConfigMap and the ServiceMonitor CRD from a cache
+	// of their own; ruleCRD the PrometheusRule CRD.
+	objects, ruleCRD client.Reader
 }
 
 // Reconcile brings every object in line; it comes back when the
@@ -111,7 +121,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if err := r.ensureScraper(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.ensureServiceMonitors(ctx); err != nil {
+	if err := r.ensureMonitoring(ctx, r.objects, ServiceMonitorCRD, ServiceMonitors(r.Namespace, r.Authority == nil)); err != nil {
+		errs = append(errs, err)
+	}
+	rules, err := PrometheusRule(r.Namespace)
+	if err == nil {
+		err = r.ensureMonitoring(ctx, r.ruleCRD, PrometheusRuleCRD, []*unstructured.Unstructured{rules})
+	}
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -305,43 +322,43 @@ func (r *Reconciler) ensureScraper(ctx context.Context) error {
 	return nil
 }
 
-// serviceMonitorCRDExists says whether the Prometheus Operator's
-// ServiceMonitor CRD exists.
-func (r *Reconciler) serviceMonitorCRDExists(ctx context.Context) (bool, error) {
-	crd := crdMetadata()
-	err := r.objects.Get(ctx, client.ObjectKey{Name: ServiceMonitorCRD}, crd)
+// crdExists says whether the CRD name exists, read from crds.
+func crdExists(ctx context.Context, crds client.Reader, name string) (bool, error) {
+	err := crds.Get(ctx, client.ObjectKey{Name: name}, crdMetadata())
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("get CustomResourceDefinition %s: %w", ServiceMonitorCRD, err)
+		return false, fmt.Errorf("get CustomResourceDefinition %s: %w", name, err)
 	}
 	return true, nil
 }
 
-// ensureServiceMonitors creates or corrects the ServiceMonitors where
-// their CRD exists; without it there is nothing to do until it appears
-// (a watch).
-func (r *Reconciler) ensureServiceMonitors(ctx context.Context) error {
-	ok, err := r.serviceMonitorCRDExists(ctx)
+// ensureMonitoring creates or corrects the Prometheus Operator objects
+// wants (their spec, and their labels added to any others) where their
+// CRD crd exists (read from crds); without it there is nothing to do
+// until it appears (a watch).
+func (r *Reconciler) ensureMonitoring(ctx context.Context, crds client.Reader, crd string, wants []*unstructured.Unstructured) error {
+	ok, err := crdExists(ctx, crds, crd)
 	if err != nil || !ok {
 		return err
 	}
 	var errs []error
-	for _, want := range ServiceMonitors(r.Namespace, r.Authority == nil) {
+	for _, want := range wants {
+		kind := want.GetKind()
 		have := &unstructured.Unstructured{}
 		have.SetGroupVersionKind(want.GroupVersionKind())
 		err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), have)
 		switch {
 		case apierrors.IsNotFound(err):
-			ctrl.LoggerFrom(ctx).Info("Creating ServiceMonitor", "serviceMonitor", klog.KObj(want))
+			ctrl.LoggerFrom(ctx).Info("Creating "+kind, "name", klog.KObj(want))
 			if err := r.Client.Create(ctx, want); err != nil {
-				errs = append(errs, fmt.Errorf("create ServiceMonitor %s: %w", klog.KObj(want), err))
+				errs = append(errs, fmt.Errorf("create %s %s: %w", kind, klog.KObj(want), err))
 			}
 		case err != nil:
-			errs = append(errs, fmt.Errorf("get ServiceMonitor %s: %w", klog.KObj(want), err))
+			errs = append(errs, fmt.Errorf("get %s %s: %w", kind, klog.KObj(want), err))
 		case !equality.Semantic.DeepEqual(have.Object["spec"], want.Object["spec"]) || !labels.SelectorFromSet(want.GetLabels()).Matches(labels.Set(have.GetLabels())):
-			ctrl.LoggerFrom(ctx).Info("Updating ServiceMonitor", "serviceMonitor", klog.KObj(want))
+			ctrl.LoggerFrom(ctx).Info("Updating "+kind, "name", klog.KObj(want))
 			upd := have.DeepCopy()
 			upd.Object["spec"] = want.Object["spec"]
 			l := upd.GetLabels()
@@ -351,11 +368,31 @@ func (r *Reconciler) ensureServiceMonitors(ctx context.Context) error {
 			maps.Copy(l, want.GetLabels())
 			upd.SetLabels(l)
 			if err := r.Client.Update(ctx, upd); err != nil {
-				errs = append(errs, fmt.Errorf("update ServiceMonitor %s: %w", klog.KObj(want), err))
+				errs = append(errs, fmt.Errorf("update %s %s: %w", kind, klog.KObj(want), err))
 			}
 		}
 	}
 	return kerrors.NewAggregate(errs)
+}
+
+// PrometheusRule is the PrometheusRule RulesName of
+// config/prometheus/rules.yaml in namespace, labelled as the operator's.
+func PrometheusRule(namespace string) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(prometheus.Rules, &u.Object); err != nil {
+		return nil, fmt.Errorf("config/prometheus/rules.yaml: %w", err)
+	}
+	if u.GetKind() != "PrometheusRule" || u.GetName() != RulesName {
+		return nil, fmt.Errorf("config/prometheus/rules.yaml: a %s named %q, not the PrometheusRule %s", u.GetKind(), u.GetName(), RulesName)
+	}
+	u.SetNamespace(namespace)
+	l := u.GetLabels()
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[nodemetrics.LabelManagedBy] = nodemetrics.ManagedByValue
+	u.SetLabels(l)
+	return u, nil
 }
 
 // ServiceMonitors are the Prometheus Operator ServiceMonitors of the
@@ -465,6 +502,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	case r.Namespace == "":
 		return errors.New("serving certificate controller: Namespace is empty")
 	}
+	rc, err := core.AddCache(mgr, "the PrometheusRule CRD", cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			crdMetadata(): {Field: fields.OneTermEqualSelector("metadata.name", PrometheusRuleCRD)},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	r.ruleCRD = rc
 	c, err := core.AddCache(mgr, "the serving CA ConfigMap and the ServiceMonitor CRD", cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {
@@ -499,6 +545,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Kind(c, &corev1.ConfigMap{}, handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *corev1.ConfigMap) []reconcile.Request { return []reconcile.Request{request} }))).
 		WatchesRawSource(source.Kind(c, crdMetadata(), handler.TypedEnqueueRequestsFromMapFunc(
+			func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
+				return []reconcile.Request{request}
+			}))).
+		WatchesRawSource(source.Kind(rc, crdMetadata(), handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
 				return []reconcile.Request{request}
 			}))).

@@ -46,7 +46,7 @@ func TestMain(m *testing.M) { os.Exit(ctrltest.Run(m)) }
 func installServiceMonitorCRD(t *testing.T) {
 	t.Helper()
 	if err := promcrds.Install(t.Context(), ctrltest.Cluster.Config); err != nil {
-		t.Fatalf("install the ServiceMonitor CRD: %v", err)
+		t.Fatalf("install the ServiceMonitor and PrometheusRule CRDs: %v", err)
 	}
 }
 
@@ -76,6 +76,9 @@ func cleanup(t *testing.T) {
 		}
 		for _, sm := range servingcert.ServiceMonitors(ctrltest.Namespace, false) {
 			objs = append(objs, sm)
+		}
+		if rules, err := servingcert.PrometheusRule(ctrltest.Namespace); err == nil {
+			objs = append(objs, rules)
 		}
 		for _, o := range objs {
 			if err := ctrltest.Client.Delete(context.Background(), o); client.IgnoreNotFound(err) != nil {
@@ -115,6 +118,16 @@ func appliedExporterArgs(g Gomega, h *ctrltest.SimHost) []string {
 	}
 	g.Expect("windows_exporter").To(BeEmpty(), "no windows_exporter service in the applied plan")
 	return nil
+}
+
+// prometheusRule is the operator's PrometheusRule as the API server
+// stored it.
+func prometheusRule(g Gomega) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("monitoring.coreos.com/v1")
+	u.SetKind("PrometheusRule")
+	g.Expect(ctrltest.Client.Get(context.Background(), client.ObjectKey{Namespace: ctrltest.Namespace, Name: servingcert.RulesName}, u)).To(Succeed())
+	return u
 }
 
 func serviceMonitor(g Gomega, name string) *unstructured.Unstructured {
@@ -206,6 +219,26 @@ func TestExporterCertificateFromTheOperatorsCA(t *testing.T) {
 	bad.SetName("bad")
 	g.Expect(unstructured.SetNestedField(bad.Object, []any{map[string]any{"port": "metrics", "scheme": "ftp"}}, "spec", "endpoints")).To(Succeed())
 	g.Expect(ctrltest.Client.Create(ctx, bad)).To(MatchError(ContainSubstring("scheme")))
+
+	// The alerts of config/prometheus/rules.yaml, stored whole; a group
+	// someone removed comes back.
+	rules, err := servingcert.PrometheusRule(ctrltest.Namespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	groups, _, _ := unstructured.NestedSlice(rules.Object, "spec", "groups")
+	g.Expect(len(groups)).To(BeNumerically(">", 1))
+	g.Eventually(func(g Gomega) {
+		got := prometheusRule(g)
+		g.Expect(got.Object["spec"]).To(Equal(rules.Object["spec"]))
+		g.Expect(got.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "wmco"))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	edited := prometheusRule(g)
+	g.Expect(unstructured.SetNestedSlice(edited.Object, groups[:1], "spec", "groups")).To(Succeed())
+	g.Expect(ctrltest.Client.Update(ctx, edited)).To(Succeed())
+	// Nothing the controller watches changes: a Secret it keeps does.
+	g.Expect(ctrltest.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ctrltest.Namespace, Name: servingcert.ScraperTokenSecret}})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(prometheusRule(g).Object["spec"]).To(Equal(rules.Object["spec"]))
+	}).WithTimeout(30*time.Second).Should(Succeed(), "the removed group is back")
 
 	// A new CA: the host gets a new certificate, windows_exporter alone
 	// restarts.
@@ -393,10 +426,13 @@ func TestServingCertificatesWithGeneratedRBAC(t *testing.T) {
 		}).SetupWithManager(mgr)
 	})
 
+	rules, err := servingcert.PrometheusRule(ctrltest.Namespace)
+	g.Expect(err).NotTo(HaveOccurred())
 	g.Eventually(func(g Gomega) {
 		for _, w := range servingcert.ServiceMonitors(ctrltest.Namespace, false) {
 			g.Expect(serviceMonitor(g, w.GetName()).Object["spec"]).To(Equal(w.Object["spec"]))
 		}
+		g.Expect(prometheusRule(g).Object["spec"]).To(Equal(rules.Object["spec"]))
 		crb := &rbacv1.ClusterRoleBinding{}
 		g.Expect(ctrltest.Client.Get(ctx, client.ObjectKey{Name: servingcert.ScraperBinding}, crb)).To(Succeed())
 		_, err := metrics.GetCertificate(nil)

@@ -1,6 +1,7 @@
 // Package promcrds pins the Prometheus Operator CRDs whose objects the
 // operator writes, for tests on the local control plane: the API server
-// then validates the operator's ServiceMonitors against the real schema.
+// then validates the operator's ServiceMonitors and PrometheusRule
+// against the real schema.
 package promcrds
 
 import (
@@ -15,11 +16,14 @@ import (
 // come from (example/prometheus-operator-crd).
 const Version = "v0.93.0"
 
-// ServiceMonitor is the ServiceMonitor CRD's file, relative to the
+// ServiceMonitor and PrometheusRule are the CRDs' files, relative to the
 // repository root.
-const ServiceMonitor = "test/promcrds/monitoring.coreos.com_servicemonitors.yaml"
+const (
+	ServiceMonitor = "test/promcrds/monitoring.coreos.com_servicemonitors.yaml"
+	PrometheusRule = "test/promcrds/monitoring.coreos.com_prometheusrules.yaml"
+)
 
 // Install creates (or updates) the CRDs and waits until they are served.
 func Install(ctx context.Context, cfg *rest.Config) error {
-	return localcluster.InstallCRDFiles(ctx, cfg, ServiceMonitor)
+	return localcluster.InstallCRDFiles(ctx, cfg, ServiceMonitor, PrometheusRule)
 }
