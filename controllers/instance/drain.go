@@ -83,12 +83,9 @@ func (r *Reconciler) drainTimeout() time.Duration {
 // to drain. Past the deadline it reports DrainTimedOut and keeps trying at
 // a slower pace: a PodDisruptionBudget is never overridden.
 func (r *Reconciler) drain(ctx context.Context, s *scope, nodeName string) (ctrl.Result, error) {
-	node, err := r.getNode(ctx, nodeName)
-	if err != nil {
+	node, err := r.ownedNode(ctx, s.wi, nodeName)
+	if err != nil || node == nil {
 		return ctrl.Result{}, err
-	}
-	if node == nil || !core.OwnsNode(s.wi, node) {
-		return ctrl.Result{}, nil
 	}
 	if err := r.cordon(ctx, s, node); err != nil {
 		return ctrl.Result{}, err

@@ -832,6 +832,16 @@ func (r *Reconciler) getNode(ctx context.Context, name string) (*corev1.Node, er
 	return node, nil
 }
 
+// ownedNode is the Node name when it exists and the instance owns it
+// (core.OwnsNode), else nil.
+func (r *Reconciler) ownedNode(ctx context.Context, wi *wmcov1.WindowsInstance, name string) (*corev1.Node, error) {
+	node, err := r.getNode(ctx, name)
+	if err != nil || node == nil || !core.OwnsNode(wi, node) {
+		return nil, err
+	}
+	return node, nil
+}
+
 // reconcileNode waits for the Node, then labels, annotates and taints it,
 // and revokes the bootstrap token once it is Ready.
 func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (ctrl.Result, error) {
@@ -996,11 +1006,10 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 // removeAgent the agent binary and the plan go too.
 func (r *Reconciler) deconfigure(ctx context.Context, s *scope, nodeName string, removeAgent bool) error {
 	wi := s.wi
-	node, err := r.getNode(ctx, nodeName)
+	node, err := r.ownedNode(ctx, wi, nodeName)
 	if err != nil {
 		return err
 	}
-	owned := node != nil && core.OwnsNode(wi, node)
 	var res wicdapi.CleanupResult
 	if s.session != nil {
 		sctx, cancel := context.WithTimeout(ctx, commandTimeout)
@@ -1036,18 +1045,18 @@ func (r *Reconciler) deconfigure(ctx context.Context, s *scope, nodeName string,
 			}
 		}
 	}
-	if err := r.releaseNode(ctx, wi, node, owned); err != nil {
+	if err := r.releaseNode(ctx, wi, node); err != nil {
 		return err
 	}
 	r.event(s, false, "Deconfigured", "Removed %d services, files and networks from the host", len(res.Changes))
 	return nil
 }
 
-// releaseNode deletes node when the instance owns it and revokes the
-// instance's bootstrap credentials: what deconfiguring does in the
-// cluster.
-func (r *Reconciler) releaseNode(ctx context.Context, wi *wmcov1.WindowsInstance, node *corev1.Node, owned bool) error {
-	if owned {
+// releaseNode deletes the instance's own node (ownedNode), if any, and
+// revokes the instance's bootstrap credentials: what deconfiguring does
+// in the cluster.
+func (r *Reconciler) releaseNode(ctx context.Context, wi *wmcov1.WindowsInstance, node *corev1.Node) error {
+	if node != nil {
 		if err := r.Client.Delete(ctx, node); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete Node %s: %w", node.Name, err)
 		}
@@ -1061,16 +1070,15 @@ func (r *Reconciler) releaseNode(ctx context.Context, wi *wmcov1.WindowsInstance
 // revoked, and a Warning Event says what stays on the host.
 func (r *Reconciler) abandonHost(ctx context.Context, s *scope, why string, connErr error) error {
 	wi := s.wi
-	node, err := r.getNode(ctx, wi.Status.NodeName)
+	node, err := r.ownedNode(ctx, wi, wi.Status.NodeName)
 	if err != nil {
 		return err
 	}
-	owned := node != nil && core.OwnsNode(wi, node)
-	if err := r.releaseNode(ctx, wi, node, owned); err != nil {
+	if err := r.releaseNode(ctx, wi, node); err != nil {
 		return err
 	}
 	deleted := "no Node of its own to delete"
-	if owned {
+	if node != nil {
 		deleted = "deleted Node " + node.Name
 	}
 	s.log.Info("Gave the host up uncleaned", "reason", why, "connectError", connErr.Error())

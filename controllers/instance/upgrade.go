@@ -473,8 +473,8 @@ func (r *Reconciler) prune(ctx context.Context, s *scope) {
 // nothing uncordons it by itself later. It returns the name of a Node
 // left cordoned.
 func (r *Reconciler) settleCordon(ctx context.Context, s *scope, u *wmcov1.UpgradeStatus) (string, error) {
-	node, err := r.getNode(ctx, s.wi.Status.NodeName)
-	if err != nil || node == nil || !core.OwnsNode(s.wi, node) {
+	node, err := r.ownedNode(ctx, s.wi, s.wi.Status.NodeName)
+	if err != nil || node == nil {
 		return "", err
 	}
 	if u.AppliedAt != nil && readyStatus(node) == corev1.ConditionTrue {
@@ -489,8 +489,8 @@ func (r *Reconciler) settleCordon(ctx context.Context, s *scope, u *wmcov1.Upgra
 
 // uncordon makes the instance's Node schedulable again.
 func (r *Reconciler) uncordon(ctx context.Context, s *scope) error {
-	node, err := r.getNode(ctx, s.wi.Status.NodeName)
-	if err != nil || node == nil || !core.OwnsNode(s.wi, node) {
+	node, err := r.ownedNode(ctx, s.wi, s.wi.Status.NodeName)
+	if err != nil || node == nil {
 		return err
 	}
 	return r.setUnschedulable(ctx, s, node, false)

@@ -533,6 +533,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	request := reconcile.Request{NamespacedName: client.ObjectKey{Namespace: r.Namespace, Name: CAConfigMapName}}
 	one := func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{request} }
 	names := []string{CASecretName, MetricsSecretName, ScraperTokenSecret}
+	// Either CRD appearing (or going) brings the one request.
+	crdEvent := handler.TypedEnqueueRequestsFromMapFunc(
+		func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
+			return []reconcile.Request{request}
+		})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("servingcert").
 		WatchesRawSource(source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
@@ -544,14 +549,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}))).
 		WatchesRawSource(source.Kind(c, &corev1.ConfigMap{}, handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *corev1.ConfigMap) []reconcile.Request { return []reconcile.Request{request} }))).
-		WatchesRawSource(source.Kind(c, crdMetadata(), handler.TypedEnqueueRequestsFromMapFunc(
-			func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
-				return []reconcile.Request{request}
-			}))).
-		WatchesRawSource(source.Kind(rc, crdMetadata(), handler.TypedEnqueueRequestsFromMapFunc(
-			func(context.Context, *metav1.PartialObjectMetadata) []reconcile.Request {
-				return []reconcile.Request{request}
-			}))).
+		WatchesRawSource(source.Kind(c, crdMetadata(), crdEvent)).
+		WatchesRawSource(source.Kind(rc, crdMetadata(), crdEvent)).
 		Complete(r)
 }
 
